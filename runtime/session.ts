@@ -1,0 +1,160 @@
+/**
+ * onnxruntime-node sessions: created from bytes (no temporary files) or a path, with the options
+ * onnxforge exposes, plus conversion between `ort.Tensor` and {@link HostTensor}. Creation time is
+ * measured, and failures become {@link OnnxForgeError}s naming the model.
+ */
+import * as ort from 'onnxruntime-node';
+import { readFile } from 'node:fs/promises';
+import { inputError, OnnxForgeError } from '../graph/errors.js';
+import { Feed, formatDims, HostData, HostDType, HostTensor, hostDType } from './host-tensor.js';
+
+export interface SessionOptions {
+  /** Default 'all'. */
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
+  /** 0 or absent: onnxruntime's default (one thread per physical core). */
+  intraOpNumThreads?: number;
+  interOpNumThreads?: number;
+  executionMode?: 'sequential' | 'parallel';
+  enableProfiling?: boolean;
+  profileFilePrefix?: string;
+  /** Writes the optimized model here (debugging aid). */
+  optimizedModelFilePath?: string;
+  logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
+}
+
+/** What a model declares for one input or output. Symbolic dims are strings ('' when unnamed). */
+export interface ValueInfo {
+  name: string;
+  type: HostDType | string;
+  shape: (number | string)[];
+  isTensor: boolean;
+}
+
+export type ModelSource = Uint8Array | string;
+
+export class Session {
+  private constructor(
+    readonly ort: ort.InferenceSession,
+    /** File path, or a label for in-memory models. */
+    readonly name: string,
+    /** Wall time spent in `InferenceSession.create`, milliseconds. */
+    readonly createMs: number,
+  ) {}
+
+  static async create(source: ModelSource, options: SessionOptions = {}, name?: string): Promise<Session> {
+    const label = name ?? (typeof source === 'string' ? source : '(in-memory model)');
+    let bytes: Uint8Array;
+    if (typeof source === 'string') {
+      try {
+        bytes = new Uint8Array(await readFile(source));
+      } catch (e) {
+        throw inputError('RUNTIME_MODEL_UNREADABLE', `cannot read model ${source}: ${(e as Error).message}`, { file: source });
+      }
+    } else bytes = source;
+    const t0 = performance.now();
+    let s: ort.InferenceSession;
+    try {
+      s = await ort.InferenceSession.create(bytes, toOrtOptions(options));
+    } catch (e) {
+      throw inputError('RUNTIME_LOAD_FAILED', `onnxruntime could not load ${label}: ${firstLine(e)}`, { file: label });
+    }
+    return new Session(s, label, performance.now() - t0);
+  }
+
+  get inputs(): ValueInfo[] {
+    return this.ort.inputMetadata.map(toValueInfo);
+  }
+
+  get outputs(): ValueInfo[] {
+    return this.ort.outputMetadata.map(toValueInfo);
+  }
+
+  /** Runs the model; `outputNames` defaults to all outputs. */
+  async run(feed: Feed, outputNames?: readonly string[]): Promise<Feed> {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const [k, v] of Object.entries(feed)) feeds[k] = toOrtTensor(v, k);
+    let result: ort.InferenceSession.OnnxValueMapType;
+    try {
+      result = outputNames ? await this.ort.run(feeds, outputNames as string[]) : await this.ort.run(feeds);
+    } catch (e) {
+      throw inputError('RUNTIME_RUN_FAILED', `onnxruntime failed to run ${this.name}: ${firstLine(e)}`, { file: this.name });
+    }
+    const out: Feed = {};
+    for (const [k, v] of Object.entries(result)) {
+      out[k] = fromOrtTensor(v as ort.Tensor, k);
+      (v as ort.Tensor).dispose?.();
+    }
+    return out;
+  }
+
+  /** Runs with ort tensors already built (used by latency loops to keep conversion out of timings). */
+  async runOrt(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {
+    try {
+      return await this.ort.run(feeds);
+    } catch (e) {
+      throw inputError('RUNTIME_RUN_FAILED', `onnxruntime failed to run ${this.name}: ${firstLine(e)}`, { file: this.name });
+    }
+  }
+
+  endProfiling(): void {
+    this.ort.endProfiling();
+  }
+
+  async dispose(): Promise<void> {
+    await this.ort.release();
+  }
+}
+
+/** Creates a session from model bytes or a path. */
+export function createSession(source: ModelSource, options: SessionOptions = {}, name?: string): Promise<Session> {
+  return Session.create(source, options, name);
+}
+
+export function toOrtOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
+  const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: o.graphOptimizationLevel ?? 'all' };
+  if (o.intraOpNumThreads !== undefined && o.intraOpNumThreads > 0) opts.intraOpNumThreads = o.intraOpNumThreads;
+  if (o.interOpNumThreads !== undefined && o.interOpNumThreads > 0) opts.interOpNumThreads = o.interOpNumThreads;
+  if (o.executionMode) opts.executionMode = o.executionMode;
+  if (o.enableProfiling) opts.enableProfiling = true;
+  if (o.profileFilePrefix) opts.profileFilePrefix = o.profileFilePrefix;
+  if (o.optimizedModelFilePath) opts.optimizedModelFilePath = o.optimizedModelFilePath;
+  if (o.logSeverityLevel !== undefined) opts.logSeverityLevel = o.logSeverityLevel;
+  return opts;
+}
+
+function toValueInfo(m: ort.InferenceSession.ValueMetadata): ValueInfo {
+  if (!m.isTensor) return { name: m.name, type: 'non-tensor', shape: [], isTensor: false };
+  return { name: m.name, type: hostDType(m.type) ?? m.type, shape: [...m.shape], isTensor: true };
+}
+
+/** HostTensor -> ort.Tensor (no copy of the typed array). */
+export function toOrtTensor(t: HostTensor, name = 'tensor'): ort.Tensor {
+  try {
+    if (t.type === 'bool') {
+      const u = t.data as Uint8Array;
+      return new ort.Tensor('bool', u, t.dims);
+    }
+    return new ort.Tensor(t.type as ort.Tensor.Type, t.data as ort.Tensor.DataType, t.dims);
+  } catch (e) {
+    throw inputError('RUNTIME_BAD_TENSOR', `input ${name}: cannot build a ${t.type} tensor ${formatDims(t.dims)}: ${firstLine(e)}`, { tensor: name });
+  }
+}
+
+/** ort.Tensor -> HostTensor (shares the data). */
+export function fromOrtTensor(t: ort.Tensor, name = 'tensor'): HostTensor {
+  const type = hostDType(t.type);
+  if (!type) throw inputError('RUNTIME_UNSUPPORTED_TYPE', `output ${name} has type ${t.type}, which onnxforge cannot read`, { tensor: name });
+  let data = t.data as HostData;
+  if (type === 'bool' && !(data instanceof Uint8Array)) data = Uint8Array.from(data as unknown as ArrayLike<number>);
+  if (type === 'float16' && !(data instanceof Uint16Array)) {
+    const v = data as unknown as { buffer: ArrayBufferLike; byteOffset: number; length: number };
+    data = new Uint16Array(v.buffer, v.byteOffset, v.length);
+  }
+  return { type, dims: [...t.dims], data };
+}
+
+export function firstLine(e: unknown): string {
+  if (e instanceof OnnxForgeError) return e.message;
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split('\n')[0]!.slice(0, 500);
+}
