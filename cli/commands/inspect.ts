@@ -1,0 +1,23 @@
+import * as fs from 'node:fs';
+import type { CommandModule } from 'yargs';
+import { loadModel } from '../../graph/onnx/index.js';
+import { renderSummary, summarize } from '../../report/inspect.js';
+
+interface Args {
+  model: string;
+  json?: boolean;
+}
+
+export const inspectCommand: CommandModule<object, Args> = {
+  command: 'inspect <model>',
+  describe: 'Show what a model is: IR version, opsets, inputs/outputs, op counts, parameters by dtype and op type, largest tensors',
+  builder: (y) =>
+    y
+      .positional('model', { type: 'string', demandOption: true, describe: 'the .onnx file' })
+      .option('json', { type: 'boolean', describe: 'print the summary as JSON (schema onnxforge.inspect/1)' }) as never,
+  handler: async (args) => {
+    const model = await loadModel(args.model);
+    const s = summarize(model, args.model, fs.statSync(args.model).size);
+    process.stdout.write(args.json ? `${JSON.stringify(s, null, 2)}\n` : `${renderSummary(s)}\n`);
+  },
+};

@@ -1,0 +1,27 @@
+/** Options shared by every command that writes a model. */
+import type { Argv } from 'yargs';
+import { inputError } from '../graph/errors.js';
+import type { SaveOptions } from '../graph/onnx/index.js';
+
+export interface WriteArgs {
+  externalData?: boolean | string;
+  threshold?: number;
+  inlineData?: boolean;
+}
+
+export function writeOptions<T>(y: Argv<T>): Argv<T & WriteArgs> {
+  return y
+    .option('external-data', { describe: 'store tensors in a data file beside the model (optionally its name)', type: 'string', coerce: (v: unknown) => (v === '' || v === true || v === 'true' ? true : v) })
+    .option('threshold', { type: 'number', describe: 'with --external-data: tensors of at least this many bytes go to the data file (default 1024)' })
+    .option('inline-data', { type: 'boolean', describe: 'store every tensor inside the .onnx file' }) as unknown as Argv<T & WriteArgs>;
+}
+
+export function saveOptionsFrom(a: WriteArgs): SaveOptions {
+  if (a.externalData && a.inlineData) throw inputError('USAGE_CONFLICT', '--external-data and --inline-data cannot be used together');
+  if (a.threshold !== undefined && (!Number.isFinite(a.threshold) || a.threshold < 0)) throw inputError('USAGE_BAD_VALUE', `--threshold must be a non-negative number of bytes, got ${a.threshold}`);
+  const o: SaveOptions = {};
+  if (a.externalData) o.externalData = a.externalData;
+  if (a.threshold !== undefined) o.threshold = a.threshold;
+  if (a.inlineData) o.inlineData = true;
+  return o;
+}
