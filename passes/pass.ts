@@ -1,0 +1,97 @@
+/**
+ * The pass contract. A pass is a typed object, one per file under `passes/`, whose `name` equals its
+ * file name (kebab-case). It transforms a Model in place and says whether it changed anything, with
+ * statistics. Passes never read or write files: data, the runtime and logging come in the context, so
+ * quantization and distillation can be passes too while I/O stays at the ends of a pipeline.
+ *
+ * Options are declared as a schema; the pass manager parses textual options (`name<key=value;flag>`)
+ * against it, fills defaults and rejects bad values with a sentence naming the pass and option.
+ */
+import type { Model, Node } from '../graph/ir.js';
+
+export type OptionType = 'number' | 'integer' | 'boolean' | 'string' | 'enum' | 'string[]';
+
+export interface OptionSpec {
+  type: OptionType;
+  description: string;
+  default?: unknown;
+  /** For 'enum'. */
+  values?: readonly string[];
+  min?: number;
+  max?: number;
+  /** Minimum is exclusive (e.g. a ratio in (0, 1)). */
+  exclusiveMin?: boolean;
+  exclusiveMax?: boolean;
+}
+
+export type OptionsSchema = Record<string, OptionSpec>;
+
+export interface Logger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  debug(msg: string): void;
+}
+
+/** One "did not apply here, because ..." note, shown with `--explain`. */
+export interface Explanation {
+  pass: string;
+  node?: string;
+  reason: string;
+}
+
+/**
+ * What a pass can use besides the model. `runtime` and `data` are typed loosely here so that the
+ * graph layer does not depend on onnxruntime; `runtime/` and `calibration/` provide the real types.
+ */
+export interface PassContext {
+  logger: Logger;
+  /** Record why a pattern did not apply (kept only when explaining). */
+  explain(e: Omit<Explanation, 'pass'>): void;
+  readonly explaining: boolean;
+  /** Named data sources (e.g. 'calibration', 'eval'): async iterables of feeds. */
+  data: Record<string, unknown>;
+  /** Runtime services (sessions, latency); see runtime/. */
+  runtime?: unknown;
+  /** Free-form values passes may share within one pipeline run (e.g. computed shapes). */
+  shared: Map<string, unknown>;
+  /** Progress reporting for long passes (no-op when not a TTY). */
+  progress?(label: string, total: number): { tick(n?: number): void; done(): void };
+}
+
+export interface PassResult {
+  changed: boolean;
+  /** Pass-specific counts, e.g. { folded: 12, removedNodes: 40 }. */
+  stats?: Record<string, number | string>;
+}
+
+export interface Pass<O extends Record<string, unknown> = Record<string, unknown>> {
+  /** Textual name, equal to the file name: 'fold-constants'. */
+  readonly name: string;
+  readonly description: string;
+  readonly options: OptionsSchema;
+  /** Minimum opset the pass needs (it refuses older models with a clear error), if any. */
+  readonly minOpset?: number;
+  /** False for passes that should run once rather than to a fixed point (e.g. quantization). */
+  readonly idempotent?: boolean;
+  run(model: Model, options: O, ctx: PassContext): PassResult | Promise<PassResult>;
+}
+
+/** Helper so pass files get their option types checked: `export default definePass<{...}>({...})`. */
+export function definePass<O extends Record<string, unknown>>(p: Pass<O>): Pass<O> {
+  return p;
+}
+
+/** A match result for match-then-rewrite patterns: matchers never mutate. */
+export type Match<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+export const matched = <T>(value: T): Match<T> => ({ ok: true, value });
+export const noMatch = (reason: string): Match<never> => ({ ok: false, reason });
+
+/** A rewrite pattern applied by a greedy driver: `match` is pure, `rewrite` mutates. */
+export interface Pattern<T> {
+  readonly name: string;
+  /** Op types the anchor node can have (for fast dispatch). */
+  readonly anchors: readonly string[];
+  match(node: Node, model: Model): Match<T>;
+  rewrite(node: Node, m: T, model: Model): void;
+}

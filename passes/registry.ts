@@ -1,0 +1,24 @@
+/**
+ * The one registry: every pass by its textual name, and the presets. The CLI, pipeline files,
+ * presets and tests all resolve passes through here. Passes are grouped by area (each group file
+ * lists its passes); this file is the single place that joins them.
+ */
+import type { Pass } from './pass.js';
+import { cleanupPasses } from './groups/cleanup.js';
+import { fusionPasses } from './groups/fusion.js';
+import { quantizationPasses } from './groups/quantization.js';
+
+const ALL: Pass<any>[] = [...cleanupPasses, ...fusionPasses, ...quantizationPasses];
+
+export const PASSES: ReadonlyMap<string, Pass<any>> = new Map(ALL.map((p) => [p.name, p]));
+
+/** Named pipelines. `default` holds the lossless passes and never changes the opset. */
+export const PRESETS: Record<string, { description: string; pipeline: string }> = {};
+
+export function registerPreset(name: string, description: string, pipeline: string): void {
+  PRESETS[name] = { description, pipeline };
+}
+
+export function getPass(name: string): Pass<any> | undefined {
+  return PASSES.get(name);
+}
