@@ -28,7 +28,8 @@ async function execute(task: SandboxTask): Promise<unknown> {
   const mod = (await import(url)) as Record<string, unknown>;
   const fn = mod[task.export];
   if (typeof fn !== 'function') throw new Error(`${task.module} has no exported function ${task.export}`);
-  return await (fn as (...a: unknown[]) => unknown)(...task.args);
+  const args = task.progress ? [...task.args, (done: number, total: number) => void send({ type: 'progress', done, total })] : task.args;
+  return await (fn as (...a: unknown[]) => unknown)(...args);
 }
 
 const reporter = setInterval(() => void send({ type: 'rss', bytes: process.memoryUsage.rss() }), 100);

@@ -23,6 +23,8 @@ export interface SandboxLimits {
   maxMemoryBytes?: number;
   /** RSS polling interval, milliseconds (default 25). */
   pollMs?: number;
+  /** Progress reported by a `call` task with `progress: true`. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** Runs a model on feeds and returns the outputs. */
@@ -42,6 +44,8 @@ export interface CallTask {
   module: string;
   export: string;
   args: unknown[];
+  /** Appends a `(done, total) => void` progress callback to the arguments. */
+  progress?: boolean;
 }
 
 export type SandboxTask = RunTask | CallTask;
@@ -56,6 +60,7 @@ export interface SandboxResult<T> {
 /** Messages from the worker. */
 export type WorkerMessage =
   | { type: 'rss'; bytes: number }
+  | { type: 'progress'; done: number; total: number }
   | { type: 'result'; value: unknown }
   | { type: 'error'; error: { code: string; message: string; kind: ErrorKind; details: ErrorDetails } };
 
@@ -160,6 +165,7 @@ export function runInSandbox<T = unknown>(task: SandboxTask, limits: SandboxLimi
 
     child.on('message', (m: WorkerMessage) => {
       if (m.type === 'rss') noteRss(m.bytes);
+      else if (m.type === 'progress') limits.onProgress?.(m.done, m.total);
       else if (m.type === 'result') finish(undefined, m.value);
       else if (m.type === 'error') finish(new OnnxForgeError(m.error.code, m.error.message, m.error.details, m.error.kind));
     });

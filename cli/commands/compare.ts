@@ -1,0 +1,54 @@
+/** `onnxforge compare a.onnx b.onnx`: per-output error of b against a; exit 1 past the tolerance. */
+import type { CommandModule } from 'yargs';
+import { compareModels } from '../../runtime/bench.js';
+import { renderCompare } from '../../report/runtime.js';
+import { ProgressBar } from '../../report/progress.js';
+import { inputError } from '../../graph/errors.js';
+import { checkCount, RunArgs, runOptions, shapesFrom } from './runtime-options.js';
+
+interface Args extends RunArgs {
+  reference: string;
+  candidate: string;
+  tolerance?: number;
+  limit?: number;
+  metric?: string[];
+}
+
+export const compareCommand: CommandModule<object, Args> = {
+  command: 'compare <reference> <candidate>',
+  describe: 'Run two models on the same inputs: per-output max abs/rel error, cosine similarity, SQNR, and optional user metrics',
+  builder: (y) =>
+    runOptions(y)
+      .positional('reference', { type: 'string', demandOption: true, describe: 'the reference model (A)' })
+      .positional('candidate', { type: 'string', demandOption: true, describe: 'the model to check (B)' })
+      .option('tolerance', { type: 'number', describe: 'largest allowed max-abs error of any output (default 1e-4); exit 1 past it' })
+      .option('limit', { type: 'number', describe: 'use at most this many samples' })
+      .option('metric', { type: 'string', array: true, describe: 'user metric module path[#export] (repeatable)' }) as never,
+  handler: async (a) => {
+    checkCount('limit', a.limit, 1);
+    checkCount('threads', a.threads, 0);
+    if (a.tolerance !== undefined && !(a.tolerance >= 0)) throw inputError('USAGE_BAD_VALUE', `--tolerance must be a non-negative number, got ${a.tolerance}`);
+    const bar = new ProgressBar({ label: 'compare', ...(a.json ? { enabled: false } : {}) });
+    try {
+      const report = await compareModels(
+        {
+          reference: a.reference,
+          candidate: a.candidate,
+          shapes: shapesFrom(a),
+          ...(a.inputs !== undefined ? { inputs: a.inputs } : {}),
+          ...(a.preprocess !== undefined ? { preprocess: a.preprocess } : {}),
+          ...(a.tolerance !== undefined ? { tolerance: a.tolerance } : {}),
+          ...(a.limit !== undefined ? { limit: a.limit } : {}),
+          ...(a.metric ? { metrics: a.metric } : {}),
+          ...(a.threads ? { session: { intraOpNumThreads: a.threads } } : {}),
+        },
+        (n) => bar.update(n),
+      );
+      bar.done();
+      process.stdout.write(a.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderCompare(report)}\n`);
+      if (!report.pass) process.exitCode = 1;
+    } finally {
+      bar.done();
+    }
+  },
+};
