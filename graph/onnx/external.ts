@@ -108,10 +108,12 @@ export function expectedByteLength(t: Tensor, file?: string): number {
   return byteLengthOf(t.dataType, Number(count));
 }
 
+/** What identifies a data file: device and inode, plus size and change time (inodes get reused). */
 interface Identity {
   dev: number;
   ino: number;
   size: number;
+  ctimeMs: number;
 }
 
 /** Resolved and checked external data of one tensor (nothing read). */
@@ -187,12 +189,12 @@ export class FileExternalSource implements ExternalDataSource {
     const st = fs.fstatSync(fd);
     const known = this.identities.get(rel);
     const swapped = st.dev !== last!.dev || st.ino !== last!.ino || !st.isFile();
-    const changed = known !== undefined && (known.dev !== st.dev || known.ino !== st.ino || known.size !== st.size);
+    const changed = known !== undefined && (known.dev !== st.dev || known.ino !== st.ino || known.size !== st.size || known.ctimeMs !== st.ctimeMs);
     if (swapped || changed) {
       fs.closeSync(fd);
       this.fail('EXTERNAL_CHANGED', rel, t, 'was replaced while the model was loaded');
     }
-    if (!known) this.identities.set(rel, { dev: st.dev, ino: st.ino, size: st.size });
+    if (!known) this.identities.set(rel, { dev: st.dev, ino: st.ino, size: st.size, ctimeMs: st.ctimeMs });
     return fd;
   }
 

@@ -179,6 +179,11 @@ export interface SaveOptions {
    * I/O error at that step would (used by the failure-injection tests).
    */
   onStep?: (step: SaveStep, file: string) => void;
+  /**
+   * Models whose inline encoding would exceed this many bytes are saved with external data (or, with
+   * `inlineData`, rejected). Default and maximum: the 2 GiB protobuf limit.
+   */
+  maxInlineBytes?: number;
 }
 
 export interface SaveResult {
@@ -232,6 +237,14 @@ function writeAll(fd: number, chunks: Uint8Array[]): void {
     }
     pos += total;
   }
+}
+
+function externalByteTotal(model: Model): number {
+  let n = 0;
+  forEachTensor(model, (t) => {
+    if (t.isExternal) n += expectedByteLength(t);
+  });
+  return n;
 }
 
 function hasExternalTensors(model: Model): boolean {
@@ -379,11 +392,20 @@ export function saveModelSync(model: Model, dest: string, options: SaveOptions =
   else if (typeof options.externalData === 'string') location = options.externalData;
   else if (!options.inlineData && hasExternalTensors(model)) location = defaultLocation;
 
-  let p = planSave(model, location, threshold, align);
-  if (!p.location && p.enc.size > MAX_PROTO_BYTES) {
-    if (options.inlineData) throw inputError('ONNX_TOO_LARGE', `${dest}: the model is ${p.enc.size} bytes inline, over the 2 GiB protobuf limit; save with external data`, { file: dest });
-    p = planSave(model, defaultLocation, threshold, align);
+  const maxInline = Math.min(options.maxInlineBytes ?? MAX_PROTO_BYTES, MAX_PROTO_BYTES);
+  const tooLarge = (n: number) => inputError('ONNX_TOO_LARGE', `${dest}: the model is ${n > MAX_PROTO_BYTES ? 'over' : 'at least'} ${n} bytes inline, over the ${maxInline === MAX_PROTO_BYTES ? '2 GiB protobuf' : `${maxInline}-byte`} limit; save with external data`, { file: dest });
+  let p: Plan | undefined;
+  if (location === undefined) {
+    // external tensors would be read in to go inline: decide from their sizes before reading any
+    const externalBytes = externalByteTotal(model);
+    if (externalBytes <= maxInline) p = planSave(model, undefined, threshold, align);
+    const inlineSize = p ? p.enc.size : externalBytes;
+    if (inlineSize > maxInline) {
+      if (options.inlineData) throw tooLarge(inlineSize);
+      p = planSave(model, defaultLocation, threshold, align);
+    }
   }
+  p ??= planSave(model, location, threshold, align);
   if (p.enc.size > MAX_PROTO_BYTES) throw inputError('ONNX_TOO_LARGE', `${dest}: the model is still ${p.enc.size} bytes with external data (lower the threshold)`, { file: dest });
 
   const dataPath = p.location !== undefined && p.placed.length > 0 ? outputDataPath(dir, p.location, dest) : undefined;
