@@ -1,0 +1,18 @@
+/** A minimal PassContext for calling passes directly in tests (explanations are collected). */
+import type { Explanation, PassContext } from '../../../passes/pass.js';
+
+export interface TestContext extends PassContext {
+  explanations: Explanation[];
+}
+
+export function testContext(pass = 'test', explaining = true): TestContext {
+  const explanations: Explanation[] = [];
+  return {
+    logger: { info: () => {}, warn: () => {}, debug: () => {} },
+    explain: (e) => explanations.push({ pass, ...e }),
+    explaining,
+    data: {},
+    shared: new Map(),
+    explanations,
+  };
+}
