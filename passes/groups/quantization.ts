@@ -1,4 +1,5 @@
 /** Passes of this area, in registry order (one file per pass beside this group). */
 import type { Pass } from '../pass.js';
+import quantizeStatic from '../quantize-static.js';
 
-export const quantizationPasses: Pass<any>[] = [];
+export const quantizationPasses: Pass<any>[] = [quantizeStatic];

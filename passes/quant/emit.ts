@@ -1,0 +1,169 @@
+/**
+ * Emission of a {@link Placement} in QDQ form (ai.onnx QuantizeLinear/DequantizeLinear, opset >= 13):
+ *
+ * - each placed tensor v becomes v -> Q(scale, zp: uint8) -> DQ(scale, zp) -> every former reader of v
+ *   (graph outputs included: the DQ output takes the graph output's slot and name, so the producer
+ *   feeds only the Q, as onnxruntime's fusion requires); scale is a float32 scalar, zp an explicit
+ *   uint8 scalar;
+ * - the weight of each compute unit becomes an int8 initializer behind DQ(scale[C], zp int8 zeros[C],
+ *   axis); the bias an int32 initializer behind DQ(s_x * s_w[C], zp int32 zeros[C], axis 0);
+ * - float Constant nodes and initializers left without readers are removed, so the float weights go.
+ */
+import { DataType } from '../../graph/dtype.js';
+import { inputError } from '../../graph/errors.js';
+import { Attribute, constantOf, Graph, Model, Node, Value } from '../../graph/ir.js';
+import { Tensor } from '../../graph/tensor.js';
+import type { ComputeUnit, Placement } from './placement.js';
+import { ActivationParams, quantizeBias, quantizeWeight } from './scales.js';
+
+export interface EmitOptions {
+  reduceRange: boolean;
+}
+
+export interface EmitStats {
+  qdqPairs: number;
+  weights: number;
+  biases: number;
+  clampedBias: number;
+  removedConstants: number;
+}
+
+class Names {
+  private readonly used = new Set<string>();
+  constructor(g: Graph) {
+    for (const v of g.inputs) this.used.add(v.name);
+    for (const k of g.initializers.keys()) this.used.add(k);
+    for (const n of g.allNodes()) {
+      for (const o of n.outputs) this.used.add(o.name);
+      if (n.name) this.used.add(n.name);
+    }
+  }
+  fresh(base: string): string {
+    let name = base;
+    for (let i = 1; this.used.has(name); i++) name = `${base}_${i}`;
+    this.used.add(name);
+    return name;
+  }
+}
+
+function scalar(dtype: DataType, v: number): Tensor {
+  if (dtype === DataType.FLOAT) return Tensor.from(dtype, [], Float32Array.of(v));
+  if (dtype === DataType.UINT8) return Tensor.from(dtype, [], Uint8Array.of(v));
+  if (dtype === DataType.INT8) return Tensor.from(dtype, [], Int8Array.of(v));
+  return Tensor.from(dtype, [], Int32Array.of(v));
+}
+
+export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, ActivationParams>, o: EmitOptions): EmitStats {
+  const g = model.graph;
+  const names = new Names(g);
+  const stats: EmitStats = { qdqPairs: 0, weights: 0, biases: 0, clampedBias: 0, removedConstants: 0 };
+  const touchedConstants = new Set<Value>();
+
+  // weights and biases first: the bias needs the input scale, known from `params`
+  const weightCache = new Map<string, { dq: Value; scales: Float32Array }>();
+  for (const u of p.units) {
+    if (u.weightIndex < 0) continue;
+    const wv = u.node.inputs[u.weightIndex]!;
+    const key = `${wv.name}|${u.axis ?? 'tensor'}`;
+    let entry = weightCache.get(key);
+    if (!entry) {
+      entry = quantizeWeightInput(g, names, u, wv, o.reduceRange);
+      weightCache.set(key, entry);
+      stats.weights++;
+    }
+    touchedConstants.add(wv);
+    u.node.setInput(u.weightIndex, entry.dq);
+    if (u.biasIndex >= 0 && !u.weightOnly) {
+      const bv = u.node.inputs[u.biasIndex]!;
+      const xs = params.get(u.node.inputs[u.activationInputs[0]!]!);
+      if (!xs) throw inputError('QUANT_INTERNAL', `no input scale for ${u.node.label}`, { node: u.node.name });
+      const b = constantOf(bv)!.toFloat32();
+      const q = quantizeBias(b, xs.scale, entry.scales);
+      stats.clampedBias += q.clamped;
+      const base = `${u.node.name ?? bv.name}_bias`;
+      const qv = g.addInitializer(Tensor.from(DataType.INT32, [b.length], q.data), names.fresh(`${base}_quantized`));
+      const sv = g.addInitializer(Tensor.from(DataType.FLOAT, [b.length], q.scales), names.fresh(`${base}_scale`));
+      const zv = g.addInitializer(Tensor.from(DataType.INT32, [b.length], new Int32Array(b.length)), names.fresh(`${base}_zero_point`));
+      const out = new Value(names.fresh(`${base}_dequantized`));
+      out.setTensorType(DataType.FLOAT, [b.length]);
+      const dq = new Node('DequantizeLinear', [qv, sv, zv], [out]);
+      dq.name = names.fresh(`${base}_DequantizeLinear`);
+      dq.setAttr(Attribute.int('axis', 0));
+      g.insertBefore(u.node, dq);
+      touchedConstants.add(bv);
+      u.node.setInput(u.biasIndex, out);
+      stats.biases++;
+    }
+  }
+
+  // activations
+  for (const t of p.tensors) {
+    const prm = params.get(t.inheritFrom ?? t.value) ?? params.get(t.value);
+    if (!prm) throw inputError('QUANT_INTERNAL', `no quantization parameters for tensor '${t.value.name}'`, { tensor: t.value.name });
+    insertPair(g, names, t.value, prm);
+    stats.qdqPairs++;
+  }
+
+  // drop float constants nobody reads any more
+  for (const v of touchedConstants) {
+    if (v.uses.length > 0 || v.isGraphOutput) continue;
+    if (v.producer && v.producer.opType === 'Constant') {
+      v.producer.graph?.removeNode(v.producer);
+      stats.removedConstants++;
+    } else if (v.graph?.initializers.get(v.name) === v && !v.graph.inputs.includes(v)) {
+      v.graph.removeInitializer(v);
+      stats.removedConstants++;
+    }
+  }
+  g.toposort();
+  return stats;
+}
+
+function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, reduceRange: boolean): { dq: Value; scales: Float32Array } {
+  const t = constantOf(wv)!;
+  const q = quantizeWeight(t.toFloat32(), t.dims, u.axis, reduceRange);
+  const base = wv.name;
+  const ch = q.scales.length;
+  const qv = g.addInitializer(Tensor.from(DataType.INT8, t.dims, q.data), names.fresh(`${base}_quantized`));
+  const perChannel = q.axis !== undefined;
+  const sv = g.addInitializer(perChannel ? Tensor.from(DataType.FLOAT, [ch], q.scales) : scalar(DataType.FLOAT, q.scales[0]!), names.fresh(`${base}_scale`));
+  const zv = g.addInitializer(perChannel ? Tensor.from(DataType.INT8, [ch], new Int8Array(ch)) : scalar(DataType.INT8, 0), names.fresh(`${base}_zero_point`));
+  const out = new Value(names.fresh(`${base}_dequantized`));
+  out.setTensorType(DataType.FLOAT, t.dims);
+  const dq = new Node('DequantizeLinear', [qv, sv, zv], [out]);
+  dq.name = names.fresh(`${base}_DequantizeLinear`);
+  if (perChannel) dq.setAttr(Attribute.int('axis', q.axis!));
+  g.insertBefore(u.node, dq);
+  return { dq: out, scales: q.scales };
+}
+
+/** v -> Q -> DQ -> (every former reader of v). */
+function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams): void {
+  const sv = g.addInitializer(scalar(DataType.FLOAT, prm.scale), names.fresh(`${v.name}_scale`));
+  const zv = g.addInitializer(scalar(DataType.UINT8, prm.zeroPoint), names.fresh(`${v.name}_zero_point`));
+  const qOut = new Value(names.fresh(`${v.name}_QuantizeLinear_Output`));
+  qOut.setTensorType(DataType.UINT8, v.shape);
+  const dqOut = new Value(names.fresh(`${v.name}_DequantizeLinear_Output`));
+  dqOut.setTensorType(DataType.FLOAT, v.shape);
+  const wasOutput = v.isGraphOutput;
+  v.replaceAllUsesWith(dqOut);
+  if (wasOutput) {
+    // the graph output keeps its name: swap names so the DQ output carries it
+    const outer = v.name;
+    const inner = names.fresh(`${outer}_float`);
+    v.name = inner;
+    dqOut.name = outer;
+    dqOut.type = v.type;
+  }
+  const q = new Node('QuantizeLinear', [v, sv, zv], [qOut]);
+  q.name = names.fresh(`${v.name}_QuantizeLinear`);
+  const dq = new Node('DequantizeLinear', [qOut, sv, zv], [dqOut]);
+  dq.name = names.fresh(`${v.name}_DequantizeLinear`);
+  if (v.producer) {
+    g.insertAfter(v.producer, q);
+    g.insertAfter(q, dq);
+  } else {
+    g.insertNode(q, 0);
+    g.insertNode(dq, 1);
+  }
+}
