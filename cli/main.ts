@@ -7,8 +7,9 @@ import yargs, { CommandModule } from 'yargs';
 import { exitCodeFor, isOnnxForgeError } from '../graph/errors.js';
 import { inspectCommand } from './commands/inspect.js';
 import { convertCommand } from './commands/convert.js';
+import { gateCommand } from './commands/gate.js';
 
-export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand];
+export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand];
 
 /** Runs the CLI with `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
