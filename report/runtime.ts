@@ -58,3 +58,8 @@ export function renderCompare(r: CompareReport): string {
   lines.push('', r.pass ? 'PASS' : 'FAIL: outputs differ beyond the tolerance');
   return lines.join('\n');
 }
+
+/** JSON with non-finite numbers spelled out ("Infinity", "NaN") instead of silently becoming null. */
+export function toJson(report: unknown): string {
+  return JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2);
+}

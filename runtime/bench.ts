@@ -11,7 +11,7 @@ import { measureLatency, LatencyStats } from './latency.js';
 import { loadMetric, OutputError } from './metrics.js';
 import { profileModel, ProfileReport } from './profile.js';
 import { runInSandbox, SandboxLimits, siblingModule } from './sandbox.js';
-import { Session, SessionOptions } from './session.js';
+import { Session, SessionOptions, ValueInfo } from './session.js';
 
 export interface BenchOptions {
   models: string[];
@@ -41,6 +41,8 @@ export interface BenchReport {
   warmup: number;
   runs: number;
   threads: number | 'default';
+  /** Whether idle intra-op threads spin (off when several models alternate). */
+  spinning: boolean;
   models: BenchModelResult[];
   /** Peak RSS of the process that ran the benchmark, bytes. */
   peakRssBytes: number;
@@ -52,8 +54,10 @@ export interface BenchReport {
 export async function benchmark(o: BenchOptions, onProgress?: (done: number, total: number) => void): Promise<BenchReport> {
   if (o.models.length === 0) throw inputError('BENCH_NO_MODEL', 'name at least one model to benchmark');
   const sessions: Session[] = [];
+  // several sessions alternate on the same cores: idle spinning threads would slow the others
+  const sessionOptions: SessionOptions = { ...(o.models.length > 1 ? { allowSpinning: false } : {}), ...(o.session ?? {}) };
   try {
-    for (const m of o.models) sessions.push(await Session.create(m, o.session ?? {}));
+    for (const m of o.models) sessions.push(await Session.create(m, sessionOptions));
     const first = sessions[0]!;
     for (const s of sessions.slice(1)) {
       const a = first.inputs.map((i) => `${i.name}:${i.type}`).join(',');
@@ -67,7 +71,7 @@ export async function benchmark(o: BenchOptions, onProgress?: (done: number, tot
     const models: BenchModelResult[] = lat.sessions.map((s) => ({ model: s.name, createMs: s.createMs, stats: s.stats }));
     if (o.profile) {
       for (let i = 0; i < models.length; i++) {
-        models[i]!.profile = await profileModel(o.models[i]!, feeds, { ...(o.session ?? {}), runs: Math.max(1, Math.min(o.runs ?? 50, 20)) });
+        models[i]!.profile = await profileModel(o.models[i]!, feeds, { ...sessionOptions, runs: Math.max(1, Math.min(o.runs ?? 50, 20)) });
       }
     }
     return {
@@ -77,6 +81,7 @@ export async function benchmark(o: BenchOptions, onProgress?: (done: number, tot
       warmup: o.warmup ?? 5,
       runs: o.runs ?? 50,
       threads: o.session?.intraOpNumThreads || 'default',
+      spinning: sessionOptions.allowSpinning ?? true,
       models,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
     };
@@ -124,13 +129,20 @@ export async function compareModels(o: CompareOptions, onSample?: (done: number)
   const tolerance = o.tolerance ?? 1e-4;
   if (!(tolerance >= 0)) throw inputError('USAGE_BAD_VALUE', `tolerance must be a non-negative number, got ${o.tolerance}`);
   const metrics = await Promise.all((o.metrics ?? []).map((m) => loadMetric(m)));
-  const ref = await Session.create(o.reference, o.session ?? {});
+  const sessionOptions: SessionOptions = { allowSpinning: false, ...(o.session ?? {}) };
+  const ref = await Session.create(o.reference, sessionOptions);
   let cand: Session | undefined;
   try {
-    cand = await Session.create(o.candidate, o.session ?? {});
-    const missing = ref.inputs.filter((i) => !cand!.inputs.some((j) => j.name === i.name && j.type === i.type));
+    cand = await Session.create(o.candidate, sessionOptions);
+    const compatible = (i: ValueInfo, j: ValueInfo) =>
+      j.name === i.name && j.type === i.type && j.shape.length === i.shape.length && i.shape.every((d, k) => typeof d !== 'number' || typeof j.shape[k] !== 'number' || d === j.shape[k]);
+    const missing = ref.inputs.filter((i) => !cand!.inputs.some((j) => compatible(i, j)));
     if (missing.length) {
-      throw checkError('COMPARE_INPUTS_DIFFER', `${o.candidate} lacks the input(s) ${missing.map((i) => `'${i.name}' (${i.type})`).join(', ')} of ${o.reference}`, { file: o.candidate });
+      throw checkError(
+        'COMPARE_INPUTS_DIFFER',
+        `${o.candidate} has no input matching ${missing.map((i) => `'${i.name}' (${i.type} [${i.shape.join(',')}])`).join(', ')} of ${o.reference}`,
+        { file: o.candidate },
+      );
     }
     const spec = o.inputs ?? 'random';
     const src = openDataSource(spec, ref.inputs, { shapes: o.shapes ?? {}, ...(o.limit !== undefined ? { limit: o.limit } : {}), ...(o.preprocess ? { preprocess: o.preprocess } : {}) });

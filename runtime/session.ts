@@ -20,6 +20,14 @@ export interface SessionOptions {
   /** Writes the optimized model here (debugging aid). */
   optimizedModelFilePath?: string;
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
+  /**
+   * Whether idle intra-op threads spin waiting for work (onnxruntime's default: yes). Spinning
+   * threads of one session steal CPU from another session running on the same cores, so onnxforge
+   * turns it off wherever several sessions alternate (A/B latency rounds, comparisons).
+   */
+  allowSpinning?: boolean;
+  /** Raw onnxruntime session config entries (`extra`), e.g. { session: { intra_op: { allow_spinning: '0' } } }. */
+  extra?: Record<string, unknown>;
 }
 
 /** What a model declares for one input or output. Symbolic dims are strings ('' when unnamed). */
@@ -119,6 +127,14 @@ export function toOrtOptions(o: SessionOptions): ort.InferenceSession.SessionOpt
   if (o.profileFilePrefix) opts.profileFilePrefix = o.profileFilePrefix;
   if (o.optimizedModelFilePath) opts.optimizedModelFilePath = o.optimizedModelFilePath;
   if (o.logSeverityLevel !== undefined) opts.logSeverityLevel = o.logSeverityLevel;
+  if (o.extra || o.allowSpinning !== undefined) {
+    const extra = structuredClone(o.extra ?? {}) as { session?: { intra_op?: Record<string, unknown>; inter_op?: Record<string, unknown> } };
+    if (o.allowSpinning !== undefined) {
+      const v = o.allowSpinning ? '1' : '0';
+      extra.session = { ...extra.session, intra_op: { ...extra.session?.intra_op, allow_spinning: v }, inter_op: { ...extra.session?.inter_op, allow_spinning: v } };
+    }
+    opts.extra = extra;
+  }
   return opts;
 }
 

@@ -1,7 +1,7 @@
 /** `onnxforge bench model.onnx [more.onnx ...]`: latency in interleaved rounds, in a sandboxed child process. */
 import type { CommandModule } from 'yargs';
 import { benchmark, benchmarkInSandbox, BenchOptions } from '../../runtime/bench.js';
-import { renderBench } from '../../report/runtime.js';
+import { renderBench, toJson } from '../../report/runtime.js';
 import { ProgressBar } from '../../report/progress.js';
 import { checkCount, RunArgs, runOptions, shapesFrom } from './runtime-options.js';
 
@@ -55,7 +55,7 @@ export const benchCommand: CommandModule<object, Args> = {
           ? await benchmark(opts, onProgress)
           : await benchmarkInSandbox(opts, { timeoutMs: (a.timeout ?? 600) * 1000, maxMemoryBytes: (a.maxMemory ?? 8192) * 1024 ** 2, onProgress });
       bar.done();
-      process.stdout.write(a.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderBench(report)}\n`);
+      process.stdout.write(a.json ? `${toJson(report)}\n` : `${renderBench(report)}\n`);
     } finally {
       bar.done();
     }

@@ -1,7 +1,7 @@
 /** `onnxforge compare a.onnx b.onnx`: per-output error of b against a; exit 1 past the tolerance. */
 import type { CommandModule } from 'yargs';
 import { compareModels } from '../../runtime/bench.js';
-import { renderCompare } from '../../report/runtime.js';
+import { renderCompare, toJson } from '../../report/runtime.js';
 import { ProgressBar } from '../../report/progress.js';
 import { inputError } from '../../graph/errors.js';
 import { checkCount, RunArgs, runOptions, shapesFrom } from './runtime-options.js';
@@ -45,7 +45,7 @@ export const compareCommand: CommandModule<object, Args> = {
         (n) => bar.update(n),
       );
       bar.done();
-      process.stdout.write(a.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderCompare(report)}\n`);
+      process.stdout.write(a.json ? `${toJson(report)}\n` : `${renderCompare(report)}\n`);
       if (!report.pass) process.exitCode = 1;
     } finally {
       bar.done();
