@@ -8,8 +8,9 @@ import { exitCodeFor, isOnnxForgeError } from '../graph/errors.js';
 import { inspectCommand } from './commands/inspect.js';
 import { convertCommand } from './commands/convert.js';
 import { gateCommand } from './commands/gate.js';
+import { quantizeCommand } from './commands/quantize.js';
 
-export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand];
+export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand];
 
 /** Runs the CLI with `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {

@@ -45,6 +45,8 @@ export interface QuantizeStaticOptions {
   presets?: string;
   tensorsPerRun?: number;
   memoryBudgetBytes?: number;
+  /** Called with the prepared float model just before Q/DQ placement (e.g. to keep a copy). */
+  onPrepared?: (model: Model) => void;
 }
 
 export type SampleSource = () => AsyncIterable<Sample>;
@@ -69,6 +71,8 @@ export interface QuantizeStaticReport {
   warnings: string[];
   /** Calibrated ranges by tensor name (in the prepared model). */
   ranges: Record<string, TensorRange>;
+  /** Calibrated tensor name -> the DequantizeLinear output carrying it in the quantized model. */
+  dequantized: Record<string, string>;
 }
 
 /** Quantizes `model` in place. */
@@ -86,6 +90,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   }
   if ((model.opset('') ?? 1) < 13) throw inputError('QUANT_OPSET_TOO_OLD', `QDQ quantization needs opset 13 or later; the model has opset ${model.opset('')}`);
 
+  options.onPrepared?.(model);
   const names = new Set(options.weightOnlyNodes ?? []);
   const weightOnly = new Set<Node>([...model.graph.nodes].filter((n) => n.name !== undefined && names.has(n.name)));
   const placeOpts: PlacementOptions = {
@@ -145,7 +150,8 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     }
   }
 
-  const emit = emitQdq(model, placement, params, { reduceRange: options.reduceRange ?? false });
+  const emitted = emitQdq(model, placement, params, { reduceRange: options.reduceRange ?? false });
+  const emit = emitted.stats;
   if (emit.clampedBias > 0) warnings.push(`${emit.clampedBias} bias values exceeded the int32 range at scale s_x * s_w and were clamped`);
   const quantizedOps: Record<string, number> = {};
   for (const n of placement.int8) quantizedOps[n.opType] = (quantizedOps[n.opType] ?? 0) + 1;
@@ -161,6 +167,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     emit,
     warnings,
     ranges,
+    dequantized: Object.fromEntries(emitted.dequantized),
   };
   if (prepare) report.prepare = prepare;
   return report;

@@ -28,6 +28,12 @@ export interface EmitStats {
   removedConstants: number;
 }
 
+export interface EmitResult {
+  stats: EmitStats;
+  /** Placed tensor name -> name of the DequantizeLinear output that now carries it. */
+  dequantized: Map<string, string>;
+}
+
 class Names {
   private readonly used = new Set<string>();
   constructor(g: Graph) {
@@ -53,7 +59,7 @@ function scalar(dtype: DataType, v: number): Tensor {
   return Tensor.from(dtype, [], Int32Array.of(v));
 }
 
-export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, ActivationParams>, o: EmitOptions): EmitStats {
+export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, ActivationParams>, o: EmitOptions): EmitResult {
   const g = model.graph;
   const names = new Names(g);
   const stats: EmitStats = { qdqPairs: 0, weights: 0, biases: 0, clampedBias: 0, removedConstants: 0 };
@@ -97,10 +103,12 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
   }
 
   // activations
+  const dequantized = new Map<string, string>();
   for (const t of p.tensors) {
     const prm = params.get(t.inheritFrom ?? t.value) ?? params.get(t.value);
     if (!prm) throw inputError('QUANT_INTERNAL', `no quantization parameters for tensor '${t.value.name}'`, { tensor: t.value.name });
-    insertPair(g, names, t.value, prm);
+    const before = t.value.name;
+    dequantized.set(before, insertPair(g, names, t.value, prm));
     stats.qdqPairs++;
   }
 
@@ -116,7 +124,7 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
     }
   }
   g.toposort();
-  return stats;
+  return { stats, dequantized };
 }
 
 function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, reduceRange: boolean): { dq: Value; scales: Float32Array } {
@@ -138,7 +146,7 @@ function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, 
 }
 
 /** v -> Q -> DQ -> (every former reader of v). */
-function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams): void {
+function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams): string {
   const sv = g.addInitializer(scalar(DataType.FLOAT, prm.scale), names.fresh(`${v.name}_scale`));
   const zv = g.addInitializer(scalar(DataType.UINT8, prm.zeroPoint), names.fresh(`${v.name}_zero_point`));
   const qOut = new Value(names.fresh(`${v.name}_QuantizeLinear_Output`));
@@ -166,4 +174,5 @@ function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams): vo
     g.insertNode(q, 0);
     g.insertNode(dq, 1);
   }
+  return dqOut.name;
 }

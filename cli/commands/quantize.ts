@@ -1,0 +1,265 @@
+/**
+ * `onnxforge quantize in.onnx -o out.onnx --mode static --calibration SPEC [...]`: static INT8
+ * quantization (the `quantize-static` pass), then a report: size, latency, output error vs FP32
+ * (SQNR and max error per output), task accuracy with `--eval`/`--metric`, and the per-layer SQNR
+ * with `--debug-layers`. The report is typed data first (`--report FILE` writes the JSON), rendered
+ * as a terminal table second. The model is written last, and only when it passes the checker and
+ * loads in onnxruntime.
+ */
+import { writeFile } from 'node:fs/promises';
+import type { CommandModule } from 'yargs';
+import { openDataSource } from '../../calibration/data/index.js';
+import { checkModel } from '../../graph/checker.js';
+import { checkError, inputError } from '../../graph/errors.js';
+import type { Model } from '../../graph/ir.js';
+import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
+import { layerErrors, LayerError } from '../../passes/quant/debug.js';
+import { quantizeStatic, QuantizeStaticOptions, QuantizeStaticReport } from '../../passes/quantize-static.js';
+import { ProgressBar } from '../../report/progress.js';
+import { formatBytes, renderTable } from '../../report/table.js';
+import { evaluate } from '../../runtime/evaluate.js';
+import { createSessionFromModel } from '../../runtime/from-model.js';
+import type { Feed } from '../../runtime/host-tensor.js';
+import { measureLatency } from '../../runtime/latency.js';
+import { loadMetric, OutputError } from '../../runtime/metrics.js';
+import { createSession, Session } from '../../runtime/session.js';
+import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
+import { parseShapeArg } from '../../calibration/data/generate.js';
+
+interface Args extends WriteArgs {
+  model: string;
+  output: string;
+  mode: string;
+  calibration: string;
+  preprocess?: string;
+  shape?: string[];
+  method: string;
+  percentile?: number;
+  movingAverage?: number;
+  perChannel: boolean;
+  reduceRange: boolean;
+  symmetricActivations: boolean;
+  latencyAware: string;
+  excludeNodes?: string[];
+  excludeOps?: string[];
+  onlyOps?: string[];
+  activationMatmul: boolean;
+  weightOnlyNodes?: string[];
+  eval?: string;
+  evalPreprocess?: string;
+  metric?: string[];
+  limit?: number;
+  debugLayers: boolean;
+  report?: string;
+  threads: number;
+  latencyRuns: number;
+  json: boolean;
+}
+
+export interface QuantizeCommandReport {
+  schema: 'onnxforge.quantize/1';
+  input: string;
+  output: string;
+  mode: 'static';
+  size: { fp32Bytes: number; int8Bytes: number; ratio: number };
+  latency: { fp32Ms: number; int8Ms: number; ratio: number; runs: number; threads: number };
+  /** Output error of the quantized model vs FP32 on the eval set (or the calibration set). */
+  outputs: OutputError[];
+  evalSamples: number;
+  accuracy?: { metric: string; fp32: Record<string, number>; int8: Record<string, number> }[];
+  layers?: LayerError[];
+  quantization: Omit<QuantizeStaticReport, 'ranges' | 'dequantized'>;
+  wallMs: number;
+}
+
+const list = (v: unknown): string[] | undefined =>
+  v === undefined ? undefined : (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).map((s) => s.trim()).filter(Boolean);
+
+export const quantizeCommand: CommandModule<object, Args> = {
+  command: 'quantize <model>',
+  describe: 'Static INT8 quantization (QDQ) calibrated on a data set, with a size/latency/accuracy report',
+  builder: (y) =>
+    writeOptions(
+      y
+        .positional('model', { type: 'string', demandOption: true, describe: 'the FP32 .onnx file' })
+        .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'where to write the quantized model' })
+        .option('mode', { type: 'string', choices: ['static'], default: 'static', describe: 'quantization mode' })
+        .option('calibration', { type: 'string', demandOption: true, describe: 'calibration data: a folder or file of .npy/.npz, .pb, .json, .png (with --preprocess), or random[:count[:seed]]' })
+        .option('preprocess', { type: 'string', describe: 'image preprocessing file (JSON) for .png data' })
+        .option('shape', { type: 'string', array: true, describe: 'symbolic dims for random data: input=1,3,224,224 or dimname=N' })
+        .option('method', { type: 'string', choices: ['minmax', 'percentile', 'entropy'], default: 'minmax', describe: 'activation range estimation' })
+        .option('percentile', { type: 'number', describe: 'percentile kept by --method percentile (default 99.999)' })
+        .option('moving-average', { type: 'number', describe: 'minmax with an exponential moving average of per-sample extremes (constant in (0, 1])' })
+        .option('per-channel', { type: 'boolean', default: true, describe: 'one weight scale per output channel (--no-per-channel for per-tensor)' })
+        .option('reduce-range', { type: 'boolean', default: false, describe: 'int8 weights limited to [-64, 64] (avoids AVX2 saturation)' })
+        .option('symmetric-activations', { type: 'boolean', default: false, describe: 'symmetric activation ranges (zero point 128)' })
+        .option('latency-aware', { type: 'string', choices: ['off'], default: 'off', describe: 'return slower int8 layers to float (arrives later; only off now)' })
+        .option('exclude-nodes', { type: 'string', array: true, describe: 'node names left in float (comma-separated or repeated)' })
+        .option('exclude-ops', { type: 'string', array: true, describe: 'op types left in float' })
+        .option('only-ops', { type: 'string', array: true, describe: 'quantize only these op types' })
+        .option('activation-matmul', { type: 'boolean', default: false, describe: 'also quantize MatMul of two activations (attention)' })
+        .option('weight-only-nodes', { type: 'string', array: true, describe: 'node names whose weights are int8 but activations stay float' })
+        .option('eval', { type: 'string', describe: 'evaluation data for the report (default: the calibration data)' })
+        .option('eval-preprocess', { type: 'string', describe: 'preprocessing for --eval images (default: --preprocess)' })
+        .option('metric', { type: 'string', array: true, describe: 'task metric module path[#export] evaluated on --eval (repeatable)' })
+        .option('limit', { type: 'number', describe: 'evaluate on at most this many samples' })
+        .option('debug-layers', { type: 'boolean', default: false, describe: 'per-layer SQNR of float vs quantized activations' })
+        .option('report', { type: 'string', describe: 'write the JSON report here' })
+        .option('threads', { type: 'number', default: 1, describe: 'intra-op threads for latency and evaluation' })
+        .option('latency-runs', { type: 'number', default: 20, describe: 'timed runs per model (interleaved)' })
+        .option('json', { type: 'boolean', default: false, describe: 'print the JSON report instead of tables' }),
+    ) as never,
+  handler: async (a) => {
+    const report = await runQuantize(a);
+    if (a.report) await writeFile(a.report, `${JSON.stringify(report, jsonReplacer, 2)}\n`);
+    process.stdout.write(a.json ? `${JSON.stringify(report, jsonReplacer, 2)}\n` : `${renderQuantizeReport(report)}\n`);
+  },
+};
+
+function jsonReplacer(_k: string, v: unknown): unknown {
+  if (typeof v === 'number' && !Number.isFinite(v)) return Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
+  return v;
+}
+
+async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
+  const t0 = performance.now();
+  if (a.mode !== 'static') throw inputError('USAGE_BAD_VALUE', `--mode ${a.mode}: only static is supported`);
+  if (a.latencyAware !== 'off') throw inputError('USAGE_BAD_VALUE', `--latency-aware=${a.latencyAware}: only off is supported for now`);
+  if (!Number.isInteger(a.threads) || a.threads < 0) throw inputError('USAGE_BAD_VALUE', `--threads must be a non-negative integer, got ${a.threads}`);
+  if (!Number.isInteger(a.latencyRuns) || a.latencyRuns < 1) throw inputError('USAGE_BAD_VALUE', `--latency-runs must be a positive integer, got ${a.latencyRuns}`);
+  if (a.metric && !a.eval) throw inputError('USAGE_MISSING', '--metric needs --eval SPEC (labelled evaluation data)');
+  const save = saveOptionsFrom(a);
+  const shapes = Object.fromEntries((a.shape ?? []).map(parseShapeArg));
+  const metrics = await Promise.all((a.metric ?? []).map((m) => loadMetric(m)));
+
+  const model = await loadModel(a.model);
+  const fp32Bytes = serializeModel(model).byteLength;
+  const so = { intraOpNumThreads: a.threads };
+  const fp32 = await createSession(serializeModel(model), so, a.model);
+  const inputs = fp32.inputs;
+  const calib = () => openDataSource(a.calibration, inputs, { shapes, ...(a.preprocess ? { preprocess: a.preprocess } : {}) });
+
+  const opts: QuantizeStaticOptions = {
+    method: a.method as 'minmax',
+    perChannel: a.perChannel,
+    reduceRange: a.reduceRange,
+    symmetricActivations: a.symmetricActivations,
+    activationMatMul: a.activationMatmul,
+  };
+  if (a.percentile !== undefined) opts.percentile = a.percentile;
+  if (a.movingAverage !== undefined) opts.movingAverage = a.movingAverage;
+  const ex = list(a.excludeNodes);
+  if (ex) opts.excludeNodes = ex;
+  const exOps = list(a.excludeOps);
+  if (exOps) opts.excludeOps = exOps;
+  const only = list(a.onlyOps);
+  if (only) opts.onlyOps = only;
+  const wo = list(a.weightOnlyNodes);
+  if (wo) opts.weightOnlyNodes = wo;
+  let prepared: Model | undefined;
+  if (a.debugLayers) opts.onPrepared = (m) => (prepared = cloneModel(m));
+
+  const bar = new ProgressBar({ label: 'calibrating', ...(a.json ? { enabled: false } : {}) });
+  let ticks = 0;
+  const q = await quantizeStatic(model, calib, opts, {
+    logger: { info() {}, warn() {}, debug() {} },
+    explain() {},
+    explaining: false,
+    data: {},
+    shared: new Map(),
+    progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
+  });
+  bar.done();
+
+  const issues = checkModel(model);
+  if (issues.length) {
+    throw checkError('QUANT_INVALID_MODEL', `the quantized model fails the checker (nothing written): ${issues.slice(0, 3).map((i) => `${i.code} ${i.message}`).join('; ')}`, { file: a.output });
+  }
+  const bytes = serializeModel(model);
+  const int8 = await createSession(bytes, so, a.output).catch((e: Error) => {
+    throw checkError('QUANT_LOAD_FAILED', `onnxruntime cannot load the quantized model (nothing written): ${e.message}`, { file: a.output });
+  });
+
+  try {
+    // output error and task accuracy
+    const evalSpec = a.eval ?? a.calibration;
+    const evalPrep = a.evalPreprocess ?? a.preprocess;
+    const evalSrc = () => openDataSource(evalSpec, inputs, { shapes, ...(evalPrep ? { preprocess: evalPrep } : {}), ...(a.limit !== undefined ? { limit: a.limit } : {}) });
+    const ev = await evaluate(int8, fp32, evalSrc(), { metrics });
+    const report: QuantizeCommandReport = {
+      schema: 'onnxforge.quantize/1',
+      input: a.model,
+      output: a.output,
+      mode: 'static',
+      size: { fp32Bytes, int8Bytes: bytes.byteLength, ratio: bytes.byteLength / fp32Bytes },
+      latency: await latency(fp32, int8, evalSrc, a.latencyRuns, a.threads),
+      outputs: ev.outputs ?? [],
+      evalSamples: ev.samples,
+      quantization: stripLarge(q),
+      wallMs: 0,
+    };
+    if (metrics.length) report.accuracy = metrics.map((m) => ({ metric: m.name, fp32: ev.referenceMetrics?.[m.name] ?? {}, int8: ev.metrics[m.name] ?? {} }));
+    if (a.debugLayers && prepared) {
+      const floatNames = Object.keys(q.dequantized);
+      report.layers = await layerErrors(prepared, model, q.dequantized, evalSrc(), { sessionOptions: so, limit: a.limit ?? 16 });
+      report.layers.sort((x, y) => x.sqnrDb - y.sqnrDb);
+      if (report.layers.length !== floatNames.length) throw checkError('QUANT_DEBUG_MISMATCH', 'per-layer comparison lost tensors');
+    }
+    await saveModel(model, a.output, save);
+    report.wallMs = performance.now() - t0;
+    return report;
+  } finally {
+    await fp32.dispose();
+    await int8.dispose();
+  }
+}
+
+function stripLarge(q: QuantizeStaticReport): Omit<QuantizeStaticReport, 'ranges' | 'dequantized'> {
+  const { ranges: _r, dequantized: _d, ...rest } = q;
+  return rest;
+}
+
+async function latency(fp32: Session, int8: Session, src: () => AsyncIterable<{ feed: Feed }>, runs: number, threads: number): Promise<QuantizeCommandReport['latency']> {
+  const feeds: Feed[] = [];
+  for await (const s of src()) {
+    feeds.push(s.feed);
+    if (feeds.length >= 4) break;
+  }
+  const r = await measureLatency([fp32, int8], feeds, { runs, warmup: 3 });
+  const f = r.sessions[0]!.stats.p50;
+  const i = r.sessions[1]!.stats.p50;
+  return { fp32Ms: f, int8Ms: i, ratio: i / f, runs, threads };
+}
+
+const fmt = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+
+export function renderQuantizeReport(r: QuantizeCommandReport): string {
+  const parts: string[] = [];
+  const q = r.quantization;
+  parts.push(
+    renderTable(
+      ['', 'FP32', 'INT8', 'ratio'],
+      [
+        ['size', formatBytes(r.size.fp32Bytes), formatBytes(r.size.int8Bytes), fmt(r.size.ratio, 3)],
+        [`latency p50 (${r.latency.threads} thread)`, `${fmt(r.latency.fp32Ms)} ms`, `${fmt(r.latency.int8Ms)} ms`, fmt(r.latency.ratio, 3)],
+      ],
+      { title: `quantize ${r.input} -> ${r.output} (${q.method}, ${q.samples} calibration samples, ${fmt(q.calibrationMs / 1000, 1)} s)` },
+    ),
+  );
+  parts.push(renderTable(['output', 'SQNR dB', 'max abs err', 'cosine'], r.outputs.map((o) => [o.name, fmt(o.sqnrDb, 1), o.maxAbs.toPrecision(3), o.cosine.toFixed(5)]), { title: `output error vs FP32 (${r.evalSamples} samples)` }));
+  for (const a of r.accuracy ?? []) {
+    const keys = [...new Set([...Object.keys(a.fp32), ...Object.keys(a.int8)])];
+    parts.push(renderTable(['metric', 'FP32', 'INT8'], keys.map((k) => [k, fmt(a.fp32[k] ?? NaN, 4), fmt(a.int8[k] ?? NaN, 4)]), { title: `task accuracy: ${a.metric}` }));
+  }
+  parts.push(
+    renderTable(
+      ['int8 ops', 'count'],
+      Object.entries(q.quantizedOps).sort((x, y) => y[1] - x[1]).map(([k, v]) => [k, v]),
+      { title: `${q.int8Nodes} int8 nodes, ${q.emit.qdqPairs} Q/DQ pairs, ${q.emit.weights} int8 weights, ${q.emit.biases} int32 biases` },
+    ),
+  );
+  if (q.float.length) parts.push(renderTable(['left float', 'op', 'reason'], q.float.map((f) => [f.node, f.op, f.reason]), { title: `${q.float.length} quantizable nodes left in float` }));
+  if (r.layers) parts.push(renderTable(['tensor', 'producer', 'SQNR dB', 'max abs err'], r.layers.slice(0, 30).map((l) => [l.tensor, l.producer, fmt(l.sqnrDb, 1), l.maxAbs.toPrecision(3)]), { title: `per-layer SQNR, worst ${Math.min(30, r.layers.length)} of ${r.layers.length}` }));
+  for (const w of q.warnings) parts.push(`warning: ${w}`);
+  return parts.join('\n\n');
+}
