@@ -92,6 +92,16 @@ function readModelFile(src: string): Uint8Array {
   }
 }
 
+/** True when bytes that failed to decode as a ModelProto decode cleanly as a TensorProto. */
+function looksLikeTensor(bytes: Uint8Array): boolean {
+  try {
+    const t = decode(bytes, 'TensorProto');
+    return t.data_type !== undefined && t.$unknown === undefined && (t.dims !== undefined || t.raw_data !== undefined);
+  } catch {
+    return false;
+  }
+}
+
 /** Throws when If/Loop/Scan subgraphs nest deeper than `limit` (checked iteratively). */
 function checkSubgraphDepth(model: Model, limit: number, file: string): void {
   const stack: Array<[Graph, number]> = [[model.graph, 0]];
@@ -129,6 +139,7 @@ export function loadModelSync(src: string | Uint8Array, options: LoadOptions = {
     proto = decode(bytes, 'ModelProto', options);
   } catch (e) {
     if (e instanceof OnnxForgeError) {
+      if (looksLikeTensor(bytes)) throw inputError('ONNX_NOT_A_MODEL', `${file} is a serialized TensorProto, not an ONNX model`, { file });
       const parse = e.code === 'ONNX_BAD_WIRE' || e.code === 'ONNX_TRUNCATED' || e.code === 'ONNX_BAD_VARINT' || e.code === 'ONNX_BAD_PACKED' || e.code === 'ONNX_MALFORMED';
       const hint = e.code === 'ONNX_TOO_DEEP' ? ` (subgraphs may nest at most ${options.maxSubgraphDepth ?? MAX_SUBGRAPH_DEPTH} levels)` : '';
       throw inputError(e.code, `${file}: ${parse ? 'not a valid ONNX model: ' : ''}${e.message}${hint}`, { ...e.details, file });
