@@ -231,8 +231,18 @@ export class Value {
   replaceAllUsesWith(other: Value): void {
     if (other === this) return;
     for (const u of [...this.uses]) u.node.setInput(u.index, other);
+    const wasOutput = this.outputOf.size > 0;
     for (const g of [...this.outputOf]) {
       for (let i = 0; i < g.outputs.length; i++) if (g.outputs[i] === this) g.setOutput(i, other);
+    }
+    // Keep the output's name (it is the model's interface): the replacement takes it and this value,
+    // now unused, takes the replacement's old name, so names stay unique. A replacement that is a
+    // graph input, an initializer or another output keeps its own name (renaming it would change
+    // another part of the interface).
+    if (wasOutput && other.producer && other.outputOf.size === 1 && this.uses.length === 0 && !other.initializer) {
+      const mine = this.name;
+      this.name = other.name;
+      other.name = mine;
     }
   }
 }
