@@ -232,6 +232,7 @@ export class Value {
     if (other === this) return;
     for (const u of [...this.uses]) u.node.setInput(u.index, other);
     const wasOutput = this.outputOf.size > 0;
+    const otherWasOutput = other.outputOf.size > 0;
     for (const g of [...this.outputOf]) {
       for (let i = 0; i < g.outputs.length; i++) if (g.outputs[i] === this) g.setOutput(i, other);
     }
@@ -239,7 +240,7 @@ export class Value {
     // now unused, takes the replacement's old name, so names stay unique. A replacement that is a
     // graph input, an initializer or another output keeps its own name (renaming it would change
     // another part of the interface).
-    if (wasOutput && other.producer && other.outputOf.size === 1 && this.uses.length === 0 && !other.initializer) {
+    if (wasOutput && !otherWasOutput && other.producer && other.outputOf.size === 1 && this.uses.length === 0) {
       const mine = this.name;
       this.name = other.name;
       other.name = mine;

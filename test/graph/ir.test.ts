@@ -88,6 +88,20 @@ describe('producer and uses bookkeeping', () => {
     expect(bookkeepingProblems(model)).toEqual([]);
   });
 
+  it('replaceAllUsesWith does not rename a replacement that is already a graph output', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', 'float32', [2]);
+    const [p] = b.op('Relu', [x], {}, { names: ['p'] });
+    const [q] = b.op('Identity', [p!], {}, { names: ['q'] });
+    b.output(p!, 'y1');
+    b.output(q!, 'y2');
+    const model = b.model();
+    q!.replaceAllUsesWith(p!);
+    expect(model.graph.outputs).toEqual([p, p]);
+    expect(p!.name).toBe('y1');
+    expect(q!.name).toBe('y2');
+  });
+
   it('replaceAllUsesWith keeps a graph input replacement under its own name', () => {
     const b = new GraphBuilder();
     const x = b.input('x', 'float32', [2]);
