@@ -22,7 +22,7 @@ export interface RangeOptions {
   movingAverage?: number;
   /** For percentile: the percentile kept, e.g. 99.999. */
   percentile?: number;
-  /** Quantized levels for the entropy method (128 by default). */
+  /** Quantized levels of |x| for the entropy method (255 for non-negative tensors, else 128). */
   entropyLevels?: number;
   symmetric?: boolean;
 }
@@ -101,7 +101,8 @@ export function computeRange(s: TensorStats, o: RangeOptions): TensorRange {
       break;
     }
     case 'entropy': {
-      const t = entropyThreshold(s.histogram!, o.entropyLevels ?? 128);
+      // uint8 gives 255 levels over [0, T] for a non-negative tensor, about 128 per side otherwise
+      const t = entropyThreshold(s.histogram!, o.entropyLevels ?? (s.min >= 0 ? 255 : 128));
       lo = Math.max(s.min, -t);
       hi = Math.min(s.max, t);
       break;
