@@ -7,8 +7,9 @@ import type { Pass } from './pass.js';
 import { cleanupPasses } from './groups/cleanup.js';
 import { fusionPasses } from './groups/fusion.js';
 import { quantizationPasses } from './groups/quantization.js';
+import { pruningPasses } from './groups/pruning.js';
 
-const ALL: Pass<any>[] = [...cleanupPasses, ...fusionPasses, ...quantizationPasses];
+const ALL: Pass<any>[] = [...cleanupPasses, ...fusionPasses, ...quantizationPasses, ...pruningPasses];
 
 export const PASSES: ReadonlyMap<string, Pass<any>> = new Map(ALL.map((p) => [p.name, p]));
 

@@ -1,0 +1,114 @@
+/**
+ * prune-channels: structured pruning. Removes whole output channels of Conv / ConvTranspose and
+ * output units of Gemm / MatMul, and rewrites everything that depends on them, from the channel
+ * dependency analysis in `prune/dependency.ts` (next layers' input channels, depthwise convs and their
+ * `group`, BatchNormalization, biases, per-channel Mul/Add constants, Concat offsets, residual Add and
+ * SE `Mul` branches pruned jointly as one group, Flatten/Reshape into Gemm/MatMul).
+ *
+ * Channel c of a group ranks by sum over its producers p of ||W_p[c]|| (criterion l1 or l2).
+ * With ratio r, a group of C channels drops round(r * C) of the lowest (scope `layer`), or the
+ * round(r * total) lowest mean-normalized channels across groups are dropped (scope `global`).
+ * Graph input and output shapes never change; groups that cannot be proven safe are kept whole and
+ * `--explain` says why. The per-group report is stored in `ctx.shared` under `prune-channels`.
+ */
+import { inputError } from '../graph/errors.js';
+import { Model } from '../graph/ir.js';
+import { definePass } from './pass.js';
+import { applyChannelPruning, channelImportance, Criterion, selectChannels } from './prune/channels.js';
+import { analyzeChannels } from './prune/dependency.js';
+import { matchesAny, parseLayerRatios } from './prune/names.js';
+
+export interface ChannelGroupReport {
+  /** Producer nodes of the group (first one names it). */
+  nodes: string[];
+  before: number;
+  after: number;
+  /** Why the group was kept whole, if it was. */
+  reason?: string;
+}
+
+export interface ChannelReport {
+  ratio: number;
+  criterion: Criterion;
+  scope: 'layer' | 'global';
+  groups: ChannelGroupReport[];
+  channelsBefore: number;
+  channelsAfter: number;
+}
+
+export interface PruneChannelsOptions extends Record<string, unknown> {
+  ratio: number;
+  criterion: string;
+  scope: string;
+  exclude: string[];
+  layers: string[];
+  minChannels: number;
+}
+
+export function pruneChannels(model: Model, o: Partial<PruneChannelsOptions>, explain: (node: string | undefined, reason: string) => void = () => {}): ChannelReport {
+  const ratio = o.ratio ?? 0.3;
+  if (typeof ratio !== 'number' || !(ratio > 0 && ratio < 1)) throw inputError('PRUNE_BAD_RATIO', `prune-channels: ratio must be in (0, 1), got ${String(ratio)}`, { option: 'ratio' });
+  const criterion = (o.criterion ?? 'l1') as Criterion;
+  if (criterion !== 'l1' && criterion !== 'l2') throw inputError('PRUNE_BAD_CRITERION', `prune-channels: criterion must be l1 or l2, got ${String(criterion)}`, { option: 'criterion' });
+  const scope = (o.scope ?? 'layer') as 'layer' | 'global';
+  if (scope !== 'layer' && scope !== 'global') throw inputError('PRUNE_BAD_SCOPE', `prune-channels: scope must be layer or global, got ${String(scope)}`, { option: 'scope' });
+  const minChannels = o.minChannels ?? 1;
+  if (!Number.isInteger(minChannels) || minChannels < 1) throw inputError('PRUNE_BAD_MIN', `prune-channels: minChannels must be a whole number of at least 1, got ${minChannels}`, { option: 'minChannels' });
+  const layerRatios = parseLayerRatios(o.layers ?? [], (msg) => {
+    throw inputError('PRUNE_BAD_LAYER_RATIO', `prune-channels: ${msg}`, { option: 'layers' });
+  });
+
+  model.graph.toposort();
+  const a = analyzeChannels(model.graph, model.opset('') ?? 1);
+  const exclude = o.exclude ?? [];
+  const label = (n: { name?: string; label: string }) => n.name ?? n.label;
+  for (const s of a.spaces) {
+    if (a.root(s.id) !== s.id) continue;
+    const hit = s.members.find((n) => matchesAny(exclude, [n.name, ...n.outputs.map((v) => v.name), ...n.inputs.slice(1).map((v) => v?.name)]));
+    if (hit) s.frozen.push(`${label(hit)} is excluded`);
+  }
+  const ratios = new Map<number, number>();
+  for (const s of a.prunable()) {
+    for (const lr of layerRatios) if (s.members.some((n) => matchesAny([lr.pattern], [n.name, ...n.outputs.map((v) => v.name)]))) ratios.set(s.id, lr.ratio);
+  }
+  const importance = channelImportance(a, criterion);
+  const sel = selectChannels(a, importance, { ratio, scope, ratios, minChannels });
+  const groups: ChannelGroupReport[] = [];
+  const skippedBy = new Map(sel.skipped.map((x) => [x.space.id, x.reason]));
+  let before = 0;
+  let after = 0;
+  for (const s of a.spaces) {
+    if (a.root(s.id) !== s.id) continue;
+    const reason = s.frozen.length ? s.frozen.join('; ') : skippedBy.get(s.id);
+    const kept = sel.keep.get(s.id)?.length ?? s.size;
+    before += s.size;
+    after += kept;
+    groups.push({ nodes: s.members.map(label), before: s.size, after: kept, ...(reason ? { reason } : {}) });
+    if (reason) explain(s.origin.name, `channels of ${s.members.map(label).join(', ')} kept: ${reason}`);
+  }
+  applyChannelPruning(model.graph, a, sel.keep);
+  return { ratio, criterion, scope, groups, channelsBefore: before, channelsAfter: after };
+}
+
+export default definePass<PruneChannelsOptions>({
+  name: 'prune-channels',
+  description: 'Remove whole output channels (Conv) and units (Gemm/MatMul) with every dependent layer rewritten',
+  idempotent: false,
+  options: {
+    ratio: { type: 'number', description: 'Fraction of the channels of each group to remove, in (0, 1).', default: 0.3, min: 0, max: 1, exclusiveMin: true, exclusiveMax: true },
+    criterion: { type: 'enum', values: ['l1', 'l2'], description: 'Norm of the producing weights that ranks channels.', default: 'l1' },
+    scope: { type: 'enum', values: ['layer', 'global'], description: 'The same ratio in every group (layer) or one ranking over all groups (global).', default: 'layer' },
+    exclude: { type: 'string[]', description: 'Node, weight or output names whose channels stay (* wildcards).', default: [] },
+    layers: { type: 'string[]', description: 'Per-layer ratios as name=ratio.', default: [] },
+    minChannels: { type: 'integer', description: 'Channels each group keeps at least.', default: 1, min: 1 },
+  },
+  run(model, o, ctx) {
+    const report = pruneChannels(model, o, (node, reason) => ctx.explain(node ? { node, reason } : { reason }));
+    ctx.shared.set('prune-channels', report);
+    const pruned = report.groups.filter((g) => g.after < g.before).length;
+    return {
+      changed: report.channelsAfter < report.channelsBefore,
+      stats: { groups: report.groups.length, prunedGroups: pruned, channelsBefore: report.channelsBefore, channelsAfter: report.channelsAfter },
+    };
+  },
+});

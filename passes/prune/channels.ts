@@ -1,0 +1,180 @@
+/**
+ * Structured (channel) pruning on top of the dependency analysis: rank the channels of every
+ * prunable space by the norm of the weights that produce them, choose which to keep, and rewrite
+ * every site (producer weights and biases, BatchNormalization parameters, per-channel constants,
+ * depthwise weights and `group`, the next layers' input channels, Concat offsets through the maps,
+ * flattened features of a Gemm/MatMul, constant Reshape targets).
+ *
+ * Importance of channel c in a space = sum over its producers of ||W_p[c]||, with the L1 norm
+ * (sum |w|) or the L2 norm (sqrt(sum w^2)) over the producer's slice for that output channel.
+ */
+import { inputError } from '../../graph/errors.js';
+import { Attribute, Graph, Value } from '../../graph/ir.js';
+import { Tensor } from '../../graph/tensor.js';
+import { DataType } from '../../graph/dtype.js';
+import { constantInput, setConstantInput, sliceAxis, usedNames } from './constants.js';
+import { ChannelMap, DependencyAnalysis, mapTotal, Space } from './dependency.js';
+import { roundHalfEven } from './magnitude.js';
+
+export type Criterion = 'l1' | 'l2';
+
+/** Per-channel importance of each prunable root space. */
+export function channelImportance(a: DependencyAnalysis, criterion: Criterion): Map<number, Float64Array> {
+  const out = new Map<number, Float64Array>();
+  for (const s of a.prunable()) out.set(s.id, new Float64Array(s.size));
+  for (const site of a.sites) {
+    if (site.kind !== 'param' || !site.producer) continue;
+    const seg = site.map.segments[0]!;
+    const acc = out.get(a.root(seg.space));
+    if (!acc) continue;
+    const t = constantInput(site.node, site.input);
+    if (!t) continue;
+    const w = t.toFloat32();
+    const dims = t.dims;
+    const n = dims[site.axis]!;
+    const outer = dims.slice(0, site.axis).reduce((x, y) => x * y, 1);
+    const inner = dims.slice(site.axis + 1).reduce((x, y) => x * y, 1);
+    const norms = new Float64Array(n);
+    for (let o = 0; o < outer; o++) {
+      for (let c = 0; c < n; c++) {
+        const base = (o * n + c) * inner;
+        let s = 0;
+        if (criterion === 'l1') for (let i = 0; i < inner; i++) s += Math.abs(w[base + i]!);
+        else for (let i = 0; i < inner; i++) s += w[base + i]! * w[base + i]!;
+        norms[c]! += s;
+      }
+    }
+    for (let c = 0; c < n; c++) acc[c]! += criterion === 'l2' ? Math.sqrt(norms[c]!) : norms[c]!;
+  }
+  return out;
+}
+
+export interface Selection {
+  /** Kept channel indices (ascending) of each root space that loses channels. */
+  keep: Map<number, number[]>;
+  /** Spaces left whole with a reason (would lose every channel, ...). */
+  skipped: Array<{ space: Space; reason: string }>;
+}
+
+/** Indices of the `k` largest scores, ties to the lower index, returned ascending. */
+function topK(scores: Float64Array, k: number): number[] {
+  const idx = Array.from(scores.keys());
+  idx.sort((x, y) => scores[y]! - scores[x]! || x - y);
+  return idx.slice(0, k).sort((x, y) => x - y);
+}
+
+export interface SelectOptions {
+  ratio: number;
+  scope: 'layer' | 'global';
+  /** Per-space ratio overrides (root space id -> ratio). */
+  ratios?: Map<number, number>;
+  /** Channels every space keeps at least (default 1). */
+  minChannels?: number;
+}
+
+/**
+ * Chooses the channels to keep. `layer`: each space drops round(ratio * C) channels of lowest
+ * importance. `global`: importances are divided by their space's mean, then the round(ratio * total)
+ * lowest across all spaces are dropped, each space keeping at least `minChannels`.
+ */
+export function selectChannels(a: DependencyAnalysis, importance: Map<number, Float64Array>, o: SelectOptions): Selection {
+  const keep = new Map<number, number[]>();
+  const skipped: Selection['skipped'] = [];
+  const minKeep = Math.max(1, o.minChannels ?? 1);
+  const spaces = a.prunable();
+  if (o.scope === 'global') {
+    const entries: Array<{ space: number; c: number; score: number }> = [];
+    let totalChannels = 0;
+    for (const s of spaces) {
+      if (o.ratios?.has(s.id)) continue;
+      const imp = importance.get(s.id)!;
+      const mean = imp.reduce((x, y) => x + y, 0) / Math.max(1, imp.length);
+      totalChannels += s.size;
+      for (let c = 0; c < s.size; c++) entries.push({ space: s.id, c, score: mean > 0 ? imp[c]! / mean : 0 });
+    }
+    entries.sort((x, y) => x.score - y.score || x.space - y.space || x.c - y.c);
+    const budget = roundHalfEven(o.ratio * totalChannels);
+    const dropped = new Map<number, Set<number>>();
+    let done = 0;
+    for (const e of entries) {
+      if (done >= budget) break;
+      const sp = a.spaces[e.space]!;
+      const set = dropped.get(e.space) ?? new Set<number>();
+      if (sp.size - set.size <= minKeep) continue;
+      set.add(e.c);
+      dropped.set(e.space, set);
+      done++;
+    }
+    for (const [id, set] of dropped) keep.set(id, Array.from({ length: a.spaces[id]!.size }, (_, i) => i).filter((i) => !set.has(i)));
+  }
+  for (const s of spaces) {
+    const r = o.ratios?.get(s.id) ?? (o.scope === 'layer' ? o.ratio : undefined);
+    if (r === undefined) continue;
+    const drop = roundHalfEven(r * s.size);
+    if (drop === 0) continue;
+    if (s.size - drop < minKeep) {
+      skipped.push({ space: s, reason: `pruning ${drop} of ${s.size} channels would leave fewer than ${minKeep}; the layer is kept whole` });
+      continue;
+    }
+    keep.set(s.id, topK(importance.get(s.id)!, s.size - drop));
+  }
+  return { keep, skipped };
+}
+
+/** Kept indices along the axis of `m` (segments laid side by side, each channel repeated `inner`). */
+export function keptIndices(a: DependencyAnalysis, m: ChannelMap, keep: Map<number, number[]>): number[] {
+  const inner = m.inner.value ?? 1;
+  const out: number[] = [];
+  let offset = 0;
+  for (const seg of m.segments) {
+    const k = keep.get(a.root(seg.space));
+    const chans = k ?? Array.from({ length: seg.size }, (_, i) => i);
+    for (const c of chans) for (let j = 0; j < inner; j++) out.push((offset + c) * inner + j);
+    offset += seg.size;
+  }
+  return out;
+}
+
+export interface ApplyStats {
+  sites: number;
+  channelsRemoved: number;
+}
+
+/** Rewrites every site for the chosen channels. The analysis must come from this graph, unmodified. */
+export function applyChannelPruning(g: Graph, a: DependencyAnalysis, keep: Map<number, number[]>): ApplyStats {
+  const names = usedNames(g);
+  let sites = 0;
+  const full = (m: ChannelMap) => mapTotal(m) * (m.inner.value ?? 1);
+  for (const site of a.sites) {
+    const kept = keptIndices(a, site.map, keep);
+    if (kept.length === full(site.map)) continue;
+    sites++;
+    if (site.kind === 'param') {
+      const t = constantInput(site.node, site.input);
+      if (!t) throw inputError('PRUNE_SITE_LOST', `${site.node.label}: input ${site.input} is no longer constant`, { node: site.node.name });
+      setConstantInput(site.node, site.input, sliceAxis(t, site.axis, kept), names);
+    } else if (site.kind === 'group') {
+      site.node.setAttr(Attribute.int('group', kept.length));
+    } else {
+      const t = constantInput(site.node, site.input);
+      if (!t) throw inputError('PRUNE_SITE_LOST', `${site.node.label}: input ${site.input} is no longer constant`, { node: site.node.name });
+      const vals = t.toNumbers();
+      vals[site.index] = kept.length;
+      const nt = t.dataType === DataType.INT64 ? Tensor.from(DataType.INT64, t.dims, BigInt64Array.from(vals.map((x) => BigInt(x)))) : Tensor.from(t.dataType, t.dims, vals);
+      setConstantInput(site.node, site.input, nt, names);
+    }
+  }
+  // declared shapes of followed values (value_info) carry the old channel counts
+  for (const [v, m] of a.maps) updateDeclaredShape(v, m, keptIndices(a, m, keep).length, full(m));
+  let removed = 0;
+  for (const [id, k] of keep) removed += a.spaces[id]!.size - k.length;
+  return { sites, channelsRemoved: removed };
+}
+
+function updateDeclaredShape(v: Value, m: ChannelMap, count: number, before: number): void {
+  const dims = v.type?.tensor?.shape?.dims;
+  if (!dims || count === before) return;
+  const p = dims.length + m.axis;
+  const d = dims[p];
+  if (d && d.value !== undefined) d.value = count;
+}
