@@ -154,15 +154,14 @@ function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams): st
   const dqOut = new Value(names.fresh(`${v.name}_DequantizeLinear_Output`));
   dqOut.setTensorType(DataType.FLOAT, v.shape);
   const wasOutput = v.isGraphOutput;
+  const original = v.name;
   v.replaceAllUsesWith(dqOut);
-  if (wasOutput) {
-    // the graph output keeps its name: swap names so the DQ output carries it
-    const outer = v.name;
-    const inner = names.fresh(`${outer}_float`);
-    v.name = inner;
-    dqOut.name = outer;
-    dqOut.type = v.type;
+  if (wasOutput && dqOut.name !== original) {
+    // the graph output keeps its name (the model's interface): the DQ output carries it
+    v.name = names.fresh(`${original}_float`);
+    dqOut.name = original;
   }
+  if (wasOutput) dqOut.type = v.type;
   const q = new Node('QuantizeLinear', [v, sv, zv], [qOut]);
   q.name = names.fresh(`${v.name}_QuantizeLinear`);
   const dq = new Node('DequantizeLinear', [qOut, sv, zv], [dqOut]);
