@@ -4,6 +4,8 @@
  * lists its passes); this file is the single place that joins them.
  */
 import type { Pass } from './pass.js';
+// presets first: group files register presets while they load
+export { PRESETS, registerPreset, extendPreset, type Preset } from './presets.js';
 import { cleanupPasses } from './groups/cleanup.js';
 import { fusionPasses } from './groups/fusion.js';
 import { quantizationPasses } from './groups/quantization.js';
@@ -13,12 +15,6 @@ const ALL: Pass<any>[] = [...cleanupPasses, ...fusionPasses, ...quantizationPass
 
 export const PASSES: ReadonlyMap<string, Pass<any>> = new Map(ALL.map((p) => [p.name, p]));
 
-/** Named pipelines. `default` holds the lossless passes and never changes the opset. */
-export const PRESETS: Record<string, { description: string; pipeline: string }> = {};
-
-export function registerPreset(name: string, description: string, pipeline: string): void {
-  PRESETS[name] = { description, pipeline };
-}
 
 export function getPass(name: string): Pass<any> | undefined {
   return PASSES.get(name);
