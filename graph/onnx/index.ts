@@ -195,6 +195,11 @@ export interface SaveOptions {
    * `inlineData`, rejected). Default and maximum: the 2 GiB protobuf limit.
    */
   maxInlineBytes?: number;
+  /**
+   * fsync each file (and the folder) before and after renaming it into place (default true). Only
+   * durability across a power loss depends on it, not atomicity; tests and fuzzing turn it off.
+   */
+  fsync?: boolean;
 }
 
 export interface SaveResult {
@@ -396,6 +401,7 @@ export function saveModelSync(model: Model, dest: string, options: SaveOptions =
   if (!Number.isInteger(align) || align < 1) throw inputError('USAGE_BAD_VALUE', `align must be a positive integer, got ${align}`, { file: dest });
   if (options.inlineData && options.externalData) throw inputError('USAGE_CONFLICT', 'externalData and inlineData cannot be used together', { file: dest });
   const step = (s: SaveStep, file: string) => options.onStep?.(s, file);
+  const durable = options.fsync !== false;
 
   const defaultLocation = `${path.basename(outPath)}.data`;
   let location: string | undefined;
@@ -462,7 +468,7 @@ export function saveModelSync(model: Model, dest: string, options: SaveOptions =
           pos = offset + length;
         }
         step('sync-data', dataPath);
-        fs.fsyncSync(fd);
+        if (durable) fs.fsyncSync(fd);
       } finally {
         fs.closeSync(fd);
       }
@@ -475,7 +481,7 @@ export function saveModelSync(model: Model, dest: string, options: SaveOptions =
       step('write-model', outPath);
       writeAll(fd, p.enc.chunks);
       step('sync-model', outPath);
-      fs.fsyncSync(fd);
+      if (durable) fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
@@ -529,7 +535,7 @@ export function saveModelSync(model: Model, dest: string, options: SaveOptions =
       /* a leftover backup is harmless */
     }
   }
-  syncDir(dir);
+  if (durable) syncDir(dir);
   const res: SaveResult = { path: outPath, bytes: p.enc.size, externalTensors: p.placed.length };
   if (dataPath) {
     res.dataPath = dataPath;
