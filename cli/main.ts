@@ -9,8 +9,9 @@ import { inspectCommand } from './commands/inspect.js';
 import { convertCommand } from './commands/convert.js';
 import { gateCommand } from './commands/gate.js';
 import { quantizeCommand } from './commands/quantize.js';
+import { optimizeCommand } from './commands/optimize.js';
 
-export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand];
+export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand];
 
 /** Runs the CLI with `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
