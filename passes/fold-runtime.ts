@@ -37,7 +37,7 @@ export async function runNodeWithRuntime(n: Node, ins: ReadonlyArray<Tensor | nu
   const m = new Model(g);
   m.irVersion = model.irVersion ?? 8;
   m.opsetImports = model.opsetImports;
-  const s = await createSession(serializeModel(m), { graphOptimizationLevel: 'disabled' }, `fold ${n.label}`);
+  const s = await createSession(serializeModel(m), { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 }, `fold ${n.label}`);
   try {
     const res = await s.run({});
     return outs.map((v) => {

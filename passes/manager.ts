@@ -270,7 +270,7 @@ class Verifier {
 
 async function runAll(model: Model, feeds: Feed[], label: string): Promise<Feed[]> {
   const { createSessionFromModel } = await import('../runtime/from-model.js');
-  const s = await createSessionFromModel(model, { graphOptimizationLevel: 'disabled' }, label);
+  const s = await createSessionFromModel(model, { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 }, label);
   try {
     const outs: Feed[] = [];
     for (const f of feeds) outs.push(await s.run(f));
