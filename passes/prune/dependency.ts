@@ -537,20 +537,18 @@ export class Analyzer {
     if (!elems) return `${n.label} has a dynamic target shape the analysis cannot resolve`;
     if (elems.length !== 2) return `${n.label} reshapes to rank ${elems.length}; only flattening to [batch, features] is understood`;
     const [a, b] = elems as [typeof elems[0], typeof elems[0]];
-    const keepsBatch = (a.kind === 'const' && a.value >= 0) || (a.kind === 'dim' && a.of === n.input(0) && a.index === 0);
+    const keepsBatch = (a.kind === 'const' && (a.value >= 0 || (a.value === -1 && b.kind === 'const' && b.value > 0))) || (a.kind === 'dim' && a.of === n.input(0) && a.index === 0);
     if (!keepsBatch) return `${n.label}: the first target dimension is not the batch`;
-    if (b.kind === 'const' && b.value === -1) {
-      // ok: the feature count follows the channels
-    } else if (b.kind === 'const' && b.value > 0 && b.source) {
-      this.sites.push({ kind: 'reshape', node: b.source.node, input: b.source.input, index: b.source.index, map: xm });
-    } else {
-      return `${n.label}: the feature count of the target shape is computed`;
-    }
     const m: ChannelMap = { segments: xm.segments, axis: -1, rank: 2, inner: { value: null } };
-    if (b.kind === 'const' && b.value > 0) {
+    if (b.kind === 'const' && b.value === -1) {
+      // the feature count follows the channels; a consumer fixes `inner`
+    } else if (b.kind === 'const' && b.value > 0 && b.source) {
       const c = total(xm);
       if (b.value % c !== 0) return `${n.label}: ${b.value} features are not a multiple of ${c} channels`;
       m.inner.value = b.value / c;
+      this.sites.push({ kind: 'reshape', node: b.source.node, input: b.source.input, index: b.source.index, map: m });
+    } else {
+      return `${n.label}: the feature count of the target shape is computed`;
     }
     this.setMap(n.output(0), m);
     return undefined;

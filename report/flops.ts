@@ -1,0 +1,156 @@
+/**
+ * FLOP and parameter counts per node, from static shapes (graph/shape-inference.ts on a copy of the
+ * model whose inputs are given concrete dims). Conventions (a multiply-add counts as 2 FLOPs):
+ *
+ * - Conv: 2 * out_elements * (C_in / group) * prod(kernel), plus out_elements for a bias;
+ * - ConvTranspose: 2 * in_elements * (C_out / group) * prod(kernel), plus out_elements for a bias;
+ * - Gemm / MatMul: 2 * batch * M * N * K (Gemm adds M * N for C);
+ * - MaxPool / AveragePool / LpPool: out_elements * prod(kernel); global pools: in_elements;
+ * - BatchNormalization / InstanceNormalization: 2 * elements; Softmax / LogSoftmax: 3 * elements;
+ * - other elementwise ops (activations, Add, Mul, Clip, Resize, ...): out_elements;
+ * - shape and data-movement ops (Reshape, Shape, Concat, Slice, Transpose, Cast, ...): 0.
+ *
+ * Parameters are the elements of constant float inputs of each node (weights, biases, BN statistics).
+ */
+import { DataType } from '../graph/dtype.js';
+import { constantOf, Model, Node, Value } from '../graph/ir.js';
+import { cloneModel } from '../graph/onnx/index.js';
+import { inferShapes, staticShape } from '../graph/shape-inference.js';
+
+export interface NodeFlops {
+  node: string;
+  op: string;
+  flops: number;
+  params: number;
+  /** Output shape of the first output, when known. */
+  shape?: number[];
+}
+
+export interface FlopReport {
+  nodes: NodeFlops[];
+  totalFlops: number;
+  totalParams: number;
+  /** Nodes whose FLOPs could not be counted (unknown shapes). */
+  unknown: string[];
+}
+
+const ZERO_COST = new Set([
+  'Constant', 'Reshape', 'Shape', 'Concat', 'Slice', 'Gather', 'Transpose', 'Cast', 'Squeeze', 'Unsqueeze', 'Flatten', 'Identity',
+  'Dropout', 'Split', 'Expand', 'Tile', 'Pad', 'ConstantOfShape', 'Range', 'Size',
+]);
+
+const FLOAT_TYPES = new Set<number>([DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE]);
+
+function prod(d: readonly number[]): number {
+  return d.reduce((a, b) => a * b, 1);
+}
+
+/** FLOPs of one node given static shapes (undefined when a needed shape is unknown). */
+export function nodeFlops(n: Node): number | undefined {
+  if (ZERO_COST.has(n.opType)) return 0;
+  const inp = staticShape(n.input(0));
+  // declared graph outputs may keep symbolic dims; elementwise outputs then take the input's shape
+  const out = (n.outputs[0] ? staticShape(n.outputs[0]) : undefined) ?? (n.inputs.length === 1 ? inp : undefined);
+  const w = n.input(1) ? staticShape(n.input(1)) : undefined;
+  switch (n.opType) {
+    case 'Conv': {
+      if (!out || !w) return undefined;
+      // weight dims are [C_out, C_in / group, k...]: dims[1] is already per group
+      return 2 * prod(out) * w[1]! * prod(w.slice(2)) + (n.input(2) ? prod(out) : 0);
+    }
+    case 'ConvTranspose': {
+      if (!inp || !w || !out) return undefined;
+      const k = prod(w.slice(2));
+      return 2 * prod(inp) * w[1]! * k + (n.input(2) ? prod(out) : 0);
+    }
+    case 'Gemm': {
+      if (!inp || !out) return undefined;
+      const K = n.getInt('transA', 0) ? inp[0]! : inp[inp.length - 1]!;
+      return 2 * prod(out) * K + (n.input(2) ? prod(out) : 0);
+    }
+    case 'MatMul': {
+      if (!inp || !out) return undefined;
+      return 2 * prod(out) * inp[inp.length - 1]!;
+    }
+    case 'MaxPool':
+    case 'AveragePool':
+    case 'LpPool': {
+      const k = n.getInts('kernel_shape');
+      if (!out || !k) return undefined;
+      return prod(out) * prod(k);
+    }
+    case 'GlobalAveragePool':
+    case 'GlobalMaxPool':
+    case 'GlobalLpPool':
+    case 'ReduceMean':
+    case 'ReduceSum':
+    case 'ReduceMax':
+      return inp ? prod(inp) : undefined;
+    case 'BatchNormalization':
+    case 'InstanceNormalization':
+    case 'LayerNormalization':
+      return out ? 2 * prod(out) : undefined;
+    case 'Softmax':
+    case 'LogSoftmax':
+      return out ? 3 * prod(out) : undefined;
+  }
+  return out ? prod(out) : undefined;
+}
+
+function nodeParams(n: Node): number {
+  let p = 0;
+  for (const v of n.inputs) {
+    const t = constantOf(v);
+    if (t && FLOAT_TYPES.has(t.dataType)) p += t.size;
+  }
+  return p;
+}
+
+/**
+ * Counts FLOPs and parameters. `inputShapes` fixes symbolic input dims (by input name); unnamed
+ * symbolic dims default to 1. The model is not modified (inference runs on a copy).
+ */
+export function countFlops(model: Model, inputShapes: Record<string, number[]> = {}): FlopReport {
+  const m = cloneModel(model);
+  for (const v of m.graph.inputs) {
+    if (m.graph.initializers.get(v.name) === v) continue;
+    const given = inputShapes[v.name];
+    const shape = v.shape;
+    const elem = v.elemType ?? DataType.FLOAT;
+    if (given) v.setTensorType(elem, given);
+    else if (shape) v.setTensorType(elem, shape.map((d) => (typeof d === 'number' ? d : 1)));
+  }
+  // drop stale intermediate shapes so inference recomputes them from the inputs
+  for (const g of m.graph.allGraphs()) for (const n of g.nodes) for (const o of n.outputs) if (!o.isGraphOutput) delete o.type;
+  m.graph.valueInfo = [];
+  inferShapes(m);
+  const nodes: NodeFlops[] = [];
+  const unknown: string[] = [];
+  let totalFlops = 0;
+  let totalParams = 0;
+  for (const n of m.graph.allNodes()) {
+    if (n.opType === 'Constant') continue;
+    const f = nodeFlops(n);
+    const p = nodeParams(n);
+    const name = n.name ?? n.label;
+    if (f === undefined) unknown.push(name);
+    const shape = n.outputs[0] ? staticShape(n.outputs[0] as Value) : undefined;
+    nodes.push({ node: name, op: n.opType, flops: f ?? 0, params: p, ...(shape ? { shape } : {}) });
+    totalFlops += f ?? 0;
+    totalParams += p;
+  }
+  return { nodes, totalFlops, totalParams, unknown };
+}
+
+/** FLOPs and parameters by op type (for compact reports). */
+export function flopsByOp(r: FlopReport): Array<{ op: string; nodes: number; flops: number; params: number }> {
+  const by = new Map<string, { op: string; nodes: number; flops: number; params: number }>();
+  for (const n of r.nodes) {
+    const e = by.get(n.op) ?? { op: n.op, nodes: 0, flops: 0, params: 0 };
+    e.nodes++;
+    e.flops += n.flops;
+    e.params += n.params;
+    by.set(n.op, e);
+  }
+  return [...by.values()].sort((a, b) => b.flops - a.flops);
+}

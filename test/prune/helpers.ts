@@ -1,0 +1,85 @@
+/** Helpers for pruning tests: seeded weights, a minimal pass context, and onnxruntime runs. */
+import { GraphBuilder } from '../../graph/builder.js';
+import { Model, Value } from '../../graph/ir.js';
+import { serializeModel } from '../../graph/onnx/index.js';
+import { Tensor } from '../../graph/tensor.js';
+import type { Explanation, PassContext } from '../../passes/pass.js';
+import { createSession } from '../../runtime/session.js';
+import type { Feed } from '../../runtime/host-tensor.js';
+
+/** Deterministic pseudo-random numbers (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random float32 values in [-1, 1), with every element of the listed output channels zeroed. */
+export function weights(dims: number[], seed: number, zeroChannels: number[] = [], axis = 0): Float32Array {
+  const r = rng(seed);
+  const n = dims.reduce((a, b) => a * b, 1);
+  const w = new Float32Array(n);
+  for (let i = 0; i < n; i++) w[i] = r() * 2 - 1;
+  const outer = dims.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const c = dims[axis]!;
+  for (let o = 0; o < outer; o++) for (const z of zeroChannels) w.fill(0, (o * c + z) * inner, (o * c + z + 1) * inner);
+  return w;
+}
+
+export function f32(dims: number[], data: Float32Array | number[]): Tensor {
+  return Tensor.from('float32', dims, data instanceof Float32Array ? data : Float32Array.from(data));
+}
+
+/** Adds a weight either as an initializer or as a Constant node (the PaddleOCR style). */
+export function weight(b: GraphBuilder, name: string, t: Tensor, asConstant = true): Value {
+  return asConstant ? b.constant(name, t) : b.initializer(name, t);
+}
+
+export interface TestContext extends PassContext {
+  notes: Explanation[];
+}
+
+export function testContext(pass = 'test'): TestContext {
+  const notes: Explanation[] = [];
+  return {
+    logger: { info() {}, warn() {}, debug() {} },
+    explain: (e) => notes.push({ pass, ...e }),
+    explaining: true,
+    data: {},
+    shared: new Map(),
+    notes,
+  };
+}
+
+export function feedFor(dims: number[], seed: number, name = 'x'): Feed {
+  const r = rng(seed);
+  const n = dims.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = r() * 2 - 1;
+  return { [name]: { type: 'float32', dims, data } };
+}
+
+/** Runs a model with onnxruntime (optimizations off, so the graph runs as written). */
+export async function run(model: Model, feed: Feed): Promise<Record<string, { dims: number[]; data: Float32Array }>> {
+  const s = await createSession(serializeModel(model), { graphOptimizationLevel: 'disabled' });
+  try {
+    const out = await s.run(feed);
+    const res: Record<string, { dims: number[]; data: Float32Array }> = {};
+    for (const [k, v] of Object.entries(out)) res[k] = { dims: v.dims.map(Number), data: v.data as Float32Array };
+    return res;
+  } finally {
+    await s.dispose();
+  }
+}
+
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
