@@ -94,7 +94,7 @@ export const bnIntoLayer: Pattern<BnMatch> = {
     let kind: LinearKind;
     const group = layer.getInt('group', 1);
     let alpha = 1;
-    let b = new Float64Array(n);
+    let b: Float64Array = new Float64Array(n);
     if (layer.opType === 'Conv' || layer.opType === 'ConvTranspose') {
       kind = layer.opType;
       if (wDims.length < 3) return noMatch(`${layer.opType} weight has rank ${wDims.length}`);

@@ -373,3 +373,20 @@ export function scaleOutputChannels(kind: LinearKind, w: Float64Array, dims: rea
   }
   return out;
 }
+
+/** For passes with a minimum opset called directly: explains and returns true when the model is older. */
+export function belowOpset(model: Model, min: number, ctx: PassContext): boolean {
+  const v = model.opset('') ?? 0;
+  if (v >= min) return false;
+  ctx.explain({ reason: `needs opset ${min}, the model has ${v}; run upgrade-opset<to=${min}> first` });
+  return true;
+}
+
+/** Reduce axes from the `axes` attribute or (opset 18+) the constant second input; null = all axes. */
+export function reduceAxes(node: Node): number[] | null | undefined {
+  const a = node.getInts('axes');
+  if (a) return a;
+  const v = node.input(1);
+  if (v && v.name !== '') return constantOf(v)?.toNumbers();
+  return null;
+}

@@ -1,4 +1,29 @@
-/** Passes of this area, in registry order (one file per pass beside this group). */
+/**
+ * Passes of this area, in registry order (one file per pass beside this group), and their presets:
+ * the float-exact fusions join `default` (which the cleanup group registers first); `fuse` adds
+ * the fusions that need a newer opset, after `upgrade-opset`.
+ */
 import type { Pass } from '../pass.js';
+import { extendPreset, PRESETS, registerPreset } from '../presets.js';
+import fuseBatchnorm from '../fuse-batchnorm.js';
+import fuseConvAffine from '../fuse-conv-affine.js';
+import fuseMatmulAdd from '../fuse-matmul-add.js';
+import fusePad from '../fuse-pad.js';
+import fuseHardswish from '../fuse-hardswish.js';
+import fuseLayerNorm from '../fuse-layer-norm.js';
+import fuseGelu from '../fuse-gelu.js';
 
-export const fusionPasses: Pass<any>[] = [];
+export const fusionPasses: Pass<any>[] = [fuseBatchnorm, fuseConvAffine, fuseMatmulAdd, fusePad, fuseHardswish, fuseLayerNorm, fuseGelu];
+
+/** Fusions that are exact in float and keep the opset. */
+export const EXACT_FUSIONS = 'fuse-pad,fuse-batchnorm,fuse-conv-affine,fuse-matmul-add';
+/** Fusions that need opset 14/17/20. */
+export const UPGRADE_FUSIONS = 'fuse-hardswish,fuse-layer-norm,fuse-gelu';
+
+const cleanupDefault = PRESETS['default']?.pipeline ?? '';
+extendPreset('default', EXACT_FUSIONS, 'Lossless cleanup and float-exact fusions; never changes the opset.');
+registerPreset(
+  'fuse',
+  'Everything in default, then upgrade to opset 20 and fuse HardSwish/HardSigmoid, LayerNormalization and Gelu.',
+  [cleanupDefault, EXACT_FUSIONS, UPGRADE_FUSIONS].filter(Boolean).join(','),
+);
