@@ -136,9 +136,12 @@ class Reader {
         if (this.pos + 4 > this.buf.length) this.fail('ONNX_TRUNCATED', 'truncated fixed32', at);
         this.pos += 4;
         return;
-      case WT_LEN:
-        this.pos += this.length();
+      case WT_LEN: {
+        // read the length first: `this.pos += this.length()` would add it to the position before the prefix
+        const n = this.length();
+        this.pos += n;
         return;
+      }
       case WT_SGROUP: {
         if (depth >= this.maxDepth) this.fail('ONNX_TOO_DEEP', `groups nested deeper than ${this.maxDepth}`, at);
         for (;;) {
