@@ -18,8 +18,13 @@ export function replaceValue(old: Value, replacement: Value): boolean {
     // a value can be listed by several graphs only in malformed models; keep it simple and refuse
     if (old.outputOf.size !== 1) return false;
     const name = old.name;
-    old.name = `${name}__replaced`;
-    replacement.name = name;
+    old.replaceAllUsesWith(replacement);
+    if (replacement.name !== name) {
+      // swap names so the output keeps its name and names stay unique
+      old.name = replacement.name;
+      replacement.name = name;
+    }
+    return true;
   }
   old.replaceAllUsesWith(replacement);
   return true;
