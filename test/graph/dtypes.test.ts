@@ -369,9 +369,9 @@ describe('sub-byte packing', () => {
     expect(Array.from(viaFields(DataType.INT4, [3], [0x78, 0x03]).unpack())).toEqual([-8, 7, 3]);
     expect(Array.from(viaFields(DataType.FLOAT8E4M3FN, [2], [0x38, 0xb8]).toFloat32())).toEqual([1, -1]);
     expect(Array.from(viaFields(DataType.BFLOAT16, [2], [0x3f80, 0xc000]).toFloat32())).toEqual([1, -2]);
-    expect(Array.from(viaFields(DataType.BOOL, [3], [1, 0, 1]).data())).toEqual([1, 0, 1]);
+    expect(Array.from(viaFields(DataType.BOOL, [3], [1, 0, 1]).data() as Uint8Array)).toEqual([1, 0, 1]);
     const u32 = Object.assign(new Tensor(DataType.UINT32, [2]), { fields: { uint64_data: BigUint64Array.of(4294967295n, 7n) } });
-    expect(Array.from(u32.data())).toEqual([4294967295, 7]);
+    expect(Array.from(u32.data() as Uint32Array)).toEqual([4294967295, 7]);
   });
 });
 
