@@ -22,7 +22,7 @@ function measurement(size: number, ratio: number, inputs = [{ name: 'x', type: '
   return {
     schema: MEASUREMENT_SCHEMA,
     model: { file: 'm.onnx', sha256: 'x', sizeBytes: size, signature: { inputs, outputs: [{ name: 'y', type: 'float32', shape: [1, 8] }] } },
-    latency: { ratioToReference: ratio, modelP50Ms: ratio, referenceP50Ms: 1, rounds: 10, spread: 0.01, referenceWorkload: 'conv3x3-32ch-56px/1', threads: 1 },
+    latency: { ratioToReference: ratio, modelP50Ms: ratio, referenceP50Ms: 1, rounds: 10, spread: 0.01, referenceWorkload: 'conv3x3-32ch-56px/1', threads: 1, clock: 'cpu' },
     environment: { node: 'v20', onnxruntime: '1.30.0', cpu: 'cpu', cores: 2, platform: 'linux-x64' },
     measuredAt: '2026-11-23T00:00:00Z',
   };
