@@ -283,9 +283,13 @@ function inputFiles(model: Model): Set<string> {
     }
   };
   if (model.sourcePath) add(model.sourcePath);
+  const seen = new Set<string>();
   forEachTensor(model, (t) => {
     const s = t.external?.source;
     if (t.isExternal && s instanceof FileExternalSource && t.external!.location) {
+      const key = `${s.baseDir}\0${t.external!.location}`;
+      if (seen.has(key)) return;
+      seen.add(key);
       try {
         add(path.join(s.baseDir, checkLocation(t.external!.location, t)));
       } catch {
