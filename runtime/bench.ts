@@ -41,7 +41,7 @@ export interface BenchReport {
   warmup: number;
   runs: number;
   threads: number | 'default';
-  /** Whether idle intra-op threads spin (off when several models alternate). */
+  /** Whether idle intra-op threads spin (off unless asked for). */
   spinning: boolean;
   models: BenchModelResult[];
   /** Peak RSS of the process that ran the benchmark, bytes. */
@@ -54,8 +54,10 @@ export interface BenchReport {
 export async function benchmark(o: BenchOptions, onProgress?: (done: number, total: number) => void): Promise<BenchReport> {
   if (o.models.length === 0) throw inputError('BENCH_NO_MODEL', 'name at least one model to benchmark');
   const sessions: Session[] = [];
-  // several sessions alternate on the same cores: idle spinning threads would slow the others
-  const sessionOptions: SessionOptions = { ...(o.models.length > 1 ? { allowSpinning: false } : {}), ...(o.session ?? {}) };
+  // Idle intra-op threads do not spin by default: spinning threads of one session steal the cores of
+  // another in A/B rounds, and of other processes on a shared machine (measured: a 4x slower rec p50
+  // under load). The same default for one model or several keeps their numbers comparable.
+  const sessionOptions: SessionOptions = { allowSpinning: false, ...(o.session ?? {}) };
   try {
     for (const m of o.models) sessions.push(await Session.create(m, sessionOptions));
     const first = sessions[0]!;

@@ -12,6 +12,7 @@ interface Args extends RunArgs {
   samples?: number;
   profile?: boolean;
   sandbox?: boolean;
+  spinning?: boolean;
   timeout?: number;
   maxMemory?: number;
 }
@@ -26,6 +27,7 @@ export const benchCommand: CommandModule<object, Args> = {
       .option('runs', { type: 'number', describe: 'timed runs per model (default 50)' })
       .option('samples', { type: 'number', describe: 'distinct input samples to cycle through (default 1)' })
       .option('profile', { type: 'boolean', describe: 'add a per-op profile from onnxruntime' })
+      .option('spinning', { type: 'boolean', describe: "let idle onnxruntime threads spin (onnxruntime's default; off by default here for fair, stable numbers on shared machines)" })
       .option('sandbox', { type: 'boolean', default: true, describe: 'run in a child process with time and memory limits (--no-sandbox to disable)' })
       .option('timeout', { type: 'number', describe: 'wall-time limit in seconds (default 600)' })
       .option('max-memory', { type: 'number', describe: 'memory limit in MB (default 8192)' }) as never,
@@ -45,7 +47,7 @@ export const benchCommand: CommandModule<object, Args> = {
       ...(a.samples !== undefined ? { samples: a.samples } : {}),
       ...(a.warmup !== undefined ? { warmup: a.warmup } : {}),
       ...(a.runs !== undefined ? { runs: a.runs } : {}),
-      ...(a.threads ? { session: { intraOpNumThreads: a.threads } } : {}),
+      session: { ...(a.threads ? { intraOpNumThreads: a.threads } : {}), ...(a.spinning !== undefined ? { allowSpinning: a.spinning } : {}) },
     };
     const bar = new ProgressBar({ label: 'bench', ...(a.json ? { enabled: false } : {}) });
     const onProgress = (done: number, total: number) => bar.update(done, total);
