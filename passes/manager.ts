@@ -8,7 +8,7 @@
  */
 import { checkModel } from '../graph/checker.js';
 import { checkError, internalError, isOnnxForgeError } from '../graph/errors.js';
-import type { Model } from '../graph/ir.js';
+import type { Graph, Model, Value } from '../graph/ir.js';
 import type { Explanation, Logger, PassContext, PassResult } from './pass.js';
 import { formatPipeline, parsePipeline, PipelineStep } from './pipeline.js';
 import { countNodes, weightBytes } from './rewrite.js';
@@ -196,7 +196,28 @@ export class PassManager {
 }
 
 function issueKeys(model: Model): Set<string> {
-  return new Set(checkModel(model).map((i) => `${i.code}: ${i.message}`));
+  return new Set([...checkModel(model).map((i) => `${i.code}: ${i.message}`), ...scopeIssues(model)]);
+}
+
+/**
+ * Values read but defined nowhere in scope (a node input or graph output whose producer was removed,
+ * or that no graph input or initializer provides): the checker only sees what the loader recorded.
+ */
+export function scopeIssues(model: Model): string[] {
+  const out: string[] = [];
+  const visit = (g: Graph, outer: Set<Value>) => {
+    const defined = new Set(outer);
+    for (const v of g.inputs) defined.add(v);
+    for (const v of g.initializers.values()) defined.add(v);
+    for (const n of g.nodes) for (const o of n.outputs) defined.add(o);
+    for (const n of g.nodes) {
+      for (const v of n.inputs) if (v && !defined.has(v)) out.push(`IR_UNDEFINED_INPUT: node ${n.label} reads '${v.name}', which nothing in scope defines`);
+      for (const sg of n.subgraphs()) visit(sg, defined);
+    }
+    for (const v of g.outputs) if (!defined.has(v)) out.push(`IR_UNDEFINED_OUTPUT: graph output '${v.name}' is defined nowhere in scope`);
+  };
+  visit(model.graph, new Set());
+  return out;
 }
 
 export function summarize(records: readonly PassRecord[]): PassSummary[] {
