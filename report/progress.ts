@@ -40,6 +40,11 @@ export class ProgressBar {
     this.draw(now);
   }
 
+  /** Changes the label (e.g. to show a running loss); drawn at the next update. */
+  setLabel(label: string): void {
+    this.opts.label = label;
+  }
+
   tick(n = 1): void {
     this.update(this.count + n);
   }

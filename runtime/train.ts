@@ -7,12 +7,16 @@
 import * as ort from 'onnxruntime-node';
 import { DataType } from '../graph/dtype.js';
 import { inputError } from '../graph/errors.js';
-import { Model, Value } from '../graph/ir.js';
+import { Attribute, Model, Value } from '../graph/ir.js';
 import { cloneModel, serializeModel } from '../graph/onnx/index.js';
 import { ShapeMap } from '../graph/autodiff/context.js';
+import { LossSpec } from '../graph/autodiff/losses.js';
+import { OptimizerSpec } from '../graph/autodiff/optimizers.js';
+import { buildTrainingGraph, TrainingGraph, TrainingSpec } from '../graph/autodiff/training.js';
+import { ProgressBar } from '../report/progress.js';
 import { Tensor } from '../graph/tensor.js';
 import { hostDType, onnxDataType } from './host-tensor.js';
-import { firstLine } from './session.js';
+import { firstLine, SessionOptions, toOrtOptions } from './session.js';
 
 /** Element type and dims of one model input. */
 export interface InputSpec {
@@ -109,4 +113,162 @@ export async function probeShapes(model: Model, inputs: Record<string, InputSpec
     await session.release();
   }
   return shapes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The training loop
+
+export interface TrainerOptions {
+  /** Shapes (and types) of the inference model's inputs for one batch. */
+  inputs: Record<string, InputSpec>;
+  losses: LossSpec[];
+  optimizer: OptimizerSpec;
+  params?: string[];
+  /** Inference values to return from every step (e.g. logits). */
+  keepOutputs?: string[];
+  session?: SessionOptions;
+}
+
+export interface StepResult {
+  loss: number;
+  /** The kept outputs of this step (see `keepOutputs`). */
+  outputs: Record<string, ort.Tensor>;
+}
+
+export interface FitOptions {
+  steps: number;
+  /** Batch for step i (0-based): the data inputs (inference inputs and loss targets). */
+  batch: (step: number) => Record<string, ort.Tensor>;
+  /** Learning rate, constant or per step. */
+  lr: number | ((step: number) => number);
+  /** Progress bar on stderr (default: when stderr is a TTY). */
+  progress?: boolean;
+  /** Called after each step. */
+  onStep?: (step: number, result: StepResult) => void;
+}
+
+export interface FitResult {
+  losses: number[];
+  stepsPerSecond: number;
+  seconds: number;
+}
+
+export class Trainer {
+  private params: Map<string, ort.Tensor>;
+  private state: Map<string, ort.Tensor>;
+  private stepCount = 0;
+  private readonly dtype: 'float32' | 'float64';
+
+  private constructor(
+    readonly inference: Model,
+    readonly graph: TrainingGraph,
+    private readonly session: ort.InferenceSession,
+  ) {
+    this.params = new Map(graph.params.map((p) => [p.input, ortTensorOf(p.initial)]));
+    this.state = new Map(graph.state.map((s) => [s.input, zerosTensor(s.dtype === DataType.DOUBLE ? 'float64' : 'float32', s.dims)]));
+    this.dtype = graph.params[0]!.initial.dataType === DataType.DOUBLE ? 'float64' : 'float32';
+  }
+
+  /** Probes shapes, builds the training graph and opens its session. */
+  static async create(model: Model, opts: TrainerOptions): Promise<Trainer> {
+    const shapes = await probeShapes(model, opts.inputs);
+    const spec: TrainingSpec = { shapes, losses: opts.losses, optimizer: opts.optimizer };
+    if (opts.params) spec.params = opts.params;
+    if (opts.keepOutputs) spec.keepOutputs = opts.keepOutputs;
+    const graph = buildTrainingGraph(model, spec);
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(serializeModel(graph.model), toOrtOptions(opts.session ?? {}));
+    } catch (e) {
+      throw inputError('TRAIN_SESSION_FAILED', `onnxruntime could not load the training graph: ${firstLine(e)}`);
+    }
+    return new Trainer(model, graph, session);
+  }
+
+  get steps(): number {
+    return this.stepCount;
+  }
+
+  /** One optimizer step on `batch`; parameters and state move to the step's output tensors. */
+  async step(batch: Record<string, ort.Tensor>, lr: number): Promise<StepResult> {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const name of this.graph.dataInputs) {
+      const t = batch[name];
+      if (!t) throw inputError('TRAIN_MISSING_INPUT', `the batch has no tensor for ${name}`, { tensor: name });
+      feeds[name] = t;
+    }
+    for (const [k, v] of this.params) feeds[k] = v;
+    for (const [k, v] of this.state) feeds[k] = v;
+    this.stepCount++;
+    feeds[this.graph.lrInput] = this.scalar(lr);
+    feeds[this.graph.stepInput] = this.scalar(this.stepCount);
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = await this.session.run(feeds);
+    } catch (e) {
+      this.stepCount--;
+      throw inputError('TRAIN_STEP_FAILED', `training step ${this.stepCount + 1} failed: ${firstLine(e)}`);
+    }
+    for (const p of this.graph.params) this.params.set(p.input, out[p.output] as ort.Tensor);
+    for (const s of this.graph.state) this.state.set(s.input, out[s.output] as ort.Tensor);
+    const loss = Number((out[this.graph.lossOutput] as ort.Tensor).data[0]);
+    const outputs: Record<string, ort.Tensor> = {};
+    for (const k of this.graph.keptOutputs) outputs[k] = out[k] as ort.Tensor;
+    return { loss, outputs };
+  }
+
+  /** Runs `steps` steps with a progress bar showing the loss and steps per second. */
+  async fit(opts: FitOptions): Promise<FitResult> {
+    const bar = new ProgressBar({ label: 'train', total: opts.steps, ...(opts.progress === undefined ? {} : { enabled: opts.progress }) });
+    const losses: number[] = [];
+    const t0 = performance.now();
+    let ema = NaN;
+    try {
+      for (let i = 0; i < opts.steps; i++) {
+        const lr = typeof opts.lr === 'number' ? opts.lr : opts.lr(i);
+        const r = await this.step(opts.batch(i), lr);
+        losses.push(r.loss);
+        ema = Number.isNaN(ema) ? r.loss : 0.9 * ema + 0.1 * r.loss;
+        bar.setLabel(`train loss ${ema.toPrecision(4)}`);
+        bar.update(i + 1);
+        opts.onStep?.(i, r);
+      }
+    } finally {
+      bar.done();
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    return { losses, seconds, stepsPerSecond: opts.steps / seconds };
+  }
+
+  /** Current value of a parameter (a copy). */
+  param(name: string): Tensor {
+    const t = this.params.get(name);
+    if (!t) throw inputError('TRAIN_BAD_PARAM', `no parameter ${name}`, { tensor: name });
+    return irTensorOf(t, name);
+  }
+
+  /**
+   * The inference model with the trained weights: the original graph (no training op) whose
+   * initializers or Constant nodes hold the current parameter values.
+   */
+  toInferenceModel(): Model {
+    const m = cloneModel(this.inference);
+    const g = m.graph;
+    for (const p of this.graph.params) {
+      const v = g.findValue(p.name);
+      const t = irTensorOf(this.params.get(p.input)!, p.name);
+      if (!v) throw inputError('TRAIN_BAD_PARAM', `parameter ${p.name} vanished from the model`, { tensor: p.name });
+      if (p.source === 'initializer') g.setInitializerTensor(v, t);
+      else v.producer!.setAttr(Attribute.tensor('value', t));
+    }
+    return m;
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+
+  private scalar(x: number): ort.Tensor {
+    return this.dtype === 'float64' ? new ort.Tensor('float64', Float64Array.of(x), []) : new ort.Tensor('float32', Float32Array.of(x), []);
+  }
 }
