@@ -275,6 +275,13 @@ export function rankOf(v: Value | null | undefined, depth = 0): number | undefin
     }
     return r;
   }
+  if (op === 'Slice' || op === 'Split' || op === 'Concat') return rankOf(p.input(0), depth + 1);
+  if (op === 'Squeeze' || op === 'Unsqueeze') {
+    const axes = p.getInts('axes') ?? (p.input(1) ? constantOf(p.input(1))?.toNumbers() : undefined);
+    const r = rankOf(p.input(0), depth + 1);
+    if (!axes || r === undefined) return undefined;
+    return op === 'Squeeze' ? r - axes.length : r + axes.length;
+  }
   if (op === 'Transpose') return p.getInts('perm')?.length ?? rankOf(p.input(0), depth + 1);
   if (op === 'Reshape') return lengthOf1D(p.input(1), depth + 1);
   if (op === 'MatMul') {
