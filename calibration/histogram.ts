@@ -74,14 +74,14 @@ export class Histogram {
       }
     }
     while (absMax >= this.hi) this.grow();
-    const w = this.width;
+    const inv = 1 / this.width;
     const h = this.half;
     const last = 2 * h - 1;
     const c = this.counts;
     for (let i = 0; i < n; i++) {
-      let k = Math.floor(values[i]! / w) + h;
-      if (k > last) k = last;
-      else if (k < 0) k = 0;
+      // t >= 0 after the clamp, so truncation is floor
+      const t = values[i]! * inv + h;
+      const k = t <= 0 ? 0 : t >= last ? last : t | 0;
       c[k]++;
     }
     this.total += n;

@@ -17,6 +17,7 @@ import { inputError } from '../graph/errors.js';
 import type { Model, Node, Value } from '../graph/ir.js';
 import type { Sample } from '../calibration/data/index.js';
 import type { Feed } from '../runtime/host-tensor.js';
+import type { SessionOptions } from '../runtime/session.js';
 import { collectStats } from '../calibration/collect.js';
 import { CalibrationMethod, computeRange, RangeOptions, TensorRange, validateRangeOptions } from '../calibration/ranges.js';
 import { definePass, PassContext } from './pass.js';
@@ -45,6 +46,8 @@ export interface QuantizeStaticOptions {
   presets?: string;
   tensorsPerRun?: number;
   memoryBudgetBytes?: number;
+  /** onnxruntime options of the calibration sessions (default: optimization 'all', ORT's thread count). */
+  sessionOptions?: SessionOptions;
   /** Called with the prepared float model just before Q/DQ placement (e.g. to keep a copy). */
   onPrepared?: (model: Model) => void;
 }
@@ -66,6 +69,9 @@ export interface QuantizeStaticReport {
   calibrationGroups: number;
   int8Nodes: number;
   quantizedOps: Record<string, number>;
+  /** Every op type still running in float, with counts (Q/DQ and Constant not counted). */
+  floatOps: Record<string, number>;
+  /** Quantizable nodes (Conv, MatMul, Gemm, ...) left in float, with the reason. */
   float: FloatNode[];
   emit: EmitStats;
   warnings: string[];
@@ -115,6 +121,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
       ...(options.movingAverage !== undefined ? { movingAverage: options.movingAverage } : {}),
       ...(options.tensorsPerRun !== undefined ? { tensorsPerRun: options.tensorsPerRun } : {}),
       ...(options.memoryBudgetBytes !== undefined ? { memoryBudgetBytes: options.memoryBudgetBytes } : {}),
+      ...(options.sessionOptions ? { sessionOptions: options.sessionOptions } : {}),
       onProgress: () => progress?.tick(),
     },
   );
@@ -155,6 +162,11 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   if (emit.clampedBias > 0) warnings.push(`${emit.clampedBias} bias values exceeded the int32 range at scale s_x * s_w and were clamped`);
   const quantizedOps: Record<string, number> = {};
   for (const n of placement.int8) quantizedOps[n.opType] = (quantizedOps[n.opType] ?? 0) + 1;
+  const floatOps: Record<string, number> = {};
+  for (const n of model.graph.nodes) {
+    if (placement.int8.has(n) || n.opType === 'Constant' || n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear') continue;
+    floatOps[n.opType] = (floatOps[n.opType] ?? 0) + 1;
+  }
   const report: QuantizeStaticReport = {
     method,
     samples: collected.samples,
@@ -163,6 +175,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     calibrationGroups: collected.groups,
     int8Nodes: placement.int8.size,
     quantizedOps,
+    floatOps,
     float: placement.float.map((f) => ({ node: f.node.name ?? f.node.label, op: f.node.opType, reason: f.reason })),
     emit,
     warnings,

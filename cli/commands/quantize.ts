@@ -258,6 +258,8 @@ export function renderQuantizeReport(r: QuantizeCommandReport): string {
       { title: `${q.int8Nodes} int8 nodes, ${q.emit.qdqPairs} Q/DQ pairs, ${q.emit.weights} int8 weights, ${q.emit.biases} int32 biases` },
     ),
   );
+  const floatOps = Object.entries(q.floatOps).sort((x, y) => y[1] - x[1]);
+  if (floatOps.length) parts.push(renderTable(['float ops', 'count'], floatOps.map(([k, v]) => [k, v]), { title: 'ops left in float' }));
   if (q.float.length) parts.push(renderTable(['left float', 'op', 'reason'], q.float.map((f) => [f.node, f.op, f.reason]), { title: `${q.float.length} quantizable nodes left in float` }));
   if (r.layers) parts.push(renderTable(['tensor', 'producer', 'SQNR dB', 'max abs err'], r.layers.slice(0, 30).map((l) => [l.tensor, l.producer, fmt(l.sqnrDb, 1), l.maxAbs.toPrecision(3)]), { title: `per-layer SQNR, worst ${Math.min(30, r.layers.length)} of ${r.layers.length}` }));
   for (const w of q.warnings) parts.push(`warning: ${w}`);

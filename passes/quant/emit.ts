@@ -14,7 +14,7 @@ import { inputError } from '../../graph/errors.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../../graph/ir.js';
 import { Tensor } from '../../graph/tensor.js';
 import type { ComputeUnit, Placement } from './placement.js';
-import { ActivationParams, quantizeBias, quantizeWeight } from './scales.js';
+import { ActivationParams, biasScaleFloor, quantizeBias, quantizeWeight } from './scales.js';
 
 export interface EmitOptions {
   reduceRange: boolean;
@@ -70,21 +70,24 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
   for (const u of p.units) {
     if (u.weightIndex < 0) continue;
     const wv = u.node.inputs[u.weightIndex]!;
-    const key = `${wv.name}|${u.axis ?? 'tensor'}`;
+    // with a bias, the weight scale has a floor that keeps the int32 bias in range
+    const hasBias = u.biasIndex >= 0 && !u.weightOnly;
+    const xs = hasBias ? params.get(u.node.inputs[u.activationInputs[0]!]!) : undefined;
+    if (hasBias && !xs) throw inputError('QUANT_INTERNAL', `no input scale for ${u.node.label}`, { node: u.node.name });
+    const floor = hasBias ? biasScaleFloor(constantOf(u.node.inputs[u.biasIndex])!.toFloat32(), xs!.scale, u.axis !== undefined) : undefined;
+    const key = `${wv.name}|${u.axis ?? 'tensor'}|${floor ? Array.from(floor).join(',') : ''}`;
     let entry = weightCache.get(key);
     if (!entry) {
-      entry = quantizeWeightInput(g, names, u, wv, o.reduceRange);
+      entry = quantizeWeightInput(g, names, u, wv, o.reduceRange, floor);
       weightCache.set(key, entry);
       stats.weights++;
     }
     touchedConstants.add(wv);
     u.node.setInput(u.weightIndex, entry.dq);
-    if (u.biasIndex >= 0 && !u.weightOnly) {
+    if (hasBias) {
       const bv = u.node.inputs[u.biasIndex]!;
-      const xs = params.get(u.node.inputs[u.activationInputs[0]!]!);
-      if (!xs) throw inputError('QUANT_INTERNAL', `no input scale for ${u.node.label}`, { node: u.node.name });
       const b = constantOf(bv)!.toFloat32();
-      const q = quantizeBias(b, xs.scale, entry.scales);
+      const q = quantizeBias(b, xs!.scale, entry.scales);
       stats.clampedBias += q.clamped;
       const base = `${u.node.name ?? bv.name}_bias`;
       const qv = g.addInitializer(Tensor.from(DataType.INT32, [b.length], q.data), names.fresh(`${base}_quantized`));
@@ -127,9 +130,9 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
   return { stats, dequantized };
 }
 
-function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, reduceRange: boolean): { dq: Value; scales: Float32Array } {
+function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, reduceRange: boolean, floor: Float32Array | undefined): { dq: Value; scales: Float32Array } {
   const t = constantOf(wv)!;
-  const q = quantizeWeight(t.toFloat32(), t.dims, u.axis, reduceRange);
+  const q = quantizeWeight(t.toFloat32(), t.dims, u.axis, reduceRange, floor);
   const base = wv.name;
   const ch = q.scales.length;
   const qv = g.addInitializer(Tensor.from(DataType.INT8, t.dims, q.data), names.fresh(`${base}_quantized`));

@@ -6,9 +6,11 @@
  *   A symmetric range [-m, m] gives zp = 128 and scale = m / 127.5... rounded through the same formula.
  * - Weights, int8 symmetric (zp 0): per channel c along `axis`, s_c = max|w_c| / Q with Q = 127, or 64
  *   with reduce-range (values in [-64, 64], which keeps AVX2's u8 x s8 pair sums below int16
- *   saturation); q = clamp(round(w / s_c), -Q, Q). An all-zero channel gets s_c = 1 (exact).
+ *   saturation); q = clamp(round(w / s_c), -Q, Q). An all-zero channel gets s_c = 1 (exact). When the
+ *   channel has a bias b_c, s_c is raised to at least |b_c| / (s_x (2^31 - 1)) so the bias fits int32.
  * - Bias, int32 (zp 0): s_c = s_x * s_w,c and q = round(b / s_c), clamped to the int32 range (the
- *   number of clamped values is returned so callers can report it).
+ *   number of clamped values is returned so callers can report it; with the weight-scale floor above
+ *   none are).
  */
 import { inputError } from '../../graph/errors.js';
 
@@ -28,6 +30,15 @@ export function activationParams(lo: number, hi: number, tensor = 'tensor'): Act
   if (!(scale > 0)) throw inputError('QUANT_ZERO_RANGE', `tensor '${tensor}' has a range too small for a float32 scale ([${lo}, ${hi}])`, { tensor });
   const zeroPoint = Math.min(255, Math.max(0, Math.round(-lo / scale)));
   return { scale, zeroPoint };
+}
+
+/** Smallest weight scale per channel for which bias / (s_x s_w) fits int32 (one entry per bias value). */
+export function biasScaleFloor(b: Float32Array, inputScale: number, perChannel: boolean): Float32Array {
+  const floor = (x: number) => Math.abs(x) / (inputScale * 2147483000);
+  if (perChannel) return b.map(floor);
+  let m = 0;
+  for (const x of b) m = Math.max(m, floor(x));
+  return Float32Array.of(m);
 }
 
 /** Quantizes float values with uint8 activation parameters (used by tests and the debug report). */
@@ -54,7 +65,7 @@ export interface QuantizedWeight {
 }
 
 /** Symmetric int8 quantization of a weight, per channel along `axis` or per tensor. */
-export function quantizeWeight(w: Float32Array, dims: readonly number[], axis: number | undefined, reduceRange: boolean): QuantizedWeight {
+export function quantizeWeight(w: Float32Array, dims: readonly number[], axis: number | undefined, reduceRange: boolean, minScales?: Float32Array): QuantizedWeight {
   const qmax = reduceRange ? 64 : 127;
   const channels = axis === undefined ? 1 : dims[axis]!;
   // element i belongs to channel floor(i / inner) % channels
@@ -68,7 +79,12 @@ export function quantizeWeight(w: Float32Array, dims: readonly number[], axis: n
     if (a > absMax[c]!) absMax[c] = a;
   }
   const scales = new Float32Array(channels);
-  for (let c = 0; c < channels; c++) scales[c] = absMax[c]! > 0 ? absMax[c]! / qmax : 1;
+  for (let c = 0; c < channels; c++) {
+    scales[c] = absMax[c]! > 0 ? absMax[c]! / qmax : 1;
+    // a bias that would overflow int32 at s_x * s_w needs a coarser weight scale
+    const floor = minScales ? minScales[minScales.length === 1 ? 0 : c]! : 0;
+    if (scales[c]! < floor) scales[c] = floor;
+  }
   const data = new Int8Array(n);
   for (let i = 0; i < n; i++) {
     const c = axis === undefined ? 0 : Math.floor(i / inner) % channels;

