@@ -13,11 +13,12 @@ import fuseHardswish from '../fuse-hardswish.js';
 import fuseLayerNorm from '../fuse-layer-norm.js';
 import fuseGelu from '../fuse-gelu.js';
 import upgradeOpset from '../upgrade-opset.js';
+import fuseShapeIntoReshape from '../fuse-shape-into-reshape.js';
 
-export const fusionPasses: Pass<any>[] = [fuseBatchnorm, fuseConvAffine, fuseMatmulAdd, fusePad, fuseHardswish, fuseLayerNorm, fuseGelu, upgradeOpset];
+export const fusionPasses: Pass<any>[] = [fuseBatchnorm, fuseConvAffine, fuseMatmulAdd, fusePad, fuseShapeIntoReshape, fuseHardswish, fuseLayerNorm, fuseGelu, upgradeOpset];
 
 /** Fusions that are exact in float and keep the opset. */
-export const EXACT_FUSIONS = 'fuse-pad,fuse-batchnorm,fuse-conv-affine,fuse-matmul-add';
+export const EXACT_FUSIONS = 'fuse-pad,fuse-batchnorm,fuse-conv-affine,fuse-matmul-add,fuse-shape-into-reshape';
 /** Fusions that need opset 14/17/20. */
 export const UPGRADE_FUSIONS = 'fuse-hardswish,fuse-layer-norm,fuse-gelu';
 
@@ -26,5 +27,5 @@ extendPreset('default', EXACT_FUSIONS, 'Lossless cleanup and float-exact fusions
 registerPreset(
   'fuse',
   'Everything in default, then upgrade to opset 20 and fuse HardSwish/HardSigmoid, LayerNormalization and Gelu.',
-  [cleanupDefault, EXACT_FUSIONS, 'upgrade-opset<to=20>', UPGRADE_FUSIONS, cleanupDefault].filter(Boolean).join(','),
+  [cleanupDefault, EXACT_FUSIONS, 'upgrade-opset<to=20>', UPGRADE_FUSIONS].filter(Boolean).join(','),
 );
