@@ -50,8 +50,14 @@ function infoOf(v: Value | null | undefined): Info {
   return info;
 }
 
+/** Values whose declared types are part of the file (value_info): inference does not overwrite them. */
+let declared: ReadonlySet<Value> = new Set();
+
 function setInfo(v: Value, info: Info): void {
-  if (v.outputOf.size > 0 && v.type?.tensor?.shape) return; // declared graph outputs stay as declared
+  if (declared.has(v)) return;
+  // Graph outputs (of the main graph and of subgraphs) are written to the file as declared: a shape
+  // inferred for them would become part of the model (and onnxruntime checks it statically).
+  if (v.outputOf.size > 0) return;
   const old = infoOf(v);
   const elem = info.elem ?? old.elem;
   let dims = info.dims;
@@ -489,11 +495,18 @@ class Inference implements ShapeAnalysis {
       case 'Split': {
         if (!x.dims) return;
         const axis = normAxis(n.getInt('axis', 0), x.dims.length);
+        const given = this.opset >= 13 ? !!n.input(1) : n.attr('split') !== undefined;
         const split = this.opset >= 13 ? (n.input(1) ? ints(n.input(1)) : undefined) : n.getInts('split');
         const d = x.dims[axis];
+        const chunk = typeof d === 'number' ? Math.ceil(d / out.length) : undefined;
         out.forEach((o, i) => {
           const dims = [...x.dims!];
-          dims[axis] = split ? split[i] : typeof d === 'number' && d % out.length === 0 ? d / out.length : undefined;
+          // equal chunks (the last one smaller) only when no split sizes are given at all
+          const numOutputs = n.getInt('num_outputs');
+          if (split) dims[axis] = split[i];
+          else if (given || chunk === undefined || typeof d !== 'number') dims[axis] = undefined;
+          else if (numOutputs !== undefined) dims[axis] = i < out.length - 1 ? chunk : d - chunk * (out.length - 1);
+          else dims[axis] = d % out.length === 0 ? d / out.length : undefined;
           setInfo(o, withDims(dims));
         });
         return;
@@ -600,7 +613,14 @@ function sliceCount(dim: number, start: number, end: number, step: number): { st
  */
 export function inferShapes(model: Model): ShapeAnalysis {
   const inf = new Inference(model.opset('') ?? 1);
-  inf.graph(model.graph);
+  const vi = new Set<Value>();
+  for (const g of model.graph.allGraphs()) for (const v of g.valueInfo) vi.add(v);
+  declared = vi;
+  try {
+    inf.graph(model.graph);
+  } finally {
+    declared = new Set();
+  }
   return inf;
 }
 

@@ -9,7 +9,9 @@
  * - It never inflates the model: an output may be at most `max-growth` times the bytes of the node's
  *   constant inputs, or `max-output-bytes` (whichever is larger). A `ConstantOfShape` fill that would
  *   become megabytes stays a fill.
- * - Non-deterministic ops (RandomX, Multinomial, Bernoulli, Dropout in training) never fold.
+ * - Non-deterministic ops (RandomX, Multinomial, Bernoulli, Dropout in training) never fold, and
+ *   neither does the node computing an If condition (onnxruntime would inline the branch and re-check
+ *   shapes the model only satisfies at run time).
  * - `lift` (default on): every `Constant` node becomes an initializer (the weights of models that keep
  *   them in Constant nodes), except Constants that are graph outputs. Needs IR version >= 4.
  * Opset-aware (the evaluator follows the model's opset) and applied inside subgraphs too.
@@ -86,6 +88,13 @@ async function foldNode(n: Node, g: Graph, model: Model, opset: number, o: Optio
   if (n.outputs.length === 0 || n.outputs.every((v) => v.uses.length === 0 && !v.isGraphOutput)) return;
   if (NONDETERMINISTIC.has(n.opType)) {
     ctx.explain({ node: n.label, reason: `${n.opType} is not deterministic` });
+    return;
+  }
+  if (n.outputs.some((v) => v.uses.some((u) => u.node.opType === 'If' && u.index === 0))) {
+    // A constant If condition lets onnxruntime inline one branch and re-check its shapes statically;
+    // models that rely on the runtime's leniency in the untaken typing (e.g. [1]-shaped Range inputs)
+    // then fail to load. The condition stays computed.
+    ctx.explain({ node: n.label, reason: 'its output is the condition of an If' });
     return;
   }
   let outs: Tensor[] | undefined;
