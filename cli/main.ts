@@ -4,14 +4,15 @@
  * (0 ok, 1 a check/gate/budget failed, 2 bad input or usage).
  */
 import yargs, { CommandModule } from 'yargs';
-import { exitCodeFor, isOnnxForgeError } from '../graph/errors.js';
+import { exitCodeFor, inputError, isOnnxForgeError } from '../graph/errors.js';
 import { inspectCommand } from './commands/inspect.js';
 import { convertCommand } from './commands/convert.js';
 import { gateCommand } from './commands/gate.js';
+import { reportCommand } from './commands/report.js';
 import { quantizeCommand } from './commands/quantize.js';
 import { optimizeCommand } from './commands/optimize.js';
 
-export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand];
+export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand];
 
 /** Runs the CLI with `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -31,6 +32,8 @@ export async function main(argv: string[]): Promise<number> {
     .fail((msg, err) => {
       if (err) throw err;
       usageError = msg;
+      // yargs keeps going (and runs the command handler) when this returns: stop here
+      throw inputError('USAGE', msg);
     });
   for (const c of commands) parser.command(c);
   try {

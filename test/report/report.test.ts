@@ -1,0 +1,168 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { GraphBuilder } from '../../graph/builder.js';
+import { Tensor } from '../../graph/tensor.js';
+import { main } from '../../cli/main.js';
+import { modelFacts, newReport, readReport, ReportDocument, REPORT_SCHEMA, writeReport } from '../../report/document.js';
+import { renderHtml } from '../../report/html.js';
+import { renderMarkdown } from '../../report/markdown.js';
+
+function sampleReport(): ReportDocument {
+  const b = new GraphBuilder({ opset: 17 });
+  const x = b.input('x', 'float32', [1, 3, 8, 8]);
+  const w = b.initializer('w', Tensor.from('float32', [4, 3, 3, 3], new Float32Array(108).fill(0.1)));
+  const [c] = b.op('Conv', [x, w], { pads: [1, 1, 1, 1] });
+  const [r] = b.op('Relu', [c!]);
+  const fc = b.initializer('fc', Tensor.from('float32', [8, 2], new Float32Array(16).fill(0.2)));
+  const [m] = b.op('MatMul', [r!, fc]);
+  b.output(m!, 'y');
+  const model = b.model();
+  const doc = newReport('quantize', 'cls: static INT8');
+  doc.input = modelFacts(model, 2000, 'cls.onnx');
+  doc.output = { ...modelFacts(model, 700, 'cls.int8.onnx'), paramBytesByOp: { Conv: 120, MatMul: 20 } };
+  doc.passes = [
+    { pass: 'fold-constants', ms: 3.2, changed: true, nodesBefore: 40, nodesAfter: 20, bytesBefore: 2000, bytesAfter: 1900, stats: { folded: 20 } },
+    { pass: 'eliminate-dead', ms: 0.4, changed: false, nodesBefore: 20, nodesAfter: 20, bytesBefore: 1900, bytesAfter: 1900 },
+    { pass: 'quantize-static', ms: 800, changed: true, nodesBefore: 20, nodesAfter: 34, bytesBefore: 1900, bytesAfter: 700 },
+  ];
+  const samples = (base: number) => Array.from({ length: 60 }, (_, i) => base + Math.sin(i) * 0.1);
+  doc.latency = [
+    { model: 'fp32', samplesMs: samples(1.2), p50: 1.2, p90: 1.3, mean: 1.2, min: 1.1 },
+    { model: 'int8', samplesMs: samples(1.0), p50: 1.0, p90: 1.1, mean: 1.0, min: 0.9 },
+  ];
+  doc.outputs = [{ name: 'y', maxAbsError: 0.003, sqnrDb: 38.2, cosine: 0.99991 }];
+  doc.accuracy = [{ metric: 'accuracy', value: 0.994, reference: 0.994 }];
+  doc.layers = [
+    { name: 'conv_0', op: 'Conv', sqnrDb: 41, precision: 'int8' },
+    { name: 'conv_1', op: 'Conv', sqnrDb: 18, precision: 'int8' },
+    { name: 'hswish', op: 'HardSwish', precision: 'float', reason: 'no int8 kernel in onnxruntime' },
+  ];
+  doc.notes = ['a note with <html> & "quotes"'];
+  return doc;
+}
+
+describe('report rendering', () => {
+  it('renders Markdown with the headline, sections and escaping', () => {
+    const md = renderMarkdown(sampleReport());
+    expect(md).toMatch(/^## cls: static INT8/);
+    expect(md).toMatch(/\| size \| 1\.95 KiB \| 700 B \| 0\.35x \|/);
+    expect(md).toMatch(/\| latency p50 \| 1\.20 ms \| 1\.00 ms \| 0\.83x \|/);
+    expect(md).toContain('| fold-constants | 3.2 | 40 → 20 | 100 B | yes |');
+    expect(md).toMatch(/conv_1 \| Conv \| 18\.0/);
+    expect(md).toContain('`hswish` (HardSwish): no int8 kernel in onnxruntime');
+  });
+
+  it('renders one self-contained HTML file with the data embedded safely', () => {
+    const html = renderHtml(sampleReport());
+    expect(html).not.toMatch(/<script[^>]+src=/);
+    expect(html).not.toMatch(/<link[^>]+href=/);
+    expect(html).toContain('a note with &lt;html&gt; &amp; &quot;quotes&quot;');
+    // the embedded JSON cannot close its script element
+    const json = html.slice(html.indexOf('id="report-data">') + 17, html.indexOf('</script>'));
+    expect(json).not.toContain('<');
+    expect(JSON.parse(json).schema).toBe(REPORT_SCHEMA);
+    for (const id of ['size-by-op', 'latency', 'waterfall', 'layers']) expect(html).toContain(`data-chart="${id}"`);
+  });
+
+  it('reads reports back and rejects other schema versions and bad fields by name', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxforge-report-'));
+    try {
+      const f = path.join(dir, 'r.json');
+      fs.writeFileSync(f, JSON.stringify(sampleReport()));
+      expect(readReport(f).title).toBe('cls: static INT8');
+      fs.writeFileSync(f, JSON.stringify({ ...sampleReport(), schema: 'onnxforge.report/7' }));
+      expect(() => readReport(f)).toThrowError(/report schema onnxforge.report\/7 is not supported/);
+      fs.writeFileSync(f, JSON.stringify({ ...sampleReport(), passes: 3 }));
+      expect(() => readReport(f)).toThrowError(/field passes must be a list/);
+      fs.writeFileSync(f, JSON.stringify({ ...sampleReport(), input: { bytes: 'x' } }));
+      expect(() => readReport(f)).toThrowError(/field input/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('report command', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxforge-report-cli-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+    const out: string[] = [];
+    const err: string[] = [];
+    const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
+    const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
+    try {
+      return { code: await main(args), out: out.join(''), err: err.join('') };
+    } finally {
+      o.mockRestore();
+      e.mockRestore();
+    }
+  }
+
+  it('renders md to stdout and html to a file; exits 2 on bad input', async () => {
+    const f = path.join(dir, 'r.json');
+    await writeReport(sampleReport(), f);
+    const md = await run(['report', f, '--format', 'md']);
+    expect(md.code).toBe(0);
+    expect(md.out).toMatch(/## cls: static INT8/);
+    const html = path.join(dir, 'r.html');
+    expect((await run(['report', f, '--format', 'html', '-o', html])).code).toBe(0);
+    expect(fs.readFileSync(html, 'utf8')).toMatch(/^<!doctype html>/);
+    expect((await run(['report', f, '--format', 'pdf'])).code).toBe(2);
+    expect((await run(['report', path.join(dir, 'none.json')])).code).toBe(2);
+    const other = path.join(dir, 'other.json');
+    fs.writeFileSync(other, JSON.stringify({ schema: 'onnxforge.report/2' }));
+    const r = await run(['report', other]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/error\[REPORT_SCHEMA_VERSION\]/);
+  });
+});
+
+function findChromium(): string | undefined {
+  for (const c of [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome']) {
+    if (c && fs.existsSync(c)) return c;
+  }
+  return undefined;
+}
+
+const chromium = findChromium();
+if (!chromium) console.warn('report HTML browser test skipped: no Chromium found (apt-get install chromium; .ci/run installs it)');
+
+describe.skipIf(!chromium)('report HTML in headless Chromium', () => {
+  it('draws every chart that has data and marks the others empty', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxforge-report-browser-'));
+    try {
+      const full = path.join(dir, 'full.html');
+      fs.writeFileSync(full, renderHtml(sampleReport()));
+      const bare = newReport('convert', 'no charts');
+      const empty = path.join(dir, 'empty.html');
+      fs.writeFileSync(empty, renderHtml(bare));
+      const dump = (file: string) =>
+        execFileSync(
+          chromium!,
+          ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${path.join(dir, 'profile')}`, '--virtual-time-budget=5000', '--dump-dom', `file://${file}`],
+          { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'ignore'] },
+        );
+      const dom = dump(full);
+      expect(dom).toContain('data-charts-done="true"');
+      expect(dom).not.toMatch(/data-error="/);
+      const rendered = (id: string) => Number(new RegExp(`data-chart="${id}"[^>]*data-rendered="(\\d+)"`).exec(dom)?.[1] ?? 0);
+      expect(rendered('size-by-op')).toBeGreaterThanOrEqual(4);
+      expect(rendered('latency')).toBeGreaterThan(2);
+      expect(rendered('waterfall')).toBe(2);
+      expect(rendered('layers')).toBe(2);
+      expect((dom.match(/<rect /g) ?? []).length).toBeGreaterThan(10);
+      const domEmpty = dump(empty);
+      expect(domEmpty).toContain('data-charts-done="true"');
+      expect((domEmpty.match(/data-empty="true"/g) ?? []).length).toBe(4);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
