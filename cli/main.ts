@@ -8,11 +8,10 @@ import { exitCodeFor, inputError, isOnnxForgeError } from '../graph/errors.js';
 import { inspectCommand } from './commands/inspect.js';
 import { convertCommand } from './commands/convert.js';
 import { gateCommand } from './commands/gate.js';
-import { reportCommand } from './commands/report.js';
 import { quantizeCommand } from './commands/quantize.js';
 import { optimizeCommand } from './commands/optimize.js';
 
-export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand];
+export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand];
 
 /** Runs the CLI with `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {

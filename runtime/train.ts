@@ -240,6 +240,29 @@ export class Trainer {
     return { losses, seconds, stepsPerSecond: opts.steps / seconds };
   }
 
+  /** Copies of the parameters and optimizer state (a checkpoint), keyed by training-graph input name. */
+  snapshot(): { step: number; tensors: Record<string, ort.Tensor> } {
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [k, v] of [...this.params, ...this.state]) tensors[k] = new ort.Tensor(v.type, (v.data as Float32Array).slice(), v.dims);
+    return { step: this.stepCount, tensors };
+  }
+
+  /** Restores a {@link snapshot} (the tensors are used as they are, not copied). */
+  restore(snap: { step: number; tensors: Record<string, ort.Tensor> }): void {
+    for (const map of [this.params, this.state]) {
+      for (const k of map.keys()) {
+        const t = snap.tensors[k];
+        if (!t) throw inputError('TRAIN_BAD_SNAPSHOT', `the snapshot has no tensor for ${k}`, { tensor: k });
+        const cur = map.get(k)!;
+        if (t.type !== cur.type || t.dims.join(',') !== cur.dims.join(',')) {
+          throw inputError('TRAIN_BAD_SNAPSHOT', `snapshot tensor ${k} is ${t.type} [${t.dims.join(',')}], the model needs ${cur.type} [${cur.dims.join(',')}]`, { tensor: k });
+        }
+        map.set(k, t);
+      }
+    }
+    this.stepCount = snap.step;
+  }
+
   /** Current value of a parameter (a copy). */
   param(name: string): Tensor {
     const t = this.params.get(name);

@@ -9,6 +9,9 @@
  *        Xr[c', j*N+n] = X[n, j*C/g + c'],  Gr[m, n] = g[n, m],
  *        gW = Transpose(Conv(Xr, Gr; group, strides d, dilations s, pads [pb, pe]) cropped to k, [1,0,...]);
  *   gB = ReduceSum(g, [0, spatial axes]).
+ *   Two faster forms of gW (same values): pointwise convs (1x1, stride 1, no pad, group 1) use one
+ *   MatMul, g as [M, N*P] times X as [N*P, C]; depthwise convs (group = C = M) sum, per kernel tap,
+ *   g * (the strided window of the padded X) over batch and space: prod(k) Slice-Mul-ReduceSum.
  *
  * ConvTranspose  Y[n,m, i*s + t*d - pb] += X[n,c,i] W[c,m',t]  (its adjoint is a Conv)
  *   gX = Conv(g, W; strides s, dilations d, pads [pb, pe], group) cropped to X;
@@ -153,9 +156,46 @@ function conv(c: GradContext): Array<Value | null> {
       kernel_shape: geo.k,
     });
   }
-  if (c.need(1)) out[1] = batchAsChannelConv(c, x, xd, g, yd, geo);
+  if (c.need(1)) out[1] = pointwiseWeightGrad(c, x, xd, g, yd, geo) ?? depthwiseWeightGrad(c, x, xd, g, yd, geo) ?? batchAsChannelConv(c, x, xd, g, yd, geo);
   if (c.need(2) && nd.input(2)) out[2] = biasGrad(c, g, yd.length);
   return out;
+}
+
+function pointwiseWeightGrad(c: GradContext, x: Value, xd: number[], g: Value, yd: number[], geo: Geometry): Value | null {
+  const plain = geo.group === 1 && geo.k.every((k) => k === 1) && geo.s.every((s) => s === 1) && [...geo.pb, ...geo.pe].every((p) => p === 0);
+  if (!plain) return null;
+  const e = c.emit;
+  const [n, ch] = [xd[0]!, xd[1]!];
+  const m = yd[1]!;
+  const p = xd.slice(2).reduce((a, b) => a * b, 1);
+  const gm = c.reshape(e.op('Transpose', [c.reshape(g, [n, m, p])], { perm: [1, 0, 2] }), [m, n * p]);
+  const xm = c.reshape(e.op('Transpose', [c.reshape(x, [n, ch, p])], { perm: [0, 2, 1] }), [n * p, ch]);
+  return c.reshape(e.op('MatMul', [gm, xm]), [m, ch, ...geo.k]);
+}
+
+function depthwiseWeightGrad(c: GradContext, x: Value, xd: number[], g: Value, yd: number[], geo: Geometry): Value | null {
+  const ch = xd[1]!;
+  if (!(geo.group === ch && yd[1] === ch && ch > 1)) return null;
+  const e = c.emit;
+  const r = geo.k.length;
+  const spatial = [...Array(r).keys()].map((i) => i + 2);
+  const padded = [...geo.pb, ...geo.pe].some((p) => p !== 0) ? e.op('Pad', [x, e.int64s([0, 0, ...geo.pb, 0, 0, ...geo.pe], 'pads')]) : x;
+  const taps: Value[] = [];
+  const total = geo.k.reduce((a, b) => a * b, 1);
+  for (let t = 0; t < total; t++) {
+    const idx: number[] = [];
+    let rest = t;
+    for (let i = r - 1; i >= 0; i--) {
+      idx[i] = rest % geo.k[i]!;
+      rest = Math.floor(rest / geo.k[i]!);
+    }
+    const starts = idx.map((k, i) => k * geo.d[i]!);
+    const ends = starts.map((st, i) => st + (yd[i + 2]! - 1) * geo.s[i]! + 1);
+    const win = e.op('Slice', [padded, e.int64s(starts, 'starts'), e.int64s(ends, 'ends'), e.int64s(spatial, 'axes'), e.int64s(geo.s, 'steps')]);
+    taps.push(c.reduceSum(e.op('Mul', [win, g]), [0, ...spatial], false));
+  }
+  const stacked = e.op('Concat', taps.map((v) => c.reshape(v, [ch, 1])), { axis: 1 });
+  return c.reshape(stacked, [ch, 1, ...geo.k]);
 }
 
 function convTranspose(c: GradContext): Array<Value | null> {
