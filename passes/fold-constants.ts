@@ -10,8 +10,8 @@
  *   constant inputs, or `max-output-bytes` (whichever is larger). A `ConstantOfShape` fill that would
  *   become megabytes stays a fill.
  * - Non-deterministic ops (RandomX, Multinomial, Bernoulli, Dropout in training) never fold, and
- *   neither does the node computing an If condition (onnxruntime would inline the branch and re-check
- *   shapes the model only satisfies at run time).
+ *   Shape/Size of static shapes do not fold where that would make an If condition constant
+ *   (onnxruntime would inline the branch and re-check shapes the model only satisfies at run time).
  * - `lift` (default on): every `Constant` node becomes an initializer (the weights of models that keep
  *   them in Constant nodes), except Constants that are graph outputs. Needs IR version >= 4.
  * Opset-aware (the evaluator follows the model's opset) and applied inside subgraphs too.
@@ -54,6 +54,7 @@ export default definePass<Options>({
   async run(model, o, ctx) {
     const stats: Stats = { folded: 0, foldedByRuntime: 0, lifted: 0, skippedTooLarge: 0 };
     const analysis = inferShapes(model);
+    conditionCone = ifConditionCone(model);
     const opset = model.opset('') ?? 1;
     for (const g of [...model.graph.allGraphs()]) {
       for (const n of [...g.nodes]) {
@@ -79,6 +80,23 @@ export default definePass<Options>({
   },
 });
 
+let conditionCone: Set<Value> = new Set();
+
+/** Values an If condition depends on (through any nodes, in every graph). */
+function ifConditionCone(model: Model): Set<Value> {
+  const cone = new Set<Value>();
+  const stack: Value[] = [];
+  for (const n of model.graph.allNodes()) if (n.opType === 'If' && n.input(0)) stack.push(n.input(0)!);
+  while (stack.length) {
+    const v = stack.pop()!;
+    if (cone.has(v)) continue;
+    cone.add(v);
+    const p = v.producer;
+    if (p) for (const i of [...p.inputs, ...p.implicitInputs()]) if (i) stack.push(i);
+  }
+  return cone;
+}
+
 function constantBytes(t: Tensor): number {
   return t.dataType === DataType.STRING ? t.strings().reduce((s, x) => s + x.length, 0) : t.byteLength;
 }
@@ -90,17 +108,15 @@ async function foldNode(n: Node, g: Graph, model: Model, opset: number, o: Optio
     ctx.explain({ node: n.label, reason: `${n.opType} is not deterministic` });
     return;
   }
-  if (n.outputs.some((v) => v.uses.some((u) => u.node.opType === 'If' && u.index === 0))) {
-    // A constant If condition lets onnxruntime inline one branch and re-check its shapes statically;
-    // models that rely on the runtime's leniency in the untaken typing (e.g. [1]-shaped Range inputs)
-    // then fail to load. The condition stays computed.
-    ctx.explain({ node: n.label, reason: 'its output is the condition of an If' });
-    return;
-  }
   let outs: Tensor[] | undefined;
   let inputBytes = 0;
   let viaRuntime = false;
-  const shapeFolded = foldFromShapes(n, a);
+  // A Shape/Size fold can make an If condition constant; onnxruntime then inlines one branch and
+  // re-checks its shapes statically, which models relying on run-time leniency (e.g. [1]-shaped Range
+  // inputs in the ONNX function expansions) fail. Conditions that were not constant stay computed.
+  const feedsCondition = n.outputs.some((v) => conditionCone.has(v));
+  if (feedsCondition) ctx.explain({ node: n.label, reason: 'folding its shape would make an If condition constant' });
+  const shapeFolded = feedsCondition ? undefined : foldFromShapes(n, a);
   if (shapeFolded) outs = shapeFolded;
   else {
     const ins: Array<Tensor | null> = [];
