@@ -57,5 +57,5 @@ describe('codec fuzzer', () => {
     expect(summary.ok).toBeGreaterThan(cases / 50);
     expect(summary.rejected).toBeGreaterThan(cases / 2);
     expect(code).toBe(0);
-  });
+  }, 600_000);
 });

@@ -10,7 +10,10 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { OnnxForgeError } from '../../graph/errors.js';
 import { assertValid } from '../../graph/checker.js';
-import { loadModelSync, releaseModel, saveModelSync, SaveOptions } from '../../graph/onnx/index.js';
+import { forEachTensor, loadModelSync, releaseModel, saveModelSync, SaveOptions } from '../../graph/onnx/index.js';
+import { DataType } from '../../graph/dtype.js';
+import { Model } from '../../graph/ir.js';
+import { Tensor } from '../../graph/tensor.js';
 import { mutate, Rng } from './mutate.js';
 
 const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -95,6 +98,28 @@ function saveOptions(r: Rng): SaveOptions {
   return {};
 }
 
+class DataMismatch extends Error {}
+
+/** First tensor (in walk order) whose data differs between two models of the same structure. */
+function compareTensorData(a: Model, b: Model): string | undefined {
+  const list = (m: Model) => {
+    const out: Tensor[] = [];
+    forEachTensor(m, (t) => out.push(t));
+    return out;
+  };
+  const ta = list(a);
+  const tb = list(b);
+  if (ta.length !== tb.length) return `${ta.length} tensors before saving, ${tb.length} after`;
+  for (let i = 0; i < ta.length; i++) {
+    const x = ta[i]!;
+    const y = tb[i]!;
+    if (x.dataType === DataType.STRING) continue;
+    if (x.name !== y.name || x.dims.join() !== y.dims.join()) return `tensor ${i} is ${x.name} [${x.dims}] before saving, ${y.name} [${y.dims}] after`;
+    if (!Buffer.from(x.bytes()).equals(Buffer.from(y.bytes()))) return `tensor ${x.name}: data differs after saving`;
+  }
+  return undefined;
+}
+
 function clearDir(dir: string): void {
   for (const name of fs.readdirSync(dir)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
 }
@@ -124,14 +149,22 @@ export function runCase(env: FuzzEnv, seed: number, caseNo: number): CaseOutcome
       assertValid(model, file);
       const res = saveModelSync(model, out, { ...opts, fsync: false });
       written = [res.path, ...(res.dataPath ? [res.dataPath] : [])].map((p) => path.basename(p)).sort();
-      // the output must load again
-      releaseModel(loadModelSync(out));
+      // the output must load again and hold the same tensor data
+      const back = loadModelSync(out);
+      try {
+        const diff = compareTensorData(model, back);
+        if (diff) throw new DataMismatch(diff);
+      } finally {
+        releaseModel(back);
+      }
     } finally {
       releaseModel(model);
     }
     outcome = { kind: 'ok', ms: 0 };
   } catch (e) {
-    if (!(e instanceof OnnxForgeError)) {
+    if (e instanceof DataMismatch) {
+      outcome = { kind: 'finding', what: 'saved data differs', detail: e.message, ms: 0 };
+    } else if (!(e instanceof OnnxForgeError)) {
       outcome = { kind: 'finding', what: 'uncaught exception', detail: (e as Error)?.stack ?? String(e), ms: 0 };
     } else if (e.kind === 'internal') {
       outcome = { kind: 'finding', what: 'internal error', detail: e.stack ?? e.message, ms: 0 };
