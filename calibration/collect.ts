@@ -1,7 +1,9 @@
 /**
- * Range collection: runs an augmented copy of the model (the tensors to calibrate added as extra graph
- * outputs) in onnxruntime-node over a data source, and reduces every output of every sample at once
- * to streaming statistics (min/max, moving averages, a re-binning histogram), dropping the arrays.
+ * Range collection: runs an augmented copy of the model in onnxruntime-node over a data source and
+ * reduces every sample at once to streaming statistics, dropping the arrays. For min/max the copy
+ * computes ReduceMin/ReduceMax of each tensor in the graph (two scalars per tensor leave the
+ * runtime); for histograms (percentile, entropy) the tensors themselves become extra graph outputs
+ * and are binned in a re-binning histogram.
  *
  * Memory stays bounded: at most `tensorsPerRun` extra outputs are requested per session run (all by
  * default), and if the first sample shows that the requested outputs of one run exceed
@@ -14,7 +16,7 @@
  */
 import { cloneModel } from '../graph/onnx/index.js';
 import { checkError, inputError } from '../graph/errors.js';
-import type { Model, Value } from '../graph/ir.js';
+import { Attribute, Model, Node, Value } from '../graph/ir.js';
 import { DataType } from '../graph/dtype.js';
 import type { Sample } from './data/index.js';
 import type { Feed } from '../runtime/host-tensor.js';
@@ -64,6 +66,38 @@ export function augmentModel(model: Model, tensors: readonly string[]): Model {
     if (!v.type) v.setTensorType(DataType.FLOAT);
     g.addOutput(v);
     present.add(t);
+  }
+  return copy;
+}
+
+/** Names of the in-graph extremes of tensor `t` in the reduced augmented model. */
+export const extremeNames = (t: string): [string, string] => [`${t}__calib_min`, `${t}__calib_max`];
+
+/**
+ * The augmented model for min/max calibration: ReduceMin and ReduceMax (all axes, keepdims 0) of each
+ * tensor become graph outputs, so onnxruntime returns two scalars per tensor instead of the tensor.
+ * Min and max propagate NaN and infinity, which the caller then rejects.
+ */
+export function augmentModelReduced(model: Model, tensors: readonly string[]): Model {
+  const copy = cloneModel(model);
+  const g = copy.graph;
+  const byName = new Map<string, Value>();
+  for (const v of g.inputs) byName.set(v.name, v);
+  for (const n of g.nodes) for (const o of n.outputs) byName.set(o.name, o);
+  for (const t of tensors) {
+    const v = byName.get(t);
+    if (!v) throw inputError('CALIB_UNKNOWN_TENSOR', `cannot calibrate '${t}': no node of the main graph produces it`, { tensor: t });
+    if (v.elemType !== undefined && v.elemType !== DataType.FLOAT) throw inputError('CALIB_NOT_FLOAT', `cannot calibrate '${t}': it is not a float32 tensor`, { tensor: t });
+    const names = extremeNames(t);
+    ['ReduceMin', 'ReduceMax'].forEach((op, i) => {
+      const out = new Value(names[i]!);
+      out.setTensorType(DataType.FLOAT, []);
+      const node = new Node(op, [v], [out]);
+      node.name = names[i]!;
+      node.setAttr(Attribute.int('keepdims', 0));
+      g.insertNode(node);
+      g.addOutput(out);
+    });
   }
   return copy;
 }
@@ -137,6 +171,33 @@ export async function collectStats(model: Model, tensors: readonly string[], sou
     }
     if (samples === 0) throw inputError('CALIB_EMPTY', 'the calibration set is empty: the data source gave no samples');
     return { stats, samples, groups: 0, firstSampleBytes: 0, ms: performance.now() - t0 };
+  }
+
+  if (!withHist) {
+    // min/max only: reduced in the graph, two scalars per tensor per sample
+    const session = await createSessionFromModel(augmentModelReduced(model, tensors), { graphOptimizationLevel: 'all', ...options.sessionOptions }, '(calibration model)');
+    const outNames = tensors.flatMap(extremeNames);
+    try {
+      for await (const s of source()) {
+        checkFiniteFeed(s.feed, s.id);
+        const out = await session.run(s.feed, outNames);
+        for (const t of tensors) {
+          const [a, b] = extremeNames(t);
+          const mn = (out[a]!.data as Float32Array)[0]!;
+          const mx = (out[b]!.data as Float32Array)[0]!;
+          if (!Number.isFinite(mn) || !Number.isFinite(mx)) {
+            throw checkError('CALIB_NONFINITE_ACTIVATION', `${s.id}: tensor '${t}' holds non-finite values (min ${mn}, max ${mx}) on this sample; the model overflows or the input is out of its domain`, { file: s.id, tensor: t });
+          }
+          stats.get(t)!.addExtremes(mn, mx);
+        }
+        samples++;
+        options.onProgress?.(samples, undefined);
+      }
+    } finally {
+      await session.dispose().catch(() => undefined);
+    }
+    if (samples === 0) throw inputError('CALIB_EMPTY', 'the calibration set is empty: the data source gave no samples');
+    return { stats, samples, groups: 1, firstSampleBytes: 8 * tensors.length, ms: performance.now() - t0 };
   }
 
   for (let gi = 0; gi < groups.length; gi++) {

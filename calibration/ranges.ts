@@ -47,6 +47,12 @@ export class TensorStats {
 
   /** Adds one sample's values (already checked finite by the caller, which passes their extremes). */
   add(values: ArrayLike<number>, mn: number, mx: number): void {
+    this.addExtremes(mn, mx, values.length);
+    this.histogram?.add(values, { min: mn, max: mx });
+  }
+
+  /** Adds one sample known only by its extremes (min/max calibration reduced in the graph). */
+  addExtremes(mn: number, mx: number, elements = 0): void {
     if (mn < this.min) this.min = mn;
     if (mx > this.max) this.max = mx;
     if (this.samples === 0) {
@@ -58,8 +64,7 @@ export class TensorStats {
       this.avgMax += c * (mx - this.avgMax);
     }
     this.samples++;
-    this.elements += values.length;
-    this.histogram?.add(values, { min: mn, max: mx });
+    this.elements += elements;
   }
 }
 

@@ -6,7 +6,8 @@
  *   feeds only the Q, as onnxruntime's fusion requires); scale is a float32 scalar, zp an explicit
  *   uint8 scalar;
  * - the weight of each compute unit becomes an int8 initializer behind DQ(scale[C], zp int8 zeros[C],
- *   axis); the bias an int32 initializer behind DQ(s_x * s_w[C], zp int32 zeros[C], axis 0);
+ *   axis); the bias an int32 initializer behind DQ(s_x * s_w[C], axis 0) with the zero point left out
+ *   (0 by definition; onnxruntime moves only the int32 data into QLinearConv/QGemm);
  * - float Constant nodes and initializers left without readers are removed, so the float weights go.
  */
 import { DataType } from '../../graph/dtype.js';
@@ -89,14 +90,14 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
       const b = constantOf(bv)!.toFloat32();
       const q = quantizeBias(b, xs!.scale, entry.scales);
       stats.clampedBias += q.clamped;
-      const base = `${u.node.name ?? bv.name}_bias`;
-      const qv = g.addInitializer(Tensor.from(DataType.INT32, [b.length], q.data), names.fresh(`${base}_quantized`));
-      const sv = g.addInitializer(Tensor.from(DataType.FLOAT, [b.length], q.scales), names.fresh(`${base}_scale`));
-      const zv = g.addInitializer(Tensor.from(DataType.INT32, [b.length], new Int32Array(b.length)), names.fresh(`${base}_zero_point`));
-      const out = new Value(names.fresh(`${base}_dequantized`));
+      const base = bv.name;
+      const qv = g.addInitializer(Tensor.from(DataType.INT32, [b.length], q.data), names.fresh(`${base}_i32`));
+      const sv = g.addInitializer(Tensor.from(DataType.FLOAT, [b.length], q.scales), names.fresh(`${base}_s`));
+      const out = new Value(names.fresh(`${base}_dq`));
       out.setTensorType(DataType.FLOAT, [b.length]);
-      const dq = new Node('DequantizeLinear', [qv, sv, zv], [out]);
-      dq.name = names.fresh(`${base}_DequantizeLinear`);
+      // zero point omitted: 0 by definition, and onnxruntime moves only the int32 data into QLinearConv
+      const dq = new Node('DequantizeLinear', [qv, sv], [out]);
+      dq.name = names.fresh(`${base}_DQ`);
       dq.setAttr(Attribute.int('axis', 0));
       g.insertBefore(u.node, dq);
       touchedConstants.add(bv);
@@ -107,11 +108,17 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
 
   // activations
   const dequantized = new Map<string, string>();
+  const paramValues = new Map<Value, [Value, Value]>();
   for (const t of p.tensors) {
     const prm = params.get(t.inheritFrom ?? t.value) ?? params.get(t.value);
     if (!prm) throw inputError('QUANT_INTERNAL', `no quantization parameters for tensor '${t.value.name}'`, { tensor: t.value.name });
     const before = t.value.name;
-    dequantized.set(before, insertPair(g, names, t.value, prm));
+    // tensors that inherit parameters (data movement) share their root's scale and zero point
+    const root = t.inheritFrom ?? t.value;
+    const shared = paramValues.get(root);
+    const r = insertPair(g, names, t.value, prm, shared);
+    if (!shared) paramValues.set(root, r.params);
+    dequantized.set(before, r.dq);
     stats.qdqPairs++;
   }
 
@@ -135,26 +142,26 @@ function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, 
   const q = quantizeWeight(t.toFloat32(), t.dims, u.axis, reduceRange, floor);
   const base = wv.name;
   const ch = q.scales.length;
-  const qv = g.addInitializer(Tensor.from(DataType.INT8, t.dims, q.data), names.fresh(`${base}_quantized`));
+  const qv = g.addInitializer(Tensor.from(DataType.INT8, t.dims, q.data), names.fresh(`${base}_i8`));
   const perChannel = q.axis !== undefined;
-  const sv = g.addInitializer(perChannel ? Tensor.from(DataType.FLOAT, [ch], q.scales) : scalar(DataType.FLOAT, q.scales[0]!), names.fresh(`${base}_scale`));
-  const zv = g.addInitializer(perChannel ? Tensor.from(DataType.INT8, [ch], new Int8Array(ch)) : scalar(DataType.INT8, 0), names.fresh(`${base}_zero_point`));
-  const out = new Value(names.fresh(`${base}_dequantized`));
+  const sv = g.addInitializer(perChannel ? Tensor.from(DataType.FLOAT, [ch], q.scales) : scalar(DataType.FLOAT, q.scales[0]!), names.fresh(`${base}_s`));
+  const zv = g.addInitializer(perChannel ? Tensor.from(DataType.INT8, [ch], new Int8Array(ch)) : scalar(DataType.INT8, 0), names.fresh(`${base}_zp`));
+  const out = new Value(names.fresh(`${base}_dq`));
   out.setTensorType(DataType.FLOAT, t.dims);
   const dq = new Node('DequantizeLinear', [qv, sv, zv], [out]);
-  dq.name = names.fresh(`${base}_DequantizeLinear`);
+  dq.name = names.fresh(`${base}_DQ`);
   if (perChannel) dq.setAttr(Attribute.int('axis', q.axis!));
   g.insertBefore(u.node, dq);
   return { dq: out, scales: q.scales };
 }
 
 /** v -> Q -> DQ -> (every former reader of v). */
-function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams): string {
-  const sv = g.addInitializer(scalar(DataType.FLOAT, prm.scale), names.fresh(`${v.name}_scale`));
-  const zv = g.addInitializer(scalar(DataType.UINT8, prm.zeroPoint), names.fresh(`${v.name}_zero_point`));
-  const qOut = new Value(names.fresh(`${v.name}_QuantizeLinear_Output`));
+function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams, shared?: [Value, Value]): { dq: string; params: [Value, Value] } {
+  const sv = shared?.[0] ?? g.addInitializer(scalar(DataType.FLOAT, prm.scale), names.fresh(`${v.name}_s`));
+  const zv = shared?.[1] ?? g.addInitializer(scalar(DataType.UINT8, prm.zeroPoint), names.fresh(`${v.name}_zp`));
+  const qOut = new Value(names.fresh(`${v.name}_q`));
   qOut.setTensorType(DataType.UINT8, v.shape);
-  const dqOut = new Value(names.fresh(`${v.name}_DequantizeLinear_Output`));
+  const dqOut = new Value(names.fresh(`${v.name}_dq`));
   dqOut.setTensorType(DataType.FLOAT, v.shape);
   const wasOutput = v.isGraphOutput;
   const original = v.name;
@@ -166,9 +173,9 @@ function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams): st
   }
   if (wasOutput) dqOut.type = v.type;
   const q = new Node('QuantizeLinear', [v, sv, zv], [qOut]);
-  q.name = names.fresh(`${v.name}_QuantizeLinear`);
+  q.name = names.fresh(`${v.name}_Q`);
   const dq = new Node('DequantizeLinear', [qOut, sv, zv], [dqOut]);
-  dq.name = names.fresh(`${v.name}_DequantizeLinear`);
+  dq.name = names.fresh(`${v.name}_DQ`);
   if (v.producer) {
     g.insertAfter(v.producer, q);
     g.insertAfter(q, dq);
@@ -176,5 +183,5 @@ function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams): st
     g.insertNode(q, 0);
     g.insertNode(dq, 1);
   }
-  return dqOut.name;
+  return { dq: dqOut.name, params: [sv, zv] };
 }

@@ -130,6 +130,17 @@ describe('bad calibration data', () => {
     await expect(quantizeStatic(m, gaussianSource('x', () => [1, 4, 4, 4], 2, 1, 100))).rejects.toMatchObject({ code: 'CALIB_NONFINITE_ACTIVATION', details: { tensor: expect.any(String) } });
   });
 
+  for (const method of ['minmax', 'percentile'] as const) {
+    it(`rejects NaN activations, naming the tensor (${method})`, async () => {
+      const b = new GraphBuilder({ opset: 13 });
+      const x = b.input('x', 'float32', [1, 4, 4, 4]);
+      const [y] = b.op('Log', [x], {}, { name: 'log', names: ['log_out'] });
+      const [c] = b.op('Conv', [y!, b.initializer('w', Tensor.from('float32', [4, 4, 1, 1], randn(16, 5)))], {}, { name: 'conv' });
+      b.output(c!, 'out', 'float32');
+      await expect(quantizeStatic(b.model(), gaussianSource('x', () => [1, 4, 4, 4], 2), { method })).rejects.toMatchObject({ code: 'CALIB_NONFINITE_ACTIVATION', details: { tensor: 'log_out' } });
+    });
+  }
+
   it('leaves the nodes around a constant-zero tensor in float and says so', async () => {
     const b = new GraphBuilder({ opset: 13 });
     const x = b.input('x', 'float32', [1, 4, 4, 4]);
