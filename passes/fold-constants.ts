@@ -6,9 +6,10 @@
  * - `Shape`/`Size` of a value with a static shape fold without the value being constant, and shape
  *   arithmetic (`Shape -> Gather/Slice -> Concat -> Cast ...`) folds when every element it picks is
  *   static (shape inference tracks these "shape values").
- * - It never inflates the model: an output may be at most `max-growth` times the bytes of the node's
- *   constant inputs, or `max-output-bytes` (whichever is larger). A `ConstantOfShape` fill that would
- *   become megabytes stays a fill.
+ * - It never inflates the model: an output may be at most `max-growth` times the bytes of the constant
+ *   inputs that disappear with the node (inputs read elsewhere stay in the model and do not count), or
+ *   `max-output-bytes` (whichever is larger). A `ConstantOfShape` fill that would become megabytes stays
+ *   a fill.
  * - Non-deterministic ops (RandomX, Multinomial, Bernoulli, Dropout in training) never fold, and
  *   Shape/Size of static shapes do not fold where that would make an If condition constant
  *   (onnxruntime would inline the branch and re-check shapes the model only satisfies at run time).
@@ -114,9 +115,11 @@ async function foldNode(n: Node, g: Graph, model: Model, opset: number, o: Optio
   // A Shape/Size fold can make an If condition constant; onnxruntime then inlines one branch and
   // re-checks its shapes statically, which models relying on run-time leniency (e.g. [1]-shaped Range
   // inputs in the ONNX function expansions) fail. Conditions that were not constant stay computed.
-  const feedsCondition = n.outputs.some((v) => conditionCone.has(v));
-  if (feedsCondition) ctx.explain({ node: n.label, reason: 'folding its shape would make an If condition constant' });
-  const shapeFolded = feedsCondition ? undefined : foldFromShapes(n, a);
+  let shapeFolded = foldFromShapes(n, a);
+  if (shapeFolded && n.outputs.some((v) => conditionCone.has(v))) {
+    ctx.explain({ node: n.label, reason: 'folding its shape would make an If condition constant' });
+    shapeFolded = undefined;
+  }
   if (shapeFolded) outs = shapeFolded;
   else {
     const ins: Array<Tensor | null> = [];
@@ -129,7 +132,8 @@ async function foldNode(n: Node, g: Graph, model: Model, opset: number, o: Optio
       if (!c) return; // not constant: nothing to explain (most nodes)
       if (c.isExternal) return;
       ins.push(c);
-      inputBytes += constantBytes(c);
+      // only bytes that disappear with the node pay for its outputs (a constant read elsewhere stays)
+      if (!v.isGraphOutput && v.uses.every((u) => u.node === n)) inputBytes += constantBytes(c);
     }
     if (n.opType === 'Dropout' && n.outputs.length > 1 && n.outputs[1]!.uses.length > 0) return;
     // estimate big outputs before computing them (ConstantOfShape, Expand, Tile, Range)

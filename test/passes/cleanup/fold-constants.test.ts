@@ -119,4 +119,19 @@ describe('fold-constants', () => {
     expect(ops(r.model)).toEqual(['If', 'Constant', 'Constant']);
     expect(Array.from(r.after.y!.data as Float32Array)).toEqual([3]);
   });
+
+  it('does not copy a large constant that stays in the model for another reader', async () => {
+    const b = new GraphBuilder({ opset: 13 });
+    const x = b.input('x', 'float32', [64, 64]);
+    const w = b.initializer('w', Tensor.from('float32', [64, 64], new Float32Array(4096).fill(0.5)));
+    const [t] = b.op('Transpose', [w], { perm: [1, 0] });
+    const [a] = b.op('Add', [x, t!]);
+    const [y] = b.op('Mul', [a!, w]);
+    b.output(y!, 'y');
+    const m = b.model();
+    const rep = await runPass(m, 'fold-constants');
+    expect(ops(m)).toEqual(['Transpose', 'Add', 'Mul']);
+    expect(rep.summary[0]!.stats.skippedTooLarge).toBe(1);
+    expect(rep.bytesAfter).toBe(rep.bytesBefore);
+  });
 });
