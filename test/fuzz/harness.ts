@@ -143,10 +143,13 @@ export function runCase(env: FuzzEnv, seed: number, caseNo: number): CaseOutcome
   const out = path.join(env.outDir, 'out.onnx');
   let outcome: CaseOutcome;
   let written: string[] = [];
+  let stage: 'load' | 'check' | 'save' = 'load';
   try {
     const model = loadModelSync(file);
     try {
+      stage = 'check';
       assertValid(model, file);
+      stage = 'save';
       const res = saveModelSync(model, out, { ...opts, fsync: false });
       written = [res.path, ...(res.dataPath ? [res.dataPath] : [])].map((p) => path.basename(p)).sort();
       // the output must load again and hold the same tensor data
@@ -168,6 +171,9 @@ export function runCase(env: FuzzEnv, seed: number, caseNo: number): CaseOutcome
       outcome = { kind: 'finding', what: 'uncaught exception', detail: (e as Error)?.stack ?? String(e), ms: 0 };
     } else if (e.kind === 'internal') {
       outcome = { kind: 'finding', what: 'internal error', detail: e.stack ?? e.message, ms: 0 };
+    } else if (stage === 'save') {
+      // a model that loaded and passed the checker must save and reload: any error here is a bug
+      outcome = { kind: 'finding', what: 'save or reload failed after a passing check', detail: `${e.code}: ${e.format()}`, ms: 0 };
     } else if (!e.format().includes(file) && !e.format().includes(out)) {
       outcome = { kind: 'finding', what: 'error names no file', detail: `${e.code}: ${e.format()}`, ms: 0 };
     } else outcome = { kind: 'rejected', code: e.code, ms: 0 };

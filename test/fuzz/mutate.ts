@@ -6,14 +6,19 @@
  */
 import { decode, encode, ProtoObject } from '../../graph/onnx/wire.js';
 
+/** murmur3's 32-bit finalizer: a bijective mix of all input bits. */
+function mix32(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
 /** A small, fast PRNG (mulberry32) over a 32-bit state derived from (seed, case). */
 export class Rng {
   private s: number;
   constructor(seed: number, caseNo: number) {
-    let h = (seed ^ 0x9e3779b9) >>> 0;
-    h = Math.imul(h ^ (caseNo + 0x7f4a7c15), 0x85ebca6b) >>> 0;
-    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-    this.s = (h ^ (h >>> 16)) >>> 0;
+    // hash the seed on its own first, so that (seed, case) pairs do not alias each other
+    this.s = mix32((mix32(seed >>> 0) + Math.imul(caseNo + 1, 0x9e3779b9)) >>> 0);
   }
   next(): number {
     this.s = (this.s + 0x6d2b79f5) >>> 0;
