@@ -94,6 +94,21 @@ function opKey(domain: string, op: string): string {
   return domain ? `${domain}.${op}` : op;
 }
 
+/** Pass runs summed by pass name, in first-run order (a fixed-point pipeline runs passes many times). */
+export function aggregatePasses(passes: readonly PassEntry[]): Array<{ pass: string; runs: number; changedRuns: number; ms: number; nodesRemoved: number; bytesSaved: number }> {
+  const by = new Map<string, { pass: string; runs: number; changedRuns: number; ms: number; nodesRemoved: number; bytesSaved: number }>();
+  for (const p of passes) {
+    let e = by.get(p.pass);
+    if (!e) by.set(p.pass, (e = { pass: p.pass, runs: 0, changedRuns: 0, ms: 0, nodesRemoved: 0, bytesSaved: 0 }));
+    e.runs++;
+    if (p.changed) e.changedRuns++;
+    e.ms += p.ms;
+    e.nodesRemoved += p.nodesBefore - p.nodesAfter;
+    e.bytesSaved += p.bytesBefore - p.bytesAfter;
+  }
+  return [...by.values()];
+}
+
 /** Facts about a model for the before/after sections. */
 export function modelFacts(model: Model, bytes: number, file?: string): ModelFacts {
   const opCounts: Record<string, number> = {};

@@ -6,7 +6,7 @@
  * <figure> gets `data-rendered` = the number of marks drawn (or `data-empty` when the report has no
  * data for it, `data-error` if drawing failed), which the browser test checks.
  */
-import type { ReportDocument } from './document.js';
+import { aggregatePasses, ReportDocument } from './document.js';
 import { formatBytes } from './table.js';
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -44,7 +44,7 @@ function sections(doc: ReportDocument): string {
     out.push('<h2>Outputs vs the original</h2>', table(['output', 'max abs error', 'SQNR dB', 'cosine'], doc.outputs.map((e) => [e.name, e.maxAbsError.toExponential(2), num(e.sqnrDb, 1), num(e.cosine, 5)])));
   }
   if (doc.passes?.length) {
-    out.push('<h2>Passes</h2>', table(['pass', 'ms', 'nodes', 'bytes saved', 'changed'], doc.passes.map((p) => [p.pass, num(p.ms, 1), `${p.nodesBefore} → ${p.nodesAfter}`, formatBytes(p.bytesBefore - p.bytesAfter), p.changed ? 'yes' : 'no'])));
+    out.push('<h2>Passes</h2>', table(['pass', 'runs', 'changed', 'ms', 'nodes removed', 'bytes saved'], aggregatePasses(doc.passes).map((p) => [p.pass, String(p.runs), String(p.changedRuns), num(p.ms, 1), String(p.nodesRemoved), formatBytes(p.bytesSaved)])));
   }
   if (doc.budgets?.length) {
     out.push('<h2>Budgets</h2>', table(['metric', 'value', 'budget', 'verdict'], doc.budgets.map((b) => [b.metric, b.value, b.budget, b.verdict])));

@@ -2,7 +2,7 @@
  * Markdown rendering of a report, sized for a pull-request comment: a headline table, then the
  * sections the report has (passes, outputs, accuracy, the worst layers, budgets), each short.
  */
-import type { ReportDocument } from './document.js';
+import { aggregatePasses, ReportDocument } from './document.js';
 import { formatBytes } from './table.js';
 
 const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -45,9 +45,9 @@ export function renderMarkdown(doc: ReportDocument): string {
     out.push('');
   }
   if (doc.passes?.length) {
-    out.push('### Passes', '', '| pass | ms | nodes | bytes saved | changed |', '| --- | ---: | ---: | ---: | --- |');
-    for (const p of doc.passes) {
-      out.push(`| ${esc(p.pass)} | ${num(p.ms, 1)} | ${p.nodesBefore} → ${p.nodesAfter} | ${formatBytes(p.bytesBefore - p.bytesAfter)} | ${p.changed ? 'yes' : 'no'} |`);
+    out.push('### Passes', '', '| pass | runs | changed | ms | nodes removed | bytes saved |', '| --- | ---: | ---: | ---: | ---: | ---: |');
+    for (const p of aggregatePasses(doc.passes)) {
+      out.push(`| ${esc(p.pass)} | ${p.runs} | ${p.changedRuns} | ${num(p.ms, 1)} | ${p.nodesRemoved} | ${formatBytes(p.bytesSaved)} |`);
     }
     out.push('');
   }

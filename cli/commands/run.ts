@@ -1,0 +1,27 @@
+import type { CommandModule } from 'yargs';
+import { assertJobPassed, runJob } from '../../passes/job.js';
+import { readPipelineFile } from '../../passes/pipeline-file.js';
+import { renderMarkdown } from '../../report/markdown.js';
+
+interface Args {
+  file: string;
+  json?: boolean;
+}
+
+export const runCommand: CommandModule<object, Args> = {
+  command: 'run <file>',
+  describe: 'Run a pipeline file (.yaml or .json): model, passes, data, metric, outputs, reports and budgets',
+  builder: (y) =>
+    y
+      .positional('file', { type: 'string', demandOption: true, describe: 'the pipeline file (see onnxforge init)' })
+      .option('json', { type: 'boolean', describe: 'print the report as JSON instead of a summary' }) as never,
+  handler: async (args) => {
+    const pf = readPipelineFile(args.file);
+    const result = await runJob(pf, { onPass: (p) => process.stderr.isTTY && !process.env.CI && process.stderr.write(`\r  running ${p}...        `) });
+    if (process.stderr.isTTY && !process.env.CI) process.stderr.write('\r\x1b[K');
+    process.stdout.write(args.json ? `${JSON.stringify(result.report, null, 2)}\n` : renderMarkdown(result.report));
+    if (result.wrote) process.stdout.write(`\nwrote ${result.wrote}\n`);
+    for (const r of pf.reports) process.stdout.write(`report: ${r}\n`);
+    assertJobPassed(result, args.file);
+  },
+};
