@@ -41,6 +41,7 @@ export function applyPatterns(model: Model, patterns: readonly Pattern<any>[], c
     }
   }
   names.delete(model);
+  resetRankCache();
   const rewrites: Record<string, number> = {};
   for (const p of patterns) rewrites[p.name] = 0;
   let iterations = 0;
@@ -233,17 +234,19 @@ export function removeDead(nodes: Node[]): void {
 }
 
 /** Element type of `v` when known from its type, constant value or an obvious producer. */
-export function elemTypeOf(v: Value | null | undefined, depth = 0): number | undefined {
-  if (!v) return undefined;
+export function elemTypeOf(v: Value | null | undefined, depth = 0, seen = new Set<Value>()): number | undefined {
+  if (!v || seen.has(v)) return undefined;
+  seen.add(v);
   if (v.elemType !== undefined) return v.elemType;
   const c = constantOf(v);
   if (c) return c.dataType;
   const p = v.producer;
-  if (!p || depth > 64) return undefined;
+  if (!p || depth > MAX_DEPTH) return undefined;
   if (p.opType === 'Cast') return p.getInt('to');
-  if (p.opType === 'Shape' || p.opType === 'Size') return DataType.INT64;
+  if (p.opType === 'Shape' || p.opType === 'Size' || p.opType === 'ArgMax' || p.opType === 'ArgMin' || p.opType === 'NonZero') return DataType.INT64;
+  if (BOOL_OPS.has(p.opType)) return DataType.BOOL;
   for (const i of p.inputs) {
-    const t = elemTypeOf(i, depth + 1);
+    const t = elemTypeOf(i, depth + 1, seen);
     if (t !== undefined) return t;
   }
   return undefined;
@@ -255,12 +258,30 @@ const BROADCAST = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Whe
 /** Rank of `v` when it can be told from its declared shape, constant value or producer; else undefined. */
 export function rankOf(v: Value | null | undefined, depth = 0): number | undefined {
   if (!v) return undefined;
+  if (rankCache.has(v)) return rankCache.get(v);
+  const r = computeRank(v, depth);
+  if (r !== undefined || depth < MAX_DEPTH) rankCache.set(v, r);
+  return r;
+}
+
+/** Ranks never change under shape-preserving rewrites, so they are cached per Value. */
+const BOOL_OPS = new Set(['Equal', 'Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual', 'Not', 'And', 'Or', 'Xor', 'IsNaN', 'IsInf']);
+
+let rankCache = new WeakMap<Value, number | undefined>();
+
+/** Forgets cached ranks (a rewrite outside the pattern driver may have made more of them known). */
+export function resetRankCache(): void {
+  rankCache = new WeakMap();
+}
+const MAX_DEPTH = 3000;
+
+function computeRank(v: Value, depth: number): number | undefined {
   const s = v.shape;
   if (s) return s.length;
   const c = constantOf(v);
   if (c) return c.dims.length;
   const p = v.producer;
-  if (!p || depth > 64) return undefined;
+  if (!p || depth > MAX_DEPTH) return undefined;
   const op = p.opType;
   if (op === 'Gemm' || op === 'Flatten') return 2;
   if (op === 'Shape') return 1;
@@ -304,7 +325,7 @@ export function lengthOf1D(v: Value | null | undefined, depth = 0): number | und
   const s = v.shape;
   if (s && s.length === 1 && typeof s[0] === 'number') return s[0];
   const p = v.producer;
-  if (!p || depth > 64) return undefined;
+  if (!p || depth > MAX_DEPTH) return undefined;
   if (p.opType === 'Cast' || p.opType === 'Identity') return lengthOf1D(p.input(0), depth + 1);
   if (p.opType === 'Shape' && p.attributes.length === 0) return rankOf(p.input(0), depth + 1);
   if (p.opType === 'Concat') {
