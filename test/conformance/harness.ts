@@ -513,6 +513,8 @@ export class Tally {
       lines.push('  onnxruntime cannot run (most common reasons):');
       for (const [k, n] of top) lines.push(`    ${String(n).padStart(4)}  ${k}`);
     }
+    const ortOnly = this.results.filter((r) => r.matched === 'ort-original').map((r) => r.id);
+    if (ortOnly.length) lines.push(`  onnxruntime differs from output_N.pb (matched onnxruntime on the original instead): ${ortOnly.slice(0, 30).join(', ')}${ortOnly.length > 30 ? ', ...' : ''}`);
     for (const f of this.failures().slice(0, 50)) lines.push(`  FAILED ${f.id} [${f.stage}]: ${f.message}`);
     return lines.join('\n');
   }
