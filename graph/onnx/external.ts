@@ -140,7 +140,7 @@ const finalizer = new FinalizationRegistry<Map<string, number>>((fds) => {
  */
 export class FileExternalSource implements ExternalDataSource {
   readonly baseDir: string;
-  private readonly realBase: string;
+  private realBaseCache: string | undefined;
   /** Open descriptors by relative path, least recently used first. */
   private readonly fds = new Map<string, number>();
   /** The identity each data file had when it was first validated. */
@@ -148,12 +148,19 @@ export class FileExternalSource implements ExternalDataSource {
 
   constructor(baseDir: string, readonly file?: string) {
     this.baseDir = path.resolve(baseDir);
-    try {
-      this.realBase = fs.realpathSync(this.baseDir);
-    } catch {
-      throw inputError('EXTERNAL_MISSING', `${baseDir}: the model folder does not exist`, { file });
-    }
     finalizer.register(this, this.fds, this);
+  }
+
+  /** The model folder with symlinks resolved (the folder itself may be reached through links). */
+  private realBase(t: Tensor): string {
+    if (this.realBaseCache === undefined) {
+      try {
+        this.realBaseCache = fs.realpathSync(this.baseDir);
+      } catch {
+        throw inputError('EXTERNAL_MISSING', `${tensorLabel(t)}: the folder ${this.baseDir} its external data is relative to does not exist`, { tensor: t.name, file: this.file });
+      }
+    }
+    return this.realBaseCache;
   }
 
   private fail(code: string, rel: string, t: Tensor, why: string): never {
@@ -162,7 +169,7 @@ export class FileExternalSource implements ExternalDataSource {
 
   /** Walks `rel` below the model folder with lstat, opens it and verifies what was opened. */
   private openChecked(rel: string, t: Tensor): number {
-    let cur = this.realBase;
+    let cur = this.realBase(t);
     const parts = rel.split('/');
     let last: fs.Stats | undefined;
     for (let i = 0; i < parts.length; i++) {

@@ -297,6 +297,13 @@ describe('lazy reads', () => {
     expect(() => loadModelSync(fs.readFileSync(modelPath))).toThrow(/leaves the model folder/);
   });
 
+  it('a base folder that does not exist only matters for models with external data', () => {
+    const inline = path.join(root, 'inline.onnx');
+    saveModelSync(loadModelSync(modelPath), inline, { inlineData: true });
+    expect(() => loadModelSync(fs.readFileSync(inline), { baseDir: path.join(root, 'nowhere') })).not.toThrow();
+    expect(() => loadModelSync(fs.readFileSync(modelPath), { baseDir: path.join(root, 'nowhere') })).toThrow(expect.objectContaining({ code: 'EXTERNAL_MISSING', message: expect.stringContaining('tensor W') }));
+  });
+
   it('validateExternalData: false defers the error to the first read', () => {
     setW([['location', 'nope.bin']]);
     const m = loadModelSync(modelPath, { validateExternalData: false });
