@@ -5,7 +5,8 @@
  * `group`, BatchNormalization, biases, per-channel Mul/Add constants, Concat offsets, residual Add and
  * SE `Mul` branches pruned jointly as one group, Flatten/Reshape into Gemm/MatMul).
  *
- * Channel c of a group ranks by sum over its producers p of ||W_p[c]|| (criterion l1 or l2).
+ * Channel c of a group ranks by sum over its producers p of ||W_p[c]|| (criterion l1 or l2), times
+ * |gamma_c| / sqrt(var_c + eps) when a BatchNormalization alone reads p (see prune/channels.ts).
  * With ratio r, a group of C channels drops round(r * C) of the lowest (scope `layer`), or the
  * round(r * total) lowest mean-normalized channels across groups are dropped (scope `global`).
  * Graph input and output shapes never change; groups that cannot be proven safe are kept whole and

@@ -1,0 +1,215 @@
+/**
+ * `onnxforge prune in.onnx -o out.onnx (--channels R | --magnitude S)`: runs prune-channels or
+ * prune-magnitude (the same passes the pipeline uses), then reports FLOPs and parameters per layer and
+ * in total before and after, latency (interleaved, onnxruntime level `all`), the deployed sizes for
+ * magnitude pruning, and accuracy with `--eval SPEC --metric M`. The model is written last, only when
+ * everything succeeded.
+ */
+import type { CommandModule } from 'yargs';
+import { collectSamples, openDataSource, parseDataSpec, parseShapeArg } from '../../calibration/data/index.js';
+import { checkModel } from '../../graph/checker.js';
+import { inputError } from '../../graph/errors.js';
+import type { Model } from '../../graph/ir.js';
+import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
+import type { Explanation, PassContext } from '../../passes/pass.js';
+import pruneChannelsPass, { ChannelReport } from '../../passes/prune-channels.js';
+import pruneMagnitudePass, { MagnitudeReport } from '../../passes/prune-magnitude.js';
+import { deployedSizes, DeployedSizes } from '../../passes/prune/deploy.js';
+import { countFlops, FlopReport } from '../../report/flops.js';
+import { renderTable } from '../../report/table.js';
+import { evaluate } from '../../runtime/evaluate.js';
+import type { Feed } from '../../runtime/host-tensor.js';
+import { measureLatency } from '../../runtime/latency.js';
+import { loadMetric } from '../../runtime/metrics.js';
+import { Session } from '../../runtime/session.js';
+import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
+
+interface Args extends WriteArgs {
+  model: string;
+  output: string;
+  channels?: number;
+  magnitude?: number;
+  criterion: string;
+  scope?: string;
+  exclude?: string[];
+  layers?: string[];
+  shape?: string[];
+  inputs?: string;
+  preprocess?: string;
+  eval?: string;
+  metric?: string;
+  runs: number;
+  latency: boolean;
+  explain?: boolean;
+  json?: boolean;
+}
+
+export interface PruneCommandReport {
+  schema: 'onnxforge.prune/1';
+  mode: 'channels' | 'magnitude';
+  channels?: ChannelReport;
+  magnitude?: MagnitudeReport;
+  flops: { before: FlopReport; after: FlopReport };
+  latency?: { beforeMs: number; afterMs: number; ratio: number; runs: number };
+  sizes?: DeployedSizes;
+  accuracy?: { metric: string; before: Record<string, number>; after: Record<string, number> };
+  explanations: Explanation[];
+}
+
+function context(explanations: Explanation[], explaining: boolean, pass: string): PassContext {
+  return {
+    logger: { info() {}, warn: (m) => process.stderr.write(`warning: ${m}\n`), debug() {} },
+    explaining,
+    explain: (e) => {
+      if (explaining) explanations.push({ pass, ...e });
+    },
+    data: {},
+    shared: new Map(),
+  };
+}
+
+async function firstFeed(model: Model, a: Args, shapes: Record<string, number[]>): Promise<Feed> {
+  const s = await Session.create(serializeModel(model), { graphOptimizationLevel: 'disabled' }, a.model);
+  try {
+    const opts: { shapes: Record<string, number[]>; limit: number; preprocess?: string } = { shapes, limit: 1 };
+    if (a.preprocess) opts.preprocess = a.preprocess;
+    const samples = await collectSamples(a.inputs ? parseDataSpec(a.inputs) : parseDataSpec('random:1:0'), s.inputs, opts);
+    if (!samples[0]) throw inputError('PRUNE_NO_INPUTS', `--inputs ${a.inputs}: no samples`);
+    return samples[0].feed;
+  } finally {
+    await s.dispose();
+  }
+}
+
+function feedShapes(feed: Feed): Record<string, number[]> {
+  return Object.fromEntries(Object.entries(feed).map(([k, v]) => [k, v.dims]));
+}
+
+export async function runPrune(a: Args): Promise<PruneCommandReport> {
+  if ((a.channels === undefined) === (a.magnitude === undefined)) throw inputError('USAGE_CONFLICT', 'give exactly one of --channels R or --magnitude S');
+  if (!!a.eval !== !!a.metric) throw inputError('USAGE_MISSING', '--eval and --metric go together');
+  if (!Number.isInteger(a.runs) || a.runs < 1) throw inputError('USAGE_BAD_VALUE', `--runs must be a positive whole number, got ${a.runs}`);
+  const save = saveOptionsFrom(a);
+  const model = await loadModel(a.model);
+  const original = cloneModel(model);
+  const explanations: Explanation[] = [];
+  const mode = a.channels !== undefined ? 'channels' : 'magnitude';
+  const report: Partial<PruneCommandReport> = { schema: 'onnxforge.prune/1', mode, explanations };
+  if (mode === 'channels') {
+    const ctx = context(explanations, !!a.explain, 'prune-channels');
+    await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? 'layer', exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1 }, ctx);
+    report.channels = ctx.shared.get('prune-channels') as ChannelReport;
+  } else {
+    const ctx = context(explanations, !!a.explain, 'prune-magnitude');
+    await pruneMagnitudePass.run(model, { sparsity: a.magnitude!, scope: a.scope ?? 'global', ops: ['Conv', 'Gemm', 'MatMul'], exclude: a.exclude ?? [] }, ctx);
+    report.magnitude = ctx.shared.get('prune-magnitude') as MagnitudeReport;
+  }
+  const issues = checkModel(model).filter((i) => !checkModel(original).some((o) => o.code === i.code && o.message === i.message));
+  if (issues.length) throw inputError('PRUNE_INVALID_RESULT', `pruning left an invalid model: ${issues[0]!.message}`, { file: a.model });
+
+  const shapes: Record<string, number[]> = Object.fromEntries((a.shape ?? []).map(parseShapeArg));
+  const feed = await firstFeed(original, a, shapes);
+  report.flops = { before: countFlops(original, feedShapes(feed)), after: countFlops(model, feedShapes(feed)) };
+
+  const before = await Session.create(serializeModel(original), { graphOptimizationLevel: 'all' }, a.model);
+  const after = await Session.create(serializeModel(model), { graphOptimizationLevel: 'all' }, a.output);
+  try {
+    if (JSON.stringify([before.inputs, before.outputs]) !== JSON.stringify([after.inputs, after.outputs])) {
+      throw inputError('PRUNE_IO_CHANGED', 'the pruned model declares different inputs or outputs (nothing written)', { file: a.model });
+    }
+    if (a.latency) {
+      const lat = await measureLatency([before, after], [feed], { warmup: 3, runs: a.runs });
+      const [x, y] = lat.sessions;
+      report.latency = { beforeMs: x!.stats.p50, afterMs: y!.stats.p50, ratio: y!.stats.p50 / x!.stats.p50, runs: a.runs };
+    }
+    if (a.eval && a.metric) {
+      const metric = await loadMetric(a.metric);
+      const opts: { shapes: Record<string, number[]>; preprocess?: string } = { shapes };
+      if (a.preprocess) opts.preprocess = a.preprocess;
+      const ref = await evaluate(before, undefined, openDataSource(parseDataSpec(a.eval), before.inputs, opts), { metrics: metric.fn.needsReference ? [] : [metric] });
+      const cand = await evaluate(after, before, openDataSource(parseDataSpec(a.eval), after.inputs, opts), { metrics: [metric] });
+      report.accuracy = { metric: metric.name, before: ref.metrics[metric.name] ?? {}, after: cand.metrics[metric.name] ?? {} };
+    }
+  } finally {
+    await before.dispose();
+    await after.dispose();
+  }
+  if (mode === 'magnitude') report.sizes = await deployedSizes(model, feed);
+  await saveModel(model, a.output, save);
+  return report as PruneCommandReport;
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(3)}x` : '-');
+
+export function renderPruneReport(r: PruneCommandReport): string {
+  const out: string[] = [];
+  if (r.channels) {
+    const rows = r.channels.groups.map((g) => [g.nodes.join(', ').slice(0, 60), g.before, g.after, g.reason ? `kept: ${g.reason}`.slice(0, 90) : '']);
+    out.push(renderTable(['channel group (producers)', 'before', 'after', 'note'], rows, { title: `prune-channels ratio ${r.channels.ratio} (${r.channels.criterion}, ${r.channels.scope}): channels ${r.channels.channelsBefore} -> ${r.channels.channelsAfter}` }));
+  }
+  if (r.magnitude) {
+    const rows = r.magnitude.layers.map((l) => [l.weight, l.op, l.elements, pct(l.sparsity)]);
+    out.push(renderTable(['weight', 'op', 'elements', 'sparsity'], rows, { title: `prune-magnitude ${r.magnitude.scope} ${r.magnitude.target}: overall sparsity ${pct(r.magnitude.sparsity)} of ${r.magnitude.elements} weights` }));
+  }
+  const after = new Map(r.flops.after.nodes.map((n) => [n.node, n]));
+  const rows = r.flops.before.nodes
+    .filter((n) => n.flops > 0 || n.params > 0)
+    .filter((n) => ['Conv', 'ConvTranspose', 'Gemm', 'MatMul'].includes(n.op))
+    .map((n) => {
+      const m = after.get(n.node);
+      return [n.node, n.op, n.flops, m?.flops ?? 0, n.params, m?.params ?? 0];
+    });
+  out.push(renderTable(['layer', 'op', 'FLOPs before', 'FLOPs after', 'params before', 'params after'], rows, { title: 'FLOPs and parameters per layer' }));
+  out.push(
+    renderTable(
+      ['total', 'before', 'after', 'ratio'],
+      [
+        ['FLOPs', r.flops.before.totalFlops, r.flops.after.totalFlops, ratio(r.flops.after.totalFlops, r.flops.before.totalFlops)],
+        ['parameters', r.flops.before.totalParams, r.flops.after.totalParams, ratio(r.flops.after.totalParams, r.flops.before.totalParams)],
+        ...(r.latency ? [['latency p50 (ms)', r.latency.beforeMs.toFixed(3), r.latency.afterMs.toFixed(3), ratio(r.latency.afterMs, r.latency.beforeMs)]] : []),
+        ...(r.sizes
+          ? (['raw', 'gzip', 'brotli'] as const).map((k) => [`size ${k} (bytes, ${r.sizes!.best[k].variant})`, r.sizes!.dense[k], r.sizes!.best[k].bytes, ''])
+          : []),
+      ],
+      { title: 'Totals' },
+    ),
+  );
+  if (r.flops.after.unknown.length) out.push(`FLOPs not counted (unknown shapes): ${r.flops.after.unknown.slice(0, 8).join(', ')}`);
+  if (r.accuracy) {
+    const keys = [...new Set([...Object.keys(r.accuracy.before), ...Object.keys(r.accuracy.after)])];
+    out.push(renderTable(['metric', 'before', 'after'], keys.map((k) => [`${r.accuracy!.metric}.${k}`, r.accuracy!.before[k]?.toFixed(4) ?? '-', r.accuracy!.after[k]?.toFixed(4) ?? '-']), { title: 'Accuracy' }));
+  }
+  if (r.explanations.length) out.push(['Explanations:', ...r.explanations.map((e) => `  ${e.pass}${e.node ? ` ${e.node}` : ''}: ${e.reason}`)].join('\n'));
+  return out.join('\n\n');
+}
+
+export const pruneCommand: CommandModule<object, Args> = {
+  command: 'prune <model>',
+  describe: 'Remove channels (structured) or zero small weights (unstructured); report FLOPs, latency, sizes and accuracy',
+  builder: (y) =>
+    writeOptions(
+      y
+        .positional('model', { type: 'string', demandOption: true, describe: 'the .onnx file' })
+        .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'where to write the pruned model' })
+        .option('channels', { type: 'number', describe: 'fraction of channels to remove per group, in (0, 1)' })
+        .option('magnitude', { type: 'number', describe: 'fraction of Conv/Gemm/MatMul weights to zero, in (0, 1)' })
+        .option('criterion', { choices: ['l1', 'l2'], default: 'l1', describe: 'channel ranking norm (--channels)' })
+        .option('scope', { choices: ['layer', 'global'], describe: 'per group/tensor or one global ranking (default: layer for --channels, global for --magnitude)' })
+        .option('exclude', { type: 'string', array: true, describe: 'node, weight or output names to leave alone (* wildcards)' })
+        .option('layers', { type: 'string', array: true, describe: 'per-layer channel ratios: name=ratio' })
+        .option('shape', { type: 'string', array: true, describe: 'size of symbolic input dims: name=1,3,224,224' })
+        .option('inputs', { type: 'string', describe: 'inputs for shapes and timing (data spec; default generated)' })
+        .option('preprocess', { type: 'string', describe: 'image preprocessing JSON for --inputs/--eval' })
+        .option('eval', { type: 'string', describe: 'evaluation data spec' })
+        .option('metric', { type: 'string', describe: 'metric module (path[#export]) for --eval' })
+        .option('runs', { type: 'number', default: 30, describe: 'interleaved latency runs' })
+        .option('latency', { type: 'boolean', default: true, describe: 'measure latency (--no-latency to skip)' })
+        .option('explain', { type: 'boolean', describe: 'say why channels were kept' })
+        .option('json', { type: 'boolean', describe: 'print the report as JSON (schema onnxforge.prune/1)' }),
+    ) as never,
+  handler: async (a) => {
+    const r = await runPrune(a);
+    process.stdout.write(a.json ? `${JSON.stringify(r, null, 2)}\n` : `${renderPruneReport(r)}\nwrote ${a.output}\n`);
+  },
+};
