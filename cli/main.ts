@@ -9,14 +9,13 @@ import { inspectCommand } from './commands/inspect.js';
 import { convertCommand } from './commands/convert.js';
 import { gateCommand } from './commands/gate.js';
 import { pruneCommand } from './commands/prune.js';
-import { pruneCommand } from './commands/prune.js';
 import { reportCommand } from './commands/report.js';
 import { runCommand } from './commands/run.js';
 import { initCommand } from './commands/init.js';
 import { quantizeCommand } from './commands/quantize.js';
 import { optimizeCommand } from './commands/optimize.js';
 
-export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand, runCommand, initCommand, pruneCommand, pruneCommand];
+export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand, runCommand, initCommand, pruneCommand];
 
 /** Runs the CLI with `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
