@@ -348,6 +348,14 @@ describe('convert with bad external data', () => {
     expect(fs.existsSync(path.join(root, 'escape.bin'))).toBe(false);
   });
 
+  it('convert onto its own input path keeps the model readable', async () => {
+    const r = await runCli(['convert', modelPath, '-o', modelPath, '--external-data', '--threshold', '0']);
+    expect(r.code).toBe(0);
+    const m = loadModelSync(modelPath);
+    expect(Buffer.from(wData(m)).equals(wBytes)).toBe(true);
+    expect(fs.readdirSync(dir).sort()).toEqual(['model.onnx', 'model.onnx.data']);
+  });
+
   it('saves a model loaded with external data back to external data by default', () => {
     const m = loadModelSync(modelPath);
     const out = path.join(root, 'copy.onnx');
