@@ -18,6 +18,7 @@ import { cloneModel } from '../graph/onnx/index.js';
 import { checkError, inputError } from '../graph/errors.js';
 import { Attribute, Model, Node, Value } from '../graph/ir.js';
 import { DataType } from '../graph/dtype.js';
+import { Tensor } from '../graph/tensor.js';
 import type { Sample } from './data/index.js';
 import type { Feed } from '../runtime/host-tensor.js';
 import { createSessionFromModel } from '../runtime/from-model.js';
@@ -70,12 +71,13 @@ export function augmentModel(model: Model, tensors: readonly string[]): Model {
   return copy;
 }
 
-/** Names of the in-graph extremes of tensor `t` in the reduced augmented model. */
-export const extremeNames = (t: string): [string, string] => [`${t}__calib_min`, `${t}__calib_max`];
+/** Graph outputs of the reduced augmented model: every tensor's min, and every tensor's max, in order. */
+export const EXTREME_OUTPUTS: [string, string] = ['__onnxforge_calib_min', '__onnxforge_calib_max'];
 
 /**
- * The augmented model for min/max calibration: ReduceMin and ReduceMax (all axes, keepdims 0) of each
- * tensor become graph outputs, so onnxruntime returns two scalars per tensor instead of the tensor.
+ * The augmented model for min/max calibration: ReduceMin and ReduceMax (all axes, keepdims 1) of each
+ * tensor, reshaped to [1] and concatenated into two [T] graph outputs, so onnxruntime returns two
+ * small tensors per sample whatever the number of tensors (per-output overhead dominates otherwise).
  * Min and max propagate NaN and infinity, which the caller then rejects.
  */
 export function augmentModelReduced(model: Model, tensors: readonly string[]): Model {
@@ -84,21 +86,42 @@ export function augmentModelReduced(model: Model, tensors: readonly string[]): M
   const byName = new Map<string, Value>();
   for (const v of g.inputs) byName.set(v.name, v);
   for (const n of g.nodes) for (const o of n.outputs) byName.set(o.name, o);
+  const taken = new Set(byName.keys());
+  for (const k of g.initializers.keys()) taken.add(k);
+  const fresh = (base: string) => {
+    let n = base;
+    for (let i = 1; taken.has(n); i++) n = `${base}_${i}`;
+    taken.add(n);
+    return n;
+  };
+  const one = g.addInitializer(Tensor.from(DataType.INT64, [1], BigInt64Array.of(1n)), fresh('__onnxforge_calib_shape1'));
+  const add = (op: string, inputs: Value[], name: string, attrs: Attribute[] = []): Value => {
+    const out = new Value(fresh(name));
+    const node = new Node(op, inputs, [out]);
+    node.name = out.name;
+    for (const a of attrs) node.setAttr(a);
+    g.insertNode(node);
+    return out;
+  };
+  const parts: [Value[], Value[]] = [[], []];
   for (const t of tensors) {
     const v = byName.get(t);
     if (!v) throw inputError('CALIB_UNKNOWN_TENSOR', `cannot calibrate '${t}': no node of the main graph produces it`, { tensor: t });
     if (v.elemType !== undefined && v.elemType !== DataType.FLOAT) throw inputError('CALIB_NOT_FLOAT', `cannot calibrate '${t}': it is not a float32 tensor`, { tensor: t });
-    const names = extremeNames(t);
     ['ReduceMin', 'ReduceMax'].forEach((op, i) => {
-      const out = new Value(names[i]!);
-      out.setTensorType(DataType.FLOAT, []);
-      const node = new Node(op, [v], [out]);
-      node.name = names[i]!;
-      node.setAttr(Attribute.int('keepdims', 0));
-      g.insertNode(node);
-      g.addOutput(out);
+      const r = add(op, [v], `${t}__calib_${op}`, [Attribute.int('keepdims', 1)]);
+      parts[i]!.push(add('Reshape', [r, one], `${t}__calib_${op}_1`));
     });
   }
+  EXTREME_OUTPUTS.forEach((name, i) => {
+    const out = new Value(name);
+    out.setTensorType(DataType.FLOAT, [tensors.length]);
+    const node = new Node('Concat', parts[i]!, [out]);
+    node.name = name;
+    node.setAttr(Attribute.int('axis', 0));
+    g.insertNode(node);
+    g.addOutput(out);
+  });
   return copy;
 }
 
@@ -176,15 +199,16 @@ export async function collectStats(model: Model, tensors: readonly string[], sou
   if (!withHist) {
     // min/max only: reduced in the graph, two scalars per tensor per sample
     const session = await createSessionFromModel(augmentModelReduced(model, tensors), { graphOptimizationLevel: 'all', ...options.sessionOptions }, '(calibration model)');
-    const outNames = tensors.flatMap(extremeNames);
     try {
       for await (const s of source()) {
         checkFiniteFeed(s.feed, s.id);
-        const out = await session.run(s.feed, outNames);
-        for (const t of tensors) {
-          const [a, b] = extremeNames(t);
-          const mn = (out[a]!.data as Float32Array)[0]!;
-          const mx = (out[b]!.data as Float32Array)[0]!;
+        const out = await session.run(s.feed, EXTREME_OUTPUTS);
+        const mins = out[EXTREME_OUTPUTS[0]]!.data as Float32Array;
+        const maxs = out[EXTREME_OUTPUTS[1]]!.data as Float32Array;
+        for (let k = 0; k < tensors.length; k++) {
+          const t = tensors[k]!;
+          const mn = mins[k]!;
+          const mx = maxs[k]!;
           if (!Number.isFinite(mn) || !Number.isFinite(mx)) {
             throw checkError('CALIB_NONFINITE_ACTIVATION', `${s.id}: tensor '${t}' holds non-finite values (min ${mn}, max ${mx}) on this sample; the model overflows or the input is out of its domain`, { file: s.id, tensor: t });
           }

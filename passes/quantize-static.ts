@@ -40,6 +40,8 @@ export interface QuantizeStaticOptions {
   activationMatMul?: boolean;
   /** Node names whose weights are int8 but activations float (sensitive layers that must stay small). */
   weightOnlyNodes?: string[];
+  /** How new values are named (see EmitOptions.names; default 'compact'). */
+  names?: 'compact' | 'descriptive';
   /** Run the default/fuse presets and the opset upgrade first (default true). */
   prepare?: boolean;
   /** Presets run before quantizing (default 'default,fuse'). */
@@ -157,7 +159,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     }
   }
 
-  const emitted = emitQdq(model, placement, params, { reduceRange: options.reduceRange ?? false });
+  const emitted = emitQdq(model, placement, params, { reduceRange: options.reduceRange ?? false, names: options.names ?? 'compact' });
   const emit = emitted.stats;
   if (emit.clampedBias > 0) warnings.push(`${emit.clampedBias} bias values exceeded the int32 range at scale s_x * s_w and were clamped`);
   const quantizedOps: Record<string, number> = {};

@@ -45,6 +45,7 @@ interface Args extends WriteArgs {
   onlyOps?: string[];
   activationMatmul: boolean;
   weightOnlyNodes?: string[];
+  descriptiveNames: boolean;
   eval?: string;
   evalPreprocess?: string;
   metric?: string[];
@@ -99,6 +100,7 @@ export const quantizeCommand: CommandModule<object, Args> = {
         .option('only-ops', { type: 'string', array: true, describe: 'quantize only these op types' })
         .option('activation-matmul', { type: 'boolean', default: false, describe: 'also quantize MatMul of two activations (attention)' })
         .option('weight-only-nodes', { type: 'string', array: true, describe: 'node names whose weights are int8 but activations stay float' })
+        .option('descriptive-names', { type: 'boolean', default: false, describe: 'name new tensors after the originals (default: short ids, smaller files)' })
         .option('eval', { type: 'string', describe: 'evaluation data for the report (default: the calibration data)' })
         .option('eval-preprocess', { type: 'string', describe: 'preprocessing for --eval images (default: --preprocess)' })
         .option('metric', { type: 'string', array: true, describe: 'task metric module path[#export] evaluated on --eval (repeatable)' })
@@ -145,6 +147,7 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
     reduceRange: a.reduceRange,
     symmetricActivations: a.symmetricActivations,
     activationMatMul: a.activationMatmul,
+    names: a.descriptiveNames ? 'descriptive' : 'compact',
   };
   if (a.percentile !== undefined) opts.percentile = a.percentile;
   if (a.movingAverage !== undefined) opts.movingAverage = a.movingAverage;

@@ -5,8 +5,8 @@
  *   (graph outputs included: the DQ output takes the graph output's slot and name, so the producer
  *   feeds only the Q, as onnxruntime's fusion requires); scale is a float32 scalar, zp an explicit
  *   uint8 scalar;
- * - the weight of each compute unit becomes an int8 initializer behind DQ(scale[C], zp int8 zeros[C],
- *   axis); the bias an int32 initializer behind DQ(s_x * s_w[C], axis 0) with the zero point left out
+ * - the weight of each compute unit becomes an int8 initializer behind DQ(scale[C], axis), the zero
+ *   point left out (0 by definition for symmetric weights); the bias an int32 initializer behind DQ(s_x * s_w[C], axis 0) with the zero point left out
  *   (0 by definition; onnxruntime moves only the int32 data into QLinearConv/QGemm);
  * - float Constant nodes and initializers left without readers are removed, so the float weights go.
  */
@@ -19,6 +19,12 @@ import { ActivationParams, biasScaleFloor, quantizeBias, quantizeWeight } from '
 
 export interface EmitOptions {
   reduceRange: boolean;
+  /**
+   * Names of the new values: 'compact' (default) gives short ids (a12_q, w3_s, ...) and leaves the
+   * Q/DQ nodes unnamed, which matters on small models where names weigh as much as int8 weights;
+   * 'descriptive' derives them from the tensor names (conv1.w_s, relu_out_q, ...) and names nodes.
+   */
+  names?: 'compact' | 'descriptive';
 }
 
 export interface EmitStats {
@@ -37,7 +43,11 @@ export interface EmitResult {
 
 class Names {
   private readonly used = new Set<string>();
-  constructor(g: Graph) {
+  private readonly counters = new Map<string, number>();
+  constructor(
+    g: Graph,
+    readonly compact: boolean,
+  ) {
     for (const v of g.inputs) this.used.add(v.name);
     for (const k of g.initializers.keys()) this.used.add(k);
     for (const n of g.allNodes()) {
@@ -45,6 +55,19 @@ class Names {
       if (n.name) this.used.add(n.name);
     }
   }
+  /** The stem of a group of new names: the tensor name, or a short id of `kind` ('a', 'w', 'b'). */
+  stem(kind: string, base: string): string {
+    if (!this.compact) return base;
+    const n = this.counters.get(kind) ?? 0;
+    this.counters.set(kind, n + 1);
+    return `${kind}${n}`;
+  }
+
+  /** A node name, or none in compact mode. */
+  nodeName(node: Node, base: string): void {
+    if (!this.compact) node.name = this.fresh(base);
+  }
+
   fresh(base: string): string {
     let name = base;
     for (let i = 1; this.used.has(name); i++) name = `${base}_${i}`;
@@ -62,7 +85,7 @@ function scalar(dtype: DataType, v: number): Tensor {
 
 export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, ActivationParams>, o: EmitOptions): EmitResult {
   const g = model.graph;
-  const names = new Names(g);
+  const names = new Names(g, (o.names ?? 'compact') === 'compact');
   const stats: EmitStats = { qdqPairs: 0, weights: 0, biases: 0, clampedBias: 0, removedConstants: 0 };
   const touchedConstants = new Set<Value>();
 
@@ -90,14 +113,14 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
       const b = constantOf(bv)!.toFloat32();
       const q = quantizeBias(b, xs!.scale, entry.scales);
       stats.clampedBias += q.clamped;
-      const base = bv.name;
+      const base = names.stem('b', bv.name);
       const qv = g.addInitializer(Tensor.from(DataType.INT32, [b.length], q.data), names.fresh(`${base}_i32`));
       const sv = g.addInitializer(Tensor.from(DataType.FLOAT, [b.length], q.scales), names.fresh(`${base}_s`));
       const out = new Value(names.fresh(`${base}_dq`));
       out.setTensorType(DataType.FLOAT, [b.length]);
       // zero point omitted: 0 by definition, and onnxruntime moves only the int32 data into QLinearConv
       const dq = new Node('DequantizeLinear', [qv, sv], [out]);
-      dq.name = names.fresh(`${base}_DQ`);
+      names.nodeName(dq, `${base}_DQ`);
       dq.setAttr(Attribute.int('axis', 0));
       g.insertBefore(u.node, dq);
       touchedConstants.add(bv);
@@ -140,16 +163,16 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
 function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, reduceRange: boolean, floor: Float32Array | undefined): { dq: Value; scales: Float32Array } {
   const t = constantOf(wv)!;
   const q = quantizeWeight(t.toFloat32(), t.dims, u.axis, reduceRange, floor);
-  const base = wv.name;
+  const base = names.stem('w', wv.name);
   const ch = q.scales.length;
   const qv = g.addInitializer(Tensor.from(DataType.INT8, t.dims, q.data), names.fresh(`${base}_i8`));
   const perChannel = q.axis !== undefined;
   const sv = g.addInitializer(perChannel ? Tensor.from(DataType.FLOAT, [ch], q.scales) : scalar(DataType.FLOAT, q.scales[0]!), names.fresh(`${base}_s`));
-  const zv = g.addInitializer(perChannel ? Tensor.from(DataType.INT8, [ch], new Int8Array(ch)) : scalar(DataType.INT8, 0), names.fresh(`${base}_zp`));
   const out = new Value(names.fresh(`${base}_dq`));
   out.setTensorType(DataType.FLOAT, t.dims);
-  const dq = new Node('DequantizeLinear', [qv, sv, zv], [out]);
-  dq.name = names.fresh(`${base}_DQ`);
+  // zero point omitted: symmetric int8 weights have zero point 0 by definition
+  const dq = new Node('DequantizeLinear', [qv, sv], [out]);
+  names.nodeName(dq, `${base}_DQ`);
   if (perChannel) dq.setAttr(Attribute.int('axis', q.axis!));
   g.insertBefore(u.node, dq);
   return { dq: out, scales: q.scales };
@@ -157,11 +180,12 @@ function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, 
 
 /** v -> Q -> DQ -> (every former reader of v). */
 function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams, shared?: [Value, Value]): { dq: string; params: [Value, Value] } {
-  const sv = shared?.[0] ?? g.addInitializer(scalar(DataType.FLOAT, prm.scale), names.fresh(`${v.name}_s`));
-  const zv = shared?.[1] ?? g.addInitializer(scalar(DataType.UINT8, prm.zeroPoint), names.fresh(`${v.name}_zp`));
-  const qOut = new Value(names.fresh(`${v.name}_q`));
+  const base = names.stem('a', v.name);
+  const sv = shared?.[0] ?? g.addInitializer(scalar(DataType.FLOAT, prm.scale), names.fresh(`${base}_s`));
+  const zv = shared?.[1] ?? g.addInitializer(scalar(DataType.UINT8, prm.zeroPoint), names.fresh(`${base}_zp`));
+  const qOut = new Value(names.fresh(`${base}_q`));
   qOut.setTensorType(DataType.UINT8, v.shape);
-  const dqOut = new Value(names.fresh(`${v.name}_dq`));
+  const dqOut = new Value(names.fresh(`${base}_dq`));
   dqOut.setTensorType(DataType.FLOAT, v.shape);
   const wasOutput = v.isGraphOutput;
   const original = v.name;
@@ -173,9 +197,9 @@ function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams, sha
   }
   if (wasOutput) dqOut.type = v.type;
   const q = new Node('QuantizeLinear', [v, sv, zv], [qOut]);
-  q.name = names.fresh(`${v.name}_Q`);
+  names.nodeName(q, `${base}_Q`);
   const dq = new Node('DequantizeLinear', [qOut, sv, zv], [dqOut]);
-  dq.name = names.fresh(`${v.name}_DQ`);
+  names.nodeName(dq, `${base}_DQ`);
   if (v.producer) {
     g.insertAfter(v.producer, q);
     g.insertAfter(q, dq);
