@@ -144,6 +144,7 @@ const resizeFromAttributes = (node: Node, model: Model, scales: Value | null) =>
   node.setInputs([x, null, scales]);
   node.removeAttr('scales');
   node.setAttr(Attribute.string('coordinate_transformation_mode', 'asymmetric'));
+  if (mode === 'bilinear') node.setAttr(Attribute.string('mode', 'linear'));
   if (mode === 'nearest') node.setAttr(Attribute.string('nearest_mode', 'floor'));
 };
 
@@ -423,8 +424,13 @@ export default definePass<{ to: number }>({
   options: { to: { type: 'integer', description: 'Target opset.', default: 20, min: 7, max: MAX_OPSET } },
   idempotent: true,
   run(model, options, ctx) {
+    const from = model.opset('') ?? 1;
+    if (from >= options.to) {
+      // never a downgrade: a newer model already has what the opset-dependent fusions need
+      ctx.explain({ reason: `the model already has opset ${from} (asked: ${options.to})` });
+      return { changed: false, stats: { from, to: from, rewritten: 0 } };
+    }
     const r = upgradeOpset(model, options.to);
-    if (r.from >= r.to) ctx.explain({ reason: `the model already has opset ${r.from}` });
-    return { changed: r.from < r.to, stats: { from: r.from, to: r.to, rewritten: r.rewritten } };
+    return { changed: true, stats: { from: r.from, to: r.to, rewritten: r.rewritten } };
   },
 });

@@ -98,3 +98,17 @@ describe('upgrade-opset on the real models (outputs equal to the originals in on
     }, 60_000);
   }
 });
+
+describe('upgrade-opset as a pass', () => {
+  it('leaves a model that already has the target opset (or a newer one) unchanged, with an explanation', async () => {
+    const { testContext } = await import('./ctx.js');
+    const b = new GraphBuilder({ opset: 21 });
+    const x = b.input('x', 'float32', [2]);
+    b.output(b.op('Relu', [x])[0]!, 'y');
+    const m = b.model();
+    const ctx = testContext('upgrade-opset');
+    expect(upgrade.run(m, { to: 20 }, ctx)).toMatchObject({ changed: false });
+    expect(m.opset('')).toBe(21);
+    expect(ctx.explanations[0]!.reason).toMatch(/already has opset 21/);
+  });
+});
