@@ -137,14 +137,14 @@ async function magnitude(c: Case): Promise<void> {
   }
 }
 
-async function channels(c: Case): Promise<void> {
+async function channels(c: Case, roundTo: number): Promise<void> {
   const original = loadModelSync(`${assets}/${c.model}`);
   const m = cloneModel(original);
-  const rep = pruneChannels(m, { ratio: 0.3, criterion: 'l1' });
+  const rep = pruneChannels(m, { ratio: 0.3, criterion: 'l1', roundTo });
   const fb = countFlops(original, { x: c.shape });
   const fa = countFlops(m, { x: c.shape });
   const fr = fa.totalFlops / fb.totalFlops;
-  console.log(`\n== ${c.name}: prune-channels 30% (l1, per group)`);
+  console.log(`\n== ${c.name}: prune-channels 30% (l1, per group${roundTo > 1 ? `, kept counts rounded to multiples of ${roundTo}` : ''})`);
   console.log(`groups ${rep.groups.length}, pruned ${rep.groups.filter((g) => g.after < g.before).length}, kept whole ${rep.groups.filter((g) => g.reason).length}; channels ${rep.channelsBefore} -> ${rep.channelsAfter}`);
   for (const g of rep.groups.filter((x) => x.reason)) console.log(`  kept: ${g.nodes[0]} (${g.before}): ${g.reason}`);
   console.log(`FLOPs ${fmt(fb.totalFlops / 1e6, 1)}M -> ${fmt(fa.totalFlops / 1e6, 1)}M ratio ${fmt(fr)} (target <= 0.55) ${mark(fr <= 0.55)}; params ${fb.totalParams} -> ${fa.totalParams} (${fmt(fa.totalParams / fb.totalParams)})`);
@@ -221,6 +221,7 @@ if (!haveData) console.log(`note: ${data} is absent: accuracy and the INT8 pipel
 for (const c of cases) {
   if (only && only !== c.name) continue;
   if (c.name === 'cls') await magnitude(c);
-  await channels(c);
+  await channels(c, 1);
+  await channels(c, 8);
   await pipeline(c);
 }

@@ -44,6 +44,7 @@ export interface PruneChannelsOptions extends Record<string, unknown> {
   exclude: string[];
   layers: string[];
   minChannels: number;
+  roundTo: number;
 }
 
 export function pruneChannels(model: Model, o: Partial<PruneChannelsOptions>, explain: (node: string | undefined, reason: string) => void = () => {}): ChannelReport {
@@ -55,6 +56,8 @@ export function pruneChannels(model: Model, o: Partial<PruneChannelsOptions>, ex
   if (scope !== 'layer' && scope !== 'global') throw inputError('PRUNE_BAD_SCOPE', `prune-channels: scope must be layer or global, got ${String(scope)}`, { option: 'scope' });
   const minChannels = o.minChannels ?? 1;
   if (!Number.isInteger(minChannels) || minChannels < 1) throw inputError('PRUNE_BAD_MIN', `prune-channels: minChannels must be a whole number of at least 1, got ${minChannels}`, { option: 'minChannels' });
+  const roundTo = o.roundTo ?? 1;
+  if (!Number.isInteger(roundTo) || roundTo < 1) throw inputError('PRUNE_BAD_ROUND', `prune-channels: roundTo must be a whole number of at least 1, got ${roundTo}`, { option: 'roundTo' });
   const layerRatios = parseLayerRatios(o.layers ?? [], (msg) => {
     throw inputError('PRUNE_BAD_LAYER_RATIO', `prune-channels: ${msg}`, { option: 'layers' });
   });
@@ -73,7 +76,7 @@ export function pruneChannels(model: Model, o: Partial<PruneChannelsOptions>, ex
     for (const lr of layerRatios) if (s.members.some((n) => matchesAny([lr.pattern], [n.name, ...n.outputs.map((v) => v.name)]))) ratios.set(s.id, lr.ratio);
   }
   const importance = channelImportance(a, criterion);
-  const sel = selectChannels(a, importance, { ratio, scope, ratios, minChannels });
+  const sel = selectChannels(a, importance, { ratio, scope, ratios, minChannels, roundTo });
   const groups: ChannelGroupReport[] = [];
   const skippedBy = new Map(sel.skipped.map((x) => [x.space.id, x.reason]));
   let before = 0;
@@ -102,6 +105,7 @@ export default definePass<PruneChannelsOptions>({
     exclude: { type: 'string[]', description: 'Node, weight or output names whose channels stay (* wildcards).', default: [] },
     layers: { type: 'string[]', description: 'Per-layer ratios as name=ratio.', default: [] },
     minChannels: { type: 'integer', description: 'Channels each group keeps at least.', default: 1, min: 1 },
+    roundTo: { type: 'integer', description: 'Round kept channel counts to a multiple of this (8 matches onnxruntime AVX2 blocks).', default: 1, min: 1 },
   },
   run(model, o, ctx) {
     const report = pruneChannels(model, o, (node, reason) => ctx.explain(node ? { node, reason } : { reason }));

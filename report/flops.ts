@@ -120,8 +120,8 @@ export function countFlops(model: Model, inputShapes: Record<string, number[]> =
     if (given) v.setTensorType(elem, given);
     else if (shape) v.setTensorType(elem, shape.map((d) => (typeof d === 'number' ? d : 1)));
   }
-  // drop stale intermediate shapes so inference recomputes them from the inputs
-  for (const g of m.graph.allGraphs()) for (const n of g.nodes) for (const o of n.outputs) if (!o.isGraphOutput) delete o.type;
+  // drop declared shapes (stale after pruning, symbolic on outputs) so inference recomputes them
+  for (const g of m.graph.allGraphs()) for (const n of g.nodes) for (const o of n.outputs) delete o.type;
   m.graph.valueInfo = [];
   inferShapes(m);
   const nodes: NodeFlops[] = [];

@@ -33,6 +33,7 @@ interface Args extends WriteArgs {
   scope?: string;
   exclude?: string[];
   layers?: string[];
+  roundTo: number;
   shape?: string[];
   inputs?: string;
   preprocess?: string;
@@ -97,7 +98,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
   const report: Partial<PruneCommandReport> = { schema: 'onnxforge.prune/1', mode, explanations };
   if (mode === 'channels') {
     const ctx = context(explanations, !!a.explain, 'prune-channels');
-    await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? 'layer', exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1 }, ctx);
+    await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? 'layer', exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1, roundTo: a.roundTo }, ctx);
     report.channels = ctx.shared.get('prune-channels') as ChannelReport;
   } else {
     const ctx = context(explanations, !!a.explain, 'prune-magnitude');
@@ -198,6 +199,7 @@ export const pruneCommand: CommandModule<object, Args> = {
         .option('scope', { choices: ['layer', 'global'], describe: 'per group/tensor or one global ranking (default: layer for --channels, global for --magnitude)' })
         .option('exclude', { type: 'string', array: true, describe: 'node, weight or output names to leave alone (* wildcards)' })
         .option('layers', { type: 'string', array: true, describe: 'per-layer channel ratios: name=ratio' })
+        .option('round-to', { type: 'number', default: 1, describe: 'round kept channel counts to a multiple of this (8 suits onnxruntime on AVX2)' })
         .option('shape', { type: 'string', array: true, describe: 'size of symbolic input dims: name=1,3,224,224' })
         .option('inputs', { type: 'string', describe: 'inputs for shapes and timing (data spec; default generated)' })
         .option('preprocess', { type: 'string', describe: 'image preprocessing JSON for --inputs/--eval' })

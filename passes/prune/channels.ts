@@ -92,6 +92,11 @@ export interface SelectOptions {
   ratios?: Map<number, number>;
   /** Channels every space keeps at least (default 1). */
   minChannels?: number;
+  /**
+   * Round each group's kept count to the nearest multiple of this (default 1), as onnxruntime's
+   * NCHWc kernels pad channels to blocks of 8 (AVX2) or 16 (AVX-512): 22 kept channels run as 24.
+   */
+  roundTo?: number;
 }
 
 /**
@@ -132,8 +137,10 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
   for (const s of spaces) {
     const r = o.ratios?.get(s.id) ?? (o.scope === 'layer' ? o.ratio : undefined);
     if (r === undefined) continue;
-    const drop = roundHalfEven(r * s.size);
-    if (drop === 0) continue;
+    let drop = roundHalfEven(r * s.size);
+    const q = Math.max(1, o.roundTo ?? 1);
+    if (q > 1 && drop > 0) drop = s.size - Math.max(q, Math.round((s.size - drop) / q) * q);
+    if (drop <= 0) continue;
     if (s.size - drop < minKeep) {
       skipped.push({ space: s, reason: `pruning ${drop} of ${s.size} channels would leave fewer than ${minKeep}; the layer is kept whole` });
       continue;

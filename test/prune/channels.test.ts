@@ -36,7 +36,7 @@ async function expectSameOutputs(before: Model, after: Model, inputDims: number[
 async function prune(m: Model, options: Record<string, unknown>) {
   const before = cloneModel(m);
   const ctx = testContext('prune-channels');
-  const res = await pruneChannelsPass.run(m, { ratio: 0.25, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, ...options }, ctx);
+  const res = await pruneChannelsPass.run(m, { ratio: 0.25, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo: 1, ...options }, ctx);
   return { before, res, ctx };
 }
 

@@ -1,0 +1,85 @@
+/**
+ * The FLOP counter on hand-computed cases, sparse storage that onnxruntime loads with the same
+ * outputs, and kept-channel rounding.
+ */
+import { describe, expect, it } from 'vitest';
+import { GraphBuilder } from '../../graph/builder.js';
+import { constantOf } from '../../graph/ir.js';
+import { countFlops } from '../../report/flops.js';
+import { toSparseStorage, sparseEncode } from '../../passes/prune/sparse.js';
+import { deployedSizes } from '../../passes/prune/deploy.js';
+import { pruneChannels } from '../../passes/prune-channels.js';
+import { f32, feedFor, maxAbsDiff, run, weight, weights } from './helpers.js';
+
+describe('FLOP counter', () => {
+  it('counts Conv, depthwise Conv, pooling, elementwise and MatMul as documented', () => {
+    const b = new GraphBuilder({ opset: 13 });
+    const x = b.input('x', 'float32', ['N', 3, 8, 8]);
+    const [c] = b.op('Conv', [x, weight(b, 'w', f32([4, 3, 3, 3], weights([4, 3, 3, 3], 1))), weight(b, 'bias', f32([4], weights([4], 2)))], { pads: [1, 1, 1, 1] }, { name: 'conv' });
+    const [d] = b.op('Conv', [c!, weight(b, 'wd', f32([4, 1, 3, 3], weights([4, 1, 3, 3], 3)))], { group: 4, pads: [1, 1, 1, 1], strides: [2, 2] }, { name: 'dw' });
+    const [r] = b.op('Relu', [d!], {}, { name: 'relu' });
+    const [g] = b.op('GlobalAveragePool', [r!], {}, { name: 'gap' });
+    const [f] = b.op('Flatten', [g!], {}, { name: 'flat' });
+    const [y] = b.op('MatMul', [f!, weight(b, 'wm', f32([4, 5], weights([4, 5], 4)))], {}, { name: 'fc' });
+    b.output(y!, 'y', 'float32', ['N', 5]);
+    const rep = countFlops(b.model(), { x: [2, 3, 8, 8] });
+    const by = Object.fromEntries(rep.nodes.map((n) => [n.node, n]));
+    expect(by.conv!.flops).toBe(2 * (2 * 4 * 8 * 8) * 3 * 9 + 2 * 4 * 8 * 8);
+    expect(by.conv!.params).toBe(4 * 27 + 4);
+    expect(by.dw!.flops).toBe(2 * (2 * 4 * 4 * 4) * 1 * 9);
+    expect(by.relu!.flops).toBe(2 * 4 * 4 * 4);
+    expect(by.gap!.flops).toBe(2 * 4 * 4 * 4);
+    expect(by.flat!.flops).toBe(0);
+    expect(by.fc!.flops).toBe(2 * 2 * 5 * 4);
+    expect(rep.unknown).toEqual([]);
+    expect(rep.totalParams).toBe(4 * 27 + 4 + 36 + 20);
+  });
+});
+
+describe('sparse storage', () => {
+  it('encodes linear indices and onnxruntime loads sparse initializers and sparse Constants identically', async () => {
+    const t = f32([2, 3], [0, 1.5, 0, 0, -2, 0]);
+    const s = sparseEncode(t, 'int16');
+    expect(s.values!.toFloat32()).toEqual(Float32Array.from([1.5, -2]));
+    expect(s.indices!.toNumbers()).toEqual([1, 4]);
+    expect(s.dims).toEqual([2, 3]);
+
+    const b = new GraphBuilder({ opset: 13 });
+    const x = b.input('x', 'float32', [1, 16, 4, 4]);
+    const sparse = (dims: number[], seed: number) => {
+      const w = weights(dims, seed);
+      for (let i = 0; i < w.length; i++) if (i % 5 !== 0) w[i] = 0;
+      return w;
+    };
+    const [c1] = b.op('Conv', [x, weight(b, 'w1', f32([16, 16, 3, 3], sparse([16, 16, 3, 3], 1)), true)], { pads: [1, 1, 1, 1] });
+    const [c2] = b.op('Conv', [c1!, weight(b, 'w2', f32([8, 16, 3, 3], sparse([8, 16, 3, 3], 2)), false)], { pads: [1, 1, 1, 1] });
+    b.output(c2!, 'y', 'float32', [1, 8, 4, 4]);
+    const m = b.model();
+    const sp = toSparseStorage(m, ['int16', 'int64']);
+    expect(sp.converted.map((e) => e.name).sort()).toEqual(['w1', 'w2']);
+    expect(sp.model.graph.sparseInitializers.length).toBe(1);
+    expect(sp.model.graph.nodes.some((n) => n.attributes[0]?.name === 'sparse_value')).toBe(true);
+    const feed = feedFor([1, 16, 4, 4], 5);
+    const want = await run(m, feed);
+    const got = await run(sp.model, feed);
+    expect(maxAbsDiff(got.y!.data, want.y!.data)).toBe(0);
+    const sizes = await deployedSizes(m, feed);
+    expect(sizes.sparse?.loads).toBe(true);
+    expect(sizes.best.raw.variant).toBe('sparse');
+    expect(sizes.best.raw.bytes).toBeLessThan(sizes.dense.raw);
+  });
+});
+
+describe('kept-channel rounding', () => {
+  it('rounds each group to a multiple of roundTo', () => {
+    const b = new GraphBuilder({ opset: 13 });
+    const x = b.input('x', 'float32', [1, 3, 4, 4]);
+    const [c] = b.op('Conv', [x, weight(b, 'w', f32([32, 3, 1, 1], weights([32, 3, 1, 1], 1)))], {}, { name: 'conv' });
+    const [y] = b.op('Conv', [c!, weight(b, 'w2', f32([2, 32, 1, 1], weights([2, 32, 1, 1], 2)))], {}, { name: 'out' });
+    b.output(y!, 'y', 'float32', [1, 2, 4, 4]);
+    const m = b.model();
+    pruneChannels(m, { ratio: 0.3, roundTo: 8 });
+    // 32 - round(9.6) = 22 kept, rounded to 24
+    expect(constantOf(m.graph.nodes.find((n) => n.name === 'conv')!.input(1))!.dims).toEqual([24, 3, 1, 1]);
+  });
+});
