@@ -17,6 +17,7 @@ import { Attribute, Model, Node } from '../graph/ir.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
 import {
   applyPatterns,
+  notApplicable,
   floatConstant,
   floatTensor,
   LinearKind,
@@ -82,7 +83,7 @@ export const bnIntoLayer: Pattern<BnMatch> = {
   match(bn: Node): Match<BnMatch> {
     const x = bn.input(0);
     const layer = x?.producer;
-    if (!x || !layer || !LAYERS.has(layer.opType) || layer.opDomain !== '') return noMatch('BN input is not produced by Conv, ConvTranspose, Gemm or MatMul');
+    if (!x || !layer || !LAYERS.has(layer.opType) || layer.opDomain !== '') return notApplicable('BN input is not produced by Conv, ConvTranspose, Gemm or MatMul');
     if (soleUser(x) !== bn) return noMatch(`${layer.opType} output ${x.name} has other users or is a graph output`);
     if (layer.outputs.length !== 1) return noMatch(`${layer.opType} has extra outputs`);
     const p = batchNormParams(bn);

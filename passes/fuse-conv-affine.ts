@@ -12,7 +12,7 @@
  */
 import { Model, Node } from '../graph/ir.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, floatConstant, floatTensor, LinearKind, outputChannels, perAxisVector, replaceChain, scaleOutputChannels, setWeight, soleUser } from './patterns.js';
+import { applyPatterns, notApplicable, floatConstant, floatTensor, LinearKind, outputChannels, perAxisVector, replaceChain, scaleOutputChannels, setWeight, soleUser } from './patterns.js';
 
 interface AffineMatch {
   layer: Node;
@@ -39,7 +39,7 @@ export const affineIntoConv: Pattern<AffineMatch> = {
     let other = bIn;
     const isLayer = (v: typeof a) => !!v?.producer && (v.producer.opType === 'Conv' || v.producer.opType === 'ConvTranspose') && v.producer.opDomain === '';
     if (!isLayer(a)) {
-      if (!isLayer(bIn)) return noMatch('neither operand is produced by Conv or ConvTranspose');
+      if (!isLayer(bIn)) return notApplicable('neither operand is produced by Conv or ConvTranspose');
       layerFirst = false;
       y = bIn;
       other = a;

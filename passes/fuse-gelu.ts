@@ -11,7 +11,7 @@
  */
 import { Attribute, Model, Node, Value } from '../graph/ir.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, belowOpset, insertNodeBefore, isScalar, onlyUsedBy, replaceChain, scalarConstant, soleUser } from './patterns.js';
+import { applyPatterns, notApplicable, belowOpset, insertNodeBefore, isScalar, onlyUsedBy, replaceChain, scalarConstant, soleUser } from './patterns.js';
 
 interface Factors {
   values: Value[];
@@ -113,8 +113,8 @@ export const geluPattern: Pattern<GeluMatch> = {
   anchors: ['Mul'],
   match(root: Node): Match<GeluMatch> {
     const f = mulFactors(root);
-    if (f.values.length !== 2) return noMatch(`the product has ${f.values.length} non-constant factors, GELU has 2`);
-    if (!close(f.constant, 0.5, 1e-6)) return noMatch(`the constant factor is ${f.constant}, not 0.5`);
+    if (f.values.length !== 2) return notApplicable(`the product has ${f.values.length} non-constant factors, GELU has 2`);
+    if (!close(f.constant, 0.5, 1e-6)) return notApplicable(`the constant factor is ${f.constant}, not 0.5`);
     for (const i of [0, 1]) {
       const x = f.values[i]!;
       const t = f.values[1 - i]!;
@@ -132,7 +132,7 @@ export const geluPattern: Pattern<GeluMatch> = {
       if (inner !== x) continue;
       return matched({ x, approximate: fn.opType === 'Erf' ? 'none' : 'tanh', dead: [...f.nodes, add, fn, ...nodes] });
     }
-    return noMatch('no factor is 1 + Erf(x/sqrt 2) or 1 + Tanh(sqrt(2/pi)(x + 0.044715 x^3)) of the other factor');
+    return notApplicable('no factor is 1 + Erf(x/sqrt 2) or 1 + Tanh(sqrt(2/pi)(x + 0.044715 x^3)) of the other factor');
   },
   rewrite(root: Node, m: GeluMatch, model: Model): void {
     const g = insertNodeBefore(model, root, 'Gelu', [m.x], `${root.output(0).name}_gelu`);

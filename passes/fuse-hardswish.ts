@@ -12,7 +12,7 @@
  */
 import { Attribute, Model, Node, Value } from '../graph/ir.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, belowOpset, insertNodeBefore, isScalar, otherInput, replaceChain, scalarConstant, soleUser } from './patterns.js';
+import { applyPatterns, notApplicable, belowOpset, insertNodeBefore, isScalar, otherInput, replaceChain, scalarConstant, soleUser } from './patterns.js';
 
 /** If `v` = Clip(x + 3, 0, 6) with single-use intermediates, returns x and the nodes. */
 function matchRelu6Shift(v: Value | null | undefined): Match<{ x: Value; nodes: Node[] }> {
@@ -53,7 +53,7 @@ export const hardSigmoidPattern: Pattern<HsMatch> = {
   anchors: ['Div', 'Mul'],
   match(node: Node): Match<HsMatch> {
     const d = divBy6(node);
-    if (!d) return noMatch('not a division by 6');
+    if (!d) return notApplicable('not a division by 6');
     if (soleUser(d) !== node) return noMatch(`${d.name} has other users`);
     const r = matchRelu6Shift(d);
     if (!r.ok) return r;
@@ -79,7 +79,7 @@ export const hardSwishPattern: Pattern<HsMatch> = {
     }
     // (x * Clip(x+3,0,6)) / 6
     const d = divBy6(node);
-    if (!d) return noMatch('not x * HardSigmoid(x) nor a division by 6');
+    if (!d) return notApplicable('not x * HardSigmoid(x) nor a division by 6');
     const mul = d.producer;
     if (!mul || mul.opType !== 'Mul' || soleUser(d) !== node) return noMatch('the dividend is not a single-use Mul');
     let why = '';

@@ -13,7 +13,7 @@ import { DataType } from '../graph/dtype.js';
 import { Attribute, constantOf, Model, Node, Value } from '../graph/ir.js';
 import { Tensor } from '../graph/tensor.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, belowOpset, elemTypeOf, floatTensor, freshName, insertNodeBefore, isScalar, onlyUsedBy, rankOf, reduceAxes, replaceChain, scalarConstant, soleUser } from './patterns.js';
+import { applyPatterns, notApplicable, belowOpset, elemTypeOf, floatTensor, freshName, insertNodeBefore, isScalar, onlyUsedBy, rankOf, reduceAxes, replaceChain, scalarConstant, soleUser } from './patterns.js';
 
 interface LnMatch {
   x: Value;
@@ -56,10 +56,10 @@ export const layerNormPattern: Pattern<LnMatch> = {
   match(div: Node): Match<LnMatch> {
     const d = div.input(0)!;
     const sub = producer(d, 'Sub');
-    if (!sub) return noMatch('Div numerator is not a Sub');
+    if (!sub) return notApplicable('Div numerator is not a Sub');
     const x = sub.input(0)!;
     const mean = producer(sub.input(1), 'ReduceMean');
-    if (!mean || mean.input(0) !== x) return noMatch('Sub does not subtract ReduceMean of its first operand');
+    if (!mean || mean.input(0) !== x) return notApplicable('Sub does not subtract ReduceMean of its first operand');
     if (mean.getInt('keepdims', 1) !== 1) return noMatch('ReduceMean has keepdims=0');
     const sqrt = producer(div.input(1), 'Sqrt');
     if (!sqrt) return noMatch('Div denominator is not a Sqrt');

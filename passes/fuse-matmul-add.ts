@@ -8,7 +8,7 @@ import { DataType } from '../graph/dtype.js';
 import { Model, Node, Value } from '../graph/ir.js';
 import { constantOf } from '../graph/ir.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, insertNodeBefore, rankOf, replaceChain, soleUser } from './patterns.js';
+import { applyPatterns, notApplicable, insertNodeBefore, rankOf, replaceChain, soleUser } from './patterns.js';
 
 const GEMM_TYPES = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
 
@@ -31,7 +31,7 @@ export const matmulAddToGemm: Pattern<MatMulAddMatch> = {
         break;
       }
     }
-    if (!mm || !bias) return noMatch('no operand is produced by MatMul');
+    if (!mm || !bias) return notApplicable('no operand is produced by MatMul');
     if (soleUser(mm.output(0)) !== add) return noMatch(`MatMul output ${mm.output(0).name} has other users or is a graph output`);
     const rankA = rankOf(mm.input(0));
     if (rankA !== 2) return noMatch(rankA === undefined ? 'the rank of MatMul input A is unknown' : `MatMul input A has rank ${rankA}, Gemm needs 2`);

@@ -11,7 +11,7 @@
  */
 import { Attribute, constantOf, Model, Node } from '../graph/ir.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, soleUser } from './patterns.js';
+import { applyPatterns, notApplicable, soleUser } from './patterns.js';
 
 interface PadMatch {
   pad: Node;
@@ -58,7 +58,7 @@ export const padIntoConsumer: Pattern<PadMatch> = {
   match(node: Node): Match<PadMatch> {
     const x = node.input(0);
     const pad = x?.producer;
-    if (!x || !pad || pad.opType !== 'Pad' || pad.opDomain !== '') return noMatch('input is not produced by Pad');
+    if (!x || !pad || pad.opType !== 'Pad' || pad.opDomain !== '') return notApplicable('input is not produced by Pad');
     if (soleUser(x) !== node) return noMatch(`Pad output ${x.name} has other users or is a graph output`);
     const p = readPad(pad);
     if (!p.ok) return p;

@@ -13,7 +13,7 @@ import { DataType } from '../graph/dtype.js';
 import { constantOf, Model, Node, Value } from '../graph/ir.js';
 import { Tensor } from '../graph/tensor.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, freshName, lengthOf1D, rankOf } from './patterns.js';
+import { applyPatterns, notApplicable, freshName, lengthOf1D, rankOf } from './patterns.js';
 
 const INT_CASTS = new Set<number>([DataType.INT64, DataType.INT32]);
 
@@ -60,7 +60,7 @@ export const shapeIntoReshape: Pattern<ReshapeMatch> = {
     if (node.getInt('allowzero', 0) !== 0) return noMatch('Reshape has allowzero=1');
     const x = node.input(0)!;
     const s = node.input(1);
-    if (!s || constantOf(s)) return noMatch('the shape is already constant or missing');
+    if (!s || constantOf(s)) return notApplicable('the shape is already constant or missing');
     const cat = s.producer;
     const pieces = cat && cat.opType === 'Concat' ? [...cat.inputs] : [s];
     const out: number[] = [];

@@ -66,7 +66,7 @@ export function applyPatterns(model: Model, patterns: readonly Pattern<any>[], c
             touched.add(g);
             break;
           }
-          if (ctx.explaining) misses.push({ node: node.label, reason: `${p.name}: ${m.reason}` });
+          if (ctx.explaining && !m.reason.startsWith(NOT_APPLICABLE)) misses.push({ node: node.label, reason: `${p.name}: ${m.reason}` });
         }
       }
     }
@@ -83,6 +83,17 @@ export function applyPatterns(model: Model, patterns: readonly Pattern<any>[], c
 
 // ---------------------------------------------------------------------------------------------
 // Helpers for matchers (pure) and rewrites
+
+const NOT_APPLICABLE = 'n/a: ';
+
+/**
+ * A miss that is not worth explaining: the anchor is not even the start of the pattern (an Add with
+ * no MatMul operand, say). Such misses are dropped from `--explain`, which then lists only the
+ * near-misses a user can act on (a BN whose parameters are graph inputs, a Conv with two users, ...).
+ */
+export function notApplicable(reason: string): { ok: false; reason: string } {
+  return { ok: false, reason: NOT_APPLICABLE + reason };
+}
 
 /** The node reading `v` when exactly one node reads it once and it is not a graph output. */
 export function soleUser(v: Value): Node | undefined {
