@@ -6,6 +6,8 @@
 import yargs, { CommandModule } from 'yargs';
 import { exitCodeFor, inputError, isOnnxForgeError } from '../graph/errors.js';
 import { inspectCommand } from './commands/inspect.js';
+import { benchCommand } from './commands/bench.js';
+import { compareCommand } from './commands/compare.js';
 import { convertCommand } from './commands/convert.js';
 import { gateCommand } from './commands/gate.js';
 import { pruneCommand } from './commands/prune.js';
@@ -15,7 +17,7 @@ import { initCommand } from './commands/init.js';
 import { quantizeCommand } from './commands/quantize.js';
 import { optimizeCommand } from './commands/optimize.js';
 
-export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand, runCommand, initCommand, pruneCommand];
+export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand, runCommand, initCommand, pruneCommand, benchCommand, compareCommand];
 
 /** Runs the CLI with `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
