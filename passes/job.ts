@@ -80,8 +80,8 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
   // latency: original and result, interleaved in one process
   const budgets: BudgetEntry[] = [];
   if (!pf.latency.skip) {
-    const a = await Session.create(originalBytes, { intraOpNumThreads: pf.latency.threads }, 'original');
-    const b = await Session.create(outBytes, { intraOpNumThreads: pf.latency.threads }, 'optimized');
+    const a = await Session.create(originalBytes, { intraOpNumThreads: pf.latency.threads, allowSpinning: false }, 'original');
+    const b = await Session.create(outBytes, { intraOpNumThreads: pf.latency.threads, allowSpinning: false }, 'optimized');
     try {
       const feedSpec = pf.data.eval ?? pf.data.calibration;
       const feeds = (await collectSamples(feedSpec ? parseDataSpec(feedSpec.inputs) : parseDataSpec('random:1:0'), a.inputs, { ...(feedSpec ? sourceOptions(feedSpec, shapes) : { shapes }), limit: 4 })).map((s) => s.feed);

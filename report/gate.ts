@@ -240,7 +240,7 @@ export interface MeasureOptions extends TimingOptions {
 /** Measures a model for the gate: size, signature, and latency against the reference workload. */
 export async function measureModel(file: string, opts: MeasureOptions): Promise<Measurement> {
   const threads = opts.threads ?? 1;
-  const session = await Session.create(file, { intraOpNumThreads: threads, graphOptimizationLevel: 'all' });
+  const session = await Session.create(file, { intraOpNumThreads: threads, graphOptimizationLevel: 'all', allowSpinning: false });
   try {
     const m: Measurement = {
       schema: MEASUREMENT_SCHEMA,
@@ -249,7 +249,7 @@ export async function measureModel(file: string, opts: MeasureOptions): Promise<
       measuredAt: new Date().toISOString(),
     };
     if (opts.latency !== false) {
-      const ref = await Session.create(referenceWorkloadModel(), { intraOpNumThreads: threads, graphOptimizationLevel: 'all' }, 'reference workload');
+      const ref = await Session.create(referenceWorkloadModel(), { intraOpNumThreads: threads, graphOptimizationLevel: 'all', allowSpinning: false }, 'reference workload');
       try {
         const t = await interleavedTimes(session, opts.feed, ref, referenceWorkloadFeed(), { ...opts, clock: opts.clock ?? (threads === 1 ? 'cpu' : 'wall') });
         const ratios = t.a.map((x, i) => x / t.b[i]!);
@@ -277,8 +277,8 @@ export async function measureModel(file: string, opts: MeasureOptions): Promise<
 /** Times the current model against a baseline model, interleaved; returns the median relative change. */
 export async function compareModels(current: string, baseline: string, feed: Feed, opts: TimingOptions = {}): Promise<{ change: number; rounds: number; spread: number }> {
   const threads = opts.threads ?? 1;
-  const a = await Session.create(current, { intraOpNumThreads: threads });
-  const b = await Session.create(baseline, { intraOpNumThreads: threads });
+  const a = await Session.create(current, { intraOpNumThreads: threads, allowSpinning: false });
+  const b = await Session.create(baseline, { intraOpNumThreads: threads, allowSpinning: false });
   try {
     const mismatch = sameSignature(signatureOf(b), signatureOf(a));
     if (mismatch) throw inputError('GATE_SIGNATURE_MISMATCH', `--baseline-model ${baseline} is not the same model interface as ${current}: ${mismatch}`, { file: baseline });
