@@ -49,8 +49,14 @@ function prod(d: readonly number[]): number {
 export function nodeFlops(n: Node): number | undefined {
   if (ZERO_COST.has(n.opType)) return 0;
   const inp = staticShape(n.input(0));
-  // declared graph outputs may keep symbolic dims; elementwise outputs then take the input's shape
-  const out = (n.outputs[0] ? staticShape(n.outputs[0]) : undefined) ?? (n.inputs.length === 1 ? inp : undefined);
+  // when inference leaves an output (e.g. a graph output) without static dims, elementwise outputs
+  // take their largest input's shape and Gemm/MatMul outputs follow from their operands
+  const largest = n.inputs.map((v) => staticShape(v)).filter((d): d is number[] => !!d).sort((a, b) => prod(b) - prod(a))[0];
+  const w2 = n.input(1) ? staticShape(n.input(1)) : undefined;
+  const product = (n.opType === 'MatMul' || n.opType === 'Gemm') && inp && w2 && w2.length === 2 && inp.length >= 2
+    ? [...inp.slice(0, -1), n.getInt('transB', 0) ? w2[0]! : w2[1]!]
+    : undefined;
+  const out = (n.outputs[0] ? staticShape(n.outputs[0]) : undefined) ?? product ?? largest;
   const w = n.input(1) ? staticShape(n.input(1)) : undefined;
   switch (n.opType) {
     case 'Conv': {
