@@ -3,8 +3,9 @@
  * code and the node, tensor or graph it concerns:
  * - model: ir_version and opset_import present, one import per domain, node domains imported;
  * - SSA: every value name defined once across all scopes; no duplicate initializers or graph outputs;
- * - references: every node input and graph output defined (in scope), no cycles, nodes in
- *   topological order;
+ * - references: every node input and graph output defined (in scope, by the loader's name
+ *   resolution and by value identity for models built or edited through the API), no cycles,
+ *   nodes in topological order;
  * - tensors: known data type, non-negative dims with a product under the element cap, data length
  *   equal to dims x dtype for raw and typed-field storage;
  * - functions: no recursion among model-local functions.
@@ -149,7 +150,44 @@ function checkGraph(g: Graph, defined: Map<string, string>, issues: CheckIssue[]
       issues.push({ code: 'IR_OUTPUT_UNDEFINED', message: `${where}: output "${o.name}" is not produced by any node`, tensor: o.name });
     }
   }
+  checkReferences(g, where, issues);
   for (const n of g.nodes) for (const sub of n.subgraphs()) checkGraph(sub, defined, issues, model, importedDomains, false);
+}
+
+/** Values defined in `g` itself: inputs, initializers, sparse initializers and outputs of its nodes. */
+function scopeValues(g: Graph): Set<Value> {
+  const s = new Set<Value>(g.inputs);
+  for (const v of g.initializers.values()) s.add(v);
+  for (const sp of g.sparseInitializers) s.add(sp.value);
+  for (const n of g.nodes) for (const o of n.outputs) s.add(o);
+  return s;
+}
+
+/**
+ * Node inputs and graph outputs must be values visible from `g` (defined in it or an enclosing
+ * scope). The loader records names nothing defines as `danglingValues`; this catches the same
+ * problem in models built or edited through the API (e.g. a node removed with `force` whose
+ * outputs were not rewired, or a value produced inside a subgraph read outside it).
+ */
+function checkReferences(g: Graph, where: string, issues: CheckIssue[]): void {
+  const chain: Set<Value>[] = [];
+  for (let s: Graph | null = g; s; s = s.parentNode?.graph ?? null) chain.push(scopeValues(s));
+  const visible = (v: Value) => chain.some((c) => c.has(v));
+  const known = new Set(g.danglingValues);
+  for (const n of g.nodes) {
+    for (const v of n.inputs) {
+      if (!v || visible(v) || known.has(v)) continue;
+      known.add(v);
+      const why = v.producer ? (v.producer.graph ? `it is produced by ${v.producer.label} in another scope` : `its producer ${v.producer.label} was removed`) : 'nothing defines it';
+      issues.push({ code: 'IR_DANGLING_INPUT', message: `${where}: "${v.name}" is read by ${n.label} but ${why}`, tensor: v.name, node: n.name, graph: g.name });
+    }
+  }
+  for (const o of g.outputs) {
+    if (visible(o) || known.has(o)) continue;
+    known.add(o);
+    const why = o.producer ? (o.producer.graph ? `it is produced by ${o.producer.label} in another scope` : `its producer ${o.producer.label} was removed`) : 'nothing defines it';
+    issues.push({ code: 'IR_OUTPUT_UNDEFINED', message: `${where}: output "${o.name}" is not produced by any node (${why})`, tensor: o.name, graph: g.name });
+  }
 }
 
 /** Checks a model and returns every issue found (empty when valid). */

@@ -157,6 +157,36 @@ describe('each issue code', () => {
     expect(i.message).toContain('adder');
   });
 
+  it('IR_DANGLING_INPUT / IR_OUTPUT_UNDEFINED in models edited through the API', () => {
+    // a node removed with force, its reader not rewired
+    const m = valid();
+    const add = m.graph.nodes.find((n) => n.name === 'add')!;
+    m.graph.removeNode(add, true);
+    const i = only(checkModel(m), 'IR_DANGLING_INPUT');
+    expect(i.node).toBe('relu');
+    expect(i.message).toMatch(/read by relu \(Relu\) but its producer add \(Add\) was removed/);
+    // an output value nobody produces
+    const m2 = valid();
+    m2.graph.addOutput(new Value('phantom'));
+    const o = only(checkModel(m2), 'IR_OUTPUT_UNDEFINED');
+    expect(o.tensor).toBe('phantom');
+    expect(o.message).toContain('nothing defines it');
+    // a value produced inside a subgraph, read in the outer graph
+    const b = new GraphBuilder();
+    const x = b.input('x', 'float32', [2]);
+    const cond = b.input('cond', 'bool', []);
+    const tb = new GraphBuilder({ graph: new Graph('then') });
+    const [inner] = tb.op('Neg', [x], {}, { name: 'inner_neg', names: ['inner'] });
+    tb.output(inner!, undefined, 'float32', [2]);
+    const eb = new GraphBuilder({ graph: new Graph('else') });
+    eb.output(x, undefined, 'float32', [2]);
+    const [r] = b.op('If', [cond], { then_branch: tb.graph, else_branch: eb.graph }, { names: ['r'] });
+    b.output(b.op('Add', [r!, inner!], {}, { name: 'leaky' })[0]!, 'y');
+    const leak = only(checkModel(b.model()), 'IR_DANGLING_INPUT');
+    expect(leak.node).toBe('leaky');
+    expect(leak.message).toContain('inner_neg (Neg) in another scope');
+  });
+
   it('IR_OUTPUT_UNDEFINED names the output', () => {
     const m = fromProto({ node: [{ op_type: 'Relu', input: ['x'], output: ['y'] }], input: [vi('x')], output: [vi('y'), vi('nowhere')] });
     expect(only(checkModel(m), 'IR_OUTPUT_UNDEFINED').tensor).toBe('nowhere');
