@@ -355,7 +355,9 @@ export function comparableFromOrt(t: ort.Tensor): Comparable {
     const u = unpackSubByte(t.type === 'int4' ? DataType.INT4 : DataType.UINT4, bytes, n);
     return { kind: 'int', dtype, dims, values: Array.from(u, (x) => BigInt(x)) };
   }
-  return { kind: 'int', dtype, dims, values: Array.from(t.data as ArrayLike<number | bigint | boolean>, (x) => BigInt(x as number | bigint | boolean as never)) };
+  // integers (bigint for 64-bit types) and bool (0/1 bytes, or booleans) compared exactly as bigint
+  const toBig = (x: number | bigint | boolean): bigint => (typeof x === 'bigint' ? x : BigInt(Number(x)));
+  return { kind: 'int', dtype, dims, values: Array.from(t.data as ArrayLike<number | bigint | boolean>, toBig) };
 }
 
 function sameDims(a: readonly number[], b: readonly number[]): boolean {
