@@ -30,6 +30,7 @@ import {
   soleUser,
   insertNodeBefore,
 } from './patterns.js';
+import type { FloatConstant } from './patterns.js';
 
 interface BnParams {
   s: Float64Array;
@@ -66,7 +67,7 @@ export function batchNormParams(bn: Node): Match<BnParams> {
 interface BnMatch extends BnParams {
   layer: Node;
   kind: LinearKind;
-  w: Float64Array;
+  wSrc: FloatConstant;
   wDims: number[];
   wType: number;
   group: number;
@@ -119,11 +120,11 @@ export const bnIntoLayer: Pattern<BnMatch> = {
       const beta = layer.opType === 'Gemm' ? layer.getFloat('beta', 1) : 1;
       b = vec.map((v) => v * beta);
     }
-    return matched({ ...p.value, layer, kind, w: wv.data, wDims, wType: wv.t.dataType, group, b, alpha });
+    return matched({ ...p.value, layer, kind, wSrc: wv, wDims, wType: wv.t.dataType, group, b, alpha });
   },
   rewrite(bn: Node, m: BnMatch, model: Model): void {
     const s = m.alpha === 1 ? m.s : m.s.map((v) => v * m.alpha);
-    const w = scaleOutputChannels(m.kind, m.w, m.wDims, m.group, s);
+    const w = scaleOutputChannels(m.kind, m.wSrc.data, m.wDims, m.group, s);
     const bias = new Float64Array(m.s.length);
     for (let c = 0; c < bias.length; c++) bias[c] = m.b[c]! * m.s[c]! + m.t[c]!;
     const wName = m.layer.input(1)!.name;

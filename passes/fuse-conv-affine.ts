@@ -13,11 +13,12 @@
 import { Model, Node } from '../graph/ir.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
 import { applyPatterns, notApplicable, floatConstant, floatTensor, LinearKind, outputChannels, perAxisVector, replaceChain, scaleOutputChannels, setWeight, soleUser } from './patterns.js';
+import type { FloatConstant } from './patterns.js';
 
 interface AffineMatch {
   layer: Node;
   kind: LinearKind;
-  w: Float64Array;
+  wSrc: FloatConstant;
   wDims: number[];
   wType: number;
   group: number;
@@ -68,7 +69,7 @@ export const affineIntoConv: Pattern<AffineMatch> = {
       if (bc.data.length !== n) return noMatch(`${layer.opType} bias has ${bc.data.length} values, expected ${n}`);
       b = bc.data;
     }
-    return matched({ layer, kind, w: wv.data, wDims, wType: wv.t.dataType, group, b, c, layerFirst });
+    return matched({ layer, kind, wSrc: wv, wDims, wType: wv.t.dataType, group, b, c, layerFirst });
   },
   rewrite(node: Node, m: AffineMatch, model: Model): void {
     const n = m.c.length;
@@ -96,7 +97,7 @@ export const affineIntoConv: Pattern<AffineMatch> = {
     else if (node.opType === 'Sub' && !m.layerFirst) scale = new Float64Array(n).fill(-1);
     const wName = m.layer.input(1)!.name;
     if (scale) {
-      const w = node.opType === 'Div' ? divideOutputChannels(m, m.c) : scaleOutputChannels(m.kind, m.w, m.wDims, m.group, scale);
+      const w = node.opType === 'Div' ? divideOutputChannels(m, m.c) : scaleOutputChannels(m.kind, m.wSrc.data, m.wDims, m.group, scale);
       setWeight(model, m.layer, 1, floatTensor(m.wType, m.wDims, w), `${wName}_affine`);
     }
     setWeight(model, m.layer, 2, floatTensor(m.wType, [n], bias), `${wName}_affine_bias`);
@@ -107,8 +108,8 @@ export const affineIntoConv: Pattern<AffineMatch> = {
 /** W / c per output channel (dividing, not multiplying by 1/c, to round like the original Div). */
 function divideOutputChannels(m: AffineMatch, c: Float64Array): Float64Array {
   const ones = new Float64Array(c.length).fill(1);
-  const w = scaleOutputChannels(m.kind, m.w, m.wDims, m.group, ones);
-  const inv = scaleOutputChannels(m.kind, new Float64Array(m.w.length).fill(1), m.wDims, m.group, c);
+  const w = scaleOutputChannels(m.kind, m.wSrc.data, m.wDims, m.group, ones);
+  const inv = scaleOutputChannels(m.kind, new Float64Array(m.wSrc.data.length).fill(1), m.wDims, m.group, c);
   for (let i = 0; i < w.length; i++) w[i] = w[i]! / inv[i]!;
   return w;
 }

@@ -115,15 +115,28 @@ export function otherInput(node: Node, v: Value): Value | null | undefined {
   return undefined;
 }
 
+/** A float/double constant; `data` (float64 values) is converted lazily. */
+export interface FloatConstant {
+  t: Tensor;
+  readonly data: Float64Array;
+}
+
 const FLOAT_TYPES = new Set<number>([DataType.FLOAT, DataType.DOUBLE]);
 
 /** A constant float32/float64 tensor's values as float64, with its tensor; or the reason why not. */
-export function floatConstant(v: Value | null | undefined, what: string): { t: Tensor; data: Float64Array } | string {
+export function floatConstant(v: Value | null | undefined, what: string): FloatConstant | string {
   if (!v) return `${what} is missing`;
   const t = constantOf(v);
   if (!t) return `${what} (${v.name}) is not a constant (initializer or Constant node)`;
   if (!FLOAT_TYPES.has(t.dataType)) return `${what} (${v.name}) is ${t.dtype}; folding supports float and double`;
-  return { t, data: Float64Array.from(t.data() as Float32Array | Float64Array) };
+  let cache: Float64Array | undefined;
+  // converted on first use: matchers check shapes and types, rewrites read the values
+  return {
+    t,
+    get data(): Float64Array {
+      return (cache ??= Float64Array.from(t.data() as Float32Array | Float64Array));
+    },
+  };
 }
 
 /** A scalar constant's value (any numeric type, any shape with one element), or undefined. */

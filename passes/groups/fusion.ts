@@ -14,11 +14,12 @@ import fuseLayerNorm from '../fuse-layer-norm.js';
 import fuseGelu from '../fuse-gelu.js';
 import upgradeOpset from '../upgrade-opset.js';
 import fuseShapeIntoReshape from '../fuse-shape-into-reshape.js';
+import fuseConvInputAffine from '../fuse-conv-input-affine.js';
 
-export const fusionPasses: Pass<any>[] = [fuseBatchnorm, fuseConvAffine, fuseMatmulAdd, fusePad, fuseShapeIntoReshape, fuseHardswish, fuseLayerNorm, fuseGelu, upgradeOpset];
+export const fusionPasses: Pass<any>[] = [fuseBatchnorm, fuseConvAffine, fuseConvInputAffine, fuseMatmulAdd, fusePad, fuseShapeIntoReshape, fuseHardswish, fuseLayerNorm, fuseGelu, upgradeOpset];
 
 /** Fusions that are exact in float and keep the opset. */
-export const EXACT_FUSIONS = 'fuse-pad,fuse-batchnorm,fuse-conv-affine,fuse-matmul-add,fuse-shape-into-reshape';
+export const EXACT_FUSIONS = 'fuse-pad,fuse-batchnorm,fuse-conv-affine,fuse-conv-input-affine,fuse-matmul-add,fuse-shape-into-reshape';
 /** Fusions that need opset 14/17/20. */
 export const UPGRADE_FUSIONS = 'fuse-hardswish,fuse-layer-norm,fuse-gelu';
 

@@ -6,6 +6,7 @@ import { Tensor } from '../../../graph/tensor.js';
 import affine from '../../../passes/fuse-conv-affine.js';
 import matmulAdd from '../../../passes/fuse-matmul-add.js';
 import pad from '../../../passes/fuse-pad.js';
+import inputAffine from '../../../passes/fuse-conv-input-affine.js';
 import type { Pass } from '../../../passes/pass.js';
 import type { Model } from '../../../graph/ir.js';
 import { applyAndCompare, defaults, floatFeed, opCount, randTensor } from './helpers.js';
@@ -152,5 +153,35 @@ describe('fuse-pad', () => {
       b.output(y!, 'y');
       expect(runUnchanged(pad, b.model())[0]).toMatch(why);
     }
+  });
+});
+
+describe('fuse-conv-input-affine', () => {
+  it('folds x*s+c (LCNetV3 learnable affine) into a following grouped pointwise Conv, and x*s into a padded depthwise Conv', async () => {
+    const b = new GraphBuilder({ opset: 9 });
+    const x = b.input('x', 'float32', [1, 4, 5, 5]);
+    const [m] = b.op('Mul', [b.constant('s', scalar(0.73, [1])), x]);
+    const [a] = b.op('Add', [m!, b.constant('c', randTensor([1, 4, 1, 1], 9))]);
+    const [c] = b.op('Conv', [a!, b.constant('w', randTensor([6, 2, 1, 1], 2)), b.constant('bias', randTensor([6], 3))], { group: 2 });
+    const [m2] = b.op('Mul', [c!, b.initializer('s2', randTensor([6, 1, 1], 4, 0.5, 1.5))]);
+    const [d] = b.op('Conv', [m2!, b.initializer('w2', randTensor([6, 1, 3, 3], 5))], { group: 6, pads: [1, 1, 1, 1] });
+    b.output(d!, 'y');
+    const { model, result } = await applyAndCompare(inputAffine, b.model(), floatFeed('x', [1, 4, 5, 5]));
+    expect(result.stats?.fused).toBe(3);
+    expect(model.graph.nodes.filter((n) => n.opType !== 'Constant').map((n) => n.opType)).toEqual(['Conv', 'Conv']);
+  });
+
+  it('does not fold an Add into a padded Conv or a spatially varying scale', () => {
+    const b = new GraphBuilder({ opset: 13 });
+    const x = b.input('x', 'float32', [1, 2, 4, 4]);
+    const [a] = b.op('Add', [x, b.initializer('c', scalar(0.5))]);
+    b.output(b.op('Conv', [a!, b.initializer('w', randTensor([2, 2, 3, 3], 2))], { pads: [1, 1, 1, 1] })[0]!, 'y');
+    expect(runUnchanged(inputAffine, b.model())[0]).toMatch(/pads its input/);
+
+    const b2 = new GraphBuilder({ opset: 13 });
+    const x2 = b2.input('x', 'float32', [1, 2, 4, 4]);
+    const [m2] = b2.op('Mul', [x2, b2.initializer('s', randTensor([1, 1, 4, 4], 3))]);
+    b2.output(b2.op('Conv', [m2!, b2.initializer('w', randTensor([2, 2, 1, 1], 2))])[0]!, 'y');
+    expect(runUnchanged(inputAffine, b2.model())[0]).toMatch(/varies along axis/);
   });
 });
