@@ -15,7 +15,11 @@
 import { inputError } from '../graph/errors.js';
 import { Model } from '../graph/ir.js';
 import { definePass } from './pass.js';
-import { applyChannelPruning, channelImportance, Criterion, selectChannels } from './prune/channels.js';
+import { constantOf } from '../graph/ir.js';
+import type { Sample } from '../calibration/data/index.js';
+import type { Feed } from '../runtime/host-tensor.js';
+import { applyChannelPruning, channelImportance, Criterion, keptIndices, selectChannels } from './prune/channels.js';
+import { channelMeans, compensate, ConsumerCut } from './prune/compensate.js';
 import { analyzeChannels } from './prune/dependency.js';
 import { matchesAny, parseLayerRatios } from './prune/names.js';
 
@@ -45,9 +49,20 @@ export interface PruneChannelsOptions extends Record<string, unknown> {
   layers: string[];
   minChannels: number;
   roundTo: number;
+  compensate: boolean;
+  calibrationSamples: number;
 }
 
-export function pruneChannels(model: Model, o: Partial<PruneChannelsOptions>, explain: (node: string | undefined, reason: string) => void = () => {}): ChannelReport {
+export interface ChannelPlan {
+  report: ChannelReport;
+  /** Consumers that lose input channels (for bias compensation). */
+  cuts: ConsumerCut[];
+  /** Rewrites the model. */
+  apply(): void;
+}
+
+/** Analyses the model and chooses the channels, without changing anything until `apply()`. */
+export function planChannels(model: Model, o: Partial<PruneChannelsOptions>, explain: (node: string | undefined, reason: string) => void = () => {}): ChannelPlan {
   const ratio = o.ratio ?? 0.3;
   if (typeof ratio !== 'number' || !(ratio > 0 && ratio < 1)) throw inputError('PRUNE_BAD_RATIO', `prune-channels: ratio must be in (0, 1), got ${String(ratio)}`, { option: 'ratio' });
   const criterion = (o.criterion ?? 'l1') as Criterion;
@@ -90,8 +105,44 @@ export function pruneChannels(model: Model, o: Partial<PruneChannelsOptions>, ex
     groups.push({ nodes: s.members.map(label), before: s.size, after: kept, ...(reason ? { reason } : {}) });
     if (reason) explain(s.origin.name, `channels of ${s.members.map(label).join(', ')} kept: ${reason}`);
   }
-  applyChannelPruning(model.graph, a, sel.keep);
-  return { ratio, criterion, scope, groups, channelsBefore: before, channelsAfter: after };
+  const cuts: ConsumerCut[] = [];
+  for (const site of a.sites) {
+    if (site.kind !== 'param' || site.producer || site.input !== 1) continue;
+    const op = site.node.opType;
+    const consumerAxis = op === 'Conv' ? 1 : op === 'ConvTranspose' ? 0 : op === 'MatMul' ? 0 : op === 'Gemm' ? (site.node.getInt('transB', 0) ? 1 : 0) : -1;
+    if (consumerAxis !== site.axis || (op === 'Conv' && site.node.getInt('group', 1) !== 1)) continue;
+    const kept = keptIndices(a, site.map, sel.keep);
+    const weight = constantOf(site.node.input(1));
+    const input = site.node.input(0);
+    if (!weight || !input || kept.length === weight.dims[site.axis]) continue;
+    cuts.push({ node: site.node, input, weight, axis: site.axis, kept });
+  }
+  return {
+    report: { ratio, criterion, scope, groups, channelsBefore: before, channelsAfter: after },
+    cuts,
+    apply: () => void applyChannelPruning(model.graph, a, sel.keep),
+  };
+}
+
+/** Plans and applies channel pruning (no bias compensation). */
+export function pruneChannels(model: Model, o: Partial<PruneChannelsOptions>, explain: (node: string | undefined, reason: string) => void = () => {}): ChannelReport {
+  const plan = planChannels(model, o, explain);
+  plan.apply();
+  return plan.report;
+}
+
+/** Calibration data as the pipeline passes it: a function returning samples, or an (async) iterable. */
+async function* samplesOf(data: unknown): AsyncGenerator<Sample> {
+  const src = typeof data === 'function' ? (data as () => unknown)() : data;
+  if (src && typeof (src as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
+    for await (const x of src as AsyncIterable<Sample | Feed>) yield asSample(x);
+  } else if (src && typeof (src as Iterable<unknown>)[Symbol.iterator] === 'function') {
+    for (const x of src as Iterable<Sample | Feed>) yield asSample(x);
+  } else throw inputError('PRUNE_BAD_CALIBRATION', 'prune-channels: calibration data must be a function returning samples, or an iterable of samples or feeds');
+}
+
+function asSample(x: Sample | Feed): Sample {
+  return x && typeof x === 'object' && 'feed' in x && typeof (x as Sample).id === 'string' ? (x as Sample) : { id: 'sample', feed: x as Feed };
 }
 
 export default definePass<PruneChannelsOptions>({
@@ -105,15 +156,25 @@ export default definePass<PruneChannelsOptions>({
     exclude: { type: 'string[]', description: 'Node, weight or output names whose channels stay (* wildcards).', default: [] },
     layers: { type: 'string[]', description: 'Per-layer ratios as name=ratio.', default: [] },
     minChannels: { type: 'integer', description: 'Channels each group keeps at least.', default: 1, min: 1 },
+    compensate: { type: 'boolean', description: 'With calibration data (ctx.data.calibration), add the removed channels\' mean contribution to the next layers\' biases.', default: true },
+    calibrationSamples: { type: 'integer', description: 'Calibration samples used for compensation.', default: 16, min: 1 },
     roundTo: { type: 'integer', description: 'Round kept channel counts to a multiple of this (8 matches onnxruntime AVX2 blocks).', default: 1, min: 1 },
   },
-  run(model, o, ctx) {
-    const report = pruneChannels(model, o, (node, reason) => ctx.explain(node ? { node, reason } : { reason }));
+  async run(model, o, ctx) {
+    const plan = planChannels(model, o, (node, reason) => ctx.explain(node ? { node, reason } : { reason }));
+    const calibration = ctx.data.calibration;
+    let compensated = 0;
+    if ((o.compensate ?? true) && calibration !== undefined && plan.cuts.length > 0) {
+      const means = await channelMeans(model, plan.cuts.map((c) => c.input), samplesOf(calibration), o.calibrationSamples ?? 16);
+      plan.apply();
+      compensated = compensate(plan.cuts, means, model);
+    } else plan.apply();
+    const report = plan.report;
     ctx.shared.set('prune-channels', report);
     const pruned = report.groups.filter((g) => g.after < g.before).length;
     return {
       changed: report.channelsAfter < report.channelsBefore,
-      stats: { groups: report.groups.length, prunedGroups: pruned, channelsBefore: report.channelsBefore, channelsAfter: report.channelsAfter },
+      stats: { groups: report.groups.length, prunedGroups: pruned, channelsBefore: report.channelsBefore, channelsAfter: report.channelsAfter, compensated },
     };
   },
 });

@@ -98,7 +98,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
   const report: Partial<PruneCommandReport> = { schema: 'onnxforge.prune/1', mode, explanations };
   if (mode === 'channels') {
     const ctx = context(explanations, !!a.explain, 'prune-channels');
-    await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? 'layer', exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1, roundTo: a.roundTo }, ctx);
+    await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? 'layer', exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1, roundTo: a.roundTo, compensate: true, calibrationSamples: 16 }, ctx);
     report.channels = ctx.shared.get('prune-channels') as ChannelReport;
   } else {
     const ctx = context(explanations, !!a.explain, 'prune-magnitude');

@@ -36,7 +36,7 @@ async function expectSameOutputs(before: Model, after: Model, inputDims: number[
 async function prune(m: Model, options: Record<string, unknown>) {
   const before = cloneModel(m);
   const ctx = testContext('prune-channels');
-  const res = await pruneChannelsPass.run(m, { ratio: 0.25, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo: 1, ...options }, ctx);
+  const res = await pruneChannelsPass.run(m, { ratio: 0.25, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo: 1, compensate: true, calibrationSamples: 16, ...options }, ctx);
   return { before, res, ctx };
 }
 
@@ -262,5 +262,43 @@ describe('prune-channels: what it must not do', () => {
     const feed = feedFor([1, 4, 4, 4], 3);
     const out = await run(m, feed);
     expect(out.y!.dims).toEqual((await run(before, feed)).y!.dims);
+  });
+});
+
+describe('prune-channels bias compensation', () => {
+  function constantChannelModel(): Model {
+    const b = new GraphBuilder({ opset: 13 });
+    const x = b.input('x', 'float32', [1, 3, 6, 6]);
+    const zero = [2, 5];
+    const [c1] = b.op('Conv', [x, weight(b, 'w1', f32([8, 3, 3, 3], weights([8, 3, 3, 3], 111, zero)))], { pads: [1, 1, 1, 1] }, { name: 'conv1' });
+    // the zeroed channels still carry BN's shift: a constant the next layer sees
+    const beta = Float32Array.from(weights([8], 112), (v) => v + 1.5);
+    const var_ = Float32Array.from(weights([8], 113), (v) => Math.abs(v) + 0.5);
+    const [bn] = b.op('BatchNormalization', [c1!, weight(b, 'g', f32([8], weights([8], 114))), weight(b, 'beta', f32([8], beta)), weight(b, 'mean', f32([8], new Float32Array(8))), weight(b, 'var', f32([8], var_))], {}, { name: 'bn' });
+    const [r] = b.op('Relu', [bn!]);
+    const [y] = b.op('Conv', [r!, weight(b, 'w2', f32([4, 8, 1, 1], weights([4, 8, 1, 1], 115)))], {}, { name: 'conv2' });
+    b.output(y!, 'y', 'float32', [1, 4, 6, 6]);
+    return b.model();
+  }
+
+  it('adds a removed constant channel to the next layer\'s bias, keeping outputs exact', async () => {
+    const m = constantChannelModel();
+    const before = cloneModel(m);
+    const ctx = testContext('prune-channels');
+    ctx.data.calibration = () =>
+      (async function* () {
+        for (let i = 0; i < 3; i++) yield { id: String(i), feed: feedFor([1, 3, 6, 6], 200 + i) };
+      })();
+    const res = await pruneChannelsPass.run(m, { ratio: 0.25, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo: 1, compensate: true, calibrationSamples: 16 }, ctx);
+    expect(res.stats?.compensated).toBe(1);
+    expect(dims(m, 'conv2', 1)).toEqual([4, 6, 1, 1]);
+    expect(dims(m, 'conv2', 2)).toEqual([4]);
+    await expectSameOutputs(before, m, [1, 3, 6, 6]);
+
+    // without calibration data the constant is lost: outputs differ
+    const plain = constantChannelModel();
+    pruneChannels(plain, { ratio: 0.25 });
+    const feed = feedFor([1, 3, 6, 6], 7);
+    expect(maxAbsDiff((await run(before, feed)).y!.data, (await run(plain, feed)).y!.data)).toBeGreaterThan(1e-3);
   });
 });
