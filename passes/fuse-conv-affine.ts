@@ -10,7 +10,7 @@
  * [1], [C,1,1], [1,C,1,1], ...). The layer's output must be read only by the Mul/Add and not be a
  * graph output. PP-OCRv4's LCNetV3 blocks have Conv -> Mul(scale) -> Add(bias) after every conv.
  */
-import { Model, Node } from '../graph/ir.js';
+import { isConstant, Model, Node } from '../graph/ir.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
 import { applyPatterns, notApplicable, floatConstant, floatTensor, LinearKind, outputChannels, perAxisVector, replaceChain, scaleOutputChannels, setWeight, soleUser } from './patterns.js';
 import type { FloatConstant } from './patterns.js';
@@ -49,7 +49,7 @@ export const affineIntoConv: Pattern<AffineMatch> = {
     const layer = y!.producer!;
     if (soleUser(y!) !== node) return noMatch(`${layer.opType} output ${y!.name} has other users or is a graph output`);
     const cv = floatConstant(other, `${node.opType} operand`);
-    if (typeof cv === 'string') return noMatch(cv);
+    if (typeof cv === 'string') return other?.producer && !isConstant(other) ? notApplicable(cv) : noMatch(cv); // computed operands are no near-miss
     const wv = floatConstant(layer.input(1), `${layer.opType} weight`);
     if (typeof wv === 'string') return noMatch(wv);
     if (cv.t.dataType !== wv.t.dataType) return noMatch(`${node.opType} operand is ${cv.t.dtype} but the weight is ${wv.t.dtype}`);

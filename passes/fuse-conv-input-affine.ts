@@ -11,7 +11,7 @@
  * must be read only by the Conv. PP-OCRv4's LCNetV3 ends each block with `x * scale + bias` feeding
  * the next (pointwise) Conv.
  */
-import { Model, Node } from '../graph/ir.js';
+import { isConstant, Model, Node } from '../graph/ir.js';
 import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
 import { applyPatterns, floatConstant, floatTensor, notApplicable, perAxisVector, setWeight, soleUser } from './patterns.js';
 import type { FloatConstant } from './patterns.js';
@@ -41,7 +41,7 @@ export const inputAffineIntoConv: Pattern<InputAffineMatch> = {
     const c1 = floatConstant(pre.input(1), `${pre.opType} operand`);
     const c0 = floatConstant(pre.input(0), `${pre.opType} operand`);
     const cv = typeof c1 !== 'string' ? c1 : c0;
-    if (typeof cv === 'string') return noMatch(typeof c1 === 'string' ? c1 : cv);
+    if (typeof cv === 'string') return pre.inputs.every((i) => i?.producer && !isConstant(i)) ? notApplicable(c1 as string) : noMatch(typeof c1 === 'string' ? c1 : cv);
     if (typeof c1 !== 'string' && typeof c0 !== 'string') return noMatch('both operands are constant (left for constant folding)');
     const wv = floatConstant(conv.input(1), 'Conv weight');
     if (typeof wv === 'string') return noMatch(wv);

@@ -12,6 +12,7 @@ import type { Model } from '../../../graph/ir.js';
 import type { Pass } from '../../../passes/pass.js';
 import fuseBatchnorm from '../../../passes/fuse-batchnorm.js';
 import fuseConvAffine from '../../../passes/fuse-conv-affine.js';
+import fuseConvInputAffine from '../../../passes/fuse-conv-input-affine.js';
 import fuseMatmulAdd from '../../../passes/fuse-matmul-add.js';
 import fusePad from '../../../passes/fuse-pad.js';
 import fuseShape from '../../../passes/fuse-shape-into-reshape.js';
@@ -41,7 +42,7 @@ async function runAll(model: Model, passes: Array<[Pass<any>, Record<string, unk
   return fused;
 }
 
-const EXACT: Array<[Pass<any>]> = [[fusePad], [fuseBatchnorm], [fuseConvAffine], [fuseMatmulAdd], [fuseShape]];
+const EXACT: Array<[Pass<any>]> = [[fusePad], [fuseBatchnorm], [fuseConvAffine], [fuseConvInputAffine], [fuseMatmulAdd], [fuseShape]];
 const UPGRADE: Array<[Pass<any>, Record<string, unknown>?]> = [[upgrade, { to: 20 }], [fuseHardswish], [fuseLayerNorm], [fuseGelu]];
 
 const CASES: Array<[string, string, number[], Record<string, number>]> = [
