@@ -5,8 +5,7 @@
  * With --verify, a pass that makes outputs drift past the tolerance stops the run (exit 1) and nothing
  * is written.
  */
-import { writeFile } from 'node:fs/promises';
-import { extname } from 'node:path';
+import { basename, extname } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { assertValid } from '../../graph/checker.js';
 import { inputError } from '../../graph/errors.js';
@@ -15,6 +14,7 @@ import { OptimizeReport, optimize } from '../../passes/manager.js';
 import { parsePipeline, presetPipeline } from '../../passes/pipeline.js';
 import { PRESETS } from '../../passes/registry.js';
 import { formatBytes, renderTable } from '../../report/table.js';
+import { modelFacts, newReport, writeReport } from '../../report/document.js';
 import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
 
 interface Args extends WriteArgs {
@@ -47,19 +47,20 @@ export const optimizeCommand: CommandModule<object, Args> = {
         .option('shape', { type: 'string', array: true, describe: 'sizes of symbolic input dims for generated inputs: name=1,3,224,224 or dim=N' })
         .option('rtol', { type: 'number', default: 1e-3, describe: 'relative tolerance for --verify' })
         .option('atol', { type: 'number', default: 1e-5, describe: 'absolute tolerance for --verify' })
-        .option('report', { type: 'string', describe: 'write the report as JSON (.json) or Markdown (.md)' })
+        .option('report', { type: 'string', describe: 'write the report (schema onnxforge.report/1) as .json, .md or .html' })
         .option('explain', { type: 'boolean', describe: 'print why passes did not apply where they looked' })
         .option('max-iterations', { type: 'number', describe: 'rounds of the pipeline before giving up on a fixed point (default 10)' }),
     ) as never,
   handler: async (args) => {
     if (args.passes && args.preset) throw inputError('USAGE_CONFLICT', '--passes and --preset cannot be used together');
-    if (args.report && !['.json', '.md'].includes(extname(args.report).toLowerCase())) throw inputError('USAGE_BAD_VALUE', `--report ${args.report}: the file must end in .json or .md`);
+    if (args.report && !['.json', '.md', '.html'].includes(extname(args.report).toLowerCase())) throw inputError('USAGE_BAD_VALUE', `--report ${args.report}: the file must end in .json, .md or .html`);
     const saveOpts = saveOptionsFrom(args);
     const text = args.passes ?? presetPipeline(args.preset ?? 'default');
     const steps = parsePipeline(text);
     const model = await loadModel(args.model);
     assertValid(model, args.model);
     const sizeBefore = serializeModel(model).length;
+    const factsBefore = modelFacts(model, sizeBefore, args.model);
     let verify;
     if (args.verify) {
       const { createSession } = await import('../../runtime/session.js');
@@ -82,8 +83,13 @@ export const optimizeCommand: CommandModule<object, Args> = {
     if (args.explain) process.stdout.write(renderExplanations(report) + '\n');
     process.stdout.write(`wrote ${res.path}${res.dataPath ? ` (+ ${res.dataPath})` : ''}\n`);
     if (args.report) {
-      const body = extname(args.report).toLowerCase() === '.json' ? JSON.stringify({ input: args.model, output: res.path, sizeBefore, sizeAfter, ...report }, null, 2) : renderMarkdown(report, args.model, sizeBefore, sizeAfter);
-      await writeFile(args.report, body);
+      const doc = newReport('optimize', `optimize ${basename(args.model)}: ${args.passes ?? `@${args.preset ?? 'default'}`}`);
+      doc.input = factsBefore;
+      doc.output = modelFacts(model, sizeAfter, res.path);
+      doc.passes = report.records.map((r) => ({ pass: r.pass, ms: r.ms, changed: r.changed, nodesBefore: r.nodesBefore, nodesAfter: r.nodesAfter, bytesBefore: r.bytesBefore, bytesAfter: r.bytesAfter, stats: r.stats }));
+      if (report.verification) doc.notes = [`Verified after every pass on ${report.verification.samples} sample(s): max abs diff ${report.verification.maxAbsDiff.toExponential(2)} (rtol ${report.verification.rtol}, atol ${report.verification.atol}).`];
+      doc.details = report;
+      await writeReport(doc, args.report);
     }
   },
 };
@@ -112,21 +118,3 @@ function renderExplanations(r: OptimizeReport): string {
   return renderTable(['pass', 'node', 'why it did not apply'], rows);
 }
 
-function renderMarkdown(r: OptimizeReport, input: string, sizeBefore: number, sizeAfter: number): string {
-  const lines = [
-    `# optimize ${input}`,
-    '',
-    `Pipeline: \`${r.pipeline}\` (${r.iterations} rounds, ${r.converged ? 'converged' : 'not converged'})`,
-    '',
-    '| | before | after |',
-    '|---|---:|---:|',
-    `| file size | ${sizeBefore} | ${sizeAfter} |`,
-    `| nodes | ${r.nodesBefore} | ${r.nodesAfter} |`,
-    '',
-    '| pass | runs | time (ms) | nodes removed | bytes saved |',
-    '|---|---:|---:|---:|---:|',
-    ...r.summary.map((s) => `| ${s.pass} | ${s.runs} | ${s.ms.toFixed(1)} | ${s.nodesRemoved} | ${s.bytesSaved} |`),
-  ];
-  if (r.verification) lines.push('', `Verified on ${r.verification.samples} sample(s): max abs diff ${r.verification.maxAbsDiff}.`);
-  return lines.join('\n') + '\n';
-}
