@@ -17,7 +17,7 @@ import { constantOf, Model } from '../graph/ir.js';
 import { cloneModel, loadModelSync, serializeModel } from '../graph/onnx/index.js';
 import type { PassContext } from '../passes/pass.js';
 import pruneMagnitude, { MagnitudeReport } from '../passes/prune-magnitude.js';
-import { pruneChannels } from '../passes/prune-channels.js';
+import pruneChannelsPass, { ChannelReport } from '../passes/prune-channels.js';
 import { deployedSizes, sizesOf } from '../passes/prune/deploy.js';
 import { countFlops } from '../report/flops.js';
 import { evaluate } from '../runtime/evaluate.js';
@@ -140,11 +140,25 @@ async function magnitude(c: Case): Promise<void> {
 async function channels(c: Case, roundTo: number): Promise<void> {
   const original = loadModelSync(`${assets}/${c.model}`);
   const m = cloneModel(original);
-  const rep = pruneChannels(m, { ratio: 0.3, criterion: 'l1', roundTo });
+  const cx = ctx();
+  let calibNote = 'no calibration data: no bias compensation';
+  if (haveData) {
+    const probe = await Session.create(serializeModel(original), { graphOptimizationLevel: 'disabled' }, 'probe');
+    const calib = await samples(c, probe, c.calib, c.name === 'det' ? 8 : 32);
+    await probe.dispose();
+    cx.data.calibration = () =>
+      (async function* () {
+        yield* calib;
+      })();
+    calibNote = `bias compensation from ${calib.length} ${c.calib} samples`;
+  }
+  const res = await pruneChannelsPass.run(m, { ratio: 0.3, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo, compensate: true, calibrationSamples: 32 }, cx);
+  const rep = cx.shared.get('prune-channels') as ChannelReport;
   const fb = countFlops(original, { x: c.shape });
   const fa = countFlops(m, { x: c.shape });
   const fr = fa.totalFlops / fb.totalFlops;
   console.log(`\n== ${c.name}: prune-channels 30% (l1, per group${roundTo > 1 ? `, kept counts rounded to multiples of ${roundTo}` : ''})`);
+  console.log(`${calibNote}; consumers compensated: ${res.stats?.compensated ?? 0}`);
   console.log(`groups ${rep.groups.length}, pruned ${rep.groups.filter((g) => g.after < g.before).length}, kept whole ${rep.groups.filter((g) => g.reason).length}; channels ${rep.channelsBefore} -> ${rep.channelsAfter}`);
   for (const g of rep.groups.filter((x) => x.reason)) console.log(`  kept: ${g.nodes[0]} (${g.before}): ${g.reason}`);
   console.log(`FLOPs ${fmt(fb.totalFlops / 1e6, 1)}M -> ${fmt(fa.totalFlops / 1e6, 1)}M ratio ${fmt(fr)} (target <= 0.55) ${mark(fr <= 0.55)}; params ${fb.totalParams} -> ${fa.totalParams} (${fmt(fa.totalParams / fb.totalParams)})`);

@@ -3,7 +3,8 @@
  * prune-magnitude (the same passes the pipeline uses), then reports FLOPs and parameters per layer and
  * in total before and after, latency (interleaved, onnxruntime level `all`), the deployed sizes for
  * magnitude pruning, and accuracy with `--eval SPEC --metric M`. The model is written last, only when
- * everything succeeded.
+ * everything succeeded. With `--calibration SPEC`, removed channels' mean contributions are folded into
+ * the next layers' biases.
  */
 import type { CommandModule } from 'yargs';
 import { collectSamples, openDataSource, parseDataSpec, parseShapeArg } from '../../calibration/data/index.js';
@@ -36,6 +37,7 @@ interface Args extends WriteArgs {
   roundTo: number;
   shape?: string[];
   inputs?: string;
+  calibration?: string;
   preprocess?: string;
   eval?: string;
   metric?: string;
@@ -96,8 +98,18 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
   const explanations: Explanation[] = [];
   const mode = a.channels !== undefined ? 'channels' : 'magnitude';
   const report: Partial<PruneCommandReport> = { schema: 'onnxforge.prune/1', mode, explanations };
+  const shapes: Record<string, number[]> = Object.fromEntries((a.shape ?? []).map(parseShapeArg));
   if (mode === 'channels') {
     const ctx = context(explanations, !!a.explain, 'prune-channels');
+    if (a.calibration) {
+      const probe = await Session.create(serializeModel(original), { graphOptimizationLevel: 'disabled' }, a.model);
+      const inputs = probe.inputs;
+      await probe.dispose();
+      const opts: { shapes: Record<string, number[]>; preprocess?: string } = { shapes };
+      if (a.preprocess) opts.preprocess = a.preprocess;
+      const spec = parseDataSpec(a.calibration);
+      ctx.data.calibration = () => openDataSource(spec, inputs, opts);
+    }
     await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? 'layer', exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1, roundTo: a.roundTo, compensate: true, calibrationSamples: 16 }, ctx);
     report.channels = ctx.shared.get('prune-channels') as ChannelReport;
   } else {
@@ -108,7 +120,6 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
   const issues = checkModel(model).filter((i) => !checkModel(original).some((o) => o.code === i.code && o.message === i.message));
   if (issues.length) throw inputError('PRUNE_INVALID_RESULT', `pruning left an invalid model: ${issues[0]!.message}`, { file: a.model });
 
-  const shapes: Record<string, number[]> = Object.fromEntries((a.shape ?? []).map(parseShapeArg));
   const feed = await firstFeed(original, a, shapes);
   report.flops = { before: countFlops(original, feedShapes(feed)), after: countFlops(model, feedShapes(feed)) };
 
@@ -202,6 +213,7 @@ export const pruneCommand: CommandModule<object, Args> = {
         .option('round-to', { type: 'number', default: 1, describe: 'round kept channel counts to a multiple of this (8 suits onnxruntime on AVX2)' })
         .option('shape', { type: 'string', array: true, describe: 'size of symbolic input dims: name=1,3,224,224' })
         .option('inputs', { type: 'string', describe: 'inputs for shapes and timing (data spec; default generated)' })
+        .option('calibration', { type: 'string', describe: 'data spec for bias compensation of removed channels (--channels)' })
         .option('preprocess', { type: 'string', describe: 'image preprocessing JSON for --inputs/--eval' })
         .option('eval', { type: 'string', describe: 'evaluation data spec' })
         .option('metric', { type: 'string', describe: 'metric module (path[#export]) for --eval' })
