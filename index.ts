@@ -1,4 +1,24 @@
-/** onnxforge's public API: the graph layer (IR, codec, checker, builder) and the pass framework. */
+/**
+ * onnxforge's public API: the graph layer (IR, codec, checker, builder), the pass framework (passes,
+ * registry, presets, pipelines, the pass manager), pipeline files and jobs, the runtime (sessions,
+ * latency, data sources, metrics) and reports.
+ */
 export * from './graph/index.js';
 export * from './passes/pass.js';
-export { PASSES, PRESETS, getPass, registerPreset } from './passes/registry.js';
+export { PASSES, getPass } from './passes/registry.js';
+export { PRESETS, registerPreset, extendPreset } from './passes/presets.js';
+export { optimize, PassManager, type OptimizeOptions, type OptimizeReport, type PassRecord, type PassSummary, type VerifyOptions } from './passes/manager.js';
+export { step, parsePipeline, presetPipeline, formatPipeline, resolveOptions, type PipelineStep } from './passes/pipeline.js';
+export { readPipelineFile, parsePipelineFile, starterPipeline, type PipelineFile } from './passes/pipeline-file.js';
+export { runJob, type JobResult } from './passes/job.js';
+export { Session, createSession, type SessionOptions, type ValueInfo } from './runtime/session.js';
+export { createSessionFromModel } from './runtime/from-model.js';
+export { measureLatency, latencyStats, type LatencyReport, type LatencyStats } from './runtime/latency.js';
+export { evaluate } from './runtime/evaluate.js';
+export { loadMetric, compareTensors, type UserMetric } from './runtime/metrics.js';
+export type { Feed, HostTensor } from './runtime/host-tensor.js';
+export { openDataSource, collectSamples, parseDataSpec, type Sample, type DataSourceSpec } from './calibration/data/index.js';
+export { newReport, readReport, writeReport, modelFacts, REPORT_SCHEMA, type ReportDocument } from './report/document.js';
+export { renderMarkdown } from './report/markdown.js';
+export { renderHtml } from './report/html.js';
+export { measureModel, evaluateGate, readBaseline, BASELINE_SCHEMA, type Baseline, type Measurement, type GateResult } from './report/gate.js';
