@@ -16,8 +16,9 @@ import { runCommand } from './commands/run.js';
 import { initCommand } from './commands/init.js';
 import { quantizeCommand } from './commands/quantize.js';
 import { optimizeCommand } from './commands/optimize.js';
+import { distillCommand } from './commands/distill.js';
 
-export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand, runCommand, initCommand, pruneCommand, benchCommand, compareCommand];
+export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand, runCommand, initCommand, pruneCommand, benchCommand, compareCommand, distillCommand];
 
 /** Runs the CLI with `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {

@@ -10,8 +10,9 @@ import { cleanupPasses } from './groups/cleanup.js';
 import { fusionPasses } from './groups/fusion.js';
 import { quantizationPasses } from './groups/quantization.js';
 import { pruningPasses } from './groups/pruning.js';
+import { distillationPasses } from './groups/distillation.js';
 
-const ALL: Pass<any>[] = [...cleanupPasses, ...fusionPasses, ...quantizationPasses, ...pruningPasses];
+const ALL: Pass<any>[] = [...cleanupPasses, ...fusionPasses, ...quantizationPasses, ...pruningPasses, ...distillationPasses];
 
 export const PASSES: ReadonlyMap<string, Pass<any>> = new Map(ALL.map((p) => [p.name, p]));
 
