@@ -1,4 +1,4 @@
-/** The custom-pass example of docs/passes.md, run as written (imports adapted to the repository). */
+/** The custom-pass example of the README ("Writing a pass"), run as written (imports adapted to the repository). */
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../graph/builder.js';
 import { cloneModel } from '../../graph/onnx/index.js';
@@ -41,7 +41,7 @@ function chain() {
   return b.model();
 }
 
-describe('docs/passes.md example', () => {
+describe('README custom-pass example', () => {
   it('optimize() with the default preset and verification', async () => {
     const model = chain();
     const report = await optimize(model, presetPipeline('default'), {
