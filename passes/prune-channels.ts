@@ -115,7 +115,10 @@ export function planChannels(model: Model, o: Partial<PruneChannelsOptions>, exp
     const weight = constantOf(site.node.input(1));
     const input = site.node.input(0);
     if (!weight || !input || kept.length === weight.dims[site.axis]) continue;
-    cuts.push({ node: site.node, input, weight, axis: site.axis, kept });
+    const own = a.sites.find((x) => x.kind === 'param' && x.producer && x.node === site.node);
+    const units = op === 'Conv' ? weight.dims[0]! : op === 'ConvTranspose' ? weight.dims[1]! : weight.dims[1 - site.axis]!;
+    const outKept = own ? keptIndices(a, own.map, sel.keep) : Array.from({ length: units }, (_, i) => i);
+    cuts.push({ node: site.node, input, weight, axis: site.axis, kept, outKept });
   }
   return {
     report: { ratio, criterion, scope, groups, channelsBefore: before, channelsAfter: after },

@@ -27,6 +27,8 @@ export interface ConsumerCut {
   /** Axis of the weight that runs over input channels/features. */
   axis: number;
   kept: number[];
+  /** Output units of the consumer that pruning keeps (its own output channels may shrink too). */
+  outKept: number[];
 }
 
 /** Per-channel means of `values` (channel axis 1 for rank >= 3 tensors, the last axis for 2-D). */
@@ -73,7 +75,10 @@ export async function channelMeans(model: Model, values: readonly Value[], sampl
   return res;
 }
 
-/** Adds each cut's lost mean contribution to its consumer's bias. Returns how many consumers changed. */
+/**
+ * Adds each cut's lost mean contribution to its consumer's bias; runs after the rewrite (the bias then
+ * has the consumer's kept output units). Returns how many consumers changed.
+ */
 export function compensate(cuts: readonly ConsumerCut[], means: Map<Value, Float64Array>, model: Model): number {
   const names = usedNames(model.graph);
   let changed = 0;
@@ -109,11 +114,12 @@ export function compensate(cuts: readonly ConsumerCut[], means: Map<Value, Float
     if (cut.node.opType === 'MatMul') continue; // no bias input to carry it
     const old = cut.node.input(biasIndex) ? constantInput(cut.node, biasIndex) : undefined;
     if (cut.node.input(biasIndex) && !old) continue;
-    if (old && (old.dataType !== DataType.FLOAT || old.size !== units)) continue;
-    const b = new Float32Array(units);
+    const outs = cut.outKept;
+    if (old && (old.dataType !== DataType.FLOAT || old.size !== outs.length)) continue;
+    const b = new Float32Array(outs.length);
     const ob = old?.toFloat32();
-    for (let u = 0; u < units; u++) b[u] = (ob ? ob[u]! : 0) + delta[u]!;
-    const t = Tensor.from(DataType.FLOAT, [units], b);
+    outs.forEach((u, j) => (b[j] = (ob ? ob[j]! : 0) + delta[u]!));
+    const t = Tensor.from(DataType.FLOAT, [outs.length], b);
     if (old) setConstantInput(cut.node, biasIndex, t, names, 'compensated');
     else {
       const v = cut.node.graph!.addInitializer(t, names.has(`${cut.node.name ?? 'node'}_bias`) ? `${cut.node.name ?? 'node'}_bias_${names.size}` : `${cut.node.name ?? 'node'}_bias`);

@@ -276,7 +276,12 @@ describe('prune-channels bias compensation', () => {
     const var_ = Float32Array.from(weights([8], 113), (v) => Math.abs(v) + 0.5);
     const [bn] = b.op('BatchNormalization', [c1!, weight(b, 'g', f32([8], weights([8], 114))), weight(b, 'beta', f32([8], beta)), weight(b, 'mean', f32([8], new Float32Array(8))), weight(b, 'var', f32([8], var_))], {}, { name: 'bn' });
     const [r] = b.op('Relu', [bn!]);
-    const [y] = b.op('Conv', [r!, weight(b, 'w2', f32([4, 8, 1, 1], weights([4, 8, 1, 1], 115)))], {}, { name: 'conv2' });
+    // conv2's own outputs 0 and 7 are exactly zero, so they are pruned too (exactly)
+    const b2 = weights([8], 116);
+    b2[0] = 0;
+    b2[7] = 0;
+    const [c2] = b.op('Conv', [r!, weight(b, 'w2', f32([8, 8, 1, 1], weights([8, 8, 1, 1], 115, [0, 7]))), weight(b, 'b2', f32([8], b2))], {}, { name: 'conv2' });
+    const [y] = b.op('Conv', [c2!, weight(b, 'w3', f32([4, 8, 1, 1], weights([4, 8, 1, 1], 117)))], {}, { name: 'conv3' });
     b.output(y!, 'y', 'float32', [1, 4, 6, 6]);
     return b.model();
   }
@@ -291,8 +296,9 @@ describe('prune-channels bias compensation', () => {
       })();
     const res = await pruneChannelsPass.run(m, { ratio: 0.25, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo: 1, compensate: true, calibrationSamples: 16 }, ctx);
     expect(res.stats?.compensated).toBe(1);
-    expect(dims(m, 'conv2', 1)).toEqual([4, 6, 1, 1]);
-    expect(dims(m, 'conv2', 2)).toEqual([4]);
+    expect(dims(m, 'conv2', 1)).toEqual([6, 6, 1, 1]);
+    expect(dims(m, 'conv2', 2)).toEqual([6]);
+    expect(dims(m, 'conv3', 1)).toEqual([4, 6, 1, 1]);
     await expectSameOutputs(before, m, [1, 3, 6, 6]);
 
     // without calibration data the constant is lost: outputs differ
