@@ -23,8 +23,8 @@
 import type { Sample } from '../calibration/data/index.js';
 import { inputError } from '../graph/errors.js';
 import type { Model } from '../graph/ir.js';
-import { loadModel } from '../graph/onnx/index.js';
-import { distill, DistillOptions, DistillReport } from '../runtime/distill.js';
+import { cloneModel, loadModel } from '../graph/onnx/index.js';
+import { adoptModel, distill, DistillOptions, DistillReport } from '../runtime/distill.js';
 import { optimize } from './manager.js';
 import { definePass, PassContext } from './pass.js';
 
@@ -43,20 +43,25 @@ export interface DistillModelReport extends DistillReport {
 
 type Items = AsyncIterable<Sample> | Iterable<Sample>;
 
-/** Upgrades `student` to opset 17 when below 13, distills `teacher` into it on `data`, then optimizes it (in place). */
+/**
+ * Upgrades `student` to opset 17 when below 13, distills `teacher` into it on `data`, then optimizes
+ * it; `student` changes only when all of it succeeded.
+ */
 export async function distillModel(student: Model, teacher: Model, data: Items, options: DistillModelOptions = {}): Promise<DistillModelReport> {
   const { optimize: optimizeIt, ...rest } = options;
-  const opsetBefore = student.opset('') ?? 1;
+  const work = cloneModel(student);
+  const opsetBefore = work.opset('') ?? 1;
   const pipelines: string[] = [];
   if (opsetBefore < 13) {
-    await optimize(student, 'upgrade-opset<to=17>');
+    await optimize(work, 'upgrade-opset<to=17>');
     pipelines.push('upgrade-opset<to=17>');
   }
-  const report = await distill(student, teacher, data, rest);
+  const report = await distill(work, teacher, data, rest);
   if (optimizeIt ?? true) {
-    await optimize(student, '@default');
+    await optimize(work, '@default');
     pipelines.push('@default');
   }
+  adoptModel(student, work);
   return { ...report, opsetBefore, opsetAfter: student.opset('') ?? opsetBefore, pipelines, nodesAfter: student.graph.nodes.length };
 }
 

@@ -349,7 +349,11 @@ export async function adaptBatchNorm(model: Model, feed: Feed, session: SessionO
       const t = out[key]!;
       const v = model.graph.addInitializer(Tensor.from(DataType.FLOAT, [...t.dims], Float32Array.from(t.data as Float32Array)), names.name(what));
       v.setTensorType(DataType.FLOAT, [...t.dims]);
+      const old = n.inputs[slot]!;
       n.setInput(slot, v);
+      if (old.uses.length || old.isGraphOutput) return;
+      if (old.producer) model.graph.removeNode(old.producer);
+      else if (model.graph.initializers.has(old.name)) model.graph.removeInitializer(old);
     };
     set(3, outputs[i * 2]!, 'mean');
     set(4, outputs[i * 2 + 1]!, 'var');
@@ -496,10 +500,28 @@ function check(name: string, x: number, ok: boolean, rule: string): void {
 }
 
 /**
- * Distills `teacher` into `student` on `data` and writes the trained weights into `student` (in
- * place). The student must be at opset 13 or newer (upgrade it first); the teacher is only run.
+ * Distills `teacher` into `student` on `data` and writes the re-estimated batch-norm statistics and
+ * trained weights into `student` (in place, and only when everything succeeded: on an error the
+ * student is unchanged). The student must be at opset 13 or newer (upgrade it first); the teacher
+ * is only run.
  */
 export async function distill(student: Model, teacher: Model, data: Items, options: DistillOptions = {}): Promise<DistillReport> {
+  const work = cloneModel(student);
+  const report = await distillInto(work, teacher, data, options);
+  adoptModel(student, work);
+  return report;
+}
+
+/** Moves `source`'s graph, opsets and IR version into `target` (whose old graph is dropped). */
+export function adoptModel(target: Model, source: Model): void {
+  target.graph = source.graph;
+  source.graph.model = target;
+  target.opsetImports = source.opsetImports;
+  target.irVersion = source.irVersion;
+}
+
+/** {@link distill} on a model the caller lets it change even when it fails. */
+async function distillInto(student: Model, teacher: Model, data: Items, options: DistillOptions): Promise<DistillReport> {
   const epochs = options.epochs ?? 10;
   const lr = options.lr ?? 1e-3;
   const T = options.temperature ?? 4;
