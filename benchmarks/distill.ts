@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { collectSamples, loadPreprocess, Sample } from '../calibration/data/index.js';
 import { decodePng, preprocessImage } from '../calibration/data/image.js';
 import { Model } from '../graph/ir.js';
-import { cloneModel, loadModelSync, serializeModel } from '../graph/onnx/index.js';
+import { cloneModel, loadModelSync, saveModel, serializeModel } from '../graph/onnx/index.js';
 import { distillModel } from '../passes/distill.js';
 import { pruneChannels } from '../passes/prune-channels.js';
 import { quantizeStatic } from '../passes/quantize-static.js';
@@ -45,6 +45,9 @@ const lr = env('DISTILL_LR', 1e-3);
 const temperature = env('DISTILL_T', 4);
 const copies = env('DISTILL_COPIES', 3);
 const batch = env('DISTILL_BATCH', 16);
+const online = env('DISTILL_ONLINE', 0.5);
+const mixup = env('DISTILL_MIXUP', 0.3);
+const shift = env('DISTILL_SHIFT', 6);
 const runs = env('DISTILL_RUNS', 300);
 const threads = env('DISTILL_THREADS', 2);
 const ONE = { intraOpNumThreads: 1, allowSpinning: false };
@@ -90,7 +93,7 @@ const train = bothRotations();
 const pruned = cloneModel(teacher);
 const prune = pruneChannels(pruned, { ratio: 0.3, criterion: 'l1' });
 const student = cloneModel(pruned);
-console.log(`bench:distill: cls, prune-channels 30% (channels ${prune.channelsBefore} -> ${prune.channelsAfter}), ${train.length} training samples x ${copies + 1} (augmented copies), ${epochs} epochs, batch ${batch}, Adam lr ${lr} cosine, T ${temperature}, ${threads} training threads`);
+console.log(`bench:distill: cls, prune-channels 30% (channels ${prune.channelsBefore} -> ${prune.channelsAfter}), ${train.length} training samples x ${copies + 1} (cached augmented copies), ${online} of each batch freshly augmented (mixup ${mixup}), ${epochs} epochs, batch ${batch}, Adam lr ${lr} cosine, T ${temperature}, ${threads} training threads`);
 
 const tRes = await wrongLines(teacher, dev);
 const pRes = await wrongLines(pruned, dev);
@@ -100,7 +103,7 @@ const r = await distillModel(student, teacher, train, {
   lr,
   temperature,
   batch,
-  augment: { copies },
+  augment: { copies, online, mixup, shift, crop: 0.15, brightness: 0.2, contrast: 0.2 },
   heldOut: dev,
   seed: 7,
   session: { intraOpNumThreads: threads },
@@ -111,6 +114,7 @@ const r = await distillModel(student, teacher, train, {
   },
 });
 const dRes = await wrongLines(student, dev);
+if (process.env.DISTILL_SAVE) await saveModel(student, process.env.DISTILL_SAVE);
 
 const int8 = cloneModel(student);
 const q = await quantizeStatic(int8, () => (async function* () { yield* calib; })(), { sessionOptions: ONE });

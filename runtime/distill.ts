@@ -195,6 +195,14 @@ export interface AugmentOptions {
   brightness?: number;
   /** Largest contrast change: values are scaled by a factor in [1 - c, 1 + c] (default 0.1). */
   contrast?: number;
+  /**
+   * Fraction of each training batch replaced, at every step, by fresh augmentations of its samples
+   * (the teacher runs on those at that moment; default 0). Fresh inputs every epoch generalize better
+   * than a fixed set of copies when the data set is small.
+   */
+  online?: number;
+  /** Probability that a fresh augmentation is also mixed with another sample of the batch: x = l a + (1 - l) b, l in [0.5, 1) (default 0). */
+  mixup?: number;
 }
 
 /**
@@ -538,6 +546,8 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
   check('holdout', holdout, holdout >= 0 && holdout < 1, 'must be in [0, 1)');
   const copies = options.augment?.copies ?? 0;
   check('augment.copies', copies, Number.isInteger(copies) && copies >= 0, 'must be a whole number');
+  const onlineFraction = options.augment?.online ?? 0;
+  check('augment.online', onlineFraction, onlineFraction >= 0 && onlineFraction <= 1, 'must be in [0, 1]');
   const rand = mulberry32(options.seed ?? 1);
   const so: SessionOptions = options.session ?? {};
 
@@ -620,7 +630,8 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
         heldOutTeacher.push(argmaxRows((await teacherRun.run(s.feed, [tInfo.output]))[tInfo.output]!));
       }
     }
-    await teacherRun.dispose();
+    const online = options.augment?.online ?? 0;
+    if (online === 0) await teacherRun.dispose();
 
     // 3. before training: agreement as given, batch-norm statistics adapted to the data, the trainer
     const given = await agreementOf(studentRun, sInfo.output, heldOutFeeds, heldOutTeacher);
@@ -664,6 +675,7 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
         let sum = 0;
         for (let b = 0; b < perEpoch; b++) {
           const feeds = assemble(cache, segments, order, b * batch, batch, record);
+          if (online > 0) teacherMs += await refresh(feeds, segments, batch, teacherRun, rand, options.augment!);
           const rate = lrAt(step, total, lr, schedule);
           const r = await trainer.step(feeds, rate);
           if (!Number.isFinite(r.loss)) {
@@ -764,6 +776,39 @@ function fill(rec: Float32Array, segs: readonly Segment[], feed: Feed, tOut: Fee
     if (g.kind === 'label') rec[g.offset] = label ?? 0;
     else rec.set((g.kind === 'input' ? feed : tOut)[g.source]!.data as Float32Array, g.offset);
   }
+}
+
+/**
+ * Online augmentation: replaces a random `online` fraction of the batch's samples by fresh
+ * augmentations (optionally mixed with another sample of the batch) and recomputes the teacher's
+ * targets for them. Returns the milliseconds spent in the teacher.
+ */
+async function refresh(feeds: Record<string, ort.Tensor>, segs: readonly Segment[], batch: number, teacher: Session, rand: () => number, o: AugmentOptions): Promise<number> {
+  const inputs = segs.filter((g) => g.kind === 'input');
+  const targets = segs.filter((g) => g.kind === 'teacher' || g.kind === 'feature');
+  const originals = inputs.map((g) => (feeds[g.name]!.data as Float32Array).slice());
+  let ms = 0;
+  for (let j = 0; j < batch; j++) {
+    if (rand() >= o.online!) continue;
+    const mate = rand() < (o.mixup ?? 0) ? Math.floor(rand() * batch) : -1;
+    const lambda = 0.5 + rand() * 0.5;
+    const feed: Feed = {};
+    inputs.forEach((g, i) => {
+      const row = originals[i]!.subarray(j * g.length, (j + 1) * g.length);
+      const x = augmentImage(row, g.dims, rand, o);
+      if (mate >= 0) {
+        const other = originals[i]!.subarray(mate * g.length, (mate + 1) * g.length);
+        for (let e = 0; e < x.length; e++) x[e] = lambda * x[e]! + (1 - lambda) * other[e]!;
+      }
+      (feeds[g.name]!.data as Float32Array).set(x, j * g.length);
+      feed[g.source] = { type: 'float32', dims: g.dims, data: x };
+    });
+    const t0 = performance.now();
+    const out = await teacher.run(feed, targets.map((g) => g.source));
+    ms += performance.now() - t0;
+    for (const g of targets) (feeds[g.name]!.data as Float32Array).set(out[g.source]!.data as Float32Array, j * g.length);
+  }
+  return ms;
 }
 
 function shuffle(a: Int32Array, rand: () => number): void {
