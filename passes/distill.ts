@@ -25,7 +25,6 @@ import { inputError } from '../graph/errors.js';
 import type { Model } from '../graph/ir.js';
 import { cloneModel, loadModel } from '../graph/onnx/index.js';
 import { adoptModel, distill, DistillOptions, DistillReport } from '../runtime/distill.js';
-import { optimize } from './manager.js';
 import { definePass, PassContext } from './pass.js';
 
 export interface DistillModelOptions extends DistillOptions {
@@ -49,6 +48,8 @@ type Items = AsyncIterable<Sample> | Iterable<Sample>;
  */
 export async function distillModel(student: Model, teacher: Model, data: Items, options: DistillModelOptions = {}): Promise<DistillModelReport> {
   const { optimize: optimizeIt, ...rest } = options;
+  // imported here: the manager loads the registry, which loads this pass (a cycle at module evaluation)
+  const { optimize } = await import('./manager.js');
   const work = cloneModel(student);
   const opsetBefore = work.opset('') ?? 1;
   const pipelines: string[] = [];
