@@ -65,8 +65,10 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
     if (pf.data.verify.rtol !== undefined) verify.rtol = pf.data.verify.rtol;
     if (pf.data.verify.atol !== undefined) verify.atol = pf.data.verify.atol;
   }
+  const shared = new Map<string, unknown>();
   const opt: OptimizeReport = await optimize(model, pf.steps, {
     data,
+    shared,
     ...(verify ? { verify } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.onPass ? { onPass: (r) => options.onPass!(r.pass) } : {}),
@@ -76,6 +78,12 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
   const outBytes = serializeModel(model);
   doc.output = modelFacts(model, outBytes.length, pf.output);
   doc.details = { pipeline: opt.pipeline, converged: opt.converged, iterations: opt.iterations, explanations: opt.explanations };
+  const quant = shared.get('quantize-static') as { float?: Array<{ node: string; op: string; reason: string }>; quantizedOps?: Record<string, number> } | undefined;
+  if (quant?.float?.length) doc.layers = quant.float.map((f) => ({ name: f.node, op: f.op, precision: 'float', reason: f.reason }));
+  if (quant?.quantizedOps) {
+    const ops = Object.entries(quant.quantizedOps).map(([op, n]) => `${n} ${op}`).join(', ');
+    doc.notes = [...(doc.notes ?? []), `In int8: ${ops || 'nothing'}; kept in float: ${quant.float?.length ?? 0} quantizable nodes (listed under layers).`];
+  }
 
   // latency: original and result, interleaved in one process
   const budgets: BudgetEntry[] = [];
@@ -96,7 +104,7 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
         const before = await metricOf(a, pf);
         const after = await metricOf(b, pf);
         if (after !== undefined) {
-          doc.accuracy = [{ metric: pf.metric.split('/').pop()!, value: after, ...(before !== undefined ? { reference: before } : {}) }];
+          doc.accuracy = [{ metric: metricLabel(pf.metric), value: after, ...(before !== undefined ? { reference: before } : {}) }];
           if (pf.budgets.minAccuracy !== undefined) budgets.push({ metric: 'accuracy', budget: `>= ${pf.budgets.minAccuracy}`, value: after.toFixed(4), verdict: after >= pf.budgets.minAccuracy ? 'pass' : 'fail' });
           if (pf.budgets.maxAccuracyDrop !== undefined && before !== undefined) {
             const drop = before - after;
@@ -129,6 +137,13 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
   }
   for (const r of pf.reports) await writeReport(doc, r);
   return result;
+}
+
+/** `path/to/metrics.js#cls` -> `cls`; `path/to/accuracy.js` -> `accuracy`. */
+function metricLabel(spec: string): string {
+  const hash = spec.lastIndexOf('#');
+  if (hash > 0) return spec.slice(hash + 1);
+  return (spec.split(/[\\/]/).pop() ?? spec).replace(/\.[cm]?[jt]s$/, '');
 }
 
 async function inputsOf(bytes: Uint8Array) {

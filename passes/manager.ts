@@ -34,6 +34,8 @@ export interface OptimizeOptions {
   logger?: Logger;
   data?: Record<string, unknown>;
   runtime?: unknown;
+  /** Values passes share within the run (pass reports such as 'quantize-static'); created when absent. */
+  shared?: Map<string, unknown>;
   /** Called after each pass run (progress display). */
   onPass?: (r: PassRecord) => void;
 }
@@ -100,7 +102,7 @@ export class PassManager {
     const o = this.options;
     const cap = o.maxIterations ?? 10;
     const explanations: Explanation[] = [];
-    const shared = new Map<string, unknown>();
+    const shared = o.shared ?? new Map<string, unknown>();
     const t0 = performance.now();
     const report: OptimizeReport = {
       pipeline: formatPipeline(this.steps),

@@ -11,6 +11,8 @@ import { fusionPasses } from './groups/fusion.js';
 import { quantizationPasses } from './groups/quantization.js';
 import { pruningPasses } from './groups/pruning.js';
 import { distillationPasses } from './groups/distillation.js';
+// presets that combine the groups above (registered after them)
+import './groups/deploy.js';
 
 const ALL: Pass<any>[] = [...cleanupPasses, ...fusionPasses, ...quantizationPasses, ...pruningPasses, ...distillationPasses];
 
