@@ -15,17 +15,9 @@ import { serializeModel } from '../graph/onnx/index.js';
 import { Tensor } from '../graph/tensor.js';
 import { renderTable } from '../report/table.js';
 import { Trainer } from '../runtime/train.js';
+import { mulberry32 } from '../calibration/data/generate.js';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 interface Config {
   name: string;

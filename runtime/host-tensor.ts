@@ -3,6 +3,7 @@
  * strings). This is the currency between data sources, sessions and metrics; it does not depend on
  * onnxruntime, so data readers can be used (and tested) without loading the runtime.
  */
+import { float16ToFloat32 as float16BitsToFloat32, float32ToFloat16 as float32ToFloat16Bits } from '../graph/dtype.js';
 import { DataType, dtypeOf } from '../graph/dtype.js';
 import { inputError } from '../graph/errors.js';
 
@@ -173,44 +174,8 @@ export function toFloat64(t: HostTensor): Float64Array {
   return out;
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-export function float16BitsToFloat32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-/** Round-to-nearest-even float32 -> float16 bits. */
-export function float32ToFloat16Bits(v: number): number {
-  f32[0] = v;
-  const x = u32[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1))) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
-  e = half; // may carry into the exponent, which is the correct rounding
-  return sign | e;
-}
+/** float16 bits <-> float32, shared with the graph layer's dtype tables (round to nearest even). */
+export { float16ToFloat32 as float16BitsToFloat32, float32ToFloat16 as float32ToFloat16Bits } from '../graph/dtype.js';
 
 /** Dims as text: `[1,3,48,320]`. */
 export function formatDims(dims: readonly (number | string)[]): string {

@@ -10,21 +10,15 @@
 import { GraphBuilder } from '../graph/builder.js';
 import { Tensor } from '../graph/tensor.js';
 import { serializeModel } from '../graph/onnx/index.js';
+import { mulberry32 } from '../calibration/data/generate.js';
 import type { Feed } from './host-tensor.js';
 
 export const REFERENCE_WORKLOAD_VERSION = 'conv3x3-32ch-56px/1';
 
-/** xorshift-style deterministic generator (weights only need to be fixed, not random-looking). */
+/** Weights in [-0.5, 0.5) from the shared deterministic generator. */
 function seeded(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296 - 0.5;
-  };
+  const next = mulberry32(seed);
+  return () => next() - 0.5;
 }
 
 function weights(rand: () => number, dims: number[], scale: number): Float32Array {

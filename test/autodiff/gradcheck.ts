@@ -13,6 +13,7 @@ import { Model, Node, Value } from '../../graph/ir.js';
 import { cloneModel, serializeModel } from '../../graph/onnx/index.js';
 import { appendBackward } from '../../graph/autodiff/backward.js';
 import { probeShapes } from '../../runtime/train.js';
+import { mulberry32 } from '../../calibration/data/generate.js';
 
 export type FloatType = 'float32' | 'float64';
 
@@ -32,17 +33,8 @@ export interface CheckResult {
   grads: Record<string, Float64Array>;
 }
 
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32), shared with the generated-input data source. */
+export const rng = mulberry32;
 
 type Build = (b: GraphBuilder, inputs: Record<string, Value>, dtype: FloatType) => Value;
 

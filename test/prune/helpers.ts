@@ -6,18 +6,10 @@ import { Tensor } from '../../graph/tensor.js';
 import type { Explanation, PassContext } from '../../passes/pass.js';
 import { createSession } from '../../runtime/session.js';
 import type { Feed } from '../../runtime/host-tensor.js';
+import { mulberry32 } from '../../calibration/data/generate.js';
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32), shared with the generated-input data source. */
+export const rng = mulberry32;
 
 /** Random float32 values in [-1, 1), with every element of the listed output channels zeroed. */
 export function weights(dims: number[], seed: number, zeroChannels: number[] = [], axis = 0): Float32Array {
