@@ -14,15 +14,19 @@
  * from `ctx.data.calibration` (a function returning an async iterable of samples, or an iterable).
  */
 import { inputError } from '../graph/errors.js';
-import type { Model, Node, Value } from '../graph/ir.js';
+import { constantOf, Model, Node, Value } from '../graph/ir.js';
+import { cloneModel, serializeModel } from '../graph/onnx/index.js';
+import { profileModel, OpProfileRow } from '../runtime/profile.js';
+import { layerErrors } from './quant/debug.js';
+import { attributeProfiles, BudgetTrial, decideLatency, rankSensitivity, searchAccuracyBudget, UnitTiming } from './quant/search.js';
 import type { Sample } from '../calibration/data/index.js';
 import type { Feed } from '../runtime/host-tensor.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { collectStats } from '../calibration/collect.js';
-import { CalibrationMethod, computeRange, RangeOptions, TensorRange, validateRangeOptions } from '../calibration/ranges.js';
+import { CalibrationMethod, computeRange, RangeOptions, TensorRange, TensorStats, validateRangeOptions } from '../calibration/ranges.js';
 import { definePass, PassContext } from './pass.js';
-import { emitQdq, EmitStats } from './quant/emit.js';
-import { Placement, placeQdq, PlacementOptions } from './quant/placement.js';
+import { EmitResult, emitQdq, EmitStats } from './quant/emit.js';
+import { COMPUTE_OPS, Placement, placeQdq, PlacementOptions } from './quant/placement.js';
 import { prepareForQuantization, PrepareReport } from './quant/prepare.js';
 import { ActivationParams, activationParams } from './quant/scales.js';
 
@@ -52,6 +56,54 @@ export interface QuantizeStaticOptions {
   sessionOptions?: SessionOptions;
   /** Called with the prepared float model just before Q/DQ placement (e.g. to keep a copy). */
   onPrepared?: (model: Model) => void;
+  /**
+   * 'on': profile the float and int8 models in onnxruntime and return compute layers that are slower
+   * in int8 to float (see passes/quant/search.ts). Default 'off' here (deterministic); the CLI defaults to 'on'.
+   */
+  latencyAware?: 'on' | 'off';
+  /** Layers the latency search returns to float keep float weights ('speed', default) or int8 weights behind a DequantizeLinear ('size'). */
+  prefer?: 'speed' | 'size';
+  latency?: { feeds?: number; runs?: number; rounds?: number; margin?: number; profiler?: Profiler };
+  /** Accuracy budget: the most sensitive layers return to float (int8 weights kept) until the drop holds. */
+  accuracy?: AccuracyBudgetOptions;
+}
+
+/** Profiles a model on feeds (`runs` passes over them): one row per onnxruntime kernel. */
+export type Profiler = (model: Model, feeds: Feed[], runs: number) => Promise<OpProfileRow[]>;
+
+export interface AccuracyBudgetOptions {
+  /** Largest allowed `reference - score`. */
+  maxDrop: number;
+  /** Scores a model (higher is better), e.g. a task metric on an evaluation set. */
+  evaluate: (model: Model) => Promise<number>;
+  /** Score of the float model (default: evaluate the prepared float model). */
+  reference?: number;
+  /** Most evaluations of quantized candidates (default 10). */
+  maxTrials?: number;
+  /** Calibration samples used for the per-layer SQNR ranking (default 8). */
+  debugSamples?: number;
+}
+
+export interface LatencyReport {
+  rounds: number;
+  prefer: 'speed' | 'size';
+  /** Layers returned to float, with their profiled times per run (µs). */
+  floated: Array<{ node: string; op: string; floatUs: number; int8Us: number; weights: 'float' | 'int8'; extraBytes: number }>;
+  /** Bytes the float weights of those layers add over int8 (0 with prefer 'size'). */
+  extraBytes: number;
+  /** Units kept in int8 with their last profiled times per run (µs). */
+  kept: Array<{ node: string; floatUs: number; int8Us: number }>;
+}
+
+export interface AccuracyReport {
+  maxDrop: number;
+  reference: number;
+  score: number;
+  drop: number;
+  met: boolean;
+  floated: Array<{ node: string; op: string; sqnrDb: number; lossDb: number }>;
+  trials: BudgetTrial[];
+  ms: number;
 }
 
 export type SampleSource = () => AsyncIterable<Sample>;
@@ -81,6 +133,9 @@ export interface QuantizeStaticReport {
   ranges: Record<string, TensorRange>;
   /** Calibrated tensor name -> the DequantizeLinear output carrying it in the quantized model. */
   dequantized: Record<string, string>;
+  prefer: 'speed' | 'size';
+  latency?: LatencyReport;
+  accuracy?: AccuracyReport;
 }
 
 /** Quantizes `model` in place. */
@@ -90,6 +145,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   if (options.percentile !== undefined) rangeOpts.percentile = options.percentile;
   if (options.movingAverage !== undefined) rangeOpts.movingAverage = options.movingAverage;
   validateRangeOptions(rangeOpts);
+  validateSearchOptions(options);
   const warnings: string[] = [];
   let prepare: PrepareReport | undefined;
   if (options.prepare ?? true) {
@@ -99,68 +155,115 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   if ((model.opset('') ?? 1) < 13) throw inputError('QUANT_OPSET_TOO_OLD', `QDQ quantization needs opset 13 or later; the model has opset ${model.opset('')}`);
 
   options.onPrepared?.(model);
-  const names = new Set(options.weightOnlyNodes ?? []);
-  const weightOnly = new Set<Node>([...model.graph.nodes].filter((n) => n.name !== undefined && names.has(n.name)));
-  const placeOpts: PlacementOptions = {
+  const userWeightOnly = new Set(options.weightOnlyNodes ?? []);
+  checkNodeNames(model, [...(options.excludeNodes ?? []), ...userWeightOnly]);
+  const latencyAware = (options.latencyAware ?? 'off') === 'on';
+  const prefer = options.prefer ?? 'speed';
+  if (latencyAware) nameUnnamedComputeNodes(model);
+  const prepared = model;
+
+  const baseOpts: PlacementOptions = {
     perChannel: options.perChannel ?? true,
     activationMatMul: options.activationMatMul ?? false,
-    weightOnly,
   };
-  if (options.excludeNodes) placeOpts.excludeNodes = options.excludeNodes;
-  if (options.excludeOps) placeOpts.excludeOps = options.excludeOps;
-  if (options.onlyOps) placeOpts.onlyOps = options.onlyOps;
-  checkNodeNames(model, [...(options.excludeNodes ?? []), ...names]);
+  if (options.excludeNodes) baseOpts.excludeNodes = options.excludeNodes;
+  if (options.excludeOps) baseOpts.excludeOps = options.excludeOps;
+  if (options.onlyOps) baseOpts.onlyOps = options.onlyOps;
 
-  let placement = placeQdq(model, placeOpts);
-  const toCalibrate = calibratedTensors(placement);
-  const progress = ctx?.progress?.('calibrating', 0);
-  const collected = await collectStats(
-    model,
-    toCalibrate.map((v) => v.name),
-    source,
-    {
-      method,
-      ...(options.movingAverage !== undefined ? { movingAverage: options.movingAverage } : {}),
-      ...(options.tensorsPerRun !== undefined ? { tensorsPerRun: options.tensorsPerRun } : {}),
-      ...(options.memoryBudgetBytes !== undefined ? { memoryBudgetBytes: options.memoryBudgetBytes } : {}),
-      ...(options.sessionOptions ? { sessionOptions: options.sessionOptions } : {}),
-      onProgress: () => progress?.tick(),
-    },
-  );
-  progress?.done();
-
-  // ranges; zero-range tensors force their int8 neighbours to float, then placement is redone
+  // calibration of every tensor the unrestricted placement needs (later builds reuse the ranges)
+  const first = placeQdq(cloneModel(prepared), baseOpts);
+  const toCalibrate = calibratedTensors(first).map((v) => v.name);
   const ranges: Record<string, TensorRange> = {};
-  const params = new Map<Value, ActivationParams>();
-  const forced = new Map<Node, string>();
-  for (const v of toCalibrate) {
-    const r = computeRange(collected.stats.get(v.name)!, rangeOpts);
-    ranges[v.name] = r;
-    if (r.hi - r.lo > 0) {
-      params.set(v, activationParams(r.lo, r.hi, v.name));
-      continue;
-    }
-    const reason = `tensor '${v.name}' is constant 0 on every calibration sample (zero range), so it gets no valid scale`;
-    warnings.push(`${reason}; the nodes around it stay float`);
-    if (v.producer && placement.int8.has(v.producer)) forced.set(v.producer, reason);
-    for (const c of v.consumers()) if (placement.int8.has(c)) forced.set(c, reason);
-  }
-  if (forced.size > 0) {
-    // movement nodes inherit, so also force the nodes whose inherited root was dropped
-    for (let round = 0; round < 4; round++) {
-      placement = placeQdq(model, { ...placeOpts, forceFloat: forced });
-      const missing = placement.tensors.filter((t) => !params.has(t.inheritFrom ?? t.value));
-      if (missing.length === 0) break;
-      for (const t of missing) {
-        const reason = `tensor '${t.value.name}' has no calibrated range`;
-        if (t.value.producer && placement.int8.has(t.value.producer)) forced.set(t.value.producer, reason);
-        for (const c of t.value.consumers()) if (placement.int8.has(c)) forced.set(c, reason);
+  const collectOpts = {
+    method,
+    ...(options.movingAverage !== undefined ? { movingAverage: options.movingAverage } : {}),
+    ...(options.tensorsPerRun !== undefined ? { tensorsPerRun: options.tensorsPerRun } : {}),
+    ...(options.memoryBudgetBytes !== undefined ? { memoryBudgetBytes: options.memoryBudgetBytes } : {}),
+    ...(options.sessionOptions ? { sessionOptions: options.sessionOptions } : {}),
+  };
+  const progress = ctx?.progress?.('calibrating', 0);
+  const collected = await collectStats(prepared, toCalibrate, source, { ...collectOpts, onProgress: () => progress?.tick() });
+  progress?.done();
+  let calibrationMs = collected.ms;
+  const zeroWarned = new Set<string>();
+  const addRanges = (stats: Map<string, TensorStats>) => {
+    for (const [name, st] of stats) {
+      const r = computeRange(st, rangeOpts);
+      ranges[name] = r;
+      if (!(r.hi - r.lo > 0) && !zeroWarned.has(name)) {
+        zeroWarned.add(name);
+        warnings.push(`tensor '${name}' is constant 0 on every calibration sample (zero range), so it gets no valid scale; the nodes around it stay float`);
       }
     }
+  };
+  addRanges(collected.stats);
+  const ensureRanges = async (names: string[]) => {
+    const missing = names.filter((n) => !(n in ranges));
+    if (!missing.length) return;
+    const extra = await collectStats(prepared, missing, source, collectOpts);
+    calibrationMs += extra.ms;
+    addRanges(extra.stats);
+  };
+
+  const build = async (floats: ReadonlyMap<number, string>, weightOnlyIdx: ReadonlySet<number>, names: 'compact' | 'descriptive'): Promise<Build> => {
+    const m = cloneModel(prepared);
+    const nodes = [...m.graph.nodes];
+    const forced = new Map<Node, string>();
+    for (const [i, why] of floats) forced.set(nodes[i]!, why);
+    const weightOnly = new Set<Node>(nodes.filter((n, i) => weightOnlyIdx.has(i) || (n.name !== undefined && userWeightOnly.has(n.name))));
+    let placement = placeQdq(m, { ...baseOpts, weightOnly, forceFloat: forced });
+    for (let round = 0; round < 6; round++) {
+      await ensureRanges(calibratedTensors(placement).map((v) => v.name));
+      let changed = false;
+      for (const t of placement.tensors) {
+        const root = t.inheritFrom ?? t.value;
+        const r = ranges[root.name];
+        if (r && r.hi - r.lo > 0) continue;
+        const reason = r ? `tensor '${root.name}' is constant 0 on every calibration sample (zero range), so it gets no valid scale` : `tensor '${root.name}' has no calibrated range`;
+        for (const v of [t.value, root]) {
+          if (v.producer && placement.int8.has(v.producer) && !forced.has(v.producer)) (forced.set(v.producer, reason), (changed = true));
+          for (const c of v.consumers()) if (placement.int8.has(c) && !forced.has(c)) (forced.set(c, reason), (changed = true));
+        }
+      }
+      if (!changed) break;
+      placement = placeQdq(m, { ...baseOpts, weightOnly, forceFloat: forced });
+    }
+    const params = new Map<Value, ActivationParams>();
+    for (const t of placement.tensors) {
+      const root = t.inheritFrom ?? t.value;
+      const r = ranges[root.name]!;
+      params.set(root, activationParams(r.lo, r.hi, root.name));
+      if (t.value !== root) params.set(t.value, params.get(root)!);
+    }
+    const int8Idx = new Set<number>();
+    nodes.forEach((n, i) => placement.int8.has(n) && int8Idx.add(i));
+    const unitIdx = placement.units.map((u) => nodes.indexOf(u.node));
+    const emitted = emitQdq(m, placement, params, { reduceRange: options.reduceRange ?? false, names });
+    return { model: m, placement, int8Idx, unitIdx, emitted };
+  };
+
+  const floats = new Map<number, string>();
+  const weightOnlyIdx = new Set<number>();
+  const preparedNodes = [...prepared.graph.nodes];
+  const nodeLabelAt = (i: number) => preparedNodes[i]!.name ?? preparedNodes[i]!.label;
+
+  // latency-aware choice: profile float and int8, return slower units to float, rebuild, repeat
+  let latency: LatencyReport | undefined;
+  if (latencyAware) {
+    latency = await latencySearch(prepared, preparedNodes, source, options, floats, weightOnlyIdx, prefer, build);
   }
 
-  const emitted = emitQdq(model, placement, params, { reduceRange: options.reduceRange ?? false, names: options.names ?? 'compact' });
-  const emit = emitted.stats;
+  // accuracy budget: most sensitive units back to float (int8 weights kept) until the metric holds
+  let accuracy: AccuracyReport | undefined;
+  if (options.accuracy) {
+    accuracy = await accuracySearch(prepared, preparedNodes, source, options.accuracy, floats, weightOnlyIdx, build);
+  }
+
+  const final = await build(floats, weightOnlyIdx, options.names ?? 'compact');
+  model.graph = final.model.graph;
+  model.graph.model = model;
+  const placement = final.placement;
+  const emit = final.emitted.stats;
   if (emit.clampedBias > 0) warnings.push(`${emit.clampedBias} bias values exceeded the int32 range at scale s_x * s_w and were clamped`);
   const quantizedOps: Record<string, number> = {};
   for (const n of placement.int8) quantizedOps[n.opType] = (quantizedOps[n.opType] ?? 0) + 1;
@@ -169,11 +272,13 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     if (placement.int8.has(n) || n.opType === 'Constant' || n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear') continue;
     floatOps[n.opType] = (floatOps[n.opType] ?? 0) + 1;
   }
+  const usedRanges: Record<string, TensorRange> = {};
+  for (const v of calibratedTensors(placement)) if (ranges[v.name]) usedRanges[v.name] = ranges[v.name]!;
   const report: QuantizeStaticReport = {
     method,
     samples: collected.samples,
-    calibrationMs: collected.ms,
-    calibratedTensors: toCalibrate.length,
+    calibrationMs,
+    calibratedTensors: Object.keys(ranges).length,
     calibrationGroups: collected.groups,
     int8Nodes: placement.int8.size,
     quantizedOps,
@@ -181,11 +286,169 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     float: placement.float.map((f) => ({ node: f.node.name ?? f.node.label, op: f.node.opType, reason: f.reason })),
     emit,
     warnings,
-    ranges,
-    dequantized: Object.fromEntries(emitted.dequantized),
+    ranges: usedRanges,
+    dequantized: Object.fromEntries(final.emitted.dequantized),
+    prefer,
   };
+  if (latency) report.latency = latency;
+  if (accuracy) report.accuracy = accuracy;
+  void nodeLabelAt;
   if (prepare) report.prepare = prepare;
   return report;
+}
+
+interface Build {
+  model: Model;
+  placement: Placement;
+  /** Indices (in the prepared model) of the nodes running in int8. */
+  int8Idx: Set<number>;
+  /** Index of each placement unit's node. */
+  unitIdx: number[];
+  emitted: EmitResult;
+}
+type Builder = (floats: ReadonlyMap<number, string>, weightOnly: ReadonlySet<number>, names: 'compact' | 'descriptive') => Promise<Build>;
+
+/** Gives unnamed Conv/MatMul/Gemm nodes a name, so profile rows can be traced back to them. */
+function nameUnnamedComputeNodes(model: Model): void {
+  const used = new Set<string>();
+  for (const n of model.graph.nodes) if (n.name) used.add(n.name);
+  let k = 0;
+  for (const n of model.graph.nodes) {
+    if (n.name || !COMPUTE_OPS.has(n.opType)) continue;
+    let name: string;
+    do name = `${n.opType.toLowerCase()}_${k++}`;
+    while (used.has(name));
+    used.add(name);
+    n.name = name;
+  }
+}
+
+async function firstFeeds(source: SampleSource, n: number): Promise<Feed[]> {
+  const out: Feed[] = [];
+  for await (const s of source()) {
+    out.push(s.feed);
+    if (out.length >= n) break;
+  }
+  return out;
+}
+
+/** onnxruntime profile of a model on `feeds` (1 thread, optimization 'all', no spinning). */
+export const defaultProfiler: Profiler = async (m, feeds, runs) => {
+  const r = await profileModel(serializeModel(m), feeds, { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false, runs, warmup: 1 } as never);
+  return r.nodes;
+};
+
+function weightBytes(n: Node): number {
+  const w = constantOf(n.inputs[1]);
+  return w ? w.size : 0;
+}
+
+async function latencySearch(prepared: Model, nodes: Node[], source: SampleSource, options: QuantizeStaticOptions, floats: Map<number, string>, weightOnly: Set<number>, prefer: 'speed' | 'size', build: Builder): Promise<LatencyReport> {
+  const lo = options.latency ?? {};
+  const profiler = lo.profiler ?? defaultProfiler;
+  const runs = lo.runs ?? 3;
+  const feeds = await firstFeeds(source, lo.feeds ?? 2);
+  const floatRows = await profiler(prepared, feeds, runs);
+  const decided: LatencyReport['floated'] = [];
+  const unitMap = new Map<Node, number>();
+  let rounds = 0;
+  let lastTimings: UnitTiming[] = [];
+  for (; rounds < (lo.rounds ?? 3); ) {
+    const b = await build(floats, weightOnly, 'descriptive');
+    const live = new Set<number>();
+    unitMap.clear();
+    b.placement.units.forEach((u, k) => {
+      const i = b.unitIdx[k]!;
+      unitMap.set(nodes[i]!, i);
+      if (!u.weightOnly) live.add(i);
+    });
+    if (live.size === 0) break;
+    rounds++;
+    const quantRows = await profiler(b.model, feeds, runs);
+    const int8 = new Set<Node>([...b.int8Idx].map((i) => nodes[i]!));
+    lastTimings = attributeProfiles(prepared, unitMap, floatRows, quantRows, int8).filter((t) => live.has(t.index));
+    const dec = decideLatency(lastTimings, { runs: runs * feeds.length, ...(lo.margin !== undefined ? { margin: lo.margin } : {}) });
+    if (dec.length === 0) break;
+    for (const d of dec) {
+      floats.set(d.index, `latency-aware: ${d.reason}`);
+      if (prefer === 'size') weightOnly.add(d.index);
+      const t = lastTimings.find((x) => x.index === d.index)!;
+      const n = nodes[d.index]!;
+      decided.push({ node: n.name ?? n.label, op: n.opType, floatUs: t.floatUs / (runs * feeds.length), int8Us: t.int8Us / (runs * feeds.length), weights: prefer === 'size' ? 'int8' : 'float', extraBytes: prefer === 'size' ? 0 : weightBytes(n) * 3 });
+    }
+  }
+  return {
+    rounds,
+    prefer,
+    floated: decided,
+    extraBytes: decided.reduce((a, d) => a + d.extraBytes, 0),
+    kept: lastTimings.filter((t) => !floats.has(t.index)).map((t) => ({ node: nodes[t.index]!.name ?? nodes[t.index]!.label, floatUs: t.floatUs / (runs * feeds.length), int8Us: t.int8Us / (runs * feeds.length) })),
+  };
+}
+
+async function accuracySearch(prepared: Model, nodes: Node[], source: SampleSource, o: AccuracyBudgetOptions, floats: Map<number, string>, weightOnly: Set<number>, build: Builder): Promise<AccuracyReport> {
+  const t0 = performance.now();
+  const reference = o.reference ?? (await o.evaluate(cloneModel(prepared)));
+  const base = await build(floats, weightOnly, 'compact');
+  const s0 = await o.evaluate(base.model);
+  const report: AccuracyReport = { maxDrop: o.maxDrop, reference, score: s0, drop: reference - s0, met: reference - s0 <= o.maxDrop, floated: [], trials: [], ms: 0 };
+  if (report.met) {
+    report.trials.push({ floated: 0, score: s0, drop: reference - s0, ok: true });
+    report.ms = performance.now() - t0;
+    return report;
+  }
+  // per-layer SQNR of this build on a few calibration samples
+  async function* limited() {
+    let i = 0;
+    for await (const s of source()) {
+      if (i++ >= (o.debugSamples ?? 8)) break;
+      yield s;
+    }
+  }
+  const errors = await layerErrors(prepared, base.model, Object.fromEntries(base.emitted.dequantized), limited(), { sessionOptions: { intraOpNumThreads: 1 } });
+  const units = base.placement.units
+    .map((u, k) => ({ u, index: base.unitIdx[k]! }))
+    .filter(({ u }) => !u.weightOnly)
+    .map(({ u, index }) => ({ index, inputs: u.activationInputs.map((i) => nodes[index]!.inputs[i]!.name), output: outputNameIn(nodes[index]!, u.activation !== undefined) }));
+  const ranked = rankSensitivity(errors, units);
+  const res = await searchAccuracyBudget(
+    ranked.map((r) => r.index),
+    reference,
+    o.maxDrop,
+    async (fl) => {
+      const f = new Map(floats);
+      const w = new Set(weightOnly);
+      for (const i of fl) (f.set(i, 'accuracy budget'), w.add(i));
+      return o.evaluate((await build(f, w, 'compact')).model);
+    },
+    { initialScore: s0, ...(o.maxTrials !== undefined ? { maxTrials: o.maxTrials } : {}) },
+  );
+  const byIdx = new Map(ranked.map((r) => [r.index, r]));
+  for (const i of res.floated) {
+    const r = byIdx.get(i)!;
+    floats.set(i, `accuracy budget: loses ${r.lossDb.toFixed(1)} dB SQNR (output ${r.sqnrDb.toFixed(1)} dB); int8 weights kept`);
+    weightOnly.add(i);
+    report.floated.push({ node: nodes[i]!.name ?? nodes[i]!.label, op: nodes[i]!.opType, sqnrDb: r.sqnrDb, lossDb: r.lossDb });
+  }
+  report.score = res.score;
+  report.drop = res.drop;
+  report.met = res.met;
+  report.trials = res.trials;
+  report.ms = performance.now() - t0;
+  return report;
+}
+
+/** The tensor a unit writes: the compute node's output, or that of the Relu/Clip it absorbed. */
+function outputNameIn(n: Node, absorbed: boolean): string {
+  const out = n.outputs[0]!;
+  if (!absorbed) return out.name;
+  return out.consumers()[0]?.outputs[0]?.name ?? out.name;
+}
+
+function validateSearchOptions(o: QuantizeStaticOptions): void {
+  if (o.latencyAware !== undefined && o.latencyAware !== 'on' && o.latencyAware !== 'off') throw inputError('QUANT_BAD_OPTION', `latencyAware must be 'on' or 'off', got '${String(o.latencyAware)}'`);
+  if (o.prefer !== undefined && o.prefer !== 'speed' && o.prefer !== 'size') throw inputError('QUANT_BAD_OPTION', `prefer must be 'speed' or 'size', got '${String(o.prefer)}'`);
+  if (o.accuracy && !(o.accuracy.maxDrop >= 0)) throw inputError('QUANT_BAD_OPTION', `the accuracy budget (max drop) must be a non-negative number, got ${o.accuracy.maxDrop}`);
 }
 
 /** The tensors whose range must be measured: placed tensors that do not inherit, plus inherited roots. */
