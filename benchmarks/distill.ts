@@ -11,8 +11,9 @@
  * after each epoch. Targets: distilled <= teacher + 2 wrong, INT8 <= distilled + 1 wrong, the
  * distilled student keeps the pruned model's latency gain.
  *
- * Environment: DISTILL_EPOCHS, DISTILL_LR, DISTILL_T, DISTILL_COPIES, DISTILL_BATCH, DISTILL_RUNS
- * (latency rounds), DISTILL_THREADS (training threads).
+ * Environment: DISTILL_EPOCHS, DISTILL_LR, DISTILL_T, DISTILL_COPIES, DISTILL_BATCH, DISTILL_ONLINE,
+ * DISTILL_MIXUP, DISTILL_SHIFT, DISTILL_RUNS (latency rounds), DISTILL_THREADS (training threads),
+ * DISTILL_SAVE (write the distilled student there).
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -40,14 +41,14 @@ if (!existsSync(data)) {
 }
 
 const env = (k: string, d: number) => (process.env[k] !== undefined ? Number(process.env[k]) : d);
-const epochs = env('DISTILL_EPOCHS', 12);
-const lr = env('DISTILL_LR', 1e-3);
+const epochs = env('DISTILL_EPOCHS', 15);
+const lr = env('DISTILL_LR', 2e-3);
 const temperature = env('DISTILL_T', 4);
 const copies = env('DISTILL_COPIES', 3);
 const batch = env('DISTILL_BATCH', 16);
-const online = env('DISTILL_ONLINE', 0.5);
-const mixup = env('DISTILL_MIXUP', 0.3);
-const shift = env('DISTILL_SHIFT', 6);
+const online = env('DISTILL_ONLINE', 0);
+const mixup = env('DISTILL_MIXUP', 0);
+const shift = env('DISTILL_SHIFT', 3);
 const runs = env('DISTILL_RUNS', 300);
 const threads = env('DISTILL_THREADS', 2);
 const ONE = { intraOpNumThreads: 1, allowSpinning: false };
@@ -103,7 +104,7 @@ const r = await distillModel(student, teacher, train, {
   lr,
   temperature,
   batch,
-  augment: { copies, online, mixup, shift, crop: 0.15, brightness: 0.2, contrast: 0.2 },
+  augment: { copies, online, mixup, shift, crop: 0.08, brightness: 0.1, contrast: 0.1 },
   heldOut: dev,
   seed: 7,
   session: { intraOpNumThreads: threads },
