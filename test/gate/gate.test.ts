@@ -1,11 +1,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../graph/builder.js';
 import { saveModelSync } from '../../graph/onnx/index.js';
 import { Tensor } from '../../graph/tensor.js';
-import { main } from '../../cli/main.js';
+import { runCli } from '../helpers/run-cli.js';
 import {
   BASELINE_SCHEMA,
   Baseline,
@@ -132,16 +132,10 @@ describe('gate command', () => {
   }
 
   async function run(args: string[]): Promise<number> {
-    out = [];
-    err = [];
-    const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
-    const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
-    try {
-      return await main(args);
-    } finally {
-      o.mockRestore();
-      e.mockRestore();
-    }
+    const r = await runCli(args);
+    out = [r.out];
+    err = [r.err];
+    return r.code;
   }
 
   beforeAll(() => {

@@ -1,13 +1,13 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../graph/builder.js';
 import { loadModelSync, saveModelSync } from '../../graph/onnx/index.js';
 import { Tensor } from '../../graph/tensor.js';
-import { main } from '../../cli/main.js';
 import { parsePipelineFile, starterPipeline, suggest } from '../../passes/pipeline-file.js';
 import { readReport } from '../../report/document.js';
+import { runCli } from '../helpers/run-cli.js';
 
 let dir: string;
 
@@ -68,18 +68,7 @@ describe('pipeline file validation', () => {
   });
 });
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
-  try {
-    return { code: await main(args), out: out.join(''), err: err.join('') };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const run = runCli;
 
 describe('onnxforge run / init', () => {
   it('runs a pipeline: verifies, writes the model and every report, and exit 0 within budget', async () => {

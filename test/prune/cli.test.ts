@@ -2,12 +2,12 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../graph/builder.js';
 import { constantOf } from '../../graph/ir.js';
 import { loadModelSync, saveModelSync } from '../../graph/onnx/index.js';
-import { main } from '../../cli/main.js';
 import { f32, weight, weights } from './helpers.js';
+import { runCli } from '../helpers/run-cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'onnxforge-prune-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,19 +24,7 @@ function modelFile(): string {
   return file;
 }
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-  try {
-    const code = await main(args);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = runCli;
 
 describe('onnxforge prune', () => {
   const input = modelFile();

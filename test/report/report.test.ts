@@ -2,13 +2,13 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../graph/builder.js';
 import { Tensor } from '../../graph/tensor.js';
-import { main } from '../../cli/main.js';
 import { modelFacts, newReport, readReport, ReportDocument, REPORT_SCHEMA, writeReport } from '../../report/document.js';
 import { renderHtml } from '../../report/html.js';
 import { renderMarkdown } from '../../report/markdown.js';
+import { runCli } from '../helpers/run-cli.js';
 
 function sampleReport(): ReportDocument {
   const b = new GraphBuilder({ opset: 17 });
@@ -92,18 +92,7 @@ describe('report command', () => {
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
-    const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
-    try {
-      return { code: await main(args), out: out.join(''), err: err.join('') };
-    } finally {
-      o.mockRestore();
-      e.mockRestore();
-    }
-  }
+  const run = runCli;
 
   it('renders md to stdout and html to a file; exits 2 on bad input', async () => {
     const f = path.join(dir, 'r.json');
