@@ -11,7 +11,11 @@ export { optimize, PassManager, type OptimizeOptions, type OptimizeReport, type 
 export { step, parsePipeline, presetPipeline, formatPipeline, resolveOptions, type PipelineStep } from './passes/pipeline.js';
 export { readPipelineFile, parsePipelineFile, starterPipeline, type PipelineFile } from './passes/pipeline-file.js';
 export { runJob, type JobResult } from './passes/job.js';
-export { Session, createSession, type SessionOptions, type ValueInfo } from './runtime/session.js';
+export { Session, type SessionOptions, type ValueInfo } from './runtime/session.js';
+export { createSession, expandCompressedWeights, expandWeightsInModel, isWeightCompressed } from './runtime/compressed.js';
+export { quantizeWeights, WEIGHTS_TAG_KEY, type QuantizeWeightsOptions, type QuantizeWeightsReport } from './passes/quantize-weights.js';
+export { quantizeDynamic, type QuantizeDynamicOptions, type QuantizeDynamicReport } from './passes/quantize-dynamic.js';
+export { toQOperator, type QOperatorReport } from './passes/quant/qop.js';
 export { createSessionFromModel } from './runtime/from-model.js';
 export { measureLatency, latencyStats, type LatencyReport, type LatencyStats } from './runtime/latency.js';
 export { evaluate } from './runtime/evaluate.js';

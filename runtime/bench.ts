@@ -12,6 +12,7 @@ import { loadMetric, OutputError } from './metrics.js';
 import { profileModel, ProfileReport } from './profile.js';
 import { runInSandbox, SandboxLimits, siblingModule } from './sandbox.js';
 import { Session, SessionOptions, ValueInfo } from './session.js';
+import { createSession as createExpandedSession } from './compressed.js';
 
 export interface BenchOptions {
   models: string[];
@@ -25,6 +26,8 @@ export interface BenchOptions {
   runs?: number;
   session?: SessionOptions;
   profile?: boolean;
+  /** Load weight-compressed models (onnxforge.weights=int8) through the expanding helper (default false: as written). */
+  expandCompressed?: boolean;
 }
 
 export interface BenchModelResult {
@@ -59,7 +62,7 @@ export async function benchmark(o: BenchOptions, onProgress?: (done: number, tot
   // under load). The same default for one model or several keeps their numbers comparable.
   const sessionOptions: SessionOptions = { allowSpinning: false, ...(o.session ?? {}) };
   try {
-    for (const m of o.models) sessions.push(await Session.create(m, sessionOptions));
+    for (const m of o.models) sessions.push(o.expandCompressed ? await createExpandedSession(m, sessionOptions, m) : await Session.create(m, sessionOptions));
     const first = sessions[0]!;
     for (const s of sessions.slice(1)) {
       const a = first.inputs.map((i) => `${i.name}:${i.type}`).join(',');

@@ -15,6 +15,7 @@ interface Args extends RunArgs {
   spinning?: boolean;
   timeout?: number;
   maxMemory?: number;
+  raw?: boolean;
 }
 
 export const benchCommand: CommandModule<object, Args> = {
@@ -30,7 +31,8 @@ export const benchCommand: CommandModule<object, Args> = {
       .option('spinning', { type: 'boolean', describe: "let idle onnxruntime threads spin (onnxruntime's default; off by default here for fair, stable numbers on shared machines)" })
       .option('sandbox', { type: 'boolean', default: true, describe: 'run in a child process with time and memory limits (--no-sandbox to disable)' })
       .option('timeout', { type: 'number', describe: 'wall-time limit in seconds (default 600)' })
-      .option('max-memory', { type: 'number', describe: 'memory limit in MB (default 8192)' }) as never,
+      .option('max-memory', { type: 'number', describe: 'memory limit in MB (default 8192)' })
+      .option('raw', { type: 'boolean', default: false, describe: 'load weight-compressed models (onnxforge.weights=int8) as written instead of expanding their weights to float first' }) as never,
   handler: async (a) => {
     checkCount('warmup', a.warmup, 0);
     checkCount('runs', a.runs, 1);
@@ -42,6 +44,7 @@ export const benchCommand: CommandModule<object, Args> = {
       models: a.models,
       shapes: shapesFrom(a),
       profile: Boolean(a.profile),
+      expandCompressed: !a.raw,
       ...(a.inputs !== undefined ? { inputs: a.inputs } : {}),
       ...(a.preprocess !== undefined ? { preprocess: a.preprocess } : {}),
       ...(a.samples !== undefined ? { samples: a.samples } : {}),

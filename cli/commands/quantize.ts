@@ -24,12 +24,16 @@ import { measureLatency } from '../../runtime/latency.js';
 import { loadMetric, OutputError } from '../../runtime/metrics.js';
 import { createSession, Session } from '../../runtime/session.js';
 import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
+import { toQOperator } from '../../passes/quant/qop.js';
+import { renderQuantizeModeReport, runQuantizeMode } from './quantize-modes.js';
 import { parseShapeArg } from '../../calibration/data/generate.js';
 
 interface Args extends WriteArgs {
   model: string;
   output: string;
   mode: string;
+  format: string;
+  minElements?: number;
   calibration: string;
   preprocess?: string;
   shape?: string[];
@@ -84,8 +88,10 @@ export const quantizeCommand: CommandModule<object, Args> = {
       y
         .positional('model', { type: 'string', demandOption: true, describe: 'the FP32 .onnx file' })
         .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'where to write the quantized model' })
-        .option('mode', { type: 'string', choices: ['static'], default: 'static', describe: 'quantization mode' })
-        .option('calibration', { type: 'string', demandOption: true, describe: 'calibration data: a folder or file of .npy/.npz, .pb, .json, .png (with --preprocess), or random[:count[:seed]]' })
+        .option('mode', { type: 'string', choices: ['static', 'weights', 'dynamic'], default: 'static', describe: 'static (calibrated QDQ), weights (int8 weights + DequantizeLinear, float activations, tagged) or dynamic (MatMul/Gemm/Gather/LSTM int8, activations quantized at run time)' })
+        .option('format', { type: 'string', choices: ['qdq', 'qop'], default: 'qdq', describe: 'static mode: QDQ or QOperator (QLinearConv, QLinearMatMul, ...) emission' })
+        .option('min-elements', { type: 'number', describe: 'weights/dynamic: smallest weight tensor (elements) that is quantized' })
+        .option('calibration', { type: 'string', describe: 'calibration data (static mode, required): a folder or file of .npy/.npz, .pb, .json, .png (with --preprocess), or random[:count[:seed]]' })
         .option('preprocess', { type: 'string', describe: 'image preprocessing file (JSON) for .png data' })
         .option('shape', { type: 'string', array: true, describe: 'symbolic dims for random data: input=1,3,224,224 or dimname=N' })
         .option('method', { type: 'string', choices: ['minmax', 'percentile', 'entropy'], default: 'minmax', describe: 'activation range estimation' })
@@ -112,6 +118,12 @@ export const quantizeCommand: CommandModule<object, Args> = {
         .option('json', { type: 'boolean', default: false, describe: 'print the JSON report instead of tables' }),
     ) as never,
   handler: async (a) => {
+    if (a.mode === 'weights' || a.mode === 'dynamic') {
+      if (a.format !== 'qdq') throw inputError('USAGE_BAD_VALUE', `--format ${a.format} applies to --mode static only`);
+      const r = await runQuantizeMode(a);
+      process.stdout.write(a.json ? `${JSON.stringify(r, jsonReplacer, 2)}\n` : `${renderQuantizeModeReport(r)}\n`);
+      return;
+    }
     const report = await runQuantize(a);
     if (a.report) await writeFile(a.report, `${JSON.stringify(report, jsonReplacer, 2)}\n`);
     process.stdout.write(a.json ? `${JSON.stringify(report, jsonReplacer, 2)}\n` : `${renderQuantizeReport(report)}\n`);
@@ -126,6 +138,7 @@ function jsonReplacer(_k: string, v: unknown): unknown {
 async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
   const t0 = performance.now();
   if (a.mode !== 'static') throw inputError('USAGE_BAD_VALUE', `--mode ${a.mode}: only static is supported`);
+  if (!a.calibration) throw inputError('USAGE_MISSING', '--mode static needs --calibration SPEC');
   if (a.latencyAware !== 'off') throw inputError('USAGE_BAD_VALUE', `--latency-aware=${a.latencyAware}: only off is supported for now`);
   if (!Number.isInteger(a.threads) || a.threads < 0) throw inputError('USAGE_BAD_VALUE', `--threads must be a non-negative integer, got ${a.threads}`);
   if (!Number.isInteger(a.latencyRuns) || a.latencyRuns < 1) throw inputError('USAGE_BAD_VALUE', `--latency-runs must be a positive integer, got ${a.latencyRuns}`);
@@ -173,6 +186,7 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
     progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
   });
   bar.done();
+  if (a.format === 'qop') toQOperator(model);
 
   const issues = checkModel(model);
   if (issues.length) {

@@ -1,5 +1,7 @@
 /** Passes of this area, in registry order (one file per pass beside this group). */
 import type { Pass } from '../pass.js';
 import quantizeStatic from '../quantize-static.js';
+import quantizeWeights from '../quantize-weights.js';
+import quantizeDynamic from '../quantize-dynamic.js';
 
-export const quantizationPasses: Pass<any>[] = [quantizeStatic];
+export const quantizationPasses: Pass<any>[] = [quantizeStatic, quantizeWeights, quantizeDynamic];

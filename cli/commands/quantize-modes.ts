@@ -1,0 +1,157 @@
+/**
+ * Handlers of `onnxforge quantize --mode weights|dynamic` (the static mode lives in quantize.ts):
+ * quantize in memory, check the model, load it in onnxruntime (weight-compressed models both raw and
+ * through the expanding helper), compare outputs and latency against FP32 on the eval data (default:
+ * generated inputs), and write the model last, only when all of that succeeded.
+ */
+import { writeFile } from 'node:fs/promises';
+import { openDataSource } from '../../calibration/data/index.js';
+import { parseShapeArg } from '../../calibration/data/generate.js';
+import { checkModel } from '../../graph/checker.js';
+import { checkError, inputError } from '../../graph/errors.js';
+import { loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
+import { quantizeDynamic, QuantizeDynamicReport } from '../../passes/quantize-dynamic.js';
+import { quantizeWeights, QuantizeWeightsReport } from '../../passes/quantize-weights.js';
+import { formatBytes, renderTable } from '../../report/table.js';
+import { createSession as createExpandedSession } from '../../runtime/compressed.js';
+import { evaluate } from '../../runtime/evaluate.js';
+import type { Feed } from '../../runtime/host-tensor.js';
+import { measureLatency } from '../../runtime/latency.js';
+import { loadMetric, OutputError } from '../../runtime/metrics.js';
+import { Session } from '../../runtime/session.js';
+import { saveOptionsFrom, WriteArgs } from '../options.js';
+
+export interface QuantizeModeArgs extends WriteArgs {
+  model: string;
+  output: string;
+  mode: string;
+  shape?: string[];
+  eval?: string;
+  evalPreprocess?: string;
+  preprocess?: string;
+  metric?: string[];
+  limit?: number;
+  report?: string;
+  threads: number;
+  latencyRuns: number;
+  json: boolean;
+  excludeNodes?: string[];
+  reduceRange?: boolean;
+  perChannel?: boolean;
+  minElements?: number;
+}
+
+export interface QuantizeModeReport {
+  schema: 'onnxforge.quantize-mode/1';
+  mode: 'weights' | 'dynamic';
+  input: string;
+  output: string;
+  size: { fp32Bytes: number; int8Bytes: number; ratio: number };
+  /** Latency vs FP32; for weights, `int8Ms` is the helper-loaded model and `rawMs` the model as written. */
+  latency: { fp32Ms: number; int8Ms: number; ratio: number; rawMs?: number; rawRatio?: number; runs: number; threads: number };
+  outputs: OutputError[];
+  evalSamples: number;
+  accuracy?: { metric: string; fp32: Record<string, number>; int8: Record<string, number> }[];
+  weights?: Omit<QuantizeWeightsReport, 'prepare'>;
+  dynamic?: Omit<QuantizeDynamicReport, 'prepare'>;
+  wallMs: number;
+}
+
+const list = (v: unknown): string[] | undefined =>
+  v === undefined ? undefined : (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).map((s) => s.trim()).filter(Boolean);
+
+export async function runQuantizeMode(a: QuantizeModeArgs): Promise<QuantizeModeReport> {
+  const t0 = performance.now();
+  if (a.mode !== 'weights' && a.mode !== 'dynamic') throw inputError('USAGE_BAD_VALUE', `--mode ${a.mode}: expected static, weights or dynamic`);
+  if (!Number.isInteger(a.threads) || a.threads < 0) throw inputError('USAGE_BAD_VALUE', `--threads must be a non-negative integer, got ${a.threads}`);
+  if (!Number.isInteger(a.latencyRuns) || a.latencyRuns < 1) throw inputError('USAGE_BAD_VALUE', `--latency-runs must be a positive integer, got ${a.latencyRuns}`);
+  if (a.metric && !a.eval) throw inputError('USAGE_MISSING', '--metric needs --eval SPEC (labelled evaluation data)');
+  const save = saveOptionsFrom(a);
+  const shapes = Object.fromEntries((a.shape ?? []).map(parseShapeArg));
+  const metrics = await Promise.all((a.metric ?? []).map((m) => loadMetric(m)));
+  const model = await loadModel(a.model);
+  const fp32Bytes = serializeModel(model).byteLength;
+  const so = { intraOpNumThreads: a.threads, allowSpinning: false };
+  const fp32 = await Session.create(serializeModel(model), so, a.model);
+
+  let weights: QuantizeWeightsReport | undefined;
+  let dynamic: QuantizeDynamicReport | undefined;
+  if (a.mode === 'weights') {
+    weights = await quantizeWeights(model, { perChannel: a.perChannel ?? true, ...(a.minElements !== undefined ? { minElements: a.minElements } : {}) });
+  } else {
+    const ex = list(a.excludeNodes);
+    dynamic = await quantizeDynamic(model, { reduceRange: a.reduceRange ?? true, ...(ex ? { excludeNodes: ex } : {}), ...(a.minElements !== undefined ? { minElements: a.minElements } : {}) });
+  }
+  const issues = checkModel(model);
+  if (issues.length) throw checkError('QUANT_INVALID_MODEL', `the quantized model fails the checker (nothing written): ${issues.slice(0, 3).map((i) => `${i.code} ${i.message}`).join('; ')}`, { file: a.output });
+  const bytes = serializeModel(model);
+  const load = (p: Promise<Session>) =>
+    p.catch((e: Error) => {
+      throw checkError('QUANT_LOAD_FAILED', `onnxruntime cannot load the quantized model (nothing written): ${e.message}`, { file: a.output });
+    });
+  const int8 = await load(a.mode === 'weights' ? createExpandedSession(bytes, so, `${a.output} (expanded)`) : Session.create(bytes, so, a.output));
+  const raw = a.mode === 'weights' ? await load(Session.create(bytes, so, a.output)) : undefined;
+  try {
+    const evalSpec = a.eval ?? 'random:4';
+    const prep = a.evalPreprocess ?? a.preprocess;
+    const src = () => openDataSource(evalSpec, fp32.inputs, { shapes, ...(prep ? { preprocess: prep } : {}), ...(a.limit !== undefined ? { limit: a.limit } : {}) });
+    const ev = await evaluate(raw ?? int8, fp32, src(), { metrics });
+    const feeds: Feed[] = [];
+    for await (const s of src()) {
+      feeds.push(s.feed);
+      if (feeds.length >= 4) break;
+    }
+    const sessions = raw ? [fp32, int8, raw] : [fp32, int8];
+    const lat = await measureLatency(sessions, feeds, { runs: a.latencyRuns, warmup: 3 });
+    const [f, q, r] = lat.sessions.map((s) => s.stats.p50) as [number, number, number | undefined];
+    const report: QuantizeModeReport = {
+      schema: 'onnxforge.quantize-mode/1',
+      mode: a.mode,
+      input: a.model,
+      output: a.output,
+      size: { fp32Bytes, int8Bytes: bytes.byteLength, ratio: bytes.byteLength / fp32Bytes },
+      latency: { fp32Ms: f, int8Ms: q, ratio: q / f, ...(r !== undefined ? { rawMs: r, rawRatio: r / f } : {}), runs: a.latencyRuns, threads: a.threads },
+      outputs: ev.outputs ?? [],
+      evalSamples: ev.samples,
+      wallMs: 0,
+    };
+    if (metrics.length) report.accuracy = metrics.map((m) => ({ metric: m.name, fp32: ev.referenceMetrics?.[m.name] ?? {}, int8: ev.metrics[m.name] ?? {} }));
+    if (weights) {
+      const { prepare: _p, ...rest } = weights;
+      report.weights = rest;
+    }
+    if (dynamic) {
+      const { prepare: _p, ...rest } = dynamic;
+      report.dynamic = rest;
+    }
+    await saveModel(model, a.output, save);
+    report.wallMs = performance.now() - t0;
+    if (a.report) await writeFile(a.report, `${JSON.stringify(report, null, 2)}\n`);
+    return report;
+  } finally {
+    for (const s of [fp32, int8, raw]) await s?.dispose();
+  }
+}
+
+const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+
+export function renderQuantizeModeReport(r: QuantizeModeReport): string {
+  const parts: string[] = [];
+  const rows = [
+    ['size', formatBytes(r.size.fp32Bytes), formatBytes(r.size.int8Bytes), fmt(r.size.ratio)],
+    [`latency p50 (${r.latency.threads} thread)${r.mode === 'weights' ? ', via createSession' : ''}`, `${fmt(r.latency.fp32Ms, 2)} ms`, `${fmt(r.latency.int8Ms, 2)} ms`, fmt(r.latency.ratio)],
+  ];
+  if (r.latency.rawMs !== undefined) rows.push(['latency p50, raw model in onnxruntime', `${fmt(r.latency.fp32Ms, 2)} ms`, `${fmt(r.latency.rawMs, 2)} ms`, fmt(r.latency.rawRatio!)]);
+  parts.push(renderTable(['', 'FP32', 'INT8', 'ratio'], rows, { title: `quantize --mode ${r.mode} ${r.input} -> ${r.output}` }));
+  parts.push(renderTable(['output', 'SQNR dB', 'max abs err', 'cosine'], r.outputs.map((o) => [o.name, fmt(o.sqnrDb, 1), o.maxAbs.toPrecision(3), o.cosine.toFixed(5)]), { title: `output error vs FP32 (${r.evalSamples} samples${r.mode === 'weights' ? ', raw model' : ''})` }));
+  for (const a of r.accuracy ?? []) {
+    const keys = [...new Set([...Object.keys(a.fp32), ...Object.keys(a.int8)])];
+    parts.push(renderTable(['metric', 'FP32', 'INT8'], keys.map((k) => [k, fmt(a.fp32[k] ?? NaN, 4), fmt(a.int8[k] ?? NaN, 4)]), { title: `task accuracy: ${a.metric}` }));
+  }
+  if (r.weights) parts.push(`${r.weights.weights} weights int8 (${r.weights.perChannel} per channel) ${JSON.stringify(r.weights.byOp)}; ${r.weights.keptFloat} float constants kept; tagged onnxforge.weights=int8`);
+  if (r.dynamic) {
+    parts.push(`quantized ${JSON.stringify(r.dynamic.quantized)}; weights ${formatBytes(r.dynamic.weightBytesBefore)} -> ${formatBytes(r.dynamic.weightBytesAfter)}`);
+    if (r.dynamic.float.length) parts.push(renderTable(['left float', 'op', 'reason'], r.dynamic.float.slice(0, 30).map((f) => [f.node, f.op, f.reason]), { title: `${r.dynamic.float.length} candidates left in float` }));
+  }
+  return parts.join('\n\n');
+}
