@@ -10,16 +10,18 @@ import * as fs from 'node:fs';
 import { inputError } from '../graph/errors.js';
 import type { Model } from '../graph/ir.js';
 import { constantTensors } from './inspect.js';
+import { adaptReport } from './adapters.js';
 
 export const REPORT_SCHEMA = 'onnxforge.report/1';
 
 export interface ModelFacts {
   file?: string;
   bytes: number;
-  nodes: number;
-  opCounts: Record<string, number>;
+  /** Absent in reports adapted from commands that do not count nodes. */
+  nodes?: number;
+  opCounts?: Record<string, number>;
   /** Bytes of constant tensors by the op type that reads them. */
-  paramBytesByOp: Record<string, number>;
+  paramBytesByOp?: Record<string, number>;
   opset?: number;
 }
 
@@ -161,6 +163,8 @@ export function readReport(file: string): ReportDocument {
     throw inputError('REPORT_BAD_JSON', `${file}: not valid JSON (${err.message})`, { file });
   }
   if (!isObject(x)) throw inputError('REPORT_BAD_FIELD', `${file}: a report must be a JSON object`, { file });
+  const adapted = adaptReport(x, file);
+  if (adapted) return adapted;
   if (x.schema !== REPORT_SCHEMA) {
     if (typeof x.schema === 'string' && x.schema.startsWith('onnxforge.report/')) {
       throw inputError('REPORT_SCHEMA_VERSION', `${file}: report schema ${x.schema} is not supported by this onnxforge (it reads ${REPORT_SCHEMA})`, { file });
@@ -178,8 +182,8 @@ export function readReport(file: string): ReportDocument {
   for (const k of ['input', 'output']) {
     const m = x[k];
     if (m === undefined) continue;
-    if (!isObject(m) || typeof m.bytes !== 'number' || typeof m.nodes !== 'number' || !isObject(m.opCounts)) {
-      throw inputError('REPORT_BAD_FIELD', `${file}: field ${k} must have bytes, nodes and opCounts`, { file, field: k });
+    if (!isObject(m) || typeof m.bytes !== 'number' || (m.nodes !== undefined && typeof m.nodes !== 'number') || (m.opCounts !== undefined && !isObject(m.opCounts))) {
+      throw inputError('REPORT_BAD_FIELD', `${file}: field ${k} must have a numeric bytes (and optional nodes, opCounts)`, { file, field: k });
     }
   }
   return x as unknown as ReportDocument;

@@ -26,8 +26,8 @@ function sections(doc: ReportDocument): string {
     out.push('<h2>Summary</h2>');
     const rows = [
       ['size', formatBytes(i.bytes), formatBytes(o.bytes), i.bytes > 0 ? `${(o.bytes / i.bytes).toFixed(2)}x` : '-'],
-      ['nodes', String(i.nodes), String(o.nodes), `${o.nodes - i.nodes >= 0 ? '+' : ''}${o.nodes - i.nodes}`],
     ];
+    if (i.nodes !== undefined && o.nodes !== undefined) rows.push(['nodes', String(i.nodes), String(o.nodes), `${o.nodes - i.nodes >= 0 ? '+' : ''}${o.nodes - i.nodes}`]);
     if (doc.latency && doc.latency.length >= 2) {
       const [a, b] = doc.latency;
       rows.push(['latency p50', `${num(a!.p50, 2)} ms`, `${num(b!.p50, 2)} ms`, `${(b!.p50 / a!.p50).toFixed(2)}x`]);
@@ -35,7 +35,7 @@ function sections(doc: ReportDocument): string {
     out.push(table(['', 'before', 'after', 'change'], rows));
   } else if (i || o) {
     const m = (i ?? o)!;
-    out.push('<h2>Model</h2>', table(['', 'value'], [['size', formatBytes(m.bytes)], ['nodes', String(m.nodes)]]));
+    out.push('<h2>Model</h2>', table(['', 'value'], [['size', formatBytes(m.bytes)], ...(m.nodes !== undefined ? [['nodes', String(m.nodes)]] : [])]));
   }
   if (doc.accuracy?.length) {
     out.push('<h2>Accuracy</h2>', table(['metric', 'reference', 'this model'], doc.accuracy.map((a) => [a.metric, num(a.reference, 4), num(a.value, 4)])));

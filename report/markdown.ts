@@ -17,11 +17,12 @@ export function renderMarkdown(doc: ReportDocument): string {
     out.push('| | before | after | change |', '| --- | ---: | ---: | ---: |');
     if (i && o) {
       out.push(`| size | ${formatBytes(i.bytes)} | ${formatBytes(o.bytes)} | ${ratio(o.bytes, i.bytes)} |`);
-      out.push(`| nodes | ${i.nodes} | ${o.nodes} | ${o.nodes - i.nodes >= 0 ? '+' : ''}${o.nodes - i.nodes} |`);
+      if (i.nodes !== undefined && o.nodes !== undefined) out.push(`| nodes | ${i.nodes} | ${o.nodes} | ${o.nodes - i.nodes >= 0 ? '+' : ''}${o.nodes - i.nodes} |`);
       if (i.opset !== undefined || o.opset !== undefined) out.push(`| opset | ${i.opset ?? '-'} | ${o.opset ?? '-'} | |`);
     } else {
       const m = (i ?? o)!;
-      out.push(`| size | ${formatBytes(m.bytes)} | | |`, `| nodes | ${m.nodes} | | |`);
+      out.push(`| size | ${formatBytes(m.bytes)} | | |`);
+      if (m.nodes !== undefined) out.push(`| nodes | ${m.nodes} | | |`);
     }
     if (doc.latency && doc.latency.length >= 2) {
       const [a, b] = doc.latency;

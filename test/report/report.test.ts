@@ -85,6 +85,48 @@ describe('report rendering', () => {
   });
 });
 
+describe('reports of every command render through the common document', () => {
+  const write = (dir: string, name: string, x: unknown) => {
+    const f = path.join(dir, name);
+    fs.writeFileSync(f, JSON.stringify(x));
+    return f;
+  };
+  it('adapts quantize, prune, distill, bench, compare, gate and inspect reports, and refuses unknown versions', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxforge-adapt-'));
+    try {
+      const q = readReport(write(dir, 'q.json', {
+        schema: 'onnxforge.quantize/1', input: 'a/cls.onnx', output: 'cls.int8.onnx', mode: 'static',
+        size: { fp32Bytes: 1000, int8Bytes: 340, ratio: 0.34 }, latency: { fp32Ms: 2, int8Ms: 1.5, ratio: 0.75, runs: 20, threads: 1 },
+        outputs: [{ name: 'y', elements: 2, maxAbs: 0.01, maxRel: 0.1, meanAbs: 0.001, cosine: 0.999, sqnrDb: 31 }], evalSamples: 10,
+        accuracy: [{ metric: 'cls', fp32: { accuracy: 1 }, int8: { accuracy: 0.9 } }],
+        layers: [{ tensor: 'conv_out', producer: 'Conv', sqnrDb: 25, name: 'conv_out', elements: 1, maxAbs: 0, maxRel: 0, meanAbs: 0, cosine: 1 }],
+        quantization: { float: [{ node: 'hs', op: 'HardSwish', reason: 'no int8 kernel' }] }, wallMs: 1,
+      }));
+      expect(q.command).toBe('quantize');
+      expect(q.input!.bytes).toBe(1000);
+      expect(q.accuracy![0]).toEqual({ metric: 'cls', value: 0.9, reference: 1 });
+      expect(q.layers!.map((l) => l.precision)).toEqual(['int8', 'float']);
+      expect(renderMarkdown(q)).toMatch(/\| size \| 1000 B \| 340 B \| 0\.34x \|/);
+      const p = readReport(write(dir, 'p.json', { schema: 'onnxforge.prune/1', mode: 'channels', flops: { before: { totalFlops: 100, totalParams: 10 }, after: { totalFlops: 50, totalParams: 5 } }, latency: { beforeMs: 2, afterMs: 1, ratio: 0.5, runs: 5 }, explanations: [] }));
+      expect(p.notes!.join(' ')).toMatch(/0\.500x/);
+      const dd = readReport(write(dir, 'd.json', { schema: 'onnxforge.distill/1', teacher: 't.onnx', student: 's.onnx', output: 'o.onnx', size: { teacherBytes: 10, studentBeforeBytes: 8, studentBytes: 7 }, latency: { teacherMs: 2, studentMs: 1 }, agreement: { before: 0.5, after: 0.9, samples: 4 } }));
+      expect(dd.output!.bytes).toBe(7);
+      const b = readReport(write(dir, 'b.json', { schema: 'onnxforge.bench/1', models: [{ model: 'x/m.onnx', createMs: 1, stats: { p50: 1, p90: 2, mean: 1.2, min: 0.9 } }] }));
+      expect(b.latency![0]!.model).toBe('m.onnx');
+      const c = readReport(write(dir, 'c.json', { schema: 'onnxforge.compare/1', reference: 'a', candidate: 'b', tolerance: 1e-4, outputs: [{ name: 'y', maxAbs: 0.5, sqnrDb: 10, cosine: 0.9 }], pass: false }));
+      expect(c.budgets![0]!.verdict).toBe('fail');
+      const g = readReport(write(dir, 'g.json', { schema: 'onnxforge.gate/1', model: 'm.onnx', passed: true, checks: [{ metric: 'size', baseline: '1 B', current: '1 B', change: '+0.00%', budget: '<= +1.00%', verdict: 'pass' }] }));
+      expect(g.budgets![0]!.metric).toBe('size');
+      const i = readReport(write(dir, 'i.json', { schema: 'onnxforge.inspect/1', file: 'm.onnx', fileBytes: 99, nodes: 3, opCounts: { Conv: 3 }, parameters: { byOpType: { Conv: { count: 1, elements: 4, bytes: 16 } } } }));
+      expect(i.input!.paramBytesByOp).toEqual({ Conv: 16 });
+      for (const d of [q, p, dd, b, c, g, i]) expect(renderHtml(d)).toMatch(/^<!doctype html>/);
+      expect(() => readReport(write(dir, 'v.json', { schema: 'onnxforge.quantize/3' }))).toThrowError(/onnxforge.quantize\/3 is not supported.*onnxforge.quantize\/1/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('report command', () => {
   let dir: string;
   beforeAll(() => {
