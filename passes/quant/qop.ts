@@ -11,6 +11,7 @@
  * - MatMul -> QLinearMatMul(a_q, s_a, z_a, b_q, s_b, z_b, s_y, z_y) (b per column allowed);
  * - Add, Mul -> com.microsoft QLinearAdd / QLinearMul; GlobalAveragePool -> com.microsoft
  *   QLinearGlobalAveragePool (channels_last 0); AveragePool -> com.microsoft QLinearAveragePool;
+ * - a Relu between the op and a Q with zero point 0 is dropped (the Q's clamp at 0 is the Relu);
  * - data movement (Reshape, Transpose, Squeeze, Unsqueeze, Flatten, MaxPool, Slice) whose DQ and
  *   Q carry the same constant parameters runs on the uint8 tensor itself.
  *
@@ -54,10 +55,18 @@ function qOf(op: Node): Node | string {
   if (op.outputs.length !== 1) return 'the op has several outputs';
   const y = op.outputs[0]!;
   if (y.isGraphOutput) return 'the output is a graph output';
-  const c = y.consumers();
-  if (c.length !== 1 || c[0]!.opType !== 'QuantizeLinear' || y.uses.length !== 1) return 'the output does not feed exactly one QuantizeLinear';
+  let c = y.consumers();
+  // a Relu between the op and a Q whose zero point is the uint8 minimum is implied by the Q's clamp
+  const relu = c.length === 1 && y.uses.length === 1 && c[0]!.opType === 'Relu' && !c[0]!.outputs[0]!.isGraphOutput ? c[0]! : undefined;
+  if (relu) c = relu.outputs[0]!.consumers();
+  const from = relu ? relu.outputs[0]! : y;
+  if (c.length !== 1 || c[0]!.opType !== 'QuantizeLinear' || from.uses.length !== 1) return 'the output does not feed exactly one QuantizeLinear';
   const q = c[0]!;
   if (!q.inputs[2] || !constantOf(q.inputs[1]) || !constantOf(q.inputs[2])) return 'the QuantizeLinear has implicit or non-constant parameters';
+  if (relu) {
+    const z = constantOf(q.inputs[2])!;
+    if (z.dataType !== DataType.UINT8 || z.toNumbers().some((v) => v !== 0)) return 'a Relu precedes a QuantizeLinear whose zero point is not 0';
+  }
   return q;
 }
 
@@ -148,7 +157,9 @@ export function toQOperator(model: Model): QOperatorReport {
     g.insertBefore(n, repl);
     out.replaceAllUsesWith(y);
     report.converted[op] = (report.converted[op] ?? 0) + 1;
+    const relu = q.inputs[0]?.producer;
     removeIfDead(g, q);
+    if (relu && relu !== n) removeIfDead(g, relu);
     removeIfDead(g, n);
   }
   // DQ/Q nodes and parameters nobody reads any more
