@@ -21,11 +21,13 @@ import { evaluate } from '../../runtime/evaluate.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
 import type { Feed } from '../../runtime/host-tensor.js';
 import { measureLatency } from '../../runtime/latency.js';
-import { loadMetric, OutputError } from '../../runtime/metrics.js';
+import { loadMetric, OutputError, UserMetric } from '../../runtime/metrics.js';
 import { createSession, Session } from '../../runtime/session.js';
 import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
 import { toQOperator } from '../../passes/quant/qop.js';
 import { renderQuantizeModeReport, runQuantizeMode } from './quantize-modes.js';
+import type { Sample } from '../../calibration/data/index.js';
+import type { SessionOptions } from '../../runtime/session.js';
 import { parseShapeArg } from '../../calibration/data/generate.js';
 
 interface Args extends WriteArgs {
@@ -44,6 +46,9 @@ interface Args extends WriteArgs {
   reduceRange: boolean;
   symmetricActivations: boolean;
   latencyAware: string;
+  prefer: string;
+  maxAccuracyDrop?: number;
+  budgetKey?: string;
   excludeNodes?: string[];
   excludeOps?: string[];
   onlyOps?: string[];
@@ -98,9 +103,12 @@ export const quantizeCommand: CommandModule<object, Args> = {
         .option('percentile', { type: 'number', describe: 'percentile kept by --method percentile (default 99.999)' })
         .option('moving-average', { type: 'number', describe: 'minmax with an exponential moving average of per-sample extremes (constant in (0, 1])' })
         .option('per-channel', { type: 'boolean', default: true, describe: 'one weight scale per output channel (--no-per-channel for per-tensor)' })
-        .option('reduce-range', { type: 'boolean', default: false, describe: 'int8 weights limited to [-64, 64] (avoids AVX2 saturation)' })
+        .option('reduce-range', { type: 'boolean', default: true, describe: 'int8 weights limited to [-64, 64] (avoids the saturation of AVX2 u8 x s8 pair sums; --no-reduce-range for full range)' })
         .option('symmetric-activations', { type: 'boolean', default: false, describe: 'symmetric activation ranges (zero point 128)' })
-        .option('latency-aware', { type: 'string', choices: ['off'], default: 'off', describe: 'return slower int8 layers to float (arrives later; only off now)' })
+        .option('latency-aware', { type: 'string', choices: ['on', 'off'], default: 'on', describe: 'profile int8 and float layers in onnxruntime and keep in float what is slower in int8 (off: quantize everything quantizable)' })
+        .option('prefer', { type: 'string', choices: ['speed', 'size'], default: 'speed', describe: 'layers kept float for latency keep float weights (speed) or int8 weights behind a DequantizeLinear (size, slower)' })
+        .option('max-accuracy-drop', { type: 'number', describe: 'accuracy budget: return the most sensitive layers to float until FP32 score - INT8 score <= this (needs --eval and --metric)' })
+        .option('budget-key', { type: 'string', describe: 'metric field the budget applies to (default: the first field; key:min for lower-is-better fields such as cer:min)' })
         .option('exclude-nodes', { type: 'string', array: true, describe: 'node names left in float (comma-separated or repeated)' })
         .option('exclude-ops', { type: 'string', array: true, describe: 'op types left in float' })
         .option('only-ops', { type: 'string', array: true, describe: 'quantize only these op types' })
@@ -139,7 +147,7 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
   const t0 = performance.now();
   if (a.mode !== 'static') throw inputError('USAGE_BAD_VALUE', `--mode ${a.mode}: only static is supported`);
   if (!a.calibration) throw inputError('USAGE_MISSING', '--mode static needs --calibration SPEC');
-  if (a.latencyAware !== 'off') throw inputError('USAGE_BAD_VALUE', `--latency-aware=${a.latencyAware}: only off is supported for now`);
+  if (a.maxAccuracyDrop !== undefined && (!a.eval || !a.metric)) throw inputError('USAGE_MISSING', '--max-accuracy-drop needs --eval SPEC and --metric MODULE (the score the budget applies to)');
   if (!Number.isInteger(a.threads) || a.threads < 0) throw inputError('USAGE_BAD_VALUE', `--threads must be a non-negative integer, got ${a.threads}`);
   if (!Number.isInteger(a.latencyRuns) || a.latencyRuns < 1) throw inputError('USAGE_BAD_VALUE', `--latency-runs must be a positive integer, got ${a.latencyRuns}`);
   if (a.metric && !a.eval) throw inputError('USAGE_MISSING', '--metric needs --eval SPEC (labelled evaluation data)');
@@ -174,6 +182,13 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
   if (wo) opts.weightOnlyNodes = wo;
   let prepared: Model | undefined;
   if (a.debugLayers) opts.onPrepared = (m) => (prepared = cloneModel(m));
+  opts.latencyAware = a.latencyAware as 'on' | 'off';
+  opts.prefer = a.prefer as 'speed' | 'size';
+  if (a.maxAccuracyDrop !== undefined) {
+    const evalPrep = a.evalPreprocess ?? a.preprocess;
+    const src = () => openDataSource(a.eval!, inputs, { shapes, ...(evalPrep ? { preprocess: evalPrep } : {}), ...(a.limit !== undefined ? { limit: a.limit } : {}) });
+    opts.accuracy = { maxDrop: a.maxAccuracyDrop, evaluate: budgetScorer(metrics[0]!, a.budgetKey, fp32, src, so) };
+  }
 
   const bar = new ProgressBar({ label: 'calibrating', ...(a.json ? { enabled: false } : {}) });
   let ticks = 0;
@@ -231,6 +246,24 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
   }
 }
 
+/** The score the accuracy budget applies to: one field of the first metric, higher is better (negated for key:min). */
+function budgetScorer(metric: { name: string; fn: UserMetric }, key: string | undefined, fp32: Session, src: () => AsyncIterable<Sample>, so: SessionOptions): (m: Model) => Promise<number> {
+  const [field, dir] = (key ?? '').split(':');
+  if (dir !== undefined && dir !== 'min' && dir !== 'max') throw inputError('USAGE_BAD_VALUE', `--budget-key ${key}: the direction must be min or max`);
+  return async (m) => {
+    const s = await createSessionFromModel(m, so, '(budget candidate)');
+    try {
+      const ev = await evaluate(s, fp32, src(), { metrics: [metric] });
+      const r = ev.metrics[metric.name] ?? {};
+      const k = field || Object.keys(r)[0];
+      if (!k || !(k in r)) throw inputError('USAGE_BAD_VALUE', `--budget-key: metric ${metric.name} has no field '${k ?? ''}' (fields: ${Object.keys(r).join(', ')})`);
+      return dir === 'min' ? -r[k]! : r[k]!;
+    } finally {
+      await s.dispose();
+    }
+  };
+}
+
 function stripLarge(q: QuantizeStaticReport): Omit<QuantizeStaticReport, 'ranges' | 'dequantized'> {
   const { ranges: _r, dequantized: _d, ...rest } = q;
   return rest;
@@ -277,6 +310,14 @@ export function renderQuantizeReport(r: QuantizeCommandReport): string {
   );
   const floatOps = Object.entries(q.floatOps).sort((x, y) => y[1] - x[1]);
   if (floatOps.length) parts.push(renderTable(['float ops', 'count'], floatOps.map(([k, v]) => [k, v]), { title: 'ops left in float' }));
+  if (q.latency) {
+    const l = q.latency;
+    parts.push(renderTable(['kept float (latency)', 'op', 'float µs', 'int8 µs', 'weights'], l.floated.map((f) => [f.node, f.op, fmt(f.floatUs, 0), fmt(f.int8Us, 0), f.weights]), { title: `latency-aware (${l.rounds} profiling rounds, prefer ${l.prefer}): ${l.floated.length} layers kept float, ${l.kept.length} int8; float weights cost ${formatBytes(l.extraBytes)} more than int8` }));
+  }
+  if (q.accuracy) {
+    const c = q.accuracy;
+    parts.push(renderTable(['returned to float (accuracy)', 'op', 'SQNR dB', 'loses dB'], c.floated.map((f) => [f.node, f.op, fmt(f.sqnrDb, 1), fmt(f.lossDb, 1)]), { title: `accuracy budget ${c.maxDrop}: FP32 ${fmt(c.reference, 4)}, INT8 ${fmt(c.score, 4)} (drop ${fmt(c.drop, 4)}) ${c.met ? 'met' : 'NOT met'} after ${c.trials.length} evaluations; int8 weights kept` }));
+  }
   if (q.float.length) parts.push(renderTable(['left float', 'op', 'reason'], q.float.map((f) => [f.node, f.op, f.reason]), { title: `${q.float.length} quantizable nodes left in float` }));
   if (r.layers) parts.push(renderTable(['tensor', 'producer', 'SQNR dB', 'max abs err'], r.layers.slice(0, 30).map((l) => [l.tensor, l.producer, fmt(l.sqnrDb, 1), l.maxAbs.toPrecision(3)]), { title: `per-layer SQNR, worst ${Math.min(30, r.layers.length)} of ${r.layers.length}` }));
   for (const w of q.warnings) parts.push(`warning: ${w}`);
