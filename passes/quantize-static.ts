@@ -18,6 +18,8 @@ import { constantOf, Model, Node, Value } from '../graph/ir.js';
 import { cloneModel, serializeModel } from '../graph/onnx/index.js';
 import { profileModel, OpProfileRow } from '../runtime/profile.js';
 import { layerErrors } from './quant/debug.js';
+import { createSessionFromModel } from '../runtime/from-model.js';
+import { OutputComparison } from '../runtime/metrics.js';
 import { attributeProfiles, BudgetTrial, decideLatency, rankSensitivity, searchAccuracyBudget, UnitTiming } from './quant/search.js';
 import type { Sample } from '../calibration/data/index.js';
 import type { Feed } from '../runtime/host-tensor.js';
@@ -80,8 +82,14 @@ export interface AccuracyBudgetOptions {
   reference?: number;
   /** Most evaluations of quantized candidates (default 10). */
   maxTrials?: number;
-  /** Calibration samples used for the per-layer SQNR ranking (default 8). */
+  /** Calibration samples used for the ranking (default 8 for 'sqnr', 4 for 'output'). */
   debugSamples?: number;
+  /**
+   * How layers are ranked: 'output' (default) measures, for each int8 layer alone returned to float,
+   * how much the model outputs' SQNR vs float improves on a few calibration samples; 'sqnr' ranks by
+   * the SQNR a layer loses itself (cheaper; misled by clipped outliers that later layers normalize away).
+   */
+  rank?: 'output' | 'sqnr';
 }
 
 export interface LatencyReport {
@@ -101,7 +109,8 @@ export interface AccuracyReport {
   score: number;
   drop: number;
   met: boolean;
-  floated: Array<{ node: string; op: string; sqnrDb: number; lossDb: number }>;
+  floated: Array<{ node: string; op: string; sqnrDb: number; lossDb: number; gainDb?: number }>;
+  rank: 'output' | 'sqnr';
   trials: BudgetTrial[];
   ms: number;
 }
@@ -391,17 +400,19 @@ async function accuracySearch(prepared: Model, nodes: Node[], source: SampleSour
   const reference = o.reference ?? (await o.evaluate(cloneModel(prepared)));
   const base = await build(floats, weightOnly, 'compact');
   const s0 = await o.evaluate(base.model);
-  const report: AccuracyReport = { maxDrop: o.maxDrop, reference, score: s0, drop: reference - s0, met: reference - s0 <= o.maxDrop, floated: [], trials: [], ms: 0 };
+  const rankBy = o.rank ?? 'output';
+  const report: AccuracyReport = { maxDrop: o.maxDrop, reference, score: s0, drop: reference - s0, met: reference - s0 <= o.maxDrop, floated: [], rank: rankBy, trials: [], ms: 0 };
   if (report.met) {
     report.trials.push({ floated: 0, score: s0, drop: reference - s0, ok: true });
     report.ms = performance.now() - t0;
     return report;
   }
   // per-layer SQNR of this build on a few calibration samples
+  const nSamples = o.debugSamples ?? (rankBy === 'output' ? 4 : 8);
   async function* limited() {
     let i = 0;
     for await (const s of source()) {
-      if (i++ >= (o.debugSamples ?? 8)) break;
+      if (i++ >= nSamples) break;
       yield s;
     }
   }
@@ -410,7 +421,22 @@ async function accuracySearch(prepared: Model, nodes: Node[], source: SampleSour
     .map((u, k) => ({ u, index: base.unitIdx[k]! }))
     .filter(({ u }) => !u.weightOnly)
     .map(({ u, index }) => ({ index, inputs: u.activationInputs.map((i) => nodes[index]!.inputs[i]!.name), output: outputNameIn(nodes[index]!, u.activation !== undefined) }));
-  const ranked = rankSensitivity(errors, units);
+  let ranked = rankSensitivity(errors, units);
+  const gains = new Map<number, number>();
+  if (rankBy === 'output') {
+    const samples: Sample[] = [];
+    for await (const s of limited()) samples.push(s);
+    const outSqnr = await outputSqnr(prepared, samples);
+    const base0 = await outSqnr(base.model);
+    for (const r of ranked) {
+      const f = new Map(floats);
+      const w = new Set(weightOnly);
+      f.set(r.index, 'candidate');
+      w.add(r.index);
+      gains.set(r.index, (await outSqnr((await build(f, w, 'compact')).model)) - base0);
+    }
+    ranked = [...ranked].sort((a, b) => gains.get(b.index)! - gains.get(a.index)!);
+  }
   const res = await searchAccuracyBudget(
     ranked.map((r) => r.index),
     reference,
@@ -426,9 +452,10 @@ async function accuracySearch(prepared: Model, nodes: Node[], source: SampleSour
   const byIdx = new Map(ranked.map((r) => [r.index, r]));
   for (const i of res.floated) {
     const r = byIdx.get(i)!;
-    floats.set(i, `accuracy budget: loses ${r.lossDb.toFixed(1)} dB SQNR (output ${r.sqnrDb.toFixed(1)} dB); int8 weights kept`);
+    const g = gains.get(i);
+    floats.set(i, `accuracy budget: ${g !== undefined ? `alone in float it raises the output SQNR by ${g.toFixed(1)} dB; ` : ''}loses ${r.lossDb.toFixed(1)} dB SQNR itself (output ${r.sqnrDb.toFixed(1)} dB); int8 weights kept`);
     weightOnly.add(i);
-    report.floated.push({ node: nodes[i]!.name ?? nodes[i]!.label, op: nodes[i]!.opType, sqnrDb: r.sqnrDb, lossDb: r.lossDb });
+    report.floated.push({ node: nodes[i]!.name ?? nodes[i]!.label, op: nodes[i]!.opType, sqnrDb: r.sqnrDb, lossDb: r.lossDb, ...(g !== undefined ? { gainDb: g } : {}) });
   }
   report.score = res.score;
   report.drop = res.drop;
@@ -436,6 +463,28 @@ async function accuracySearch(prepared: Model, nodes: Node[], source: SampleSour
   report.trials = res.trials;
   report.ms = performance.now() - t0;
   return report;
+}
+
+/** A function giving the lowest output SQNR (dB) of a model against the float model on `samples`. */
+async function outputSqnr(floatModel: Model, samples: readonly Sample[]): Promise<(m: Model) => Promise<number>> {
+  const so = { intraOpNumThreads: 1, allowSpinning: false };
+  const fs = await createSessionFromModel(floatModel, so, '(float model)');
+  const refs: Feed[] = [];
+  try {
+    for (const s of samples) refs.push(await fs.run(s.feed));
+  } finally {
+    await fs.dispose();
+  }
+  return async (m) => {
+    const qs = await createSessionFromModel(m, so, '(candidate)');
+    const cmp = new OutputComparison();
+    try {
+      for (let i = 0; i < samples.length; i++) cmp.add(await qs.run(samples[i]!.feed), refs[i]!, samples[i]!.id);
+    } finally {
+      await qs.dispose();
+    }
+    return Math.min(...cmp.result().map((e) => (Number.isFinite(e.sqnrDb) ? e.sqnrDb : 200)));
+  };
 }
 
 /** The tensor a unit writes: the compute node's output, or that of the Relu/Clip it absorbed. */
