@@ -81,6 +81,9 @@ export interface QuantizeJobResult {
 export interface BudgetSpec {
   key: string;
   maxDrop: number;
+  /** Calibration samples for the ranking, and most evaluations (time: det pages are large). */
+  debugSamples?: number;
+  maxTrials?: number;
 }
 
 /**
@@ -91,7 +94,7 @@ export interface BudgetSpec {
 export function budgetFor(name: Case['name'], devSamples: number): BudgetSpec {
   if (name === 'cls') return { key: 'accuracy', maxDrop: 1 / devSamples + 1e-9 };
   if (name === 'rec') return { key: 'lineAccuracy', maxDrop: 2 / devSamples + 1e-9 };
-  return { key: 'mapIoU', maxDrop: 0.045 };
+  return { key: 'mapIoU', maxDrop: 0.045, debugSamples: 2, maxTrials: 7 };
 }
 
 /** A scorer over `dev` with the FP32 outputs computed once (det's metric compares with them). */
@@ -122,7 +125,11 @@ export async function quantizeJob(modelPath: string, outPath: string, calibSpec:
   await probe.dispose();
   const loadMs = performance.now() - t0;
   const opts: QuantizeStaticOptions = { sessionOptions: ONE_THREAD, ...options };
-  if (budget) opts.accuracy = { maxDrop: budget.spec.maxDrop, evaluate: await devScorer(budget.name, modelPath, budget.devSpec, prep, budget.spec.key) };
+  if (budget) {
+    opts.accuracy = { maxDrop: budget.spec.maxDrop, evaluate: await devScorer(budget.name, modelPath, budget.devSpec, prep, budget.spec.key) };
+    if (budget.spec.debugSamples !== undefined) opts.accuracy.debugSamples = budget.spec.debugSamples;
+    if (budget.spec.maxTrials !== undefined) opts.accuracy.maxTrials = budget.spec.maxTrials;
+  }
   const r = await quantizeStatic(model, () => openDataSource(calibSpec, inputs, { preprocess: prep }), opts);
   const issues = checkModel(model);
   if (issues.length) throw new Error(`checker: ${issues.map((i) => i.message).join('; ')}`);

@@ -576,6 +576,8 @@ const pass = definePass<{
   onlyOps: string[];
   activationMatMul: boolean;
   prepare: boolean;
+  latencyAware: string;
+  prefer: string;
 }>({
   name: 'quantize-static',
   description: 'Static INT8 quantization (QDQ, uint8 activations, int8 per-channel weights, int32 biases) calibrated on ctx.data.calibration.',
@@ -591,6 +593,8 @@ const pass = definePass<{
     onlyOps: { type: 'string[]', default: [], description: 'When not empty, only these op types run in int8.' },
     activationMatMul: { type: 'boolean', default: false, description: 'Also quantize MatMul of two activations.' },
     prepare: { type: 'boolean', default: true, description: 'Run the default and fuse presets and upgrade to opset 13 first.' },
+    latencyAware: { type: 'enum', values: ['on', 'off'], default: 'off', description: 'Profile int8 and float layers in onnxruntime and keep in float what is slower in int8.' },
+    prefer: { type: 'enum', values: ['speed', 'size'], default: 'speed', description: 'Layers kept float for latency keep float weights (speed) or int8 weights behind a DequantizeLinear (size).' },
   },
   async run(model, o, ctx) {
     const source = toSampleSource(ctx.data.calibration);
@@ -604,6 +608,8 @@ const pass = definePass<{
       excludeOps: o.excludeOps,
       activationMatMul: o.activationMatMul,
       prepare: o.prepare,
+      latencyAware: o.latencyAware as 'on' | 'off',
+      prefer: o.prefer as 'speed' | 'size',
     };
     if (o.onlyOps.length) opts.onlyOps = o.onlyOps;
     const r = await quantizeStatic(model, source, opts, ctx);

@@ -49,6 +49,7 @@ interface Args extends WriteArgs {
   prefer: string;
   maxAccuracyDrop?: number;
   budgetKey?: string;
+  budgetRank: string;
   excludeNodes?: string[];
   excludeOps?: string[];
   onlyOps?: string[];
@@ -108,6 +109,7 @@ export const quantizeCommand: CommandModule<object, Args> = {
         .option('latency-aware', { type: 'string', choices: ['on', 'off'], default: 'on', describe: 'profile int8 and float layers in onnxruntime and keep in float what is slower in int8 (off: quantize everything quantizable)' })
         .option('prefer', { type: 'string', choices: ['speed', 'size'], default: 'speed', describe: 'layers kept float for latency keep float weights (speed) or int8 weights behind a DequantizeLinear (size, slower)' })
         .option('max-accuracy-drop', { type: 'number', describe: 'accuracy budget: return the most sensitive layers to float until FP32 score - INT8 score <= this (needs --eval and --metric)' })
+        .option('budget-rank', { type: 'string', choices: ['output', 'sqnr'], default: 'output', describe: 'how the budget ranks layers: output SQNR each recovers alone in float (measured), or the SQNR each loses itself (cheaper)' })
         .option('budget-key', { type: 'string', describe: 'metric field the budget applies to (default: the first field; key:min for lower-is-better fields such as cer:min)' })
         .option('exclude-nodes', { type: 'string', array: true, describe: 'node names left in float (comma-separated or repeated)' })
         .option('exclude-ops', { type: 'string', array: true, describe: 'op types left in float' })
@@ -187,7 +189,7 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
   if (a.maxAccuracyDrop !== undefined) {
     const evalPrep = a.evalPreprocess ?? a.preprocess;
     const src = () => openDataSource(a.eval!, inputs, { shapes, ...(evalPrep ? { preprocess: evalPrep } : {}), ...(a.limit !== undefined ? { limit: a.limit } : {}) });
-    opts.accuracy = { maxDrop: a.maxAccuracyDrop, evaluate: budgetScorer(metrics[0]!, a.budgetKey, fp32, src, so) };
+    opts.accuracy = { maxDrop: a.maxAccuracyDrop, evaluate: budgetScorer(metrics[0]!, a.budgetKey, fp32, src, so), rank: a.budgetRank as 'output' | 'sqnr' };
   }
 
   const bar = new ProgressBar({ label: 'calibrating', ...(a.json ? { enabled: false } : {}) });
@@ -316,7 +318,7 @@ export function renderQuantizeReport(r: QuantizeCommandReport): string {
   }
   if (q.accuracy) {
     const c = q.accuracy;
-    parts.push(renderTable(['returned to float (accuracy)', 'op', 'SQNR dB', 'loses dB'], c.floated.map((f) => [f.node, f.op, fmt(f.sqnrDb, 1), fmt(f.lossDb, 1)]), { title: `accuracy budget ${c.maxDrop}: FP32 ${fmt(c.reference, 4)}, INT8 ${fmt(c.score, 4)} (drop ${fmt(c.drop, 4)}) ${c.met ? 'met' : 'NOT met'} after ${c.trials.length} evaluations; int8 weights kept` }));
+    parts.push(renderTable(['returned to float (accuracy)', 'op', 'output gain dB', 'SQNR dB', 'loses dB'], c.floated.map((f) => [f.node, f.op, f.gainDb !== undefined ? fmt(f.gainDb, 2) : '-', fmt(f.sqnrDb, 1), fmt(f.lossDb, 1)]), { title: `accuracy budget ${c.maxDrop} (ranked by ${c.rank}): FP32 ${fmt(c.reference, 4)}, INT8 ${fmt(c.score, 4)} (drop ${fmt(c.drop, 4)}) ${c.met ? 'met' : 'NOT met'} after ${c.trials.length} evaluations; int8 weights kept` }));
   }
   if (q.float.length) parts.push(renderTable(['left float', 'op', 'reason'], q.float.map((f) => [f.node, f.op, f.reason]), { title: `${q.float.length} quantizable nodes left in float` }));
   if (r.layers) parts.push(renderTable(['tensor', 'producer', 'SQNR dB', 'max abs err'], r.layers.slice(0, 30).map((l) => [l.tensor, l.producer, fmt(l.sqnrDb, 1), l.maxAbs.toPrecision(3)]), { title: `per-layer SQNR, worst ${Math.min(30, r.layers.length)} of ${r.layers.length}` }));
