@@ -280,7 +280,7 @@ async function runCase(c: Case, method: QuantizeStaticOptions['method'] | undefi
     }
     if (rep.accuracy) {
       const a = rep.accuracy;
-      notes.push(`${tag}: accuracy budget ${a.met ? 'met' : 'NOT met'} (FP32 ${a.reference.toFixed(4)}, INT8 ${a.score.toFixed(4)}, ${a.trials.length} evaluations); returned to float (int8 weights kept): ${a.floated.map((f) => `${f.node} (-${f.lossDb.toFixed(1)} dB)`).join(', ') || 'none'}`);
+      notes.push(`${tag}: accuracy budget ${a.met ? 'met' : 'NOT met'} (FP32 ${a.reference.toFixed(4)}, INT8 ${a.score.toFixed(4)}, ${a.trials.length} evaluations); returned to float (int8 weights kept): ${a.floated.map((f) => `${f.node}${f.gainDb !== undefined ? ` (+${f.gainDb.toFixed(2)} dB output SQNR alone)` : ''}`).join(', ') || 'none'}`);
     }
     notes.push(...rep.warnings.map((w) => `${tag}: warning: ${w}`));
   }

@@ -6,7 +6,8 @@
  *   feeds only the Q, as onnxruntime's fusion requires); scale is a float32 scalar, zp an explicit
  *   uint8 scalar;
  * - the weight of each compute unit becomes an int8 initializer behind DQ(scale[C], axis), the zero
- *   point left out (0 by definition for symmetric weights); the bias an int32 initializer behind DQ(s_x * s_w[C], axis 0) with the zero point left out
+ *   point left out (0 by definition for symmetric weights); reduce-range ([-64, 64]) applies only to
+ *   units that run in int8, weight-only units keep [-127, 127]; the bias an int32 initializer behind DQ(s_x * s_w[C], axis 0) with the zero point left out
  *   (0 by definition; onnxruntime moves only the int32 data into QLinearConv/QGemm);
  * - float Constant nodes and initializers left without readers are removed, so the float weights go.
  */
@@ -99,10 +100,13 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
     const xs = hasBias ? params.get(u.node.inputs[u.activationInputs[0]!]!) : undefined;
     if (hasBias && !xs) throw inputError('QUANT_INTERNAL', `no input scale for ${u.node.label}`, { node: u.node.name });
     const floor = hasBias ? biasScaleFloor(constantOf(u.node.inputs[u.biasIndex])!.toFloat32(), xs!.scale, u.axis !== undefined) : undefined;
-    const key = `${wv.name}|${u.axis ?? 'tensor'}|${floor ? Array.from(floor).join(',') : ''}`;
+    // weight-only units run a float kernel after the DequantizeLinear: no u8 x s8 int16 pair sums to
+    // saturate, so they always get the full [-127, 127] range (det: map IoU 0.95 -> 0.99 all weight-only)
+    const reduce = o.reduceRange && !u.weightOnly;
+    const key = `${wv.name}|${u.axis ?? 'tensor'}|${floor ? Array.from(floor).join(',') : ''}|${reduce}`;
     let entry = weightCache.get(key);
     if (!entry) {
-      entry = quantizeWeightInput(g, names, u, wv, o.reduceRange, floor);
+      entry = quantizeWeightInput(g, names, u, wv, reduce, floor);
       weightCache.set(key, entry);
       stats.weights++;
     }

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { checkModel } from '../../graph/checker.js';
 import { GraphBuilder } from '../../graph/builder.js';
-import type { Model } from '../../graph/ir.js';
+import { constantOf, Model } from '../../graph/ir.js';
 import { cloneModel } from '../../graph/onnx/index.js';
 import { Tensor } from '../../graph/tensor.js';
 import type { Sample } from '../../calibration/data/index.js';
@@ -73,11 +73,15 @@ describe('quantize-static latency-aware (injected profiles)', () => {
   it('keeps int8 weights behind a DequantizeLinear with prefer size', async () => {
     const m = convRelu();
     const { profiler } = mockProfiler({ conv1: 100, conv2: 100 }, { conv1: 60, conv2: 300 });
-    const r = await quantizeStatic(m, calib, { latencyAware: 'on', prefer: 'size', latency: { profiler, runs: 1, feeds: 1 } });
+    const r = await quantizeStatic(m, calib, { latencyAware: 'on', prefer: 'size', reduceRange: true, latency: { profiler, runs: 1, feeds: 1 } });
     expect(r.latency!.floated[0]!.weights).toBe('int8');
     expect(r.latency!.extraBytes).toBe(0);
     const w = byName(m, 'conv2').inputs[1]!.producer!;
     expect(w.opType).toBe('DequantizeLinear');
+    // reduce-range applies to the int8 conv only; the weight-only one (float kernel) keeps [-127, 127]
+    const maxAbs = (t: Tensor | undefined) => Math.max(...Array.from(t!.toNumbers(), (x) => Math.abs(Number(x))));
+    expect(maxAbs(constantOf(w.inputs[0]))).toBe(127);
+    expect(maxAbs(constantOf(byName(m, 'conv1').inputs[1]!.producer!.inputs[0]))).toBeLessThanOrEqual(64);
     // its output is float: no Q after it
     expect(nodesOf(m, 'QuantizeLinear').some((q) => q.inputs[0] === byName(m, 'conv2').outputs[0])).toBe(false);
   });
