@@ -59,6 +59,12 @@ export interface ChannelPlan {
   cuts: ConsumerCut[];
   /** Rewrites the model. */
   apply(): void;
+  /**
+   * The original channel indices (along the channel axis) that tensor `name` keeps after `apply()`,
+   * or undefined when pruning does not follow that tensor or a channel spans several positions
+   * (flattened features). A tensor whose channels all stay gets every index.
+   */
+  keptChannels(name: string): number[] | undefined;
 }
 
 /** Analyses the model and chooses the channels, without changing anything until `apply()`. */
@@ -124,6 +130,11 @@ export function planChannels(model: Model, o: Partial<PruneChannelsOptions>, exp
     report: { ratio, criterion, scope, groups, channelsBefore: before, channelsAfter: after },
     cuts,
     apply: () => void applyChannelPruning(model.graph, a, sel.keep),
+    keptChannels: (name) => {
+      const m = [...a.maps].find(([v]) => v.name === name)?.[1];
+      if (!m || (m.inner.value ?? 1) !== 1) return undefined;
+      return keptIndices(a, m, sel.keep);
+    },
   };
 }
 

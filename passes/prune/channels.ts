@@ -102,7 +102,9 @@ export interface SelectOptions {
 /**
  * Chooses the channels to keep. `layer`: each space drops round(ratio * C) channels of lowest
  * importance. `global`: importances are divided by their space's mean, then the round(ratio * total)
- * lowest across all spaces are dropped, each space keeping at least `minChannels`.
+ * lowest across all spaces are dropped, each space keeping at least `minChannels`. With `roundTo` q,
+ * kept counts are multiples of q and the total removed is within q/2 of round(ratio * total) (see
+ * `roundGlobal`).
  */
 export function selectChannels(a: DependencyAnalysis, importance: Map<number, Float64Array>, o: SelectOptions): Selection {
   const keep = new Map<number, number[]>();
@@ -132,7 +134,12 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
       dropped.set(e.space, set);
       done++;
     }
-    for (const [id, set] of dropped) keep.set(id, Array.from({ length: a.spaces[id]!.size }, (_, i) => i).filter((i) => !set.has(i)));
+    const q = Math.max(1, o.roundTo ?? 1);
+    if (q === 1) {
+      for (const [id, set] of dropped) keep.set(id, Array.from({ length: a.spaces[id]!.size }, (_, i) => i).filter((i) => !set.has(i)));
+    } else {
+      for (const [id, kept] of roundGlobal(spaces.filter((s) => !o.ratios?.has(s.id)), importance, dropped, budget, q, minKeep)) keep.set(id, kept);
+    }
   }
   for (const s of spaces) {
     const r = o.ratios?.get(s.id) ?? (o.scope === 'layer' ? o.ratio : undefined);
@@ -148,6 +155,70 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
     keep.set(s.id, topK(importance.get(s.id)!, s.size - drop));
   }
   return { keep, skipped };
+}
+
+/**
+ * Global selection in blocks of q: each space's kept count is rounded to the nearest multiple of q
+ * (at least q; spaces of at most q channels stay whole), then whole blocks are moved until the total
+ * removed is within q/2 of `budget`: while short, the space whose next q kept channels have the
+ * lowest mean-normalized importance gives them up; while over, the space whose last removed block
+ * scores highest gets it back. Each space keeps its most important channels.
+ */
+function roundGlobal(spaces: Space[], importance: Map<number, Float64Array>, dropped: Map<number, Set<number>>, budget: number, q: number, minKeep: number): Map<number, number[]> {
+  const order = new Map<number, { sorted: number[]; norm: Float64Array }>();
+  const kept = new Map<number, number>();
+  let removed = 0;
+  for (const s of spaces) {
+    const imp = importance.get(s.id)!;
+    const mean = imp.reduce((x, y) => x + y, 0) / Math.max(1, imp.length);
+    const norm = imp.map((x) => (mean > 0 ? x / mean : 0));
+    const sorted = Array.from(norm.keys()).sort((x, y) => norm[y]! - norm[x]! || x - y);
+    order.set(s.id, { sorted, norm });
+    const want = s.size - (dropped.get(s.id)?.size ?? 0);
+    const k = s.size <= q ? s.size : Math.min(s.size, Math.max(q, minKeep, Math.round(want / q) * q));
+    kept.set(s.id, k);
+    removed += s.size - k;
+  }
+  // mean normalized importance of channels [from, to) in a space's importance order
+  const blockScore = (id: number, from: number, to: number) => {
+    const { sorted, norm } = order.get(id)!;
+    let t = 0;
+    for (let i = from; i < to; i++) t += norm[sorted[i]!]!;
+    return t / Math.max(1, to - from);
+  };
+  for (let guard = 0; guard < 10000; guard++) {
+    if (removed < budget - q / 2) {
+      let best = -1;
+      let score = Infinity;
+      for (const s of spaces) {
+        const k = kept.get(s.id)!;
+        if (k - q < Math.max(q, minKeep)) continue;
+        const sc = blockScore(s.id, k - q, k);
+        if (sc < score) (score = sc), (best = s.id);
+      }
+      if (best < 0) break;
+      kept.set(best, kept.get(best)! - q);
+      removed += q;
+    } else if (removed > budget + q / 2) {
+      let best = -1;
+      let score = -Infinity;
+      for (const s of spaces) {
+        const k = kept.get(s.id)!;
+        if (k + q > s.size) continue;
+        const sc = blockScore(s.id, k, k + q);
+        if (sc > score) (score = sc), (best = s.id);
+      }
+      if (best < 0) break;
+      kept.set(best, kept.get(best)! + q);
+      removed -= q;
+    } else break;
+  }
+  const out = new Map<number, number[]>();
+  for (const s of spaces) {
+    const k = kept.get(s.id)!;
+    if (k < s.size) out.set(s.id, order.get(s.id)!.sorted.slice(0, k).sort((x, y) => x - y));
+  }
+  return out;
 }
 
 /** Kept indices along the axis of `m` (segments laid side by side, each channel repeated `inner`). */

@@ -13,14 +13,14 @@ export function matchesAny(patterns: readonly string[], names: ReadonlyArray<str
 }
 
 /**
- * Parses `name=ratio` entries (per-layer overrides). Throws with a sentence naming the bad entry.
+ * Parses `name=ratio` entries (per-layer overrides; ratio 0 keeps the layer whole). Throws with a sentence naming the bad entry.
  */
 export function parseLayerRatios(entries: readonly string[], onError: (msg: string) => never): Array<{ pattern: string; ratio: number }> {
   return entries.map((e) => {
     const k = e.lastIndexOf('=');
     const ratio = k > 0 ? Number(e.slice(k + 1)) : NaN;
     if (k <= 0 || !Number.isFinite(ratio)) onError(`'${e}' is not of the form name=ratio`);
-    if (!(ratio > 0 && ratio < 1)) onError(`the ratio in '${e}' must be in (0, 1)`);
+    if (!(ratio >= 0 && ratio < 1)) onError(`the ratio in '${e}' must be in [0, 1) (0 keeps the layer whole)`);
     return { pattern: e.slice(0, k), ratio };
   });
 }

@@ -8,7 +8,7 @@ import { constantOf } from '../../graph/ir.js';
 import { countFlops } from '../../report/flops.js';
 import { toSparseStorage, sparseEncode } from '../../passes/prune/sparse.js';
 import { deployedSizes } from '../../passes/prune/deploy.js';
-import { pruneChannels } from '../../passes/prune-channels.js';
+import { planChannels, pruneChannels } from '../../passes/prune-channels.js';
 import { f32, feedFor, maxAbsDiff, run, weight, weights } from './helpers.js';
 
 describe('FLOP counter', () => {
@@ -81,5 +81,54 @@ describe('kept-channel rounding', () => {
     pruneChannels(m, { ratio: 0.3, roundTo: 8 });
     // 32 - round(9.6) = 22 kept, rounded to 24
     expect(constantOf(m.graph.nodes.find((n) => n.name === 'conv')!.input(1))!.dims).toEqual([24, 3, 1, 1]);
+  });
+});
+
+describe('global selection with roundTo', () => {
+  /** x -> conv a (sizes[0] channels) -> conv b (sizes[1]) -> ... -> conv out (2 channels). */
+  function chain(sizes: number[]) {
+    const b = new GraphBuilder({ opset: 13 });
+    const x = b.input('x', 'float32', [1, 3, 4, 4]);
+    let v = x;
+    let cin = 3;
+    sizes.forEach((c, i) => {
+      [v] = b.op('Conv', [v, weight(b, `w${i}`, f32([c, cin, 1, 1], weights([c, cin, 1, 1], i + 1)))], {}, { name: `conv${i}` }) as [typeof x];
+      cin = c;
+    });
+    const [y] = b.op('Conv', [v, weight(b, 'wout', f32([2, cin, 1, 1], weights([2, cin, 1, 1], 9)))], {}, { name: 'out' });
+    b.output(y!, 'y', 'float32', [1, 2, 4, 4]);
+    return b.model();
+  }
+
+  it('keeps multiples of roundTo in every group and removes the budget within roundTo/2', () => {
+    const m = chain([32, 48, 24, 64]);
+    const rep = pruneChannels(m, { ratio: 0.3, scope: 'global', roundTo: 8 });
+    const total = 32 + 48 + 24 + 64;
+    const budget = Math.round(0.3 * total);
+    expect(Math.abs(rep.channelsBefore - rep.channelsAfter - budget)).toBeLessThanOrEqual(4);
+    for (let i = 0; i < 4; i++) {
+      const kept = constantOf(m.graph.nodes.find((n) => n.name === `conv${i}`)!.input(1))!.dims[0]!;
+      expect(kept % 8).toBe(0);
+      expect(kept).toBeGreaterThanOrEqual(8);
+    }
+  });
+
+  it('without rounding removes exactly round(ratio * total)', () => {
+    const m = chain([32, 48, 24, 64]);
+    const rep = pruneChannels(m, { ratio: 0.3, scope: 'global' });
+    expect(rep.channelsBefore - rep.channelsAfter).toBe(Math.round(0.3 * (32 + 48 + 24 + 64)));
+  });
+
+  it('a layer ratio of 0 keeps that group whole; keptChannels names the original indices', () => {
+    const m = chain([16, 16]);
+    const plan = planChannels(m, { ratio: 0.5, layers: ['conv0=0'] });
+    const kept = plan.keptChannels(m.graph.nodes.find((n) => n.name === 'conv1')!.outputs[0]!.name)!;
+    plan.apply();
+    expect(constantOf(m.graph.nodes.find((n) => n.name === 'conv0')!.input(1))!.dims[0]).toBe(16);
+    expect(constantOf(m.graph.nodes.find((n) => n.name === 'conv1')!.input(1))!.dims[0]).toBe(8);
+    expect(plan.keptChannels(m.graph.nodes.find((n) => n.name === 'conv0')!.outputs[0]!.name)).toEqual(Array.from({ length: 16 }, (_, i) => i));
+    expect(kept).toHaveLength(8);
+    expect(new Set(kept).size).toBe(8);
+    expect(kept.every((c) => c >= 0 && c < 16)).toBe(true);
   });
 });
