@@ -12,8 +12,11 @@
  * distilled student keeps the pruned model's latency gain.
  *
  * Environment: DISTILL_EPOCHS, DISTILL_LR, DISTILL_T, DISTILL_COPIES, DISTILL_BATCH, DISTILL_ONLINE,
- * DISTILL_MIXUP, DISTILL_SHIFT, DISTILL_RUNS (latency rounds), DISTILL_THREADS (training threads),
- * DISTILL_SAVE (write the distilled student there).
+ * DISTILL_MIXUP, DISTILL_SHIFT, DISTILL_WD (weight decay), DISTILL_SCOPE (layer|global), DISTILL_CRITERION (l1|l2),
+ * DISTILL_ROUND (roundTo), DISTILL_FEATURES (weight of the MSE on kept channels of the inputs of full Convs;
+ * 0 = off), DISTILL_FEATURE_EVERY (match every n-th of those), DISTILL_RUNS (latency rounds), DISTILL_THREADS (training threads),
+ * DISTILL_SAVE (write the distilled student there),
+ * DISTILL_REDUCE_RANGE (INT8 weights in [-64, 64], default 1 as in the CLI).
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +26,8 @@ import { decodePng, preprocessImage } from '../calibration/data/image.js';
 import { Model } from '../graph/ir.js';
 import { cloneModel, loadModelSync, saveModel, serializeModel } from '../graph/onnx/index.js';
 import { distillModel } from '../passes/distill.js';
-import { pruneChannels } from '../passes/prune-channels.js';
+import { planChannels } from '../passes/prune-channels.js';
+import { keptFeatureTeacher } from '../runtime/distill.js';
 import { quantizeStatic } from '../passes/quantize-static.js';
 import { formatBytes, renderTable } from '../report/table.js';
 import { measureLatency } from '../runtime/latency.js';
@@ -51,6 +55,10 @@ const mixup = env('DISTILL_MIXUP', 0);
 const shift = env('DISTILL_SHIFT', 3);
 const runs = env('DISTILL_RUNS', 300);
 const threads = env('DISTILL_THREADS', 2);
+const weightDecay = env('DISTILL_WD', 0);
+const roundTo = env('DISTILL_ROUND', 1);
+const scope = (process.env.DISTILL_SCOPE ?? 'layer') as 'layer' | 'global';
+const criterion = (process.env.DISTILL_CRITERION ?? 'l1') as 'l1' | 'l2';
 const ONE = { intraOpNumThreads: 1, allowSpinning: false };
 const t0 = performance.now();
 
@@ -92,18 +100,30 @@ const calib = await collectSamples(`images:${join(data, 'calib')}`, inputs, { pr
 const train = bothRotations();
 
 const pruned = cloneModel(teacher);
-const prune = pruneChannels(pruned, { ratio: 0.3, criterion: 'l1' });
+const plan = planChannels(pruned, { ratio: 0.3, criterion, scope, roundTo });
+plan.apply();
+const prune = plan.report;
+// feature matching: the input of every full (group 1) Conv but the first, teacher channels gathered to the kept ones
+const featureWeight = env('DISTILL_FEATURES', 0);
+const featureEvery = env('DISTILL_FEATURE_EVERY', 1);
+const featureNames = pruned.graph.nodes
+  .filter((n) => n.opType === 'Conv' && n.getInt('group', 1) === 1 && !pruned.graph.inputs.includes(n.input(0)!))
+  .map((n) => n.input(0)!.name)
+  .filter((_, i) => i % featureEvery === 0);
+const matched = featureWeight > 0 ? keptFeatureTeacher(teacher, featureNames, (name) => plan.keptChannels(name)) : { teacher, features: [] as Array<[string, string]> };
 const student = cloneModel(pruned);
-console.log(`bench:distill: cls, prune-channels 30% (channels ${prune.channelsBefore} -> ${prune.channelsAfter}), ${train.length} training samples x ${copies + 1} (cached augmented copies), ${online} of each batch freshly augmented (mixup ${mixup}), ${epochs} epochs, batch ${batch}, Adam lr ${lr} cosine, T ${temperature}, ${threads} training threads`);
+console.log(`bench:distill: cls, prune-channels 30% (${criterion}, scope ${scope}, roundTo ${roundTo}, channels ${prune.channelsBefore} -> ${prune.channelsAfter}), ${train.length} training samples x ${copies + 1} (cached augmented copies), ${online} of each batch freshly augmented (mixup ${mixup}), ${epochs} epochs, batch ${batch}, Adam lr ${lr} cosine, T ${temperature}, weight decay ${weightDecay}, ${matched.features.length} matched feature maps (weight ${featureWeight}), ${threads} training threads`);
 
 const tRes = await wrongLines(teacher, dev);
 const pRes = await wrongLines(pruned, dev);
 const epochLines: string[][] = [];
-const r = await distillModel(student, teacher, train, {
+const r = await distillModel(student, matched.teacher, train, {
+  ...(featureWeight > 0 ? { features: matched.features, featureWeight } : {}),
   epochs,
   lr,
   temperature,
   batch,
+  weightDecay,
   augment: { copies, online, mixup, shift, crop: 0.08, brightness: 0.1, contrast: 0.1 },
   heldOut: dev,
   seed: 7,
@@ -118,7 +138,9 @@ const dRes = await wrongLines(student, dev);
 if (process.env.DISTILL_SAVE) await saveModel(student, process.env.DISTILL_SAVE);
 
 const int8 = cloneModel(student);
-const q = await quantizeStatic(int8, () => (async function* () { yield* calib; })(), { sessionOptions: ONE });
+// the CLI's defaults: per-channel weights, weights in [-64, 64] (AVX2 u8 x s8 pair sums saturate otherwise)
+const reduceRange = env('DISTILL_REDUCE_RANGE', 1) !== 0;
+const q = await quantizeStatic(int8, () => (async function* () { yield* calib; })(), { sessionOptions: ONE, reduceRange, perChannel: true });
 const qRes = await wrongLines(int8, dev);
 
 // latency: teacher, pruned (before distillation), distilled, distilled INT8, interleaved
@@ -139,7 +161,7 @@ const rows = [
 console.log(renderTable(['model', 'wrong on dev', 'accuracy', 'agreement w/ teacher', 'size', 'p50 ms (1 thread)', 'latency vs teacher'], rows, { title: `dev: ${n} lines; latency: ${runs} interleaved rounds on ${Math.min(8, n)} inputs` }));
 console.log(renderTable(['epoch', 'mean loss', 'dev agreement', 'lr (end)', 's'], epochLines, { title: `distillation: ${r.trainingRecords} cached records (${formatBytes(r.cache.bytes)}, ${r.cache.onDisk ? 'on disk' : 'in memory'}), ${r.steps} steps, ${r.params} parameter tensors; teacher ${r.teacherSeconds.toFixed(1)} s, training ${r.trainSeconds.toFixed(1)} s; distilled tensor ${r.student.logits} (${r.student.via} input)` }));
 console.log(`before training: dev agreement of the pruned student ${r.givenAgreement.toFixed(4)}, after re-estimating ${r.adaptedBatchNorms} BatchNormalization layers' statistics ${r.epochs[0]!.agreement.toFixed(4)}`);
-console.log(`INT8: ${q.int8Nodes} int8 nodes, ${q.samples} calibration samples`);
+console.log(`INT8: ${q.int8Nodes} int8 nodes, ${q.samples} calibration samples, per-channel weights, reduce range ${reduceRange ? 'on' : 'off'}`);
 console.log(`target: distilled wrong <= teacher + 2 (${dRes.wrong} <= ${tRes.wrong + 2}) ${mark(dRes.wrong <= tRes.wrong + 2)}`);
 console.log(`target: INT8 wrong <= distilled + 1 (${qRes.wrong} <= ${dRes.wrong + 1}) ${mark(qRes.wrong <= dRes.wrong + 1)}`);
 const gainPruned = p50[1]! / p50[0]!;

@@ -878,3 +878,34 @@ function writeBack(model: Model, trainer: Trainer): void {
     else v.producer!.setAttr(Attribute.tensor('value', t));
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Feature matching through channel pruning
+
+/**
+ * A copy of `teacher` where each named tensor also appears as `<name>__kept`, a Gather of the
+ * channels (axis 1) that the pruned student's tensor of the same name kept, so the two can be
+ * matched with the MSE feature term. `kept(name)` gives those original channel indices (e.g.
+ * `ChannelPlan.keptChannels`); tensors for which it gives nothing are skipped. Returns the teacher
+ * copy and the `features` pairs [teacher tensor, student tensor].
+ */
+export function keptFeatureTeacher(teacher: Model, names: readonly string[], kept: (name: string) => number[] | undefined): { teacher: Model; features: Array<[string, string]> } {
+  const m = cloneModel(teacher);
+  const g = m.graph;
+  const emit = new Emitter(g, 'distill_kept');
+  const features: Array<[string, string]> = [];
+  for (const name of names) {
+    const idx = kept(name);
+    const v = g.findValue(name);
+    if (!idx || !v) continue;
+    const gathered = emit.op('Gather', [v, emit.int64s(idx, 'kept')], { axis: 1 });
+    const out = emit.op('Identity', [gathered]);
+    const target = `${name}__kept`;
+    if (g.findValue(target)) throw inputError('DISTILL_NO_TENSOR', `the teacher already has a tensor named ${target}`, { tensor: target });
+    out.name = target;
+    g.addOutput(out);
+    features.push([target, name]);
+  }
+  g.toposort();
+  return { teacher: m, features };
+}
