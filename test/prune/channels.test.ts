@@ -241,7 +241,8 @@ describe('prune-channels: what it must not do', () => {
       expect(err).toBeInstanceOf(OnnxForgeError);
       expect((err as OnnxForgeError).code).toBe('PRUNE_BAD_RATIO');
     }
-    expect(() => pruneChannels(m, { ratio: 0.3, layers: ['conv=1.2'] })).toThrow(/must be in \(0, 1\)/);
+    expect(() => pruneChannels(m, { ratio: 0.3, layers: ['conv=1.2'] })).toThrow(/must be in \[0, 1\)/);
+    expect(() => pruneChannels(m, { ratio: 0.3, layers: ['conv=-0.1'] })).toThrow(/must be in \[0, 1\)/);
   });
 
   it('is registered and leaves graph input and output shapes alone on a grouped conv it cannot prune', async () => {
