@@ -145,8 +145,8 @@ export async function quantizeJob(modelPath: string, outPath: string, calibSpec:
  * - reduce-range everywhere: with full-range int8 weights, AVX2's u8 x s8 kernel saturates its int16
  *   pair sums (the first rec Conv, Cin = 3, fell to 3 dB SQNR; 31 dB with weights in [-64, 64]);
  *   det: map IoU 0.899 with it, 0.893 without;
- * - rec: percentile 99.99 (minmax ranges are dominated by outliers: 28 wrong lines -> 12), and the
- *   final projection before the CTC softmax (p2o.MatMul.24) weight-only (int8 weights, float activations).
+ * - rec: percentile 99.99 (minmax ranges are dominated by outliers: 28 wrong lines -> 12); the layers
+ *   that stay float are now chosen by the accuracy budget (see `budgetFor`), not listed by hand.
  * `--method` on the command line overrides the method.
  */
 export function optionsFor(name: Case['name'], method: QuantizeStaticOptions['method'] | undefined): QuantizeStaticOptions {
