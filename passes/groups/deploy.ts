@@ -6,7 +6,7 @@
 import type { Pass } from '../pass.js';
 import { registerPreset } from '../presets.js';
 
-registerPreset('deploy', 'default + fuse + static INT8 calibrated on data.calibration: the model to ship.', '@default,@fuse,quantize-static');
+registerPreset('deploy', 'default + fuse + static INT8 calibrated on data.calibration: the model to ship.', '@default,@fuse,quantize-static<latencyAware=on>');
 
 /** This group adds presets only. */
 export const deployPasses: Pass<any>[] = [];
