@@ -11,14 +11,12 @@
  *
  * {@link createSession} is onnxruntime-node's session with that expansion in front.
  */
-import { readFile } from 'node:fs/promises';
-import { inputError } from '../graph/errors.js';
 import { constantOf, Model } from '../graph/ir.js';
 import { loadModelSync, serializeModel } from '../graph/onnx/index.js';
 import { DataType } from '../graph/dtype.js';
 import { dequantizeTensor } from '../passes/quant/weights-int8.js';
 import { WEIGHTS_TAG_INT8, WEIGHTS_TAG_KEY } from '../passes/quantize-weights.js';
-import { ModelSource, Session, SessionOptions } from './session.js';
+import { ModelSource, readModelBytes, Session, SessionOptions } from './session.js';
 
 const INTEGER_TYPES = new Set<number>([DataType.INT8, DataType.UINT8, DataType.INT16, DataType.UINT16, DataType.INT32]);
 
@@ -80,14 +78,7 @@ export function expandCompressedWeights(bytes: Uint8Array): Uint8Array {
  * weights in memory first (see {@link expandCompressedWeights}), everything else loads as it is.
  */
 export async function createSession(source: ModelSource, options: SessionOptions = {}, name?: string): Promise<Session> {
-  let bytes: Uint8Array;
-  if (typeof source === 'string') {
-    try {
-      bytes = new Uint8Array(await readFile(source));
-    } catch (e) {
-      throw inputError('RUNTIME_MODEL_UNREADABLE', `cannot read model ${source}: ${(e as Error).message}`, { file: source });
-    }
-  } else bytes = source;
+  const bytes = await readModelBytes(source);
   const label = name ?? (typeof source === 'string' ? source : undefined);
   return Session.create(expandCompressedWeights(bytes), options, label);
 }

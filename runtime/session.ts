@@ -51,14 +51,7 @@ export class Session {
 
   static async create(source: ModelSource, options: SessionOptions = {}, name?: string): Promise<Session> {
     const label = name ?? (typeof source === 'string' ? source : '(in-memory model)');
-    let bytes: Uint8Array;
-    if (typeof source === 'string') {
-      try {
-        bytes = new Uint8Array(await readFile(source));
-      } catch (e) {
-        throw inputError('RUNTIME_MODEL_UNREADABLE', `cannot read model ${source}: ${(e as Error).message}`, { file: source });
-      }
-    } else bytes = source;
+    const bytes = await readModelBytes(source);
     const t0 = performance.now();
     let s: ort.InferenceSession;
     try {
@@ -110,6 +103,16 @@ export class Session {
 
   async dispose(): Promise<void> {
     await this.ort.release();
+  }
+}
+
+/** The bytes of a model given as a path or as bytes (read errors name the file). */
+export async function readModelBytes(source: ModelSource): Promise<Uint8Array> {
+  if (typeof source !== 'string') return source;
+  try {
+    return new Uint8Array(await readFile(source));
+  } catch (e) {
+    throw inputError('RUNTIME_MODEL_UNREADABLE', `cannot read model ${source}: ${(e as Error).message}`, { file: source });
   }
 }
 
