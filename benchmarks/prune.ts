@@ -7,7 +7,9 @@
  *   ../shared/data/ocr/dev with rotate180 labels; det map IoU vs FP32 on pages_dev);
  * - prune-channels, then `default` and `fuse`, then static INT8, as one pipeline.
  *
- * Run: npm run bench:prune [-- cls|det] (latency runs: PRUNE_BENCH_RUNS, default 60 for cls, 15 for det).
+ * Run: npm run bench:prune [-- cls|det] (latency runs: PRUNE_BENCH_RUNS, default 60 for cls, 15 for det;
+ * channel variants: PRUNE_BENCH_VARIANTS, default layer/1,layer/8,global/1,global/8 as scope/roundTo;
+ * PRUNE_BENCH_PIPELINE=0 skips the INT8 pipeline).
  * Timings are interleaved (runtime/latency.ts); ratios are p50 over p50.
  */
 import { existsSync } from 'node:fs';
@@ -137,7 +139,7 @@ async function magnitude(c: Case): Promise<void> {
   }
 }
 
-async function channels(c: Case, roundTo: number): Promise<void> {
+async function channels(c: Case, scope: 'layer' | 'global', roundTo: number): Promise<void> {
   const original = loadModelSync(`${assets}/${c.model}`);
   const m = cloneModel(original);
   const cx = ctx();
@@ -152,12 +154,12 @@ async function channels(c: Case, roundTo: number): Promise<void> {
       })();
     calibNote = `bias compensation from ${calib.length} ${c.calib} samples`;
   }
-  const res = await pruneChannelsPass.run(m, { ratio: 0.3, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo, compensate: true, calibrationSamples: 32 }, cx);
+  const res = await pruneChannelsPass.run(m, { ratio: 0.3, criterion: 'l1', scope, exclude: [], layers: [], minChannels: 1, roundTo, compensate: true, calibrationSamples: 32 }, cx);
   const rep = cx.shared.get('prune-channels') as ChannelReport;
   const fb = countFlops(original, { x: c.shape });
   const fa = countFlops(m, { x: c.shape });
   const fr = fa.totalFlops / fb.totalFlops;
-  console.log(`\n== ${c.name}: prune-channels 30% (l1, per group${roundTo > 1 ? `, kept counts rounded to multiples of ${roundTo}` : ''})`);
+  console.log(`\n== ${c.name}: prune-channels 30% (l1, ${scope === 'layer' ? 'per group' : 'global: one ranking of mean-normalized importance over all groups'}${roundTo > 1 ? `, kept counts rounded to multiples of ${roundTo}` : ''})`);
   console.log(`${calibNote}; consumers compensated: ${res.stats?.compensated ?? 0}`);
   console.log(`groups ${rep.groups.length}, pruned ${rep.groups.filter((g) => g.after < g.before).length}, kept whole ${rep.groups.filter((g) => g.reason).length}; channels ${rep.channelsBefore} -> ${rep.channelsAfter}`);
   for (const g of rep.groups.filter((x) => x.reason)) console.log(`  kept: ${g.nodes[0]} (${g.before}): ${g.reason}`);
@@ -231,11 +233,16 @@ async function pipeline(c: Case): Promise<void> {
 }
 
 const only = process.argv[2];
+/** Channel-pruning variants (PRUNE_BENCH_VARIANTS, e.g. "layer/1,global/8"). */
+const variants = (process.env.PRUNE_BENCH_VARIANTS ?? 'layer/1,layer/8,global/1,global/8').split(',').map((v) => {
+  const [scope, q] = v.split('/');
+  if ((scope !== 'layer' && scope !== 'global') || !(Number(q) >= 1)) throw new Error(`PRUNE_BENCH_VARIANTS: '${v}' is not scope/roundTo (layer|global / integer)`);
+  return { scope: scope as 'layer' | 'global', roundTo: Number(q) };
+});
 if (!haveData) console.log(`note: ${data} is absent: accuracy and the INT8 pipeline are skipped`);
 for (const c of cases) {
   if (only && only !== c.name) continue;
   if (c.name === 'cls') await magnitude(c);
-  await channels(c, 1);
-  await channels(c, 8);
-  await pipeline(c);
+  for (const v of variants) await channels(c, v.scope, v.roundTo);
+  if (process.env.PRUNE_BENCH_PIPELINE !== '0') await pipeline(c);
 }

@@ -115,13 +115,13 @@ describe('global selection with roundTo', () => {
 
   it('without rounding removes exactly round(ratio * total)', () => {
     const m = chain([32, 48, 24, 64]);
-    const rep = pruneChannels(m, { ratio: 0.3, scope: 'global' });
+    const rep = pruneChannels(m, { ratio: 0.3, scope: 'global', roundTo: 1 });
     expect(rep.channelsBefore - rep.channelsAfter).toBe(Math.round(0.3 * (32 + 48 + 24 + 64)));
   });
 
   it('a layer ratio of 0 keeps that group whole; keptChannels names the original indices', () => {
     const m = chain([16, 16]);
-    const plan = planChannels(m, { ratio: 0.5, layers: ['conv0=0'] });
+    const plan = planChannels(m, { ratio: 0.5, layers: ['conv0=0'], roundTo: 1 });
     const kept = plan.keptChannels(m.graph.nodes.find((n) => n.name === 'conv1')!.outputs[0]!.name)!;
     plan.apply();
     expect(constantOf(m.graph.nodes.find((n) => n.name === 'conv0')!.input(1))!.dims[0]).toBe(16);
