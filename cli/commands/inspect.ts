@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import type { CommandModule } from 'yargs';
+import { assertValid } from '../../graph/checker.js';
 import { loadModel } from '../../graph/onnx/index.js';
 import { renderSummary, summarize } from '../../report/inspect.js';
 
@@ -19,5 +20,8 @@ export const inspectCommand: CommandModule<object, Args> = {
     const model = await loadModel(args.model);
     const s = summarize(model, args.model, fs.statSync(args.model).size);
     process.stdout.write(args.json ? `${JSON.stringify(s, null, 2)}\n` : `${renderSummary(s)}\n`);
+    // The summary is shown even for a broken model (it helps find the problem); the exit code says
+    // the model is not valid (2), with the checker's first problem as the error line.
+    assertValid(model, args.model);
   },
 };
