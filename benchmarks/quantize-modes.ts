@@ -10,7 +10,10 @@
  *   onnxruntime runs them), a batch-1 MLP 768-3072-768-768 and an LSTM 512/512 x 16 steps.
  * - qop: the static QDQ model of cls turned into QOperator form (outputs vs QDQ, latency).
  *
- * Run: npm run bench:quantize-modes [-- weights|dynamic|qop ...] [--runs N]
+ *   `--direct-matmul`: MatMul weights as DequantizeLinear(axis 1) -> MatMul (the old layout, which
+ *   onnxruntime run raw fuses into the 8-bit MatMulNBits) instead of the transposed layout.
+ *
+ * Run: npm run bench:quantize-modes [-- weights|dynamic|qop ...] [--runs N] [--direct-matmul]
  */
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,13 +75,13 @@ function ratioText(x: number, target: number): string {
   return `${x.toFixed(3)} ${x <= target ? '(ok)' : `(MISSED, target <= ${target})`}`;
 }
 
-async function weights(runs: number): Promise<void> {
+async function weights(runs: number, transposeMatMul: boolean): Promise<void> {
   const rows: string[][] = [];
   for (const [name, c] of Object.entries(MODELS)) {
     const path = join(assets, c.file);
     const fp32Bytes = readFileSync(path);
     const model = await loadModel(path);
-    const r = await quantizeWeights(model);
+    const r = await quantizeWeights(model, { transposeMatMul });
     const bytes = serializeModel(model);
     const issues = checkModel(model);
     const fp32 = await Session.create(new Uint8Array(fp32Bytes), SO, 'FP32');
@@ -113,12 +116,12 @@ async function weights(runs: number): Promise<void> {
       `${accText(name, evF.metrics[name], evF.samples)} -> ${accText(name, evH.metrics[name], evH.samples)}`,
       issues.length ? `${issues.length} issues` : 'ok',
     ]);
-    say(`weights ${name}: ${r.weights} tensors int8 (${r.perChannel} per channel) ${JSON.stringify(r.byOp)}, ${r.keptFloat} float constants kept (${(r.keptFloatBytes / 1024).toFixed(1)} KiB); helper load ${helperLoadMs.toFixed(0)} ms (create ${helper.createMs.toFixed(0)} ms)`);
+    say(`weights ${name}: ${r.weights} tensors int8 (${r.perChannel} per channel) ${JSON.stringify(r.byOp)}, ${r.transposedMatMul} MatMul weights stored transposed, ${r.keptFloat} float constants kept (${(r.keptFloatBytes / 1024).toFixed(1)} KiB); helper load ${helperLoadMs.toFixed(0)} ms (create ${helper.createMs.toFixed(0)} ms)`);
     for (const s of [fp32, helper, raw]) await s.dispose();
   }
   say(
     renderTable(['model', 'size', 'size x FP32', 'FP32 p50', 'helper x FP32', 'raw x FP32', 'max|raw-helper|', 'max|helper-FP32|', 'accuracy FP32 -> helper (dev)', 'checker'], rows, {
-      title: 'weight-compressed models (int8 weights + DequantizeLinear; helper = expandCompressedWeights + onnxruntime)',
+      title: `weight-compressed models (int8 weights + DequantizeLinear; helper = expandCompressedWeights + onnxruntime; MatMul weights ${transposeMatMul ? 'transposed' : 'direct (--direct-matmul)'})`,
     }),
   );
 }
@@ -251,9 +254,11 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const i = args.indexOf('--runs');
   const runs = i >= 0 ? Number(args.splice(i, 2)[1]) : 20;
+  const d = args.indexOf('--direct-matmul');
+  if (d >= 0) args.splice(d, 1);
   const only = new Set(args);
   const outDir = mkdtempSync(join(tmpdir(), 'onnxforge-bench-modes-'));
-  if (!only.size || only.has('weights')) await weights(runs);
+  if (!only.size || only.has('weights')) await weights(runs, d < 0);
   if (!only.size || only.has('dynamic')) await dynamic(runs, outDir);
   if (!only.size || only.has('qop')) await qop(runs);
 }

@@ -6,7 +6,9 @@
  * s_c = max|w_c| / 127. Activations stay float. The model is tagged in metadata_props with
  * `onnxforge.weights=int8`, so `createSession`/`expandCompressedWeights` (runtime/compressed.ts) can
  * turn the weights back into float initializers in memory — any other runtime still runs the model
- * as it is (a valid ONNX at opset >= 13).
+ * as it is (a valid ONNX at opset >= 13). 2-D MatMul B weights are stored transposed ([N, K] int8,
+ * DequantizeLinear axis 0, then Transpose) so that onnxruntime run raw keeps a float MatMul instead of
+ * fusing into the 8-bit MatMulNBits (see `addTransposedMatMulWeightDq`).
  *
  * Preparation first (passes/quant/prepare.ts): the `default` preset (lifts Constant weights to
  * initializers, folds BatchNormalization into Conv), then the opset upgrade to 13 (DequantizeLinear
@@ -18,7 +20,7 @@ import { constantOf, Model, Node, Value } from '../graph/ir.js';
 import { DataType } from '../graph/dtype.js';
 import { definePass, PassContext } from './pass.js';
 import { prepareForQuantization, PrepareReport } from './quant/prepare.js';
-import { addWeightDq, FreshNames, quantizeInt8, weightAxis } from './quant/weights-int8.js';
+import { addTransposedMatMulWeightDq, addWeightDq, FreshNames, quantizeInt8, weightAxis } from './quant/weights-int8.js';
 
 export const WEIGHTS_TAG_KEY = 'onnxforge.weights';
 export const WEIGHTS_TAG_INT8 = 'int8';
@@ -34,6 +36,14 @@ export interface QuantizeWeightsOptions {
   perChannel?: boolean;
   /** Op types whose weights are compressed (default: all weight slots known to {@link weightAxis}). */
   ops?: string[];
+  /**
+   * 2-D MatMul B weights are stored transposed, [N, K] int8 -> DequantizeLinear(axis 0) ->
+   * Transpose(perm [1, 0]) (default true), so that onnxruntime run raw does not fuse them into the
+   * 8-bit com.microsoft MatMulNBits, whose outputs differ from the float MatMul (see
+   * {@link addTransposedMatMulWeightDq}). false: DequantizeLinear(axis 1) straight into the MatMul.
+   * The expanded float model is the same either way.
+   */
+  transposeMatMul?: boolean;
 }
 
 export interface QuantizeWeightsReport {
@@ -49,6 +59,8 @@ export interface QuantizeWeightsReport {
   keptFloatBytes: number;
   /** Compressed tensors by consuming op type. */
   byOp: Record<string, number>;
+  /** MatMul weights stored transposed ([N, K] int8 + Transpose). */
+  transposedMatMul: number;
 }
 
 /** Compresses the weights of `model` in place and tags it. */
@@ -65,7 +77,7 @@ export async function quantizeWeights(model: Model, options: QuantizeWeightsOpti
   if (options.prepare ?? true) prepare = await prepareForQuantization(model, ctx ?? quietContext(), { presets: options.presets ?? 'default', minOpset: 13 });
   if ((model.opset('') ?? 1) < 13) throw inputError('QUANT_OPSET_TOO_OLD', `weight compression needs opset 13 (DequantizeLinear axis); the model has opset ${model.opset('')}`);
   const ops = options.ops ? new Set(options.ops) : undefined;
-  const report: QuantizeWeightsReport = { weights: 0, perChannel: 0, floatBytes: 0, int8Bytes: 0, keptFloat: 0, keptFloatBytes: 0, byOp: {} };
+  const report: QuantizeWeightsReport = { weights: 0, perChannel: 0, floatBytes: 0, int8Bytes: 0, keptFloat: 0, keptFloatBytes: 0, byOp: {}, transposedMatMul: 0 };
   if (prepare) report.prepare = prepare;
   const names = new FreshNames(g);
 
@@ -93,7 +105,14 @@ export async function quantizeWeights(model: Model, options: QuantizeWeightsOpti
       continue;
     }
     const w = quantizeInt8(t, options.perChannel === false ? undefined : axis);
-    const { out } = addWeightDq(g, names, w, names.next('w'));
+    // every use is B of a MatMul (2-D, per column or per tensor): the transposed layout
+    const transposed =
+      (options.transposeMatMul ?? true) &&
+      t.dims.length === 2 &&
+      (w.axis === undefined || w.axis === 1) &&
+      v.uses.every((u) => u.node.graph === g && u.node.opType === 'MatMul' && u.node.opDomain === '' && u.index === 1);
+    const { out } = transposed ? addTransposedMatMulWeightDq(g, names, w, names.next('w')) : addWeightDq(g, names, w, names.next('w'));
+    if (transposed) report.transposedMatMul++;
     v.replaceAllUsesWith(out);
     if (v.producer) g.removeNode(v.producer);
     else g.removeInitializer(v);

@@ -6,15 +6,16 @@
  * metadata_props, every DequantizeLinear of the main graph whose input is a constant integer
  * initializer (with constant scale and zero point) is replaced by the float initializer it computes,
  * (q - zp) * scale — the same float32 values the DequantizeLinear would produce, so outputs match the
- * raw compressed model. Nothing else is touched; an untagged model (a static QDQ model, a plain float
+ * raw compressed model. A Transpose reading such a weight (the transposed MatMul layout) is folded into
+ * the initializer too, so MatMul reads the same [K, N] float weight as before. Nothing else is touched; an untagged model (a static QDQ model, a plain float
  * model) is returned as the very same bytes, so its integer kernels stay.
  *
  * {@link createSession} is onnxruntime-node's session with that expansion in front.
  */
-import { constantOf, Model } from '../graph/ir.js';
+import { constantOf, Graph, Model, Value } from '../graph/ir.js';
 import { loadModelSync, serializeModel } from '../graph/onnx/index.js';
 import { DataType } from '../graph/dtype.js';
-import { dequantizeTensor } from '../passes/quant/weights-int8.js';
+import { dequantizeTensor, transposeTensor } from '../passes/quant/weights-int8.js';
 import { WEIGHTS_TAG_INT8, WEIGHTS_TAG_KEY } from '../passes/quantize-weights.js';
 import { ModelSource, readModelBytes, Session, SessionOptions } from './session.js';
 
@@ -52,6 +53,7 @@ export function expandWeightsInModel(model: Model): number {
     for (const v of [xv, sv, zv]) {
       if (v && v.uses.length === 0 && !v.isGraphOutput && !v.producer && g.initializers.get(v.name) === v) g.removeInitializer(v);
     }
+    foldTranspose(g, init);
     expanded++;
   }
   // a cleared tag: the expanded model is a plain float model
@@ -59,6 +61,29 @@ export function expandWeightsInModel(model: Model): number {
   if (model.metadataProps?.length === 0) delete model.metadataProps;
   g.toposort();
   return expanded;
+}
+
+/**
+ * A weight stored transposed (MatMul B: DequantizeLinear on [N, K], then Transpose) becomes the
+ * transposed float initializer, named as the Transpose output, so the expanded model is the same as
+ * for a weight dequantized in place. Transposing is exact.
+ */
+function foldTranspose(g: Graph, init: Value): void {
+  if (init.uses.length !== 1 || init.isGraphOutput) return;
+  const tr = init.uses[0]!.node;
+  if (tr.opType !== 'Transpose' || tr.opDomain !== '' || tr.graph !== g || tr.outputs.length !== 1) return;
+  const t = constantOf(init)!;
+  const rank = t.dims.length;
+  const perm = tr.getInts('perm')?.map(Number) ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
+  const out = tr.outputs[0]!;
+  const name = out.name;
+  const f = transposeTensor(t, perm, name);
+  g.renameValue(out, `${name}\u0000expanded`);
+  const folded = g.addInitializer(f, name);
+  out.replaceAllUsesWith(folded);
+  g.removeNode(tr);
+  // the Transpose was its only reader
+  if (g.initializers.get(init.name) === init) g.removeInitializer(init);
 }
 
 /**

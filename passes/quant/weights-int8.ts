@@ -109,6 +109,64 @@ export function addWeightDq(g: Graph, names: FreshNames, w: Int8Weight, stem: st
   return { out, node: dq };
 }
 
+/**
+ * Like {@link addWeightDq} for the B weight [K, N] of MatMul, stored transposed: the int8 tensor is
+ * [N, K] (its per-column scales on axis 0), dequantized, then `Transpose(perm [1, 0])` gives the
+ * [K, N] float weight named `stem`. onnxruntime (1.30, CPU) fuses DequantizeLinear -> MatMul on a
+ * constant 8-bit weight into com.microsoft MatMulNBits, whose results differ from the float MatMul
+ * by up to ~3e-2 on PaddleOCR rec; with the Transpose in between it runs the DequantizeLinear and a
+ * float FusedMatMul (transB) instead, which matches the float model (and is faster). `w` must be a
+ * 2-D weight quantized per tensor or per column (axis 1).
+ */
+export function addTransposedMatMulWeightDq(g: Graph, names: FreshNames, w: Int8Weight, stem: string): { out: Value; node: Node; transpose: Node } {
+  if (w.q.dims.length !== 2 || (w.axis !== undefined && w.axis !== 1)) {
+    throw inputError('WEIGHTS_BAD_LAYOUT', `a transposed MatMul weight must be 2-D and quantized per tensor or along axis 1 (tensor '${stem}' has dims [${w.q.dims.join(', ')}], axis ${w.axis})`, { tensor: stem });
+  }
+  const [k, n] = w.q.dims as [number, number];
+  const qt = transposeTensor(w.q, [1, 0]);
+  const qv = g.addInitializer(qt, names.take(`${stem}_q`));
+  const sv = g.addInitializer(w.scale, names.take(`${stem}_s`));
+  const mid = new Value(names.take(`${stem}_nk`));
+  mid.setTensorType(DataType.FLOAT, [n, k]);
+  const dq = new Node('DequantizeLinear', [qv, sv], [mid]);
+  if (w.axis !== undefined) dq.setAttr(Attribute.int('axis', 0));
+  const out = new Value(names.take(stem));
+  out.setTensorType(DataType.FLOAT, [k, n]);
+  const tr = new Node('Transpose', [mid], [out]);
+  tr.setAttr(Attribute.ints('perm', [1, 0]));
+  g.insertNode(tr, 0);
+  g.insertNode(dq, 0);
+  return { out, node: dq, transpose: tr };
+}
+
+/** ONNX Transpose of a constant (any numeric dtype whose `.data()` is a typed array), exact. */
+export function transposeTensor(t: Tensor, perm: readonly number[], name?: string): Tensor {
+  const dims = t.dims;
+  const rank = dims.length;
+  if (perm.length !== rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
+    throw inputError('WEIGHTS_BAD_PERM', `Transpose of tensor '${t.name ?? name ?? '?'}': perm [${perm.join(', ')}] does not fit rank ${rank}`, { tensor: t.name ?? name ?? '' });
+  }
+  const src = t.data() as unknown as { length: number; [i: number]: number | bigint; constructor: new (n: number) => unknown };
+  const out = new src.constructor(src.length) as { [i: number]: number | bigint };
+  const outDims = perm.map((p) => dims[p]!);
+  const inStrides = new Array<number>(rank).fill(1);
+  for (let d = rank - 2; d >= 0; d--) inStrides[d] = inStrides[d + 1]! * dims[d + 1]!;
+  const stride = perm.map((p) => inStrides[p]!);
+  const idx = new Array<number>(rank).fill(0);
+  let from = 0;
+  for (let i = 0; i < src.length; i++) {
+    out[i] = src[from]!;
+    for (let d = rank - 1; d >= 0; d--) {
+      idx[d]!++;
+      from += stride[d]!;
+      if (idx[d]! < outDims[d]!) break;
+      from -= stride[d]! * outDims[d]!;
+      idx[d] = 0;
+    }
+  }
+  return Tensor.from(t.dataType, outDims, out as never, name);
+}
+
 /** ONNX DequantizeLinear on constants: (q - zp) * scale, per tensor or along `axis`. */
 export function dequantizeTensor(q: Tensor, scale: Tensor, zeroPoint: Tensor | undefined, axis: number, name?: string): Tensor {
   const dt = q.dataType;

@@ -110,6 +110,56 @@ describe('quantize-weights', () => {
     expect(maxDiff(w0, w1)).toBeLessThanOrEqual((maxAbs(w0) / 127) * 0.5 + 1e-6);
   });
 
+  it('stores MatMul weights transposed so onnxruntime keeps a float MatMul (no MatMulNBits), and expands to the same float model', async () => {
+    const ref = buildMlp([128, 256, 64], 4);
+    const feed: Feed = { x: { type: 'float32', dims: [4, 128], data: seededUniform(4 * 128, 1, 5) } };
+    const dir = mkdtempSync(join(tmpdir(), 'onnxforge-wq-'));
+    const variants: Record<string, { bytes: Uint8Array; kernels: string[]; rawVsHelper: number }> = {};
+    for (const transposeMatMul of [true, false]) {
+      const m = cloneModel(ref);
+      // prepare: false keeps MatMul + Add (the default preset would make them Gemm)
+      const r = await quantizeWeights(m, { minElements: 1000, transposeMatMul, prepare: false });
+      expect(r.transposedMatMul).toBe(transposeMatMul ? 2 : 0);
+      expect(checkModel(m)).toEqual([]);
+      for (const dq of nodesOf(m, 'DequantizeLinear')) {
+        const [k, n] = constantOf(dq.inputs[0])!.dims as [number, number];
+        const consumer = dq.outputs[0]!.consumers()[0]!;
+        expect(dq.getInt('axis')).toBe(transposeMatMul ? 0 : 1);
+        expect(constantOf(dq.inputs[1])!.dims).toEqual([transposeMatMul ? k : n]);
+        if (transposeMatMul) {
+          // [K, N] weight stored as int8 [N, K], scales per column = axis 0 of the stored tensor
+          expect(consumer.opType).toBe('Transpose');
+          expect(consumer.getInts('perm')).toEqual([1, 0]);
+          expect(consumer.outputs[0]!.consumers().map((x) => x.opType)).toEqual(['MatMul']);
+          expect(consumer.outputs[0]!.uses[0]!.index).toBe(1);
+        } else expect(consumer.opType).toBe('MatMul');
+      }
+      const bytes = serializeModel(m);
+      const opt = join(dir, `t${transposeMatMul}.onnx`);
+      const raw = await Session.create(bytes, { ...SO, optimizedModelFilePath: opt });
+      const helper = await createSession(bytes, SO);
+      const a = (Object.values(await raw.run(feed))[0] as HostTensor).data as Float32Array;
+      const b = (Object.values(await helper.run(feed))[0] as HostTensor).data as Float32Array;
+      await raw.dispose();
+      await helper.dispose();
+      const kernels = (await loadModel(opt)).graph.nodes.map((n) => n.opType);
+      variants[String(transposeMatMul)] = { bytes: expandCompressedWeights(bytes), kernels, rawVsHelper: maxDiff(a, b) };
+    }
+    const t = variants['true']!;
+    const d = variants['false']!;
+    // onnxruntime 1.30 fuses DQ(int8) -> MatMul into the 8-bit MatMulNBits; the transposed layout is not fused
+    expect(d.kernels).toContain('MatMulNBits');
+    expect(t.kernels).not.toContain('MatMulNBits');
+    expect(t.kernels).toContain('DequantizeLinear');
+    expect(t.rawVsHelper).toBeLessThan(1e-5);
+    // the helper expands both layouts to the same float model
+    expect(Buffer.from(t.bytes).equals(Buffer.from(d.bytes))).toBe(true);
+    const e = loadModelSync(t.bytes);
+    expect(nodesOf(e, 'DequantizeLinear')).toHaveLength(0);
+    expect(nodesOf(e, 'Transpose')).toHaveLength(0);
+    for (const mm of nodesOf(e, 'MatMul')) expect(constantOf(mm.inputs[1])!.dataType).toBe(DataType.FLOAT);
+  });
+
   it('leaves untagged models (static QDQ) byte-identical, and createSession loads them as they are', async () => {
     const q = convRelu(13);
     await quantizeStatic(q, gaussianSource('x', () => [1, 4, 8, 8], 4));
