@@ -11,9 +11,11 @@ import { describe, expect, it } from 'vitest';
 import { DataType } from '../../graph/dtype.js';
 import { checkModel } from '../../graph/checker.js';
 import { constantOf, Model } from '../../graph/ir.js';
+import { Tensor } from '../../graph/tensor.js';
 import { cloneModel, loadModel, loadModelSync, serializeModel } from '../../graph/onnx/index.js';
 import { buildLstm, buildMlp, seededUniform } from '../../passes/quant/dynamic-models.js';
 import { toQOperator } from '../../passes/quant/qop.js';
+import { transposeTensor } from '../../passes/quant/weights-int8.js';
 import { quantizeDynamic } from '../../passes/quantize-dynamic.js';
 import { quantizeStatic } from '../../passes/quantize-static.js';
 import { quantizeWeights, WEIGHTS_TAG_KEY } from '../../passes/quantize-weights.js';
@@ -158,6 +160,17 @@ describe('quantize-weights', () => {
     expect(nodesOf(e, 'DequantizeLinear')).toHaveLength(0);
     expect(nodesOf(e, 'Transpose')).toHaveLength(0);
     for (const mm of nodesOf(e, 'MatMul')) expect(constantOf(mm.inputs[1])!.dataType).toBe(DataType.FLOAT);
+  });
+
+  it('transposeTensor permutes any axes exactly, keeping the dtype', () => {
+    const t = Tensor.from(DataType.INT8, [2, 3, 4], Int8Array.from({ length: 24 }, (_, i) => i - 12));
+    const u = transposeTensor(t, [2, 0, 1]);
+    expect(u.dataType).toBe(DataType.INT8);
+    expect(u.dims).toEqual([4, 2, 3]);
+    const x = t.data() as Int8Array;
+    const y = u.data() as Int8Array;
+    for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) for (let c = 0; c < 4; c++) expect(y[c * 6 + a * 3 + b]).toBe(x[a * 12 + b * 4 + c]);
+    expect(() => transposeTensor(t, [0, 0, 1])).toThrow(/perm/);
   });
 
   it('leaves untagged models (static QDQ) byte-identical, and createSession loads them as they are', async () => {
