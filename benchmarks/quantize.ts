@@ -22,6 +22,8 @@
  *                                cls 0.310x, 1/161 wrong -- all met
  *   looser calib budgets do not hold on dev (--latency-aware=off): rec 1 line of 79 -> 13/161 wrong,
  *   CER 0.0051 (missed); det IoU drop 0.045 -> map IoU 0.941 (missed). Hence the margins in `budgetFor`.
+ *   rec --method entropy (off, same budget): the budget returns every layer to float (0 int8 nodes, int8
+ *   weights only): 0.262x, 4/161 wrong, CER 0.0015 -- meets the targets but is weight-only; percentile stays.
  *
  * Run: npm run bench:quantize [-- cls|rec|det ...] [--method minmax|percentile|entropy] [--runs N] [--variants default,off,size]
  * Environment: QUANTIZE_BENCH_VARIANTS=off,size (same as --variants), QUANTIZE_BENCH_REFERENCES=0 (skip the
