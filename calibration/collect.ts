@@ -49,21 +49,31 @@ export interface CollectResult {
 
 const DEFAULT_BUDGET = 512 * 2 ** 20;
 
+/** The main graph's inputs and node outputs by name. */
+function valuesByName(g: Model['graph']): Map<string, Value> {
+  const byName = new Map<string, Value>();
+  for (const v of g.inputs) byName.set(v.name, v);
+  for (const n of g.nodes) for (const o of n.outputs) byName.set(o.name, o);
+  return byName;
+}
+
+/** The value of a tensor to calibrate, or an error naming it: it must exist and be float32. */
+function calibrationTarget(byName: Map<string, Value>, t: string): Value {
+  const v = byName.get(t);
+  if (!v) throw inputError('CALIB_UNKNOWN_TENSOR', `cannot calibrate '${t}': no node of the main graph produces it`, { tensor: t });
+  if (v.elemType !== undefined && v.elemType !== DataType.FLOAT) throw inputError('CALIB_NOT_FLOAT', `cannot calibrate '${t}': it is not a float32 tensor`, { tensor: t });
+  return v;
+}
+
 /** Builds the augmented model: a copy whose graph outputs are the original outputs plus `tensors`. */
 export function augmentModel(model: Model, tensors: readonly string[]): Model {
   const copy = cloneModel(model);
   const g = copy.graph;
-  const byName = new Map<string, Value>();
-  for (const v of g.inputs) byName.set(v.name, v);
-  for (const n of g.nodes) for (const o of n.outputs) byName.set(o.name, o);
+  const byName = valuesByName(g);
   const present = new Set(g.outputs.map((o) => o.name));
   for (const t of tensors) {
     if (present.has(t)) continue;
-    const v = byName.get(t);
-    if (!v) throw inputError('CALIB_UNKNOWN_TENSOR', `cannot calibrate '${t}': no node of the main graph produces it`, { tensor: t });
-    if (v.elemType !== undefined && v.elemType !== DataType.FLOAT) {
-      throw inputError('CALIB_NOT_FLOAT', `cannot calibrate '${t}': it is not a float32 tensor`, { tensor: t });
-    }
+    const v = calibrationTarget(byName, t);
     if (!v.type) v.setTensorType(DataType.FLOAT);
     g.addOutput(v);
     present.add(t);
@@ -83,9 +93,7 @@ export const EXTREME_OUTPUTS: [string, string] = ['__onnxforge_calib_min', '__on
 export function augmentModelReduced(model: Model, tensors: readonly string[]): Model {
   const copy = cloneModel(model);
   const g = copy.graph;
-  const byName = new Map<string, Value>();
-  for (const v of g.inputs) byName.set(v.name, v);
-  for (const n of g.nodes) for (const o of n.outputs) byName.set(o.name, o);
+  const byName = valuesByName(g);
   const taken = new Set(byName.keys());
   for (const k of g.initializers.keys()) taken.add(k);
   const fresh = (base: string) => {
@@ -105,9 +113,7 @@ export function augmentModelReduced(model: Model, tensors: readonly string[]): M
   };
   const parts: [Value[], Value[]] = [[], []];
   for (const t of tensors) {
-    const v = byName.get(t);
-    if (!v) throw inputError('CALIB_UNKNOWN_TENSOR', `cannot calibrate '${t}': no node of the main graph produces it`, { tensor: t });
-    if (v.elemType !== undefined && v.elemType !== DataType.FLOAT) throw inputError('CALIB_NOT_FLOAT', `cannot calibrate '${t}': it is not a float32 tensor`, { tensor: t });
+    const v = calibrationTarget(byName, t);
     ['ReduceMin', 'ReduceMax'].forEach((op, i) => {
       const r = add(op, [v], `${t}__calib_${op}`, [Attribute.int('keepdims', 1)]);
       parts[i]!.push(add('Reshape', [r, one], `${t}__calib_${op}_1`));

@@ -4,7 +4,7 @@
  * onnxruntime, so data readers can be used (and tested) without loading the runtime.
  */
 import { float16ToFloat32 as float16BitsToFloat32, float32ToFloat16 as float32ToFloat16Bits } from '../graph/dtype.js';
-import { DataType, dtypeOf } from '../graph/dtype.js';
+import { DataType, dtypeOf, NumericArray } from '../graph/dtype.js';
 import { inputError } from '../graph/errors.js';
 
 /** Element types onnxruntime-node accepts for tensors (a subset of ONNX's). */
@@ -23,18 +23,7 @@ export type HostDType =
   | 'bool'
   | 'string';
 
-export type HostData =
-  | Float32Array
-  | Float64Array
-  | Int8Array
-  | Uint8Array
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | BigInt64Array
-  | BigUint64Array
-  | string[];
+export type HostData = NumericArray | string[];
 
 export interface HostTensor {
   type: HostDType;

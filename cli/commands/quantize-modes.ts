@@ -57,12 +57,12 @@ export interface QuantizeModeReport {
   wallMs: number;
 }
 
-const list = (v: unknown): string[] | undefined =>
+/** Comma-separated or repeated list options ('a,b' --x c) -> ['a', 'b', 'c']. */
+export const list = (v: unknown): string[] | undefined =>
   v === undefined ? undefined : (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).map((s) => s.trim()).filter(Boolean);
 
-export async function runQuantizeMode(a: QuantizeModeArgs): Promise<QuantizeModeReport> {
-  const t0 = performance.now();
-  if (a.mode !== 'weights' && a.mode !== 'dynamic') throw inputError('USAGE_BAD_VALUE', `--mode ${a.mode}: expected static, weights or dynamic`);
+/** The checks, data options and FP32 model every quantize mode starts from (the model serialized once). */
+export async function quantizeSetup(a: { model: string; threads: number; latencyRuns: number; metric?: string[]; eval?: string; shape?: string[] } & WriteArgs) {
   if (!Number.isInteger(a.threads) || a.threads < 0) throw inputError('USAGE_BAD_VALUE', `--threads must be a non-negative integer, got ${a.threads}`);
   if (!Number.isInteger(a.latencyRuns) || a.latencyRuns < 1) throw inputError('USAGE_BAD_VALUE', `--latency-runs must be a positive integer, got ${a.latencyRuns}`);
   if (a.metric && !a.eval) throw inputError('USAGE_MISSING', '--metric needs --eval SPEC (labelled evaluation data)');
@@ -70,9 +70,16 @@ export async function runQuantizeMode(a: QuantizeModeArgs): Promise<QuantizeMode
   const shapes = Object.fromEntries((a.shape ?? []).map(parseShapeArg));
   const metrics = await Promise.all((a.metric ?? []).map((m) => loadMetric(m)));
   const model = await loadModel(a.model);
-  const fp32Bytes = serializeModel(model).byteLength;
+  const fp32Model = serializeModel(model);
+  return { save, shapes, metrics, model, fp32Model, fp32Bytes: fp32Model.byteLength };
+}
+
+export async function runQuantizeMode(a: QuantizeModeArgs): Promise<QuantizeModeReport> {
+  const t0 = performance.now();
+  if (a.mode !== 'weights' && a.mode !== 'dynamic') throw inputError('USAGE_BAD_VALUE', `--mode ${a.mode}: expected static, weights or dynamic`);
+  const { save, shapes, metrics, model, fp32Model, fp32Bytes } = await quantizeSetup(a);
   const so = { intraOpNumThreads: a.threads, allowSpinning: false };
-  const fp32 = await Session.create(serializeModel(model), so, a.model);
+  const fp32 = await Session.create(fp32Model, so, a.model);
 
   let weights: QuantizeWeightsReport | undefined;
   let dynamic: QuantizeDynamicReport | undefined;

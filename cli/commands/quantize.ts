@@ -12,7 +12,7 @@ import { openDataSource } from '../../calibration/data/index.js';
 import { checkModel } from '../../graph/checker.js';
 import { checkError, inputError } from '../../graph/errors.js';
 import type { Model } from '../../graph/ir.js';
-import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
+import { cloneModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
 import { layerErrors, LayerError } from '../../passes/quant/debug.js';
 import { quantizeStatic, QuantizeStaticOptions, QuantizeStaticReport } from '../../passes/quantize-static.js';
 import { ProgressBar } from '../../report/progress.js';
@@ -21,14 +21,13 @@ import { evaluate } from '../../runtime/evaluate.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
 import type { Feed } from '../../runtime/host-tensor.js';
 import { measureLatency } from '../../runtime/latency.js';
-import { loadMetric, OutputError, UserMetric } from '../../runtime/metrics.js';
+import { OutputError, UserMetric } from '../../runtime/metrics.js';
 import { createSession, Session } from '../../runtime/session.js';
-import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
+import { writeOptions, WriteArgs } from '../options.js';
 import { toQOperator } from '../../passes/quant/qop.js';
-import { renderQuantizeModeReport, runQuantizeMode } from './quantize-modes.js';
+import { list, quantizeSetup, renderQuantizeModeReport, runQuantizeMode } from './quantize-modes.js';
 import type { Sample } from '../../calibration/data/index.js';
 import type { SessionOptions } from '../../runtime/session.js';
-import { parseShapeArg } from '../../calibration/data/generate.js';
 
 interface Args extends WriteArgs {
   model: string;
@@ -83,8 +82,6 @@ export interface QuantizeCommandReport {
   wallMs: number;
 }
 
-const list = (v: unknown): string[] | undefined =>
-  v === undefined ? undefined : (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).map((s) => s.trim()).filter(Boolean);
 
 export const quantizeCommand: CommandModule<object, Args> = {
   command: 'quantize <model>',
@@ -150,17 +147,9 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
   if (a.mode !== 'static') throw inputError('USAGE_BAD_VALUE', `--mode ${a.mode}: only static is supported`);
   if (!a.calibration) throw inputError('USAGE_MISSING', '--mode static needs --calibration SPEC');
   if (a.maxAccuracyDrop !== undefined && (!a.eval || !a.metric)) throw inputError('USAGE_MISSING', '--max-accuracy-drop needs --eval SPEC and --metric MODULE (the score the budget applies to)');
-  if (!Number.isInteger(a.threads) || a.threads < 0) throw inputError('USAGE_BAD_VALUE', `--threads must be a non-negative integer, got ${a.threads}`);
-  if (!Number.isInteger(a.latencyRuns) || a.latencyRuns < 1) throw inputError('USAGE_BAD_VALUE', `--latency-runs must be a positive integer, got ${a.latencyRuns}`);
-  if (a.metric && !a.eval) throw inputError('USAGE_MISSING', '--metric needs --eval SPEC (labelled evaluation data)');
-  const save = saveOptionsFrom(a);
-  const shapes = Object.fromEntries((a.shape ?? []).map(parseShapeArg));
-  const metrics = await Promise.all((a.metric ?? []).map((m) => loadMetric(m)));
-
-  const model = await loadModel(a.model);
-  const fp32Bytes = serializeModel(model).byteLength;
+  const { save, shapes, metrics, model, fp32Model, fp32Bytes } = await quantizeSetup(a);
   const so = { intraOpNumThreads: a.threads };
-  const fp32 = await createSession(serializeModel(model), so, a.model);
+  const fp32 = await createSession(fp32Model, so, a.model);
   const inputs = fp32.inputs;
   const calib = () => openDataSource(a.calibration, inputs, { shapes, ...(a.preprocess ? { preprocess: a.preprocess } : {}) });
 
