@@ -9,6 +9,9 @@
  * |gamma_c| / sqrt(var_c + eps) when a BatchNormalization alone reads p (see prune/channels.ts).
  * With ratio r, a group of C channels drops round(r * C) of the lowest (scope `layer`), or the
  * round(r * total) lowest mean-normalized channels across groups are dropped (scope `global`).
+ * With `cost=flops` (global), a channel's normalized importance is divided by its group's FLOPs per
+ * channel relative to the mean (prune/channels.ts `channelCosts`, at a nominal input size), so the
+ * budget comes more out of expensive layers; `maxRatio` caps what any group loses.
  * Graph input and output shapes never change; groups that cannot be proven safe are kept whole and
  * `--explain` says why. The per-group report is stored in `ctx.shared` under `prune-channels`.
  */
@@ -18,10 +21,11 @@ import { definePass } from './pass.js';
 import { constantOf } from '../graph/ir.js';
 import type { Sample } from '../calibration/data/index.js';
 import type { Feed } from '../runtime/host-tensor.js';
-import { applyChannelPruning, channelImportance, Criterion, keptIndices, selectChannels } from './prune/channels.js';
+import { applyChannelPruning, channelCosts, channelImportance, Criterion, keptIndices, selectChannels } from './prune/channels.js';
 import { channelMeans, compensate, ConsumerCut } from './prune/compensate.js';
 import { analyzeChannels } from './prune/dependency.js';
 import { matchesAny, parseLayerRatios } from './prune/names.js';
+import { flopsByNode } from '../report/flops.js';
 
 export interface ChannelGroupReport {
   /** Producer nodes of the group (first one names it). */
@@ -51,6 +55,8 @@ export interface PruneChannelsOptions extends Record<string, unknown> {
   roundTo: number;
   compensate: boolean;
   calibrationSamples: number;
+  cost: string;
+  maxRatio: number;
 }
 
 export interface ChannelPlan {
@@ -96,8 +102,13 @@ export function planChannels(model: Model, o: Partial<PruneChannelsOptions>, exp
   for (const s of a.prunable()) {
     for (const lr of layerRatios) if (s.members.some((n) => matchesAny([lr.pattern], [n.name, ...n.outputs.map((v) => v.name)]))) ratios.set(s.id, lr.ratio);
   }
+  const cost = o.cost ?? 'none';
+  if (cost !== 'none' && cost !== 'flops') throw inputError('PRUNE_BAD_COST', `prune-channels: cost must be none or flops, got ${String(cost)}`, { option: 'cost' });
   const importance = channelImportance(a, criterion);
-  const sel = selectChannels(a, importance, { ratio, scope, ratios, minChannels, roundTo });
+  const costs = cost === 'flops' && scope === 'global' ? channelCosts(a, flopsByNode(model)) : undefined;
+  const maxRatio = o.maxRatio ?? 1;
+  if (typeof maxRatio !== 'number' || !(maxRatio > 0 && maxRatio <= 1)) throw inputError('PRUNE_BAD_MAX_RATIO', `prune-channels: maxRatio must be in (0, 1], got ${String(maxRatio)}`, { option: 'maxRatio' });
+  const sel = selectChannels(a, importance, { ratio, scope, ratios, minChannels, roundTo, maxRatio, ...(costs ? { costs } : {}) });
   const groups: ChannelGroupReport[] = [];
   const skippedBy = new Map(sel.skipped.map((x) => [x.space.id, x.reason]));
   let before = 0;
@@ -172,6 +183,8 @@ export default definePass<PruneChannelsOptions>({
     minChannels: { type: 'integer', description: 'Channels each group keeps at least.', default: 1, min: 1 },
     compensate: { type: 'boolean', description: 'With calibration data (ctx.data.calibration), add the removed channels\' mean contribution to the next layers\' biases.', default: true },
     calibrationSamples: { type: 'integer', description: 'Calibration samples used for compensation.', default: 16, min: 1 },
+    cost: { type: 'enum', values: ['none', 'flops'], description: 'Global scope: rank channels by importance alone (none) or by importance per FLOP the channel costs (flops), which removes more of the expensive layers.', default: 'none' },
+    maxRatio: { type: 'number', description: 'Global scope: the largest fraction of any one group that may be removed, in (0, 1].', default: 1, min: 0, max: 1, exclusiveMin: true },
     roundTo: { type: 'integer', description: 'Round kept channel counts to a multiple of this (8 matches onnxruntime AVX2 blocks).', default: 1, min: 1 },
   },
   async run(model, o, ctx) {

@@ -81,6 +81,18 @@ export function collectWeights(model: Model, ops: readonly string[], exclude: re
   return [...byValue.values()];
 }
 
+/** Zeros over all elements of the weights `prune-magnitude` would consider (e.g. to check a later pass kept them). */
+export function weightSparsity(model: Model, ops: readonly string[] = ['Conv', 'Gemm', 'MatMul']): { elements: number; zeros: number; sparsity: number } {
+  let elements = 0;
+  let zeros = 0;
+  for (const c of collectWeights(model, ops, [], [])) {
+    const a = c.tensor.toFloat32();
+    elements += a.length;
+    zeros += countZeros(a);
+  }
+  return { elements, zeros, sparsity: elements ? zeros / elements : 0 };
+}
+
 function countZeros(a: Float32Array): number {
   let z = 0;
   for (let i = 0; i < a.length; i++) if (a[i] === 0) z++;

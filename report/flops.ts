@@ -13,6 +13,7 @@
  * Parameters are the elements of constant float inputs of each node (weights, biases, BN statistics).
  */
 import { DataType } from '../graph/dtype.js';
+import { internalError } from '../graph/errors.js';
 import { constantOf, Model, Node, Value } from '../graph/ir.js';
 import { cloneModel } from '../graph/onnx/index.js';
 import { inferShapes, staticShape } from '../graph/shape-inference.js';
@@ -117,24 +118,11 @@ function nodeParams(n: Node): number {
  * symbolic dims default to 1. The model is not modified (inference runs on a copy).
  */
 export function countFlops(model: Model, inputShapes: Record<string, number[]> = {}): FlopReport {
-  const m = cloneModel(model);
-  for (const v of m.graph.inputs) {
-    if (m.graph.initializers.get(v.name) === v) continue;
-    const given = inputShapes[v.name];
-    const shape = v.shape;
-    const elem = v.elemType ?? DataType.FLOAT;
-    if (given) v.setTensorType(elem, given);
-    else if (shape) v.setTensorType(elem, shape.map((d) => (typeof d === 'number' ? d : 1)));
-  }
-  // drop declared shapes (stale after pruning, symbolic on outputs) so inference recomputes them
-  for (const g of m.graph.allGraphs()) for (const n of g.nodes) for (const o of n.outputs) delete o.type;
-  m.graph.valueInfo = [];
-  inferShapes(m);
   const nodes: NodeFlops[] = [];
   const unknown: string[] = [];
   let totalFlops = 0;
   let totalParams = 0;
-  for (const n of m.graph.allNodes()) {
+  for (const [, n] of inferredNodes(model, inputShapes, () => 1)) {
     if (n.opType === 'Constant') continue;
     const f = nodeFlops(n);
     const p = nodeParams(n);
@@ -146,6 +134,45 @@ export function countFlops(model: Model, inputShapes: Record<string, number[]> =
     totalParams += p;
   }
   return { nodes, totalFlops, totalParams, unknown };
+}
+
+/**
+ * FLOPs of each node of `model` itself (not a copy), keyed by node, for passes that weigh layers by
+ * cost. Symbolic input dims take `symbolic(axis)` (by default 1 for the batch axis and 256 for any
+ * other, so spatial sizes keep their ratios across strides); nodes whose FLOPs are unknown are absent.
+ */
+export function flopsByNode(model: Model, inputShapes: Record<string, number[]> = {}, symbolic: (axis: number) => number = (axis) => (axis === 0 ? 1 : 256)): Map<Node, number> {
+  const out = new Map<Node, number>();
+  for (const [orig, n] of inferredNodes(model, inputShapes, symbolic)) {
+    const f = n.opType === 'Constant' ? undefined : nodeFlops(n);
+    if (f !== undefined) out.set(orig, f);
+  }
+  return out;
+}
+
+/** Pairs of (node of `model`, the same node in a shape-inferred copy with concrete input dims). */
+function inferredNodes(model: Model, inputShapes: Record<string, number[]>, symbolic: (axis: number) => number): Array<[Node, Node]> {
+  const m = cloneModel(model);
+  for (const v of m.graph.inputs) {
+    if (m.graph.initializers.get(v.name) === v) continue;
+    const given = inputShapes[v.name];
+    const shape = v.shape;
+    const elem = v.elemType ?? DataType.FLOAT;
+    if (given) v.setTensorType(elem, given);
+    else if (shape) v.setTensorType(elem, shape.map((d, i) => (typeof d === 'number' ? d : symbolic(i))));
+  }
+  // drop declared shapes (stale after pruning, symbolic on outputs) so inference recomputes them
+  for (const g of m.graph.allGraphs()) for (const n of g.nodes) for (const o of n.outputs) delete o.type;
+  m.graph.valueInfo = [];
+  // inference leaves graph outputs as declared; on this throwaway copy they stop being outputs so
+  // the nodes producing them get inferred shapes too (a last Conv must not borrow its input's shape)
+  for (const v of m.graph.outputs) v.outputOf.delete(m.graph);
+  m.graph.outputs.length = 0;
+  inferShapes(m);
+  const a = [...model.graph.allNodes()];
+  const b = [...m.graph.allNodes()];
+  if (a.length !== b.length || a.some((n, i) => n.opType !== b[i]!.opType)) throw internalError('FLOPS_CLONE_MISMATCH', 'the copied model lists its nodes in another order');
+  return b.map((n, i) => [a[i]!, n]);
 }
 
 /** FLOPs and parameters by op type (for compact reports). */

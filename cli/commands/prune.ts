@@ -14,8 +14,9 @@ import type { Model } from '../../graph/ir.js';
 import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
 import type { Explanation, PassContext } from '../../passes/pass.js';
 import pruneChannelsPass, { ChannelReport } from '../../passes/prune-channels.js';
-import pruneMagnitudePass, { MagnitudeReport } from '../../passes/prune-magnitude.js';
-import { deployedSizes, DeployedSizes } from '../../passes/prune/deploy.js';
+import pruneMagnitudePass, { MagnitudeReport, weightSparsity } from '../../passes/prune-magnitude.js';
+import { deployedSizes, DeployedSizes, SizeSet, sizesOf } from '../../passes/prune/deploy.js';
+import { optimize } from '../../passes/manager.js';
 import { countFlops, FlopReport } from '../../report/flops.js';
 import { renderTable } from '../../report/table.js';
 import { evaluate } from '../../runtime/evaluate.js';
@@ -35,6 +36,9 @@ interface Args extends WriteArgs {
   exclude?: string[];
   layers?: string[];
   roundTo: number;
+  cost: string;
+  maxRatio: number;
+  optimize: boolean;
   shape?: string[];
   inputs?: string;
   calibration?: string;
@@ -54,7 +58,10 @@ export interface PruneCommandReport {
   magnitude?: MagnitudeReport;
   flops: { before: FlopReport; after: FlopReport };
   latency?: { beforeMs: number; afterMs: number; ratio: number; runs: number };
-  sizes?: DeployedSizes;
+  /** Sizes of the input model and of the written one (with its sparse-storage variant). */
+  sizes?: DeployedSizes & { original: SizeSet };
+  /** The lossless `default` preset run after pruning (--optimize), and the weight sparsity it left. */
+  optimized?: { pipeline: string; nodesBefore: number; nodesAfter: number; weightSparsity: number };
   accuracy?: { metric: string; before: Record<string, number>; after: Record<string, number> };
   explanations: Explanation[];
 }
@@ -110,12 +117,18 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
       const spec = parseDataSpec(a.calibration);
       ctx.data.calibration = () => openDataSource(spec, inputs, opts);
     }
-    await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? 'layer', exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1, roundTo: a.roundTo, compensate: true, calibrationSamples: 16 }, ctx);
+    await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? 'layer', exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1, roundTo: a.roundTo, compensate: true, calibrationSamples: 16, cost: a.cost, maxRatio: a.maxRatio }, ctx);
     report.channels = ctx.shared.get('prune-channels') as ChannelReport;
   } else {
     const ctx = context(explanations, !!a.explain, 'prune-magnitude');
     await pruneMagnitudePass.run(model, { sparsity: a.magnitude!, scope: a.scope ?? 'global', ops: ['Conv', 'Gemm', 'MatMul'], exclude: a.exclude ?? [] }, ctx);
     report.magnitude = ctx.shared.get('prune-magnitude') as MagnitudeReport;
+  }
+  if (a.optimize) {
+    // BN folding and the other lossless rewrites keep zeros zero (0 * scale) and drop the tensors
+    // pruning made redundant; the report says what sparsity is left.
+    const r = await optimize(model, '@default', {});
+    report.optimized = { pipeline: r.pipeline, nodesBefore: r.nodesBefore, nodesAfter: r.nodesAfter, weightSparsity: weightSparsity(model).sparsity };
   }
   const issues = checkModel(model).filter((i) => !checkModel(original).some((o) => o.code === i.code && o.message === i.message));
   if (issues.length) throw inputError('PRUNE_INVALID_RESULT', `pruning left an invalid model: ${issues[0]!.message}`, { file: a.model });
@@ -146,7 +159,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
     await before.dispose();
     await after.dispose();
   }
-  if (mode === 'magnitude') report.sizes = await deployedSizes(model, feed);
+  if (mode === 'magnitude') report.sizes = { ...(await deployedSizes(model, feed)), original: sizesOf(serializeModel(original)) };
   await saveModel(model, a.output, save);
   return report as PruneCommandReport;
 }
@@ -181,7 +194,7 @@ export function renderPruneReport(r: PruneCommandReport): string {
         ['parameters', r.flops.before.totalParams, r.flops.after.totalParams, ratio(r.flops.after.totalParams, r.flops.before.totalParams)],
         ...(r.latency ? [['latency p50 (ms)', r.latency.beforeMs.toFixed(3), r.latency.afterMs.toFixed(3), ratio(r.latency.afterMs, r.latency.beforeMs)]] : []),
         ...(r.sizes
-          ? (['raw', 'gzip', 'brotli'] as const).map((k) => [`size ${k} (bytes, ${r.sizes!.best[k].variant})`, r.sizes!.dense[k], r.sizes!.best[k].bytes, ''])
+          ? (['raw', 'gzip', 'brotli'] as const).map((k) => [`size ${k} (bytes, ${r.sizes!.best[k].variant})`, r.sizes!.original[k], r.sizes!.best[k].bytes, ratio(r.sizes!.best[k].bytes, r.sizes!.original[k])])
           : []),
       ],
       { title: 'Totals' },
@@ -192,6 +205,7 @@ export function renderPruneReport(r: PruneCommandReport): string {
     const keys = [...new Set([...Object.keys(r.accuracy.before), ...Object.keys(r.accuracy.after)])];
     out.push(renderTable(['metric', 'before', 'after'], keys.map((k) => [`${r.accuracy!.metric}.${k}`, r.accuracy!.before[k]?.toFixed(4) ?? '-', r.accuracy!.after[k]?.toFixed(4) ?? '-']), { title: 'Accuracy' }));
   }
+  if (r.optimized) out.push(`then ${r.optimized.pipeline}: nodes ${r.optimized.nodesBefore} -> ${r.optimized.nodesAfter}; Conv/Gemm/MatMul weight sparsity ${pct(r.optimized.weightSparsity)}`);
   if (r.explanations.length) out.push(['Explanations:', ...r.explanations.map((e) => `  ${e.pass}${e.node ? ` ${e.node}` : ''}: ${e.reason}`)].join('\n'));
   return out.join('\n\n');
 }
@@ -210,6 +224,9 @@ export const pruneCommand: CommandModule<object, Args> = {
         .option('scope', { choices: ['layer', 'global'], describe: 'per group/tensor or one global ranking (default: layer for --channels, global for --magnitude)' })
         .option('exclude', { type: 'string', array: true, describe: 'node, weight or output names to leave alone (* wildcards)' })
         .option('layers', { type: 'string', array: true, describe: 'per-layer channel ratios: name=ratio' })
+        .option('cost', { choices: ['none', 'flops'], default: 'none', describe: 'with --scope global: rank channels by importance per FLOP they cost (flops) instead of importance alone' })
+        .option('optimize', { type: 'boolean', default: true, describe: 'run the lossless default preset after pruning (folds BatchNormalization into the pruned weights, zeros stay zero); --no-optimize writes the graph as pruned' })
+        .option('max-ratio', { type: 'number', default: 1, describe: 'with --scope global: the largest fraction of any one group that may be removed, in (0, 1]' })
         .option('round-to', { type: 'number', default: 1, describe: 'round kept channel counts to a multiple of this (8 suits onnxruntime on AVX2)' })
         .option('shape', { type: 'string', array: true, describe: 'size of symbolic input dims: name=1,3,224,224' })
         .option('inputs', { type: 'string', describe: 'inputs for shapes and timing (data spec; default generated)' })

@@ -97,6 +97,57 @@ export interface SelectOptions {
    * NCHWc kernels pad channels to blocks of 8 (AVX2) or 16 (AVX-512): 22 kept channels run as 24.
    */
   roundTo?: number;
+  /**
+   * Global scope only: FLOPs one channel of each space costs (root space id -> FLOPs, see
+   * `channelCosts`). When given, a channel's mean-normalized importance is divided by its space's
+   * cost relative to the channel-weighted mean cost, so channels are ranked by importance per FLOP
+   * and the same channel budget removes more of the expensive layers.
+   */
+  costs?: Map<number, number>;
+  /** Global scope only: the largest fraction of any one group that may be removed (default 1). */
+  maxRatio?: number;
+}
+
+/**
+ * Per-space multipliers of the mean-normalized importance: 1 without costs; with costs, mean cost /
+ * cost of the space (channel-weighted mean over `spaces`), so an expensive channel scores lower.
+ */
+function costWeights(spaces: Space[], costs: Map<number, number> | undefined): Map<number, number> {
+  const w = new Map<number, number>();
+  let num = 0;
+  let den = 0;
+  for (const s of spaces) {
+    const c = costs?.get(s.id);
+    if (c !== undefined && c > 0) (num += c * s.size), (den += s.size);
+  }
+  const mean = den > 0 ? num / den : 0;
+  for (const s of spaces) {
+    const c = costs?.get(s.id);
+    w.set(s.id, mean > 0 && c !== undefined && c > 0 ? mean / c : 1);
+  }
+  return w;
+}
+
+/**
+ * FLOPs that removing one channel of each prunable space saves, to first order: for every weight
+ * (input 1 of Conv, ConvTranspose, Gemm, MatMul) whose channel axis runs over the space, the node's
+ * FLOPs divided by the channels along that axis. A pointwise Conv between spaces A and B adds
+ * F / C_A to A and F / C_B to B; a depthwise Conv adds F / C to its space. `flops` gives each node's
+ * FLOPs at some input size; only their ratios matter.
+ */
+export function channelCosts(a: DependencyAnalysis, flops: Map<Node, number>): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const site of a.sites) {
+    if (site.kind !== 'param' || site.input !== 1) continue;
+    const f = flops.get(site.node);
+    if (!f) continue;
+    const per = f / Math.max(1, mapTotal(site.map));
+    for (const seg of site.map.segments) {
+      const id = a.root(seg.space);
+      out.set(id, (out.get(id) ?? 0) + per);
+    }
+  }
+  return out;
 }
 
 /**
@@ -112,14 +163,19 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
   const minKeep = Math.max(1, o.minChannels ?? 1);
   const spaces = a.prunable();
   if (o.scope === 'global') {
+    const maxRatio = o.maxRatio ?? 1;
+    // fewest channels a group may keep: minChannels, and what maxRatio leaves
+    const floorOf = (sp: Space) => Math.max(minKeep, Math.ceil(sp.size * (1 - maxRatio) - 1e-9));
     const entries: Array<{ space: number; c: number; score: number }> = [];
     let totalChannels = 0;
-    for (const s of spaces) {
-      if (o.ratios?.has(s.id)) continue;
+    const ranked = spaces.filter((s) => !o.ratios?.has(s.id));
+    const weights = costWeights(ranked, o.costs);
+    for (const s of ranked) {
       const imp = importance.get(s.id)!;
       const mean = imp.reduce((x, y) => x + y, 0) / Math.max(1, imp.length);
+      const w = weights.get(s.id)!;
       totalChannels += s.size;
-      for (let c = 0; c < s.size; c++) entries.push({ space: s.id, c, score: mean > 0 ? imp[c]! / mean : 0 });
+      for (let c = 0; c < s.size; c++) entries.push({ space: s.id, c, score: mean > 0 ? (imp[c]! / mean) * w : 0 });
     }
     entries.sort((x, y) => x.score - y.score || x.space - y.space || x.c - y.c);
     const budget = roundHalfEven(o.ratio * totalChannels);
@@ -129,7 +185,7 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
       if (done >= budget) break;
       const sp = a.spaces[e.space]!;
       const set = dropped.get(e.space) ?? new Set<number>();
-      if (sp.size - set.size <= minKeep) continue;
+      if (sp.size - set.size <= floorOf(sp)) continue;
       set.add(e.c);
       dropped.set(e.space, set);
       done++;
@@ -138,7 +194,7 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
     if (q === 1) {
       for (const [id, set] of dropped) keep.set(id, Array.from({ length: a.spaces[id]!.size }, (_, i) => i).filter((i) => !set.has(i)));
     } else {
-      for (const [id, kept] of roundGlobal(spaces.filter((s) => !o.ratios?.has(s.id)), importance, dropped, budget, q, minKeep)) keep.set(id, kept);
+      for (const [id, kept] of roundGlobal(ranked, importance, weights, dropped, budget, q, floorOf)) keep.set(id, kept);
     }
   }
   for (const s of spaces) {
@@ -164,18 +220,19 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
  * lowest mean-normalized importance gives them up; while over, the space whose last removed block
  * scores highest gets it back. Each space keeps its most important channels.
  */
-function roundGlobal(spaces: Space[], importance: Map<number, Float64Array>, dropped: Map<number, Set<number>>, budget: number, q: number, minKeep: number): Map<number, number[]> {
+function roundGlobal(spaces: Space[], importance: Map<number, Float64Array>, weights: Map<number, number>, dropped: Map<number, Set<number>>, budget: number, q: number, floorOf: (s: Space) => number): Map<number, number[]> {
   const order = new Map<number, { sorted: number[]; norm: Float64Array }>();
   const kept = new Map<number, number>();
   let removed = 0;
   for (const s of spaces) {
     const imp = importance.get(s.id)!;
     const mean = imp.reduce((x, y) => x + y, 0) / Math.max(1, imp.length);
-    const norm = imp.map((x) => (mean > 0 ? x / mean : 0));
+    const w = weights.get(s.id) ?? 1;
+    const norm = imp.map((x) => (mean > 0 ? (x / mean) * w : 0));
     const sorted = Array.from(norm.keys()).sort((x, y) => norm[y]! - norm[x]! || x - y);
     order.set(s.id, { sorted, norm });
     const want = s.size - (dropped.get(s.id)?.size ?? 0);
-    const k = s.size <= q ? s.size : Math.min(s.size, Math.max(q, minKeep, Math.round(want / q) * q));
+    const k = s.size <= q ? s.size : Math.min(s.size, Math.max(q, Math.ceil(floorOf(s) / q) * q, Math.round(want / q) * q));
     kept.set(s.id, k);
     removed += s.size - k;
   }
@@ -192,7 +249,7 @@ function roundGlobal(spaces: Space[], importance: Map<number, Float64Array>, dro
       let score = Infinity;
       for (const s of spaces) {
         const k = kept.get(s.id)!;
-        if (k - q < Math.max(q, minKeep)) continue;
+        if (k - q < Math.max(q, floorOf(s))) continue;
         const sc = blockScore(s.id, k - q, k);
         if (sc < score) (score = sc), (best = s.id);
       }

@@ -36,7 +36,7 @@ async function expectSameOutputs(before: Model, after: Model, inputDims: number[
 async function prune(m: Model, options: Record<string, unknown>) {
   const before = cloneModel(m);
   const ctx = testContext('prune-channels');
-  const res = await pruneChannelsPass.run(m, { ratio: 0.25, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo: 1, compensate: true, calibrationSamples: 16, ...options }, ctx);
+  const res = await pruneChannelsPass.run(m, { ratio: 0.25, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo: 1, compensate: true, calibrationSamples: 16, cost: 'none', maxRatio: 1, ...options }, ctx);
   return { before, res, ctx };
 }
 
@@ -295,7 +295,7 @@ describe('prune-channels bias compensation', () => {
       (async function* () {
         for (let i = 0; i < 3; i++) yield { id: String(i), feed: feedFor([1, 3, 6, 6], 200 + i) };
       })();
-    const res = await pruneChannelsPass.run(m, { ratio: 0.25, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo: 1, compensate: true, calibrationSamples: 16 }, ctx);
+    const res = await pruneChannelsPass.run(m, { ratio: 0.25, criterion: 'l1', scope: 'layer', exclude: [], layers: [], minChannels: 1, roundTo: 1, compensate: true, calibrationSamples: 16, cost: 'none', maxRatio: 1 }, ctx);
     expect(res.stats?.compensated).toBe(1);
     expect(dims(m, 'conv2', 1)).toEqual([6, 6, 1, 1]);
     expect(dims(m, 'conv2', 2)).toEqual([6]);

@@ -1,12 +1,12 @@
 /** `onnxforge prune`: usage errors exit 2 and write nothing; a valid run writes a model that loads. */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../graph/builder.js';
 import { constantOf } from '../../graph/ir.js';
 import { loadModelSync, saveModelSync } from '../../graph/onnx/index.js';
-import { f32, weight, weights } from './helpers.js';
+import { f32, feedFor, maxAbsDiff, run, weight, weights } from './helpers.js';
 import { runCli } from '../helpers/run-cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'onnxforge-prune-'));
@@ -20,6 +20,21 @@ function modelFile(): string {
   const [y] = b.op('Conv', [r!, weight(b, 'w2', f32([4, 16, 1, 1], weights([4, 16, 1, 1], 2)))], {}, { name: 'conv2' });
   b.output(y!, 'y', 'float32', ['N', 4, 8, 8]);
   const file = join(dir, 'in.onnx');
+  saveModelSync(b.model(), file);
+  return file;
+}
+
+/** x -> Conv -> BatchNormalization -> Relu -> Conv: the default preset folds the BN into conv1. */
+function bnModelFile(): string {
+  const b = new GraphBuilder({ opset: 13 });
+  const x = b.input('x', 'float32', [1, 3, 8, 8]);
+  const [c] = b.op('Conv', [x, weight(b, 'w1', f32([16, 3, 3, 3], weights([16, 3, 3, 3], 11)))], { pads: [1, 1, 1, 1] }, { name: 'conv1' });
+  const pos = (seed: number) => Float32Array.from(weights([16], seed), (v) => Math.abs(v) + 0.5);
+  const [bn] = b.op('BatchNormalization', [c!, weight(b, 'g', f32([16], pos(12))), weight(b, 'beta', f32([16], weights([16], 13))), weight(b, 'mean', f32([16], weights([16], 14))), weight(b, 'var', f32([16], pos(15)))], {}, { name: 'bn' });
+  const [r] = b.op('Relu', [bn!]);
+  const [y] = b.op('Conv', [r!, weight(b, 'w2', f32([4, 16, 1, 1], weights([4, 16, 1, 1], 16)))], {}, { name: 'conv2' });
+  b.output(y!, 'y', 'float32', [1, 4, 8, 8]);
+  const file = join(dir, 'bn.onnx');
   saveModelSync(b.model(), file);
   return file;
 }
@@ -49,5 +64,43 @@ describe('onnxforge prune', () => {
     expect(rep.flops.after.totalFlops).toBeLessThan(rep.flops.before.totalFlops);
     const m = loadModelSync(out);
     expect(constantOf(m.graph.nodes.find((n) => n.name === 'conv1')!.input(1))!.dims).toEqual([12, 3, 3, 3]);
+  });
+
+  it('magnitude: folds BN after pruning by default (zeros kept), reports original and deployed sizes; --no-optimize keeps the graph', async () => {
+    const bnInput = bnModelFile();
+    const out = join(dir, 'mag.onnx');
+    const raw = join(dir, 'mag-raw.onnx');
+    const r = await cli(['prune', bnInput, '-o', out, '--magnitude', '0.5', '--no-latency', '--json']);
+    expect(r.code).toBe(0);
+    type Rep = { magnitude: { sparsity: number }; optimized?: { nodesBefore: number; nodesAfter: number; weightSparsity: number }; sizes: { original: { raw: number; gzip: number }; best: { gzip: { bytes: number } } } };
+    const rep = JSON.parse(r.out) as Rep;
+    expect(rep.magnitude.sparsity).toBeCloseTo(0.5, 2);
+    expect(rep.optimized!.nodesAfter).toBeLessThan(rep.optimized!.nodesBefore);
+    // BN scales each output channel: zeros stay zero, so the sparsity survives the folding
+    expect(rep.optimized!.weightSparsity).toBeCloseTo(rep.magnitude.sparsity, 6);
+    expect(rep.sizes.original.raw).toBe(readFileSync(bnInput).length);
+    expect(rep.sizes.best.gzip.bytes).toBeLessThan(rep.sizes.original.gzip);
+    const folded = loadModelSync(out);
+    expect(folded.graph.nodes.some((n) => n.opType === 'BatchNormalization')).toBe(false);
+
+    const r2 = await cli(['prune', bnInput, '-o', raw, '--magnitude', '0.5', '--no-latency', '--no-optimize', '--json']);
+    expect(r2.code).toBe(0);
+    expect((JSON.parse(r2.out) as Rep).optimized).toBeUndefined();
+    const kept = loadModelSync(raw);
+    expect(kept.graph.nodes.some((n) => n.opType === 'BatchNormalization')).toBe(true);
+    const feed = feedFor([1, 3, 8, 8], 4);
+    expect(maxAbsDiff((await run(folded, feed)).y!.data, (await run(kept, feed)).y!.data)).toBeLessThan(1e-4);
+  });
+
+  it('channels with --scope global --cost flops --max-ratio --round-to: the options reach the pass', async () => {
+    const out = join(dir, 'flops.onnx');
+    const r = await cli(['prune', input, '-o', out, '--channels', '0.25', '--scope', 'global', '--cost', 'flops', '--max-ratio', '0.5', '--round-to', '4', '--shape', 'x=1,3,8,8', '--no-latency', '--json']);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.out) as { channels: { scope: string; channelsBefore: number; channelsAfter: number } };
+    expect(rep.channels.scope).toBe('global');
+    expect(rep.channels.channelsBefore - rep.channels.channelsAfter).toBe(4);
+    const bad = await cli(['prune', input, '-o', join(dir, 'bad2.onnx'), '--channels', '0.25', '--scope', 'global', '--max-ratio', '1.5', '--no-latency']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('PRUNE_BAD_MAX_RATIO');
   });
 });
