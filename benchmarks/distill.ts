@@ -15,7 +15,7 @@
  *
  * Environment: DISTILL_EPOCHS, DISTILL_LR, DISTILL_T, DISTILL_COPIES, DISTILL_BATCH, DISTILL_ONLINE,
  * DISTILL_MIXUP, DISTILL_SHIFT, DISTILL_WD (weight decay), DISTILL_SCOPE (layer|global), DISTILL_CRITERION (l1|l2),
- * DISTILL_ROUND (roundTo), DISTILL_FEATURES (weight of the MSE on kept channels of the inputs of full Convs;
+ * DISTILL_ROUND (roundTo), DISTILL_COST (none|flops), DISTILL_MAX_RATIO, DISTILL_FEATURES (weight of the MSE on kept channels of the inputs of full Convs;
  * 0 = off), DISTILL_FEATURE_EVERY (match every n-th of those), DISTILL_RUNS (latency rounds), DISTILL_THREADS (training threads),
  * DISTILL_SAVE (write the distilled student there),
  * DISTILL_REDUCE_RANGE (INT8 weights in [-64, 64], default 1 as in the CLI).
@@ -61,6 +61,8 @@ const weightDecay = env('DISTILL_WD', 0);
 const roundTo = env('DISTILL_ROUND', 1);
 const scope = (process.env.DISTILL_SCOPE ?? 'global') as 'layer' | 'global';
 const criterion = (process.env.DISTILL_CRITERION ?? 'l1') as 'l1' | 'l2';
+const cost = (process.env.DISTILL_COST ?? 'none') as 'none' | 'flops';
+const maxRatio = env('DISTILL_MAX_RATIO', 1);
 const ONE = { intraOpNumThreads: 1, allowSpinning: false };
 const t0 = performance.now();
 
@@ -102,7 +104,7 @@ const calib = await collectSamples(`images:${join(data, 'calib')}`, inputs, { pr
 const train = bothRotations();
 
 const pruned = cloneModel(teacher);
-const plan = planChannels(pruned, { ratio: 0.3, criterion, scope, roundTo });
+const plan = planChannels(pruned, { ratio: 0.3, criterion, scope, roundTo, cost, maxRatio });
 plan.apply();
 const prune = plan.report;
 // feature matching: the input of every full (group 1) Conv but the first, teacher channels gathered to the kept ones
@@ -114,7 +116,7 @@ const featureNames = pruned.graph.nodes
   .filter((_, i) => i % featureEvery === 0);
 const matched = featureWeight > 0 ? keptFeatureTeacher(teacher, featureNames, (name) => plan.keptChannels(name)) : { teacher, features: [] as Array<[string, string]> };
 const student = cloneModel(pruned);
-console.log(`bench:distill: cls, prune-channels 30% (${criterion}, scope ${scope}, roundTo ${roundTo}, channels ${prune.channelsBefore} -> ${prune.channelsAfter}), ${train.length} training samples x ${copies + 1} (cached augmented copies), ${online} of each batch freshly augmented (mixup ${mixup}), ${epochs} epochs, batch ${batch}, Adam lr ${lr} cosine, T ${temperature}, weight decay ${weightDecay}, ${matched.features.length} matched feature maps (weight ${featureWeight}), ${threads} training threads`);
+console.log(`bench:distill: cls, prune-channels 30% (${criterion}, scope ${scope}, roundTo ${roundTo}, cost ${cost}, maxRatio ${maxRatio}, channels ${prune.channelsBefore} -> ${prune.channelsAfter}), ${train.length} training samples x ${copies + 1} (cached augmented copies), ${online} of each batch freshly augmented (mixup ${mixup}), ${epochs} epochs, batch ${batch}, Adam lr ${lr} cosine, T ${temperature}, weight decay ${weightDecay}, ${matched.features.length} matched feature maps (weight ${featureWeight}), ${threads} training threads`);
 
 const tRes = await wrongLines(teacher, dev);
 const pRes = await wrongLines(pruned, dev);

@@ -124,17 +124,18 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
     await pruneMagnitudePass.run(model, { sparsity: a.magnitude!, scope: a.scope ?? 'global', ops: ['Conv', 'Gemm', 'MatMul'], exclude: a.exclude ?? [] }, ctx);
     report.magnitude = ctx.shared.get('prune-magnitude') as MagnitudeReport;
   }
+  const issues = checkModel(model).filter((i) => !checkModel(original).some((o) => o.code === i.code && o.message === i.message));
+  if (issues.length) throw inputError('PRUNE_INVALID_RESULT', `pruning left an invalid model: ${issues[0]!.message}`, { file: a.model });
+
+  const feed = await firstFeed(original, a, shapes);
+  // FLOPs of pruning alone: counted before the cleanup below removes BatchNormalization's own
+  report.flops = { before: countFlops(original, feedShapes(feed)), after: countFlops(model, feedShapes(feed)) };
   if (a.optimize) {
     // BN folding and the other lossless rewrites keep zeros zero (0 * scale) and drop the tensors
     // pruning made redundant; the report says what sparsity is left.
     const r = await optimize(model, '@default', {});
     report.optimized = { pipeline: r.pipeline, nodesBefore: r.nodesBefore, nodesAfter: r.nodesAfter, weightSparsity: weightSparsity(model).sparsity };
   }
-  const issues = checkModel(model).filter((i) => !checkModel(original).some((o) => o.code === i.code && o.message === i.message));
-  if (issues.length) throw inputError('PRUNE_INVALID_RESULT', `pruning left an invalid model: ${issues[0]!.message}`, { file: a.model });
-
-  const feed = await firstFeed(original, a, shapes);
-  report.flops = { before: countFlops(original, feedShapes(feed)), after: countFlops(model, feedShapes(feed)) };
 
   const before = await Session.create(serializeModel(original), { graphOptimizationLevel: 'all' }, a.model);
   const after = await Session.create(serializeModel(model), { graphOptimizationLevel: 'all' }, a.output);
