@@ -7,7 +7,8 @@
  * - channels 30% on cls and det: FLOPs <= 0.55x; latency <= 0.80x (cls) and <= 0.70x (det); the
  *   model loads with the same input and output shapes; accuracy change printed (cls accuracy on
  *   ../shared/data/ocr/dev with rotate180 labels; det map IoU vs FP32 on pages_dev);
- * - prune-channels, then `default` and `fuse`, then static INT8, as one pipeline.
+ * - prune-channels, then `default` and `fuse`, then static INT8, as one pipeline (`@deploy`, whose
+ *   INT8 is latency-aware: layers int8 does not speed up here stay float).
  *
  * Run: npm run bench:prune [-- cls|det] (latency runs: PRUNE_BENCH_RUNS, default 60 for cls, 15 for det;
  * channel variants: PRUNE_BENCH_VARIANTS as scope/roundTo[/cost[/maxRatio]], default
@@ -217,7 +218,7 @@ async function channels(c: Case, v: Variant): Promise<void> {
 }
 
 async function pipeline(c: Case): Promise<void> {
-  console.log(`\n== ${c.name}: prune-channels, default, fuse, quantize-static as one pipeline`);
+  console.log(`\n== ${c.name}: prune-channels (headline setting), then @deploy = @default, @fuse, quantize-static<latencyAware=on>, as one pipeline`);
   let optimize: typeof import('../passes/manager.js').optimize;
   let registry: typeof import('../passes/registry.js');
   try {
@@ -227,7 +228,7 @@ async function pipeline(c: Case): Promise<void> {
     console.log(`skipped: the pass manager is not available (${(e as Error).message.split('\n')[0]})`);
     return;
   }
-  const missing = ['default', 'fuse'].filter((p) => !registry.PRESETS[p]);
+  const missing = ['default', 'fuse', 'deploy'].filter((p) => !registry.PRESETS[p]);
   if (!registry.getPass('quantize-static')) missing.push('quantize-static');
   if (missing.length) {
     console.log(`skipped: not registered yet: ${missing.join(', ')}`);
@@ -243,7 +244,8 @@ async function pipeline(c: Case): Promise<void> {
   const calib = await samples(c, ref, c.calib, c.name === 'det' ? 10 : 40);
   const t0 = performance.now();
   const h = HEADLINE;
-  const rep = await optimize(m, `prune-channels<ratio=0.3;scope=${h.scope};cost=${h.cost};maxRatio=${h.maxRatio};roundTo=${h.roundTo}>,@default,@fuse,quantize-static`, {
+  const spec = `prune-channels<ratio=0.3;scope=${h.scope};cost=${h.cost};maxRatio=${h.maxRatio};roundTo=${h.roundTo}>,@deploy`;
+  const rep = await optimize(m, spec, {
     data: {
       calibration: () =>
         (async function* () {
@@ -251,7 +253,7 @@ async function pipeline(c: Case): Promise<void> {
         })(),
     },
   });
-  console.log(`pipeline ${rep.pipeline}: ${fmt((performance.now() - t0) / 1000, 1)} s, nodes ${rep.nodesBefore} -> ${rep.nodesAfter}, weight bytes ${rep.bytesBefore} -> ${rep.bytesAfter}`);
+  console.log(`pipeline ${spec} (${rep.records.length} pass runs): ${fmt((performance.now() - t0) / 1000, 1)} s, nodes ${rep.nodesBefore} -> ${rep.nodesAfter}, weight bytes ${rep.bytesBefore} -> ${rep.bytesAfter}`);
   const cand = await Session.create(serializeModel(m), { graphOptimizationLevel: 'all' }, 'pruned+int8');
   const set = await samples(c, ref, c.dir);
   const runs = Number(process.env.PRUNE_BENCH_RUNS ?? c.runs);
