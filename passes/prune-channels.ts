@@ -89,6 +89,14 @@ export function planChannels(model: Model, o: Partial<PruneChannelsOptions>, exp
     throw inputError('PRUNE_BAD_LAYER_RATIO', `prune-channels: ${msg}`, { option: 'layers' });
   });
 
+  const cost = o.cost ?? 'none';
+  if (cost !== 'none' && cost !== 'flops') throw inputError('PRUNE_BAD_COST', `prune-channels: cost must be none or flops, got ${String(cost)}`, { option: 'cost' });
+  const maxRatio = o.maxRatio ?? 1;
+  if (typeof maxRatio !== 'number' || !(maxRatio > 0 && maxRatio <= 1)) throw inputError('PRUNE_BAD_MAX_RATIO', `prune-channels: maxRatio must be in (0, 1], got ${String(maxRatio)}`, { option: 'maxRatio' });
+  if (scope === 'layer' && (cost !== 'none' || maxRatio < 1)) {
+    throw inputError('PRUNE_NEEDS_GLOBAL', `prune-channels: ${cost !== 'none' ? `cost=${cost}` : `maxRatio=${maxRatio}`} shapes the global ranking; with scope=layer every group loses the same ratio (use scope=global)`, { option: cost !== 'none' ? 'cost' : 'maxRatio' });
+  }
+
   model.graph.toposort();
   const a = analyzeChannels(model.graph, model.opset('') ?? 1);
   const exclude = o.exclude ?? [];
@@ -102,12 +110,8 @@ export function planChannels(model: Model, o: Partial<PruneChannelsOptions>, exp
   for (const s of a.prunable()) {
     for (const lr of layerRatios) if (s.members.some((n) => matchesAny([lr.pattern], [n.name, ...n.outputs.map((v) => v.name)]))) ratios.set(s.id, lr.ratio);
   }
-  const cost = o.cost ?? 'none';
-  if (cost !== 'none' && cost !== 'flops') throw inputError('PRUNE_BAD_COST', `prune-channels: cost must be none or flops, got ${String(cost)}`, { option: 'cost' });
   const importance = channelImportance(a, criterion);
   const costs = cost === 'flops' && scope === 'global' ? channelCosts(a, flopsByNode(model)) : undefined;
-  const maxRatio = o.maxRatio ?? 1;
-  if (typeof maxRatio !== 'number' || !(maxRatio > 0 && maxRatio <= 1)) throw inputError('PRUNE_BAD_MAX_RATIO', `prune-channels: maxRatio must be in (0, 1], got ${String(maxRatio)}`, { option: 'maxRatio' });
   const sel = selectChannels(a, importance, { ratio, scope, ratios, minChannels, roundTo, maxRatio, ...(costs ? { costs } : {}) });
   const groups: ChannelGroupReport[] = [];
   const skippedBy = new Map(sel.skipped.map((x) => [x.space.id, x.reason]));

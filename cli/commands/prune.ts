@@ -117,7 +117,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
       const spec = parseDataSpec(a.calibration);
       ctx.data.calibration = () => openDataSource(spec, inputs, opts);
     }
-    await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? 'layer', exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1, roundTo: a.roundTo, compensate: true, calibrationSamples: 16, cost: a.cost, maxRatio: a.maxRatio }, ctx);
+    await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? (a.cost !== 'none' || a.maxRatio < 1 ? 'global' : 'layer'), exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1, roundTo: a.roundTo, compensate: true, calibrationSamples: 16, cost: a.cost, maxRatio: a.maxRatio }, ctx);
     report.channels = ctx.shared.get('prune-channels') as ChannelReport;
   } else {
     const ctx = context(explanations, !!a.explain, 'prune-magnitude');
@@ -222,12 +222,12 @@ export const pruneCommand: CommandModule<object, Args> = {
         .option('channels', { type: 'number', describe: 'fraction of channels to remove per group, in (0, 1)' })
         .option('magnitude', { type: 'number', describe: 'fraction of Conv/Gemm/MatMul weights to zero, in (0, 1)' })
         .option('criterion', { choices: ['l1', 'l2'], default: 'l1', describe: 'channel ranking norm (--channels)' })
-        .option('scope', { choices: ['layer', 'global'], describe: 'per group/tensor or one global ranking (default: layer for --channels, global for --magnitude)' })
+        .option('scope', { choices: ['layer', 'global'], describe: 'per group/tensor or one global ranking (default: global for --magnitude and for --channels with --cost flops or --max-ratio, else layer)' })
         .option('exclude', { type: 'string', array: true, describe: 'node, weight or output names to leave alone (* wildcards)' })
         .option('layers', { type: 'string', array: true, describe: 'per-layer channel ratios: name=ratio' })
-        .option('cost', { choices: ['none', 'flops'], default: 'none', describe: 'with --scope global: rank channels by importance per FLOP they cost (flops) instead of importance alone' })
+        .option('cost', { choices: ['none', 'flops'], default: 'none', describe: 'rank channels by importance per FLOP they cost (flops) instead of importance alone (global scope)' })
         .option('optimize', { type: 'boolean', default: true, describe: 'run the lossless default preset after pruning (folds BatchNormalization into the pruned weights, zeros stay zero); --no-optimize writes the graph as pruned' })
-        .option('max-ratio', { type: 'number', default: 1, describe: 'with --scope global: the largest fraction of any one group that may be removed, in (0, 1]' })
+        .option('max-ratio', { type: 'number', default: 1, describe: 'the largest fraction of any one group that may be removed, in (0, 1] (global scope)' })
         .option('round-to', { type: 'number', default: 1, describe: 'round kept channel counts to a multiple of this (8 suits onnxruntime on AVX2)' })
         .option('shape', { type: 'string', array: true, describe: 'size of symbolic input dims: name=1,3,224,224' })
         .option('inputs', { type: 'string', describe: 'inputs for shapes and timing (data spec; default generated)' })

@@ -102,5 +102,13 @@ describe('onnxforge prune', () => {
     const bad = await cli(['prune', input, '-o', join(dir, 'bad2.onnx'), '--channels', '0.25', '--scope', 'global', '--max-ratio', '1.5', '--no-latency']);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain('PRUNE_BAD_MAX_RATIO');
+    // --cost flops alone picks the global scope; with --scope layer it is a usage error
+    const implied = await cli(['prune', input, '-o', join(dir, 'implied.onnx'), '--channels', '0.25', '--cost', 'flops', '--shape', 'x=1,3,8,8', '--no-latency', '--json']);
+    expect(implied.code).toBe(0);
+    expect((JSON.parse(implied.out) as { channels: { scope: string } }).channels.scope).toBe('global');
+    const conflict = await cli(['prune', input, '-o', join(dir, 'bad3.onnx'), '--channels', '0.25', '--scope', 'layer', '--cost', 'flops', '--no-latency']);
+    expect(conflict.code).toBe(2);
+    expect(conflict.err).toContain('PRUNE_NEEDS_GLOBAL');
+    expect(existsSync(join(dir, 'bad3.onnx'))).toBe(false);
   });
 });

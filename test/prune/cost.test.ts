@@ -113,7 +113,10 @@ describe('cost: flops', () => {
       }
       return 'none';
     };
-    expect(code(() => planChannels(stridedChain(), { ratio: 0.3, cost: 'latency' }))).toBe('PRUNE_BAD_COST');
-    for (const maxRatio of [0, -1, 1.5, Number.NaN]) expect(code(() => planChannels(stridedChain(), { ratio: 0.3, maxRatio }))).toBe('PRUNE_BAD_MAX_RATIO');
+    expect(code(() => planChannels(stridedChain(), { ratio: 0.3, scope: 'global', cost: 'latency' }))).toBe('PRUNE_BAD_COST');
+    for (const maxRatio of [0, -1, 1.5, Number.NaN]) expect(code(() => planChannels(stridedChain(), { ratio: 0.3, scope: 'global', maxRatio }))).toBe('PRUNE_BAD_MAX_RATIO');
+    // both shape the global ranking: with scope=layer they would be silently ignored
+    expect(code(() => planChannels(stridedChain(), { ratio: 0.3, scope: 'layer', cost: 'flops' }))).toBe('PRUNE_NEEDS_GLOBAL');
+    expect(code(() => planChannels(stridedChain(), { ratio: 0.3, scope: 'layer', maxRatio: 0.5 }))).toBe('PRUNE_NEEDS_GLOBAL');
   });
 });
