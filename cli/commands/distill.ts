@@ -15,6 +15,7 @@ import type { Model } from '../../graph/ir.js';
 import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
 import { distillModel, DistillModelOptions, DistillModelReport, parseFeaturePairs } from '../../passes/distill.js';
 import { pruneChannels, ChannelReport } from '../../passes/prune-channels.js';
+import { parsePipeline } from '../../passes/pipeline.js';
 import { modelFacts, newReport, writeReport } from '../../report/document.js';
 import { formatBytes, renderTable } from '../../report/table.js';
 import { evaluate } from '../../runtime/evaluate.js';
@@ -28,6 +29,7 @@ interface Args extends WriteArgs {
   teacher: string;
   student?: string;
   pruneChannels?: number;
+  pruneOptions?: string;
   data: string;
   preprocess?: string;
   shape?: string[];
@@ -81,6 +83,7 @@ export const distillCommand: CommandModule<object, Args> = {
         .option('teacher', { type: 'string', demandOption: true, describe: 'the teacher .onnx model' })
         .option('student', { type: 'string', describe: 'the student .onnx model (or use --prune-channels)' })
         .option('prune-channels', { type: 'number', describe: 'student = the teacher with this fraction of its channels pruned (prune-channels, l1)' })
+        .option('prune-options', { type: 'string', describe: 'more prune-channels options in pipeline syntax, e.g. "scope=global;cost=flops;maxRatio=0.5;roundTo=8" (the setting bench:prune measures fastest)' })
         .option('data', { type: 'string', demandOption: true, describe: 'training inputs: a folder or file of .npy/.npz, .pb, .json, .png (with --preprocess), or random[:count[:seed]]' })
         .option('preprocess', { type: 'string', describe: 'image preprocessing file (JSON) for .png data' })
         .option('shape', { type: 'string', array: true, describe: 'symbolic dims for random data: input=1,3,224,224 or dimname=N' })
@@ -124,6 +127,7 @@ function jsonReplacer(_k: string, v: unknown): unknown {
 function validate(a: Args): void {
   if ((a.student === undefined) === (a.pruneChannels === undefined)) throw inputError('USAGE_CONFLICT', 'give exactly one of --student FILE and --prune-channels RATIO');
   if (a.pruneChannels !== undefined && !(a.pruneChannels > 0 && a.pruneChannels < 1)) throw inputError('USAGE_BAD_VALUE', `--prune-channels must be in (0, 1), got ${a.pruneChannels}`);
+  if (a.pruneOptions !== undefined && a.pruneChannels === undefined) throw inputError('USAGE_MISSING', '--prune-options needs --prune-channels RATIO');
   if (a.metric && !a.eval) throw inputError('USAGE_MISSING', '--metric needs --eval SPEC (labelled evaluation data)');
   const int = (name: string, v: number, min: number) => {
     if (!Number.isInteger(v) || v < min) throw inputError('USAGE_BAD_VALUE', `--${name} must be a whole number of at least ${min}, got ${v}`);
@@ -158,7 +162,9 @@ async function runDistill(a: Args): Promise<{ report: DistillCommandReport; doc:
   if (a.student !== undefined) student = await loadModel(a.student);
   else {
     student = cloneModel(teacher);
-    pruning = pruneChannels(student, { ratio: a.pruneChannels! });
+    // the same option parsing and validation as the pass in a pipeline: prune-channels<ratio=R;...>
+    const [step] = parsePipeline(`prune-channels<ratio=${a.pruneChannels!}${a.pruneOptions ? `;${a.pruneOptions}` : ''}>`);
+    pruning = pruneChannels(student, step!.options);
   }
   const studentBefore = cloneModel(student);
   const teacherBytes = serializeModel(teacher).byteLength;

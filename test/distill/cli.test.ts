@@ -80,12 +80,25 @@ describe('onnxforge distill', () => {
     expect(fs.existsSync(out)).toBe(true);
   }, 60_000);
 
+  it('--prune-options reach the pruning pass', async () => {
+    const teacher = await write('teacher3.onnx', mlp(1));
+    const out = path.join(tmp, 'pruned-global.onnx');
+    const r = await run('distill', '--teacher', teacher, '--prune-channels', '0.25', '--prune-options', 'scope=global;cost=flops;maxRatio=0.5', '--data', 'random:32:3', '--shape', 'N=1', '--epochs', '1', '--latency-runs', '2', '--json', '-o', out);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.out);
+    expect(rep.pruning.scope).toBe('global');
+    expect(rep.pruning.channelsAfter).toBeLessThan(rep.pruning.channelsBefore);
+  }, 60_000);
+
   const bad: Array<[string, () => Promise<string[]>, string]> = [
     ['outputs of different shapes', async () => ['--student', await write('s4.onnx', mlp(2, 4))], 'DISTILL_SHAPE_MISMATCH'],
     ['an op without a gradient rule', async () => ['--student', await write('erf.onnx', mlp(2, 3, 'Erf'))], 'AUTODIFF_NO_RULE'],
     ['a diverging loss', async () => ['--student', await write('s.onnx', mlp(2)), '--optimizer', 'sgd', '--lr', '1e30', '--schedule', 'constant', '--epochs', '4'], 'DISTILL_DIVERGED'],
     ['both --student and --prune-channels', async () => ['--student', await write('s2.onnx', mlp(2)), '--prune-channels', '0.3'], 'USAGE_CONFLICT'],
     ['neither --student nor --prune-channels', async () => [], 'USAGE_CONFLICT'],
+    ['--prune-options without --prune-channels', async () => ['--student', await write('s5.onnx', mlp(2)), '--prune-options', 'scope=global'], 'USAGE_MISSING'],
+    ['a bad --prune-options value', async () => ['--prune-channels', '0.3', '--prune-options', 'scope=sideways'], 'PIPELINE_BAD_OPTION'],
+    ['--prune-options that need the global scope', async () => ['--prune-channels', '0.3', '--prune-options', 'cost=flops'], 'PRUNE_NEEDS_GLOBAL'],
   ];
   for (const [name, args, code] of bad) {
     it(`${name}: exit 2, nothing written`, async () => {
