@@ -352,12 +352,32 @@ function weightBytes(n: Node): number {
   return w ? w.size : 0;
 }
 
+/**
+ * Per-call cost of each profiled node: its fastest call (`minUs`), or the mean where a profiler gives
+ * only totals. Machine load only adds time, so the minimum is the stable estimate (as in the gate).
+ */
+function perCall(rows: readonly OpProfileRow[]): OpProfileRow[] {
+  return rows.map((r) => ({ ...r, totalUs: r.minUs !== undefined && Number.isFinite(r.minUs) ? r.minUs : r.totalUs / Math.max(1, r.calls), calls: 1 }));
+}
+
+/** Node-wise minimum of two per-call tables (nodes in either). */
+function minRows(a: readonly OpProfileRow[], b: readonly OpProfileRow[]): OpProfileRow[] {
+  const out = new Map(a.map((r) => [r.node, r]));
+  for (const r of b) {
+    const o = out.get(r.node);
+    if (!o || r.totalUs < o.totalUs) out.set(r.node, r);
+  }
+  return [...out.values()];
+}
+
 async function latencySearch(prepared: Model, nodes: Node[], source: SampleSource, options: QuantizeStaticOptions, floats: Map<number, string>, weightOnly: Set<number>, prefer: 'speed' | 'size', build: Builder): Promise<LatencyReport> {
   const lo = options.latency ?? {};
   const profiler = lo.profiler ?? defaultProfiler;
   const runs = lo.runs ?? 3;
   const feeds = await firstFeeds(source, lo.feeds ?? 2);
-  const floatRows = await profiler(prepared, feeds, runs);
+  // the float model is profiled again after every int8 profile, and each node keeps its fastest
+  // call over all of them: a load spike during one profile cannot tip a decision by itself
+  let floatRows = perCall(await profiler(prepared, feeds, runs));
   const decided: LatencyReport['floated'] = [];
   const unitMap = new Map<Node, number>();
   let rounds = 0;
@@ -373,17 +393,18 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
     });
     if (live.size === 0) break;
     rounds++;
-    const quantRows = await profiler(b.model, feeds, runs);
+    const quantRows = perCall(await profiler(b.model, feeds, runs));
+    floatRows = minRows(floatRows, perCall(await profiler(prepared, feeds, runs)));
     const int8 = new Set<Node>([...b.int8Idx].map((i) => nodes[i]!));
     lastTimings = attributeProfiles(prepared, unitMap, floatRows, quantRows, int8).filter((t) => live.has(t.index));
-    const dec = decideLatency(lastTimings, { runs: runs * feeds.length, ...(lo.margin !== undefined ? { margin: lo.margin } : {}) });
+    const dec = decideLatency(lastTimings, { runs: 1, ...(lo.margin !== undefined ? { margin: lo.margin } : {}) });
     if (dec.length === 0) break;
     for (const d of dec) {
       floats.set(d.index, `latency-aware: ${d.reason}`);
       if (prefer === 'size') weightOnly.add(d.index);
       const t = lastTimings.find((x) => x.index === d.index)!;
       const n = nodes[d.index]!;
-      decided.push({ node: n.name ?? n.label, op: n.opType, floatUs: t.floatUs / (runs * feeds.length), int8Us: t.int8Us / (runs * feeds.length), weights: prefer === 'size' ? 'int8' : 'float', extraBytes: prefer === 'size' ? 0 : weightBytes(n) * 3 });
+      decided.push({ node: n.name ?? n.label, op: n.opType, floatUs: t.floatUs, int8Us: t.int8Us, weights: prefer === 'size' ? 'int8' : 'float', extraBytes: prefer === 'size' ? 0 : weightBytes(n) * 3 });
     }
   }
   return {
@@ -391,7 +412,7 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
     prefer,
     floated: decided,
     extraBytes: decided.reduce((a, d) => a + d.extraBytes, 0),
-    kept: lastTimings.filter((t) => !floats.has(t.index)).map((t) => ({ node: nodes[t.index]!.name ?? nodes[t.index]!.label, floatUs: t.floatUs / (runs * feeds.length), int8Us: t.int8Us / (runs * feeds.length) })),
+    kept: lastTimings.filter((t) => !floats.has(t.index)).map((t) => ({ node: nodes[t.index]!.name ?? nodes[t.index]!.label, floatUs: t.floatUs, int8Us: t.int8Us })),
   };
 }
 

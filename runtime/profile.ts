@@ -17,6 +17,8 @@ export interface OpProfileRow {
   /** Total kernel time over all calls, microseconds. */
   totalUs: number;
   calls: number;
+  /** Fastest single call, microseconds: load on a shared machine only ever adds time. */
+  minUs?: number;
   /** Fraction of the total kernel time of all nodes. */
   share: number;
 }
@@ -75,8 +77,10 @@ export function parseProfile(trace: unknown, runs = 1): ProfileReport {
     const node = ev.name.slice(0, -'_kernel_time'.length);
     const opType = typeof ev.args?.op_name === 'string' ? ev.args.op_name : '?';
     let row = byNode.get(node);
-    if (!row) byNode.set(node, (row = { node, opType, totalUs: 0, calls: 0, share: 0 }));
-    row.totalUs += typeof ev.dur === 'number' ? ev.dur : 0;
+    if (!row) byNode.set(node, (row = { node, opType, totalUs: 0, calls: 0, minUs: Infinity, share: 0 }));
+    const dur = typeof ev.dur === 'number' ? ev.dur : 0;
+    row.totalUs += dur;
+    row.minUs = Math.min(row.minUs!, dur);
     row.calls++;
   }
   const nodes = [...byNode.values()];

@@ -64,7 +64,7 @@ describe('profiles', () => {
     ];
     const p = parseProfile(trace, 2);
     expect(p.totalUs).toBe(60);
-    expect(p.nodes[0]).toEqual({ node: 'mul', opType: 'Mul', totalUs: 50, calls: 2, share: 50 / 60 });
+    expect(p.nodes[0]).toEqual({ node: 'mul', opType: 'Mul', totalUs: 50, calls: 2, minUs: 20, share: 50 / 60 });
     expect(p.opTypes.map((t) => t.opType)).toEqual(['Mul', 'Add']);
     expect(() => parseProfile({})).toThrow(/not a JSON array/);
   });
