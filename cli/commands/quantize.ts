@@ -148,7 +148,7 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
   if (!a.calibration) throw inputError('USAGE_MISSING', '--mode static needs --calibration SPEC');
   if (a.maxAccuracyDrop !== undefined && (!a.eval || !a.metric)) throw inputError('USAGE_MISSING', '--max-accuracy-drop needs --eval SPEC and --metric MODULE (the score the budget applies to)');
   const { save, shapes, metrics, model, fp32Model, fp32Bytes } = await quantizeSetup(a);
-  const so = { intraOpNumThreads: a.threads };
+  const so = { intraOpNumThreads: a.threads, allowSpinning: false };
   const fp32 = await createSession(fp32Model, so, a.model);
   const inputs = fp32.inputs;
   const calib = () => openDataSource(a.calibration, inputs, { shapes, ...(a.preprocess ? { preprocess: a.preprocess } : {}) });
