@@ -32,7 +32,11 @@ export function renderMarkdown(doc: ReportDocument): string {
   }
   if (doc.latency?.length) {
     out.push('### Latency', '', '| model | p50 ms | p90 ms | mean ms | min ms | runs |', '| --- | ---: | ---: | ---: | ---: | ---: |');
-    for (const l of doc.latency) out.push(`| ${esc(l.model)} | ${num(l.p50, 2)} | ${num(l.p90, 2)} | ${num(l.mean, 2)} | ${num(l.min, 2)} | ${l.samplesMs.length} |`);
+    for (const l of doc.latency) {
+      // an entry adapted from a command's own report carries the p50 only (no per-run samples)
+      const s = l.samplesMs.length > 0;
+      out.push(`| ${esc(l.model)} | ${num(l.p50, 2)} | ${s ? num(l.p90, 2) : '-'} | ${s ? num(l.mean, 2) : '-'} | ${s ? num(l.min, 2) : '-'} | ${s ? l.samplesMs.length : '-'} |`);
+    }
     out.push('');
   }
   if (doc.accuracy?.length) {

@@ -134,7 +134,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
     // BN folding and the other lossless rewrites keep zeros zero (0 * scale) and drop the tensors
     // pruning made redundant; the report says what sparsity is left.
     const r = await optimize(model, '@default', {});
-    report.optimized = { pipeline: r.pipeline, nodesBefore: r.nodesBefore, nodesAfter: r.nodesAfter, weightSparsity: weightSparsity(model).sparsity };
+    report.optimized = { pipeline: '@default', nodesBefore: r.nodesBefore, nodesAfter: r.nodesAfter, weightSparsity: weightSparsity(model).sparsity };
   }
 
   const before = await Session.create(serializeModel(original), { graphOptimizationLevel: 'all' }, a.model);
@@ -160,7 +160,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
     await before.dispose();
     await after.dispose();
   }
-  if (mode === 'magnitude') report.sizes = { ...(await deployedSizes(model, feed)), original: sizesOf(serializeModel(original)) };
+  report.sizes = { ...(await deployedSizes(model, feed)), original: sizesOf(serializeModel(original)) };
   await saveModel(model, a.output, save);
   return report as PruneCommandReport;
 }
@@ -206,7 +206,7 @@ export function renderPruneReport(r: PruneCommandReport): string {
     const keys = [...new Set([...Object.keys(r.accuracy.before), ...Object.keys(r.accuracy.after)])];
     out.push(renderTable(['metric', 'before', 'after'], keys.map((k) => [`${r.accuracy!.metric}.${k}`, r.accuracy!.before[k]?.toFixed(4) ?? '-', r.accuracy!.after[k]?.toFixed(4) ?? '-']), { title: 'Accuracy' }));
   }
-  if (r.optimized) out.push(`then ${r.optimized.pipeline}: nodes ${r.optimized.nodesBefore} -> ${r.optimized.nodesAfter}; Conv/Gemm/MatMul weight sparsity ${pct(r.optimized.weightSparsity)}`);
+  if (r.optimized) out.push(`then ${r.optimized.pipeline}: nodes ${r.optimized.nodesBefore} -> ${r.optimized.nodesAfter}${r.magnitude ? `; Conv/Gemm/MatMul weight sparsity ${pct(r.optimized.weightSparsity)}` : ''}`);
   if (r.explanations.length) out.push(['Explanations:', ...r.explanations.map((e) => `  ${e.pass}${e.node ? ` ${e.node}` : ''}: ${e.reason}`)].join('\n'));
   return out.join('\n\n');
 }

@@ -109,6 +109,14 @@ describe('reports of every command render through the common document', () => {
       expect(renderMarkdown(q)).toMatch(/\| size \| 1000 B \| 340 B \| 0\.34x \|/);
       const p = readReport(write(dir, 'p.json', { schema: 'onnxforge.prune/1', mode: 'channels', flops: { before: { totalFlops: 100, totalParams: 10 }, after: { totalFlops: 50, totalParams: 5 } }, latency: { beforeMs: 2, afterMs: 1, ratio: 0.5, runs: 5 }, explanations: [] }));
       expect(p.notes!.join(' ')).toMatch(/0\.500x/);
+      // adapted latency has a p50 and no per-run samples: the other columns say so instead of repeating it
+      expect(renderMarkdown(p)).toMatch(/\| before \| 2\.00 \| - \| - \| - \| - \|/);
+      const pm = readReport(write(dir, 'pm.json', { schema: 'onnxforge.prune/1', mode: 'magnitude', flops: { before: { totalFlops: 1, totalParams: 1 }, after: { totalFlops: 1, totalParams: 1 } }, sizes: { original: { raw: 1000, gzip: 900, brotli: 880 }, dense: { raw: 1000, gzip: 500, brotli: 480 }, best: { raw: { bytes: 800, variant: 'sparse' }, gzip: { bytes: 500, variant: 'dense' }, brotli: { bytes: 480, variant: 'dense' } } }, optimized: { pipeline: '@default', nodesBefore: 9, nodesAfter: 5, weightSparsity: 0.5 }, explanations: [] }));
+      // the written file is the dense one; the sparse raw size is reported as an alternative
+      expect(pm.input!.bytes).toBe(1000);
+      expect(pm.output!.bytes).toBe(1000);
+      expect(pm.notes!.join(' ')).toMatch(/gzip 500 B \(dense = 0\.556x of 900 B\)/);
+      expect(pm.notes!.join(' ')).toMatch(/Then @default: nodes 9 -> 5; weight sparsity after it 50\.0%/);
       const dd = readReport(write(dir, 'd.json', { schema: 'onnxforge.distill/1', teacher: 't.onnx', student: 's.onnx', output: 'o.onnx', size: { teacherBytes: 10, studentBeforeBytes: 8, studentBytes: 7 }, latency: { teacherMs: 2, studentMs: 1 }, agreement: { before: 0.5, after: 0.9, samples: 4 } }));
       expect(dd.output!.bytes).toBe(7);
       const b = readReport(write(dir, 'b.json', { schema: 'onnxforge.bench/1', models: [{ model: 'x/m.onnx', createMs: 1, stats: { p50: 1, p90: 2, mean: 1.2, min: 0.9 } }] }));
