@@ -70,8 +70,8 @@ const ADAPTERS: Record<string, (x: J) => ReportDocument> = {
     const before = x.flops?.before;
     const after = x.flops?.after;
     withDefined(d, 'input', facts(x.sizes?.original?.raw));
-    // the file written is the dense serialization; the sparse variant is a measured alternative
-    withDefined(d, 'output', facts(x.sizes?.dense?.raw));
+    // the file written: dense unless --storage sparse was given and onnxruntime ran that variant
+    withDefined(d, 'output', facts(x.storage?.bytes ?? x.sizes?.dense?.raw));
     if (x.sizes?.best) {
       const b = x.sizes.best as Record<string, { bytes: number; variant: string }>;
       const o = (x.sizes.original ?? {}) as Record<string, number>;

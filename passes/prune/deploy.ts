@@ -49,7 +49,10 @@ async function runBytes(bytes: Uint8Array, feed: Feed): Promise<Feed> {
   }
 }
 
-export async function deployedSizes(model: Model, feed: Feed, indexTypes: readonly IndexType[] = ['int8', 'int16', 'int32', 'int64']): Promise<DeployedSizes> {
+/** Every index type onnxruntime is asked to load (the narrowest that fits each tensor is used). */
+export const ALL_INDEX_TYPES: readonly IndexType[] = ['int8', 'int16', 'int32', 'int64'];
+
+export async function deployedSizes(model: Model, feed: Feed, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES): Promise<DeployedSizes> {
   const denseBytes = serializeModel(model);
   const dense = sizesOf(denseBytes);
   const result: DeployedSizes = { dense, best: best(dense) };

@@ -111,4 +111,28 @@ describe('onnxforge prune', () => {
     expect(conflict.err).toContain('PRUNE_NEEDS_GLOBAL');
     expect(existsSync(join(dir, 'bad3.onnx'))).toBe(false);
   });
+
+  it('--storage sparse writes the measured sparse variant: smaller, loads, same outputs; channels mode falls back to dense with a reason', async () => {
+    const bnInput = bnModelFile();
+    const dense = join(dir, 'st-dense.onnx');
+    const sparse = join(dir, 'st-sparse.onnx');
+    expect((await cli(['prune', bnInput, '-o', dense, '--magnitude', '0.5', '--no-latency'])).code).toBe(0);
+    const r = await cli(['prune', bnInput, '-o', sparse, '--magnitude', '0.5', '--no-latency', '--storage', 'sparse', '--json']);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.out) as { storage: { written: string; tensors: number; bytes: number } };
+    expect(rep.storage.written).toBe('sparse');
+    expect(rep.storage.tensors).toBeGreaterThan(0);
+    expect(readFileSync(sparse).length).toBe(rep.storage.bytes);
+    expect(readFileSync(sparse).length).toBeLessThan(readFileSync(dense).length);
+    const sm = loadModelSync(sparse);
+    const sparseTensors = sm.graph.sparseInitializers.length + sm.graph.nodes.filter((n) => n.attributes.some((x) => x.name === 'sparse_value')).length;
+    expect(sparseTensors).toBe(rep.storage.tensors);
+    const feed = feedFor([1, 3, 8, 8], 6);
+    expect(maxAbsDiff((await run(sm, feed)).y!.data, (await run(loadModelSync(dense), feed)).y!.data)).toBe(0);
+
+    const ch = await cli(['prune', input, '-o', join(dir, 'st-ch.onnx'), '--channels', '0.25', '--shape', 'x=1,3,8,8', '--no-latency', '--storage', 'sparse', '--json']);
+    expect(ch.code).toBe(0);
+    expect(ch.err).toContain('--storage sparse: writing dense storage, no tensor is smaller stored sparse');
+    expect((JSON.parse(ch.out) as { storage: { written: string } }).storage.written).toBe('dense');
+  });
 });
