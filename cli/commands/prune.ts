@@ -19,6 +19,7 @@ import { ALL_INDEX_TYPES, deployedSizes, DeployedSizes, SizeSet, sizesOf } from 
 import { toSparseStorage } from '../../passes/prune/sparse.js';
 import { optimize } from '../../passes/manager.js';
 import { countFlops, FlopReport } from '../../report/flops.js';
+import { ProgressBar } from '../../report/progress.js';
 import { renderTable } from '../../report/table.js';
 import { evaluate } from '../../runtime/evaluate.js';
 import type { Feed } from '../../runtime/host-tensor.js';
@@ -148,7 +149,8 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
       throw inputError('PRUNE_IO_CHANGED', 'the pruned model declares different inputs or outputs (nothing written)', { file: a.model });
     }
     if (a.latency) {
-      const lat = await measureLatency([before, after], [feed], { warmup: 3, runs: a.runs });
+      const bar = new ProgressBar({ label: 'latency', total: a.runs, ...(a.json ? { enabled: false } : {}) });
+      const lat = await measureLatency([before, after], [feed], { warmup: 3, runs: a.runs, onRound: (n) => bar.update(n) }).finally(() => bar.done());
       const [x, y] = lat.sessions;
       report.latency = { beforeMs: x!.stats.p50, afterMs: y!.stats.p50, ratio: y!.stats.p50 / x!.stats.p50, runs: a.runs };
     }
@@ -156,8 +158,11 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
       const metric = await loadMetric(a.metric);
       const opts: { shapes: Record<string, number[]>; preprocess?: string } = { shapes };
       if (a.preprocess) opts.preprocess = a.preprocess;
-      const ref = await evaluate(before, undefined, openDataSource(parseDataSpec(a.eval), before.inputs, opts), { metrics: metric.fn.needsReference ? [] : [metric] });
-      const cand = await evaluate(after, before, openDataSource(parseDataSpec(a.eval), after.inputs, opts), { metrics: [metric] });
+      const bar = new ProgressBar({ label: 'evaluating', ...(a.json ? { enabled: false } : {}) });
+      let seen = 0;
+      const onSample = () => bar.update(++seen);
+      const ref = await evaluate(before, undefined, openDataSource(parseDataSpec(a.eval), before.inputs, opts), { metrics: metric.fn.needsReference ? [] : [metric], onSample }).finally(() => bar.done());
+      const cand = await evaluate(after, before, openDataSource(parseDataSpec(a.eval), after.inputs, opts), { metrics: [metric], onSample }).finally(() => bar.done());
       report.accuracy = { metric: metric.name, before: ref.metrics[metric.name] ?? {}, after: cand.metrics[metric.name] ?? {} };
     }
   } finally {
