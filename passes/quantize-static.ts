@@ -360,6 +360,9 @@ function perCall(rows: readonly OpProfileRow[]): OpProfileRow[] {
   return rows.map((r) => ({ ...r, totalUs: r.minUs !== undefined && Number.isFinite(r.minUs) ? r.minUs : r.totalUs / Math.max(1, r.calls), calls: 1 }));
 }
 
+/** Alternating int8/float profile pairs per latency-aware round. */
+const PROFILE_PAIRS = 2;
+
 /** Node-wise minimum of two per-call tables (nodes in either). */
 function minRows(a: readonly OpProfileRow[], b: readonly OpProfileRow[]): OpProfileRow[] {
   const out = new Map(a.map((r) => [r.node, r]));
@@ -375,9 +378,10 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
   const profiler = lo.profiler ?? defaultProfiler;
   const runs = lo.runs ?? 3;
   const feeds = await firstFeeds(source, lo.feeds ?? 2);
-  // the float model is profiled again after every int8 profile, and each node keeps its fastest
-  // call over all of them: a load spike during one profile cannot tip a decision by itself
-  let floatRows = perCall(await profiler(prepared, feeds, runs));
+  // each round profiles the int8 build and the float model alternately (int8, float, int8, float),
+  // with the same number of calls each, and costs every node by its fastest call: both sides see the
+  // same load, and a spike in some calls does not count (a minimum over more float calls than int8
+  // calls would favour float, so the counts stay equal)
   const decided: LatencyReport['floated'] = [];
   const unitMap = new Map<Node, number>();
   let rounds = 0;
@@ -393,8 +397,12 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
     });
     if (live.size === 0) break;
     rounds++;
-    const quantRows = perCall(await profiler(b.model, feeds, runs));
-    floatRows = minRows(floatRows, perCall(await profiler(prepared, feeds, runs)));
+    let quantRows: OpProfileRow[] = [];
+    let floatRows: OpProfileRow[] = [];
+    for (let k = 0; k < PROFILE_PAIRS; k++) {
+      quantRows = minRows(quantRows, perCall(await profiler(b.model, feeds, runs)));
+      floatRows = minRows(floatRows, perCall(await profiler(prepared, feeds, runs)));
+    }
     const int8 = new Set<Node>([...b.int8Idx].map((i) => nodes[i]!));
     lastTimings = attributeProfiles(prepared, unitMap, floatRows, quantRows, int8).filter((t) => live.has(t.index));
     const dec = decideLatency(lastTimings, { runs: 1, ...(lo.margin !== undefined ? { margin: lo.margin } : {}) });
