@@ -20,6 +20,10 @@
  *                                cls 0.341x, 2/161 wrong (FP32 1) -- all issue-7 targets met
  *   latency-aware --prefer size: rec 0.264x, 5/161 wrong, CER 0.0016; det 0.268x, map IoU 0.969;
  *                                cls 0.310x, 1/161 wrong -- all met
+ *   after the latency-aware profiles became alternating int8/float pairs costed by each node's fastest
+ *   call (session 2, QUANTIZE_BENCH_VARIANTS=default,size): default cls 0.774x size, 0.828x latency,
+ *   1/161; rec 0.683x, 0.577x, 7/161, CER 0.0026; det 0.377x, 0.764x, IoU 0.976. --prefer size: cls
+ *   0.302x (1.58x latency), rec 0.264x (0.868x, 7/161, CER 0.0024), det 0.269x (1.053x, IoU 0.975).
  *   looser calib budgets do not hold on dev (--latency-aware=off): rec 1 line of 79 -> 13/161 wrong,
  *   CER 0.0051 (missed); det IoU drop 0.045 -> map IoU 0.941 (missed). Hence the margins in `budgetFor`.
  *   rec --method entropy (off, same budget): the budget returns every layer to float (0 int8 nodes, int8
