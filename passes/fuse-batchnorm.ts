@@ -14,9 +14,9 @@
  * dead-code elimination. Exact in real arithmetic; in float it rounds once more per weight.
  */
 import { Attribute, Model, Node } from '../graph/ir.js';
-import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
+import { matched, noMatch, type Match, type Pattern } from './pass.js';
 import {
-  applyPatterns,
+  patternPass,
   notApplicable,
   floatConstant,
   floatTensor,
@@ -147,12 +147,9 @@ export const bnIntoLayer: Pattern<BnMatch> = {
 
 export const PATTERNS = [bnIntoLayer];
 
-export default definePass<{ maxIterations: number }>({
+export default patternPass({
   name: 'fuse-batchnorm',
   description: 'Fold BatchNormalization into the preceding Conv, ConvTranspose, Gemm or 2-D MatMul (W*s, (b-mean)*s+bias).',
-  options: { maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 } },
-  run(model, options, ctx) {
-    const r = applyPatterns(model, PATTERNS, ctx, { passName: 'fuse-batchnorm', maxIterations: options.maxIterations });
-    return { changed: r.changed, stats: { fused: r.rewrites['batchnorm-into-layer'] ?? 0, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
-  },
+  patterns: PATTERNS,
+  stats: { fused: 'batchnorm-into-layer' },
 });

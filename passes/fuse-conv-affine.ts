@@ -11,8 +11,8 @@
  * graph output. PP-OCRv4's LCNetV3 blocks have Conv -> Mul(scale) -> Add(bias) after every conv.
  */
 import { isConstant, Model, Node } from '../graph/ir.js';
-import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, notApplicable, floatConstant, floatTensor, LinearKind, outputChannels, perAxisVector, replaceChain, scaleOutputChannels, setWeight, soleUser } from './patterns.js';
+import { matched, noMatch, type Match, type Pattern } from './pass.js';
+import { patternPass, notApplicable, floatConstant, floatTensor, LinearKind, outputChannels, perAxisVector, replaceChain, scaleOutputChannels, setWeight, soleUser } from './patterns.js';
 import type { FloatConstant } from './patterns.js';
 
 interface AffineMatch {
@@ -116,12 +116,9 @@ function divideOutputChannels(m: AffineMatch, c: Float64Array): Float64Array {
 
 export const PATTERNS = [affineIntoConv];
 
-export default definePass<{ maxIterations: number }>({
+export default patternPass({
   name: 'fuse-conv-affine',
   description: 'Fold a per-channel constant Mul/Div/Add/Sub after Conv or ConvTranspose into its weights and bias.',
-  options: { maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 } },
-  run(model, options, ctx) {
-    const r = applyPatterns(model, PATTERNS, ctx, { passName: 'fuse-conv-affine', maxIterations: options.maxIterations });
-    return { changed: r.changed, stats: { fused: r.rewrites['affine-into-conv'] ?? 0, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
-  },
+  patterns: PATTERNS,
+  stats: { fused: 'affine-into-conv' },
 });

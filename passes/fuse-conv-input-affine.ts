@@ -12,8 +12,8 @@
  * the next (pointwise) Conv.
  */
 import { isConstant, Model, Node } from '../graph/ir.js';
-import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, floatConstant, floatTensor, notApplicable, perAxisVector, setWeight, soleUser } from './patterns.js';
+import { matched, noMatch, type Match, type Pattern } from './pass.js';
+import { patternPass, floatConstant, floatTensor, notApplicable, perAxisVector, setWeight, soleUser } from './patterns.js';
 import type { FloatConstant } from './patterns.js';
 
 interface InputAffineMatch {
@@ -103,12 +103,9 @@ export const inputAffineIntoConv: Pattern<InputAffineMatch> = {
 
 export const PATTERNS = [inputAffineIntoConv];
 
-export default definePass<{ maxIterations: number }>({
+export default patternPass({
   name: 'fuse-conv-input-affine',
   description: "Fold a constant per-channel Mul (always) or Add (unpadded Conv only) on a Conv's input into its weights and bias.",
-  options: { maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 } },
-  run(model, options, ctx) {
-    const r = applyPatterns(model, PATTERNS, ctx, { passName: 'fuse-conv-input-affine', maxIterations: options.maxIterations });
-    return { changed: r.changed, stats: { fused: r.rewrites['input-affine-into-conv'] ?? 0, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
-  },
+  patterns: PATTERNS,
+  stats: { fused: 'input-affine-into-conv' },
 });

@@ -10,8 +10,8 @@
  * `x^3` may be Pow(x, 3) or x*x*x.
  */
 import { Attribute, Model, Node, Value } from '../graph/ir.js';
-import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, notApplicable, belowOpset, insertNodeBefore, isScalar, onlyUsedBy, replaceChain, scalarConstant, soleUser } from './patterns.js';
+import { matched, noMatch, type Match, type Pattern } from './pass.js';
+import { patternPass, notApplicable, insertNodeBefore, isScalar, onlyUsedBy, replaceChain, scalarConstant, soleUser } from './patterns.js';
 
 interface Factors {
   values: Value[];
@@ -143,14 +143,10 @@ export const geluPattern: Pattern<GeluMatch> = {
 
 export const PATTERNS = [geluPattern];
 
-export default definePass<{ maxIterations: number }>({
+export default patternPass({
   name: 'fuse-gelu',
   description: 'Replace the erf or tanh GELU subgraph by Gelu (opset 20).',
-  options: { maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 } },
+  patterns: PATTERNS,
+  stats: { fused: 'gelu' },
   minOpset: 20,
-  run(model, options, ctx) {
-    if (belowOpset(model, 20, ctx)) return { changed: false };
-    const r = applyPatterns(model, PATTERNS, ctx, { passName: 'fuse-gelu', maxIterations: options.maxIterations });
-    return { changed: r.changed, stats: { fused: r.rewrites['gelu'] ?? 0, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
-  },
 });

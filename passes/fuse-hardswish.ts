@@ -11,8 +11,8 @@
  * other users; Clip bounds may be attributes (opset < 11) or constant inputs.
  */
 import { Attribute, Model, Node, Value } from '../graph/ir.js';
-import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, notApplicable, belowOpset, insertNodeBefore, isScalar, otherInput, replaceChain, scalarConstant, soleUser } from './patterns.js';
+import { matched, noMatch, type Match, type Pattern } from './pass.js';
+import { patternPass, notApplicable, insertNodeBefore, isScalar, otherInput, replaceChain, scalarConstant, soleUser } from './patterns.js';
 
 /** If `v` = Clip(x + 3, 0, 6) with single-use intermediates, returns x and the nodes. */
 function matchRelu6Shift(v: Value | null | undefined): Match<{ x: Value; nodes: Node[] }> {
@@ -110,14 +110,10 @@ function rewriteActivation(node: Node, m: HsMatch, model: Model): void {
 /** HardSwish first, so x*Clip(x+3)/6 becomes one HardSwish rather than HardSigmoid then Mul. */
 export const PATTERNS = [hardSwishPattern, hardSigmoidPattern];
 
-export default definePass<{ maxIterations: number }>({
+export default patternPass({
   name: 'fuse-hardswish',
   description: 'Replace x*Clip(x+3,0,6)/6 by HardSwish and Clip(x+3,0,6)/6 by HardSigmoid (opset 14).',
-  options: { maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 } },
+  patterns: PATTERNS,
+  stats: { hardswish: 'hardswish', hardsigmoid: 'hardsigmoid' },
   minOpset: 14,
-  run(model, options, ctx) {
-    if (belowOpset(model, 14, ctx)) return { changed: false };
-    const r = applyPatterns(model, PATTERNS, ctx, { passName: 'fuse-hardswish', maxIterations: options.maxIterations });
-    return { changed: r.changed, stats: { hardswish: r.rewrites['hardswish'] ?? 0, hardsigmoid: r.rewrites['hardsigmoid'] ?? 0, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
-  },
 });

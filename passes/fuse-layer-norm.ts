@@ -12,8 +12,8 @@
 import { DataType } from '../graph/dtype.js';
 import { Attribute, constantOf, Model, Node, Value } from '../graph/ir.js';
 import { Tensor } from '../graph/tensor.js';
-import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, notApplicable, belowOpset, elemTypeOf, floatTensor, freshName, insertNodeBefore, isScalar, onlyUsedBy, rankOf, reduceAxes, replaceChain, scalarConstant, soleUser } from './patterns.js';
+import { matched, noMatch, type Match, type Pattern } from './pass.js';
+import { patternPass, notApplicable, elemTypeOf, floatTensor, freshName, insertNodeBefore, isScalar, onlyUsedBy, rankOf, reduceAxes, replaceChain, scalarConstant, soleUser } from './patterns.js';
 
 interface LnMatch {
   x: Value;
@@ -163,14 +163,10 @@ export const layerNormPattern: Pattern<LnMatch> = {
 
 export const PATTERNS = [layerNormPattern];
 
-export default definePass<{ maxIterations: number }>({
+export default patternPass({
   name: 'fuse-layer-norm',
   description: 'Replace ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add] by LayerNormalization (opset 17).',
-  options: { maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 } },
+  patterns: PATTERNS,
+  stats: { fused: 'layer-norm' },
   minOpset: 17,
-  run(model, options, ctx) {
-    if (belowOpset(model, 17, ctx)) return { changed: false };
-    const r = applyPatterns(model, PATTERNS, ctx, { passName: 'fuse-layer-norm', maxIterations: options.maxIterations });
-    return { changed: r.changed, stats: { fused: r.rewrites['layer-norm'] ?? 0, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
-  },
 });

@@ -7,8 +7,8 @@
 import { DataType } from '../graph/dtype.js';
 import { Model, Node, Value } from '../graph/ir.js';
 import { constantOf } from '../graph/ir.js';
-import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, notApplicable, insertNodeBefore, rankOf, replaceChain, soleUser } from './patterns.js';
+import { matched, noMatch, type Match, type Pattern } from './pass.js';
+import { patternPass, notApplicable, insertNodeBefore, rankOf, replaceChain, soleUser } from './patterns.js';
 
 const GEMM_TYPES = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
 
@@ -59,12 +59,9 @@ export const matmulAddToGemm: Pattern<MatMulAddMatch> = {
 
 export const PATTERNS = [matmulAddToGemm];
 
-export default definePass<{ maxIterations: number }>({
+export default patternPass({
   name: 'fuse-matmul-add',
   description: 'Replace Add(MatMul(A, B), C) by Gemm(A, B, C) when A is 2-D and B, C are constants.',
-  options: { maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 } },
-  run(model, options, ctx) {
-    const r = applyPatterns(model, PATTERNS, ctx, { passName: 'fuse-matmul-add', maxIterations: options.maxIterations });
-    return { changed: r.changed, stats: { fused: r.rewrites['matmul-add-to-gemm'] ?? 0, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
-  },
+  patterns: PATTERNS,
+  stats: { fused: 'matmul-add-to-gemm' },
 });

@@ -10,8 +10,8 @@
  * Handles Pad-2 (pads/value attributes) and Pad-11+ (inputs; Pad-18 `axes`).
  */
 import { Attribute, constantOf, Model, Node } from '../graph/ir.js';
-import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, notApplicable, soleUser } from './patterns.js';
+import { matched, noMatch, type Match, type Pattern } from './pass.js';
+import { patternPass, notApplicable, soleUser } from './patterns.js';
 
 interface PadMatch {
   pad: Node;
@@ -101,12 +101,9 @@ export const padIntoConsumer: Pattern<PadMatch> = {
 
 export const PATTERNS = [padIntoConsumer];
 
-export default definePass<{ maxIterations: number }>({
+export default patternPass({
   name: 'fuse-pad',
   description: 'Fold a constant zero Pad of spatial dims into Conv/AveragePool pads (-inf Pad into MaxPool).',
-  options: { maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 } },
-  run(model, options, ctx) {
-    const r = applyPatterns(model, PATTERNS, ctx, { passName: 'fuse-pad', maxIterations: options.maxIterations });
-    return { changed: r.changed, stats: { fused: r.rewrites['pad-into-conv-or-pool'] ?? 0, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
-  },
+  patterns: PATTERNS,
+  stats: { fused: 'pad-into-conv-or-pool' },
 });

@@ -12,8 +12,8 @@
 import { DataType } from '../graph/dtype.js';
 import { constantOf, Model, Node, Value } from '../graph/ir.js';
 import { Tensor } from '../graph/tensor.js';
-import { definePass, matched, noMatch, type Match, type Pattern } from './pass.js';
-import { applyPatterns, notApplicable, freshName, lengthOf1D, rankOf } from './patterns.js';
+import { matched, noMatch, type Match, type Pattern } from './pass.js';
+import { patternPass, notApplicable, freshName, lengthOf1D, rankOf } from './patterns.js';
 
 const INT_CASTS = new Set<number>([DataType.INT64, DataType.INT32]);
 
@@ -90,12 +90,9 @@ export const shapeIntoReshape: Pattern<ReshapeMatch> = {
 
 export const PATTERNS = [shapeIntoReshape];
 
-export default definePass<{ maxIterations: number }>({
+export default patternPass({
   name: 'fuse-shape-into-reshape',
   description: "Replace a Reshape target built from the input's own Shape by a constant using 0 (copy) entries.",
-  options: { maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 } },
-  run(model, options, ctx) {
-    const r = applyPatterns(model, PATTERNS, ctx, { passName: 'fuse-shape-into-reshape', maxIterations: options.maxIterations });
-    return { changed: r.changed, stats: { fused: r.rewrites['shape-into-reshape'] ?? 0, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
-  },
+  patterns: PATTERNS,
+  stats: { fused: 'shape-into-reshape' },
 });

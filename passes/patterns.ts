@@ -11,7 +11,7 @@
 import { DataType } from '../graph/dtype.js';
 import { constantOf, Graph, Model, Node, Value } from '../graph/ir.js';
 import { Tensor } from '../graph/tensor.js';
-import type { PassContext, Pattern } from './pass.js';
+import { definePass, type Pass, type PassContext, type Pattern } from './pass.js';
 
 export interface PatternRunOptions {
   /** Name of the pass running the patterns (prefix of explanations). */
@@ -27,6 +27,28 @@ export interface PatternRunResult {
   iterations: number;
   /** False when the cap was reached while patterns still applied. */
   converged: boolean;
+}
+
+/**
+ * A pass that runs `patterns` with the driver: a `maxIterations` option, the opset check when
+ * `minOpset` is set, and stats that name the rewrites of each pattern (`stats`: stat -> pattern name)
+ * followed by `iterations` and `converged` (1 or 0).
+ */
+export function patternPass(spec: { name: string; description: string; patterns: readonly Pattern<any>[]; stats: Record<string, string>; minOpset?: number }): Pass<{ maxIterations: number }> {
+  const min = spec.minOpset;
+  return definePass<{ maxIterations: number }>({
+    name: spec.name,
+    description: spec.description,
+    options: { maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 } },
+    ...(min !== undefined ? { minOpset: min } : {}),
+    run(model, options, ctx) {
+      if (min !== undefined && belowOpset(model, min, ctx)) return { changed: false };
+      const r = applyPatterns(model, spec.patterns, ctx, { passName: spec.name, maxIterations: options.maxIterations });
+      const stats: Record<string, number> = {};
+      for (const [stat, pattern] of Object.entries(spec.stats)) stats[stat] = r.rewrites[pattern] ?? 0;
+      return { changed: r.changed, stats: { ...stats, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
+    },
+  });
 }
 
 /** Runs `patterns` greedily to a fixed point (or the cap) over every graph of `model`. */
