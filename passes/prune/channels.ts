@@ -170,12 +170,16 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
     let totalChannels = 0;
     const ranked = spaces.filter((s) => !o.ratios?.has(s.id));
     const weights = costWeights(ranked, o.costs);
+    // each space's importances divided by their mean, times its cost weight: one scale for all spaces
+    const scores = new Map<number, Float64Array>();
     for (const s of ranked) {
       const imp = importance.get(s.id)!;
       const mean = imp.reduce((x, y) => x + y, 0) / Math.max(1, imp.length);
       const w = weights.get(s.id)!;
+      const norm = imp.map((x) => (mean > 0 ? (x / mean) * w : 0));
+      scores.set(s.id, norm);
       totalChannels += s.size;
-      for (let c = 0; c < s.size; c++) entries.push({ space: s.id, c, score: mean > 0 ? (imp[c]! / mean) * w : 0 });
+      for (let c = 0; c < s.size; c++) entries.push({ space: s.id, c, score: norm[c]! });
     }
     entries.sort((x, y) => x.score - y.score || x.space - y.space || x.c - y.c);
     const budget = roundHalfEven(o.ratio * totalChannels);
@@ -194,7 +198,7 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
     if (q === 1) {
       for (const [id, set] of dropped) keep.set(id, Array.from({ length: a.spaces[id]!.size }, (_, i) => i).filter((i) => !set.has(i)));
     } else {
-      for (const [id, kept] of roundGlobal(ranked, importance, weights, dropped, budget, q, floorOf)) keep.set(id, kept);
+      for (const [id, kept] of roundGlobal(ranked, scores, dropped, budget, q, floorOf)) keep.set(id, kept);
     }
   }
   for (const s of spaces) {
@@ -217,18 +221,15 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
  * Global selection in blocks of q: each space's kept count is rounded to the nearest multiple of q
  * (at least q; spaces of at most q channels stay whole), then whole blocks are moved until the total
  * removed is within q/2 of `budget`: while short, the space whose next q kept channels have the
- * lowest mean-normalized importance gives them up; while over, the space whose last removed block
+ * lowest score (`scores`: mean-normalized importance times the space's cost weight) gives them up; while over, the space whose last removed block
  * scores highest gets it back. Each space keeps its most important channels.
  */
-function roundGlobal(spaces: Space[], importance: Map<number, Float64Array>, weights: Map<number, number>, dropped: Map<number, Set<number>>, budget: number, q: number, floorOf: (s: Space) => number): Map<number, number[]> {
+function roundGlobal(spaces: Space[], scores: Map<number, Float64Array>, dropped: Map<number, Set<number>>, budget: number, q: number, floorOf: (s: Space) => number): Map<number, number[]> {
   const order = new Map<number, { sorted: number[]; norm: Float64Array }>();
   const kept = new Map<number, number>();
   let removed = 0;
   for (const s of spaces) {
-    const imp = importance.get(s.id)!;
-    const mean = imp.reduce((x, y) => x + y, 0) / Math.max(1, imp.length);
-    const w = weights.get(s.id) ?? 1;
-    const norm = imp.map((x) => (mean > 0 ? (x / mean) * w : 0));
+    const norm = scores.get(s.id)!;
     const sorted = Array.from(norm.keys()).sort((x, y) => norm[y]! - norm[x]! || x - y);
     order.set(s.id, { sorted, norm });
     const want = s.size - (dropped.get(s.id)?.size ?? 0);
