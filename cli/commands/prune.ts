@@ -10,13 +10,11 @@ import type { CommandModule } from 'yargs';
 import { collectSamples, openDataSource, parseDataSpec, parseShapeArg } from '../../calibration/data/index.js';
 import { checkModel } from '../../graph/checker.js';
 import { inputError } from '../../graph/errors.js';
-import type { Model } from '../../graph/ir.js';
 import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
 import type { Explanation, PassContext } from '../../passes/pass.js';
 import pruneChannelsPass, { ChannelReport } from '../../passes/prune-channels.js';
 import pruneMagnitudePass, { MagnitudeReport, weightSparsity } from '../../passes/prune-magnitude.js';
-import { ALL_INDEX_TYPES, deployedSizes, DeployedSizes, SizeSet, sizesOf } from '../../passes/prune/deploy.js';
-import { toSparseStorage } from '../../passes/prune/sparse.js';
+import { DeployedSizes, measureDeployed, SizeSet, sizesOf } from '../../passes/prune/deploy.js';
 import { optimize } from '../../passes/manager.js';
 import { countFlops, FlopReport } from '../../report/flops.js';
 import { ProgressBar } from '../../report/progress.js';
@@ -83,8 +81,8 @@ function context(explanations: Explanation[], explaining: boolean, pass: string)
   };
 }
 
-async function firstFeed(model: Model, a: Args, shapes: Record<string, number[]>): Promise<Feed> {
-  const s = await Session.create(serializeModel(model), { graphOptimizationLevel: 'disabled' }, a.model);
+async function firstFeed(bytes: Uint8Array, a: Args, shapes: Record<string, number[]>): Promise<Feed> {
+  const s = await Session.create(bytes, { graphOptimizationLevel: 'disabled' }, a.model);
   try {
     const opts: { shapes: Record<string, number[]>; limit: number; preprocess?: string } = { shapes, limit: 1 };
     if (a.preprocess) opts.preprocess = a.preprocess;
@@ -107,6 +105,8 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
   const save = saveOptionsFrom(a);
   const model = await loadModel(a.model);
   const original = cloneModel(model);
+  // the input as onnxruntime and the size report see it: serialized once
+  const originalBytes = serializeModel(original);
   const explanations: Explanation[] = [];
   const mode = a.channels !== undefined ? 'channels' : 'magnitude';
   const report: Partial<PruneCommandReport> = { schema: 'onnxforge.prune/1', mode, explanations };
@@ -114,7 +114,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
   if (mode === 'channels') {
     const ctx = context(explanations, !!a.explain, 'prune-channels');
     if (a.calibration) {
-      const probe = await Session.create(serializeModel(original), { graphOptimizationLevel: 'disabled' }, a.model);
+      const probe = await Session.create(originalBytes, { graphOptimizationLevel: 'disabled' }, a.model);
       const inputs = probe.inputs;
       await probe.dispose();
       const opts: { shapes: Record<string, number[]>; preprocess?: string } = { shapes };
@@ -132,7 +132,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
   const issues = checkModel(model).filter((i) => !checkModel(original).some((o) => o.code === i.code && o.message === i.message));
   if (issues.length) throw inputError('PRUNE_INVALID_RESULT', `pruning left an invalid model: ${issues[0]!.message}`, { file: a.model });
 
-  const feed = await firstFeed(original, a, shapes);
+  const feed = await firstFeed(originalBytes, a, shapes);
   // FLOPs of pruning alone: counted before the cleanup below removes BatchNormalization's own
   report.flops = { before: countFlops(original, feedShapes(feed)), after: countFlops(model, feedShapes(feed)) };
   if (a.optimize) {
@@ -142,7 +142,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
     report.optimized = { pipeline: '@default', nodesBefore: r.nodesBefore, nodesAfter: r.nodesAfter, weightSparsity: weightSparsity(model).sparsity };
   }
 
-  const before = await Session.create(serializeModel(original), { graphOptimizationLevel: 'all' }, a.model);
+  const before = await Session.create(originalBytes, { graphOptimizationLevel: 'all' }, a.model);
   const after = await Session.create(serializeModel(model), { graphOptimizationLevel: 'all' }, a.output);
   try {
     if (JSON.stringify([before.inputs, before.outputs]) !== JSON.stringify([after.inputs, after.outputs])) {
@@ -169,13 +169,13 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
     await before.dispose();
     await after.dispose();
   }
-  const sizes = await deployedSizes(model, feed);
-  report.sizes = { ...sizes, original: sizesOf(serializeModel(original)) };
+  const { sizes, sparseModel } = await measureDeployed(model, feed);
+  report.sizes = { ...sizes, original: sizesOf(originalBytes) };
   let written = model;
   if (a.storage === 'sparse') {
-    // only the variant deployedSizes just measured: onnxruntime loaded it and gave identical outputs
-    if (sizes.sparse?.loads && sizes.sparse.maxAbsDiff === 0) {
-      written = toSparseStorage(model, ALL_INDEX_TYPES).model;
+    // only the variant just measured: onnxruntime loaded it and gave identical outputs
+    if (sparseModel && sizes.sparse?.loads && sizes.sparse.maxAbsDiff === 0) {
+      written = sparseModel;
       report.storage = { written: 'sparse', tensors: sizes.sparse.converted.length, bytes: sizes.sparse.raw };
     } else {
       const why = !sizes.sparse ? 'no tensor is smaller stored sparse' : sizes.sparse.loads ? `its outputs differ (max |diff| ${sizes.sparse.maxAbsDiff})` : `onnxruntime refused it: ${sizes.sparse.error}`;

@@ -50,14 +50,19 @@ async function runBytes(bytes: Uint8Array, feed: Feed): Promise<Feed> {
 }
 
 /** Every index type onnxruntime is asked to load (the narrowest that fits each tensor is used). */
-export const ALL_INDEX_TYPES: readonly IndexType[] = ['int8', 'int16', 'int32', 'int64'];
+const ALL_INDEX_TYPES: readonly IndexType[] = ['int8', 'int16', 'int32', 'int64'];
 
 export async function deployedSizes(model: Model, feed: Feed, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES): Promise<DeployedSizes> {
+  return (await measureDeployed(model, feed, indexTypes)).sizes;
+}
+
+/** `deployedSizes`, plus the sparse-storage model it measured (to write exactly what was run). */
+export async function measureDeployed(model: Model, feed: Feed, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES): Promise<{ sizes: DeployedSizes; sparseModel?: Model }> {
   const denseBytes = serializeModel(model);
   const dense = sizesOf(denseBytes);
   const result: DeployedSizes = { dense, best: best(dense) };
   const sp = toSparseStorage(model, indexTypes);
-  if (sp.converted.length === 0) return result;
+  if (sp.converted.length === 0) return { sizes: result };
   const bytes = serializeModel(sp.model);
   const sizes = sizesOf(bytes);
   try {
@@ -74,5 +79,5 @@ export async function deployedSizes(model: Model, feed: Feed, indexTypes: readon
   } catch (e) {
     result.sparse = { ...sizes, converted: sp.converted, loads: false, error: firstLine(e) };
   }
-  return result;
+  return { sizes: result, sparseModel: sp.model };
 }
