@@ -6,14 +6,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../cli/main.js';
+import { afterAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../graph/builder.js';
 import { DataType } from '../../graph/dtype.js';
 import { Model } from '../../graph/ir.js';
 import { loadModelSync, saveModel } from '../../graph/onnx/index.js';
 import { Tensor } from '../../graph/tensor.js';
 import { mulberry32 } from '../../calibration/data/generate.js';
+import { runCli } from '../helpers/run-cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'distill-cli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -36,19 +36,7 @@ async function write(name: string, m: Model): Promise<string> {
   return p;
 }
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const so = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
-  const se = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((err += String(c)), true));
-  try {
-    const code = await main(argv);
-    return { code, out, err };
-  } finally {
-    so.mockRestore();
-    se.mockRestore();
-  }
-}
+const run = (...argv: string[]) => runCli(argv);
 
 describe('onnxforge distill', () => {
   it('distills on generated data, writes the student and a report', async () => {
