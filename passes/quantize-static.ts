@@ -405,7 +405,7 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
     }
     const int8 = new Set<Node>([...b.int8Idx].map((i) => nodes[i]!));
     lastTimings = attributeProfiles(prepared, unitMap, floatRows, quantRows, int8).filter((t) => live.has(t.index));
-    const dec = decideLatency(lastTimings, { runs: 1, ...(lo.margin !== undefined ? { margin: lo.margin } : {}) });
+    const dec = decideLatency(lastTimings, lo.margin !== undefined ? { margin: lo.margin } : {});
     if (dec.length === 0) break;
     for (const d of dec) {
       floats.set(d.index, `latency-aware: ${d.reason}`);

@@ -50,8 +50,9 @@ function prod(d: readonly number[]): number {
 export function nodeFlops(n: Node): number | undefined {
   if (ZERO_COST.has(n.opType)) return 0;
   const inp = staticShape(n.input(0));
-  // when inference leaves an output (e.g. a graph output) without static dims, elementwise outputs
-  // take their largest input's shape and Gemm/MatMul outputs follow from their operands
+  // when inference leaves an output without static dims (an op it does not know, a declared graph
+  // output of a subgraph), elementwise outputs take their largest input's shape and Gemm/MatMul
+  // outputs follow from their operands
   const largest = n.inputs.map((v) => staticShape(v)).filter((d): d is number[] => !!d).sort((a, b) => prod(b) - prod(a))[0];
   const w2 = n.input(1) ? staticShape(n.input(1)) : undefined;
   const product = (n.opType === 'MatMul' || n.opType === 'Gemm') && inp && w2 && w2.length === 2 && inp.length >= 2

@@ -31,6 +31,7 @@ const FUSABLE_ACTIVATIONS = new Set(['Relu', 'Clip', 'HardSwish', 'HardSigmoid',
 export interface UnitTiming {
   /** Index of the compute node in the prepared model's node list. */
   index: number;
+  /** Microseconds per run, summed over the kernels charged to the unit. */
   floatUs: number;
   int8Us: number;
 }
@@ -42,16 +43,16 @@ export interface LatencyDecision {
 
 /**
  * Units to return to float: those whose int8 time exceeds their float time by more than `margin`
- * (relative, default 0.02) and `minUs` (absolute, default 1 µs per run, below which timings are noise).
+ * (relative, default 0.02) and `minUs` (absolute, default 1 µs, below which timings are noise).
+ * Timings are per run (one call of each kernel).
  */
-export function decideLatency(timings: readonly UnitTiming[], opts: { margin?: number; minUs?: number; runs?: number } = {}): LatencyDecision[] {
+export function decideLatency(timings: readonly UnitTiming[], opts: { margin?: number; minUs?: number } = {}): LatencyDecision[] {
   const margin = opts.margin ?? 0.02;
-  const runs = Math.max(1, opts.runs ?? 1);
-  const minUs = (opts.minUs ?? 1) * runs;
+  const minUs = opts.minUs ?? 1;
   const out: LatencyDecision[] = [];
   for (const t of timings) {
     if (t.int8Us > t.floatUs * (1 + margin) && t.int8Us - t.floatUs > minUs) {
-      out.push({ index: t.index, reason: `slower in int8: ${(t.int8Us / runs).toFixed(0)} µs vs ${(t.floatUs / runs).toFixed(0)} µs in float per run (${(t.int8Us / Math.max(t.floatUs, 1e-9)).toFixed(2)}x, onnxruntime profile incl. its Q/DQ boundaries)` });
+      out.push({ index: t.index, reason: `slower in int8: ${t.int8Us.toFixed(0)} µs vs ${t.floatUs.toFixed(0)} µs in float per run (${(t.int8Us / Math.max(t.floatUs, 1e-9)).toFixed(2)}x, onnxruntime profile incl. its Q/DQ boundaries)` });
     }
   }
   return out;

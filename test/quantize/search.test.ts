@@ -27,7 +27,6 @@ describe('decideLatency', () => {
         { index: 2, floatUs: 100, int8Us: 150 }, // slower
         { index: 3, floatUs: 0.2, int8Us: 0.9 }, // slower, but below 1 µs
       ],
-      { runs: 1 },
     );
     expect(d.map((x) => x.index)).toEqual([2]);
     expect(d[0]!.reason).toMatch(/1\.50x/);
