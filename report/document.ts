@@ -11,6 +11,7 @@ import { inputError } from '../graph/errors.js';
 import type { Model } from '../graph/ir.js';
 import { constantTensors } from './inspect.js';
 import { adaptReport } from './adapters.js';
+import { writeFileAtomic } from '../graph/files.js';
 
 export const REPORT_SCHEMA = 'onnxforge.report/1';
 
@@ -193,7 +194,6 @@ export function readReport(file: string): ReportDocument {
 export async function writeReport(doc: ReportDocument, file: string): Promise<void> {
   const { renderMarkdown } = await import('./markdown.js');
   const { renderHtml } = await import('./html.js');
-  const { writeFileAtomic } = await import('./gate.js');
   const lower = file.toLowerCase();
   const text = lower.endsWith('.md') ? renderMarkdown(doc) : lower.endsWith('.html') || lower.endsWith('.htm') ? renderHtml(doc) : `${JSON.stringify(doc, null, 2)}\n`;
   writeFileAtomic(file, text);

@@ -488,20 +488,5 @@ export function renderGateJUnit(r: GateResult): string {
   ].join('\n');
 }
 
-/** Writes a text file atomically (temp file in the same folder, then rename). */
-export function writeFileAtomic(file: string, text: string): void {
-  const dir = path.dirname(path.resolve(file));
-  if (!fs.existsSync(dir)) throw inputError('OUTPUT_DIR_MISSING', `${file}: folder ${dir} does not exist`, { file });
-  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${Math.random().toString(16).slice(2)}`);
-  try {
-    fs.writeFileSync(tmp, text);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* nothing to clean */
-    }
-    throw inputError('WRITE_FAILED', `${file}: could not write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file });
-  }
-}
+/** The atomic text writer (graph/files.ts), re-exported where commands have always imported it. */
+export { writeFileAtomic } from '../graph/files.js';

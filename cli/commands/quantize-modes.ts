@@ -4,7 +4,7 @@
  * through the expanding helper), compare outputs and latency against FP32 on the eval data (default:
  * generated inputs), and write the model last, only when all of that succeeded.
  */
-import { writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../graph/files.js';
 import { openDataSource } from '../../calibration/data/index.js';
 import { parseShapeArg } from '../../calibration/data/generate.js';
 import { checkModel } from '../../graph/checker.js';
@@ -133,7 +133,7 @@ export async function runQuantizeMode(a: QuantizeModeArgs): Promise<QuantizeMode
     }
     await saveModel(model, a.output, save);
     report.wallMs = performance.now() - t0;
-    if (a.report) await writeFile(a.report, `${JSON.stringify(report, null, 2)}\n`);
+    if (a.report) writeFileAtomic(a.report, `${JSON.stringify(report, null, 2)}\n`);
     return report;
   } finally {
     for (const s of [fp32, int8, raw]) await s?.dispose();

@@ -6,7 +6,7 @@
  * as a terminal table second. The model is written last, and only when it passes the checker and
  * loads in onnxruntime.
  */
-import { writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../graph/files.js';
 import type { CommandModule } from 'yargs';
 import { openDataSource } from '../../calibration/data/index.js';
 import { checkModel } from '../../graph/checker.js';
@@ -132,7 +132,7 @@ export const quantizeCommand: CommandModule<object, Args> = {
       return;
     }
     const report = await runQuantize(a);
-    if (a.report) await writeFile(a.report, `${JSON.stringify(report, jsonReplacer, 2)}\n`);
+    if (a.report) writeFileAtomic(a.report, `${JSON.stringify(report, jsonReplacer, 2)}\n`);
     process.stdout.write(a.json ? `${JSON.stringify(report, jsonReplacer, 2)}\n` : `${renderQuantizeReport(report)}\n`);
   },
 };

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { inputError, OnnxForgeError } from '../errors.js';
 import { DataType, dtypeInfo } from '../dtype.js';
 import { Graph, Model } from '../ir.js';
+import { ensureParentDir } from '../files.js';
 import { Tensor } from '../tensor.js';
 import { checkLocation, COPY_CHUNK_BYTES, expectedByteLength, FileExternalSource, forEachTensor, validateExternalData } from './external.js';
 import { modelFromProto, modelToProto, tensorFrom, tensorTo, ToProtoOptions } from './serde.js';
@@ -392,13 +393,7 @@ export async function saveModel(model: Model, dest: string, options: SaveOptions
 export function saveModelSync(model: Model, dest: string, options: SaveOptions = {}): SaveResult {
   const outPath = path.resolve(dest);
   const dir = path.dirname(outPath);
-  let dirOk = false;
-  try {
-    dirOk = fs.statSync(dir).isDirectory();
-  } catch {
-    dirOk = false;
-  }
-  if (!dirOk) throw inputError('OUTPUT_DIR_MISSING', `${dest}: folder ${dir} does not exist`, { file: dest });
+  ensureParentDir(dest);
   const threshold = options.threshold ?? 1024;
   const align = options.align ?? 64;
   if (!Number.isFinite(threshold) || threshold < 0) throw inputError('USAGE_BAD_VALUE', `threshold must be a non-negative number of bytes, got ${threshold}`, { file: dest });

@@ -160,7 +160,8 @@ describe.skipIf(!haveModels)('convert', () => {
   it('bad input exits 2 and writes nothing', async () => {
     const dest = path.join(tmp, 'never.onnx');
     expectUsageError(await run('convert', path.join(tmp, 'missing.onnx'), '-o', dest), 'FILE_NOT_FOUND');
-    expectUsageError(await run('convert', CLS, '-o', path.join(tmp, 'no-such-dir', 'out.onnx')), 'OUTPUT_DIR_MISSING');
+    fs.writeFileSync(path.join(tmp, 'a-file'), 'x');
+    expectUsageError(await run('convert', CLS, '-o', path.join(tmp, 'a-file', 'out.onnx')), 'OUTPUT_BAD_LOCATION');
     // a model that fails the checker: a node reads a value nothing defines
     const bad = path.join(tmp, 'dangling.onnx');
     const vi1 = (name: string) => ({ name, type: { tensor_type: { elem_type: 1, shape: { dim: [{ dim_value: 2 }] } } } });

@@ -179,8 +179,12 @@ describe('destination contents', () => {
     expect(tensorBytes(loadModelSync(out), 'W').equals(tensorBytes(smallModel(), 'W'))).toBe(true);
   });
 
-  it('fails cleanly when the output folder is missing', () => {
-    expect(() => saveModelSync(smallModel(), path.join(root, 'no', 'm.onnx'))).toThrow(expect.objectContaining({ code: 'OUTPUT_DIR_MISSING' }));
+  it('creates a missing output folder, and refuses a path through a file', () => {
+    const out = path.join(root, 'no', 'such', 'm.onnx');
+    saveModelSync(smallModel(), out);
+    expect(tensorBytes(loadModelSync(out), 'W').equals(tensorBytes(smallModel(), 'W'))).toBe(true);
+    fs.writeFileSync(path.join(root, 'plain'), 'x');
+    expect(() => saveModelSync(smallModel(), path.join(root, 'plain', 'm.onnx'))).toThrow(expect.objectContaining({ code: 'OUTPUT_BAD_LOCATION' }));
   });
 });
 
