@@ -1,11 +1,18 @@
 /**
  * The model checker. It reports every problem it finds (not just the first), each with a stable
- * code and the node, tensor or graph it concerns:
- * - model: ir_version and opset_import present, one import per domain, node domains imported;
- * - SSA: every value name defined once across all scopes; no duplicate initializers or graph outputs;
+ * code and the node, tensor or graph it concerns. It refuses what onnxruntime refuses and accepts
+ * what it accepts (the loader has already taken the tolerated departures its way: see
+ * `onnx/normalize.ts`; README "What onnxforge accepts" has the case-by-case survey):
+ * - model: ir_version present and at most 13, opset_import not empty, node domains imported (the
+ *   domains onnxruntime registers itself need no import); a domain imported twice is fine (the last
+ *   entry counts);
+ * - SSA: every value name defined once across all scopes; no repeated initializers (the loader keeps
+ *   the last of repeats onnxruntime takes); node names unique within a graph (empty names are fine);
+ * - interface: every main-graph input that is not an initializer has a type; a subgraph does not
+ *   return an outer-scope value directly; standard-domain nodes have at least one output;
  * - references: every node input and graph output defined (in scope, by the loader's name
  *   resolution and by value identity for models built or edited through the API), no cycles,
- *   nodes in topological order;
+ *   nodes in topological order (the loader sorts files; this catches models built through the API);
  * - tensors: known data type, non-negative dims with a product under the element cap, data length
  *   equal to dims x dtype for raw and typed-field storage;
  * - functions: no recursion among model-local functions.
@@ -22,6 +29,9 @@ export interface CheckIssue {
   tensor?: string;
   graph?: string;
 }
+
+/** The newest IR version onnxruntime-node 1.30 loads (it refuses 14; it loads 0). */
+export const MAX_IR_VERSION = 13;
 
 /** Tensors above this many elements are rejected before anything allocates them (2^34). */
 export const MAX_TENSOR_ELEMENTS = 2 ** 34;
@@ -75,6 +85,26 @@ export function checkTensor(t: Tensor, where: string, issues: CheckIssue[]): voi
   }
 }
 
+/**
+ * Domains onnxruntime registers itself: a node may use them without an opset_import entry (onnxruntime
+ * adds the entry at its latest version). Measured with onnxruntime-node 1.30: an unknown op in each of
+ * these fails as an unknown op, in any other domain as "No opset import for domain".
+ */
+export const IMPLICIT_DOMAINS: ReadonlySet<string> = new Set([
+  '',
+  'ai.onnx.ml',
+  'ai.onnx.training',
+  'ai.onnx.preview.training',
+  'com.microsoft',
+  'com.microsoft.nchwc',
+  'com.microsoft.experimental',
+  'com.ms.internal.nhwc',
+  'org.pytorch.aten',
+]);
+
+/** Domains whose every operator has at least one output. */
+const STANDARD_DOMAINS = new Set(['', 'ai.onnx.ml']);
+
 function graphLabel(g: Graph): string {
   if (g.parentNode) return `subgraph ${g.name ?? '?'} of ${g.parentNode.label}`;
   return `graph ${g.name ?? '(main)'}`;
@@ -96,7 +126,15 @@ function checkGraph(g: Graph, defined: Map<string, string>, issues: CheckIssue[]
     if (t) checkTensor(t, where, issues);
   }
   for (const v of g.duplicateInitializers) {
-    issues.push({ code: 'IR_DUPLICATE_INITIALIZER', message: `${where}: initializer "${v.name}" appears more than once`, tensor: v.name, graph: g.name });
+    const why = g.parentNode ? 'in a subgraph' : 'with a different type or shape';
+    issues.push({ code: 'IR_DUPLICATE_INITIALIZER', message: `${where}: initializer "${v.name}" appears more than once ${why}`, tensor: v.name, graph: g.name });
+  }
+  if (topLevel && !g.parentNode && g.model) {
+    for (const v of g.inputs) {
+      if (v.type === undefined && !g.initializers.has(v.name)) {
+        issues.push({ code: 'IR_INPUT_NO_TYPE', message: `${where}: input "${v.name}" has no type (onnxruntime needs the type of every model input that is not an initializer)`, tensor: v.name, graph: g.name });
+      }
+    }
   }
   for (const s of g.sparseInitializers) define(s.value, `sparse initializer of ${where}`);
   for (const v of g.danglingValues) {
@@ -109,10 +147,19 @@ function checkGraph(g: Graph, defined: Map<string, string>, issues: CheckIssue[]
       graph: g.name,
     });
   }
+  const nodeNames = new Map<string, Node>();
   for (const n of g.nodes) {
     for (const o of n.outputs) define(o, `output of node ${n.label}`);
     if (n.opType === '') issues.push({ code: 'IR_NO_OP_TYPE', message: `${where}: a node has no op_type (${n.label})`, node: n.name });
-    if (!importedDomains.has(n.opDomain) && !model.functions.some((f) => f.name === n.opType && (f.domain ?? '') === (n.domain ?? ''))) {
+    if (n.name) {
+      const other = nodeNames.get(n.name);
+      if (other) issues.push({ code: 'IR_DUPLICATE_NODE_NAME', message: `${where}: two nodes are named "${n.name}" (${other.opType} and ${n.opType}); node names must be unique within a graph`, node: n.name, graph: g.name });
+      else nodeNames.set(n.name, n);
+    }
+    if (n.outputs.length === 0 && STANDARD_DOMAINS.has(n.opDomain) && n.opType !== '') {
+      issues.push({ code: 'IR_NODE_NO_OUTPUT', message: `${where}: node ${n.label} has no outputs (every ${n.opType} has at least one)`, node: n.name, graph: g.name });
+    }
+    if (!importedDomains.has(n.opDomain) && !IMPLICIT_DOMAINS.has(n.opDomain) && !model.functions.some((f) => f.name === n.opType && (f.domain ?? '') === (n.domain ?? ''))) {
       issues.push({ code: 'IR_DOMAIN_NOT_IMPORTED', message: `${where}: node ${n.label} uses domain "${n.domain ?? ''}" that the model does not import`, node: n.name });
     }
     for (const a of n.attributes) {
@@ -142,12 +189,14 @@ function checkGraph(g: Graph, defined: Map<string, string>, issues: CheckIssue[]
     if (err.details?.node) issue.node = err.details.node;
     issues.push(issue);
   }
-  const outNames = new Set<string>();
+  // A graph output listed twice is accepted (onnxruntime does); a subgraph may not return an outer value
+  // as it is (onnxruntime asks for an Identity in between)
+  const mine = g.parentNode ? scopeValues(g) : undefined;
   for (const o of g.outputs) {
-    if (topLevel && outNames.has(o.name)) issues.push({ code: 'IR_DUPLICATE_OUTPUT', message: `${where}: output "${o.name}" is listed twice`, tensor: o.name });
-    outNames.add(o.name);
     if (!o.producer && !g.inputs.includes(o) && !o.initializer && g.danglingValues.includes(o) && o.uses.length === 0) {
       issues.push({ code: 'IR_OUTPUT_UNDEFINED', message: `${where}: output "${o.name}" is not produced by any node`, tensor: o.name });
+    } else if (mine && !mine.has(o) && !g.danglingValues.includes(o) && o.graph) {
+      issues.push({ code: 'IR_SUBGRAPH_OUTPUT_OUTER', message: `${where}: output "${o.name}" is a value of an enclosing graph returned directly (onnxruntime needs it produced in the subgraph, e.g. by an Identity)`, tensor: o.name, graph: g.name });
     }
   }
   checkReferences(g, where, issues);
@@ -194,12 +243,11 @@ function checkReferences(g: Graph, where: string, issues: CheckIssue[]): void {
 export function checkModel(model: Model): CheckIssue[] {
   const issues: CheckIssue[] = [];
   if (model.irVersion === undefined) issues.push({ code: 'MODEL_NO_IR_VERSION', message: 'the model has no ir_version' });
-  else if (Number(model.irVersion) < 1 || Number(model.irVersion) > 13) issues.push({ code: 'MODEL_BAD_IR_VERSION', message: `ir_version ${model.irVersion} is outside 1..13` });
-  if (model.opsetImports.length === 0 && Number(model.irVersion ?? 0) >= 3) issues.push({ code: 'MODEL_NO_OPSET', message: 'the model imports no opset' });
+  else if (Number(model.irVersion) < 0 || Number(model.irVersion) > MAX_IR_VERSION) issues.push({ code: 'MODEL_BAD_IR_VERSION', message: `ir_version ${model.irVersion} is outside 0..${MAX_IR_VERSION}` });
+  if (model.opsetImports.length === 0) issues.push({ code: 'MODEL_NO_OPSET', message: 'the model imports no opset' });
   const domains = new Set<string>();
   for (const o of model.opsetImports) {
     const d = o.domain === 'ai.onnx' ? '' : (o.domain ?? '');
-    if (domains.has(d)) issues.push({ code: 'MODEL_DUPLICATE_OPSET', message: `opset_import lists domain "${d}" twice` });
     domains.add(d);
     if (o.version === undefined || Number(o.version) < 1) issues.push({ code: 'MODEL_BAD_OPSET', message: `opset_import for domain "${d}" has version ${o.version}` });
   }

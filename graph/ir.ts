@@ -630,14 +630,41 @@ export class Graph {
   }
 
   /**
-   * Sorts nodes topologically (stable: keeps the current order where it is valid). Subgraph captures
-   * count as dependencies. Throws naming the nodes of a cycle.
+   * Sorts nodes topologically (stable: keeps the current order where it is valid, so a sorted graph
+   * is left exactly as it is). Subgraph captures count as dependencies. Throws naming the nodes of a
+   * cycle (the graph is then untouched). Returns how many nodes moved: the fewest nodes that, taken
+   * out and put back elsewhere, turn the old order into the new one.
    */
-  toposort(): void {
+  toposort(): number {
     const order = topologicalOrder(this);
-    this.nodes.length = 0;
-    this.nodes.push(...order);
+    const moved = movedCount(this.nodes, order);
+    if (moved > 0) {
+      this.nodes.length = 0;
+      this.nodes.push(...order);
+    }
+    return moved;
   }
+}
+
+/**
+ * Nodes that change place between two orders of the same nodes: all but a longest run that keeps its
+ * relative order (a longest increasing subsequence of old positions, O(n log n)).
+ */
+function movedCount(before: readonly Node[], after: readonly Node[]): number {
+  const pos = new Map<Node, number>(before.map((n, i) => [n, i]));
+  const tails: number[] = [];
+  for (const n of after) {
+    const p = pos.get(n)!;
+    let lo = 0;
+    let hi = tails.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (tails[mid]! < p) lo = mid + 1;
+      else hi = mid;
+    }
+    tails[lo] = p;
+  }
+  return after.length - tails.length;
 }
 
 /** Returns the nodes of `g` in a topological order (stable) or throws IR_CYCLE naming the nodes. */
@@ -706,10 +733,37 @@ export function topologicalOrder(g: Graph): Node[] {
     for (const j of succ[i]!) if (--indeg[j]! === 0) push(j);
   }
   if (out.length !== nodes.length) {
-    const stuck = nodes.filter((_, i) => indeg[i]! > 0).map((n) => n.label);
-    throw inputError('IR_CYCLE', `graph ${g.name ?? '(main)'} has a cycle through ${stuck.slice(0, 6).join(', ')}${stuck.length > 6 ? `, and ${stuck.length - 6} more` : ''}`, { node: stuck[0] });
+    const cycle = findCycle(nodes, succ, indeg).map((i) => nodes[i]!);
+    const names = cycle.map((n) => n.label);
+    const shown = names.length > 8 ? [...names.slice(0, 7), `... (${names.length - 7} more)`] : names;
+    throw inputError('IR_CYCLE', `graph ${g.name || '(main)'} has a cycle: ${[...shown, names[0]].join(' -> ')}`, { node: cycle[0]!.name ?? names[0], cycle: names });
   }
   return out;
+}
+
+/**
+ * One cycle among the nodes Kahn's algorithm could not emit (indegree still > 0), in dependency
+ * order. Every such node has a predecessor that is also stuck, so walking predecessors from any of
+ * them must come back to a node already visited: the walk from that node on is the cycle.
+ */
+function findCycle(nodes: readonly Node[], succ: number[][], indeg: number[]): number[] {
+  const pred: number[] = new Array<number>(nodes.length).fill(-1);
+  for (let i = 0; i < nodes.length; i++) {
+    if (indeg[i]! <= 0) continue;
+    for (const j of succ[i]!) if (indeg[j]! > 0 && pred[j] === -1) pred[j] = i;
+  }
+  const start = indeg.findIndex((d) => d > 0);
+  const seenAt = new Map<number, number>();
+  const walk: number[] = [];
+  let cur = start;
+  while (!seenAt.has(cur) && cur >= 0) {
+    seenAt.set(cur, walk.length);
+    walk.push(cur);
+    cur = pred[cur]!;
+  }
+  if (cur < 0) return [start];
+  // walk follows predecessors: reverse it so the cycle reads producer -> consumer
+  return walk.slice(seenAt.get(cur)!).reverse();
 }
 
 export interface TrainingInfo {
@@ -760,21 +814,26 @@ export class Model {
     graph.model = this;
   }
 
-  /** The opset version imported for a domain ('' and 'ai.onnx' are the same), or undefined. */
+  /**
+   * The opset version imported for a domain ('' and 'ai.onnx' are the same), or undefined. A domain
+   * listed more than once gets its last entry, the one onnxruntime uses.
+   */
   opset(domain = ''): number | undefined {
     const want = domain === 'ai.onnx' ? '' : domain;
+    let found: number | undefined;
     for (const o of this.opsetImports) {
       const d = o.domain === 'ai.onnx' ? '' : (o.domain ?? '');
-      if (d === want) return o.version === undefined ? undefined : Number(o.version);
+      if (d === want) found = o.version === undefined ? undefined : Number(o.version);
     }
-    return undefined;
+    return found;
   }
 
+  /** Sets the version of a domain (every entry of it, when it is listed more than once). */
   setOpset(domain: string, version: number): void {
     const want = domain === 'ai.onnx' ? '' : domain;
-    const o = this.opsetImports.find((x) => (x.domain === 'ai.onnx' ? '' : (x.domain ?? '')) === want);
-    if (o) o.version = version;
-    else this.opsetImports.push({ domain, version });
+    const entries = this.opsetImports.filter((x) => (x.domain === 'ai.onnx' ? '' : (x.domain ?? '')) === want);
+    for (const o of entries) o.version = version;
+    if (entries.length === 0) this.opsetImports.push({ domain, version });
   }
 
   metadata(key: string): string | undefined {

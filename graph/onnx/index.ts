@@ -11,7 +11,8 @@ import { Graph, Model } from '../ir.js';
 import { ensureParentDir } from '../files.js';
 import { Tensor } from '../tensor.js';
 import { checkLocation, COPY_CHUNK_BYTES, expectedByteLength, FileExternalSource, forEachTensor, validateExternalData } from './external.js';
-import { modelFromProto, modelToProto, tensorFrom, tensorTo, ToProtoOptions } from './serde.js';
+import { LoadWarning, modelFromProto, modelToProto, tensorFrom, tensorTo, ToProtoOptions } from './serde.js';
+import { repeatedOpsets, sortNodes } from './normalize.js';
 import { decode, DecodeOptions, encode, encodeChunks, ProtoObject } from './wire.js';
 
 export { ORT_MEM_ADDR_MARKER, MAX_OPEN_DATA_FILES, FileExternalSource, checkLocation, forEachTensor, releaseModel, validateExternalData } from './external.js';
@@ -32,6 +33,19 @@ export interface LoadOptions extends DecodeOptions {
    * lstat/fstat only, no data is read). When false, problems surface at first read.
    */
   validateExternalData?: boolean;
+  /**
+   * Told about each departure from the ONNX rules that onnxruntime tolerates and the loader took the
+   * way onnxruntime does (nodes out of topological order are sorted, a repeated initializer keeps its
+   * last copy, ...; see `normalize.ts`). Default: one line on stderr, `warning[CODE] file: message`.
+   */
+  onWarning?: (w: LoadWarning) => void;
+}
+
+export type { LoadWarning } from './serde.js';
+
+/** The default {@link LoadOptions.onWarning}: one line on stderr. */
+export function printLoadWarning(w: LoadWarning): void {
+  process.stderr.write(`warning[${w.code}] ${w.file ? `${w.file}: ` : ''}${w.message}\n`);
 }
 
 /**
@@ -150,10 +164,13 @@ export function loadModelSync(src: string | Uint8Array, options: LoadOptions = {
   let source: FileExternalSource | undefined;
   try {
     source = baseDir ? new FileExternalSource(baseDir, file) : undefined;
-    const model = modelFromProto(proto, source ? { file, source } : { file });
+    const report = options.onWarning ?? printLoadWarning;
+    const warn = (w: LoadWarning) => report({ ...w, file });
+    const model = modelFromProto(proto, source ? { file, source, warn } : { file, warn });
     if (typeof src === 'string') model.sourcePath = path.resolve(src);
     checkSubgraphDepth(model, options.maxSubgraphDepth ?? MAX_SUBGRAPH_DEPTH, file);
     if (options.validateExternalData !== false) validateExternalData(model, source, file);
+    for (const w of [repeatedOpsets(model), sortNodes(model)]) if (w) warn(w);
     return model;
   } catch (e) {
     source?.close();

@@ -28,7 +28,7 @@ import {
 } from '../ir.js';
 import { ExternalDataSource, Tensor } from '../tensor.js';
 import { parseExternalData } from './external.js';
-import { ProtoObject } from './wire.js';
+import { encode, ProtoObject } from './wire.js';
 
 type P = ProtoObject;
 
@@ -37,6 +37,21 @@ export interface FromProtoContext {
   source?: ExternalDataSource;
   /** Label for messages (the file name). */
   file?: string;
+  /**
+   * Told about each departure from the ONNX rules that onnxruntime tolerates and the decoder took the
+   * way onnxruntime does (see `normalize.ts`); absent: taken silently.
+   */
+  warn?: (w: LoadWarning) => void;
+}
+
+/** Something in the file that onnxruntime tolerates, and what loading it did. */
+export interface LoadWarning {
+  /** Stable code, e.g. LOAD_NODES_SORTED. */
+  code: string;
+  message: string;
+  file?: string;
+  /** How many things it concerns (nodes moved, entries dropped, ...). */
+  count: number;
 }
 
 class Scope {
@@ -214,16 +229,32 @@ function graphFrom(o: P, scope: Scope, ctx: FromProtoContext, parentNode: Node |
     g.addInput(v);
     if (!scope.names.has(v.name)) scope.names.set(v.name, v);
   }
+  const repeated = new Map<string, number>();
   for (const to of (o.initializer as P[] | undefined) ?? []) {
     const t = tensorFrom(to, ctx);
     const name = t.name ?? '';
     const asInput = scope.names.get(name);
-    if (asInput && asInput.graph === g && !g.initializers.has(name)) {
+    const prev = g.initializers.get(name);
+    if (asInput && asInput.graph === g && !prev) {
       g.attachInitializer(asInput, t);
+    } else if (prev && g.model && sameTypeAndDims(g.initializerTensor(prev)!, t)) {
+      // onnxruntime takes a repeated initializer of the main graph (same type and shape) and uses the
+      // last one; anywhere else, or with another type or shape, it refuses the model (so does the checker)
+      g.setInitializerTensor(prev, t);
+      repeated.set(name, (repeated.get(name) ?? 1) + 1);
     } else {
       const v = g.addInitializer(t, name, true);
       if (!scope.names.has(name)) scope.names.set(name, v);
     }
+  }
+  if (repeated.size && ctx.warn) {
+    const list = [...repeated].map(([n, k]) => `"${n}" (${k} times)`);
+    const dropped = [...repeated.values()].reduce((a, k) => a + k - 1, 0);
+    ctx.warn({
+      code: 'LOAD_REPEATED_INITIALIZER',
+      message: `initializer${list.length > 1 ? 's' : ''} ${list.slice(0, 5).join(', ')}${list.length > 5 ? ` and ${list.length - 5} more` : ''} listed more than once with the same type and shape: the last of each is used, as onnxruntime does; ${dropped} earlier cop${dropped > 1 ? 'ies were' : 'y was'} dropped`,
+      count: dropped,
+    });
   }
   for (const so of (o.sparse_initializer as P[] | undefined) ?? []) {
     const sp = sparseFrom(so, ctx);
@@ -262,17 +293,36 @@ function graphFrom(o: P, scope: Scope, ctx: FromProtoContext, parentNode: Node |
     for (const name of (no.input as string[] | undefined) ?? []) n.appendInput(name === '' ? null : scope.resolve(name));
     for (const ao of (no.attribute as P[] | undefined) ?? []) n.attributes.push(attributeFrom(ao, scope, ctx, n));
   }
+  // A value has one description: a graph output that is also an input, or listed twice, keeps the
+  // first one (onnxruntime accepts both; a differing second description cannot be kept)
+  const described = new Map<Value, P>();
+  ((o.input as P[] | undefined) ?? []).forEach((vi, i) => described.set(g.inputs[i]!, vi));
+  let redescribed = 0;
   for (const vi of (o.output as P[] | undefined) ?? []) {
     const name = (vi.name as string | undefined) ?? '';
     const v = scope.resolve(name);
-    applyValueInfo(v, vi);
-    if (vi.name === undefined) v.nameUnset = true;
+    const first = described.get(v);
+    if (first === undefined) {
+      applyValueInfo(v, vi);
+      if (vi.name === undefined) v.nameUnset = true;
+      described.set(v, vi);
+    } else if (!sameMessage(first, vi, 'ValueInfoProto')) redescribed++;
     g.addOutput(v);
+  }
+  if (redescribed && ctx.warn) {
+    ctx.warn({
+      code: 'LOAD_OUTPUT_REDESCRIBED',
+      message: `${redescribed} graph output${redescribed > 1 ? 's are' : ' is'} also a graph input or an earlier output, with a different type or description: the first description is kept`,
+      count: redescribed,
+    });
   }
   for (const vi of (o.value_info as P[] | undefined) ?? []) {
     const name = (vi.name as string | undefined) ?? '';
     let v = scope.lookup(name);
-    if (!v || g.valueInfo.includes(v)) {
+    // value_info describes intermediate values: an entry for a graph input or output (which onnxruntime
+    // ignores), for a name nothing defines, or repeating an entry gets a value of its own, so loading
+    // and saving keeps every entry as it was
+    if (!v || described.has(v) || g.valueInfo.includes(v)) {
       v = new Value(name);
       v.graph = g;
     }
@@ -290,6 +340,15 @@ function graphFrom(o: P, scope: Scope, ctx: FromProtoContext, parentNode: Node |
   }
   g.danglingValues = [...scope.dangling.values()];
   return g;
+}
+
+function sameTypeAndDims(a: Tensor, b: Tensor): boolean {
+  return a.dataType === b.dataType && a.dims.length === b.dims.length && a.dims.every((d, i) => d === b.dims[i]);
+}
+
+function sameMessage(a: P, b: P, type: string): boolean {
+  if (a === b) return true;
+  return Buffer.from(encode(a, type)).equals(Buffer.from(encode(b, type)));
 }
 
 function opsetsFrom(list: unknown): OpsetImport[] {

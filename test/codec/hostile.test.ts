@@ -200,20 +200,15 @@ describe('graph', () => {
     await expectRejected(bytes, 'IR_DANGLING_INPUT', ['ghost']);
   });
 
-  it('duplicate output names and duplicate initializers', async () => {
-    await expectRejected(
-      edited((_m, g) => {
-        (g.output as ProtoObject[]).push({ ...(g.output as ProtoObject[])[0]! });
-      }),
-      'IR_DUPLICATE_OUTPUT',
-      ['"y"'],
-    );
+  it('duplicate initializers (of another shape: onnxruntime refuses those too) and duplicate definitions', async () => {
+    // a graph output listed twice and a repeated initializer of the same shape are what onnxruntime
+    // accepts (test/graph/exporter-quirks.test.ts); these are what it refuses
     await expectRejected(
       edited((_m, g) => {
         const inits = g.initializer as ProtoObject[];
-        inits.push({ ...inits[0]! });
+        inits.push({ ...inits[0]!, dims: [256] });
       }),
-      /^IR_DUPLICATE_(INITIALIZER|NAME)$/,
+      'IR_DUPLICATE_INITIALIZER',
       ['W'],
     );
     await expectRejected(

@@ -91,22 +91,30 @@ describe('valid models give no issues', () => {
 });
 
 describe('each issue code', () => {
-  it('MODEL_NO_IR_VERSION / MODEL_BAD_IR_VERSION', () => {
+  it('MODEL_NO_IR_VERSION / MODEL_BAD_IR_VERSION (0..13 is what onnxruntime loads)', () => {
     const m = valid();
     delete m.irVersion;
     only(checkModel(m), 'MODEL_NO_IR_VERSION');
-    m.irVersion = 99;
-    expect(only(checkModel(m), 'MODEL_BAD_IR_VERSION').message).toContain('99');
+    m.irVersion = 14;
+    expect(only(checkModel(m), 'MODEL_BAD_IR_VERSION').message).toContain('14');
+    for (const ir of [0, 3, 13]) {
+      m.irVersion = ir;
+      expect(checkModel(m), `ir_version ${ir}`).toEqual([]);
+    }
   });
 
-  it('MODEL_NO_OPSET / MODEL_DUPLICATE_OPSET / MODEL_BAD_OPSET', () => {
+  it('MODEL_NO_OPSET (at any IR version) / MODEL_BAD_OPSET; a domain imported twice is accepted', () => {
     const m = valid();
     m.opsetImports = [];
     only(checkModel(m), 'MODEL_NO_OPSET');
-    m.opsetImports = [{ domain: '', version: 17 }, { domain: 'ai.onnx', version: 13 }];
-    expect(only(checkModel(m), 'MODEL_DUPLICATE_OPSET').message).toContain('""');
+    m.irVersion = 2;
+    only(checkModel(m), 'MODEL_NO_OPSET');
+    m.irVersion = 8;
     m.opsetImports = [{ domain: '', version: 0 }];
     only(checkModel(m), 'MODEL_BAD_OPSET');
+    m.opsetImports = [{ domain: '', version: 17 }, { domain: 'ai.onnx', version: 13 }];
+    expect(checkModel(m)).toEqual([]);
+    expect(m.opset('')).toBe(13); // the last entry counts, as in onnxruntime
   });
 
   it('MODEL_NO_GRAPH', () => {
@@ -143,10 +151,21 @@ describe('each issue code', () => {
     expect(i.message).toContain('subgraph then');
   });
 
-  it('IR_DUPLICATE_INITIALIZER', () => {
+  it('IR_DUPLICATE_INITIALIZER: repeated with another shape, or in a subgraph', () => {
     const t = { name: 'w', dims: [2], data_type: 1, float_data: [1, 2] };
-    const m = fromProto({ node: [{ op_type: 'Relu', input: ['w'], output: ['y'] }], output: [vi('y')], initializer: [t, t] });
-    expect(only(checkModel(m), 'IR_DUPLICATE_INITIALIZER').tensor).toBe('w');
+    const t3 = { name: 'w', dims: [3], data_type: 1, float_data: [1, 2, 3] };
+    const m = fromProto({ node: [{ op_type: 'Relu', input: ['w'], output: ['y'] }], output: [vi('y')], initializer: [t, t3] });
+    const i = only(checkModel(m), 'IR_DUPLICATE_INITIALIZER');
+    expect(i.tensor).toBe('w');
+    expect(i.message).toContain('different type or shape');
+    const sub = { name: 'then', node: [{ op_type: 'Relu', input: ['w'], output: ['ty'] }], initializer: [t, t], output: [vi('ty')] };
+    const els = { name: 'else', node: [{ op_type: 'Neg', input: ['x'], output: ['ey'] }], output: [vi('ey')] };
+    const withIf = fromProto({
+      node: [{ op_type: 'If', input: ['c'], output: ['y'], attribute: [{ name: 'then_branch', type: 5, g: sub }, { name: 'else_branch', type: 5, g: els }] }],
+      input: [vi('c', 9, []), vi('x')],
+      output: [vi('y')],
+    });
+    expect(only(checkModel(withIf), 'IR_DUPLICATE_INITIALIZER').message).toContain('in a subgraph');
   });
 
   it('IR_DANGLING_INPUT names the value and its reader', () => {
@@ -192,9 +211,58 @@ describe('each issue code', () => {
     expect(only(checkModel(m), 'IR_OUTPUT_UNDEFINED').tensor).toBe('nowhere');
   });
 
-  it('IR_DUPLICATE_OUTPUT', () => {
+  it('a graph output listed twice is accepted (onnxruntime runs it)', () => {
     const m = fromProto({ node: [{ op_type: 'Relu', input: ['x'], output: ['y'] }], input: [vi('x')], output: [vi('y'), vi('y')] });
-    expect(only(checkModel(m), 'IR_DUPLICATE_OUTPUT').tensor).toBe('y');
+    expect(checkModel(m)).toEqual([]);
+  });
+
+  it('IR_DUPLICATE_NODE_NAME within one graph; empty names and the same name in another scope are fine', () => {
+    const m = fromProto({
+      node: [
+        { op_type: 'Relu', input: ['x'], output: ['a'], name: 'n' },
+        { op_type: 'Neg', input: ['a'], output: ['b'], name: 'n' },
+        { op_type: 'Abs', input: ['b'], output: ['c'], name: '' },
+        { op_type: 'Abs', input: ['c'], output: ['y'], name: '' },
+      ],
+      input: [vi('x')],
+      output: [vi('y')],
+    });
+    const i = only(checkModel(m), 'IR_DUPLICATE_NODE_NAME');
+    expect(i.node).toBe('n');
+    expect(i.message).toContain('Relu and Neg');
+    const b = new GraphBuilder();
+    const x = b.input('x', 'float32', [2]);
+    const cond = b.input('cond', 'bool', []);
+    const tb = new GraphBuilder({ graph: new Graph('then') });
+    tb.output(tb.op('Neg', [x], {}, { name: 'same', names: ['t'] })[0]!, undefined, 'float32', [2]);
+    const eb = new GraphBuilder({ graph: new Graph('else') });
+    eb.output(eb.op('Abs', [x], {}, { name: 'same', names: ['e'] })[0]!, undefined, 'float32', [2]);
+    b.output(b.op('If', [cond], { then_branch: tb.graph, else_branch: eb.graph }, { name: 'same', names: ['y'] })[0]!, 'y');
+    expect(checkModel(b.model())).toEqual([]);
+  });
+
+  it('IR_INPUT_NO_TYPE for a main-graph input that is not an initializer', () => {
+    const m = fromProto({ node: [{ op_type: 'Add', input: ['x', 'w'], output: ['y'] }], input: [{ name: 'x' }, { name: 'w' }], output: [vi('y')], initializer: [{ name: 'w', dims: [2], data_type: 1, float_data: [1, 2] }] });
+    const issues = checkModel(m);
+    expect(issues.map((i) => i.code)).toEqual(['IR_INPUT_NO_TYPE']);
+    expect(issues[0]!.tensor).toBe('x');
+  });
+
+  it('IR_SUBGRAPH_OUTPUT_OUTER: a subgraph returning an outer value as it is', () => {
+    const els = { name: 'else', node: [{ op_type: 'Neg', input: ['x'], output: ['ey'] }], output: [vi('ey')] };
+    const m = fromProto({
+      node: [{ op_type: 'If', input: ['c'], output: ['y'], attribute: [{ name: 'then_branch', type: 5, g: { name: 'then', output: [vi('x')] } }, { name: 'else_branch', type: 5, g: els }] }],
+      input: [vi('c', 9, []), vi('x')],
+      output: [vi('y')],
+    });
+    const i = only(checkModel(m), 'IR_SUBGRAPH_OUTPUT_OUTER');
+    expect(i.tensor).toBe('x');
+    expect(i.message).toContain('subgraph then');
+  });
+
+  it('IR_NODE_NO_OUTPUT for a standard-domain node without outputs', () => {
+    const m = fromProto({ node: [{ op_type: 'Relu', input: ['x'], output: ['y'] }, { op_type: 'Neg', input: ['x'], name: 'mute' }], input: [vi('x')], output: [vi('y')] });
+    expect(only(checkModel(m), 'IR_NODE_NO_OUTPUT').node).toBe('mute');
   });
 
   it('IR_NO_OP_TYPE', () => {
@@ -328,18 +396,19 @@ describe('each issue code', () => {
     const m = fromProto({
       node: [{ op_type: 'Add', input: ['x', 'ghost'], output: ['y'], name: 'adder', domain: 'nope' }],
       input: [vi('x')],
-      output: [vi('y'), vi('y')],
+      output: [vi('y')],
       initializer: [{ name: 'w', dims: [3], data_type: 1, raw_data: new Uint8Array(1) }],
     });
+    m.graph.insertNode(Object.assign(new Node('Neg', [m.graph.inputs[0]!], [new Value('z')]), { name: 'adder' }));
     const codes = new Set(checkModel(m).map((i) => i.code));
-    expect(codes).toEqual(new Set(['IR_DANGLING_INPUT', 'IR_DOMAIN_NOT_IMPORTED', 'IR_DUPLICATE_OUTPUT', 'TENSOR_BAD_LENGTH']));
+    expect(codes).toEqual(new Set(['IR_DANGLING_INPUT', 'IR_DOMAIN_NOT_IMPORTED', 'IR_DUPLICATE_NODE_NAME', 'TENSOR_BAD_LENGTH']));
   });
 });
 
 describe('assertValid', () => {
   it('passes valid models and throws an input error (exit 2) naming the file and the first problem', () => {
     expect(() => assertValid(valid(), 'ok.onnx')).not.toThrow();
-    const m = fromProto({ node: [{ op_type: 'Add', input: ['x', 'ghost'], output: ['y'], name: 'adder' }], input: [vi('x')], output: [vi('y'), vi('y')] });
+    const m = fromProto({ node: [{ op_type: 'Add', input: ['x', 'ghost'], output: ['y'], name: 'adder', domain: 'nope' }], input: [vi('x')], output: [vi('y')] });
     let err: unknown;
     try {
       assertValid(m, 'bad.onnx');
