@@ -5,10 +5,12 @@
  * A failed budget is a check failure (exit 1) and nothing but the reports is written.
  */
 import * as fs from 'node:fs';
-import { checkError } from '../graph/errors.js';
+import { checkError, inputError } from '../graph/errors.js';
 import { assertValid } from '../graph/checker.js';
 import { loadModel, saveModel, serializeModel } from '../graph/onnx/index.js';
 import { openDataSource, collectSamples, parseDataSpec } from '../calibration/data/index.js';
+import { measurementData } from '../calibration/data/measure.js';
+import type { Feed } from '../runtime/host-tensor.js';
 import type { DataSourceOptions, Sample } from '../calibration/data/index.js';
 import { evaluate } from '../runtime/evaluate.js';
 import { measureLatency } from '../runtime/latency.js';
@@ -57,13 +59,21 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
     const inputs = await inputsOf(originalBytes);
     data.calibration = (): AsyncIterable<Sample> => openDataSource(parseDataSpec(cal.inputs), inputs, sourceOptions(cal, shapes));
   }
-  let verify: { feeds: import('../runtime/host-tensor.js').Feed[]; rtol?: number; atol?: number } | undefined;
+  let verify: { feeds: Feed[]; rtol?: number; atol?: number } | undefined;
   if (pf.data.verify) {
     const inputs = await inputsOf(originalBytes);
     const samples = await collectSamples(parseDataSpec(pf.data.verify.inputs), inputs, sourceOptions(pf.data.verify, shapes));
     verify = { feeds: samples.map((s) => s.feed) };
     if (pf.data.verify.rtol !== undefined) verify.rtol = pf.data.verify.rtol;
     if (pf.data.verify.atol !== undefined) verify.atol = pf.data.verify.atol;
+  }
+  // what latency runs on, decided before the work: a latency budget without data is bad input
+  const feedSpec = pf.data.eval ?? pf.data.calibration;
+  const given = feedSpec ? { spec: feedSpec.inputs, options: sourceOptions(feedSpec, shapes), flag: pf.data.eval ? 'data.eval' : 'data.calibration' } : undefined;
+  const latencyData = pf.latency.skip ? undefined : measurementData(await inputsOf(originalBytes), [given], shapes, 'latency', { count: 1, data: 'data.eval or data.calibration', shape: (name, dims) => `shapes: { ${name}: [${dims}] }` });
+  if (latencyData && !latencyData.ok) {
+    if (pf.budgets.maxLatencyRatio !== undefined) throw inputError('PIPELINE_NO_LATENCY_DATA', `${pf.model}: budgets.max-latency-ratio needs latency; ${latencyData.skipped}`, { file: pf.model });
+    doc.notes = [latencyData.skipped];
   }
   const shared = new Map<string, unknown>();
   const opt: OptimizeReport = await optimize(model, pf.steps, {
@@ -87,12 +97,12 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
 
   // latency: original and result, interleaved in one process
   const budgets: BudgetEntry[] = [];
-  if (!pf.latency.skip) {
+  if (latencyData?.ok) {
     const a = await Session.create(originalBytes, { intraOpNumThreads: pf.latency.threads, allowSpinning: false }, 'original');
     const b = await Session.create(outBytes, { intraOpNumThreads: pf.latency.threads, allowSpinning: false }, 'optimized');
     try {
-      const feedSpec = pf.data.eval ?? pf.data.calibration;
-      const feeds = (await collectSamples(feedSpec ? parseDataSpec(feedSpec.inputs) : parseDataSpec('random:1:0'), a.inputs, { ...(feedSpec ? sourceOptions(feedSpec, shapes) : { shapes }), limit: 4 })).map((s) => s.feed);
+      const feeds: Feed[] = [];
+      for await (const x of latencyData.open(4)) feeds.push(x.feed);
       const lat = await measureLatency([a, b], feeds, { runs: pf.latency.runs, warmup: pf.latency.warmup });
       doc.latency = lat.sessions.map((s) => ({ model: s.name, samplesMs: s.samples, p50: s.stats.p50, p90: s.stats.p90, mean: s.stats.mean, min: s.stats.min }));
       const [fa, fb] = doc.latency;

@@ -95,3 +95,16 @@ export interface Pattern<T> {
   match(node: Node, model: Model): Match<T>;
   rewrite(node: Node, m: T, model: Model): void;
 }
+
+/**
+ * `options` with every option left undefined taken from the schema's default: the plain function
+ * behind a pass applies its pass's schema, so the programmatic API, the CLI (whose flags read the same
+ * schema) and pipeline files share one source of defaults. Keys outside the schema pass through.
+ */
+export function withSchemaDefaults<T extends object>(schema: OptionsSchema, options: T): T {
+  const out = { ...options } as Record<string, unknown>;
+  for (const [key, spec] of Object.entries(schema)) {
+    if (out[key] === undefined && spec.default !== undefined) out[key] = Array.isArray(spec.default) ? [...(spec.default as unknown[])] : spec.default;
+  }
+  return out as T;
+}

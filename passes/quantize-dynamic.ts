@@ -25,7 +25,7 @@ import { DataType } from '../graph/dtype.js';
 import { inputError } from '../graph/errors.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../graph/ir.js';
 import { Tensor } from '../graph/tensor.js';
-import { definePass, PassContext } from './pass.js';
+import { definePass, PassContext, withSchemaDefaults } from './pass.js';
 import { prepareForQuantization, PrepareReport } from './quant/prepare.js';
 import { FreshNames, quantizeInt8 } from './quant/weights-int8.js';
 
@@ -57,16 +57,17 @@ const DEFAULT_OPS = ['MatMul', 'Gemm', 'Gather', 'LSTM'];
 
 /** Quantizes `model` in place. */
 export async function quantizeDynamic(model: Model, options: QuantizeDynamicOptions = {}, ctx?: PassContext): Promise<QuantizeDynamicReport> {
-  const minElements = options.minElements ?? 16384;
-  const minGather = options.minGatherElements ?? 4096;
+  options = withSchemaDefaults(pass.options, options);
+  const minElements = options.minElements!;
+  const minGather = options.minGatherElements!;
   for (const [k, v] of [['minElements', minElements], ['minGatherElements', minGather]] as const) {
     if (!(Number.isInteger(v) && v >= 1)) throw inputError('USAGE_BAD_VALUE', `${k} must be a positive integer, got ${v}`);
   }
-  const qmax = options.reduceRange ?? true ? 64 : 127;
-  const ops = new Set(options.ops ?? DEFAULT_OPS);
-  const excluded = new Set(options.excludeNodes ?? []);
+  const qmax = options.reduceRange ? 64 : 127;
+  const ops = new Set(options.ops);
+  const excluded = new Set(options.excludeNodes);
   let prepare: PrepareReport | undefined;
-  if (options.prepare ?? true) prepare = await prepareForQuantization(model, ctx ?? quietContext(), { presets: 'default', minOpset: 13 });
+  if (options.prepare) prepare = await prepareForQuantization(model, ctx ?? quietContext(), { presets: 'default', minOpset: 13 });
   if ((model.opset('') ?? 1) < 11) throw inputError('QUANT_OPSET_TOO_OLD', `dynamic quantization needs opset 11 (DynamicQuantizeLinear); the model has opset ${model.opset('')}`);
   const g = model.graph;
   const names = new FreshNames(g);

@@ -594,9 +594,11 @@ function asSample(x: Sample | Feed, i: number): Sample {
   return { id: `sample#${i}`, feed: x as Feed };
 }
 
-const pass = definePass<{
+/** The pass's options as its schema resolves them (every key present; movingAverage may be unset). */
+export interface QuantizeStaticPassOptions extends Record<string, unknown> {
   method: string;
   percentile: number;
+  movingAverage?: number;
   perChannel: boolean;
   reduceRange: boolean;
   symmetricActivations: boolean;
@@ -604,10 +606,36 @@ const pass = definePass<{
   excludeOps: string[];
   onlyOps: string[];
   activationMatMul: boolean;
+  weightOnlyNodes: string[];
+  names: string;
   prepare: boolean;
   latencyAware: string;
   prefer: string;
-}>({
+}
+
+/** The {@link quantizeStatic} options that resolved pass options stand for (the pass and the CLI both use this). */
+export function staticOptionsFromPass(o: QuantizeStaticPassOptions): QuantizeStaticOptions {
+  const opts: QuantizeStaticOptions = {
+    method: o.method as CalibrationMethod,
+    percentile: o.percentile,
+    perChannel: o.perChannel,
+    reduceRange: o.reduceRange,
+    symmetricActivations: o.symmetricActivations,
+    excludeNodes: o.excludeNodes,
+    excludeOps: o.excludeOps,
+    activationMatMul: o.activationMatMul,
+    weightOnlyNodes: o.weightOnlyNodes,
+    names: o.names as 'compact' | 'descriptive',
+    prepare: o.prepare,
+    latencyAware: o.latencyAware as 'on' | 'off',
+    prefer: o.prefer as 'speed' | 'size',
+  };
+  if (o.movingAverage !== undefined) opts.movingAverage = o.movingAverage;
+  if (o.onlyOps.length) opts.onlyOps = o.onlyOps;
+  return opts;
+}
+
+const pass = definePass<QuantizeStaticPassOptions>({
   name: 'quantize-static',
   description: 'Static INT8 quantization (QDQ, uint8 activations, int8 per-channel weights, int32 biases) calibrated on ctx.data.calibration.',
   idempotent: false,
@@ -615,33 +643,22 @@ const pass = definePass<{
     method: { type: 'enum', values: ['minmax', 'percentile', 'entropy'], default: 'minmax', description: 'How activation ranges are estimated.' },
     percentile: { type: 'number', default: 99.999, min: 50, max: 100, exclusiveMin: true, description: 'Percentile kept by the percentile method.' },
     perChannel: { type: 'boolean', default: true, description: 'One weight scale per output channel.' },
-    reduceRange: { type: 'boolean', default: false, description: 'Weights in [-64, 64] (avoids AVX2 int16 saturation).' },
+    movingAverage: { type: 'number', min: 0, max: 1, exclusiveMin: true, description: 'minmax with an exponential moving average of per-sample extremes (constant in (0, 1]); unset: plain extremes.' },
+    reduceRange: { type: 'boolean', default: true, description: 'Weights in [-64, 64] (avoids the saturation of AVX2 u8 x s8 pair sums).' },
     symmetricActivations: { type: 'boolean', default: false, description: 'Symmetric activation ranges (zero point 128).' },
     excludeNodes: { type: 'string[]', default: [], description: 'Node names left in float.' },
     excludeOps: { type: 'string[]', default: [], description: 'Op types left in float.' },
     onlyOps: { type: 'string[]', default: [], description: 'When not empty, only these op types run in int8.' },
     activationMatMul: { type: 'boolean', default: false, description: 'Also quantize MatMul of two activations.' },
+    weightOnlyNodes: { type: 'string[]', default: [], description: 'Node names whose weights are int8 but whose activations stay float.' },
+    names: { type: 'enum', values: ['compact', 'descriptive'], default: 'compact', description: 'New tensors get short ids (compact, smaller files) or names after the originals (descriptive).' },
     prepare: { type: 'boolean', default: true, description: 'Run the default and fuse presets and upgrade to opset 13 first.' },
-    latencyAware: { type: 'enum', values: ['on', 'off'], default: 'off', description: 'Profile int8 and float layers in onnxruntime and keep in float what is slower in int8.' },
+    latencyAware: { type: 'enum', values: ['on', 'off'], default: 'on', description: 'Profile int8 and float layers in onnxruntime and keep in float what is slower in int8.' },
     prefer: { type: 'enum', values: ['speed', 'size'], default: 'speed', description: 'Layers kept float for latency keep float weights (speed) or int8 weights behind a DequantizeLinear (size).' },
   },
   async run(model, o, ctx) {
     const source = toSampleSource(ctx.data.calibration);
-    const opts: QuantizeStaticOptions = {
-      method: o.method as CalibrationMethod,
-      percentile: o.percentile,
-      perChannel: o.perChannel,
-      reduceRange: o.reduceRange,
-      symmetricActivations: o.symmetricActivations,
-      excludeNodes: o.excludeNodes,
-      excludeOps: o.excludeOps,
-      activationMatMul: o.activationMatMul,
-      prepare: o.prepare,
-      latencyAware: o.latencyAware as 'on' | 'off',
-      prefer: o.prefer as 'speed' | 'size',
-    };
-    if (o.onlyOps.length) opts.onlyOps = o.onlyOps;
-    const r = await quantizeStatic(model, source, opts, ctx);
+    const r = await quantizeStatic(model, source, staticOptionsFromPass(o), ctx);
     ctx.shared.set('quantize-static', r);
     for (const w of r.warnings) ctx.logger.warn(w);
     return {

@@ -18,7 +18,7 @@
 import { inputError } from '../graph/errors.js';
 import { constantOf, Model, Node, Value } from '../graph/ir.js';
 import { DataType } from '../graph/dtype.js';
-import { definePass, PassContext } from './pass.js';
+import { definePass, PassContext, withSchemaDefaults } from './pass.js';
 import { prepareForQuantization, PrepareReport } from './quant/prepare.js';
 import { addTransposedMatMulWeightDq, addWeightDq, FreshNames, quantizeInt8, weightAxis } from './quant/weights-int8.js';
 
@@ -65,7 +65,8 @@ export interface QuantizeWeightsReport {
 
 /** Compresses the weights of `model` in place and tags it. */
 export async function quantizeWeights(model: Model, options: QuantizeWeightsOptions = {}, ctx?: PassContext): Promise<QuantizeWeightsReport> {
-  const minElements = options.minElements ?? 256;
+  options = withSchemaDefaults(pass.options, options);
+  const minElements = options.minElements!;
   if (!(Number.isInteger(minElements) && minElements >= 1)) throw inputError('USAGE_BAD_VALUE', `minElements must be a positive integer, got ${minElements}`);
   const g = model.graph;
   for (const n of g.allNodes()) {
@@ -74,7 +75,7 @@ export async function quantizeWeights(model: Model, options: QuantizeWeightsOpti
     }
   }
   let prepare: PrepareReport | undefined;
-  if (options.prepare ?? true) prepare = await prepareForQuantization(model, ctx ?? quietContext(), { presets: options.presets ?? 'default', minOpset: 13 });
+  if (options.prepare) prepare = await prepareForQuantization(model, ctx ?? quietContext(), { presets: options.presets ?? 'default', minOpset: 13 });
   if ((model.opset('') ?? 1) < 13) throw inputError('QUANT_OPSET_TOO_OLD', `weight compression needs opset 13 (DequantizeLinear axis); the model has opset ${model.opset('')}`);
   const ops = options.ops ? new Set(options.ops) : undefined;
   const report: QuantizeWeightsReport = { weights: 0, perChannel: 0, floatBytes: 0, int8Bytes: 0, keptFloat: 0, keptFloatBytes: 0, byOp: {}, transposedMatMul: 0 };

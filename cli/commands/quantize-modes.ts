@@ -5,13 +5,16 @@
  * generated inputs), and write the model last, only when all of that succeeded.
  */
 import { writeFileAtomic } from '../../graph/files.js';
-import { openDataSource } from '../../calibration/data/index.js';
+import type { Sample } from '../../calibration/data/index.js';
+import { measurementData } from '../../calibration/data/measure.js';
 import { parseShapeArg } from '../../calibration/data/generate.js';
 import { checkModel } from '../../graph/checker.js';
 import { checkError, inputError } from '../../graph/errors.js';
 import { loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
-import { quantizeDynamic, QuantizeDynamicReport } from '../../passes/quantize-dynamic.js';
-import { quantizeWeights, QuantizeWeightsReport } from '../../passes/quantize-weights.js';
+import dynamicPass, { quantizeDynamic, QuantizeDynamicReport } from '../../passes/quantize-dynamic.js';
+import weightsPass, { quantizeWeights, QuantizeWeightsReport } from '../../passes/quantize-weights.js';
+import { resolveOptions } from '../../passes/pipeline.js';
+import { passOptionsFrom } from '../schema-options.js';
 import { formatBytes, renderTable } from '../../report/table.js';
 import { createSession as createExpandedSession } from '../../runtime/compressed.js';
 import { evaluate } from '../../runtime/evaluate.js';
@@ -47,10 +50,14 @@ export interface QuantizeModeReport {
   input: string;
   output: string;
   size: { fp32Bytes: number; int8Bytes: number; ratio: number };
-  /** Latency vs FP32; for weights, `int8Ms` is the helper-loaded model and `rawMs` the model as written. */
-  latency: { fp32Ms: number; int8Ms: number; ratio: number; rawMs?: number; rawRatio?: number; runs: number; threads: number };
+  /** Latency vs FP32; for weights, `int8Ms` is the helper-loaded model and `rawMs` the model as written. Absent when no data fixes the input shapes (see notes). */
+  latency?: { fp32Ms: number; int8Ms: number; ratio: number; rawMs?: number; rawRatio?: number; runs: number; threads: number };
   outputs: OutputError[];
   evalSamples: number;
+  /** The data latency and output error ran on ('random:4', '--eval data/dev'). */
+  measuredOn?: string;
+  /** What was left out of the report and why (e.g. no data fixes a symbolic input dimension). */
+  notes: string[];
   accuracy?: { metric: string; fp32: Record<string, number>; int8: Record<string, number> }[];
   weights?: Omit<QuantizeWeightsReport, 'prepare'>;
   dynamic?: Omit<QuantizeDynamicReport, 'prepare'>;
@@ -84,10 +91,10 @@ export async function runQuantizeMode(a: QuantizeModeArgs): Promise<QuantizeMode
   let weights: QuantizeWeightsReport | undefined;
   let dynamic: QuantizeDynamicReport | undefined;
   if (a.mode === 'weights') {
-    weights = await quantizeWeights(model, { perChannel: a.perChannel ?? true, ...(a.minElements !== undefined ? { minElements: a.minElements } : {}) });
+    weights = await quantizeWeights(model, resolveOptions(weightsPass, passOptionsFrom(weightsPass, a, { perChannel: 'perChannel', minElements: 'minElements' })));
   } else {
-    const ex = list(a.excludeNodes);
-    dynamic = await quantizeDynamic(model, { reduceRange: a.reduceRange ?? true, ...(ex ? { excludeNodes: ex } : {}), ...(a.minElements !== undefined ? { minElements: a.minElements } : {}) });
+    const flags = { ...a, excludeNodes: list(a.excludeNodes) };
+    dynamic = await quantizeDynamic(model, resolveOptions(dynamicPass, passOptionsFrom(dynamicPass, flags, { reduceRange: 'reduceRange', excludeNodes: 'excludeNodes', minElements: 'minElements' })));
   }
   const issues = checkModel(model);
   if (issues.length) throw checkError('QUANT_INVALID_MODEL', `the quantized model fails the checker (nothing written): ${issues.slice(0, 3).map((i) => `${i.code} ${i.message}`).join('; ')}`, { file: a.output });
@@ -99,30 +106,35 @@ export async function runQuantizeMode(a: QuantizeModeArgs): Promise<QuantizeMode
   const int8 = await load(a.mode === 'weights' ? createExpandedSession(bytes, so, `${a.output} (expanded)`) : Session.create(bytes, so, a.output));
   const raw = a.mode === 'weights' ? await load(Session.create(bytes, so, a.output)) : undefined;
   try {
-    const evalSpec = a.eval ?? 'random:4';
     const prep = a.evalPreprocess ?? a.preprocess;
-    const src = () => openDataSource(evalSpec, fp32.inputs, { shapes, ...(prep ? { preprocess: prep } : {}), ...(a.limit !== undefined ? { limit: a.limit } : {}) });
-    const ev = await evaluate(raw ?? int8, fp32, src(), { metrics });
-    const feeds: Feed[] = [];
-    for await (const s of src()) {
-      feeds.push(s.feed);
-      if (feeds.length >= 4) break;
-    }
-    const sessions = raw ? [fp32, int8, raw] : [fp32, int8];
-    const lat = await measureLatency(sessions, feeds, { runs: a.latencyRuns, warmup: 3 });
-    const [f, q, r] = lat.sessions.map((s) => s.stats.p50) as [number, number, number | undefined];
+    const given = a.eval ? { spec: a.eval, flag: '--eval', options: { ...(prep ? { preprocess: prep } : {}), ...(a.limit !== undefined ? { limit: a.limit } : {}) } } : undefined;
+    const data = measurementData(fp32.inputs, [given], shapes, 'latency and output error');
     const report: QuantizeModeReport = {
       schema: 'onnxforge.quantize-mode/1',
       mode: a.mode,
       input: a.model,
       output: a.output,
       size: { fp32Bytes, int8Bytes: bytes.byteLength, ratio: bytes.byteLength / fp32Bytes },
-      latency: { fp32Ms: f, int8Ms: q, ratio: q / f, ...(r !== undefined ? { rawMs: r, rawRatio: r / f } : {}), runs: a.latencyRuns, threads: a.threads },
-      outputs: ev.outputs ?? [],
-      evalSamples: ev.samples,
+      outputs: [],
+      evalSamples: 0,
+      notes: [],
       wallMs: 0,
     };
-    if (metrics.length) report.accuracy = metrics.map((m) => ({ metric: m.name, fp32: ev.referenceMetrics?.[m.name] ?? {}, int8: ev.metrics[m.name] ?? {} }));
+    let ev: Awaited<ReturnType<typeof evaluate>> | undefined;
+    if (data.ok) {
+      ev = await evaluate(raw ?? int8, fp32, data.open(), { metrics });
+      const feeds = (await collectFeeds(data.open(4)));
+      const sessions = raw ? [fp32, int8, raw] : [fp32, int8];
+      const lat = await measureLatency(sessions, feeds, { runs: a.latencyRuns, warmup: 3 });
+      const [f, q, r] = lat.sessions.map((s) => s.stats.p50) as [number, number, number | undefined];
+      report.latency = { fp32Ms: f, int8Ms: q, ratio: q / f, ...(r !== undefined ? { rawMs: r, rawRatio: r / f } : {}), runs: a.latencyRuns, threads: a.threads };
+      report.outputs = ev.outputs ?? [];
+      report.evalSamples = ev.samples;
+      report.measuredOn = data.from === 'random inputs' ? data.spec : `${data.from} ${data.spec}`;
+    } else {
+      report.notes.push(data.skipped);
+    }
+    if (ev && metrics.length) report.accuracy = metrics.map((m) => ({ metric: m.name, fp32: ev.referenceMetrics?.[m.name] ?? {}, int8: ev.metrics[m.name] ?? {} }));
     if (weights) {
       const { prepare: _p, ...rest } = weights;
       report.weights = rest;
@@ -144,13 +156,14 @@ const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : String(x)
 
 export function renderQuantizeModeReport(r: QuantizeModeReport): string {
   const parts: string[] = [];
-  const rows = [
-    ['size', formatBytes(r.size.fp32Bytes), formatBytes(r.size.int8Bytes), fmt(r.size.ratio)],
-    [`latency p50 (${r.latency.threads} thread)${r.mode === 'weights' ? ', via createSession' : ''}`, `${fmt(r.latency.fp32Ms, 2)} ms`, `${fmt(r.latency.int8Ms, 2)} ms`, fmt(r.latency.ratio)],
-  ];
-  if (r.latency.rawMs !== undefined) rows.push(['latency p50, raw model in onnxruntime', `${fmt(r.latency.fp32Ms, 2)} ms`, `${fmt(r.latency.rawMs, 2)} ms`, fmt(r.latency.rawRatio!)]);
+  const rows = [['size', formatBytes(r.size.fp32Bytes), formatBytes(r.size.int8Bytes), fmt(r.size.ratio)]];
+  const l = r.latency;
+  if (l) {
+    rows.push([`latency p50 (${l.threads} thread)${r.mode === 'weights' ? ', via createSession' : ''}`, `${fmt(l.fp32Ms, 2)} ms`, `${fmt(l.int8Ms, 2)} ms`, fmt(l.ratio)]);
+    if (l.rawMs !== undefined) rows.push(['latency p50, raw model in onnxruntime', `${fmt(l.fp32Ms, 2)} ms`, `${fmt(l.rawMs, 2)} ms`, fmt(l.rawRatio!)]);
+  }
   parts.push(renderTable(['', 'FP32', 'INT8', 'ratio'], rows, { title: `quantize --mode ${r.mode} ${r.input} -> ${r.output}` }));
-  parts.push(renderTable(['output', 'SQNR dB', 'max abs err', 'cosine'], r.outputs.map((o) => [o.name, fmt(o.sqnrDb, 1), o.maxAbs.toPrecision(3), o.cosine.toFixed(5)]), { title: `output error vs FP32 (${r.evalSamples} samples${r.mode === 'weights' ? ', raw model' : ''})` }));
+  if (r.outputs.length) parts.push(renderTable(['output', 'SQNR dB', 'max abs err', 'cosine'], r.outputs.map((o) => [o.name, fmt(o.sqnrDb, 1), o.maxAbs.toPrecision(3), o.cosine.toFixed(5)]), { title: `output error vs FP32 (${r.evalSamples} samples of ${r.measuredOn ?? 'data'}${r.mode === 'weights' ? ', raw model' : ''})` }));
   for (const a of r.accuracy ?? []) {
     const keys = [...new Set([...Object.keys(a.fp32), ...Object.keys(a.int8)])];
     parts.push(renderTable(['metric', 'FP32', 'INT8'], keys.map((k) => [k, fmt(a.fp32[k] ?? NaN, 4), fmt(a.int8[k] ?? NaN, 4)]), { title: `task accuracy: ${a.metric}` }));
@@ -160,5 +173,13 @@ export function renderQuantizeModeReport(r: QuantizeModeReport): string {
     parts.push(`quantized ${JSON.stringify(r.dynamic.quantized)}; weights ${formatBytes(r.dynamic.weightBytesBefore)} -> ${formatBytes(r.dynamic.weightBytesAfter)}`);
     if (r.dynamic.float.length) parts.push(renderTable(['left float', 'op', 'reason'], r.dynamic.float.slice(0, 30).map((f) => [f.node, f.op, f.reason]), { title: `${r.dynamic.float.length} candidates left in float` }));
   }
+  for (const n of r.notes) parts.push(`note: ${n}`);
   return parts.join('\n\n');
+}
+
+/** The feeds of the first samples of a source (for latency). */
+export async function collectFeeds(src: AsyncIterable<Sample>): Promise<Feed[]> {
+  const feeds: Feed[] = [];
+  for await (const x of src) feeds.push(x.feed);
+  return feeds;
 }

@@ -14,7 +14,11 @@ import { checkError, inputError } from '../../graph/errors.js';
 import type { Model } from '../../graph/ir.js';
 import { cloneModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
 import { layerErrors, LayerError } from '../../passes/quant/debug.js';
-import { quantizeStatic, QuantizeStaticOptions, QuantizeStaticReport } from '../../passes/quantize-static.js';
+import staticPass, { quantizeStatic, QuantizeStaticPassOptions, QuantizeStaticReport, staticOptionsFromPass } from '../../passes/quantize-static.js';
+import weightsPass from '../../passes/quantize-weights.js';
+import dynamicPass from '../../passes/quantize-dynamic.js';
+import { resolveOptions } from '../../passes/pipeline.js';
+import { passFlag, passOptionsFrom } from '../schema-options.js';
 import { ProgressBar } from '../../report/progress.js';
 import { formatBytes, renderTable } from '../../report/table.js';
 import { evaluate } from '../../runtime/evaluate.js';
@@ -41,8 +45,8 @@ interface Args extends WriteArgs {
   method: string;
   percentile?: number;
   movingAverage?: number;
-  perChannel: boolean;
-  reduceRange: boolean;
+  perChannel?: boolean;
+  reduceRange?: boolean;
   symmetricActivations: boolean;
   latencyAware: string;
   prefer: string;
@@ -83,6 +87,24 @@ export interface QuantizeCommandReport {
 }
 
 
+/** quantize-static options and the argument (yargs camelCase) that carries each; the rest take the schema default. */
+const STATIC_FLAGS = {
+  method: 'method',
+  percentile: 'percentile',
+  movingAverage: 'movingAverage',
+  perChannel: 'perChannel',
+  reduceRange: 'reduceRange',
+  symmetricActivations: 'symmetricActivations',
+  excludeNodes: 'excludeNodes',
+  excludeOps: 'excludeOps',
+  onlyOps: 'onlyOps',
+  activationMatMul: 'activationMatMul',
+  weightOnlyNodes: 'weightOnlyNodes',
+  names: 'names',
+  latencyAware: 'latencyAware',
+  prefer: 'prefer',
+} as const;
+
 export const quantizeCommand: CommandModule<object, Args> = {
   command: 'quantize <model>',
   describe: 'Static INT8 quantization (QDQ) calibrated on a data set, with a size/latency/accuracy report',
@@ -93,27 +115,27 @@ export const quantizeCommand: CommandModule<object, Args> = {
         .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'where to write the quantized model' })
         .option('mode', { type: 'string', choices: ['static', 'weights', 'dynamic'], default: 'static', describe: 'static (calibrated QDQ), weights (int8 weights + DequantizeLinear, float activations, tagged) or dynamic (MatMul/Gemm/Gather/LSTM int8, activations quantized at run time)' })
         .option('format', { type: 'string', choices: ['qdq', 'qop'], default: 'qdq', describe: 'static mode: QDQ or QOperator (QLinearConv, QLinearMatMul, ...) emission' })
-        .option('min-elements', { type: 'number', describe: 'weights/dynamic: smallest weight tensor (elements) that is quantized' })
+        .option('min-elements', { type: 'number', describe: 'weights/dynamic: smallest weight tensor (elements) that is quantized', defaultDescription: `${weightsPass.options.minElements!.default} for weights, ${dynamicPass.options.minElements!.default} for dynamic` })
         .option('calibration', { type: 'string', describe: 'calibration data (static mode, required): a folder or file of .npy/.npz, .pb, .json, .png (with --preprocess), or random[:count[:seed]]' })
         .option('preprocess', { type: 'string', describe: 'image preprocessing file (JSON) for .png data' })
         .option('shape', { type: 'string', array: true, describe: 'symbolic dims for random data: input=1,3,224,224 or dimname=N' })
-        .option('method', { type: 'string', choices: ['minmax', 'percentile', 'entropy'], default: 'minmax', describe: 'activation range estimation' })
-        .option('percentile', { type: 'number', describe: 'percentile kept by --method percentile (default 99.999)' })
-        .option('moving-average', { type: 'number', describe: 'minmax with an exponential moving average of per-sample extremes (constant in (0, 1])' })
-        .option('per-channel', { type: 'boolean', default: true, describe: 'one weight scale per output channel (--no-per-channel for per-tensor)' })
-        .option('reduce-range', { type: 'boolean', default: true, describe: 'int8 weights limited to [-64, 64] (avoids the saturation of AVX2 u8 x s8 pair sums; --no-reduce-range for full range)' })
-        .option('symmetric-activations', { type: 'boolean', default: false, describe: 'symmetric activation ranges (zero point 128)' })
-        .option('latency-aware', { type: 'string', choices: ['on', 'off'], default: 'on', describe: 'profile int8 and float layers in onnxruntime and keep in float what is slower in int8 (off: quantize everything quantizable)' })
-        .option('prefer', { type: 'string', choices: ['speed', 'size'], default: 'speed', describe: 'layers kept float for latency keep float weights (speed) or int8 weights behind a DequantizeLinear (size, slower)' })
+        .option('method', passFlag(staticPass, 'method', { describe: 'activation range estimation' }))
+        .option('percentile', passFlag(staticPass, 'percentile', { describe: 'percentile kept by --method percentile' }))
+        .option('moving-average', passFlag(staticPass, 'movingAverage'))
+        .option('per-channel', passFlag(staticPass, 'perChannel', { describe: 'one weight scale per output channel (--no-per-channel for per-tensor)', noDefault: true, defaultDescription: 'true' }))
+        .option('reduce-range', passFlag(staticPass, 'reduceRange', { describe: 'int8 weights limited to [-64, 64] (avoids the saturation of AVX2 u8 x s8 pair sums; --no-reduce-range for full range)', noDefault: true, defaultDescription: `${staticPass.options.reduceRange!.default} (static), ${dynamicPass.options.reduceRange!.default} (dynamic)` }))
+        .option('symmetric-activations', passFlag(staticPass, 'symmetricActivations'))
+        .option('latency-aware', passFlag(staticPass, 'latencyAware', { describe: 'profile int8 and float layers in onnxruntime and keep in float what is slower in int8 (off: quantize everything quantizable)' }))
+        .option('prefer', passFlag(staticPass, 'prefer', { describe: 'layers kept float for latency keep float weights (speed) or int8 weights behind a DequantizeLinear (size, slower)' }))
         .option('max-accuracy-drop', { type: 'number', describe: 'accuracy budget: return the most sensitive layers to float until FP32 score - INT8 score <= this (needs --eval and --metric)' })
         .option('budget-rank', { type: 'string', choices: ['output', 'sqnr'], default: 'output', describe: 'how the budget ranks layers: output SQNR each recovers alone in float (measured), or the SQNR each loses itself (cheaper)' })
         .option('budget-key', { type: 'string', describe: 'metric field the budget applies to (default: the first field; key:min for lower-is-better fields such as cer:min)' })
-        .option('exclude-nodes', { type: 'string', array: true, describe: 'node names left in float (comma-separated or repeated)' })
-        .option('exclude-ops', { type: 'string', array: true, describe: 'op types left in float' })
-        .option('only-ops', { type: 'string', array: true, describe: 'quantize only these op types' })
-        .option('activation-matmul', { type: 'boolean', default: false, describe: 'also quantize MatMul of two activations (attention)' })
-        .option('weight-only-nodes', { type: 'string', array: true, describe: 'node names whose weights are int8 but activations stay float' })
-        .option('descriptive-names', { type: 'boolean', default: false, describe: 'name new tensors after the originals (default: short ids, smaller files)' })
+        .option('exclude-nodes', passFlag(staticPass, 'excludeNodes', { describe: 'node names left in float (comma-separated or repeated)' }))
+        .option('exclude-ops', passFlag(staticPass, 'excludeOps', { describe: 'op types left in float' }))
+        .option('only-ops', passFlag(staticPass, 'onlyOps', { describe: 'quantize only these op types' }))
+        .option('activation-matmul', passFlag(staticPass, 'activationMatMul', { describe: 'also quantize MatMul of two activations (attention)' }))
+        .option('weight-only-nodes', passFlag(staticPass, 'weightOnlyNodes', { describe: 'node names whose weights are int8 but activations stay float' }))
+        .option('descriptive-names', { type: 'boolean', default: staticPass.options.names!.default === 'descriptive', describe: 'name new tensors after the originals (default: short ids, smaller files)' })
         .option('eval', { type: 'string', describe: 'evaluation data for the report (default: the calibration data)' })
         .option('eval-preprocess', { type: 'string', describe: 'preprocessing for --eval images (default: --preprocess)' })
         .option('metric', { type: 'string', array: true, describe: 'task metric module path[#export] evaluated on --eval (repeatable)' })
@@ -153,28 +175,14 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
   const inputs = fp32.inputs;
   const calib = () => openDataSource(a.calibration, inputs, { shapes, ...(a.preprocess ? { preprocess: a.preprocess } : {}) });
 
-  const opts: QuantizeStaticOptions = {
-    method: a.method as 'minmax',
-    perChannel: a.perChannel,
-    reduceRange: a.reduceRange,
-    symmetricActivations: a.symmetricActivations,
-    activationMatMul: a.activationMatmul,
-    names: a.descriptiveNames ? 'descriptive' : 'compact',
-  };
-  if (a.percentile !== undefined) opts.percentile = a.percentile;
-  if (a.movingAverage !== undefined) opts.movingAverage = a.movingAverage;
-  const ex = list(a.excludeNodes);
-  if (ex) opts.excludeNodes = ex;
-  const exOps = list(a.excludeOps);
-  if (exOps) opts.excludeOps = exOps;
-  const only = list(a.onlyOps);
-  if (only) opts.onlyOps = only;
-  const wo = list(a.weightOnlyNodes);
-  if (wo) opts.weightOnlyNodes = wo;
+  const opts = staticOptionsFromPass(
+    resolveOptions(
+      staticPass,
+      passOptionsFrom(staticPass, { ...a, excludeNodes: list(a.excludeNodes), excludeOps: list(a.excludeOps), onlyOps: list(a.onlyOps), weightOnlyNodes: list(a.weightOnlyNodes), names: a.descriptiveNames ? 'descriptive' : 'compact' }, STATIC_FLAGS),
+    ) as QuantizeStaticPassOptions,
+  );
   let prepared: Model | undefined;
   if (a.debugLayers) opts.onPrepared = (m) => (prepared = cloneModel(m));
-  opts.latencyAware = a.latencyAware as 'on' | 'off';
-  opts.prefer = a.prefer as 'speed' | 'size';
   if (a.maxAccuracyDrop !== undefined) {
     const evalPrep = a.evalPreprocess ?? a.preprocess;
     const src = () => openDataSource(a.eval!, inputs, { shapes, ...(evalPrep ? { preprocess: evalPrep } : {}), ...(a.limit !== undefined ? { limit: a.limit } : {}) });
