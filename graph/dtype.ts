@@ -137,11 +137,15 @@ export function byteLengthOf(type: number, count: number): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Conversions for types without a native typed array
+// float16 and bfloat16: the one codec of the code base. Every float16/bfloat16 encode or decode in
+// onnxforge goes through these functions; test/graph/float16.test.ts holds them bit for bit to
+// onnxruntime's Cast on every float32 rounding boundary (each value, the midpoints to its neighbours
+// and one float32 ulp either side of each).
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
+/** The value of float16 bits (exact: every float16 is a float32; NaN for every NaN pattern). */
 export function float16ToFloat32(h: number): number {
   const s = h & 0x8000 ? -1 : 1;
   const e = (h >> 10) & 0x1f;
@@ -151,49 +155,71 @@ export function float16ToFloat32(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
-/** Round-to-nearest-even float32 -> float16 bits. */
+/**
+ * float16 bits of a number, as a Cast from float32 gives them: the number is taken as a float32 (what
+ * a float32 tensor holds), then rounded to the nearest float16, ties to even. Values below half the
+ * smallest subnormal (2^-25) become a signed zero, subnormals are kept, values from 65520 (half-way to
+ * the next power of two after 65504) become infinity, and NaN stays a (quiet) NaN.
+ */
 export function float32ToFloat16(v: number): number {
   f32[0] = v;
   const x = u32[0]!;
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
+  const mant = x & 0x7fffff;
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
+  const e = exp - 127 + 15; // the float16 exponent field, before rounding
   if (e >= 31) return sign | 0x7c00;
   if (e <= 0) {
+    // subnormal result: shift the full significand right so the float16 ulp is 2^-24
     if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    let r = mant >> shift;
-    const rem = mant & ((1 << shift) - 1);
-    if (rem > half || (rem === half && r & 1)) r++;
-    return sign | r;
+    return sign | roundShift(mant | 0x800000, 14 - e);
   }
-  let r = mant >> 13;
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) {
-    r++;
-    if (r === 0x400) {
-      r = 0;
-      e++;
-      if (e >= 31) return sign | 0x7c00;
-    }
-  }
-  return sign | (e << 10) | r;
+  // a carry out of the mantissa steps into the exponent by plain addition (and from 0x7bff to infinity)
+  return sign | ((e << 10) + roundShift(mant, 13));
 }
 
+/** `x >> shift` rounded to nearest, ties to even (`shift` between 1 and 24). */
+function roundShift(x: number, shift: number): number {
+  const half = 1 << (shift - 1);
+  const r = x >>> shift;
+  const rem = x & ((1 << shift) - 1);
+  return rem > half || (rem === half && r & 1) ? r + 1 : r;
+}
+
+/** The value of bfloat16 bits (the upper half of a float32). */
 export function bfloat16ToFloat32(b: number): number {
   u32[0] = b << 16;
   return f32[0]!;
 }
 
+/**
+ * bfloat16 bits of a number taken as a float32: rounded to nearest, ties to even (overflow goes to
+ * infinity, subnormals stay subnormal); NaN stays a (quiet) NaN.
+ */
 export function float32ToBfloat16(v: number): number {
   f32[0] = v;
   const x = u32[0]!;
   if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) return (x >>> 16) | 0x40;
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** The float16 value nearest to `v` (what a float16 tensor holds after a Cast). */
+export function roundToFloat16(v: number): number {
+  return float16ToFloat32(float32ToFloat16(v));
+}
+
+/** The bfloat16 value nearest to `v`. */
+export function roundToBfloat16(v: number): number {
+  return bfloat16ToFloat32(float32ToBfloat16(v));
+}
+
+/** Encodes numbers as float16 or bfloat16 bits (`type` is DataType.FLOAT16 or BFLOAT16). */
+export function encodeHalf(type: DataType.FLOAT16 | DataType.BFLOAT16, values: ArrayLike<number>): Uint16Array {
+  const enc = type === DataType.FLOAT16 ? float32ToFloat16 : float32ToBfloat16;
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = enc(values[i]!);
+  return out;
 }
 
 /** Decodes one 8-bit float of the given ONNX float8 type (or float8e8m0 / float4e2m1 nibble). */

@@ -7,6 +7,7 @@
  * only by the caller: `optimize()` never touches files.
  */
 import { checkModel } from '../graph/checker.js';
+import { float16ToFloat32 } from '../graph/dtype.js';
 import { checkError, internalError, isOnnxForgeError } from '../graph/errors.js';
 import type { Graph, Model, Value } from '../graph/ir.js';
 import type { Explanation, Logger, PassContext, PassResult } from './pass.js';
@@ -308,13 +309,7 @@ function values(t: HostTensor): ArrayLike<number> | undefined {
   if (t.type === 'float16') {
     const bits = t.data as Uint16Array;
     const out = new Float64Array(bits.length);
-    for (let i = 0; i < bits.length; i++) {
-      const h = bits[i]!;
-      const s = h & 0x8000 ? -1 : 1;
-      const e = (h >> 10) & 0x1f;
-      const m = h & 0x3ff;
-      out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
-    }
+    for (let i = 0; i < bits.length; i++) out[i] = float16ToFloat32(bits[i]!);
     return out;
   }
   const d = t.data as ArrayLike<number | bigint>;

@@ -18,7 +18,7 @@
  * BatchNormalization) stops the upgrade before anything changes, naming the operator and node. Other
  * domains are left alone. The IR version is raised to what the new opset requires.
  */
-import { DataType } from '../graph/dtype.js';
+import { DataType, encodeHalf } from '../graph/dtype.js';
 import { inputError } from '../graph/errors.js';
 import { Attribute, AttrType, constantOf, Model, Node, Value } from '../graph/ir.js';
 import { Tensor } from '../graph/tensor.js';
@@ -50,32 +50,12 @@ function scalarInput(model: Model, node: Node, dtype: number, value: number, tag
   let t: Tensor;
   if (dtype === DataType.FLOAT) t = Tensor.from(dtype, [], Float32Array.of(value));
   else if (dtype === DataType.DOUBLE) t = Tensor.from(dtype, [], Float64Array.of(value));
-  else if (dtype === DataType.FLOAT16 || dtype === DataType.BFLOAT16) {
-    const f = Tensor.from(DataType.FLOAT, [], Float32Array.of(value));
-    t = Tensor.fromBytes(dtype, [], new Uint8Array(toHalfBytes(dtype, f.toFloat32()[0]!)));
-  } else if (dtype === DataType.INT64) t = Tensor.from(dtype, [], BigInt64Array.of(BigInt(Math.trunc(value))));
+  else if (dtype === DataType.FLOAT16 || dtype === DataType.BFLOAT16) t = Tensor.from(dtype, [], encodeHalf(dtype, [value]));
+  else if (dtype === DataType.INT64) t = Tensor.from(dtype, [], BigInt64Array.of(BigInt(Math.trunc(value))));
   else t = Tensor.from(dtype, [], [Math.trunc(value)]);
   const v = node.graph!.addInitializer(t, freshName(model, `${node.name || node.output(0).name}_${tag}`));
   v.setTensorType(dtype, []);
   return v;
-}
-
-function toHalfBytes(dtype: number, x: number): number[] {
-  const f32 = new Float32Array([x]);
-  const u = new Uint32Array(f32.buffer)[0]!;
-  if (dtype === DataType.BFLOAT16) {
-    const r = (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
-    return [r & 0xff, r >>> 8];
-  }
-  const sign = (u >>> 16) & 0x8000;
-  const exp = ((u >>> 23) & 0xff) - 127 + 15;
-  const mant = u & 0x7fffff;
-  let h: number;
-  if (((u >>> 23) & 0xff) === 0xff) h = sign | 0x7c00 | (mant ? 0x200 : 0);
-  else if (exp >= 0x1f) h = sign | 0x7c00;
-  else if (exp <= 0) h = sign | (exp < -10 ? 0 : Math.round((mant | 0x800000) / 2 ** (14 - exp)));
-  else h = sign | (exp << 10) | Math.round(mant / 0x2000);
-  return [h & 0xff, (h >>> 8) & 0xff];
 }
 
 /** Moves an INTS attribute to input `index` (as an int64 initializer), padding with empty inputs. */

@@ -5,7 +5,7 @@
  * precision in float64; they are clamped to the int64 range when written back (INT64_MAX as a Slice end
  * stays INT64_MAX).
  */
-import { bfloat16ToFloat32, DataType, dtypeInfo, float32ToBfloat16, float32ToFloat16 } from '../dtype.js';
+import { DataType, dtypeInfo, encodeHalf, roundToBfloat16, roundToFloat16 } from '../dtype.js';
 import { numElements, Tensor } from '../tensor.js';
 
 export interface EValue {
@@ -75,16 +75,9 @@ export function toTensor(v: EValue, name?: string): Tensor {
       return Tensor.from(v.dtype, v.dims, Float32Array.from(d), name);
     case DataType.DOUBLE:
       return Tensor.from(v.dtype, v.dims, Float64Array.from(d), name);
-    case DataType.FLOAT16: {
-      const a = new Uint16Array(n);
-      for (let i = 0; i < n; i++) a[i] = float32ToFloat16(d[i]!);
-      return Tensor.from(v.dtype, v.dims, a, name);
-    }
-    case DataType.BFLOAT16: {
-      const a = new Uint16Array(n);
-      for (let i = 0; i < n; i++) a[i] = float32ToBfloat16(d[i]!);
-      return Tensor.from(v.dtype, v.dims, a, name);
-    }
+    case DataType.FLOAT16:
+    case DataType.BFLOAT16:
+      return Tensor.from(v.dtype, v.dims, encodeHalf(v.dtype, d), name);
     case DataType.INT64: {
       const a = new BigInt64Array(n);
       for (let i = 0; i < n; i++) a[i] = toBigInt(d[i]!, false);
@@ -116,9 +109,9 @@ export function normalize(v: EValue): EValue {
   if (!info) return v;
   if (v.dtype === DataType.FLOAT) for (let i = 0; i < d.length; i++) d[i] = Math.fround(d[i]!);
   else if (v.dtype === DataType.FLOAT16) {
-    for (let i = 0; i < d.length; i++) d[i] = f16round(d[i]!);
+    for (let i = 0; i < d.length; i++) d[i] = roundToFloat16(d[i]!);
   } else if (v.dtype === DataType.BFLOAT16) {
-    for (let i = 0; i < d.length; i++) d[i] = bfloat16ToFloat32(float32ToBfloat16(d[i]!));
+    for (let i = 0; i < d.length; i++) d[i] = roundToBfloat16(d[i]!);
   } else if (v.dtype === DataType.BOOL) {
     for (let i = 0; i < d.length; i++) d[i] = d[i] !== 0 ? 1 : 0;
   } else if (info.isInteger && info.bits <= 32) {
@@ -132,18 +125,6 @@ export function normalize(v: EValue): EValue {
     }
   } else if (info.isInteger) for (let i = 0; i < d.length; i++) d[i] = Math.trunc(d[i]!) || 0;
   return v;
-}
-
-const h32 = new Float32Array(1);
-function f16round(x: number): number {
-  h32[0] = x;
-  const bits = float32ToFloat16(h32[0]!);
-  const s = bits & 0x8000 ? -1 : 1;
-  const e = (bits >> 10) & 0x1f;
-  const m = bits & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 export function make(dtype: number, dims: number[], data?: Float64Array): EValue {
