@@ -2,7 +2,7 @@
  * The model checker. It reports every problem it finds (not just the first), each with a stable
  * code and the node, tensor or graph it concerns. It refuses what onnxruntime refuses and accepts
  * what it accepts (the loader has already taken the tolerated departures its way: see
- * `onnx/normalize.ts`; README "What onnxforge accepts" has the case-by-case survey):
+ * `onnx/normalize.ts`; test/graph/exporter-quirks.ts holds the case-by-case survey):
  * - model: ir_version present and at most 13, opset_import not empty, node domains imported (the
  *   domains onnxruntime registers itself need no import); a domain imported twice is fine (the last
  *   entry counts);

@@ -1,7 +1,8 @@
 /**
  * What the loader does with files that bend the ONNX rules the way real exporters do and onnxruntime
  * tolerates (the decoder in `serde.ts` handles the cases that are about name resolution: repeated
- * initializers, repeated descriptions of a value). Each departure it fixes is reported as a
+ * initializers, Constant nodes named like an initializer, a graph input or another Constant, repeated
+ * descriptions of a value). Each departure it fixes is reported as a
  * {@link LoadWarning}; anything onnxruntime refuses is left for the checker to refuse.
  *
  * - Nodes out of topological order (onnxconverter-common's float16 converter with keep_io_types puts

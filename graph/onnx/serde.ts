@@ -222,11 +222,15 @@ function graphFrom(o: P, scope: Scope, ctx: FromProtoContext, parentNode: Node |
   if (md) g.metadataProps = md;
   if (o.$unknown) g.unknownFields = o.$unknown;
 
+  // A value has one description (a ValueInfoProto): a graph output that is also an input, or listed
+  // twice, keeps the first one (onnxruntime accepts both; a differing second one cannot be kept)
+  const described = new Map<Value, P>();
   for (const vi of (o.input as P[] | undefined) ?? []) {
     const v = new Value((vi.name as string | undefined) ?? '');
     if (vi.name === undefined) v.nameUnset = true;
     applyValueInfo(v, vi);
     g.addInput(v);
+    described.set(v, vi);
     if (!scope.names.has(v.name)) scope.names.set(v.name, v);
   }
   const repeated = new Map<string, number>();
@@ -279,12 +283,22 @@ function graphFrom(o: P, scope: Scope, ctx: FromProtoContext, parentNode: Node |
     if (no.device_configurations !== undefined) n.deviceConfigurations = no.device_configurations as P[];
     if (no.$unknown) n.unknownFields = no.$unknown;
     g.insertNode(n);
+    if (isConstantNode(n, no)) constantNodes.add(n);
     for (const name of (no.output as string[] | undefined) ?? []) {
       const v = new Value(name);
       n.appendOutput(v);
       if (name !== '' && !scope.names.has(name)) scope.names.set(name, v);
+      else if (name !== '' && shadows(g, n, no, scope.names.get(name)!)) scope.names.set(name, v);
     }
     nodes.push(n);
+  }
+  if (shadowed.get(g) && ctx.warn) {
+    const names = shadowed.get(g)!;
+    ctx.warn({
+      code: 'LOAD_CONSTANT_SHADOWS',
+      message: `${names.length} name${names.length > 1 ? 's are' : ' is'} defined by a Constant node and also by an initializer, a graph input or an earlier Constant (${names.slice(0, 5).map((x) => `"${x}"`).join(', ')}${names.length > 5 ? ', ...' : ''}): the Constant is used, as onnxruntime does, and the other definition is dropped`,
+      count: names.length,
+    });
   }
   // Pass 2: inputs and attributes (subgraphs see every name of this scope).
   for (let i = 0; i < nodes.length; i++) {
@@ -293,10 +307,6 @@ function graphFrom(o: P, scope: Scope, ctx: FromProtoContext, parentNode: Node |
     for (const name of (no.input as string[] | undefined) ?? []) n.appendInput(name === '' ? null : scope.resolve(name));
     for (const ao of (no.attribute as P[] | undefined) ?? []) n.attributes.push(attributeFrom(ao, scope, ctx, n));
   }
-  // A value has one description: a graph output that is also an input, or listed twice, keeps the
-  // first one (onnxruntime accepts both; a differing second description cannot be kept)
-  const described = new Map<Value, P>();
-  ((o.input as P[] | undefined) ?? []).forEach((vi, i) => described.set(g.inputs[i]!, vi));
   let redescribed = 0;
   for (const vi of (o.output as P[] | undefined) ?? []) {
     const name = (vi.name as string | undefined) ?? '';
@@ -340,6 +350,35 @@ function graphFrom(o: P, scope: Scope, ctx: FromProtoContext, parentNode: Node |
   }
   g.danglingValues = [...scope.dangling.values()];
   return g;
+}
+
+/** Names of each main graph that a Constant node took over from another definition. */
+const shadowed = new WeakMap<Graph, string[]>();
+/** Nodes decoded as plain Constant nodes (no inputs, one output; their inputs are set later). */
+const constantNodes = new WeakSet<Node>();
+
+function isConstantNode(n: Node, no: P): boolean {
+  return n.opType === 'Constant' && n.opDomain === '' && ((no.input as string[] | undefined) ?? []).length === 0 && ((no.output as string[] | undefined) ?? []).length === 1;
+}
+
+/**
+ * onnxruntime folds the Constant nodes of the main graph into its initializers, keeping the last
+ * definition of a name: a Constant named like an initializer, a graph input or an earlier Constant
+ * replaces it (and a graph input so replaced is no longer an input). When `n` is such a Constant and
+ * `prev` such a definition, drops `prev` and returns true; anything else is a name defined twice,
+ * which the checker refuses as onnxruntime does.
+ */
+function shadows(g: Graph, n: Node, no: P, prev: Value): boolean {
+  if (!g.model || !isConstantNode(n, no) || prev.graph !== g) return false;
+  const init = g.initializers.get(prev.name) === prev;
+  const input = g.inputs.includes(prev);
+  const earlier = prev.producer !== null && prev.producer !== n && constantNodes.has(prev.producer);
+  if (!init && !input && !earlier) return false;
+  if (init) g.removeInitializer(prev);
+  if (input) g.inputs = g.inputs.filter((v) => v !== prev);
+  if (earlier) g.removeNode(prev.producer!);
+  shadowed.set(g, [...(shadowed.get(g) ?? []), prev.name]);
+  return true;
 }
 
 function sameTypeAndDims(a: Tensor, b: Tensor): boolean {
