@@ -1,25 +1,25 @@
 /**
  * Distillation target on PaddleOCR cls: `npm run bench:distill`.
  *
- * Teacher: ch_ppocr_mobile_v2.0_cls_infer.onnx. Student: the teacher with 30% of its channels pruned
- * (prune-channels, l1, global scope, cost flops, maxRatio 0.5, roundTo 8: bench:prune's headline setting), distilled from the teacher on ../shared/data/ocr/calib inputs
- * only: every line in both rotations (79 x 2 = 158 samples) plus augmented copies (crop/shift/
- * brightness/contrast on the preprocessed tensor, cached copies and half of each batch fresh); no
- * label enters the loss: KL on the logits before the Softmax plus the MSE between the student's
- * inputs of every 2nd full Conv and the teacher's same tensors gathered to the kept channels.
- * Defaults = the best measured run (3/161 wrong distilled, 3/161 INT8 with reduce range; distilled
- * p50 0.634x the teacher's; with the earlier global/roundTo 1 student: 3/161, 4/161 and 0.980x). Printed side by side: wrong lines on dev (161) for the teacher, the pruned student before
- * distillation, after it, and after static INT8 of the distilled student (calibrated on calib);
- * latency p50 interleaved against the teacher (1 thread); sizes; agreement with the teacher on dev
- * after each epoch. Targets: distilled <= teacher + 2 wrong, INT8 <= distilled + 1 wrong, the
- * distilled student keeps the pruned model's latency gain.
+ * Judged on the CLI's defaults: the same workflow `onnxforge distill --teacher cls --prune-channels
+ * 0.3 --data ../shared/data/ocr/calib --preprocess benchmarks/prep/ocr-cls.json` runs
+ * (`prunedStudent` then `distillModel`, passes/distill.ts) with no option of its own: the student is
+ * the teacher pruned with prune-channels' defaults, trained with the distill pass's defaults (see
+ * DISTILL_OPTIONS) on the 79 calib lines as the data reader gives them (each in the rotation its
+ * label says). No label enters the loss. The dev lines (161) are only scored (agreement per epoch
+ * and wrong lines), never trained on.
  *
- * Environment: DISTILL_EPOCHS, DISTILL_LR, DISTILL_T, DISTILL_COPIES, DISTILL_BATCH, DISTILL_ONLINE,
- * DISTILL_MIXUP, DISTILL_SHIFT, DISTILL_WD (weight decay), DISTILL_SCOPE (layer|global), DISTILL_CRITERION (l1|l2),
- * DISTILL_ROUND (roundTo), DISTILL_COST (none|flops), DISTILL_MAX_RATIO, DISTILL_FEATURES (weight of the MSE on kept channels of the inputs of full Convs;
- * 0 = off), DISTILL_FEATURE_EVERY (match every n-th of those), DISTILL_RUNS (latency rounds), DISTILL_THREADS (training threads),
- * DISTILL_SAVE (write the distilled student there),
- * DISTILL_REDUCE_RANGE (INT8 weights in [-64, 64], default 1 as in the CLI).
+ * Printed side by side: wrong lines on dev for the teacher, the pruned student before distillation,
+ * after it, and after static INT8 of the distilled student (calibrated on calib, the quantize CLI's
+ * per-channel / reduce-range defaults); latency p50 interleaved against the teacher (1 thread);
+ * sizes; agreement with the teacher on dev after each epoch. Targets (issue 17): distilled <= teacher
+ * + 2 wrong, distilled latency <= 0.80x the teacher's; INT8 <= distilled + 1 wrong.
+ *
+ * Experiments only (the headline never sets them): DISTILL_<OPTION> overrides any distill pass
+ * option (DISTILL_EPOCHS, DISTILL_LR, DISTILL_FLIP, DISTILL_KEPT_FEATURES, ...), DISTILL_PRUNE_<OPTION>
+ * any prune-channels option (DISTILL_PRUNE_SCOPE, DISTILL_PRUNE_ROUND_TO, ...), DISTILL_BOTH_ROTATIONS=1
+ * trains on every calib line in both rotations (158 samples), DISTILL_THREADS (training threads,
+ * default onnxruntime's), DISTILL_RUNS (latency rounds), DISTILL_SAVE (write the distilled student there).
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -28,9 +28,9 @@ import { collectSamples, loadPreprocess, Sample } from '../calibration/data/inde
 import { decodePng, preprocessImage } from '../calibration/data/image.js';
 import { Model } from '../graph/ir.js';
 import { cloneModel, loadModelSync, saveModel, serializeModel } from '../graph/onnx/index.js';
-import { distillModel } from '../passes/distill.js';
-import { planChannels } from '../passes/prune-channels.js';
-import { keptFeatureTeacher } from '../runtime/distill.js';
+import type { OptionsSchema } from '../passes/pass.js';
+import { DISTILL_OPTIONS, distillModel, DistillPassOptions, prunedStudent } from '../passes/distill.js';
+import { PRUNE_CHANNELS_OPTIONS, PruneChannelsOptions } from '../passes/prune-channels.js';
 import { quantizeStatic } from '../passes/quantize-static.js';
 import { formatBytes, renderTable } from '../report/table.js';
 import { measureLatency } from '../runtime/latency.js';
@@ -47,27 +47,26 @@ if (!existsSync(data)) {
   process.exit(0);
 }
 
-const env = (k: string, d: number) => (process.env[k] !== undefined ? Number(process.env[k]) : d);
-const epochs = env('DISTILL_EPOCHS', 15);
-const lr = env('DISTILL_LR', 2e-3);
-const temperature = env('DISTILL_T', 4);
-const copies = env('DISTILL_COPIES', 3);
-const batch = env('DISTILL_BATCH', 16);
-const online = env('DISTILL_ONLINE', 0.5);
-const mixup = env('DISTILL_MIXUP', 0);
-const shift = env('DISTILL_SHIFT', 3);
-const runs = env('DISTILL_RUNS', 300);
-const threads = env('DISTILL_THREADS', 2);
-const weightDecay = env('DISTILL_WD', 0);
-const roundTo = env('DISTILL_ROUND', 8);
-const scope = (process.env.DISTILL_SCOPE ?? 'global') as 'layer' | 'global';
-const criterion = (process.env.DISTILL_CRITERION ?? 'l1') as 'l1' | 'l2';
-const cost = (process.env.DISTILL_COST ?? 'flops') as 'none' | 'flops';
-const maxRatio = env('DISTILL_MAX_RATIO', 0.5);
+/** Options of `schema` set in the environment as PREFIX_UPPER_SNAKE (experiments; the headline sets none). */
+function envOptions(prefix: string, schema: OptionsSchema): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(schema)) {
+    const v = process.env[`${prefix}_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`];
+    if (v === undefined) continue;
+    out[key] = spec.type === 'number' || spec.type === 'integer' ? Number(v) : spec.type === 'boolean' ? v === '1' || v === 'true' : spec.type === 'string[]' ? v.split('|') : v;
+  }
+  return out;
+}
+
+const runs = Number(process.env.DISTILL_RUNS ?? 300);
+const threads = process.env.DISTILL_THREADS ? Number(process.env.DISTILL_THREADS) : undefined;
+const distillOverrides = envOptions('DISTILL', DISTILL_OPTIONS) as Partial<DistillPassOptions>;
+const pruneOverrides = envOptions('DISTILL_PRUNE', PRUNE_CHANNELS_OPTIONS) as Partial<PruneChannelsOptions>;
+const bothRotationsSet = process.env.DISTILL_BOTH_ROTATIONS === '1';
 const ONE = { intraOpNumThreads: 1, allowSpinning: false };
 const t0 = performance.now();
 
-/** Every calib line in both rotations (the label only picks the rotation; it is not used in the loss). */
+/** Every calib line in both rotations (an experiment: the label only picks the rotation). */
 function bothRotations(): Sample[] {
   const prep = loadPreprocess(prepPath).inputs.x!;
   const dir = join(data, 'calib');
@@ -100,40 +99,28 @@ const teacher = loadModelSync(teacherPath);
 const probe = await Session.create(serializeModel(teacher), ONE);
 const inputs = probe.inputs;
 await probe.dispose();
-const dev = await collectSamples(`images:${join(data, 'dev')}`, inputs, { preprocess: prepPath });
-const calib = await collectSamples(`images:${join(data, 'calib')}`, inputs, { preprocess: prepPath });
-const train = bothRotations();
+const dev = await collectSamples(join(data, 'dev'), inputs, { preprocess: prepPath });
+// the training data exactly as `--data ../shared/data/ocr/calib --preprocess ...` reads it
+const calib = await collectSamples(join(data, 'calib'), inputs, { preprocess: prepPath });
+const train = bothRotationsSet ? bothRotations() : calib;
 
-const pruned = cloneModel(teacher);
-const plan = planChannels(pruned, { ratio: 0.3, criterion, scope, roundTo, cost, maxRatio });
-plan.apply();
-const prune = plan.report;
-// feature matching: the input of every full (group 1) Conv but the first, teacher channels gathered to the kept ones
-const featureWeight = env('DISTILL_FEATURES', 1);
-const featureEvery = env('DISTILL_FEATURE_EVERY', 2);
-const featureNames = pruned.graph.nodes
-  .filter((n) => n.opType === 'Conv' && n.getInt('group', 1) === 1 && !pruned.graph.inputs.includes(n.input(0)!))
-  .map((n) => n.input(0)!.name)
-  .filter((_, i) => i % featureEvery === 0);
-const matched = featureWeight > 0 ? keptFeatureTeacher(teacher, featureNames, (name) => plan.keptChannels(name)) : { teacher, features: [] as Array<[string, string]> };
-const student = cloneModel(pruned);
-console.log(`bench:distill: cls, prune-channels 30% (${criterion}, scope ${scope}, roundTo ${roundTo}, cost ${cost}, maxRatio ${maxRatio}, channels ${prune.channelsBefore} -> ${prune.channelsAfter}), ${train.length} training samples x ${copies + 1} (cached augmented copies), ${online} of each batch freshly augmented (mixup ${mixup}), ${epochs} epochs, batch ${batch}, Adam lr ${lr} cosine, T ${temperature}, weight decay ${weightDecay}, ${matched.features.length} matched feature maps (weight ${featureWeight}), ${threads} training threads`);
+// the CLI's student: prune-channels<ratio=0.3> with the pass defaults
+const { student, pruning: prune, kept } = prunedStudent(teacher, { ratio: 0.3, ...pruneOverrides });
+const pruned = cloneModel(student);
+const tuned = [...Object.entries(pruneOverrides).map(([k, v]) => `prune ${k}=${String(v)}`), ...Object.entries(distillOverrides).map(([k, v]) => `${k}=${String(v)}`), ...(bothRotationsSet ? ['both rotations'] : [])];
+const d = { ...Object.fromEntries(Object.entries(DISTILL_OPTIONS).map(([k, s]) => [k, s.default])), ...distillOverrides } as DistillPassOptions;
+console.log(
+  `bench:distill: cls, ${tuned.length ? `EXPERIMENT (not the defaults: ${tuned.join(', ')})` : 'CLI defaults'}: prune-channels 30% (${prune.criterion}, scope ${prune.scope}, cost ${prune.cost}, maxRatio ${prune.maxRatio}, roundTo ${prune.roundTo}; channels ${prune.channelsBefore} -> ${prune.channelsAfter}); ${train.length} training samples, ${d.augment} cached augmented copies each, ${d.online} of each batch fresh (flip ${d.flip}, mixup ${d.mixup}), ${d.epochs} epochs, batch ${d.batch}, ${d.optimizer} lr ${d.lr} ${d.schedule}, T ${d.temperature}, kept-channel features every ${d.keptFeatures} (weight ${d.featureWeight}), seed ${d.seed}, training threads ${threads ?? 'onnxruntime default'}`,
+);
 
 const tRes = await wrongLines(teacher, dev);
 const pRes = await wrongLines(pruned, dev);
 const epochLines: string[][] = [];
-const r = await distillModel(student, matched.teacher, train, {
-  ...(featureWeight > 0 ? { features: matched.features, featureWeight } : {}),
-  epochs,
-  lr,
-  temperature,
-  batch,
-  weightDecay,
-  augment: { copies, online, mixup, shift, crop: 0.08, brightness: 0.1, contrast: 0.1 },
+const r = await distillModel(student, teacher, train, {
+  ...distillOverrides,
+  kept,
   heldOut: dev,
-  seed: 7,
-  session: { intraOpNumThreads: threads },
-  cacheLimitBytes: 32 * 1024 * 1024,
+  ...(threads ? { session: { intraOpNumThreads: threads } } : {}),
   onEpoch: (e) => {
     epochLines.push([String(e.epoch), Number.isNaN(e.meanLoss) ? '-' : e.meanLoss.toFixed(4), e.agreement.toFixed(4), e.epoch ? e.lr.toExponential(2) : '-', e.seconds.toFixed(1)]);
     if (e.epoch) process.stderr.write(`  epoch ${e.epoch}: loss ${e.meanLoss.toFixed(4)}, dev agreement ${e.agreement.toFixed(4)}, ${e.seconds.toFixed(1)} s\n`);
@@ -143,8 +130,8 @@ const dRes = await wrongLines(student, dev);
 if (process.env.DISTILL_SAVE) await saveModel(student, process.env.DISTILL_SAVE);
 
 const int8 = cloneModel(student);
-// the CLI's defaults: per-channel weights, weights in [-64, 64] (AVX2 u8 x s8 pair sums saturate otherwise)
-const reduceRange = env('DISTILL_REDUCE_RANGE', 1) !== 0;
+// per-channel weights in [-64, 64] (AVX2 u8 x s8 pair sums saturate otherwise); DISTILL_REDUCE_RANGE=0 turns that off
+const reduceRange = process.env.DISTILL_REDUCE_RANGE !== '0';
 const q = await quantizeStatic(int8, () => (async function* () { yield* calib; })(), { sessionOptions: ONE, reduceRange, perChannel: true });
 const qRes = await wrongLines(int8, dev);
 
@@ -171,5 +158,6 @@ console.log(`target: distilled wrong <= teacher + 2 (${dRes.wrong} <= ${tRes.wro
 console.log(`target: INT8 wrong <= distilled + 1 (${qRes.wrong} <= ${dRes.wrong + 1}) ${mark(qRes.wrong <= dRes.wrong + 1)}`);
 const gainPruned = p50[1]! / p50[0]!;
 const gainDistilled = p50[2]! / p50[0]!;
-console.log(`target: distilled keeps the pruning's latency gain (distilled/teacher ${gainDistilled.toFixed(3)} vs pruned/teacher ${gainPruned.toFixed(3)}, both < 1, within 0.05) ${mark(gainDistilled < 1 && gainDistilled <= gainPruned + 0.05)}`);
+console.log(`target: distilled latency <= 0.80x the teacher's (${gainDistilled.toFixed(3)}; pruned before distillation ${gainPruned.toFixed(3)}) ${mark(gainDistilled <= 0.8)}`);
+console.log(`kept-channel feature pairs: ${r.keptFeatures}; augmentation: ${r.augmentation.inputs.join(', ') || 'none'} (${r.augmentation.copies} copies, ${r.augmentation.online} fresh, flip ${r.augmentation.flip})`);
 console.log(`wall time ${((performance.now() - t0) / 1000).toFixed(0)} s`);

@@ -7,17 +7,21 @@
  *
  * Channel c of a group ranks by sum over its producers p of ||W_p[c]|| (criterion l1 or l2), times
  * |gamma_c| / sqrt(var_c + eps) when a BatchNormalization alone reads p (see prune/channels.ts).
- * With ratio r, a group of C channels drops round(r * C) of the lowest (scope `layer`), or the
- * round(r * total) lowest mean-normalized channels across groups are dropped (scope `global`).
- * With `cost=flops` (global), a channel's normalized importance is divided by its group's FLOPs per
- * channel relative to the mean (prune/channels.ts `channelCosts`, at a nominal input size), so the
- * budget comes more out of expensive layers; `maxRatio` caps what any group loses.
+ * With ratio r, the round(r * total) lowest mean-normalized channels across groups are dropped
+ * (scope `global`, the default), or a group of C channels drops round(r * C) of the lowest (scope
+ * `layer`). With `cost=flops` (global, the default), a channel's normalized importance is divided by
+ * its group's FLOPs per channel relative to the mean (prune/channels.ts `channelCosts`, at a nominal
+ * input size), so the budget comes more out of expensive layers; `maxRatio` caps what any group
+ * loses (default 0.5); kept counts are multiples of `roundTo` (default 8), so groups of at most 8
+ * channels stay whole (the report's `note` says so when that left the model unchanged).
+ * The defaults live in {@link PRUNE_CHANNELS_OPTIONS} only.
  * Graph input and output shapes never change; groups that cannot be proven safe are kept whole and
  * `--explain` says why. The per-group report is stored in `ctx.shared` under `prune-channels`.
  */
 import { inputError } from '../graph/errors.js';
 import { Model } from '../graph/ir.js';
-import { definePass } from './pass.js';
+import { cloneModel } from '../graph/onnx/index.js';
+import { definePass, OptionsSchema } from './pass.js';
 import { constantOf } from '../graph/ir.js';
 import type { Sample } from '../calibration/data/index.js';
 import type { Feed } from '../runtime/host-tensor.js';
@@ -40,9 +44,15 @@ export interface ChannelReport {
   ratio: number;
   criterion: Criterion;
   scope: 'layer' | 'global';
+  /** The ranking cost (global scope), the per-group cap and the block size of kept counts. */
+  cost: 'flops' | 'none';
+  maxRatio: number;
+  roundTo: number;
   groups: ChannelGroupReport[];
   channelsBefore: number;
   channelsAfter: number;
+  /** Why nothing was removed, when rounding to roundTo is the reason (small groups stay whole). */
+  note?: string;
 }
 
 export interface PruneChannelsOptions extends Record<string, unknown> {
@@ -73,33 +83,61 @@ export interface ChannelPlan {
   keptChannels(name: string): number[] | undefined;
 }
 
+/**
+ * The options and their defaults: the one place they are written. The CLI (`prune --channels`,
+ * `distill --prune-channels`), pipeline files and {@link planChannels} read them from here. The
+ * defaults are the setting that runs fastest on onnxruntime's CPU kernels for the accuracy it keeps
+ * (bench:prune): one global ranking by importance per FLOP, no group losing more than half, kept
+ * counts in blocks of 8.
+ */
+export const PRUNE_CHANNELS_OPTIONS = {
+  ratio: { type: 'number', description: 'Fraction of the channels to remove, in (0, 1): of each group (scope layer) or of all prunable channels (scope global).', default: 0.3, min: 0, max: 1, exclusiveMin: true, exclusiveMax: true },
+  criterion: { type: 'enum', values: ['l1', 'l2'], description: 'Norm of the producing weights that ranks channels.', default: 'l1' },
+  scope: { type: 'enum', values: ['global', 'layer'], description: 'One ranking over all groups (global) or the same ratio in every group (layer).', default: 'global' },
+  exclude: { type: 'string[]', description: 'Node, weight or output names whose channels stay (* wildcards).', default: [] },
+  layers: { type: 'string[]', description: 'Per-layer ratios as name=ratio.', default: [] },
+  minChannels: { type: 'integer', description: 'Channels each group keeps at least.', default: 1, min: 1 },
+  compensate: { type: 'boolean', description: "With calibration data (ctx.data.calibration), add the removed channels' mean contribution to the next layers' biases.", default: true },
+  calibrationSamples: { type: 'integer', description: 'Calibration samples used for compensation.', default: 16, min: 1 },
+  cost: { type: 'enum', values: ['flops', 'none'], description: 'Global scope: rank channels by importance per FLOP the channel costs (flops), which takes more from the expensive layers, or by importance alone (none). Scope layer removes the same ratio everywhere and ignores it.', default: 'flops' },
+  maxRatio: { type: 'number', description: 'The largest fraction of any one group that may be removed, in (0, 1] (caps the scope-layer ratio too; per-layer ratios are exact).', default: 0.5, min: 0, max: 1, exclusiveMin: true },
+  roundTo: { type: 'integer', description: 'Round kept channel counts to a multiple of this (8 matches the NCHWc blocks of onnxruntime on AVX2); a group of at most this many channels stays whole, so use 1 for small models.', default: 8, min: 1 },
+} satisfies OptionsSchema;
+
+const DEFAULTS = Object.fromEntries(Object.entries(PRUNE_CHANNELS_OPTIONS).map(([k, s]) => [k, s.default])) as unknown as PruneChannelsOptions;
+
+/** `o` over the schema defaults (an option given as undefined takes its default). */
+export function withChannelDefaults(o: Partial<PruneChannelsOptions>): PruneChannelsOptions {
+  const out: Record<string, unknown> = { ...DEFAULTS, exclude: [...DEFAULTS.exclude], layers: [...DEFAULTS.layers] };
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as PruneChannelsOptions;
+}
+
 /** Analyses the model and chooses the channels, without changing anything until `apply()`. */
-export function planChannels(model: Model, o: Partial<PruneChannelsOptions>, explain: (node: string | undefined, reason: string) => void = () => {}): ChannelPlan {
-  const ratio = o.ratio ?? 0.3;
+export function planChannels(model: Model, options: Partial<PruneChannelsOptions>, explain: (node: string | undefined, reason: string) => void = () => {}): ChannelPlan {
+  const o = withChannelDefaults(options);
+  const ratio = o.ratio;
   if (typeof ratio !== 'number' || !(ratio > 0 && ratio < 1)) throw inputError('PRUNE_BAD_RATIO', `prune-channels: ratio must be in (0, 1), got ${String(ratio)}`, { option: 'ratio' });
-  const criterion = (o.criterion ?? 'l1') as Criterion;
+  const criterion = o.criterion as Criterion;
   if (criterion !== 'l1' && criterion !== 'l2') throw inputError('PRUNE_BAD_CRITERION', `prune-channels: criterion must be l1 or l2, got ${String(criterion)}`, { option: 'criterion' });
-  const scope = (o.scope ?? 'layer') as 'layer' | 'global';
+  const scope = o.scope as 'layer' | 'global';
   if (scope !== 'layer' && scope !== 'global') throw inputError('PRUNE_BAD_SCOPE', `prune-channels: scope must be layer or global, got ${String(scope)}`, { option: 'scope' });
-  const minChannels = o.minChannels ?? 1;
+  const minChannels = o.minChannels;
   if (!Number.isInteger(minChannels) || minChannels < 1) throw inputError('PRUNE_BAD_MIN', `prune-channels: minChannels must be a whole number of at least 1, got ${minChannels}`, { option: 'minChannels' });
-  const roundTo = o.roundTo ?? 1;
+  const roundTo = o.roundTo;
   if (!Number.isInteger(roundTo) || roundTo < 1) throw inputError('PRUNE_BAD_ROUND', `prune-channels: roundTo must be a whole number of at least 1, got ${roundTo}`, { option: 'roundTo' });
-  const layerRatios = parseLayerRatios(o.layers ?? [], (msg) => {
+  const layerRatios = parseLayerRatios(o.layers, (msg) => {
     throw inputError('PRUNE_BAD_LAYER_RATIO', `prune-channels: ${msg}`, { option: 'layers' });
   });
 
-  const cost = o.cost ?? 'none';
+  const cost = o.cost;
   if (cost !== 'none' && cost !== 'flops') throw inputError('PRUNE_BAD_COST', `prune-channels: cost must be none or flops, got ${String(cost)}`, { option: 'cost' });
-  const maxRatio = o.maxRatio ?? 1;
+  const maxRatio = o.maxRatio;
   if (typeof maxRatio !== 'number' || !(maxRatio > 0 && maxRatio <= 1)) throw inputError('PRUNE_BAD_MAX_RATIO', `prune-channels: maxRatio must be in (0, 1], got ${String(maxRatio)}`, { option: 'maxRatio' });
-  if (scope === 'layer' && (cost !== 'none' || maxRatio < 1)) {
-    throw inputError('PRUNE_NEEDS_GLOBAL', `prune-channels: ${cost !== 'none' ? `cost=${cost}` : `maxRatio=${maxRatio}`} shapes the global ranking; with scope=layer every group loses the same ratio (use scope=global)`, { option: cost !== 'none' ? 'cost' : 'maxRatio' });
-  }
 
   model.graph.toposort();
   const a = analyzeChannels(model.graph, model.opset('') ?? 1);
-  const exclude = o.exclude ?? [];
+  const exclude = o.exclude;
   const label = (n: { name?: string; label: string }) => n.name ?? n.label;
   for (const s of a.spaces) {
     if (a.root(s.id) !== s.id) continue;
@@ -126,6 +164,13 @@ export function planChannels(model: Model, o: Partial<PruneChannelsOptions>, exp
     groups.push({ nodes: s.members.map(label), before: s.size, after: kept, ...(reason ? { reason } : {}) });
     if (reason) explain(s.origin.name, `channels of ${s.members.map(label).join(', ')} kept: ${reason}`);
   }
+  // kept counts round to multiples of roundTo: on a small model the default (8) may give every group back its channels
+  const prunable = a.prunable().filter((s) => !s.frozen.length);
+  const note =
+    after === before && roundTo > 1 && prunable.length > 0
+      ? `nothing removed: kept channel counts are rounded to multiples of roundTo=${roundTo}, which gave every group its channels back (a group of at most ${roundTo} channels always stays whole); roundTo=1 prunes small groups`
+      : undefined;
+  if (note) explain(undefined, note);
   const cuts: ConsumerCut[] = [];
   for (const site of a.sites) {
     if (site.kind !== 'param' || site.producer || site.input !== 1) continue;
@@ -142,7 +187,7 @@ export function planChannels(model: Model, o: Partial<PruneChannelsOptions>, exp
     cuts.push({ node: site.node, input, weight, axis: site.axis, kept, outKept });
   }
   return {
-    report: { ratio, criterion, scope, groups, channelsBefore: before, channelsAfter: after },
+    report: { ratio, criterion, scope, cost, maxRatio, roundTo, groups, channelsBefore: before, channelsAfter: after, ...(note ? { note } : {}) },
     cuts,
     apply: () => void applyChannelPruning(model.graph, a, sel.keep),
     keptChannels: (name) => {
@@ -174,34 +219,38 @@ function asSample(x: Sample | Feed): Sample {
   return x && typeof x === 'object' && 'feed' in x && typeof (x as Sample).id === 'string' ? (x as Sample) : { id: 'sample', feed: x as Feed };
 }
 
+/**
+ * What prune-channels leaves in `ctx.shared` under {@link PRUNED_FROM} for a later pass of the same
+ * run: the model as it was before pruning and the original channels each of its tensors kept
+ * (`distill` uses them as the teacher and to match features on the kept channels).
+ */
+export interface PrunedFrom {
+  model: Model;
+  kept: (name: string) => number[] | undefined;
+}
+
+export const PRUNED_FROM = 'prune-channels:source';
+
 export default definePass<PruneChannelsOptions>({
   name: 'prune-channels',
   description: 'Remove whole output channels (Conv) and units (Gemm/MatMul) with every dependent layer rewritten',
   idempotent: false,
-  options: {
-    ratio: { type: 'number', description: 'Fraction of the channels of each group to remove, in (0, 1).', default: 0.3, min: 0, max: 1, exclusiveMin: true, exclusiveMax: true },
-    criterion: { type: 'enum', values: ['l1', 'l2'], description: 'Norm of the producing weights that ranks channels.', default: 'l1' },
-    scope: { type: 'enum', values: ['layer', 'global'], description: 'The same ratio in every group (layer) or one ranking over all groups (global).', default: 'layer' },
-    exclude: { type: 'string[]', description: 'Node, weight or output names whose channels stay (* wildcards).', default: [] },
-    layers: { type: 'string[]', description: 'Per-layer ratios as name=ratio.', default: [] },
-    minChannels: { type: 'integer', description: 'Channels each group keeps at least.', default: 1, min: 1 },
-    compensate: { type: 'boolean', description: 'With calibration data (ctx.data.calibration), add the removed channels\' mean contribution to the next layers\' biases.', default: true },
-    calibrationSamples: { type: 'integer', description: 'Calibration samples used for compensation.', default: 16, min: 1 },
-    cost: { type: 'enum', values: ['none', 'flops'], description: 'Global scope: rank channels by importance alone (none) or by importance per FLOP the channel costs (flops), which removes more of the expensive layers.', default: 'none' },
-    maxRatio: { type: 'number', description: 'Global scope: the largest fraction of any one group that may be removed, in (0, 1].', default: 1, min: 0, max: 1, exclusiveMin: true },
-    roundTo: { type: 'integer', description: 'Round kept channel counts to a multiple of this (8 matches onnxruntime AVX2 blocks).', default: 1, min: 1 },
-  },
+  options: PRUNE_CHANNELS_OPTIONS,
   async run(model, o, ctx) {
+    const source = cloneModel(model);
     const plan = planChannels(model, o, (node, reason) => ctx.explain(node ? { node, reason } : { reason }));
     const calibration = ctx.data.calibration;
     let compensated = 0;
-    if ((o.compensate ?? true) && calibration !== undefined && plan.cuts.length > 0) {
-      const means = await channelMeans(model, plan.cuts.map((c) => c.input), samplesOf(calibration), o.calibrationSamples ?? 16);
+    if (o.compensate && calibration !== undefined && plan.cuts.length > 0) {
+      const means = await channelMeans(model, plan.cuts.map((c) => c.input), samplesOf(calibration), o.calibrationSamples);
       plan.apply();
       compensated = compensate(plan.cuts, means, model);
     } else plan.apply();
     const report = plan.report;
     ctx.shared.set('prune-channels', report);
+    const from: PrunedFrom = { model: source, kept: plan.keptChannels };
+    ctx.shared.set(PRUNED_FROM, from);
+    if (report.note) ctx.logger.warn(`prune-channels: ${report.note}`);
     const pruned = report.groups.filter((g) => g.after < g.before).length;
     return {
       changed: report.channelsAfter < report.channelsBefore,

@@ -120,12 +120,12 @@ export default definePass<{ sparsity: number; scope: string; ops: string[]; excl
     exclude: { type: 'string[]', description: 'Node, weight or output names to leave untouched (* wildcards).', default: [] },
   },
   run(model, o, ctx) {
-    const sparsity = o.sparsity ?? 0.5;
+    const sparsity = o.sparsity;
     if (!(sparsity > 0 && sparsity < 1)) throw inputError('PRUNE_BAD_SPARSITY', `prune-magnitude: sparsity must be in (0, 1), got ${sparsity}`, { option: 'sparsity' });
-    const scope = (o.scope ?? 'global') as 'global' | 'layer';
+    const scope = o.scope as 'global' | 'layer';
     if (scope !== 'global' && scope !== 'layer') throw inputError('PRUNE_BAD_SCOPE', `prune-magnitude: scope must be global or layer, got ${String(scope)}`, { option: 'scope' });
     const skipped: MagnitudeReport['skipped'] = [];
-    const cands = collectWeights(model, o.ops ?? ['Conv', 'Gemm', 'MatMul'], o.exclude ?? [], skipped);
+    const cands = collectWeights(model, o.ops, o.exclude, skipped);
     for (const s of skipped) ctx.explain({ node: s.weight, reason: s.reason });
     const arrays = cands.map((c) => c.tensor.toFloat32());
     const masks = scope === 'global' ? globalL1Masks(arrays, sparsity) : layerL1Masks(arrays, sparsity);

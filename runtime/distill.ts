@@ -184,37 +184,39 @@ export class RecordCache {
 // ---------------------------------------------------------------------------------------------
 // Augmentation of preprocessed image tensors
 
+/** How training inputs are varied (the defaults are the `distill` pass's schema, `passes/distill.ts`). */
 export interface AugmentOptions {
-  /** Augmented copies per training sample, besides the sample itself (default 0: none). */
+  /** Augmented copies per training sample, besides the sample itself (0: none). */
   copies: number;
-  /** Largest shift in pixels along each spatial axis (default 3). */
-  shift?: number;
-  /** Largest crop: the sampled window is at least (1 - crop) of each side, resized back (default 0.08). */
-  crop?: number;
-  /** Largest additive brightness change, in tensor units (default 0.1). */
-  brightness?: number;
-  /** Largest contrast change: values are scaled by a factor in [1 - c, 1 + c] (default 0.1). */
-  contrast?: number;
+  /** Largest shift in pixels along each spatial axis. */
+  shift: number;
+  /** Largest crop: the sampled window is at least (1 - crop) of each side, resized back. */
+  crop: number;
+  /** Largest additive brightness change, in tensor units. */
+  brightness: number;
+  /** Largest contrast change: values are scaled by a factor in [1 - c, 1 + c]. */
+  contrast: number;
+  /** Probability that an augmentation also turns the image by 180 degrees (both spatial axes reversed). */
+  flip: number;
   /**
    * Fraction of each training batch replaced, at every step, by fresh augmentations of its samples
-   * (the teacher runs on those at that moment; default 0). Fresh inputs every epoch generalize better
-   * than a fixed set of copies when the data set is small.
+   * (the teacher runs on those at that moment). Fresh inputs every epoch generalize better than a
+   * fixed set of copies when the data set is small.
    */
-  online?: number;
-  /** Probability that a fresh augmentation is also mixed with another sample of the batch: x = l a + (1 - l) b, l in [0.5, 1) (default 0). */
-  mixup?: number;
+  online: number;
+  /** Probability that a fresh augmentation is also mixed with another sample of the batch: x = l a + (1 - l) b, l in [0.5, 1). */
+  mixup: number;
 }
 
 /**
- * A random crop/shift/brightness/contrast of one [1, C, H, W] float tensor: output pixel (y, x)
- * samples the input bilinearly at (y0 + y * sy, x0 + x * sx) with edges clamped, then v * c + b.
- * Rank < 3 tensors only get the value change.
+ * A random crop/shift/brightness/contrast, and with probability `flip` a turn by 180 degrees, of one
+ * [1, C, H, W] float tensor: output pixel (y, x) samples the input bilinearly at
+ * (y0 + y * sy, x0 + x * sx) with edges clamped (at (H-1-y, W-1-x) of that window when turned),
+ * then v * c + b. Rank < 3 tensors only get the value change.
  */
 export function augmentImage(src: Float32Array, dims: readonly number[], rand: () => number, o: AugmentOptions): Float32Array {
-  const shift = o.shift ?? 3;
-  const crop = o.crop ?? 0.08;
-  const bright = o.brightness ?? 0.1;
-  const contrast = o.contrast ?? 0.1;
+  const { shift, crop, brightness: bright, contrast } = o;
+  const turn = rand() < o.flip;
   const u = (a: number) => (rand() * 2 - 1) * a;
   const c = 1 + u(contrast);
   const b = u(bright);
@@ -251,13 +253,14 @@ export function augmentImage(src: Float32Array, dims: readonly number[], rand: (
       const r0 = base + ys[y * 2]! * W;
       const r1 = base + ys[y * 2 + 1]! * W;
       const wy = fy[y]!;
+      const row = base + (turn ? H - 1 - y : y) * W;
       for (let x = 0; x < W; x++) {
         const a = xs[x * 2]!;
         const d = xs[x * 2 + 1]!;
         const wx = fx[x]!;
         const top = src[r0 + a]! + (src[r0 + d]! - src[r0 + a]!) * wx;
         const bot = src[r1 + a]! + (src[r1 + d]! - src[r1 + a]!) * wx;
-        out[base + y * W + x] = (top + (bot - top) * wy) * c + b;
+        out[row + (turn ? W - 1 - x : x)] = (top + (bot - top) * wy) * c + b;
       }
     }
   }
@@ -372,38 +375,43 @@ export async function adaptBatchNorm(model: Model, feed: Feed, session: SessionO
 // ---------------------------------------------------------------------------------------------
 // Distillation
 
+/**
+ * The training settings. The tunable ones are required here: their defaults are written once, in
+ * the `distill` pass's option schema (`passes/distill.ts`), whose `distillModel` fills them.
+ */
 export interface DistillOptions {
-  /** Passes over the cached training records (default 10). */
-  epochs?: number;
-  /** Peak learning rate (default 1e-3). */
-  lr?: number;
-  /** 'cosine' (default): linear warm-up over the first 5% of steps, then cosine decay to 0; or 'constant'. */
-  schedule?: 'cosine' | 'constant';
-  optimizer?: 'adam' | 'sgd';
-  weightDecay?: number;
-  temperature?: number;
-  /** Weight of the KL term when labels are given; the CE term gets 1 - alpha (default 0.5). */
-  alpha?: number;
-  /** Samples per step (default 16). */
-  batch?: number;
+  /** Passes over the cached training records. */
+  epochs: number;
+  /** Peak learning rate. */
+  lr: number;
+  /** 'cosine': linear warm-up over the first 5% of steps, then cosine decay to 0; or 'constant'. */
+  schedule: 'cosine' | 'constant';
+  optimizer: 'adam' | 'sgd';
+  weightDecay: number;
+  temperature: number;
+  /** Weight of the KL term when labels are given; the CE term gets 1 - alpha. */
+  alpha: number;
+  /** Samples per step. */
+  batch: number;
   /** Matched intermediate tensors [teacher, student], each adding b * MSE. */
   features?: ReadonlyArray<readonly [string, string]>;
-  /** b, the weight of each feature MSE term (default 1). */
-  featureWeight?: number;
+  /** b, the weight of each feature MSE term. */
+  featureWeight: number;
   /** Class index of a sample from its label (enables the CE term); undefined is an error. */
   labelOf?: (label: unknown, id: string) => number | undefined;
   /** Graph output to distill (default: the first output of each model). */
   output?: string;
+  /** Augmentation of the image inputs (rank 4, NCHW); other inputs are used as given. None when absent. */
   augment?: AugmentOptions;
-  /** Re-estimate BatchNormalization statistics on the training inputs before training (default true). */
-  adaptBatchNorm?: boolean;
+  /** Re-estimate BatchNormalization statistics on the training inputs before training. */
+  adaptBatchNorm: boolean;
   /** Training records used for that (default 128, spread over the set). */
   adaptSamples?: number;
-  seed?: number;
+  seed: number;
   /** Held-out inputs for the per-epoch agreement (not trained on). */
   heldOut?: AsyncIterable<Sample> | Iterable<Sample>;
-  /** Without `heldOut`: every k-th training sample with k = round(1 / holdout) is held out (default 0). */
-  holdout?: number;
+  /** Without `heldOut`: every k-th training sample with k = round(1 / holdout) is held out (0: none). */
+  holdout: number;
   /** Records up to this many bytes stay in memory; larger sets go to a temporary file (default 256 MiB). */
   cacheLimitBytes?: number;
   /** Folder for the temporary cache file (default: the OS temp folder). */
@@ -428,6 +436,8 @@ export interface DistillReport {
   student: LogitsInfo;
   features: { teacher: string; student: string; dims: number[] }[];
   samples: number;
+  /** The augmentation used: the inputs varied (rank 4), copies per sample and fresh fraction per batch (none without image inputs). */
+  augmentation: { inputs: string[]; copies: number; online: number; flip: number };
   /** Agreement on the held-out inputs of the student as given (before batch-norm adaptation). */
   givenAgreement: number;
   /** BatchNormalization layers whose statistics were re-estimated (see {@link adaptBatchNorm}). */
@@ -513,7 +523,7 @@ function check(name: string, x: number, ok: boolean, rule: string): void {
  * student is unchanged). The student must be at opset 13 or newer (upgrade it first); the teacher
  * is only run.
  */
-export async function distill(student: Model, teacher: Model, data: Items, options: DistillOptions = {}): Promise<DistillReport> {
+export async function distill(student: Model, teacher: Model, data: Items, options: DistillOptions): Promise<DistillReport> {
   const work = cloneModel(student);
   const report = await distillInto(work, teacher, data, options);
   adoptModel(student, work);
@@ -530,13 +540,7 @@ export function adoptModel(target: Model, source: Model): void {
 
 /** {@link distill} on a model the caller lets it change even when it fails. */
 async function distillInto(student: Model, teacher: Model, data: Items, options: DistillOptions): Promise<DistillReport> {
-  const epochs = options.epochs ?? 10;
-  const lr = options.lr ?? 1e-3;
-  const T = options.temperature ?? 4;
-  const alpha = options.alpha ?? 0.5;
-  const batch = options.batch ?? 16;
-  const beta = options.featureWeight ?? 1;
-  const holdout = options.holdout ?? 0;
+  const { epochs, lr, temperature: T, alpha, batch, featureWeight: beta, holdout } = options;
   check('epochs', epochs, Number.isInteger(epochs) && epochs >= 1, 'must be a whole number of at least 1');
   check('lr', lr, lr > 0 && Number.isFinite(lr), 'must be a positive number');
   check('temperature', T, T > 0 && Number.isFinite(T), 'must be a positive number');
@@ -544,11 +548,17 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
   check('batch', batch, Number.isInteger(batch) && batch >= 1, 'must be a whole number of at least 1');
   check('featureWeight', beta, beta >= 0 && Number.isFinite(beta), 'must be a non-negative number');
   check('holdout', holdout, holdout >= 0 && holdout < 1, 'must be in [0, 1)');
-  const copies = options.augment?.copies ?? 0;
-  check('augment.copies', copies, Number.isInteger(copies) && copies >= 0, 'must be a whole number');
-  const onlineFraction = options.augment?.online ?? 0;
-  check('augment.online', onlineFraction, onlineFraction >= 0 && onlineFraction <= 1, 'must be in [0, 1]');
-  const rand = mulberry32(options.seed ?? 1);
+  const aug = options.augment;
+  if (aug) {
+    check('augment.copies', aug.copies, Number.isInteger(aug.copies) && aug.copies >= 0, 'must be a whole number');
+    for (const k of ['online', 'mixup', 'flip'] as const) check(`augment.${k}`, aug[k], aug[k] >= 0 && aug[k] <= 1, 'must be in [0, 1]');
+    for (const k of ['shift', 'crop', 'brightness', 'contrast'] as const) check(`augment.${k}`, aug[k], aug[k] >= 0 && Number.isFinite(aug[k]), 'must be a non-negative number');
+  }
+  // augmentation varies images only: the inputs of rank 4 (NCHW), found on the first sample
+  let images: string[] = [];
+  let copies = 0;
+  let online = 0;
+  const rand = mulberry32(options.seed);
   const so: SessionOptions = options.session ?? {};
 
   // 1. the tensors compared
@@ -589,6 +599,9 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
         const sOut = await studentRun.run(s.feed, sNames);
         segments = layout(s, inputNames, tInfo, sInfo, features, tOut, sOut, labels, featureDims);
         inputDims = Object.fromEntries(segments.filter((g) => g.kind === 'input').map((g) => [g.name, g.dims]));
+        images = aug ? inputNames.filter((n) => inputDims[n]!.length === 4) : [];
+        copies = images.length ? aug!.copies : 0;
+        online = images.length ? aug!.online : 0;
         const recordFloats = segments.reduce((a, g) => a + g.length, 0);
         cache = new RecordCache(recordFloats, options.cacheLimitBytes ?? 256 * 1024 * 1024, options.cacheDir);
         scratch = new Float32Array(recordFloats);
@@ -614,7 +627,7 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
         const feed: Feed = {};
         for (const n of inputNames) {
           const x = s.feed[n]!;
-          feed[n] = { type: 'float32', dims: x.dims, data: augmentImage(x.data as Float32Array, x.dims, rand, options.augment!) };
+          feed[n] = images.includes(n) ? { type: 'float32', dims: x.dims, data: augmentImage(x.data as Float32Array, x.dims, rand, aug!) } : x;
         }
         const t1 = performance.now();
         const aOut = await teacherRun.run(feed, tNames);
@@ -630,7 +643,6 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
         heldOutTeacher.push(argmaxRows((await teacherRun.run(s.feed, [tInfo.output]))[tInfo.output]!));
       }
     }
-    const online = options.augment?.online ?? 0;
     if (online === 0) await teacherRun.dispose();
 
     // 3. before training: agreement as given, batch-norm statistics adapted to the data, the trainer
@@ -638,7 +650,7 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
     await studentRun.dispose();
     studentRun = undefined;
     let adapted = 0;
-    if (options.adaptBatchNorm ?? true) {
+    if (options.adaptBatchNorm) {
       const n = Math.min(cache.count, options.adaptSamples ?? 128);
       const pick = Int32Array.from({ length: n }, (_, i) => Math.floor((i * cache!.count) / n));
       const feeds = assemble(cache, segments.filter((g) => g.kind === 'input'), pick, 0, n, new Float32Array(cache.recordFloats));
@@ -652,7 +664,7 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
       agreement = await agreementOf(s0, sInfo.output, heldOutFeeds, heldOutTeacher);
       await s0.dispose();
     }
-    trainer = await createTrainer(student, inputNames, inputDims, segments, sInfo, features, { T, alpha, beta, labels, batch, optimizer: options.optimizer ?? 'adam', weightDecay: options.weightDecay ?? 0, session: so });
+    trainer = await createTrainer(student, inputNames, inputDims, segments, sInfo, features, { T, alpha, beta, labels, batch, optimizer: options.optimizer, weightDecay: options.weightDecay, session: so });
 
     // 4. train
     const epochRecords: EpochRecord[] = [];
@@ -662,7 +674,7 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
     const N = cache.count;
     const perEpoch = Math.ceil(N / batch);
     const total = perEpoch * epochs;
-    const schedule = options.schedule ?? 'cosine';
+    const schedule = options.schedule;
     const bar = new ProgressBar({ label: 'distill', total, ...(options.progress === undefined ? {} : { enabled: options.progress }) });
     const record = new Float32Array(cache.recordFloats);
     const order = Int32Array.from({ length: N }, (_, i) => i);
@@ -675,7 +687,7 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
         let sum = 0;
         for (let b = 0; b < perEpoch; b++) {
           const feeds = assemble(cache, segments, order, b * batch, batch, record);
-          if (online > 0) teacherMs += await refresh(feeds, segments, batch, teacherRun, rand, options.augment!);
+          if (online > 0) teacherMs += await refresh(feeds, segments, images, batch, teacherRun, rand, aug!);
           const rate = lrAt(step, total, lr, schedule);
           const r = await trainer.step(feeds, rate);
           if (!Number.isFinite(r.loss)) {
@@ -705,6 +717,7 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
       student: sInfo,
       features: features.map((f, i) => ({ teacher: f[0], student: f[1], dims: featureDims[i]! })),
       samples,
+      augmentation: { inputs: images, copies, online, flip: images.length ? aug!.flip : 0 },
       givenAgreement: given,
       adaptedBatchNorms: adapted,
       trainingRecords: N,
@@ -780,21 +793,25 @@ function fill(rec: Float32Array, segs: readonly Segment[], feed: Feed, tOut: Fee
 
 /**
  * Online augmentation: replaces a random `online` fraction of the batch's samples by fresh
- * augmentations (optionally mixed with another sample of the batch) and recomputes the teacher's
- * targets for them. Returns the milliseconds spent in the teacher.
+ * augmentations of their `images` inputs (optionally mixed with another sample of the batch) and
+ * recomputes the teacher's targets for them. Returns the milliseconds spent in the teacher.
  */
-async function refresh(feeds: Record<string, ort.Tensor>, segs: readonly Segment[], batch: number, teacher: Session, rand: () => number, o: AugmentOptions): Promise<number> {
+async function refresh(feeds: Record<string, ort.Tensor>, segs: readonly Segment[], images: readonly string[], batch: number, teacher: Session, rand: () => number, o: AugmentOptions): Promise<number> {
   const inputs = segs.filter((g) => g.kind === 'input');
   const targets = segs.filter((g) => g.kind === 'teacher' || g.kind === 'feature');
   const originals = inputs.map((g) => (feeds[g.name]!.data as Float32Array).slice());
   let ms = 0;
   for (let j = 0; j < batch; j++) {
-    if (rand() >= o.online!) continue;
-    const mate = rand() < (o.mixup ?? 0) ? Math.floor(rand() * batch) : -1;
+    if (rand() >= o.online) continue;
+    const mate = rand() < o.mixup ? Math.floor(rand() * batch) : -1;
     const lambda = 0.5 + rand() * 0.5;
     const feed: Feed = {};
     inputs.forEach((g, i) => {
       const row = originals[i]!.subarray(j * g.length, (j + 1) * g.length);
+      if (!images.includes(g.source)) {
+        feed[g.source] = { type: 'float32', dims: g.dims, data: row.slice() };
+        return;
+      }
       const x = augmentImage(row, g.dims, rand, o);
       if (mate >= 0) {
         const other = originals[i]!.subarray(mate * g.length, (mate + 1) * g.length);
@@ -881,6 +898,23 @@ function writeBack(model: Model, trainer: Trainer): void {
 
 // ---------------------------------------------------------------------------------------------
 // Feature matching through channel pruning
+
+/**
+ * The tensors matched by default when the student is the teacher pruned: the data input of every
+ * full (group 1) Conv that does not read a graph input, each name once, then every `every`-th of
+ * them starting with the first. These are the pruned layers' inputs, where the student's channels
+ * are a subset of the teacher's.
+ */
+export function convInputFeatures(model: Model, every: number): string[] {
+  const g = model.graph;
+  const names: string[] = [];
+  for (const n of g.nodes) {
+    const x = n.inputs[0];
+    if (n.opType !== 'Conv' || n.opDomain !== '' || n.getInt('group', 1) !== 1 || !x || g.inputs.includes(x) || names.includes(x.name)) continue;
+    names.push(x.name);
+  }
+  return every >= 1 ? names.filter((_, i) => i % every === 0) : [];
+}
 
 /**
  * A copy of `teacher` where each named tensor also appears as `<name>__kept`, a Gather of the

@@ -13,8 +13,8 @@ import { checkModel } from '../../graph/checker.js';
 import { checkError, inputError } from '../../graph/errors.js';
 import type { Model } from '../../graph/ir.js';
 import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
-import { distillModel, DistillModelOptions, DistillModelReport, parseFeaturePairs } from '../../passes/distill.js';
-import { pruneChannels, ChannelReport } from '../../passes/prune-channels.js';
+import distillPass, { distillModel, DistillModelOptions, DistillModelReport, DistillPassOptions, prunedStudent } from '../../passes/distill.js';
+import pruneChannelsPass, { ChannelReport } from '../../passes/prune-channels.js';
 import { parsePipeline } from '../../passes/pipeline.js';
 import { modelFacts, newReport, writeReport } from '../../report/document.js';
 import { formatBytes, renderTable } from '../../report/table.js';
@@ -24,6 +24,7 @@ import { measureLatency } from '../../runtime/latency.js';
 import { argmaxRows, loadMetric } from '../../runtime/metrics.js';
 import { createSession, Session } from '../../runtime/session.js';
 import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
+import { passFlag, passOptionsFrom } from '../schema-options.js';
 
 interface Args extends WriteArgs {
   teacher: string;
@@ -34,22 +35,8 @@ interface Args extends WriteArgs {
   preprocess?: string;
   shape?: string[];
   output: string;
-  epochs: number;
-  lr: number;
-  temperature: number;
-  alpha: number;
-  batch: number;
-  features?: string[];
-  featureWeight: number;
-  labels?: string;
-  augment: number;
   holdout?: number;
-  optimizer: string;
-  schedule: string;
-  seed: number;
-  optimize: boolean;
-  adaptBn: boolean;
-  outputName?: string;
+  labels?: string;
   eval?: string;
   evalPreprocess?: string;
   metric?: string[];
@@ -57,7 +44,37 @@ interface Args extends WriteArgs {
   threads: number;
   latencyRuns: number;
   json: boolean;
+  /** Pass options by their yargs keys (see FLAGS). */
+  [flag: string]: unknown;
 }
+
+/** distill pass option -> yargs key of its flag; every default comes from the pass schema. */
+const FLAGS: Partial<Record<keyof DistillPassOptions, string>> = {
+  epochs: 'epochs',
+  lr: 'lr',
+  temperature: 'temperature',
+  alpha: 'alpha',
+  batch: 'batch',
+  features: 'features',
+  featureWeight: 'featureWeight',
+  keptFeatures: 'keptFeatures',
+  augment: 'augment',
+  online: 'online',
+  flip: 'flip',
+  shift: 'shift',
+  crop: 'crop',
+  brightness: 'brightness',
+  contrast: 'contrast',
+  mixup: 'mixup',
+  weightDecay: 'weightDecay',
+  holdout: 'holdout',
+  seed: 'seed',
+  schedule: 'schedule',
+  optimizer: 'optimizer',
+  optimize: 'optimize',
+  adaptBatchNorm: 'adaptBn',
+  output: 'outputName',
+};
 
 export interface DistillCommandReport {
   schema: 'onnxforge.distill/1';
@@ -82,28 +99,37 @@ export const distillCommand: CommandModule<object, Args> = {
       y
         .option('teacher', { type: 'string', demandOption: true, describe: 'the teacher .onnx model' })
         .option('student', { type: 'string', describe: 'the student .onnx model (or use --prune-channels)' })
-        .option('prune-channels', { type: 'number', describe: 'student = the teacher with this fraction of its channels pruned (prune-channels, l1)' })
-        .option('prune-options', { type: 'string', describe: 'more prune-channels options in pipeline syntax, e.g. "scope=global;cost=flops;maxRatio=0.5;roundTo=8" (the setting bench:prune measures fastest)' })
+        .option('prune-channels', passFlag(pruneChannelsPass, 'ratio', { noDefault: true, describe: 'student = the teacher with this fraction of its channels removed (prune-channels with its defaults, as `onnxforge prune --channels`)' }))
+        .option('prune-options', { type: 'string', describe: 'more prune-channels options in pipeline syntax, e.g. "scope=layer;roundTo=1" (small models: groups of at most roundTo channels stay whole)' })
         .option('data', { type: 'string', demandOption: true, describe: 'training inputs: a folder or file of .npy/.npz, .pb, .json, .png (with --preprocess), or random[:count[:seed]]' })
         .option('preprocess', { type: 'string', describe: 'image preprocessing file (JSON) for .png data' })
         .option('shape', { type: 'string', array: true, describe: 'symbolic dims for random data: input=1,3,224,224 or dimname=N' })
         .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'where to write the distilled student' })
-        .option('epochs', { type: 'number', default: 10, describe: 'passes over the training records' })
-        .option('lr', { type: 'number', default: 1e-3, describe: 'peak learning rate' })
-        .option('temperature', { type: 'number', default: 4, describe: 'softmax temperature T (the KL term is scaled by T^2)' })
-        .option('alpha', { type: 'number', default: 0.5, describe: 'with --labels: weight of the KL term; cross-entropy gets 1 - alpha' })
-        .option('batch', { type: 'number', default: 16, describe: 'samples per training step' })
-        .option('features', { type: 'string', array: true, describe: 'matched intermediate tensors teacher:student (comma-separated or repeated), each adding an MSE term' })
-        .option('feature-weight', { type: 'number', default: 1, describe: 'weight of each feature MSE term' })
+        .option('epochs', passFlag(distillPass, 'epochs'))
+        .option('lr', passFlag(distillPass, 'lr'))
+        .option('temperature', passFlag(distillPass, 'temperature'))
+        .option('alpha', passFlag(distillPass, 'alpha'))
+        .option('batch', passFlag(distillPass, 'batch'))
+        .option('features', passFlag(distillPass, 'features', { describe: 'matched intermediate tensors teacher:student (comma-separated or repeated), each adding an MSE term' }))
+        .option('feature-weight', passFlag(distillPass, 'featureWeight'))
+        .option('kept-features', passFlag(distillPass, 'keptFeatures', { describe: "with --prune-channels: match the input of every n-th full Conv to the teacher's kept channels (MSE); 0 turns it off" }))
         .option('labels', { type: 'string', describe: 'label field giving the class (number or boolean) for a cross-entropy term, e.g. rotate180' })
-        .option('augment', { type: 'number', default: 0, describe: 'augmented copies (crop/shift/brightness/contrast) of each training sample' })
-        .option('holdout', { type: 'number', describe: 'fraction of --data held out for the per-epoch agreement (default 0.1 without --eval, else 0)' })
-        .option('optimizer', { type: 'string', choices: ['adam', 'sgd'], default: 'adam', describe: 'AdamW or SGD with momentum 0.9' })
-        .option('schedule', { type: 'string', choices: ['cosine', 'constant'], default: 'cosine', describe: 'learning-rate schedule' })
-        .option('seed', { type: 'number', default: 1, describe: 'seed of shuffling and augmentation' })
-        .option('optimize', { type: 'boolean', default: true, describe: 'run the default preset on the distilled student (folds BatchNormalization; --no-optimize keeps the graph as trained)' })
-        .option('adapt-bn', { type: 'boolean', default: true, describe: 're-estimate BatchNormalization statistics on the training inputs before training' })
-        .option('output-name', { type: 'string', describe: 'graph output to distill (default: the first)' })
+        .option('augment', passFlag(distillPass, 'augment'))
+        .option('online', passFlag(distillPass, 'online'))
+        .option('flip', passFlag(distillPass, 'flip'))
+        .option('shift', passFlag(distillPass, 'shift'))
+        .option('crop', passFlag(distillPass, 'crop'))
+        .option('brightness', passFlag(distillPass, 'brightness'))
+        .option('contrast', passFlag(distillPass, 'contrast'))
+        .option('mixup', passFlag(distillPass, 'mixup'))
+        .option('weight-decay', passFlag(distillPass, 'weightDecay'))
+        .option('holdout', passFlag(distillPass, 'holdout', { noDefault: true, defaultDescription: '0.1 without --eval, else 0' }))
+        .option('optimizer', passFlag(distillPass, 'optimizer'))
+        .option('schedule', passFlag(distillPass, 'schedule'))
+        .option('seed', passFlag(distillPass, 'seed'))
+        .option('optimize', passFlag(distillPass, 'optimize', { describe: 'run the default preset on the distilled student (folds BatchNormalization; --no-optimize keeps the graph as trained)' }))
+        .option('adapt-bn', passFlag(distillPass, 'adaptBatchNorm'))
+        .option('output-name', passFlag(distillPass, 'output'))
         .option('eval', { type: 'string', describe: 'held-out evaluation data (agreement after each epoch, accuracy with --metric)' })
         .option('eval-preprocess', { type: 'string', describe: 'preprocessing for --eval images (default: --preprocess)' })
         .option('metric', { type: 'string', array: true, describe: 'task metric module path[#export] evaluated on --eval (repeatable)' })
@@ -132,9 +158,7 @@ function validate(a: Args): void {
   const int = (name: string, v: number, min: number) => {
     if (!Number.isInteger(v) || v < min) throw inputError('USAGE_BAD_VALUE', `--${name} must be a whole number of at least ${min}, got ${v}`);
   };
-  int('epochs', a.epochs, 1);
-  int('batch', a.batch, 1);
-  int('augment', a.augment, 0);
+  int('kept-features', a.keptFeatures as number, 0);
   int('threads', a.threads, 0);
   int('latency-runs', a.latencyRuns, 1);
 }
@@ -159,12 +183,13 @@ async function runDistill(a: Args): Promise<{ report: DistillCommandReport; doc:
   const teacher = await loadModel(a.teacher);
   let student: Model;
   let pruning: ChannelReport | undefined;
+  let kept: ((name: string) => number[] | undefined) | undefined;
   if (a.student !== undefined) student = await loadModel(a.student);
   else {
-    student = cloneModel(teacher);
-    // the same option parsing and validation as the pass in a pipeline: prune-channels<ratio=R;...>
+    // the same option parsing, validation and defaults as the pass in a pipeline: prune-channels<ratio=R;...>
     const [step] = parsePipeline(`prune-channels<ratio=${a.pruneChannels!}${a.pruneOptions ? `;${a.pruneOptions}` : ''}>`);
-    pruning = pruneChannels(student, step!.options);
+    ({ student, pruning, kept } = prunedStudent(teacher, step!.options));
+    if (pruning.note) process.stderr.write(`warning: prune-channels: ${pruning.note}\n`);
   }
   const studentBefore = cloneModel(student);
   const teacherBytes = serializeModel(teacher).byteLength;
@@ -180,25 +205,13 @@ async function runDistill(a: Args): Promise<{ report: DistillCommandReport; doc:
     const evalSet: Sample[] | undefined = a.eval ? await collectSamples(a.eval, inputs, { shapes, ...(evalPrep ? { preprocess: evalPrep } : {}) }) : undefined;
 
     const opts: DistillModelOptions = {
-      epochs: a.epochs,
-      lr: a.lr,
-      temperature: a.temperature,
-      alpha: a.alpha,
-      batch: a.batch,
-      features: parseFeaturePairs(a.features ?? []),
-      featureWeight: a.featureWeight,
-      optimizer: a.optimizer as 'adam',
-      schedule: a.schedule as 'cosine',
-      seed: a.seed,
-      optimize: a.optimize,
-      adaptBatchNorm: a.adaptBn,
+      ...passOptionsFrom(distillPass, a, FLAGS),
       holdout: a.holdout ?? (evalSet ? 0 : 0.1),
       session: a.threads ? { intraOpNumThreads: a.threads } : {},
       ...(a.json ? { progress: false } : {}),
     };
-    if (a.augment > 0) opts.augment = { copies: a.augment };
+    if (kept) opts.kept = kept;
     if (a.labels) opts.labelOf = labelReader(a.labels);
-    if (a.outputName) opts.output = a.outputName;
     if (evalSet) opts.heldOut = evalSet;
     const d = await distillModel(student, teacher, data, opts);
 

@@ -12,7 +12,7 @@ import { checkModel } from '../../graph/checker.js';
 import { inputError } from '../../graph/errors.js';
 import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
 import type { Explanation, PassContext } from '../../passes/pass.js';
-import pruneChannelsPass, { ChannelReport } from '../../passes/prune-channels.js';
+import pruneChannelsPass, { ChannelReport, PruneChannelsOptions } from '../../passes/prune-channels.js';
 import pruneMagnitudePass, { MagnitudeReport, weightSparsity } from '../../passes/prune-magnitude.js';
 import { DeployedSizes, measureDeployed, SizeSet, sizesOf } from '../../passes/prune/deploy.js';
 import { optimize } from '../../passes/manager.js';
@@ -25,19 +25,20 @@ import { measureLatency } from '../../runtime/latency.js';
 import { loadMetric } from '../../runtime/metrics.js';
 import { Session } from '../../runtime/session.js';
 import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
+import { passFlag, passOptionsFrom } from '../schema-options.js';
 
 interface Args extends WriteArgs {
   model: string;
   output: string;
   channels?: number;
   magnitude?: number;
-  criterion: string;
+  criterion?: string;
   scope?: string;
   exclude?: string[];
   layers?: string[];
-  roundTo: number;
-  cost: string;
-  maxRatio: number;
+  roundTo?: number;
+  cost?: string;
+  maxRatio?: number;
   optimize: boolean;
   storage: string;
   shape?: string[];
@@ -98,6 +99,18 @@ function feedShapes(feed: Feed): Record<string, number[]> {
   return Object.fromEntries(Object.entries(feed).map(([k, v]) => [k, v.dims]));
 }
 
+/** The prune-channels options the flags give; the rest are the pass's schema defaults (as in a pipeline file). */
+export function channelOptions(a: Args): PruneChannelsOptions {
+  return passOptionsFrom(pruneChannelsPass, a, { ratio: 'channels', criterion: 'criterion', scope: 'scope', exclude: 'exclude', layers: 'layers', cost: 'cost', maxRatio: 'maxRatio', roundTo: 'roundTo' });
+}
+
+/** Help text for a flag both passes take: their default, said once when they agree. */
+function sharedDefault(key: 'scope'): string {
+  const c = String(pruneChannelsPass.options[key]!.default);
+  const m = String(pruneMagnitudePass.options[key]!.default);
+  return c === m ? c : `${c} with --channels, ${m} with --magnitude`;
+}
+
 export async function runPrune(a: Args): Promise<PruneCommandReport> {
   if ((a.channels === undefined) === (a.magnitude === undefined)) throw inputError('USAGE_CONFLICT', 'give exactly one of --channels R or --magnitude S');
   if (!!a.eval !== !!a.metric) throw inputError('USAGE_MISSING', '--eval and --metric go together');
@@ -122,11 +135,11 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
       const spec = parseDataSpec(a.calibration);
       ctx.data.calibration = () => openDataSource(spec, inputs, opts);
     }
-    await pruneChannelsPass.run(model, { ratio: a.channels!, criterion: a.criterion, scope: a.scope ?? (a.cost !== 'none' || a.maxRatio < 1 ? 'global' : 'layer'), exclude: a.exclude ?? [], layers: a.layers ?? [], minChannels: 1, roundTo: a.roundTo, compensate: true, calibrationSamples: 16, cost: a.cost, maxRatio: a.maxRatio }, ctx);
+    await pruneChannelsPass.run(model, channelOptions(a), ctx);
     report.channels = ctx.shared.get('prune-channels') as ChannelReport;
   } else {
     const ctx = context(explanations, !!a.explain, 'prune-magnitude');
-    await pruneMagnitudePass.run(model, { sparsity: a.magnitude!, scope: a.scope ?? 'global', ops: ['Conv', 'Gemm', 'MatMul'], exclude: a.exclude ?? [] }, ctx);
+    await pruneMagnitudePass.run(model, passOptionsFrom(pruneMagnitudePass, a, { sparsity: 'magnitude', scope: 'scope', exclude: 'exclude' }), ctx);
     report.magnitude = ctx.shared.get('prune-magnitude') as MagnitudeReport;
   }
   const issues = checkModel(model).filter((i) => !checkModel(original).some((o) => o.code === i.code && o.message === i.message));
@@ -194,7 +207,7 @@ export function renderPruneReport(r: PruneCommandReport): string {
   const out: string[] = [];
   if (r.channels) {
     const rows = r.channels.groups.map((g) => [g.nodes.join(', ').slice(0, 60), g.before, g.after, g.reason ? `kept: ${g.reason}`.slice(0, 90) : '']);
-    out.push(renderTable(['channel group (producers)', 'before', 'after', 'note'], rows, { title: `prune-channels ratio ${r.channels.ratio} (${r.channels.criterion}, ${r.channels.scope}): channels ${r.channels.channelsBefore} -> ${r.channels.channelsAfter}` }));
+    out.push(renderTable(['channel group (producers)', 'before', 'after', 'note'], rows, { title: `prune-channels ratio ${r.channels.ratio} (${r.channels.criterion}, scope ${r.channels.scope}${r.channels.scope === 'global' ? `, cost ${r.channels.cost}` : ''}, max ratio ${r.channels.maxRatio}, round to ${r.channels.roundTo}): channels ${r.channels.channelsBefore} -> ${r.channels.channelsAfter}` }));
   }
   if (r.magnitude) {
     const rows = r.magnitude.layers.map((l) => [l.weight, l.op, l.elements, pct(l.sparsity)]);
@@ -243,17 +256,17 @@ export const pruneCommand: CommandModule<object, Args> = {
       y
         .positional('model', { type: 'string', demandOption: true, describe: 'the .onnx file' })
         .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'where to write the pruned model' })
-        .option('channels', { type: 'number', describe: 'fraction of channels to remove per group, in (0, 1)' })
-        .option('magnitude', { type: 'number', describe: 'fraction of Conv/Gemm/MatMul weights to zero, in (0, 1)' })
-        .option('criterion', { choices: ['l1', 'l2'], default: 'l1', describe: 'channel ranking norm (--channels)' })
-        .option('scope', { choices: ['layer', 'global'], describe: 'per group/tensor or one global ranking (default: global for --magnitude and for --channels with --cost flops or --max-ratio, else layer)' })
-        .option('exclude', { type: 'string', array: true, describe: 'node, weight or output names to leave alone (* wildcards)' })
-        .option('layers', { type: 'string', array: true, describe: 'per-layer channel ratios: name=ratio' })
-        .option('cost', { choices: ['none', 'flops'], default: 'none', describe: 'rank channels by importance per FLOP they cost (flops) instead of importance alone (global scope)' })
+        .option('channels', passFlag(pruneChannelsPass, 'ratio', { noDefault: true, describe: 'remove this fraction of the channels (structured; prune-channels ratio), in (0, 1)' }))
+        .option('magnitude', passFlag(pruneMagnitudePass, 'sparsity', { noDefault: true, describe: 'zero this fraction of the Conv/Gemm/MatMul weights (unstructured; prune-magnitude sparsity), in (0, 1)' }))
+        .option('criterion', passFlag(pruneChannelsPass, 'criterion'))
+        .option('scope', passFlag(pruneChannelsPass, 'scope', { noDefault: true, describe: 'one ranking over all channels / weights (global) or the same fraction of each group / tensor (layer)', defaultDescription: sharedDefault('scope') }))
+        .option('exclude', passFlag(pruneChannelsPass, 'exclude'))
+        .option('layers', passFlag(pruneChannelsPass, 'layers', { describe: 'per-layer channel ratios: name=ratio' }))
+        .option('cost', passFlag(pruneChannelsPass, 'cost'))
+        .option('max-ratio', passFlag(pruneChannelsPass, 'maxRatio'))
+        .option('round-to', passFlag(pruneChannelsPass, 'roundTo'))
         .option('storage', { choices: ['dense', 'sparse'], default: 'dense', describe: 'write pruned tensors as ONNX sparse initializers where smaller, when onnxruntime loads that file with identical outputs (measured; else dense with a warning)' })
         .option('optimize', { type: 'boolean', default: true, describe: 'run the lossless default preset after pruning (folds BatchNormalization into the pruned weights, zeros stay zero); --no-optimize writes the graph as pruned' })
-        .option('max-ratio', { type: 'number', default: 1, describe: 'the largest fraction of any one group that may be removed, in (0, 1] (global scope)' })
-        .option('round-to', { type: 'number', default: 1, describe: 'round kept channel counts to a multiple of this (8 suits onnxruntime on AVX2)' })
         .option('shape', { type: 'string', array: true, describe: 'size of symbolic input dims: name=1,3,224,224' })
         .option('inputs', { type: 'string', describe: 'inputs for shapes and timing (data spec; default generated)' })
         .option('calibration', { type: 'string', describe: 'data spec for bias compensation of removed channels (--channels)' })

@@ -104,7 +104,10 @@ export interface SelectOptions {
    * and the same channel budget removes more of the expensive layers.
    */
   costs?: Map<number, number>;
-  /** Global scope only: the largest fraction of any one group that may be removed (default 1). */
+  /**
+   * The largest fraction of any one group that may be removed (default 1): a floor on what each
+   * group keeps in the global ranking, and a cap on the scope-layer ratio. Per-space `ratios` are exact.
+   */
   maxRatio?: number;
 }
 
@@ -151,8 +154,8 @@ export function channelCosts(a: DependencyAnalysis, flops: Map<Node, number>): M
 }
 
 /**
- * Chooses the channels to keep. `layer`: each space drops round(ratio * C) channels of lowest
- * importance. `global`: importances are divided by their space's mean, then the round(ratio * total)
+ * Chooses the channels to keep. `layer`: each space drops round(min(ratio, maxRatio) * C) channels of
+ * lowest importance. `global`: importances are divided by their space's mean, then the round(ratio * total)
  * lowest across all spaces are dropped, each space keeping at least `minChannels`. With `roundTo` q,
  * kept counts are multiples of q and the total removed is within q/2 of round(ratio * total) (see
  * `roundGlobal`).
@@ -202,11 +205,14 @@ export function selectChannels(a: DependencyAnalysis, importance: Map<number, Fl
     }
   }
   for (const s of spaces) {
-    const r = o.ratios?.get(s.id) ?? (o.scope === 'layer' ? o.ratio : undefined);
+    const exact = o.ratios?.get(s.id);
+    const r = exact ?? (o.scope === 'layer' ? Math.min(o.ratio, o.maxRatio ?? 1) : undefined);
     if (r === undefined) continue;
     let drop = roundHalfEven(r * s.size);
     const q = Math.max(1, o.roundTo ?? 1);
-    if (q > 1 && drop > 0) drop = s.size - Math.max(q, Math.round((s.size - drop) / q) * q);
+    // rounding to q must not take the group below what maxRatio leaves (per-space ratios are exact)
+    const floor = exact === undefined ? Math.ceil(s.size * (1 - (o.maxRatio ?? 1)) - 1e-9) : 0;
+    if (q > 1 && drop > 0) drop = s.size - Math.min(s.size, Math.max(q, Math.round((s.size - drop) / q) * q, Math.ceil(floor / q) * q));
     if (drop <= 0) continue;
     if (s.size - drop < minKeep) {
       skipped.push({ space: s, reason: `pruning ${drop} of ${s.size} channels would leave fewer than ${minKeep}; the layer is kept whole` });

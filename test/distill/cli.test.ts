@@ -58,24 +58,27 @@ describe('onnxforge distill', () => {
     expect(doc.details.agreement.samples).toBe(24);
   }, 60_000);
 
-  it('--prune-channels builds the student from the teacher', async () => {
+  it('--prune-channels builds the student from the teacher with prune-channels\' defaults: 16 units in blocks of 8 stay whole, and it says so', async () => {
     const teacher = await write('teacher2.onnx', mlp(1));
     const out = path.join(tmp, 'pruned.onnx');
     const r = await run('distill', '--teacher', teacher, '--prune-channels', '0.25', '--data', 'random:32:3', '--shape', 'N=1', '--epochs', '1', '--latency-runs', '2', '--json', '-o', out);
     expect(r.code).toBe(0);
     const rep = JSON.parse(r.out);
-    expect(rep.pruning.channelsAfter).toBeLessThan(rep.pruning.channelsBefore);
+    expect([rep.pruning.scope, rep.pruning.cost, rep.pruning.maxRatio, rep.pruning.roundTo]).toEqual(['global', 'flops', 0.5, 8]);
+    expect(rep.pruning.channelsAfter).toBe(rep.pruning.channelsBefore);
+    expect(r.err).toContain('roundTo=1');
     expect(fs.existsSync(out)).toBe(true);
   }, 60_000);
 
   it('--prune-options reach the pruning pass', async () => {
     const teacher = await write('teacher3.onnx', mlp(1));
-    const out = path.join(tmp, 'pruned-global.onnx');
-    const r = await run('distill', '--teacher', teacher, '--prune-channels', '0.25', '--prune-options', 'scope=global;cost=flops;maxRatio=0.5', '--data', 'random:32:3', '--shape', 'N=1', '--epochs', '1', '--latency-runs', '2', '--json', '-o', out);
+    const out = path.join(tmp, 'pruned-layer.onnx');
+    const r = await run('distill', '--teacher', teacher, '--prune-channels', '0.25', '--prune-options', 'scope=layer;roundTo=1', '--data', 'random:32:3', '--shape', 'N=1', '--epochs', '1', '--latency-runs', '2', '--json', '-o', out);
     expect(r.code).toBe(0);
     const rep = JSON.parse(r.out);
-    expect(rep.pruning.scope).toBe('global');
-    expect(rep.pruning.channelsAfter).toBeLessThan(rep.pruning.channelsBefore);
+    expect(rep.pruning.scope).toBe('layer');
+    expect(rep.pruning.roundTo).toBe(1);
+    expect(rep.pruning.channelsAfter).toBe(rep.pruning.channelsBefore - 4);
   }, 60_000);
 
   const bad: Array<[string, () => Promise<string[]>, string]> = [
@@ -86,7 +89,8 @@ describe('onnxforge distill', () => {
     ['neither --student nor --prune-channels', async () => [], 'USAGE_CONFLICT'],
     ['--prune-options without --prune-channels', async () => ['--student', await write('s5.onnx', mlp(2)), '--prune-options', 'scope=global'], 'USAGE_MISSING'],
     ['a bad --prune-options value', async () => ['--prune-channels', '0.3', '--prune-options', 'scope=sideways'], 'PIPELINE_BAD_OPTION'],
-    ['--prune-options that need the global scope', async () => ['--prune-channels', '0.3', '--prune-options', 'cost=flops'], 'PRUNE_NEEDS_GLOBAL'],
+    ['a --prune-options value out of range', async () => ['--prune-channels', '0.3', '--prune-options', 'maxRatio=1.5'], 'PIPELINE_BAD_OPTION'],
+    ['a bad distill option value', async () => ['--prune-channels', '0.3', '--flip', '2'], 'DISTILL_BAD_OPTION'],
   ];
   for (const [name, args, code] of bad) {
     it(`${name}: exit 2, nothing written`, async () => {

@@ -18,14 +18,17 @@ import { constantOf, Model } from '../../graph/ir.js';
 import { cloneModel, serializeModel } from '../../graph/onnx/index.js';
 import { Tensor } from '../../graph/tensor.js';
 import { optimize } from '../../passes/manager.js';
-import { distillModel, parseFeaturePairs } from '../../passes/distill.js';
-import { adaptBatchNorm, augmentImage, distill, findLogits, RecordCache } from '../../runtime/distill.js';
+import { distillModel, distillSettings, parseFeaturePairs } from '../../passes/distill.js';
+import { adaptBatchNorm, AugmentOptions, augmentImage, distill, findLogits, RecordCache } from '../../runtime/distill.js';
 import { argmaxRows } from '../../runtime/metrics.js';
 import { Session } from '../../runtime/session.js';
 import { mulberry32 } from '../../calibration/data/generate.js';
 
 const D = 8;
 const ONE = { intraOpNumThreads: 1 };
+/** Runtime settings: the given options over the distill pass's schema defaults. */
+const S = distillSettings;
+const NO_AUG: AugmentOptions = { copies: 0, shift: 0, crop: 0, brightness: 0, contrast: 0, flip: 0, online: 0, mixup: 0 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'distill-test-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -126,7 +129,7 @@ describe('the distilled tensor', () => {
     const z = b.op('Gemm', [x, b.initializer('w', weights(r, [D, 3], 1))])[0]!;
     b.output(b.op('Softmax', [z], { axis: 0 })[0]!, 'probs');
     const m = b.model();
-    const e = await failure(distill(cloneModel(m), m, train.slice(0, 4), { epochs: 1, session: ONE, progress: false }));
+    const e = await failure(distill(cloneModel(m), m, train.slice(0, 4), S({ epochs: 1, session: ONE, progress: false })));
     expect(e.code).toBe('DISTILL_SOFTMAX_AXIS');
   });
 });
@@ -135,7 +138,7 @@ describe('distillation', () => {
   it('raises agreement with the teacher on held-out inputs, and the student written is the trained one', async () => {
     const student = mlp({ seed: 2, bn: true });
     const before = await agreement(student, teacher, heldOut);
-    const r = await distill(student, teacher, train, { epochs: 12, lr: 0.02, temperature: 2, batch: 16, heldOut, seed: 3, session: ONE, progress: false });
+    const r = await distill(student, teacher, train, S({ epochs: 12, lr: 0.02, temperature: 2, batch: 16, heldOut, seed: 3, session: ONE, progress: false }));
     const after = await agreement(student, teacher, heldOut);
     expect(r.student.logits).toBe('logits');
     expect(r.givenAgreement).toBeCloseTo(before, 10);
@@ -154,15 +157,17 @@ describe('distillation', () => {
 
   it('gives the same training with the cache on disk as in memory, and removes the file', async () => {
     const dir = fs.mkdtempSync(path.join(tmp, 'cache-'));
-    const opts = { epochs: 2, lr: 0.01, batch: 8, seed: 5, heldOut: heldOut.slice(0, 32), session: ONE, progress: false, augment: { copies: 1 } };
+    const opts = S({ epochs: 2, lr: 0.01, batch: 8, seed: 5, heldOut: heldOut.slice(0, 32), session: ONE, progress: false });
     const a = mlp({ seed: 2 });
     const b = mlp({ seed: 2 });
     const ra = await distill(a, teacher, train.slice(0, 40), opts);
     const rb = await distill(b, teacher, train.slice(0, 40), { ...opts, cacheLimitBytes: 0, cacheDir: dir });
     expect(ra.cache.onDisk).toBe(false);
     expect(rb.cache.onDisk).toBe(true);
-    expect(rb.cache.records).toBe(80);
-    expect(rb.cache.bytes).toBe(80 * (D + 3) * 4);
+    // [N, 8] inputs are not images: the augmentation defaults leave them alone
+    expect(rb.augmentation).toEqual({ inputs: [], copies: 0, online: 0, flip: 0 });
+    expect(rb.cache.records).toBe(40);
+    expect(rb.cache.bytes).toBe(40 * (D + 3) * 4);
     expect(fs.readdirSync(dir)).toEqual([]);
     for (const w of ['w1', 'b1', 'w2', 'b2']) {
       const ta = a.graph.initializerTensor(a.graph.findValue(w)!)!;
@@ -175,18 +180,18 @@ describe('distillation', () => {
   it('adds feature MSE and label cross-entropy terms', async () => {
     const student = mlp({ seed: 4 });
     const labelled = train.slice(0, 64).map((s, i) => ({ ...s, label: { cls: i % 3 } }));
-    const r = await distill(student, teacher, labelled, {
+    const r = await distill(student, teacher, labelled, S({
       epochs: 2,
       lr: 0.01,
       batch: 16,
-      features: parseFeaturePairs(['hidden:hidden']),
+      features: ['hidden:hidden'],
       featureWeight: 0.1,
       labelOf: (l) => (l as { cls: number }).cls,
       alpha: 0.7,
       holdout: 0.25,
       session: ONE,
       progress: false,
-    });
+    }));
     expect(r.labels).toBe(true);
     expect(r.alpha).toBe(0.7);
     expect(r.features).toEqual([{ teacher: 'hidden', student: 'hidden', dims: [1, 16] }]);
@@ -227,15 +232,19 @@ describe('record cache and helpers', () => {
   it('augments an image tensor within the configured ranges', () => {
     const dims = [1, 1, 4, 6];
     const src = Float32Array.from({ length: 24 }, (_, i) => i);
-    const same = augmentImage(src, dims, mulberry32(1), { copies: 1, shift: 0, crop: 0, brightness: 0, contrast: 0 });
+    const same = augmentImage(src, dims, mulberry32(1), { ...NO_AUG, copies: 1 });
     expect(Array.from(same)).toEqual(Array.from(src));
-    const bright = augmentImage(src, dims, mulberry32(1), { copies: 1, shift: 0, crop: 0, brightness: 0.5, contrast: 0 });
+    const bright = augmentImage(src, dims, mulberry32(1), { ...NO_AUG, copies: 1, brightness: 0.5 });
     const d = bright[0]! - src[0]!;
     expect(Math.abs(d)).toBeLessThanOrEqual(0.5);
     expect(Array.from(bright).every((v, i) => Math.abs(v - src[i]! - d) < 1e-5)).toBe(true);
-    const moved = augmentImage(src, dims, mulberry32(2), { copies: 1, shift: 2, crop: 0.2, brightness: 0, contrast: 0 });
+    const moved = augmentImage(src, dims, mulberry32(2), { ...NO_AUG, copies: 1, shift: 2, crop: 0.2 });
     expect(Math.min(...moved)).toBeGreaterThanOrEqual(0);
     expect(Math.max(...moved)).toBeLessThanOrEqual(23);
+    // flip 1: the image turned by 180 degrees, every plane
+    const planes = Float32Array.from({ length: 48 }, (_, i) => i);
+    const turned = augmentImage(planes, [1, 2, 4, 6], mulberry32(3), { ...NO_AUG, copies: 1, flip: 1 });
+    expect(Array.from(turned)).toEqual([...Array.from(planes.subarray(0, 24)).reverse(), ...Array.from(planes.subarray(24)).reverse()]);
   });
 
   it('re-estimates BatchNormalization statistics from data', async () => {
@@ -271,7 +280,7 @@ describe('bad input: a clear error, the student unchanged', () => {
   it('teacher and student outputs of different shapes', async () => {
     const student = mlp({ seed: 2, classes: 4 });
     const bytes = serializeModel(student);
-    const e = await failure(distill(student, teacher, train.slice(0, 8), { epochs: 1, session: ONE, progress: false }));
+    const e = await failure(distill(student, teacher, train.slice(0, 8), S({ epochs: 1, session: ONE, progress: false })));
     expect(e.code).toBe('DISTILL_SHAPE_MISMATCH');
     expect(e.message).toContain('teacher logits is [1,3]');
     expect(e.message).toContain('student logits is [1,4]');
@@ -280,7 +289,7 @@ describe('bad input: a clear error, the student unchanged', () => {
 
   it('matched features of different shapes', async () => {
     const student = mlp({ seed: 2, hidden: 12 });
-    const e = await failure(distill(student, teacher, train.slice(0, 8), { epochs: 1, features: [['hidden', 'hidden']], session: ONE, progress: false }));
+    const e = await failure(distill(student, teacher, train.slice(0, 8), S({ epochs: 1, features: ['hidden:hidden'], session: ONE, progress: false })));
     expect(e.code).toBe('DISTILL_SHAPE_MISMATCH');
     expect(e.message).toMatch(/teacher hidden is \[1,16\], student hidden is \[1,12\]/);
   });
@@ -288,7 +297,7 @@ describe('bad input: a clear error, the student unchanged', () => {
   it('an op without a gradient rule, named with its node', async () => {
     const student = mlp({ seed: 2, middle: 'Erf' });
     const bytes = serializeModel(student);
-    const e = await failure(distill(student, teacher, train.slice(0, 8), { epochs: 1, session: ONE, progress: false }));
+    const e = await failure(distill(student, teacher, train.slice(0, 8), S({ epochs: 1, session: ONE, progress: false })));
     expect(e.code).toBe('AUTODIFF_NO_RULE');
     expect(e.message).toMatch(/Erf/);
     expect(e.details.op).toBe('Erf');
@@ -298,20 +307,20 @@ describe('bad input: a clear error, the student unchanged', () => {
   it('a diverging loss (NaN)', async () => {
     const student = mlp({ seed: 2, bn: true });
     const bytes = serializeModel(student);
-    const e = await failure(distill(student, teacher, train.slice(0, 64), { epochs: 5, lr: 1e30, optimizer: 'sgd', schedule: 'constant', batch: 8, session: ONE, progress: false }));
+    const e = await failure(distill(student, teacher, train.slice(0, 64), S({ epochs: 5, lr: 1e30, optimizer: 'sgd', schedule: 'constant', batch: 8, session: ONE, progress: false })));
     expect(e.code).toBe('DISTILL_DIVERGED');
     expect(e.message).toMatch(/loss became (NaN|Infinity|-Infinity) at epoch \d+, step \d+/);
     expect(serializeModel(student)).toEqual(bytes);
   });
 
   it('bad options and data', async () => {
-    expect((await failure(distill(mlp({ seed: 2 }), teacher, train, { temperature: 0 }))).code).toBe('DISTILL_BAD_OPTION');
-    expect((await failure(distill(mlp({ seed: 2 }), teacher, [], { session: ONE }))).code).toBe('DISTILL_NO_DATA');
-    expect((await failure(distill(mlp({ seed: 2 }), teacher, train.slice(0, 4), { features: [['nope', 'hidden']], session: ONE }))).code).toBe('DISTILL_NO_TENSOR');
+    expect((await failure(distill(mlp({ seed: 2 }), teacher, train, S({ temperature: 0 })))).code).toBe('DISTILL_BAD_OPTION');
+    expect((await failure(distill(mlp({ seed: 2 }), teacher, [], S({ session: ONE })))).code).toBe('DISTILL_NO_DATA');
+    expect((await failure(distill(mlp({ seed: 2 }), teacher, train.slice(0, 4), S({ features: ['nope:hidden'], session: ONE })))).code).toBe('DISTILL_NO_TENSOR');
     expect(() => parseFeaturePairs(['a:b,c'])).toThrow(/teacherTensor:studentTensor/);
     const ragged = [...train.slice(0, 2), { id: 'odd', feed: { x: { type: 'float32' as const, dims: [2, D], data: new Float32Array(2 * D) } } }];
-    expect((await failure(distill(mlp({ seed: 2 }), teacher, ragged, { epochs: 1, session: ONE, progress: false }))).code).toBe('DISTILL_RAGGED_INPUT');
-    const unlabelled = await failure(distill(mlp({ seed: 2 }), teacher, train.slice(0, 4), { epochs: 1, labelOf: () => undefined, session: ONE, progress: false }));
+    expect((await failure(distill(mlp({ seed: 2 }), teacher, ragged, S({ epochs: 1, session: ONE, progress: false })))).code).toBe('DISTILL_RAGGED_INPUT');
+    const unlabelled = await failure(distill(mlp({ seed: 2 }), teacher, train.slice(0, 4), S({ epochs: 1, labelOf: () => undefined, session: ONE, progress: false })));
     expect(unlabelled.code).toBe('DISTILL_NO_LABEL');
   });
 });

@@ -12,7 +12,7 @@ import { cloneModel, serializeModel } from '../../graph/onnx/index.js';
 import { planChannels } from '../../passes/prune-channels.js';
 import { keptFeatureTeacher } from '../../runtime/distill.js';
 import { Session } from '../../runtime/session.js';
-import { f32, feedFor, weight, weights } from '../prune/helpers.js';
+import { f32, feedFor, PER_LAYER, weight, weights } from '../prune/helpers.js';
 
 function model() {
   const b = new GraphBuilder({ opset: 13 });
@@ -28,7 +28,7 @@ describe('keptFeatureTeacher', () => {
   it('gathers the kept channels of the teacher, equal to the pruned student tensor', async () => {
     const teacher = model();
     const student = cloneModel(teacher);
-    const plan = planChannels(student, { ratio: 0.25 });
+    const plan = planChannels(student, { ratio: 0.25, ...PER_LAYER });
     const relu = student.graph.nodes.find((n) => n.name === 'relu0')!.outputs[0]!.name;
     const { teacher: t2, features } = keptFeatureTeacher(teacher, [relu, 'not-a-tensor'], (n) => plan.keptChannels(n));
     plan.apply();

@@ -8,6 +8,7 @@ import { constantOf } from '../../graph/ir.js';
 import { loadModelSync, saveModelSync } from '../../graph/onnx/index.js';
 import { f32, feedFor, maxAbsDiff, run, weight, weights } from './helpers.js';
 import { runCli } from '../helpers/run-cli.js';
+import pruneChannelsPass from '../../passes/prune-channels.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'onnxforge-prune-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -20,6 +21,21 @@ function modelFile(): string {
   const [y] = b.op('Conv', [r!, weight(b, 'w2', f32([4, 16, 1, 1], weights([4, 16, 1, 1], 2)))], {}, { name: 'conv2' });
   b.output(y!, 'y', 'float32', ['N', 4, 8, 8]);
   const file = join(dir, 'in.onnx');
+  saveModelSync(b.model(), file);
+  return file;
+}
+
+/** x -> Conv (6 channels) -> Relu -> Conv (4) -> Relu -> Conv: every prunable group has at most 8 channels. */
+function smallModelFile(): string {
+  const b = new GraphBuilder({ opset: 13 });
+  const x = b.input('x', 'float32', ['N', 3, 8, 8]);
+  const [c1] = b.op('Conv', [x, weight(b, 'w1', f32([6, 3, 3, 3], weights([6, 3, 3, 3], 21)))], { pads: [1, 1, 1, 1] }, { name: 'conv1' });
+  const [r1] = b.op('Relu', [c1!]);
+  const [c2] = b.op('Conv', [r1!, weight(b, 'w2', f32([4, 6, 1, 1], weights([4, 6, 1, 1], 22)))], {}, { name: 'conv2' });
+  const [r2] = b.op('Relu', [c2!]);
+  const [y] = b.op('Conv', [r2!, weight(b, 'w3', f32([2, 4, 1, 1], weights([2, 4, 1, 1], 23)))], {}, { name: 'conv3' });
+  b.output(y!, 'y', 'float32', ['N', 2, 8, 8]);
+  const file = join(dir, 'small.onnx');
   saveModelSync(b.model(), file);
   return file;
 }
@@ -57,7 +73,7 @@ describe('onnxforge prune', () => {
 
   it('prunes channels, reports FLOPs before and after, and writes a loadable model', async () => {
     const out = join(dir, 'out.onnx');
-    const r = await cli(['prune', input, '-o', out, '--channels', '0.25', '--shape', 'x=1,3,8,8', '--no-latency', '--json']);
+    const r = await cli(['prune', input, '-o', out, '--channels', '0.25', '--scope', 'layer', '--cost', 'none', '--max-ratio', '1', '--round-to', '1', '--shape', 'x=1,3,8,8', '--no-latency', '--json']);
     expect(r.code).toBe(0);
     const rep = JSON.parse(r.out) as { flops: { before: { totalFlops: number }; after: { totalFlops: number } }; channels: { channelsBefore: number; channelsAfter: number } };
     expect(rep.channels.channelsAfter).toBe(rep.channels.channelsBefore - 4);
@@ -102,14 +118,34 @@ describe('onnxforge prune', () => {
     const bad = await cli(['prune', input, '-o', join(dir, 'bad2.onnx'), '--channels', '0.25', '--scope', 'global', '--max-ratio', '1.5', '--no-latency']);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain('PRUNE_BAD_MAX_RATIO');
-    // --cost flops alone picks the global scope; with --scope layer it is a usage error
-    const implied = await cli(['prune', input, '-o', join(dir, 'implied.onnx'), '--channels', '0.25', '--cost', 'flops', '--shape', 'x=1,3,8,8', '--no-latency', '--json']);
-    expect(implied.code).toBe(0);
-    expect((JSON.parse(implied.out) as { channels: { scope: string } }).channels.scope).toBe('global');
-    const conflict = await cli(['prune', input, '-o', join(dir, 'bad3.onnx'), '--channels', '0.25', '--scope', 'layer', '--cost', 'flops', '--no-latency']);
-    expect(conflict.code).toBe(2);
-    expect(conflict.err).toContain('PRUNE_NEEDS_GLOBAL');
-    expect(existsSync(join(dir, 'bad3.onnx'))).toBe(false);
+    // --scope layer needs no other flag: the cost does not apply to it and the default cap (0.5) is above 0.25
+    const layer = await cli(['prune', input, '-o', join(dir, 'layer.onnx'), '--channels', '0.25', '--scope', 'layer', '--round-to', '1', '--shape', 'x=1,3,8,8', '--no-latency', '--json']);
+    expect(layer.code).toBe(0);
+    const lrep = JSON.parse(layer.out) as { channels: { scope: string; cost: string; channelsBefore: number; channelsAfter: number } };
+    expect(lrep.channels.scope).toBe('layer');
+    expect(lrep.channels.channelsBefore - lrep.channels.channelsAfter).toBe(4);
+  });
+
+  it('defaults are the pass schema\'s: global, cost flops, max ratio 0.5, round to 8; a model of small groups stays whole and says why', async () => {
+    const out = join(dir, 'defaults.onnx');
+    const r = await cli(['prune', input, '-o', out, '--channels', '0.25', '--shape', 'x=1,3,8,8', '--no-latency', '--json']);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.out) as { channels: { scope: string; cost: string; maxRatio: number; roundTo: number; criterion: string; channelsBefore: number; channelsAfter: number; note?: string } };
+    const s = pruneChannelsPass.options;
+    expect([rep.channels.scope, rep.channels.cost, rep.channels.maxRatio, rep.channels.roundTo, rep.channels.criterion]).toEqual([s.scope!.default, s.cost!.default, s.maxRatio!.default, s.roundTo!.default, s.criterion!.default]);
+    expect([rep.channels.scope, rep.channels.cost, rep.channels.maxRatio, rep.channels.roundTo]).toEqual(['global', 'flops', 0.5, 8]);
+    // conv1's 16 channels lose 4 -> 12 kept, which rounds back to 16 (the nearest multiple of 8)
+    expect(rep.channels.channelsAfter).toBe(rep.channels.channelsBefore);
+    expect(rep.channels.note).toContain('roundTo=8');
+    // a group of at most 8 channels stays whole: nothing removed, with a warning naming roundTo=1
+    const small = await cli(['prune', smallModelFile(), '-o', join(dir, 'small-out.onnx'), '--channels', '0.3', '--shape', 'x=1,3,8,8', '--no-latency', '--json']);
+    expect(small.code).toBe(0);
+    const srep = JSON.parse(small.out) as { channels: { channelsBefore: number; channelsAfter: number; note?: string } };
+    expect(srep.channels.channelsAfter).toBe(srep.channels.channelsBefore);
+    expect(srep.channels.note).toContain('roundTo=1');
+    expect(small.err).toContain('warning: prune-channels: nothing removed');
+    const fixed = await cli(['prune', smallModelFile(), '-o', join(dir, 'small-out1.onnx'), '--channels', '0.3', '--round-to', '1', '--shape', 'x=1,3,8,8', '--no-latency', '--json']);
+    expect((JSON.parse(fixed.out) as { channels: { channelsBefore: number; channelsAfter: number } }).channels.channelsAfter).toBeLessThan(srep.channels.channelsBefore);
   });
 
   it('--storage sparse writes the measured sparse variant: smaller, loads, same outputs; channels mode falls back to dense with a reason', async () => {

@@ -12,7 +12,7 @@ import { planChannels, pruneChannels } from '../../passes/prune-channels.js';
 import { channelCosts } from '../../passes/prune/channels.js';
 import { analyzeChannels } from '../../passes/prune/dependency.js';
 import { countFlops, flopsByNode } from '../../report/flops.js';
-import { f32, feedFor, run, weight, weights } from './helpers.js';
+import { f32, feedFor, PER_LAYER, run, weight, weights } from './helpers.js';
 
 /**
  * x [1,3,16,16] -> conv0 (16, 1x1) -> conv1 (16, 1x1, stride 2) -> conv2 (16, 1x1) -> out (2).
@@ -71,8 +71,8 @@ describe('cost: flops', () => {
   it('removes the same number of channels as the plain global ranking, from the costlier groups, so fewer FLOPs remain', () => {
     const plain = stridedChain();
     const weighted = stridedChain();
-    const r1 = pruneChannels(plain, { ratio: 0.25, scope: 'global' });
-    const r2 = pruneChannels(weighted, { ratio: 0.25, scope: 'global', cost: 'flops' });
+    const r1 = pruneChannels(plain, { ratio: 0.25, ...PER_LAYER, scope: 'global' });
+    const r2 = pruneChannels(weighted, { ratio: 0.25, ...PER_LAYER, scope: 'global', cost: 'flops' });
     expect(r1.channelsBefore - r1.channelsAfter).toBe(12);
     expect(r2.channelsBefore - r2.channelsAfter).toBe(12);
     // conv1's channels cost the most, conv2's the least
@@ -88,7 +88,7 @@ describe('cost: flops', () => {
   it('maxRatio caps what any one group loses; the rest of the budget goes elsewhere', async () => {
     const m = stridedChain();
     const before = cloneModel(m);
-    const r = pruneChannels(m, { ratio: 0.25, scope: 'global', cost: 'flops', maxRatio: 0.4 });
+    const r = pruneChannels(m, { ratio: 0.25, ...PER_LAYER, scope: 'global', cost: 'flops', maxRatio: 0.4 });
     expect(r.channelsBefore - r.channelsAfter).toBe(12);
     for (const name of ['conv0', 'conv1', 'conv2']) expect(kept(m, name)).toBeGreaterThanOrEqual(Math.ceil(16 * 0.6));
     const feed = feedFor([1, 3, 16, 16], 5);
@@ -115,8 +115,20 @@ describe('cost: flops', () => {
     };
     expect(code(() => planChannels(stridedChain(), { ratio: 0.3, scope: 'global', cost: 'latency' }))).toBe('PRUNE_BAD_COST');
     for (const maxRatio of [0, -1, 1.5, Number.NaN]) expect(code(() => planChannels(stridedChain(), { ratio: 0.3, scope: 'global', maxRatio }))).toBe('PRUNE_BAD_MAX_RATIO');
-    // both shape the global ranking: with scope=layer they would be silently ignored
-    expect(code(() => planChannels(stridedChain(), { ratio: 0.3, scope: 'layer', cost: 'flops' }))).toBe('PRUNE_NEEDS_GLOBAL');
-    expect(code(() => planChannels(stridedChain(), { ratio: 0.3, scope: 'layer', maxRatio: 0.5 }))).toBe('PRUNE_NEEDS_GLOBAL');
+  });
+
+  it('scope layer: every group loses the same ratio whatever the cost, and maxRatio caps that ratio', () => {
+    const keptAll = (o: Parameters<typeof pruneChannels>[1]) => {
+      const m = stridedChain();
+      pruneChannels(m, o);
+      return ['conv0', 'conv1', 'conv2'].map((n) => kept(m, n));
+    };
+    expect(keptAll({ ratio: 0.25, ...PER_LAYER, cost: 'flops' })).toEqual([12, 12, 12]);
+    expect(keptAll({ ratio: 0.25, ...PER_LAYER, cost: 'none' })).toEqual([12, 12, 12]);
+    expect(keptAll({ ratio: 0.75, ...PER_LAYER, maxRatio: 0.5 })).toEqual([8, 8, 8]);
+    expect(keptAll({ ratio: 0.75, ...PER_LAYER })).toEqual([4, 4, 4]);
+    // rounding may not take a group below what maxRatio leaves: 16 - round(0.7 * 16) = 5 rounds to 4,
+    // under the 16 * 0.3 = 4.8 channels a 0.7 cap keeps, so the next multiple of 4 is kept
+    expect(keptAll({ ratio: 0.75, ...PER_LAYER, maxRatio: 0.7, roundTo: 4 })).toEqual([8, 8, 8]);
   });
 });

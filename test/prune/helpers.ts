@@ -8,6 +8,13 @@ import { createSession } from '../../runtime/session.js';
 import type { Feed } from '../../runtime/host-tensor.js';
 import { mulberry32 } from '../../calibration/data/generate.js';
 
+/**
+ * prune-channels options that were the defaults before the fast global setting became them: the
+ * same ratio in every group, no FLOP cost, no cap, no rounding. Tests about per-group behaviour pass
+ * them explicitly.
+ */
+export const PER_LAYER = { scope: 'layer', cost: 'none', maxRatio: 1, roundTo: 1 } as const;
+
 /** Deterministic PRNG (mulberry32), shared with the generated-input data source. */
 export const rng = mulberry32;
 

@@ -9,7 +9,7 @@ import { countFlops } from '../../report/flops.js';
 import { toSparseStorage, sparseEncode } from '../../passes/prune/sparse.js';
 import { deployedSizes } from '../../passes/prune/deploy.js';
 import { planChannels, pruneChannels } from '../../passes/prune-channels.js';
-import { f32, feedFor, maxAbsDiff, run, weight, weights } from './helpers.js';
+import { f32, feedFor, maxAbsDiff, PER_LAYER, run, weight, weights } from './helpers.js';
 
 describe('FLOP counter', () => {
   it('counts Conv, depthwise Conv, pooling, elementwise and MatMul as documented', () => {
@@ -78,7 +78,7 @@ describe('kept-channel rounding', () => {
     const [y] = b.op('Conv', [c!, weight(b, 'w2', f32([2, 32, 1, 1], weights([2, 32, 1, 1], 2)))], {}, { name: 'out' });
     b.output(y!, 'y', 'float32', [1, 2, 4, 4]);
     const m = b.model();
-    pruneChannels(m, { ratio: 0.3, roundTo: 8 });
+    pruneChannels(m, { ratio: 0.3, ...PER_LAYER, roundTo: 8 });
     // 32 - round(9.6) = 22 kept, rounded to 24
     expect(constantOf(m.graph.nodes.find((n) => n.name === 'conv')!.input(1))!.dims).toEqual([24, 3, 1, 1]);
   });
@@ -102,7 +102,7 @@ describe('global selection with roundTo', () => {
 
   it('keeps multiples of roundTo in every group and removes the budget within roundTo/2', () => {
     const m = chain([32, 48, 24, 64]);
-    const rep = pruneChannels(m, { ratio: 0.3, scope: 'global', roundTo: 8 });
+    const rep = pruneChannels(m, { ratio: 0.3, ...PER_LAYER, scope: 'global', roundTo: 8 });
     const total = 32 + 48 + 24 + 64;
     const budget = Math.round(0.3 * total);
     expect(Math.abs(rep.channelsBefore - rep.channelsAfter - budget)).toBeLessThanOrEqual(4);
@@ -115,13 +115,13 @@ describe('global selection with roundTo', () => {
 
   it('without rounding removes exactly round(ratio * total)', () => {
     const m = chain([32, 48, 24, 64]);
-    const rep = pruneChannels(m, { ratio: 0.3, scope: 'global', roundTo: 1 });
+    const rep = pruneChannels(m, { ratio: 0.3, ...PER_LAYER, scope: 'global' });
     expect(rep.channelsBefore - rep.channelsAfter).toBe(Math.round(0.3 * (32 + 48 + 24 + 64)));
   });
 
   it('a layer ratio of 0 keeps that group whole; keptChannels names the original indices', () => {
     const m = chain([16, 16]);
-    const plan = planChannels(m, { ratio: 0.5, layers: ['conv0=0'], roundTo: 1 });
+    const plan = planChannels(m, { ratio: 0.5, layers: ['conv0=0'], ...PER_LAYER });
     const kept = plan.keptChannels(m.graph.nodes.find((n) => n.name === 'conv1')!.outputs[0]!.name)!;
     plan.apply();
     expect(constantOf(m.graph.nodes.find((n) => n.name === 'conv0')!.input(1))!.dims[0]).toBe(16);
