@@ -5,7 +5,8 @@
  * `onnx/normalize.ts`; test/graph/exporter-quirks.ts holds the case-by-case survey):
  * - model: ir_version present and at most 13, opset_import not empty, node domains imported (the
  *   domains onnxruntime registers itself need no import); a domain imported twice is fine (the last
- *   entry counts);
+ *   entry counts). Opsets newer than onnxruntime knows are accepted: onnxforge round-trips and
+ *   optimizes models for newer runtimes (the ONNX backend suite has opset-27 cases);
  * - SSA: every value name defined once across all scopes; no repeated initializers (the loader keeps
  *   the last of repeats onnxruntime takes); node names unique within a graph (empty names are fine);
  * - interface: every main-graph input that is not an initializer has a type; a subgraph does not
@@ -19,7 +20,7 @@
  */
 import { inputError } from './errors.js';
 import { byteLengthOf, DataType, dtypeInfo } from './dtype.js';
-import { Graph, Model, Node, topologicalOrder, Value } from './ir.js';
+import { Graph, Model, Node, OpsetImport, topologicalOrder, Value } from './ir.js';
 import { Tensor } from './tensor.js';
 
 export interface CheckIssue {
@@ -101,6 +102,14 @@ export const IMPLICIT_DOMAINS: ReadonlySet<string> = new Set([
   'com.ms.internal.nhwc',
   'org.pytorch.aten',
 ]);
+
+/** Domains the nodes of a model use (every graph, function bodies included). */
+function usedDomains(model: Model): Set<string> {
+  const out = new Set<string>();
+  const graphs = [model.graph, ...model.functions.map((f) => f.body)];
+  for (const g of graphs) for (const n of g.allNodes()) out.add(n.opDomain);
+  return out;
+}
 
 /** Domains whose every operator has at least one output. */
 const STANDARD_DOMAINS = new Set(['', 'ai.onnx.ml']);
@@ -246,10 +255,18 @@ export function checkModel(model: Model): CheckIssue[] {
   else if (Number(model.irVersion) < 0 || Number(model.irVersion) > MAX_IR_VERSION) issues.push({ code: 'MODEL_BAD_IR_VERSION', message: `ir_version ${model.irVersion} is outside 0..${MAX_IR_VERSION}` });
   if (model.opsetImports.length === 0) issues.push({ code: 'MODEL_NO_OPSET', message: 'the model imports no opset' });
   const domains = new Set<string>();
+  const effective = new Map<string, OpsetImport>();
   for (const o of model.opsetImports) {
     const d = o.domain === 'ai.onnx' ? '' : (o.domain ?? '');
     domains.add(d);
-    if (o.version === undefined || Number(o.version) < 1) issues.push({ code: 'MODEL_BAD_OPSET', message: `opset_import for domain "${d}" has version ${o.version}` });
+    effective.set(d, o);
+  }
+  // a domain listed twice counts its last entry (as in onnxruntime); a version below 1 matters where it is used
+  const used = usedDomains(model);
+  for (const [d, o] of effective) {
+    if ((o.version === undefined || Number(o.version) < 1) && (d === '' || used.has(d))) {
+      issues.push({ code: 'MODEL_BAD_OPSET', message: `opset_import for domain "${d}" has version ${o.version}` });
+    }
   }
   if (model.graphUnset) issues.push({ code: 'MODEL_NO_GRAPH', message: 'the model has no graph' });
   else checkGraph(model.graph, new Map(), issues, model, domains, true);
