@@ -15,7 +15,9 @@ export {
   encodeTensor,
   cloneModel,
   MAX_PROTO_BYTES,
+  printLoadWarning,
   type LoadOptions,
+  type LoadWarning,
   type SaveOptions,
   type SaveResult,
 } from './onnx/index.js';
