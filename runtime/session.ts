@@ -19,6 +19,11 @@ export interface SessionOptions {
   profileFilePrefix?: string;
   /** Writes the optimized model here (debugging aid). */
   optimizedModelFilePath?: string;
+  /**
+   * onnxruntime's log level for this session (0 verbose ... 4 fatal). Default 3 (errors): its
+   * warnings describe the input model (initializers it drops as unused, ...), which a command's own
+   * report covers, and they would otherwise reach the user as raw, colored log lines.
+   */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /**
    * Whether idle intra-op threads spin waiting for work (onnxruntime's default: yes). Spinning
@@ -129,7 +134,7 @@ export function toOrtOptions(o: SessionOptions): ort.InferenceSession.SessionOpt
   if (o.enableProfiling) opts.enableProfiling = true;
   if (o.profileFilePrefix) opts.profileFilePrefix = o.profileFilePrefix;
   if (o.optimizedModelFilePath) opts.optimizedModelFilePath = o.optimizedModelFilePath;
-  if (o.logSeverityLevel !== undefined) opts.logSeverityLevel = o.logSeverityLevel;
+  opts.logSeverityLevel = o.logSeverityLevel ?? 3;
   if (o.extra || o.allowSpinning !== undefined) {
     const extra = structuredClone(o.extra ?? {}) as { session?: { intra_op?: Record<string, unknown>; inter_op?: Record<string, unknown> } };
     if (o.allowSpinning !== undefined) {

@@ -1,4 +1,7 @@
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { statefulSource } from '../../calibration/data/index.js';
@@ -7,7 +10,7 @@ import { loadModel } from '../../graph/onnx/index.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
 import { Feed, float16BitsToFloat32, float32ToFloat16Bits, fromValues, hostDType, onnxDataType, zeros } from '../../runtime/host-tensor.js';
 import { createSession, fromOrtTensor, Session, toOrtTensor } from '../../runtime/session.js';
-import { mixedModel, reluModel } from './models.js';
+import { mixedModel, model, rawTensor, reluModel, valueInfo } from './models.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -96,4 +99,38 @@ describe('sessions', () => {
     expect(states[2]).not.toEqual(states[1]);
     await s.dispose();
   });
+});
+
+describe('onnxruntime logging', () => {
+  // onnxruntime writes its log to the process's stderr from native code: only a child process shows it
+  const runChild = (path: string, level?: number) => {
+    const fixture = fileURLToPath(new URL('./log-fixture.ts', import.meta.url));
+    const args = ['--import', 'tsx', fixture, path, ...(level === undefined ? [] : [String(level)])];
+    return spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8' });
+  };
+
+  it('keeps onnxruntime warnings about the input model off stderr by default', () => {
+    // Relu with an initializer no node reads: onnxruntime warns that it removes it
+    const bytes = model({
+      name: 'unused-initializer',
+      node: [{ op_type: 'Relu', input: ['x'], output: ['y'], name: 'relu0' }],
+      initializer: [rawTensor('unused_w', 1, [2], new Float32Array([1, 2]))],
+      input: [valueInfo('x', 1, ['N', 4])],
+      output: [valueInfo('y', 1, ['N', 4])],
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'onnxforge-log-'));
+    try {
+      const path = join(dir, 'm.onnx');
+      writeFileSync(path, bytes);
+      const verbose = runChild(path, 2);
+      expect(verbose.status).toBe(0);
+      expect(verbose.stderr).toContain("Removing initializer 'unused_w'");
+      const quiet = runChild(path);
+      expect(quiet.status).toBe(0);
+      expect(quiet.stdout.trim()).toBe('0,0,1,2');
+      expect(quiet.stderr).not.toContain('onnxruntime');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
