@@ -12,7 +12,7 @@
  */
 import type { Options } from 'yargs';
 import { internalError } from '../graph/errors.js';
-import type { OptionSpec, Pass } from '../passes/pass.js';
+import { OptionSpec, Pass, withSchemaDefaults } from '../passes/pass.js';
 
 export interface FlagOverrides {
   /** Help text instead of the schema's description (e.g. to name the flag's mode). */
@@ -72,7 +72,7 @@ export function passFlag(pass: Pass<any>, key: string, o: FlagOverrides = {}): O
 
 /** The schema default of every option of `pass` (lists copied, so callers may change them). */
 export function schemaDefaults<O extends Record<string, unknown>>(pass: Pass<O>): O {
-  return Object.fromEntries(Object.entries(pass.options).map(([k, s]) => [k, Array.isArray(s.default) ? [...(s.default as unknown[])] : s.default])) as O;
+  return withSchemaDefaults(pass.options, {}) as O;
 }
 
 /**

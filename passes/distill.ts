@@ -35,7 +35,7 @@ import type { Model } from '../graph/ir.js';
 import { cloneModel, loadModel, serializeModel } from '../graph/onnx/index.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { adoptModel, convInputFeatures, distill, DistillOptions, DistillReport, EpochRecord, keptFeatureTeacher } from '../runtime/distill.js';
-import { definePass, OptionsSchema, PassContext } from './pass.js';
+import { definePass, OptionsSchema, PassContext, withSchemaDefaults } from './pass.js';
 import { planChannels, PRUNED_FROM, PrunedFrom, PruneChannelsOptions, ChannelReport } from './prune-channels.js';
 
 /** The options and their defaults: the one place they are written. */
@@ -98,10 +98,6 @@ export interface DistillPassOptions extends Record<string, unknown> {
   output: string;
 }
 
-/** The schema defaults (a fresh object: lists are copies). */
-export function distillDefaults(): DistillPassOptions {
-  return Object.fromEntries(Object.entries(DISTILL_OPTIONS).map(([k, s]) => [k, Array.isArray(s.default) ? [...s.default] : s.default])) as unknown as DistillPassOptions;
-}
 
 type Items = AsyncIterable<Sample> | Iterable<Sample>;
 
@@ -126,8 +122,7 @@ export type DistillModelOptions = Partial<DistillPassOptions> & DistillRuntimeOp
 
 /** Pass options (over the schema defaults) as the training settings of `runtime/distill.ts`. */
 export function distillSettings(options: DistillModelOptions = {}): DistillOptions {
-  const o: DistillPassOptions = { ...distillDefaults() };
-  for (const [k, v] of Object.entries(options)) if (v !== undefined && k in o) (o as Record<string, unknown>)[k] = v;
+  const o = withSchemaDefaults(DISTILL_OPTIONS, options) as DistillPassOptions & DistillRuntimeOptions;
   const r: DistillOptions = {
     epochs: o.epochs,
     lr: o.lr,
@@ -168,7 +163,7 @@ export interface DistillModelReport extends DistillReport {
  */
 export async function distillModel(student: Model, teacher: Model, data: Items, options: DistillModelOptions = {}): Promise<DistillModelReport> {
   const settings = distillSettings(options);
-  const keptEvery = options.keptFeatures ?? DISTILL_OPTIONS.keptFeatures.default;
+  const { keptFeatures: keptEvery, optimize: optimizeIt } = withSchemaDefaults(DISTILL_OPTIONS, options) as DistillPassOptions;
   // imported here: the manager loads the registry, which loads this pass (a cycle at module evaluation)
   const { optimize } = await import('./manager.js');
   let from = teacher;
@@ -187,7 +182,7 @@ export async function distillModel(student: Model, teacher: Model, data: Items, 
     pipelines.push('upgrade-opset<to=17>');
   }
   const report = await distill(work, from, data, settings);
-  if (options.optimize ?? DISTILL_OPTIONS.optimize.default) {
+  if (optimizeIt) {
     await optimize(work, '@default');
     pipelines.push('@default');
   }

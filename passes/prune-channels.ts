@@ -21,7 +21,7 @@
 import { inputError } from '../graph/errors.js';
 import { Model } from '../graph/ir.js';
 import { cloneModel } from '../graph/onnx/index.js';
-import { definePass, OptionsSchema } from './pass.js';
+import { definePass, OptionsSchema, withSchemaDefaults } from './pass.js';
 import { constantOf } from '../graph/ir.js';
 import type { Sample } from '../calibration/data/index.js';
 import type { Feed } from '../runtime/host-tensor.js';
@@ -104,13 +104,9 @@ export const PRUNE_CHANNELS_OPTIONS = {
   roundTo: { type: 'integer', description: 'Round kept channel counts to a multiple of this (8 matches the NCHWc blocks of onnxruntime on AVX2); a group of at most this many channels stays whole, so use 1 for small models.', default: 8, min: 1 },
 } satisfies OptionsSchema;
 
-const DEFAULTS = Object.fromEntries(Object.entries(PRUNE_CHANNELS_OPTIONS).map(([k, s]) => [k, s.default])) as unknown as PruneChannelsOptions;
-
 /** `o` over the schema defaults (an option given as undefined takes its default). */
 export function withChannelDefaults(o: Partial<PruneChannelsOptions>): PruneChannelsOptions {
-  const out: Record<string, unknown> = { ...DEFAULTS, exclude: [...DEFAULTS.exclude], layers: [...DEFAULTS.layers] };
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out as PruneChannelsOptions;
+  return withSchemaDefaults(PRUNE_CHANNELS_OPTIONS, o) as PruneChannelsOptions;
 }
 
 /** Analyses the model and chooses the channels, without changing anything until `apply()`. */

@@ -7,7 +7,8 @@
  * the next layers' biases.
  */
 import type { CommandModule } from 'yargs';
-import { collectSamples, openDataSource, parseDataSpec, parseShapeArg } from '../../calibration/data/index.js';
+import { openDataSource, parseDataSpec, parseShapeArg } from '../../calibration/data/index.js';
+import { measurementData } from '../../calibration/data/measure.js';
 import { checkModel } from '../../graph/checker.js';
 import { inputError } from '../../graph/errors.js';
 import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
@@ -58,7 +59,11 @@ export interface PruneCommandReport {
   mode: 'channels' | 'magnitude';
   channels?: ChannelReport;
   magnitude?: MagnitudeReport;
-  flops: { before: FlopReport; after: FlopReport };
+  /** FLOPs per layer and in total, at the input shapes of the sample used (absent without one: see notes). */
+  flops?: { before: FlopReport; after: FlopReport };
+  params: { before: number; after: number };
+  /** Parts of the report left out, and why (the flags that add them). */
+  notes?: string[];
   latency?: { beforeMs: number; afterMs: number; ratio: number; runs: number };
   /** Sizes of the input model and of the written one (with its sparse-storage variant). */
   sizes?: DeployedSizes & { original: SizeSet };
@@ -82,14 +87,20 @@ function context(explanations: Explanation[], explaining: boolean, pass: string)
   };
 }
 
-async function firstFeed(bytes: Uint8Array, a: Args, shapes: Record<string, number[]>): Promise<Feed> {
+/**
+ * The input FLOPs, latency and the sparse-storage check run on: the first sample of the data given
+ * (--inputs, --eval, --calibration), else a random one when every input dim is known, else none
+ * (pruning itself needs no data; those parts are then left out with a note naming the flags).
+ */
+async function firstFeed(bytes: Uint8Array, a: Args, shapes: Record<string, number[]>): Promise<{ feed?: Feed; note?: string }> {
   const s = await Session.create(bytes, { graphOptimizationLevel: 'disabled' }, a.model);
   try {
-    const opts: { shapes: Record<string, number[]>; limit: number; preprocess?: string } = { shapes, limit: 1 };
-    if (a.preprocess) opts.preprocess = a.preprocess;
-    const samples = await collectSamples(a.inputs ? parseDataSpec(a.inputs) : parseDataSpec('random:1:0'), s.inputs, opts);
-    if (!samples[0]) throw inputError('PRUNE_NO_INPUTS', `--inputs ${a.inputs}: no samples`);
-    return samples[0].feed;
+    const options = a.preprocess ? { preprocess: a.preprocess } : {};
+    const given = (['inputs', 'eval', 'calibration'] as const).map((k) => (a[k] ? { spec: a[k]!, flag: `--${k}`, options } : undefined));
+    const data = measurementData(s.inputs, given, shapes, 'FLOPs, latency and the sparse-storage check', { count: 1, data: '--inputs SPEC' });
+    if (!data.ok) return { note: data.skipped };
+    for await (const x of data.open(1)) return { feed: x.feed };
+    throw inputError('PRUNE_NO_INPUTS', `${data.from} ${data.spec}: no samples`);
   } finally {
     await s.dispose();
   }
@@ -145,9 +156,13 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
   const issues = checkModel(model).filter((i) => !checkModel(original).some((o) => o.code === i.code && o.message === i.message));
   if (issues.length) throw inputError('PRUNE_INVALID_RESULT', `pruning left an invalid model: ${issues[0]!.message}`, { file: a.model });
 
-  const feed = await firstFeed(originalBytes, a, shapes);
-  // FLOPs of pruning alone: counted before the cleanup below removes BatchNormalization's own
-  report.flops = { before: countFlops(original, feedShapes(feed)), after: countFlops(model, feedShapes(feed)) };
+  const { feed, note } = await firstFeed(originalBytes, a, shapes);
+  if (note) report.notes = [note];
+  // FLOPs of pruning alone: counted before the cleanup below removes BatchNormalization's own;
+  // parameters need no input shapes
+  const counted = [original, model].map((m) => countFlops(m, feed ? feedShapes(feed) : shapes));
+  report.params = { before: counted[0]!.totalParams, after: counted[1]!.totalParams };
+  if (feed) report.flops = { before: counted[0]!, after: counted[1]! };
   if (a.optimize) {
     // BN folding and the other lossless rewrites keep zeros zero (0 * scale) and drop the tensors
     // pruning made redundant; the report says what sparsity is left.
@@ -161,7 +176,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
     if (JSON.stringify([before.inputs, before.outputs]) !== JSON.stringify([after.inputs, after.outputs])) {
       throw inputError('PRUNE_IO_CHANGED', 'the pruned model declares different inputs or outputs (nothing written)', { file: a.model });
     }
-    if (a.latency) {
+    if (a.latency && feed) {
       const bar = new ProgressBar({ label: 'latency', total: a.runs, ...(a.json ? { enabled: false } : {}) });
       const lat = await measureLatency([before, after], [feed], { warmup: 3, runs: a.runs, onRound: (n) => bar.update(n) }).finally(() => bar.done());
       const [x, y] = lat.sessions;
@@ -191,7 +206,7 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
       written = sparseModel;
       report.storage = { written: 'sparse', tensors: sizes.sparse.converted.length, bytes: sizes.sparse.raw };
     } else {
-      const why = !sizes.sparse ? 'no tensor is smaller stored sparse' : sizes.sparse.loads ? `its outputs differ (max |diff| ${sizes.sparse.maxAbsDiff})` : `onnxruntime refused it: ${sizes.sparse.error}`;
+      const why = !sizes.sparse ? 'no tensor is smaller stored sparse' : !feed ? 'it was not checked: no input to run it on (--inputs SPEC or --shape)' : sizes.sparse.loads ? `its outputs differ (max |diff| ${sizes.sparse.maxAbsDiff})` : `onnxruntime refused it: ${sizes.sparse.error}`;
       process.stderr.write(`warning: --storage sparse: writing dense storage, ${why}\n`);
       report.storage = { written: 'dense', reason: why, bytes: sizes.dense.raw };
     }
@@ -213,21 +228,24 @@ export function renderPruneReport(r: PruneCommandReport): string {
     const rows = r.magnitude.layers.map((l) => [l.weight, l.op, l.elements, pct(l.sparsity)]);
     out.push(renderTable(['weight', 'op', 'elements', 'sparsity'], rows, { title: `prune-magnitude ${r.magnitude.scope} ${r.magnitude.target}: overall sparsity ${pct(r.magnitude.sparsity)} of ${r.magnitude.elements} weights` }));
   }
-  const after = new Map(r.flops.after.nodes.map((n) => [n.node, n]));
-  const rows = r.flops.before.nodes
-    .filter((n) => n.flops > 0 || n.params > 0)
-    .filter((n) => ['Conv', 'ConvTranspose', 'Gemm', 'MatMul'].includes(n.op))
-    .map((n) => {
-      const m = after.get(n.node);
-      return [n.node, n.op, n.flops, m?.flops ?? 0, n.params, m?.params ?? 0];
-    });
-  out.push(renderTable(['layer', 'op', 'FLOPs before', 'FLOPs after', 'params before', 'params after'], rows, { title: 'FLOPs and parameters per layer' }));
+  const f = r.flops;
+  if (f) {
+    const after = new Map(f.after.nodes.map((n) => [n.node, n]));
+    const rows = f.before.nodes
+      .filter((n) => n.flops > 0 || n.params > 0)
+      .filter((n) => ['Conv', 'ConvTranspose', 'Gemm', 'MatMul'].includes(n.op))
+      .map((n) => {
+        const m = after.get(n.node);
+        return [n.node, n.op, n.flops, m?.flops ?? 0, n.params, m?.params ?? 0];
+      });
+    out.push(renderTable(['layer', 'op', 'FLOPs before', 'FLOPs after', 'params before', 'params after'], rows, { title: 'FLOPs and parameters per layer' }));
+  }
   out.push(
     renderTable(
       ['total', 'before', 'after', 'ratio'],
       [
-        ['FLOPs', r.flops.before.totalFlops, r.flops.after.totalFlops, ratio(r.flops.after.totalFlops, r.flops.before.totalFlops)],
-        ['parameters', r.flops.before.totalParams, r.flops.after.totalParams, ratio(r.flops.after.totalParams, r.flops.before.totalParams)],
+        ...(f ? [['FLOPs', f.before.totalFlops, f.after.totalFlops, ratio(f.after.totalFlops, f.before.totalFlops)]] : []),
+        ['parameters', r.params.before, r.params.after, ratio(r.params.after, r.params.before)],
         ...(r.latency ? [['latency p50 (ms)', r.latency.beforeMs.toFixed(3), r.latency.afterMs.toFixed(3), ratio(r.latency.afterMs, r.latency.beforeMs)]] : []),
         ...(r.sizes
           ? (['raw', 'gzip', 'brotli'] as const).map((k) => [`size ${k} (bytes, ${r.sizes!.best[k].variant})`, r.sizes!.original[k], r.sizes!.best[k].bytes, ratio(r.sizes!.best[k].bytes, r.sizes!.original[k])])
@@ -236,7 +254,8 @@ export function renderPruneReport(r: PruneCommandReport): string {
       { title: 'Totals' },
     ),
   );
-  if (r.flops.after.unknown.length) out.push(`FLOPs not counted (unknown shapes): ${r.flops.after.unknown.slice(0, 8).join(', ')}`);
+  if (f?.after.unknown.length) out.push(`FLOPs not counted (unknown shapes): ${f.after.unknown.slice(0, 8).join(', ')}`);
+  for (const n of r.notes ?? []) out.push(`note: ${n}`);
   if (r.accuracy) {
     const keys = [...new Set([...Object.keys(r.accuracy.before), ...Object.keys(r.accuracy.after)])];
     out.push(renderTable(['metric', 'before', 'after'], keys.map((k) => [`${r.accuracy!.metric}.${k}`, r.accuracy!.before[k]?.toFixed(4) ?? '-', r.accuracy!.after[k]?.toFixed(4) ?? '-']), { title: 'Accuracy' }));
@@ -268,7 +287,7 @@ export const pruneCommand: CommandModule<object, Args> = {
         .option('storage', { choices: ['dense', 'sparse'], default: 'dense', describe: 'write pruned tensors as ONNX sparse initializers where smaller, when onnxruntime loads that file with identical outputs (measured; else dense with a warning)' })
         .option('optimize', { type: 'boolean', default: true, describe: 'run the lossless default preset after pruning (folds BatchNormalization into the pruned weights, zeros stay zero); --no-optimize writes the graph as pruned' })
         .option('shape', { type: 'string', array: true, describe: 'size of symbolic input dims: name=1,3,224,224' })
-        .option('inputs', { type: 'string', describe: 'inputs for shapes and timing (data spec; default generated)' })
+        .option('inputs', { type: 'string', describe: 'inputs for FLOPs, latency and the sparse-storage check (data spec; default: --eval, else --calibration, else random when every input dim is known)' })
         .option('calibration', { type: 'string', describe: 'data spec for bias compensation of removed channels (--channels)' })
         .option('preprocess', { type: 'string', describe: 'image preprocessing JSON for --inputs/--eval' })
         .option('eval', { type: 'string', describe: 'evaluation data spec' })

@@ -1,7 +1,8 @@
 /**
  * Deployed size of a (pruned) model: the dense serialization, and the variant with sparse storage
  * where that is smaller (see `sparse.ts`), kept only when onnxruntime loads it and gives the same
- * outputs as the dense model on a sample input (measured here, not assumed). Each variant is reported
+ * outputs as the dense model on a sample input (measured here, not assumed; without a sample input
+ * the sparse variant is sized but not accepted). Each variant is reported
  * raw, gzip (level 9) and brotli (quality 11), with node:zlib.
  */
 import { brotliCompressSync, constants as zc, gzipSync } from 'node:zlib';
@@ -52,12 +53,12 @@ async function runBytes(bytes: Uint8Array, feed: Feed): Promise<Feed> {
 /** Every index type onnxruntime is asked to load (the narrowest that fits each tensor is used). */
 const ALL_INDEX_TYPES: readonly IndexType[] = ['int8', 'int16', 'int32', 'int64'];
 
-export async function deployedSizes(model: Model, feed: Feed, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES): Promise<DeployedSizes> {
+export async function deployedSizes(model: Model, feed: Feed | undefined, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES): Promise<DeployedSizes> {
   return (await measureDeployed(model, feed, indexTypes)).sizes;
 }
 
 /** `deployedSizes`, plus the sparse-storage model it measured (to write exactly what was run). */
-export async function measureDeployed(model: Model, feed: Feed, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES): Promise<{ sizes: DeployedSizes; sparseModel?: Model }> {
+export async function measureDeployed(model: Model, feed: Feed | undefined, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES): Promise<{ sizes: DeployedSizes; sparseModel?: Model }> {
   const denseBytes = serializeModel(model);
   const dense = sizesOf(denseBytes);
   const result: DeployedSizes = { dense, best: best(dense) };
@@ -65,6 +66,10 @@ export async function measureDeployed(model: Model, feed: Feed, indexTypes: read
   if (sp.converted.length === 0) return { sizes: result };
   const bytes = serializeModel(sp.model);
   const sizes = sizesOf(bytes);
+  if (!feed) {
+    result.sparse = { ...sizes, converted: sp.converted, loads: false, error: 'not checked: no input to run it on' };
+    return { sizes: result, sparseModel: sp.model };
+  }
   try {
     const want = await runBytes(denseBytes, feed);
     const got = await runBytes(bytes, feed);

@@ -82,6 +82,28 @@ describe('onnxforge prune', () => {
     expect(constantOf(m.graph.nodes.find((n) => n.name === 'conv1')!.input(1))!.dims).toEqual([12, 3, 3, 3]);
   });
 
+  it('needs no data: on a symbolic batch dim without --shape, pruning succeeds and FLOPs/latency are left out with one note naming the flags', async () => {
+    for (const mode of [['--channels', '0.25', '--round-to', '1'], ['--magnitude', '0.5']]) {
+      const out = join(dir, `nodata-${mode[0]!.slice(2)}.onnx`);
+      const r = await cli(['prune', input, '-o', out, ...mode, '--json']);
+      expect(r.err).not.toMatch(/error/);
+      expect(r.code).toBe(0);
+      const rep = JSON.parse(r.out) as { flops?: unknown; latency?: unknown; params: { before: number; after: number }; notes?: string[] };
+      expect(rep.flops).toBeUndefined();
+      expect(rep.latency).toBeUndefined();
+      expect(rep.notes).toHaveLength(1);
+      expect(rep.notes![0]).toMatch(/left out: input 'x' has symbolic dims 'N'.*--inputs SPEC.*--shape x=N,3,8,8/);
+      expect(rep.params.before).toBeGreaterThan(0);
+      expect(existsSync(out)).toBe(true);
+    }
+    // --shape fixes the dims: FLOPs and latency come back, measured on a random input
+    const r = await cli(['prune', input, '-o', join(dir, 'shaped.onnx'), '--channels', '0.25', '--round-to', '1', '--shape', 'x=1,3,8,8', '--runs', '2', '--json']);
+    const rep = JSON.parse(r.out) as { flops?: { before: { totalFlops: number } }; latency?: { ratio: number }; notes?: string[] };
+    expect(rep.flops!.before.totalFlops).toBeGreaterThan(0);
+    expect(rep.latency!.ratio).toBeGreaterThan(0);
+    expect(rep.notes).toBeUndefined();
+  });
+
   it('magnitude: folds BN after pruning by default (zeros kept), reports original and deployed sizes; --no-optimize keeps the graph', async () => {
     const bnInput = bnModelFile();
     const out = join(dir, 'mag.onnx');
