@@ -84,8 +84,10 @@ export interface DistillCommandReport {
   pruning?: Omit<ChannelReport, 'groups'>;
   size: { teacherBytes: number; studentBeforeBytes: number; studentBytes: number };
   latency: { teacherMs: number; studentBeforeMs: number; studentMs: number; ratio: number; runs: number; threads: number };
-  /** Top-1 agreement with the teacher on the evaluation (or held-out) inputs. */
+  /** Top-1 agreement with the teacher on the evaluation (or held-out) inputs (NaN without them: see notes). */
   agreement: { before: number; after: number; samples: number };
+  /** Parts of the report left out, and why. */
+  notes?: string[];
   accuracy?: { metric: string; teacher: Record<string, number>; studentBefore: Record<string, number>; student: Record<string, number> }[];
   distill: DistillModelReport;
   wallMs: number;
@@ -123,7 +125,7 @@ export const distillCommand: CommandModule<object, Args> = {
         .option('contrast', passFlag(distillPass, 'contrast'))
         .option('mixup', passFlag(distillPass, 'mixup'))
         .option('weight-decay', passFlag(distillPass, 'weightDecay'))
-        .option('holdout', passFlag(distillPass, 'holdout', { noDefault: true, defaultDescription: '0.1 without --eval, else 0' }))
+        .option('holdout', passFlag(distillPass, 'holdout', { describe: 'fraction of --data held out (not trained on) for the per-epoch agreement with the teacher; --eval SPEC measures it on other data instead' }))
         .option('optimizer', passFlag(distillPass, 'optimizer'))
         .option('schedule', passFlag(distillPass, 'schedule'))
         .option('seed', passFlag(distillPass, 'seed'))
@@ -206,7 +208,6 @@ async function runDistill(a: Args): Promise<{ report: DistillCommandReport; doc:
 
     const opts: DistillModelOptions = {
       ...passOptionsFrom(distillPass, a, FLAGS),
-      holdout: a.holdout ?? (evalSet ? 0 : 0.1),
       session: a.threads ? { intraOpNumThreads: a.threads } : {},
       ...(a.json ? { progress: false } : {}),
     };
@@ -261,6 +262,7 @@ async function runDistill(a: Args): Promise<{ report: DistillCommandReport; doc:
       report.accuracy = metrics.map((m) => ({ metric: m.name, teacher: evT.metrics[m.name] ?? {}, studentBefore: evB.metrics[m.name] ?? {}, student: evS.metrics[m.name] ?? {} }));
     }
     if (evalSet) report.agreement = { before: await agreement(before, teacherSession, evalSet), after: await agreement(after, teacherSession, evalSet), samples: evalSet.length };
+    else if (d.heldOut === 0) report.notes = ['agreement with the teacher left out: every --data sample was trained on. Add --eval SPEC (other data), or --holdout F to keep part of --data for it.'];
 
     await saveModel(student, a.output, save);
     report.wallMs = performance.now() - t0;
@@ -294,7 +296,7 @@ function toDocument(r: DistillCommandReport, teacher: Model, student: Model, lat
   return doc;
 }
 
-const fmt = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+const fmt = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : Number.isNaN(x) ? '-' : String(x));
 
 export function renderDistillReport(r: DistillCommandReport): string {
   const d = r.distill;
@@ -323,5 +325,6 @@ export function renderDistillReport(r: DistillCommandReport): string {
     const keys = [...new Set([...Object.keys(a.teacher), ...Object.keys(a.student)])];
     parts.push(renderTable(['metric', 'teacher', 'student before', 'student after'], keys.map((k) => [k, fmt(a.teacher[k] ?? NaN, 4), fmt(a.studentBefore[k] ?? NaN, 4), fmt(a.student[k] ?? NaN, 4)]), { title: `task accuracy: ${a.metric}` }));
   }
+  for (const n of r.notes ?? []) parts.push(`note: ${n}`);
   return parts.join('\n\n');
 }

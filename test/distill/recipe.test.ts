@@ -70,8 +70,10 @@ describe('the default distillation recipe on a classifier it was not tuned on', 
     expect(rep.distill.keptFeatures).toBe(1);
     expect(rep.distill.features).toHaveLength(1);
     expect(rep.distill.augmentation).toEqual({ inputs: ['x'], copies: DISTILL_OPTIONS.augment.default, online: DISTILL_OPTIONS.online.default, flip: DISTILL_OPTIONS.flip.default });
-    // 20 samples, every 10th held out (holdout 0.1): 18 trained, each with 3 cached copies
-    expect(rep.distill.trainingRecords).toBe(18 * (1 + DISTILL_OPTIONS.augment.default));
+    // all 20 samples trained on (holdout 0 by default), each with 3 cached copies; no agreement without --eval
+    expect(rep.distill.trainingRecords).toBe(20 * (1 + DISTILL_OPTIONS.augment.default));
+    expect(rep.distill.heldOut).toBe(0);
+    expect((JSON.parse(r.out) as { notes: string[] }).notes[0]).toMatch(/agreement with the teacher left out.*--eval SPEC.*--holdout F/);
     expect(rep.distill.epochs).toHaveLength(2);
     expect(Number.isFinite(rep.distill.epochs[1]!.meanLoss)).toBe(true);
     expect(loadModelSync(out).graph.outputs.map((v) => v.name)).toEqual(['probs']);
@@ -85,7 +87,7 @@ describe('the default distillation recipe on a classifier it was not tuned on', 
     const rep = JSON.parse(r.out) as { distill: DistillModelReport };
     expect(rep.distill.keptFeatures).toBe(0);
     expect(rep.distill.augmentation.copies).toBe(0);
-    expect(rep.distill.trainingRecords).toBe(9);
+    expect(rep.distill.trainingRecords).toBe(10);
   }, 120_000);
 
   it('in a pipeline: prune-channels then distill, taught by the model before pruning, with the same defaults', async () => {
