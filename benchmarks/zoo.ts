@@ -20,12 +20,14 @@
  * bench's own error measurement; the CLI never sees them (the point is to find where the plain command
  * fails).
  *
- * Writes benchmarks/results/zoo.json and zoo.md (the same table, plus every failing cell's message).
+ * Writes benchmarks/results/zoo.json and zoo.md (the same table, plus every failing cell's message);
+ * a run of some models or commands only writes zoo-partial.json / .md beside them, so the full table
+ * always comes from one run of one tree.
  *
  * Run: npm run bench:zoo [-- --models det,silero-v5] [--commands convert,prune] [--timeout 900]
  *      [--samples 4] [--cli source|bin] [--keep] [--out benchmarks/results]
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -404,6 +406,16 @@ function markdown(o: Options, cells: Cell[], meta: Record<string, string>): stri
   return `${out.join('\n')}\n`;
 }
 
+/** The commit measured, and whether the working tree had uncommitted changes (it is shared while people work). */
+function treeState(): string {
+  try {
+    const git = (...a: string[]) => execFileSync('git', a, { cwd: root, encoding: 'utf8' }).trim();
+    return `${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', '--untracked-files=no') ? ' + uncommitted changes' : ''}`;
+  } catch {
+    return 'unknown (no git)';
+  }
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   if (o.cli === 'bin' && !existsSync(join(root, 'dist/cli/main.js'))) throw new Error('--cli bin needs dist/: run `npm run build` first');
@@ -439,12 +451,13 @@ async function main(): Promise<void> {
     console.log(`  ${c.model} ${c.command}: ${c.timedOut ? 'timed out' : `exit ${c.exit ?? c.signal}`} ${c.errorCode ?? ''} ${(c.message ?? c.measureError ?? '').slice(0, 240)}`);
   }
   const ortVersion = (JSON.parse(readFileSync(join(root, 'node_modules/onnxruntime-node/package.json'), 'utf8')) as { version: string }).version;
-  const meta = { date: started.toISOString().slice(0, 10), node: process.version, 'onnxruntime-node': ortVersion, cli: o.cli, samples: String(o.samples), timeout: `${o.timeoutMs / 1000}s` };
+  const meta = { date: started.toISOString().slice(0, 10), tree: treeState(), node: process.version, 'onnxruntime-node': ortVersion, cli: o.cli, samples: String(o.samples), timeout: `${o.timeoutMs / 1000}s` };
   mkdirSync(o.out, { recursive: true });
+  const base = o.models.length === ZOO.length && o.commands.length === COMMANDS.length ? 'zoo' : 'zoo-partial';
   const json = { schema: 'onnxforge.bench-zoo/1', ...meta, models: o.models.map(({ fixed: _f, ...m }) => m), commands: o.commands, counts, cells };
-  writeFileSync(join(o.out, 'zoo.json'), `${JSON.stringify(json, null, 2)}\n`);
-  writeFileSync(join(o.out, 'zoo.md'), markdown(o, cells, meta));
-  console.log(`\nwrote ${relative(root, join(o.out, 'zoo.json'))} and zoo.md`);
+  writeFileSync(join(o.out, `${base}.json`), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(join(o.out, `${base}.md`), markdown(o, cells, meta));
+  console.log(`\nwrote ${relative(root, join(o.out, `${base}.json`))} and ${base}.md`);
   process.exitCode = counts.miss ? 1 : 0;
 }
 
