@@ -44,7 +44,8 @@ export const DISTILL_OPTIONS = {
   lr: { type: 'number', description: 'Peak learning rate (cosine schedule: 5% linear warm-up, then decay to 0).', default: 2e-3, min: 0, exclusiveMin: true },
   temperature: { type: 'number', description: 'Softmax temperature T of the KL term (scaled by T^2).', default: 4, min: 0, exclusiveMin: true },
   alpha: { type: 'number', description: 'With labels: weight of the KL term; cross-entropy gets 1 - alpha.', default: 0.5, min: 0, max: 1 },
-  batch: { type: 'integer', description: 'Samples per training step.', default: 16, min: 1 },
+  batch: { type: 'integer', description: 'Samples per training step (lowered when a batch would not fit in `memory`).', default: 16, min: 1 },
+  memory: { type: 'number', description: 'GiB the training may take, estimated as 3x the forward activations of a batch: the batch and the batch-norm adaptation samples are lowered to fit; 0 for no limit.', default: 4, min: 0 },
   features: { type: 'string[]', description: 'Matched intermediate tensors as teacher:student, each adding an MSE term.', default: [] },
   featureWeight: { type: 'number', description: 'Weight of each feature MSE term.', default: 1, min: 0 },
   keptFeatures: {
@@ -77,6 +78,7 @@ export interface DistillPassOptions extends Record<string, unknown> {
   temperature: number;
   alpha: number;
   batch: number;
+  memory: number;
   features: string[];
   featureWeight: number;
   keptFeatures: number;
@@ -129,6 +131,7 @@ export function distillSettings(options: DistillModelOptions = {}): DistillOptio
     temperature: o.temperature,
     alpha: o.alpha,
     batch: o.batch,
+    memoryBytes: o.memory * 2 ** 30,
     features: parseFeaturePairs(o.features),
     featureWeight: o.featureWeight,
     weightDecay: o.weightDecay,

@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Sample } from '../calibration/data/index.js';
 import { mulberry32 } from '../calibration/data/generate.js';
-import { DataType } from '../graph/dtype.js';
+import { byteLengthOf, DataType } from '../graph/dtype.js';
 import { inputError } from '../graph/errors.js';
 import { Attribute, constantOf, Model, Node, Value } from '../graph/ir.js';
 import { Tensor } from '../graph/tensor.js';
@@ -318,7 +318,11 @@ function adaptable(n: Node): boolean {
 export async function adaptBatchNorm(model: Model, feed: Feed, session: SessionOptions = {}): Promise<number> {
   const targets = model.graph.nodes.filter(adaptable);
   if (targets.length === 0) return 0;
-  const shapes = await probeShapes(model, Object.fromEntries(Object.entries(feed).map(([k, v]) => [k, { dims: v.dims }])));
+  // shapes probed on one sample (every value of the model is returned by the probe) and scaled to
+  // the batch: the statistics run itself keeps only a few values alive at a time
+  const batch = Object.values(feed)[0]?.dims[0] ?? 1;
+  const one = await probeShapes(model, Object.fromEntries(Object.entries(feed).map(([k, v]) => [k, { dims: [1, ...v.dims.slice(1)] }])));
+  const shapes = new Map([...one].map(([k, v]) => [k, { ...v, dims: v.dims.length ? [v.dims[0] === 1 ? batch : v.dims[0]!, ...v.dims.slice(1)] : v.dims }]));
   const copy = cloneModel(model);
   const g = copy.graph;
   const emit = new Emitter(g, 'bn_adapt');
@@ -391,8 +395,14 @@ export interface DistillOptions {
   temperature: number;
   /** Weight of the KL term when labels are given; the CE term gets 1 - alpha. */
   alpha: number;
-  /** Samples per step. */
+  /** Samples per step (lowered when `memoryBytes` says a batch would not fit). */
   batch: number;
+  /**
+   * What the training may take, estimated as 3x the forward activations of a batch (values kept
+   * for the backward pass, their gradients, workspace): the batch, and the samples the batch-norm
+   * statistics are re-estimated on at once, are lowered until it fits. 0: no limit.
+   */
+  memoryBytes: number;
   /** Matched intermediate tensors [teacher, student], each adding b * MSE. */
   features?: ReadonlyArray<readonly [string, string]>;
   /** b, the weight of each feature MSE term. */
@@ -438,6 +448,9 @@ export interface DistillReport {
   samples: number;
   /** The augmentation used: the inputs varied (rank 4), copies per sample and fresh fraction per batch (none without image inputs). */
   augmentation: { inputs: string[]; copies: number; online: number; flip: number };
+  /** Forward activations of one sample (bytes), and the batch asked for when `memoryBytes` lowered it. */
+  activationBytes: number;
+  batchRequested: number;
   /** Agreement on the held-out inputs of the student as given (before batch-norm adaptation). */
   givenAgreement: number;
   /** BatchNormalization layers whose statistics were re-estimated (see {@link adaptBatchNorm}). */
@@ -540,12 +553,14 @@ export function adoptModel(target: Model, source: Model): void {
 
 /** {@link distill} on a model the caller lets it change even when it fails. */
 async function distillInto(student: Model, teacher: Model, data: Items, options: DistillOptions): Promise<DistillReport> {
-  const { epochs, lr, temperature: T, alpha, batch, featureWeight: beta, holdout } = options;
+  const { epochs, lr, temperature: T, alpha, featureWeight: beta, holdout } = options;
+  let batch = options.batch;
   check('epochs', epochs, Number.isInteger(epochs) && epochs >= 1, 'must be a whole number of at least 1');
   check('lr', lr, lr > 0 && Number.isFinite(lr), 'must be a positive number');
   check('temperature', T, T > 0 && Number.isFinite(T), 'must be a positive number');
   check('alpha', alpha, alpha >= 0 && alpha <= 1, 'must be in [0, 1]');
   check('batch', batch, Number.isInteger(batch) && batch >= 1, 'must be a whole number of at least 1');
+  check('memoryBytes', options.memoryBytes, options.memoryBytes >= 0 && Number.isFinite(options.memoryBytes), 'must be a non-negative number');
   check('featureWeight', beta, beta >= 0 && Number.isFinite(beta), 'must be a non-negative number');
   check('holdout', holdout, holdout >= 0 && holdout < 1, 'must be in [0, 1)');
   const aug = options.augment;
@@ -645,13 +660,16 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
     }
     if (online === 0) await teacherRun.dispose();
 
-    // 3. before training: agreement as given, batch-norm statistics adapted to the data, the trainer
+    // 3. before training: agreement as given, what fits in memory, batch-norm statistics adapted to the data, the trainer
     const given = await agreementOf(studentRun, sInfo.output, heldOutFeeds, heldOutTeacher);
     await studentRun.dispose();
     studentRun = undefined;
+    const perSample = await activationBytes(student, inputDims);
+    const fits = (factor: number) => (options.memoryBytes > 0 ? Math.max(1, Math.floor(options.memoryBytes / (factor * perSample))) : Infinity);
+    batch = Math.min(batch, fits(3));
     let adapted = 0;
     if (options.adaptBatchNorm) {
-      const n = Math.min(cache.count, options.adaptSamples ?? 128);
+      const n = Math.min(cache.count, options.adaptSamples ?? 128, fits(1));
       const pick = Int32Array.from({ length: n }, (_, i) => Math.floor((i * cache!.count) / n));
       const feeds = assemble(cache, segments.filter((g) => g.kind === 'input'), pick, 0, n, new Float32Array(cache.recordFloats));
       const feed: Feed = {};
@@ -718,6 +736,8 @@ async function distillInto(student: Model, teacher: Model, data: Items, options:
       features: features.map((f, i) => ({ teacher: f[0], student: f[1], dims: featureDims[i]! })),
       samples,
       augmentation: { inputs: images, copies, online, flip: images.length ? aug!.flip : 0 },
+      activationBytes: perSample,
+      batchRequested: options.batch,
       givenAgreement: given,
       adaptedBatchNorms: adapted,
       trainingRecords: N,
@@ -782,6 +802,17 @@ function layout(s: Sample, inputNames: readonly string[], tInfo: LogitsInfo, sIn
     push('labels', '', [1], 'label');
   }
   return segs;
+}
+
+/** Bytes of every value one forward pass of `model` computes for one sample of `inputDims` (initializers excluded). */
+async function activationBytes(model: Model, inputDims: Record<string, number[]>): Promise<number> {
+  const shapes = await probeShapes(model, Object.fromEntries(Object.entries(inputDims).map(([k, d]) => [k, { dims: d }])));
+  let total = 0;
+  for (const [name, s] of shapes) {
+    if (model.graph.initializers.has(name)) continue;
+    total += byteLengthOf(s.dtype, s.dims.reduce((a, d) => a * d, 1));
+  }
+  return total;
 }
 
 function fill(rec: Float32Array, segs: readonly Segment[], feed: Feed, tOut: Feed, label: number | undefined): void {

@@ -55,6 +55,7 @@ const FLAGS: Partial<Record<keyof DistillPassOptions, string>> = {
   temperature: 'temperature',
   alpha: 'alpha',
   batch: 'batch',
+  memory: 'memory',
   features: 'features',
   featureWeight: 'featureWeight',
   keptFeatures: 'keptFeatures',
@@ -112,6 +113,7 @@ export const distillCommand: CommandModule<object, Args> = {
         .option('temperature', passFlag(distillPass, 'temperature'))
         .option('alpha', passFlag(distillPass, 'alpha'))
         .option('batch', passFlag(distillPass, 'batch'))
+        .option('memory', passFlag(distillPass, 'memory'))
         .option('features', passFlag(distillPass, 'features', { describe: 'matched intermediate tensors teacher:student (comma-separated or repeated), each adding an MSE term' }))
         .option('feature-weight', passFlag(distillPass, 'featureWeight'))
         .option('kept-features', passFlag(distillPass, 'keptFeatures', { describe: "with --prune-channels: match the input of every n-th full Conv to the teacher's kept channels (MSE); 0 turns it off" }))
@@ -261,8 +263,9 @@ async function runDistill(a: Args): Promise<{ report: DistillCommandReport; doc:
       const evS = await evaluate(after, undefined, it(), { metrics });
       report.accuracy = metrics.map((m) => ({ metric: m.name, teacher: evT.metrics[m.name] ?? {}, studentBefore: evB.metrics[m.name] ?? {}, student: evS.metrics[m.name] ?? {} }));
     }
+    if (d.batch < d.batchRequested) report.notes = [`batch lowered from ${d.batchRequested} to ${d.batch}: one sample's forward activations take ${(d.activationBytes / 2 ** 20).toFixed(0)} MiB and training is kept within --memory ${opts.memory ?? '-'} GiB (3x the activations of a batch)`];
     if (evalSet) report.agreement = { before: await agreement(before, teacherSession, evalSet), after: await agreement(after, teacherSession, evalSet), samples: evalSet.length };
-    else if (d.heldOut === 0) report.notes = ['agreement with the teacher left out: every --data sample was trained on. Add --eval SPEC (other data), or --holdout F to keep part of --data for it.'];
+    else if (d.heldOut === 0) (report.notes ??= []).push('agreement with the teacher left out: every --data sample was trained on. Add --eval SPEC (other data), or --holdout F to keep part of --data for it.');
 
     await saveModel(student, a.output, save);
     report.wallMs = performance.now() - t0;

@@ -177,6 +177,18 @@ describe('distillation', () => {
     expect(rb.epochs.map((e) => e.meanLoss)).toEqual(ra.epochs.map((e) => e.meanLoss));
   }, 60_000);
 
+  it('lowers the batch to what the memory budget holds (3x the forward activations of a batch); 0 is no limit', async () => {
+    const r0 = await distill(mlp({ seed: 2 }), teacher, train.slice(0, 32), S({ epochs: 1, batch: 16, memory: 0, session: ONE, progress: false }));
+    expect(r0.batch).toBe(16);
+    // x, hidden_pre, hidden, logits and probs of one [1, 8] sample: 4 * (8 + 16 + 16 + 3 + 3) bytes
+    expect(r0.activationBytes).toBe(4 * (8 + 16 + 16 + 3 + 3));
+    const budget = 3 * 2 * r0.activationBytes;
+    const r = await distill(mlp({ seed: 2 }), teacher, train.slice(0, 32), S({ epochs: 1, batch: 16, memory: budget / 2 ** 30, session: ONE, progress: false }));
+    expect(r.batchRequested).toBe(16);
+    expect(r.batch).toBe(2);
+    expect(r.steps).toBe(16);
+  }, 60_000);
+
   it('adds feature MSE and label cross-entropy terms', async () => {
     const student = mlp({ seed: 4 });
     const labelled = train.slice(0, 64).map((s, i) => ({ ...s, label: { cls: i % 3 } }));
