@@ -44,7 +44,7 @@ export const DISTILL_OPTIONS = {
   lr: { type: 'number', description: 'Peak learning rate (cosine schedule: 5% linear warm-up, then decay to 0).', default: 2e-3, min: 0, exclusiveMin: true },
   temperature: { type: 'number', description: 'Softmax temperature T of the KL term (scaled by T^2).', default: 4, min: 0, exclusiveMin: true },
   alpha: { type: 'number', description: 'With labels: weight of the KL term; cross-entropy gets 1 - alpha.', default: 0.5, min: 0, max: 1 },
-  batch: { type: 'integer', description: 'Samples per training step (lowered when a batch would not fit in `memory`).', default: 16, min: 1 },
+  batch: { type: 'integer', description: 'Samples per training step (lowered when a batch would not fit in the memory budget).', default: 16, min: 1 },
   memory: { type: 'number', description: 'GiB the training may take, estimated as 3x the forward activations of a batch: the batch and the batch-norm adaptation samples are lowered to fit; 0 for no limit.', default: 4, min: 0 },
   features: { type: 'string[]', description: 'Matched intermediate tensors as teacher:student, each adding an MSE term.', default: [] },
   featureWeight: { type: 'number', description: 'Weight of each feature MSE term.', default: 1, min: 0 },

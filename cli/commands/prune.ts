@@ -279,7 +279,7 @@ export const pruneCommand: CommandModule<object, Args> = {
         .option('magnitude', passFlag(pruneMagnitudePass, 'sparsity', { noDefault: true, describe: 'zero this fraction of the Conv/Gemm/MatMul weights (unstructured; prune-magnitude sparsity), in (0, 1)' }))
         .option('criterion', passFlag(pruneChannelsPass, 'criterion'))
         .option('scope', passFlag(pruneChannelsPass, 'scope', { noDefault: true, describe: 'one ranking over all channels / weights (global) or the same fraction of each group / tensor (layer)', defaultDescription: sharedDefault('scope') }))
-        .option('exclude', passFlag(pruneChannelsPass, 'exclude'))
+        .option('exclude', passFlag(pruneChannelsPass, 'exclude', { describe: 'node, weight or output names to leave alone (* wildcards)' }))
         .option('layers', passFlag(pruneChannelsPass, 'layers', { describe: 'per-layer channel ratios: name=ratio' }))
         .option('cost', passFlag(pruneChannelsPass, 'cost'))
         .option('max-ratio', passFlag(pruneChannelsPass, 'maxRatio'))
