@@ -62,7 +62,9 @@ export function decideLatency(timings: readonly UnitTiming[], opts: { margin?: n
 export function profileKey(name: string): string[] {
   const keys = [name];
   let k = name;
-  for (const re of [/_nchwc$/, /_token_\d+$/, /_fused_\w+$/, /\/fused$/]) {
+  // onnxruntime renames nodes it rewrites: NCHWc layouts, fused activations ('Conv_fused_Relu',
+  // 'fused Gemm_1' for Gemm + activation), per-token splits
+  for (const re of [/^fused /, /_nchwc$/, /_token_\d+$/, /_fused_\w+$/, /\/fused$/]) {
     const s = k.replace(re, '');
     if (s !== k) {
       k = s;
