@@ -7,6 +7,7 @@
 import { writeFileAtomic } from '../../graph/files.js';
 import type { Sample } from '../../calibration/data/index.js';
 import { measurementData } from '../../calibration/data/measure.js';
+import { subgraphNote } from '../../passes/quant/subgraphs.js';
 import { parseShapeArg } from '../../calibration/data/generate.js';
 import { checkModel } from '../../graph/checker.js';
 import { checkError, inputError } from '../../graph/errors.js';
@@ -134,6 +135,8 @@ export async function runQuantizeMode(a: QuantizeModeArgs): Promise<QuantizeMode
     } else {
       report.notes.push(data.skipped);
     }
+    const sub = subgraphNote(model);
+    if (sub) report.notes.push(sub);
     if (ev && metrics.length) report.accuracy = metrics.map((m) => ({ metric: m.name, fp32: ev.referenceMetrics?.[m.name] ?? {}, int8: ev.metrics[m.name] ?? {} }));
     if (weights) {
       const { prepare: _p, ...rest } = weights;

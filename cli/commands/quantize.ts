@@ -29,6 +29,7 @@ import { OutputError, UserMetric } from '../../runtime/metrics.js';
 import { createSession, Session } from '../../runtime/session.js';
 import { writeOptions, WriteArgs } from '../options.js';
 import { toQOperator } from '../../passes/quant/qop.js';
+import { subgraphNote } from '../../passes/quant/subgraphs.js';
 import { list, quantizeSetup, renderQuantizeModeReport, runQuantizeMode } from './quantize-modes.js';
 import type { Sample } from '../../calibration/data/index.js';
 import type { SessionOptions } from '../../runtime/session.js';
@@ -83,6 +84,8 @@ export interface QuantizeCommandReport {
   accuracy?: { metric: string; fp32: Record<string, number>; int8: Record<string, number> }[];
   layers?: LayerError[];
   quantization: Omit<QuantizeStaticReport, 'ranges' | 'dequantized'>;
+  /** What the quantizer left alone and why (e.g. weight layers inside subgraphs). */
+  notes: string[];
   wallMs: number;
 }
 
@@ -227,8 +230,11 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
       outputs: ev.outputs ?? [],
       evalSamples: ev.samples,
       quantization: stripLarge(q),
+      notes: [],
       wallMs: 0,
     };
+    const sub = subgraphNote(model);
+    if (sub) report.notes.push(sub);
     if (metrics.length) report.accuracy = metrics.map((m) => ({ metric: m.name, fp32: ev.referenceMetrics?.[m.name] ?? {}, int8: ev.metrics[m.name] ?? {} }));
     if (a.debugLayers && prepared) {
       const floatNames = Object.keys(q.dequantized);
@@ -320,5 +326,6 @@ export function renderQuantizeReport(r: QuantizeCommandReport): string {
   if (q.float.length) parts.push(renderTable(['left float', 'op', 'reason'], q.float.map((f) => [f.node, f.op, f.reason]), { title: `${q.float.length} quantizable nodes left in float` }));
   if (r.layers) parts.push(renderTable(['tensor', 'producer', 'SQNR dB', 'max abs err'], r.layers.slice(0, 30).map((l) => [l.tensor, l.producer, fmt(l.sqnrDb, 1), l.maxAbs.toPrecision(3)]), { title: `per-layer SQNR, worst ${Math.min(30, r.layers.length)} of ${r.layers.length}` }));
   for (const w of q.warnings) parts.push(`warning: ${w}`);
+  for (const n of r.notes) parts.push(`note: ${n}`);
   return parts.join('\n\n');
 }

