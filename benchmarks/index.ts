@@ -19,6 +19,7 @@ const BENCHMARKS: Record<string, string> = {
   train: 'training-step throughput and peak memory',
   distill: 'pruned PaddleOCR cls distilled from the original',
   gate: 'CI gate reliability: false alarms and caught regressions',
+  zoo: 'every npm-installed model through the plain CLI commands: exit codes, output error, size, seconds',
 };
 
 const dir = fileURLToPath(new URL('.', import.meta.url));

@@ -40,6 +40,8 @@ export interface MagnitudeReport {
   sparsity: number;
   /** Tensors skipped with the reason. */
   skipped: Array<{ weight: string; reason: string }>;
+  /** Weight tensors this pruning set entirely to zero (their layers now output only their bias). */
+  wiped?: string[];
 }
 
 const FLOATS = new Set<number>([DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE]);
@@ -148,6 +150,13 @@ export default definePass<{ sparsity: number; scope: string; ops: string[]; excl
     const elements = layers.reduce((x, l) => x + l.elements, 0);
     const zeros = layers.reduce((x, l) => x + l.zerosAfter, 0);
     const report: MagnitudeReport = { scope, target: sparsity, layers, elements, zeros, sparsity: elements ? zeros / elements : 0, skipped };
+    // one global threshold can take a whole tensor whose weights are all small (a fixed filterbank,
+    // a layer with a small scale): its op then outputs zeros, which the user should hear about
+    const wiped = layers.filter((l) => l.elements > 0 && l.zerosAfter === l.elements && l.zerosBefore < l.elements);
+    if (wiped.length) {
+      report.wiped = wiped.map((l) => l.weight);
+      ctx.logger.warn(`prune-magnitude: ${wiped.length} weight tensor${wiped.length > 1 ? 's are' : ' is'} now all zeros (${wiped.slice(0, 5).map((l) => `${l.weight} of ${l.nodes[0]}`).join(', ')}${wiped.length > 5 ? ', ...' : ''}): ${scope === 'global' ? 'the global threshold is above all their weights; use scope layer, or exclude them' : 'lower the sparsity'}`);
+    }
     ctx.shared.set('prune-magnitude', report);
     return { changed, stats: { weights: layers.length, elements, zeroed: zeros - layers.reduce((x, l) => x + l.zerosBefore, 0), sparsity: Number(report.sparsity.toFixed(4)) } };
   },

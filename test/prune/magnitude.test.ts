@@ -110,6 +110,33 @@ describe('prune-magnitude pass', () => {
     expect(out.z!.dims).toEqual([1, 2, 6, 6]);
   });
 
+  it('warns and reports when the global threshold zeroes a whole tensor (a layer of small weights)', async () => {
+    const build = () => {
+      const b = new GraphBuilder({ opset: 13 });
+      const x = b.input('x', 'float32', [1, 4, 6, 6]);
+      const big = weights([8, 4, 3, 3], 5).map((v) => v * 10);
+      const [c1] = b.op('Conv', [x, weight(b, 'big', f32([8, 4, 3, 3], big))], { pads: [1, 1, 1, 1] }, { name: 'conv1' });
+      const small = weights([4, 8, 1, 1], 6).map((v) => v * 1e-3);
+      const [c2] = b.op('Conv', [c1!, weight(b, 'small', f32([4, 8, 1, 1], small))], {}, { name: 'conv2' });
+      b.output(c2!, 'y', 'float32', [1, 4, 6, 6]);
+      return b.model();
+    };
+    const m = build();
+    const warnings: string[] = [];
+    const ctx = { ...testContext('prune-magnitude'), logger: { info() {}, warn: (w: string) => void warnings.push(w), debug() {} } };
+    await pruneMagnitude.run(m, { sparsity: 0.1, scope: 'global', ops: ['Conv'], exclude: [] }, ctx);
+    const report = ctx.shared.get('prune-magnitude') as MagnitudeReport;
+    expect(report.wiped).toEqual(['small']);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/1 weight tensor is now all zeros \(small of conv2\).*scope layer/);
+    // per layer, no tensor is wiped and nothing is said
+    const m2 = build();
+    const ctx2 = { ...testContext('prune-magnitude'), logger: { info() {}, warn: (w: string) => void warnings.push(w), debug() {} } };
+    await pruneMagnitude.run(m2, { sparsity: 0.1, scope: 'layer', ops: ['Conv'], exclude: [] }, ctx2);
+    expect((ctx2.shared.get('prune-magnitude') as MagnitudeReport).wiped).toBeUndefined();
+    expect(warnings).toHaveLength(1);
+  });
+
   it('rejects sparsity outside (0, 1)', () => {
     const m = buildModel();
     for (const sparsity of [0, 1, 2, -1]) {
