@@ -17,6 +17,8 @@
  * default `layer/1/none/1,defaults` (the old per-group default, then the headline the targets are judged on);
  * PRUNE_BENCH_PIPELINE=0 skips the INT8 pipeline).
  * Timings are interleaved (runtime/latency.ts); ratios are p50 over p50.
+ * Measured with the defaults (2 cores shared): cls FLOPs 0.459x, latency 0.646x; det FLOPs 0.396x, latency
+ * 0.463x (layer/1/none/1: cls 0.938x, det 0.966x); 82 s.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
