@@ -179,8 +179,17 @@ describe('quantize-static: calibration methods', () => {
     const tiny = await quantized(residual, gaussianSource('x', () => [1, 8, 6, 6], 6), { method, memoryBudgetBytes: 2000 });
     expect(split.report.calibrationGroups).toBe(3);
     expect(tiny.report.calibrationGroups).toBeGreaterThan(1);
-    expect(split.report.ranges).toEqual(one.report.ranges);
-    expect(tiny.report.ranges).toEqual(one.report.ranges);
+    // the same tensors and samples give the same ranges; a tensor computed in a run that does not also
+    // expose its producer's input may go through one of onnxruntime's fused kernels (Conv + Add), whose
+    // rounding differs in the last float32 bits on some CPUs, so compare to 1e-6 relative
+    for (const other of [split, tiny]) {
+      expect(Object.keys(other.report.ranges).sort()).toEqual(Object.keys(one.report.ranges).sort());
+      for (const [k, r] of Object.entries(one.report.ranges)) {
+        const o = other.report.ranges[k]!;
+        expect(Math.abs(o.lo - r.lo), `${k}.lo`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(r.lo)));
+        expect(Math.abs(o.hi - r.hi), `${k}.hi`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(r.hi)));
+      }
+    }
   });
 });
 
