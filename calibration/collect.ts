@@ -187,7 +187,7 @@ export async function collectStats(model: Model, tensors: readonly string[], sou
       const d = t.data as Float32Array;
       bytes += d.byteLength;
       const { mn, mx } = extremes(d, name, id);
-      stats.get(name)!.add(d, mn, mx);
+      stats.get(name)!.add(d, mn, mx, t.dims);
     }
     return bytes;
   };

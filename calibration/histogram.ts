@@ -119,6 +119,50 @@ export class Histogram {
     return this.max;
   }
 
+  /**
+   * Squared error of quantizing the histogram's values to the uint8 grid of [lo, hi] (lo <= 0 <= hi;
+   * step s = (hi - lo) / levels, zero point round(-lo / s), so 0 is exact), per value: a bin's values
+   * sit at its centre (clamped to the seen extremes) and round to the grid, or clip to the nearest end
+   * when outside [lo, hi]; a bin wider than a step spreads its values over several steps and costs
+   * s^2 / 12 each. Clipped values count `clipWeight` times their squared error (1: plain mean squared
+   * error). Computed from the counts alone, so every candidate range of a tensor is judged on the same
+   * data without another pass over the calibration set.
+   */
+  quantError(lo: number, hi: number, levels = 255, clipWeight = 1): number {
+    if (this.total === 0) return 0;
+    const c = this.counts;
+    let sq = 0;
+    if (!(hi > lo)) {
+      // every value collapses to 0
+      for (let k = 0; k < c.length; k++) if (c[k]! > 0) sq += clipWeight * c[k]! * this.centre(k) ** 2;
+      return sq / this.total;
+    }
+    const s = (hi - lo) / levels;
+    const zp = Math.min(levels, Math.max(0, Math.round(-lo / s)));
+    const qlo = -zp * s;
+    const qhi = (levels - zp) * s;
+    const wide = this.width > s;
+    for (let k = 0; k < c.length; k++) {
+      const n = c[k]!;
+      if (n === 0) continue;
+      const x = this.centre(k);
+      let e: number;
+      if (x < qlo) e = clipWeight * (x - qlo) ** 2;
+      else if (x > qhi) e = clipWeight * (x - qhi) ** 2;
+      else if (wide) e = (s * s) / 12;
+      else e = (x - (Math.round(x / s + zp) - zp) * s) ** 2;
+      sq += n * e;
+    }
+    return sq / this.total;
+  }
+
+  /** Centre of bin k, clamped to the exact extremes seen (the outer bins may be mostly empty space). */
+  private centre(k: number): number {
+    if (this.width === 0) return 0;
+    const x = (k - this.half + 0.5) * this.width;
+    return Math.min(Math.max(x, this.min), this.max);
+  }
+
   /** Counts of |x| on bins of the same width: bin k covers [k w, (k + 1) w), k in [0, half). */
   absCounts(): Float64Array {
     const h = this.half;

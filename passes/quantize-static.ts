@@ -10,6 +10,19 @@
  * reduce-range); bias b_c = (s_x s_c) q, q int32. A tensor whose calibrated range is zero (constant
  * 0) cannot get a valid scale: the nodes around it stay float and the report says so.
  *
+ * The default recipe needs nothing but the calibration data (no labels), and every choice in it is
+ * measured on the model's own outputs against the float model on the first calibration samples:
+ * 1. ranges (method 'auto'): per tensor, the range method with the least quantization error on its
+ *    calibration values, clipped values weighted by a clip weight; the weight is chosen per model
+ *    among a few (passes/quant/auto-range.ts);
+ * 2. bias correction: each layer's bias absorbs the mean output shift of its rounded weights (always
+ *    for layers left with float activations; for int8 layers when the outputs improve);
+ * 3. fidelity budget: int8 layers that alone cost the outputs the most SQNR return to float (int8
+ *    weights kept, or float weights in latency-aware mode with prefer 'speed') until every output is
+ *    within `fidelity` dB, layer by layer in the report (passes/quant/budget.ts).
+ * `method` forces a range method; `fidelity: 0` and `biasCorrection: false` turn steps off; a
+ * labelled accuracy budget (`accuracy`) replaces the fidelity budget.
+ *
  * The algorithm is the plain function {@link quantizeStatic}; the pass reads the calibration data
  * from `ctx.data.calibration` (a function returning an async iterable of samples, or an iterable).
  */
@@ -17,20 +30,21 @@ import { inputError } from '../graph/errors.js';
 import { constantOf, Model, Node, Value } from '../graph/ir.js';
 import { cloneModel, serializeModel } from '../graph/onnx/index.js';
 import { profileModel, OpProfileRow } from '../runtime/profile.js';
-import { layerErrors } from './quant/debug.js';
-import { createSessionFromModel } from '../runtime/from-model.js';
-import { OutputComparison } from '../runtime/metrics.js';
-import { attributeProfiles, BudgetTrial, decideLatency, rankSensitivity, searchAccuracyBudget, UnitTiming } from './quant/search.js';
+import { AccuracyBudgetOptions, AccuracyReport, accuracySearch, Build, Builder, FIDELITY_SAMPLES, FidelityOptions, FidelityReport, fidelitySearch, firstSamples, OutputScorer, outputScorer, SampleSource } from './quant/budget.js';
+import { AUTO_CLIP_WEIGHTS, chooseRecipe, Recipe, RecipeReport } from './quant/auto-range.js';
+import { attributeProfiles, decideLatency, UnitTiming } from './quant/search.js';
 import type { Sample } from '../calibration/data/index.js';
 import type { Feed } from '../runtime/host-tensor.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { collectStats } from '../calibration/collect.js';
 import { CalibrationMethod, computeRange, RangeOptions, TensorRange, TensorStats, validateRangeOptions } from '../calibration/ranges.js';
-import { definePass, PassContext } from './pass.js';
-import { EmitResult, emitQdq, EmitStats } from './quant/emit.js';
+import { definePass, OptionsSchema, PassContext } from './pass.js';
+import { EmitResult, emitQdq, EmitStats, InputMeans } from './quant/emit.js';
 import { COMPUTE_OPS, Placement, placeQdq, PlacementOptions } from './quant/placement.js';
 import { prepareForQuantization, PrepareReport } from './quant/prepare.js';
 import { ActivationParams, activationParams } from './quant/scales.js';
+
+export type { AccuracyBudgetOptions, AccuracyReport, FidelityOptions, FidelityReport, RecipeReport, SampleSource };
 
 export interface QuantizeStaticOptions {
   method?: CalibrationMethod;
@@ -68,29 +82,25 @@ export interface QuantizeStaticOptions {
   latency?: { feeds?: number; runs?: number; rounds?: number; margin?: number; profiler?: Profiler };
   /** Accuracy budget: the most sensitive layers return to float (int8 weights kept) until the drop holds. */
   accuracy?: AccuracyBudgetOptions;
+  /**
+   * Label-free fidelity budget: the layers that cost the most output SQNR vs float on the calibration
+   * samples return to float (int8 weights kept) until every output's SQNR is at least `minSqnrDb`;
+   * only layers worth `minGainDb` alone are candidates. Default: the schema's `fidelity` and
+   * `fidelityMinGain`; a number sets the bar, 0 or 'off' turns it off. Not applied when an accuracy
+   * budget is given (that one decides).
+   */
+  fidelity?: number | 'off' | Partial<FidelityOptions>;
+  /** Least gain (dB) of a fidelity candidate (default: the schema's `fidelityMinGain`). */
+  fidelityMinGain?: number;
+  /**
+   * Correct each layer's bias for the mean output shift its rounded weights cause, from the channel
+   * means of its input on the calibration data (default: the schema's; needs a histogram method).
+   */
+  biasCorrection?: boolean;
 }
 
 /** Profiles a model on feeds (`runs` passes over them): one row per onnxruntime kernel. */
 export type Profiler = (model: Model, feeds: Feed[], runs: number) => Promise<OpProfileRow[]>;
-
-export interface AccuracyBudgetOptions {
-  /** Largest allowed `reference - score`. */
-  maxDrop: number;
-  /** Scores a model (higher is better), e.g. a task metric on an evaluation set. */
-  evaluate: (model: Model) => Promise<number>;
-  /** Score of the float model (default: evaluate the prepared float model). */
-  reference?: number;
-  /** Most evaluations of quantized candidates (default 10). */
-  maxTrials?: number;
-  /** Calibration samples used for the ranking (default 8 for 'sqnr', 4 for 'output'). */
-  debugSamples?: number;
-  /**
-   * How layers are ranked: 'output' (default) measures, for each int8 layer alone returned to float,
-   * how much the model outputs' SQNR vs float improves on a few calibration samples; 'sqnr' ranks by
-   * the SQNR a layer loses itself (cheaper; misled by clipped outliers that later layers normalize away).
-   */
-  rank?: 'output' | 'sqnr';
-}
 
 export interface LatencyReport {
   rounds: number;
@@ -102,20 +112,6 @@ export interface LatencyReport {
   /** Units kept in int8 with their last profiled times per run (µs). */
   kept: Array<{ node: string; floatUs: number; int8Us: number }>;
 }
-
-export interface AccuracyReport {
-  maxDrop: number;
-  reference: number;
-  score: number;
-  drop: number;
-  met: boolean;
-  floated: Array<{ node: string; op: string; sqnrDb: number; lossDb: number; gainDb?: number }>;
-  rank: 'output' | 'sqnr';
-  trials: BudgetTrial[];
-  ms: number;
-}
-
-export type SampleSource = () => AsyncIterable<Sample>;
 
 export interface FloatNode {
   node: string;
@@ -145,16 +141,55 @@ export interface QuantizeStaticReport {
   prefer: 'speed' | 'size';
   latency?: LatencyReport;
   accuracy?: AccuracyReport;
+  /** The label-free fidelity budget (default), layer by layer. */
+  fidelity?: FidelityReport;
+  /** With method 'auto': how many calibrated tensors each candidate range method was chosen for. */
+  rangeMethods?: Record<string, number>;
+  /** The recipe measured on the model's outputs: clip weight (method 'auto') and int8 bias correction. */
+  recipe?: RecipeReport;
 }
+
+/**
+ * Default of the fidelity budget (dB): the lowest SQNR any model output may have against the float
+ * model on the calibration samples. One generic value, chosen on calibration data only (see
+ * benchmarks/quantize.ts for the measurements behind it).
+ */
+export const DEFAULT_FIDELITY_DB = 20;
+
+/** Default least gain (dB) of the lowest output SQNR a layer must bring alone in float to be returned. */
+export const DEFAULT_FIDELITY_GAIN_DB = 0.5;
+
+/** The pass's options with their defaults: the one place defaults live (the function below reads them too). */
+export const OPTIONS = {
+  method: { type: 'enum', values: ['auto', 'minmax', 'percentile', 'entropy'], default: 'auto', description: 'How activation ranges are estimated: auto picks per tensor the method (minmax, percentile 99.9/99.99/99.999, entropy) with the least quantization error on the calibration values.' },
+  percentile: { type: 'number', default: 99.999, min: 50, max: 100, exclusiveMin: true, description: 'Percentile kept by the percentile method.' },
+  perChannel: { type: 'boolean', default: true, description: 'One weight scale per output channel.' },
+  movingAverage: { type: 'number', min: 0, max: 1, exclusiveMin: true, description: 'minmax with an exponential moving average of per-sample extremes (constant in (0, 1]); unset: plain extremes.' },
+  reduceRange: { type: 'boolean', default: true, description: 'Weights in [-64, 64] (avoids the saturation of AVX2 u8 x s8 pair sums).' },
+  symmetricActivations: { type: 'boolean', default: false, description: 'Symmetric activation ranges (zero point 128).' },
+  excludeNodes: { type: 'string[]', default: [], description: 'Node names left in float.' },
+  excludeOps: { type: 'string[]', default: [], description: 'Op types left in float.' },
+  onlyOps: { type: 'string[]', default: [], description: 'When not empty, only these op types run in int8.' },
+  activationMatMul: { type: 'boolean', default: false, description: 'Also quantize MatMul of two activations.' },
+  weightOnlyNodes: { type: 'string[]', default: [], description: 'Node names whose weights are int8 but whose activations stay float.' },
+  names: { type: 'enum', values: ['compact', 'descriptive'], default: 'compact', description: 'New tensors get short ids (compact, smaller files) or names after the originals (descriptive).' },
+  prepare: { type: 'boolean', default: true, description: 'Run the default and fuse presets and upgrade to opset 13 first.' },
+  latencyAware: { type: 'enum', values: ['on', 'off'], default: 'on', description: 'Profile int8 and float layers in onnxruntime and keep in float what is slower in int8.' },
+  prefer: { type: 'enum', values: ['speed', 'size'], default: 'speed', description: 'Latency-aware mode: layers kept float (for latency or by the fidelity budget) keep float weights (speed) or int8 weights behind a DequantizeLinear (size).' },
+  fidelity: { type: 'number', default: DEFAULT_FIDELITY_DB, min: 0, max: 200, description: 'Label-free fidelity budget: layers return to float (int8 weights kept) until every output has at least this SQNR (dB) against the float model on the calibration samples; 0 turns it off.' },
+  biasCorrection: { type: 'boolean', default: true, description: 'Correct each layer\'s bias for the mean output shift of its rounded weights (channel means of its input on the calibration data; methods other than minmax).' },
+  fidelityMinGain: { type: 'number', default: DEFAULT_FIDELITY_GAIN_DB, min: 0, max: 200, description: 'Fidelity budget: only layers that alone in float raise the lowest output SQNR by at least this (dB) return to float.' },
+} satisfies OptionsSchema;
 
 /** Quantizes `model` in place. */
 export async function quantizeStatic(model: Model, source: SampleSource, options: QuantizeStaticOptions = {}, ctx?: PassContext): Promise<QuantizeStaticReport> {
-  const method = options.method ?? 'minmax';
+  const method = options.method ?? (OPTIONS.method.default as CalibrationMethod);
   const rangeOpts: RangeOptions = { method, symmetric: options.symmetricActivations ?? false };
   if (options.percentile !== undefined) rangeOpts.percentile = options.percentile;
   if (options.movingAverage !== undefined) rangeOpts.movingAverage = options.movingAverage;
   validateRangeOptions(rangeOpts);
   validateSearchOptions(options);
+  const fidelityOpts = options.accuracy ? undefined : fidelityOptions(options.fidelity, options.fidelityMinGain);
   const warnings: string[] = [];
   let prepare: PrepareReport | undefined;
   if (options.prepare ?? true) {
@@ -167,6 +202,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   const userWeightOnly = new Set(options.weightOnlyNodes ?? []);
   checkNodeNames(model, [...(options.excludeNodes ?? []), ...userWeightOnly]);
   const latencyAware = (options.latencyAware ?? 'off') === 'on';
+  const biasCorrection = options.biasCorrection ?? OPTIONS.biasCorrection.default;
   const prefer = options.prefer ?? 'speed';
   if (latencyAware) nameUnnamedComputeNodes(model);
   const prepared = model;
@@ -195,8 +231,10 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   progress?.done();
   let calibrationMs = collected.ms;
   const zeroWarned = new Set<string>();
+  const allStats = new Map<string, TensorStats>();
   const addRanges = (stats: Map<string, TensorStats>) => {
     for (const [name, st] of stats) {
+      allStats.set(name, st);
       const r = computeRange(st, rangeOpts);
       ranges[name] = r;
       if (!(r.hi - r.lo > 0) && !zeroWarned.has(name)) {
@@ -214,6 +252,9 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     addRanges(extra.stats);
   };
 
+  // bias correction of weight-only units always (float activations: the analytic shift is exact),
+  // of int8 units when the model's outputs say it helps (decided with the recipe below)
+  let int8BiasCorrection = false;
   const build = async (floats: ReadonlyMap<number, string>, weightOnlyIdx: ReadonlySet<number>, names: 'compact' | 'descriptive'): Promise<Build> => {
     const m = cloneModel(prepared);
     const nodes = [...m.graph.nodes];
@@ -247,9 +288,29 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     const int8Idx = new Set<number>();
     nodes.forEach((n, i) => placement.int8.has(n) && int8Idx.add(i));
     const unitIdx = placement.units.map((u) => nodes.indexOf(u.node));
-    const emitted = emitQdq(m, placement, params, { reduceRange: options.reduceRange ?? false, names });
+    const inputMeans = biasCorrection ? unitInputMeans(placement, allStats, int8BiasCorrection) : undefined;
+    const emitted = emitQdq(m, placement, params, { reduceRange: options.reduceRange ?? false, names, ...(inputMeans ? { inputMeans } : {}) });
     return { model: m, placement, int8Idx, unitIdx, emitted };
   };
+
+  // the float outputs of the first calibration samples, shared by the auto method and the fidelity budget
+  let scorer: OutputScorer | undefined;
+  const getScorer = async () => (scorer ??= await outputScorer(prepared, await firstSamples(source, fidelityOpts?.samples ?? FIDELITY_SAMPLES)));
+
+  // the recipe that serves this model's outputs best: the clip weight of the per-tensor range choice
+  // (method auto) and whether int8 layers take bias correction (channel means need histograms)
+  let recipe: RecipeReport | undefined;
+  const tryBias = biasCorrection && method !== 'minmax';
+  if (method === 'auto' || tryBias) {
+    const apply = (r: Recipe) => {
+      int8BiasCorrection = r.int8BiasCorrection;
+      if (r.clipWeight === undefined) return undefined;
+      rangeOpts.clipWeight = r.clipWeight;
+      for (const [name, st] of allStats) ranges[name] = computeRange(st, rangeOpts);
+      return chosenMethods(ranges);
+    };
+    recipe = await chooseRecipe(method === 'auto' ? AUTO_CLIP_WEIGHTS : [undefined], tryBias, apply, async () => (await build(new Map(), new Set(), 'compact')).model, await getScorer());
+  }
 
   const floats = new Map<number, string>();
   const weightOnlyIdx = new Set<number>();
@@ -262,10 +323,15 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     latency = await latencySearch(prepared, preparedNodes, source, options, floats, weightOnlyIdx, prefer, build);
   }
 
-  // accuracy budget: most sensitive units back to float (int8 weights kept) until the metric holds
+  // accuracy budget: most sensitive units back to float (int8 weights kept) until the metric holds;
+  // without one, the label-free fidelity budget does the same until the outputs' SQNR holds
   let accuracy: AccuracyReport | undefined;
+  let fidelity: FidelityReport | undefined;
   if (options.accuracy) {
     accuracy = await accuracySearch(prepared, preparedNodes, source, options.accuracy, floats, weightOnlyIdx, build);
+  } else if (fidelityOpts) {
+    // in latency-aware mode with prefer 'speed' the returned layers take float weights (int8 weights behind a DequantizeLinear run slower than either)
+    fidelity = await fidelitySearch(prepared, preparedNodes, source, fidelityOpts, floats, weightOnlyIdx, build, await getScorer(), !latencyAware || prefer === 'size');
   }
 
   const final = await build(floats, weightOnlyIdx, options.names ?? 'compact');
@@ -301,21 +367,13 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   };
   if (latency) report.latency = latency;
   if (accuracy) report.accuracy = accuracy;
+  if (fidelity) report.fidelity = fidelity;
+  if (method === 'auto') report.rangeMethods = chosenMethods(usedRanges);
+  if (recipe) report.recipe = recipe;
   void nodeLabelAt;
   if (prepare) report.prepare = prepare;
   return report;
 }
-
-interface Build {
-  model: Model;
-  placement: Placement;
-  /** Indices (in the prepared model) of the nodes running in int8. */
-  int8Idx: Set<number>;
-  /** Index of each placement unit's node. */
-  unitIdx: number[];
-  emitted: EmitResult;
-}
-type Builder = (floats: ReadonlyMap<number, string>, weightOnly: ReadonlySet<number>, names: 'compact' | 'descriptive') => Promise<Build>;
 
 /** Gives unnamed Conv/MatMul/Gemm nodes a name, so profile rows can be traced back to them. */
 function nameUnnamedComputeNodes(model: Model): void {
@@ -424,103 +482,35 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
   };
 }
 
-async function accuracySearch(prepared: Model, nodes: Node[], source: SampleSource, o: AccuracyBudgetOptions, floats: Map<number, string>, weightOnly: Set<number>, build: Builder): Promise<AccuracyReport> {
-  const t0 = performance.now();
-  const reference = o.reference ?? (await o.evaluate(cloneModel(prepared)));
-  const base = await build(floats, weightOnly, 'compact');
-  const s0 = await o.evaluate(base.model);
-  const rankBy = o.rank ?? 'output';
-  const report: AccuracyReport = { maxDrop: o.maxDrop, reference, score: s0, drop: reference - s0, met: reference - s0 <= o.maxDrop, floated: [], rank: rankBy, trials: [], ms: 0 };
-  if (report.met) {
-    report.trials.push({ floated: 0, score: s0, drop: reference - s0, ok: true });
-    report.ms = performance.now() - t0;
-    return report;
-  }
-  // per-layer SQNR of this build on a few calibration samples
-  const nSamples = o.debugSamples ?? (rankBy === 'output' ? 4 : 8);
-  async function* limited() {
-    let i = 0;
-    for await (const s of source()) {
-      if (i++ >= nSamples) break;
-      yield s;
-    }
-  }
-  const errors = await layerErrors(prepared, base.model, Object.fromEntries(base.emitted.dequantized), limited(), { sessionOptions: { intraOpNumThreads: 1 } });
-  const units = base.placement.units
-    .map((u, k) => ({ u, index: base.unitIdx[k]! }))
-    .filter(({ u }) => !u.weightOnly)
-    .map(({ u, index }) => ({ index, inputs: u.activationInputs.map((i) => nodes[index]!.inputs[i]!.name), output: outputNameIn(nodes[index]!, u.activation !== undefined) }));
-  let ranked = rankSensitivity(errors, units);
-  const gains = new Map<number, number>();
-  if (rankBy === 'output') {
-    const samples: Sample[] = [];
-    for await (const s of limited()) samples.push(s);
-    const outSqnr = await outputSqnr(prepared, samples);
-    const base0 = await outSqnr(base.model);
-    for (const r of ranked) {
-      const f = new Map(floats);
-      const w = new Set(weightOnly);
-      f.set(r.index, 'candidate');
-      w.add(r.index);
-      gains.set(r.index, (await outSqnr((await build(f, w, 'compact')).model)) - base0);
-    }
-    ranked = [...ranked].sort((a, b) => gains.get(b.index)! - gains.get(a.index)!);
-  }
-  const res = await searchAccuracyBudget(
-    ranked.map((r) => r.index),
-    reference,
-    o.maxDrop,
-    async (fl) => {
-      const f = new Map(floats);
-      const w = new Set(weightOnly);
-      for (const i of fl) (f.set(i, 'accuracy budget'), w.add(i));
-      return o.evaluate((await build(f, w, 'compact')).model);
-    },
-    { initialScore: s0, ...(o.maxTrials !== undefined ? { maxTrials: o.maxTrials } : {}) },
-  );
-  const byIdx = new Map(ranked.map((r) => [r.index, r]));
-  for (const i of res.floated) {
-    const r = byIdx.get(i)!;
-    const g = gains.get(i);
-    floats.set(i, `accuracy budget: ${g !== undefined ? `alone in float it raises the output SQNR by ${g.toFixed(1)} dB; ` : ''}loses ${r.lossDb.toFixed(1)} dB SQNR itself (output ${r.sqnrDb.toFixed(1)} dB); int8 weights kept`);
-    weightOnly.add(i);
-    report.floated.push({ node: nodes[i]!.name ?? nodes[i]!.label, op: nodes[i]!.opType, sqnrDb: r.sqnrDb, lossDb: r.lossDb, ...(g !== undefined ? { gainDb: g } : {}) });
-  }
-  report.score = res.score;
-  report.drop = res.drop;
-  report.met = res.met;
-  report.trials = res.trials;
-  report.ms = performance.now() - t0;
-  return report;
+/** The fidelity budget's options (defaults from the schema), or undefined when it is off. */
+function fidelityOptions(f: QuantizeStaticOptions['fidelity'], minGain: number | undefined): FidelityOptions | undefined {
+  const v = f ?? OPTIONS.fidelity.default;
+  if (v === 'off') return undefined;
+  const given = typeof v === 'number' ? { minSqnrDb: v } : v;
+  const o: FidelityOptions = { ...given, minSqnrDb: given.minSqnrDb ?? OPTIONS.fidelity.default, minGainDb: given.minGainDb ?? minGain ?? OPTIONS.fidelityMinGain.default };
+  if (!(o.minSqnrDb >= 0 && o.minSqnrDb <= 200)) throw inputError('QUANT_BAD_OPTION', `the fidelity budget must be an SQNR in dB between 0 and 200 (0 turns it off), got ${o.minSqnrDb}`);
+  if (!(o.minGainDb >= 0)) throw inputError('QUANT_BAD_OPTION', `the fidelity budget's least layer gain must be a non-negative number of dB, got ${o.minGainDb}`);
+  return o.minSqnrDb > 0 ? o : undefined;
 }
 
-/** A function giving the lowest output SQNR (dB) of a model against the float model on `samples`. */
-async function outputSqnr(floatModel: Model, samples: readonly Sample[]): Promise<(m: Model) => Promise<number>> {
-  const so = { intraOpNumThreads: 1, allowSpinning: false };
-  const fs = await createSessionFromModel(floatModel, so, '(float model)');
-  const refs: Feed[] = [];
-  try {
-    for (const s of samples) refs.push(await fs.run(s.feed));
-  } finally {
-    await fs.dispose();
+/** Per compute unit, the channel means of its activation input (Conv: axis 1; Gemm/MatMul: last axis), where collected. */
+function unitInputMeans(p: Placement, stats: ReadonlyMap<string, TensorStats>, int8Units: boolean): Map<Node, InputMeans> {
+  const out = new Map<Node, InputMeans>();
+  for (const u of p.units) {
+    if (u.weightIndex < 0 || (!u.weightOnly && !int8Units)) continue;
+    const v = u.node.inputs[u.activationInputs[0]!];
+    const st = v ? stats.get(v.name) : undefined;
+    const mean = st?.channelMeans(u.node.opType === 'Conv' ? 'axis1' : 'last');
+    if (mean) out.set(u.node, st!.shapes ? { mean, shapes: st!.shapes } : { mean });
   }
-  return async (m) => {
-    const qs = await createSessionFromModel(m, so, '(candidate)');
-    const cmp = new OutputComparison();
-    try {
-      for (let i = 0; i < samples.length; i++) cmp.add(await qs.run(samples[i]!.feed), refs[i]!, samples[i]!.id);
-    } finally {
-      await qs.dispose();
-    }
-    return Math.min(...cmp.result().map((e) => (Number.isFinite(e.sqnrDb) ? e.sqnrDb : 200)));
-  };
+  return out;
 }
 
-/** The tensor a unit writes: the compute node's output, or that of the Relu/Clip it absorbed. */
-function outputNameIn(n: Node, absorbed: boolean): string {
-  const out = n.outputs[0]!;
-  if (!absorbed) return out.name;
-  return out.consumers()[0]?.outputs[0]?.name ?? out.name;
+/** Counts of the range methods 'auto' chose, over the tensors the model uses. */
+function chosenMethods(ranges: Record<string, TensorRange>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of Object.values(ranges)) if (r.chosen) out[r.chosen] = (out[r.chosen] ?? 0) + 1;
+  return out;
 }
 
 function validateSearchOptions(o: QuantizeStaticOptions): void {
@@ -611,6 +601,9 @@ export interface QuantizeStaticPassOptions extends Record<string, unknown> {
   prepare: boolean;
   latencyAware: string;
   prefer: string;
+  fidelity: number;
+  fidelityMinGain: number;
+  biasCorrection: boolean;
 }
 
 /** The {@link quantizeStatic} options that resolved pass options stand for (the pass and the CLI both use this). */
@@ -629,6 +622,9 @@ export function staticOptionsFromPass(o: QuantizeStaticPassOptions): QuantizeSta
     prepare: o.prepare,
     latencyAware: o.latencyAware as 'on' | 'off',
     prefer: o.prefer as 'speed' | 'size',
+    fidelity: o.fidelity,
+    fidelityMinGain: o.fidelityMinGain,
+    biasCorrection: o.biasCorrection,
   };
   if (o.movingAverage !== undefined) opts.movingAverage = o.movingAverage;
   if (o.onlyOps.length) opts.onlyOps = o.onlyOps;
@@ -639,23 +635,7 @@ const pass = definePass<QuantizeStaticPassOptions>({
   name: 'quantize-static',
   description: 'Static INT8 quantization (QDQ, uint8 activations, int8 per-channel weights, int32 biases) calibrated on ctx.data.calibration.',
   idempotent: false,
-  options: {
-    method: { type: 'enum', values: ['minmax', 'percentile', 'entropy'], default: 'minmax', description: 'How activation ranges are estimated.' },
-    percentile: { type: 'number', default: 99.999, min: 50, max: 100, exclusiveMin: true, description: 'Percentile kept by the percentile method.' },
-    perChannel: { type: 'boolean', default: true, description: 'One weight scale per output channel.' },
-    movingAverage: { type: 'number', min: 0, max: 1, exclusiveMin: true, description: 'minmax with an exponential moving average of per-sample extremes (constant in (0, 1]); unset: plain extremes.' },
-    reduceRange: { type: 'boolean', default: true, description: 'Weights in [-64, 64] (avoids the saturation of AVX2 u8 x s8 pair sums).' },
-    symmetricActivations: { type: 'boolean', default: false, description: 'Symmetric activation ranges (zero point 128).' },
-    excludeNodes: { type: 'string[]', default: [], description: 'Node names left in float.' },
-    excludeOps: { type: 'string[]', default: [], description: 'Op types left in float.' },
-    onlyOps: { type: 'string[]', default: [], description: 'When not empty, only these op types run in int8.' },
-    activationMatMul: { type: 'boolean', default: false, description: 'Also quantize MatMul of two activations.' },
-    weightOnlyNodes: { type: 'string[]', default: [], description: 'Node names whose weights are int8 but whose activations stay float.' },
-    names: { type: 'enum', values: ['compact', 'descriptive'], default: 'compact', description: 'New tensors get short ids (compact, smaller files) or names after the originals (descriptive).' },
-    prepare: { type: 'boolean', default: true, description: 'Run the default and fuse presets and upgrade to opset 13 first.' },
-    latencyAware: { type: 'enum', values: ['on', 'off'], default: 'on', description: 'Profile int8 and float layers in onnxruntime and keep in float what is slower in int8.' },
-    prefer: { type: 'enum', values: ['speed', 'size'], default: 'speed', description: 'Layers kept float for latency keep float weights (speed) or int8 weights behind a DequantizeLinear (size).' },
-  },
+  options: OPTIONS,
   async run(model, o, ctx) {
     const source = toSampleSource(ctx.data.calibration);
     const r = await quantizeStatic(model, source, staticOptionsFromPass(o), ctx);

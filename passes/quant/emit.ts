@@ -9,14 +9,21 @@
  *   point left out (0 by definition for symmetric weights); reduce-range ([-64, 64]) applies only to
  *   units that run in int8, weight-only units keep [-127, 127]; the bias an int32 initializer behind DQ(s_x * s_w[C], axis 0) with the zero point left out
  *   (0 by definition; onnxruntime moves only the int32 data into QLinearConv/QGemm);
- * - float Constant nodes and initializers left without readers are removed, so the float weights go.
+ * - float Constant nodes and initializers left without readers are removed, so the float weights go;
+ * - bias correction (when the caller gives the mean of a unit's input per channel, mu): rounding the
+ *   weights shifts the unit's mean output by delta_m = sum_{i,k} (w^q - w)[m, i, k] mu_i (the rounding
+ *   errors are random, but the inputs they multiply are not zero-mean after a Relu or HardSwish); the
+ *   bias becomes b_m - delta_m (a Conv or Gemm without one gets one), so the int8 layer's output is
+ *   unbiased on the calibration data. At a convolution's borders some taps read zero padding, so tap k
+ *   counts with the fraction f_k of output positions where it reads the input (from the input shapes
+ *   seen): delta_m = sum_{i,k} (w^q - w)[m, i, k] mu_i f_k. A Conv with auto_pad gets no correction.
  */
 import { DataType } from '../../graph/dtype.js';
 import { inputError } from '../../graph/errors.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../../graph/ir.js';
 import { Tensor } from '../../graph/tensor.js';
 import type { ComputeUnit, Placement } from './placement.js';
-import { ActivationParams, biasScaleFloor, quantizeBias, quantizeWeight } from './scales.js';
+import { ActivationParams, biasScaleFloor, quantizeBias, quantizeWeight, QuantizedWeight } from './scales.js';
 
 export interface EmitOptions {
   reduceRange: boolean;
@@ -26,6 +33,17 @@ export interface EmitOptions {
    * 'descriptive' derives them from the tensor names (conv1.w_s, relu_out_q, ...) and names nodes.
    */
   names?: 'compact' | 'descriptive';
+  /**
+   * Per compute node, the mean of its activation input per input channel (Conv: axis 1; MatMul/Gemm:
+   * last axis) and, for a Conv, the input shapes seen with their counts: enables bias correction.
+   */
+  inputMeans?: ReadonlyMap<Node, InputMeans>;
+}
+
+export interface InputMeans {
+  /** Mean per input channel of the unit's input on the calibration data. */
+  mean: Float64Array;
+  shapes?: ReadonlyArray<{ dims: readonly number[]; count: number }>;
 }
 
 export interface EmitStats {
@@ -34,6 +52,8 @@ export interface EmitStats {
   biases: number;
   clampedBias: number;
   removedConstants: number;
+  /** Units whose bias was corrected for the mean shift of their rounded weights. */
+  biasCorrected: number;
 }
 
 export interface EmitResult {
@@ -87,19 +107,19 @@ function scalar(dtype: DataType, v: number): Tensor {
 export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, ActivationParams>, o: EmitOptions): EmitResult {
   const g = model.graph;
   const names = new Names(g, (o.names ?? 'compact') === 'compact');
-  const stats: EmitStats = { qdqPairs: 0, weights: 0, biases: 0, clampedBias: 0, removedConstants: 0 };
+  const stats: EmitStats = { qdqPairs: 0, weights: 0, biases: 0, clampedBias: 0, removedConstants: 0, biasCorrected: 0 };
   const touchedConstants = new Set<Value>();
 
   // weights and biases first: the bias needs the input scale, known from `params`
-  const weightCache = new Map<string, { dq: Value; scales: Float32Array }>();
+  const weightCache = new Map<string, { dq: Value; q: QuantizedWeight }>();
   for (const u of p.units) {
     if (u.weightIndex < 0) continue;
     const wv = u.node.inputs[u.weightIndex]!;
+    const original = u.biasIndex >= 0 ? constantOf(u.node.inputs[u.biasIndex])!.toFloat32() : undefined;
     // with a bias, the weight scale has a floor that keeps the int32 bias in range
-    const hasBias = u.biasIndex >= 0 && !u.weightOnly;
-    const xs = hasBias ? params.get(u.node.inputs[u.activationInputs[0]!]!) : undefined;
-    if (hasBias && !xs) throw inputError('QUANT_INTERNAL', `no input scale for ${u.node.label}`, { node: u.node.name });
-    const floor = hasBias ? biasScaleFloor(constantOf(u.node.inputs[u.biasIndex])!.toFloat32(), xs!.scale, u.axis !== undefined) : undefined;
+    const xs = u.weightOnly ? undefined : params.get(u.node.inputs[u.activationInputs[0]!]!);
+    if (!u.weightOnly && !xs) throw inputError('QUANT_INTERNAL', `no input scale for ${u.node.label}`, { node: u.node.name });
+    const floor = original && xs ? biasScaleFloor(original, xs.scale, u.axis !== undefined) : undefined;
     // weight-only units run a float kernel after the DequantizeLinear: no u8 x s8 int16 pair sums to
     // saturate, so they always get the full [-127, 127] range (det: map IoU 0.95 -> 0.99 all weight-only)
     const reduce = o.reduceRange && !u.weightOnly;
@@ -111,26 +131,41 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
       stats.weights++;
     }
     touchedConstants.add(wv);
-    u.node.setInput(u.weightIndex, entry.dq);
-    if (hasBias) {
-      const bv = u.node.inputs[u.biasIndex]!;
-      const b = constantOf(bv)!.toFloat32();
-      const q = quantizeBias(b, xs!.scale, entry.scales);
-      stats.clampedBias += q.clamped;
-      const base = names.stem('b', bv.name);
-      const qv = g.addInitializer(Tensor.from(DataType.INT32, [b.length], q.data), names.fresh(`${base}_i32`));
-      const sv = g.addInitializer(Tensor.from(DataType.FLOAT, [b.length], q.scales), names.fresh(`${base}_s`));
-      const out = new Value(names.fresh(`${base}_dq`));
-      out.setTensorType(DataType.FLOAT, [b.length]);
-      // zero point omitted: 0 by definition, and onnxruntime moves only the int32 data into QLinearConv
-      const dq = new Node('DequantizeLinear', [qv, sv], [out]);
-      names.nodeName(dq, `${base}_DQ`);
-      dq.setAttr(Attribute.int('axis', 0));
-      g.insertBefore(u.node, dq);
-      touchedConstants.add(bv);
-      u.node.setInput(u.biasIndex, out);
-      stats.biases++;
+    let bias = original;
+    const mu = o.inputMeans?.get(u.node);
+    const shift = mu ? weightShift(u, constantOf(wv)!, entry.q, mu) : undefined;
+    if (shift) {
+      bias = Float32Array.from(shift, (d, m) => (original ? original[m]! : 0) - d);
+      stats.biasCorrected++;
     }
+    u.node.setInput(u.weightIndex, entry.dq);
+    if (!bias) continue;
+    const biasIndex = u.biasIndex >= 0 ? u.biasIndex : 2;
+    const bv = u.node.inputs[u.biasIndex] ?? undefined;
+    const baseName = bv?.name ?? `${u.node.name ?? u.node.opType}_bias`;
+    if (u.weightOnly) {
+      // float kernel: the float bias stays, or becomes the corrected one
+      if (bias !== original) {
+        if (bv) touchedConstants.add(bv);
+        u.node.setInput(biasIndex, g.addInitializer(Tensor.from(DataType.FLOAT, [bias.length], bias), names.fresh(`${names.stem('b', baseName)}_corrected`)));
+      }
+      continue;
+    }
+    if (bv) touchedConstants.add(bv);
+    const base = names.stem('b', baseName);
+    const q = quantizeBias(bias, xs!.scale, entry.q.scales);
+    stats.clampedBias += q.clamped;
+    const qv = g.addInitializer(Tensor.from(DataType.INT32, [bias.length], q.data), names.fresh(`${base}_i32`));
+    const sv = g.addInitializer(Tensor.from(DataType.FLOAT, [bias.length], q.scales), names.fresh(`${base}_s`));
+    const out = new Value(names.fresh(`${base}_dq`));
+    out.setTensorType(DataType.FLOAT, [bias.length]);
+    // zero point omitted: 0 by definition, and onnxruntime moves only the int32 data into QLinearConv
+    const dq = new Node('DequantizeLinear', [qv, sv], [out]);
+    names.nodeName(dq, `${base}_DQ`);
+    dq.setAttr(Attribute.int('axis', 0));
+    g.insertBefore(u.node, dq);
+    u.node.setInput(biasIndex, out);
+    stats.biases++;
   }
 
   // activations
@@ -164,7 +199,7 @@ export function emitQdq(model: Model, p: Placement, params: ReadonlyMap<Value, A
   return { stats, dequantized };
 }
 
-function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, reduceRange: boolean, floor: Float32Array | undefined): { dq: Value; scales: Float32Array } {
+function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, reduceRange: boolean, floor: Float32Array | undefined): { dq: Value; q: QuantizedWeight } {
   const t = constantOf(wv)!;
   const q = quantizeWeight(t.toFloat32(), t.dims, u.axis, reduceRange, floor);
   const base = names.stem('w', wv.name);
@@ -179,7 +214,59 @@ function quantizeWeightInput(g: Graph, names: Names, u: ComputeUnit, wv: Value, 
   names.nodeName(dq, `${base}_DQ`);
   if (perChannel) dq.setAttr(Attribute.int('axis', q.axis!));
   g.insertBefore(u.node, dq);
-  return { dq: out, scales: q.scales };
+  return { dq: out, q };
+}
+
+/**
+ * Mean output shift per output channel caused by rounding the weight, given the input's channel
+ * means: Conv W[M, C/G, k...] (output m reads input channels of its group), Gemm W[K, N] or [N, K]
+ * (transB), MatMul W[K, N]. Undefined when the unit cannot take a bias (MatMul, Gemm with beta != 1)
+ * or the means do not match the weight.
+ */
+function weightShift(u: ComputeUnit, w: Tensor, q: QuantizedWeight, input: InputMeans): Float64Array | undefined {
+  const n = u.node;
+  const dims = w.dims;
+  const mu = input.mean;
+  const wf = w.toFloat32();
+  const scaleOf = (ch: number) => q.scales[q.scales.length === 1 ? 0 : ch]!;
+  if (n.opType === 'Conv') {
+    const m = dims[0]!;
+    const cg = dims[1]!;
+    const groups = n.getInt('group', 1) ?? 1;
+    if (mu.length !== cg * groups || m % groups !== 0) return undefined;
+    const f = tapFractions(n, dims.slice(2), input.shapes ?? []);
+    if (!f) return undefined;
+    const k = f.length;
+    const out = new Float64Array(m);
+    for (let o = 0; o < m; o++) {
+      const g0 = Math.floor(o / (m / groups)) * cg;
+      const s = scaleOf(o);
+      let acc = 0;
+      for (let i = 0; i < cg; i++) {
+        const base = (o * cg + i) * k;
+        let e = 0;
+        for (let j = 0; j < k; j++) e += (q.data[base + j]! * s - wf[base + j]!) * f[j]!;
+        acc += e * mu[g0 + i]!;
+      }
+      out[o] = acc;
+    }
+    return out;
+  }
+  if (n.opType === 'Gemm') {
+    if ((n.getFloat('beta', 1) ?? 1) !== 1 || (n.getFloat('alpha', 1) ?? 1) !== 1) return undefined;
+    const transB = (n.getInt('transB', 0) ?? 0) !== 0;
+    const [kk, nn] = transB ? [dims[1]!, dims[0]!] : [dims[0]!, dims[1]!];
+    if (mu.length !== kk) return undefined;
+    const out = new Float64Array(nn);
+    for (let k = 0; k < kk; k++) {
+      for (let j = 0; j < nn; j++) {
+        const idx = transB ? j * kk + k : k * nn + j;
+        out[j] += (q.data[idx]! * scaleOf(j) - wf[idx]!) * mu[k]!;
+      }
+    }
+    return out;
+  }
+  return undefined;
 }
 
 /** v -> Q -> DQ -> (every former reader of v). */
@@ -212,4 +299,59 @@ function insertPair(g: Graph, names: Names, v: Value, prm: ActivationParams, sha
     g.insertNode(dq, 1);
   }
   return { dq: dqOut.name, params: [sv, zv] };
+}
+
+/**
+ * For each kernel tap (row-major over the kernel), the fraction of output positions at which it reads
+ * the input rather than zero padding, over the input shapes seen (weighted by their counts and output
+ * sizes). Undefined with auto_pad, or when no shape is known.
+ */
+function tapFractions(n: Node, kernel: readonly number[], shapes: ReadonlyArray<{ dims: readonly number[]; count: number }>): Float64Array | undefined {
+  const r = kernel.length;
+  const autoPad = n.getString('auto_pad', 'NOTSET') ?? 'NOTSET';
+  if (autoPad !== 'NOTSET' || shapes.length === 0) return undefined;
+  const strides = n.getInts('strides') ?? new Array<number>(r).fill(1);
+  const dilations = n.getInts('dilations') ?? new Array<number>(r).fill(1);
+  const pads = n.getInts('pads') ?? new Array<number>(2 * r).fill(0);
+  let taps = 1;
+  for (const k of kernel) taps *= k;
+  const valid = new Float64Array(taps);
+  let positions = 0;
+  for (const sh of shapes) {
+    if (sh.dims.length !== r + 2) return undefined;
+    // per axis: output length and, per tap, how many outputs read inside the input
+    const perAxis: number[][] = [];
+    let outs = 1;
+    for (let a = 0; a < r; a++) {
+      const len = sh.dims[a + 2]!;
+      const s = strides[a]!;
+      const d = dilations[a]!;
+      const pb = pads[a]!;
+      const o = Math.floor((len + pb + pads[a + r]! - d * (kernel[a]! - 1) - 1) / s) + 1;
+      if (!(o > 0)) return undefined;
+      outs *= o;
+      const counts: number[] = [];
+      for (let t = 0; t < kernel[a]!; t++) {
+        let c = 0;
+        for (let x = 0; x < o; x++) {
+          const idx = x * s - pb + t * d;
+          if (idx >= 0 && idx < len) c++;
+        }
+        counts.push(c);
+      }
+      perAxis.push(counts);
+    }
+    const weight = sh.count * sh.dims[0]!;
+    positions += weight * outs;
+    for (let j = 0; j < taps; j++) {
+      let rest = j;
+      let c = weight;
+      for (let a = r - 1; a >= 0; a--) {
+        c *= perAxis[a]![rest % kernel[a]!]!;
+        rest = Math.floor(rest / kernel[a]!);
+      }
+      valid[j] += c;
+    }
+  }
+  return positions > 0 ? valid.map((v) => v / positions) : undefined;
 }

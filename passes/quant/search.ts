@@ -250,10 +250,11 @@ export interface BudgetResult {
 /**
  * Smallest prefix of `ranked` whose return to float keeps `reference - score(prefix) <= maxDrop`:
  * doubling k, then bisecting. `score(set)` builds and evaluates a model with those units in float
- * (higher is better). At most `maxTrials` evaluations; when the budget is never met the largest
- * prefix tried is returned with `met: false`.
+ * (higher is better). At most `maxTrials` evaluations; when the budget is never met, `met: false`
+ * with the largest prefix tried (`unmet: 'largest'`, default) or the best-scoring one (`'best'`, the
+ * smallest on a tie: more layers in float that do not help are not kept).
  */
-export async function searchAccuracyBudget(ranked: readonly number[], reference: number, maxDrop: number, score: (floated: readonly number[]) => Promise<number>, opts: { maxTrials?: number; initialScore?: number } = {}): Promise<BudgetResult> {
+export async function searchAccuracyBudget(ranked: readonly number[], reference: number, maxDrop: number, score: (floated: readonly number[]) => Promise<number>, opts: { maxTrials?: number; initialScore?: number; unmet?: 'largest' | 'best' } = {}): Promise<BudgetResult> {
   const maxTrials = opts.maxTrials ?? 10;
   const trials: BudgetTrial[] = [];
   const cache = new Map<number, number>();
@@ -285,7 +286,12 @@ export async function searchAccuracyBudget(ranked: readonly number[], reference:
     lo = k;
     if (k === ranked.length) break;
   }
-  if (hi < 0) return result(lo, false);
+  if (hi < 0) {
+    if (opts.unmet !== 'best') return result(lo, false);
+    let best = 0;
+    for (const [k, v] of cache) if (v > cache.get(best)! || (v === cache.get(best)! && k < best)) best = k;
+    return result(best, false);
+  }
   while (hi - lo > 1 && trials.length < maxTrials) {
     const mid = (lo + hi) >> 1;
     if ((await tryK(mid)).ok) hi = mid;
