@@ -30,6 +30,7 @@ import { createSession, Session } from '../../runtime/session.js';
 import { writeOptions, WriteArgs } from '../options.js';
 import { toQOperator } from '../../passes/quant/qop.js';
 import { subgraphNote } from '../../passes/quant/subgraphs.js';
+import { renderDefaultRecipe } from '../../passes/quant/render.js';
 import { list, quantizeSetup, renderQuantizeModeReport, runQuantizeMode } from './quantize-modes.js';
 import type { Sample } from '../../calibration/data/index.js';
 import type { SessionOptions } from '../../runtime/session.js';
@@ -106,6 +107,9 @@ const STATIC_FLAGS = {
   names: 'names',
   latencyAware: 'latencyAware',
   prefer: 'prefer',
+  fidelity: 'fidelity',
+  fidelityMinGain: 'fidelityMinGain',
+  biasCorrection: 'biasCorrection',
 } as const;
 
 export const quantizeCommand: CommandModule<object, Args> = {
@@ -130,6 +134,9 @@ export const quantizeCommand: CommandModule<object, Args> = {
         .option('symmetric-activations', passFlag(staticPass, 'symmetricActivations'))
         .option('latency-aware', passFlag(staticPass, 'latencyAware', { describe: 'profile int8 and float layers in onnxruntime and keep in float what is slower in int8 (off: quantize everything quantizable)' }))
         .option('prefer', passFlag(staticPass, 'prefer', { describe: 'layers kept float for latency keep float weights (speed) or int8 weights behind a DequantizeLinear (size, slower)' }))
+        .option('fidelity', passFlag(staticPass, 'fidelity', { describe: 'label-free fidelity budget: layers return to float until every output has at least this SQNR (dB) vs the float model on the calibration samples (0: off)' }))
+        .option('fidelity-min-gain', passFlag(staticPass, 'fidelityMinGain'))
+        .option('bias-correction', passFlag(staticPass, 'biasCorrection', { describe: 'correct biases for the mean output shift of rounded weights (--no-bias-correction to skip)' }))
         .option('max-accuracy-drop', { type: 'number', describe: 'accuracy budget: return the most sensitive layers to float until FP32 score - INT8 score <= this (needs --eval and --metric)' })
         .option('budget-rank', { type: 'string', choices: ['output', 'sqnr'], default: 'output', describe: 'how the budget ranks layers: output SQNR each recovers alone in float (measured), or the SQNR each loses itself (cheaper)' })
         .option('budget-key', { type: 'string', describe: 'metric field the budget applies to (default: the first field; key:min for lower-is-better fields such as cer:min)' })
@@ -325,6 +332,8 @@ export function renderQuantizeReport(r: QuantizeCommandReport): string {
   }
   if (q.float.length) parts.push(renderTable(['left float', 'op', 'reason'], q.float.map((f) => [f.node, f.op, f.reason]), { title: `${q.float.length} quantizable nodes left in float` }));
   if (r.layers) parts.push(renderTable(['tensor', 'producer', 'SQNR dB', 'max abs err'], r.layers.slice(0, 30).map((l) => [l.tensor, l.producer, fmt(l.sqnrDb, 1), l.maxAbs.toPrecision(3)]), { title: `per-layer SQNR, worst ${Math.min(30, r.layers.length)} of ${r.layers.length}` }));
+  const recipe = renderDefaultRecipe(q);
+  if (recipe) parts.push(recipe);
   for (const w of q.warnings) parts.push(`warning: ${w}`);
   for (const n of r.notes) parts.push(`note: ${n}`);
   return parts.join('\n\n');
