@@ -225,8 +225,7 @@ function outputNameIn(n: Node, absorbed: boolean): string {
  * Returns the most sensitive int8 units to float (int8 weights kept) until `o.evaluate` is within
  * `o.maxDrop` of the reference; adds them to `floats`/`weightOnly` with a reason starting with `label`.
  */
-export async function accuracySearch(prepared: Model, nodes: Node[], source: SampleSource, o: AccuracyBudgetOptions, floats: Map<number, string>, weightOnly: Set<number>, build: Builder, label = 'accuracy budget', int8Weights = true): Promise<AccuracyReport> {
-  const keepWeights = (w: Set<number>, i: number) => void (int8Weights && w.add(i));
+export async function accuracySearch(prepared: Model, nodes: Node[], source: SampleSource, o: AccuracyBudgetOptions, floats: Map<number, string>, weightOnly: Set<number>, build: Builder, label = 'accuracy budget'): Promise<AccuracyReport> {
   const t0 = performance.now();
   const reference = o.reference ?? (await o.evaluate(cloneModel(prepared)));
   const base = await build(floats, weightOnly, 'compact');
@@ -258,7 +257,7 @@ export async function accuracySearch(prepared: Model, nodes: Node[], source: Sam
       const f = new Map(floats);
       const w = new Set(weightOnly);
       f.set(r.index, 'candidate');
-      keepWeights(w, r.index);
+      w.add(r.index);
       gains.set(r.index, lowestSqnr(await scorer.score((await build(f, w, 'compact')).model, n)) - base0);
     }
     ranked = [...ranked].sort((a, b) => gains.get(b.index)! - gains.get(a.index)!);
@@ -271,7 +270,7 @@ export async function accuracySearch(prepared: Model, nodes: Node[], source: Sam
     async (fl) => {
       const f = new Map(floats);
       const w = new Set(weightOnly);
-      for (const i of fl) (f.set(i, label), keepWeights(w, i));
+      for (const i of fl) (f.set(i, label), w.add(i));
       return o.evaluate((await build(f, w, 'compact')).model);
     },
     { initialScore: s0, ...(o.maxTrials !== undefined ? { maxTrials: o.maxTrials } : {}), ...(o.unmet ? { unmet: o.unmet } : {}) },
@@ -280,8 +279,8 @@ export async function accuracySearch(prepared: Model, nodes: Node[], source: Sam
   for (const i of res.floated) {
     const r = byIdx.get(i)!;
     const g = gains.get(i);
-    floats.set(i, `${label}: ${g !== undefined ? `alone in float it raises the output SQNR by ${g.toFixed(1)} dB; ` : ''}loses ${r.lossDb.toFixed(1)} dB SQNR itself (output ${r.sqnrDb.toFixed(1)} dB); ${int8Weights ? 'int8 weights kept' : 'float weights (prefer speed)'}`);
-    keepWeights(weightOnly, i);
+    floats.set(i, `${label}: ${g !== undefined ? `alone in float it raises the output SQNR by ${g.toFixed(1)} dB; ` : ''}loses ${r.lossDb.toFixed(1)} dB SQNR itself (output ${r.sqnrDb.toFixed(1)} dB); int8 weights kept`);
+    weightOnly.add(i);
     report.floated.push({ node: nodes[i]!.name ?? nodes[i]!.label, op: nodes[i]!.opType, sqnrDb: r.sqnrDb, lossDb: r.lossDb, ...(g !== undefined ? { gainDb: g } : {}) });
   }
   report.score = res.score;
@@ -298,7 +297,7 @@ export async function accuracySearch(prepared: Model, nodes: Node[], source: Sam
  * the layers worth at least `minGainDb` alone. `scorer` may be shared with an earlier step (it holds
  * the float outputs of the scored samples).
  */
-export async function fidelitySearch(prepared: Model, nodes: Node[], source: SampleSource, o: FidelityOptions, floats: Map<number, string>, weightOnly: Set<number>, build: Builder, scorer?: OutputScorer, int8Weights = true): Promise<FidelityReport> {
+export async function fidelitySearch(prepared: Model, nodes: Node[], source: SampleSource, o: FidelityOptions, floats: Map<number, string>, weightOnly: Set<number>, build: Builder, scorer?: OutputScorer): Promise<FidelityReport> {
   const t0 = performance.now();
   const sc = scorer ?? (await outputScorer(prepared, await firstSamples(source, o.samples ?? FIDELITY_SAMPLES)));
   const rankSamples = o.rankSamples ?? Math.min(sc.samples.length, Math.max(4, Math.ceil(RANK_INPUT_ELEMENTS / Math.max(1, inputElements(sc.samples[0])))));
@@ -332,7 +331,6 @@ export async function fidelitySearch(prepared: Model, nodes: Node[], source: Sam
       weightOnly,
       build,
       'fidelity budget',
-      int8Weights,
     );
     // trials are recorded in evaluation order (the first, k = 0, reuses the evaluation before the search)
     const at = acc.trials.findIndex((t) => t.floated === acc.floated.length);
