@@ -30,7 +30,7 @@ import { OutputComparison, OutputError } from '../../runtime/metrics.js';
 import { layerErrors } from './debug.js';
 import type { EmitResult } from './emit.js';
 import type { Placement } from './placement.js';
-import { BudgetTrial, rankSensitivity, searchAccuracyBudget } from './search.js';
+import { BudgetTrial, rankSensitivity, searchAccuracyBudget, SensitivityEntry } from './search.js';
 
 export type SampleSource = () => AsyncIterable<Sample>;
 
@@ -185,12 +185,29 @@ export interface OutputScorer {
   score(m: Model, limit?: number): Promise<OutputError[]>;
 }
 
-export async function outputScorer(floatModel: Model, samples: readonly Sample[]): Promise<OutputScorer> {
+/** Bytes of samples and float outputs a scorer keeps at most (it keeps at least one sample). */
+export const SCORER_BYTES = 256 * 2 ** 20;
+
+/** Keeps the float outputs of `samples` (those that fit in {@link SCORER_BYTES} with their inputs). */
+export async function outputScorer(floatModel: Model, all: readonly Sample[], maxBytes = SCORER_BYTES): Promise<OutputScorer> {
   const so = { intraOpNumThreads: 1, allowSpinning: false };
   const fs = await createSessionFromModel(floatModel, so, '(float model)');
   const refs: Feed[] = [];
+  const samples: Sample[] = [];
+  const bytes = (f: Feed) => {
+    let n = 0;
+    for (const t of Object.values(f)) n += ArrayBuffer.isView(t.data) ? t.data.byteLength : t.data.length * 8;
+    return n;
+  };
+  let held = 0;
   try {
-    for (const s of samples) refs.push(await fs.run(s.feed));
+    for (const s of all) {
+      const out = await fs.run(s.feed);
+      held += bytes(s.feed) + bytes(out);
+      if (samples.length > 0 && held > maxBytes) break;
+      samples.push(s);
+      refs.push(out);
+    }
   } finally {
     await fs.dispose();
   }
@@ -237,34 +254,46 @@ export async function accuracySearch(prepared: Model, nodes: Node[], source: Sam
     report.ms = performance.now() - t0;
     return report;
   }
-  // per-layer SQNR of this build on a few calibration samples
   const ranking = await firstSamples(source, o.debugSamples ?? (rankBy === 'output' ? 4 : 8));
-  async function* replay() {
-    yield* ranking;
-  }
-  const errors = await layerErrors(prepared, base.model, Object.fromEntries(base.emitted.dequantized), replay(), { sessionOptions: { intraOpNumThreads: 1 } });
   const units = base.placement.units
     .map((u, k) => ({ u, index: base.unitIdx[k]! }))
     .filter(({ u }) => !u.weightOnly)
     .map(({ u, index }) => ({ index, inputs: u.activationInputs.map((i) => nodes[index]!.inputs[i]!.name), output: outputNameIn(nodes[index]!, u.activation !== undefined) }));
-  let ranked = rankSensitivity(errors, units);
+  // per-layer SQNR of this build on the ranking samples, for the given units' tensors only (all of a
+  // large model's tensors at once would hold every activation of a sample in memory)
+  const sensitivity = async (us: typeof units): Promise<SensitivityEntry[]> => {
+    const pairs: Record<string, string> = {};
+    for (const u of us) for (const t of [...u.inputs, u.output]) if (base.emitted.dequantized.has(t)) pairs[t] = base.emitted.dequantized.get(t)!;
+    if (Object.keys(pairs).length === 0) return [];
+    async function* replay() {
+      yield* ranking;
+    }
+    return rankSensitivity(await layerErrors(prepared, base.model, pairs, replay(), { sessionOptions: { intraOpNumThreads: 1 } }), us);
+  };
+  const sens = new Map<number, SensitivityEntry>();
+  let order: number[];
   const gains = new Map<number, number>();
   if (rankBy === 'output') {
+    // each layer alone in float: the gain in the lowest output SQNR
     const scorer = o.scorer ?? (await outputScorer(prepared, ranking));
     const n = ranking.length;
     const base0 = lowestSqnr(await scorer.score(base.model, n));
-    for (const r of ranked) {
+    for (const u of units) {
       const f = new Map(floats);
       const w = new Set(weightOnly);
-      f.set(r.index, 'candidate');
-      w.add(r.index);
-      gains.set(r.index, lowestSqnr(await scorer.score((await build(f, w, 'compact')).model, n)) - base0);
+      f.set(u.index, 'candidate');
+      w.add(u.index);
+      gains.set(u.index, lowestSqnr(await scorer.score((await build(f, w, 'compact')).model, n)) - base0);
     }
-    ranked = [...ranked].sort((a, b) => gains.get(b.index)! - gains.get(a.index)!);
-    if (o.minGainDb !== undefined) ranked = ranked.filter((r) => gains.get(r.index)! >= o.minGainDb!);
+    order = units.map((u) => u.index).sort((a, b) => gains.get(b)! - gains.get(a)! || a - b);
+    if (o.minGainDb !== undefined) order = order.filter((i) => gains.get(i)! >= o.minGainDb!);
+  } else {
+    const ranked = await sensitivity(units);
+    for (const e of ranked) sens.set(e.index, e);
+    order = ranked.map((e) => e.index);
   }
   const res = await searchAccuracyBudget(
-    ranked.map((r) => r.index),
+    order,
     reference,
     o.maxDrop,
     async (fl) => {
@@ -275,11 +304,15 @@ export async function accuracySearch(prepared: Model, nodes: Node[], source: Sam
     },
     { initialScore: s0, ...(o.maxTrials !== undefined ? { maxTrials: o.maxTrials } : {}), ...(o.unmet ? { unmet: o.unmet } : {}) },
   );
-  const byIdx = new Map(ranked.map((r) => [r.index, r]));
+  if (rankBy === 'output' && res.floated.length) {
+    const fl = new Set(res.floated);
+    for (const e of await sensitivity(units.filter((u) => fl.has(u.index)))) sens.set(e.index, e);
+  }
   for (const i of res.floated) {
-    const r = byIdx.get(i)!;
+    const r = sens.get(i) ?? { index: i, sqnrDb: NaN, lossDb: NaN };
     const g = gains.get(i);
-    floats.set(i, `${label}: ${g !== undefined ? `alone in float it raises the output SQNR by ${g.toFixed(1)} dB; ` : ''}loses ${r.lossDb.toFixed(1)} dB SQNR itself (output ${r.sqnrDb.toFixed(1)} dB); int8 weights kept`);
+    const own = Number.isFinite(r.lossDb) ? `loses ${r.lossDb.toFixed(1)} dB SQNR itself (output ${r.sqnrDb.toFixed(1)} dB); ` : '';
+    floats.set(i, `${label}: ${g !== undefined ? `alone in float it raises the output SQNR by ${g.toFixed(1)} dB; ` : ''}${own}int8 weights kept`);
     weightOnly.add(i);
     report.floated.push({ node: nodes[i]!.name ?? nodes[i]!.label, op: nodes[i]!.opType, sqnrDb: r.sqnrDb, lossDb: r.lossDb, ...(g !== undefined ? { gainDb: g } : {}) });
   }
