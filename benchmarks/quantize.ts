@@ -19,8 +19,16 @@
  * images (no labels): the range choice, bias correction and the fidelity budget score candidates against
  * the float model's outputs on those samples. Every model is scored on `dev` / `pages_dev`.
  *
- * Measured 2026-12-04 (QUANTIZE_BENCH_REFERENCES=1, --runs 20, 2 cores shared with other jobs):
- * see the report of issue 17 item 4 and the table this script prints.
+ * Measured 2026-12-04 (`npm run bench:quantize -- --runs 20`, 2 cores shared with other jobs; FP32 dev:
+ * cls 1/161 wrong, rec 6/161 wrong and CER 0.0022), every target ok:
+ *   --latency-aware=off: cls 0.341x, 2/161 wrong; rec 0.264x, 8/161 wrong, CER 0.0031; det 0.275x,
+ *     map IoU 0.958; quantize cls 5.6 s, rec 111 s, det 107 s (1 intra-op thread; peak RSS det 891 MiB)
+ *   latency-aware (CLI default): cls 0.774x size, 0.820x latency, 1/161; rec 0.544x, 0.517x, 7/161,
+ *     CER 0.0036; det 0.357x, 0.724x, IoU 0.974 (latency-aware choices vary between runs with load:
+ *     rec 0.54-0.89x size, 0.52-0.73x latency over four runs)
+ *   before issue 17 (minmax, off): cls 2/161; rec 62/161 wrong, CER 0.228; det IoU 0.899; quantize
+ *     cls 1.5 s, rec 4.1 s, det 5.3 s. Reference tool: rec 4/161 (QOperator 0.277x, 0.83x latency),
+ *     det IoU 0.904, cls 0/161 (1.27x size).
  *
  * Run: npm run bench:quantize [-- cls|rec|det ...] [--variants off,default,size,before] [--runs N] [--method auto|minmax|percentile|entropy]
  * Environment: QUANTIZE_BENCH_VARIANTS (same as --variants), QUANTIZE_BENCH_REFERENCES=0 (skip the
