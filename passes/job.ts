@@ -53,15 +53,18 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
   doc.input = modelFacts(model, inputBytes, pf.model);
 
   const shapes = pf.shapes;
+  // the model's declared inputs, read by one onnxruntime session at most, only when data needs them
+  let declared: ReturnType<typeof inputsOf> | undefined;
+  const modelInputs = () => (declared ??= inputsOf(originalBytes));
   const data: Record<string, unknown> = {};
   if (pf.data.calibration) {
     const cal = pf.data.calibration;
-    const inputs = await inputsOf(originalBytes);
+    const inputs = await modelInputs();
     data.calibration = (): AsyncIterable<Sample> => openDataSource(parseDataSpec(cal.inputs), inputs, sourceOptions(cal, shapes));
   }
   let verify: { feeds: Feed[]; rtol?: number; atol?: number } | undefined;
   if (pf.data.verify) {
-    const inputs = await inputsOf(originalBytes);
+    const inputs = await modelInputs();
     const samples = await collectSamples(parseDataSpec(pf.data.verify.inputs), inputs, sourceOptions(pf.data.verify, shapes));
     verify = { feeds: samples.map((s) => s.feed) };
     if (pf.data.verify.rtol !== undefined) verify.rtol = pf.data.verify.rtol;
@@ -70,7 +73,7 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
   // what latency runs on, decided before the work: a latency budget without data is bad input
   const feedSpec = pf.data.eval ?? pf.data.calibration;
   const given = feedSpec ? { spec: feedSpec.inputs, options: sourceOptions(feedSpec, shapes), flag: pf.data.eval ? 'data.eval' : 'data.calibration' } : undefined;
-  const latencyData = pf.latency.skip ? undefined : measurementData(await inputsOf(originalBytes), [given], shapes, 'latency', { count: 1, data: 'data.eval or data.calibration', shape: (name, dims) => `shapes: { ${name}: [${dims}] }` });
+  const latencyData = pf.latency.skip ? undefined : measurementData(await modelInputs(), [given], shapes, 'latency', { count: 1, data: 'data.eval or data.calibration', shape: (name, dims) => `shapes: { ${name}: [${dims}] }` });
   if (latencyData && !latencyData.ok) {
     if (pf.budgets.maxLatencyRatio !== undefined) throw inputError('PIPELINE_NO_LATENCY_DATA', `${pf.model}: budgets.max-latency-ratio needs latency; ${latencyData.skipped}`, { file: pf.model });
     doc.notes = [latencyData.skipped];
@@ -101,8 +104,7 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
     const a = await Session.create(originalBytes, { intraOpNumThreads: pf.latency.threads, allowSpinning: false }, 'original');
     const b = await Session.create(outBytes, { intraOpNumThreads: pf.latency.threads, allowSpinning: false }, 'optimized');
     try {
-      const feeds: Feed[] = [];
-      for await (const x of latencyData.open(4)) feeds.push(x.feed);
+      const feeds = await latencyData.feeds(4);
       const lat = await measureLatency([a, b], feeds, { runs: pf.latency.runs, warmup: pf.latency.warmup });
       doc.latency = lat.sessions.map((s) => ({ model: s.name, samplesMs: s.samples, p50: s.stats.p50, p90: s.stats.p90, mean: s.stats.mean, min: s.stats.min }));
       const [fa, fb] = doc.latency;

@@ -9,6 +9,7 @@
  * instead of failing a command that did not need the data.
  */
 import { OnnxForgeError } from '../../graph/errors.js';
+import type { Feed } from '../../runtime/host-tensor.js';
 import type { ValueInfo } from '../../runtime/session.js';
 import { resolveShape } from './generate.js';
 import { DataSourceOptions, openDataSource, Sample } from './index.js';
@@ -22,7 +23,7 @@ export interface GivenData {
 }
 
 export type MeasurementData =
-  | { ok: true; spec: string; from: string; open(limit?: number): AsyncIterable<Sample> }
+  | { ok: true; spec: string; from: string; open(limit?: number): AsyncIterable<Sample>; feeds(limit: number): Promise<Feed[]> }
   | { ok: false; skipped: string };
 
 /**
@@ -44,15 +45,29 @@ export function measurementData(inputs: readonly ValueInfo[], given: readonly (G
   const shapeHint = hints.shape ?? ((name: string, dims: string) => `--shape ${name}=${dims}`);
   for (const g of given) {
     if (!g) continue;
-    return { ok: true, spec: g.spec, from: g.flag, open: (limit) => openDataSource(g.spec, inputs, { ...g.options, shapes, ...(limit !== undefined ? { limit } : {}) }) };
+    return chosen(g.spec, g.flag, (limit) => openDataSource(g.spec, inputs, { ...g.options, shapes, ...(limit !== undefined ? { limit } : {}) }));
   }
   const unresolved = symbolicInputs(inputs, shapes);
   if (unresolved.length === 0) {
     const spec = `random:${count}`;
-    return { ok: true, spec, from: 'random inputs', open: (limit) => openDataSource(spec, inputs, { shapes, ...(limit !== undefined ? { limit } : {}) }) };
+    return chosen(spec, 'random inputs', (limit) => openDataSource(spec, inputs, { shapes, ...(limit !== undefined ? { limit } : {}) }));
   }
   const example = unresolved.map((u) => shapeHint(u.name, u.dims)).join(' ');
   return { ok: false, skipped: `${what} left out: ${unresolved.map((u) => `input '${u.name}' has symbolic dims ${u.symbolic.map((d) => `'${d}'`).join(', ')}`).join('; ')}. Add ${hints.data ?? '--eval SPEC'} (samples carry their shapes) or ${example} to measure ${what.includes(' and ') ? 'them' : 'it'}.` };
+}
+
+function chosen(spec: string, from: string, open: (limit?: number) => AsyncIterable<Sample>): MeasurementData {
+  return {
+    ok: true,
+    spec,
+    from,
+    open,
+    async feeds(limit) {
+      const out: Feed[] = [];
+      for await (const x of open(limit)) out.push(x.feed);
+      return out;
+    },
+  };
 }
 
 /** Inputs whose dims do not all resolve from the model and `shapes`, with the symbolic names. */

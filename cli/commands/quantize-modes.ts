@@ -5,7 +5,6 @@
  * generated inputs), and write the model last, only when all of that succeeded.
  */
 import { writeFileAtomic } from '../../graph/files.js';
-import type { Sample } from '../../calibration/data/index.js';
 import { measurementData } from '../../calibration/data/measure.js';
 import { subgraphNote } from '../../passes/quant/subgraphs.js';
 import { parseShapeArg } from '../../calibration/data/generate.js';
@@ -19,7 +18,6 @@ import { passOptionsFrom } from '../schema-options.js';
 import { formatBytes, renderTable } from '../../report/table.js';
 import { createSession as createExpandedSession } from '../../runtime/compressed.js';
 import { evaluate } from '../../runtime/evaluate.js';
-import type { Feed } from '../../runtime/host-tensor.js';
 import { measureLatency } from '../../runtime/latency.js';
 import { loadMetric, OutputError } from '../../runtime/metrics.js';
 import { Session } from '../../runtime/session.js';
@@ -124,7 +122,7 @@ export async function runQuantizeMode(a: QuantizeModeArgs): Promise<QuantizeMode
     let ev: Awaited<ReturnType<typeof evaluate>> | undefined;
     if (data.ok) {
       ev = await evaluate(raw ?? int8, fp32, data.open(), { metrics });
-      const feeds = (await collectFeeds(data.open(4)));
+      const feeds = await data.feeds(4);
       const sessions = raw ? [fp32, int8, raw] : [fp32, int8];
       const lat = await measureLatency(sessions, feeds, { runs: a.latencyRuns, warmup: 3 });
       const [f, q, r] = lat.sessions.map((s) => s.stats.p50) as [number, number, number | undefined];
@@ -180,9 +178,3 @@ export function renderQuantizeModeReport(r: QuantizeModeReport): string {
   return parts.join('\n\n');
 }
 
-/** The feeds of the first samples of a source (for latency). */
-export async function collectFeeds(src: AsyncIterable<Sample>): Promise<Feed[]> {
-  const feeds: Feed[] = [];
-  for await (const x of src) feeds.push(x.feed);
-  return feeds;
-}
