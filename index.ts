@@ -3,26 +3,47 @@
  * registry, presets, pipelines, the pass manager), pipeline files and jobs, the runtime (sessions,
  * latency, data sources, metrics) and reports.
  */
-export * from './graph/index.js';
+export * from './core/errors.js';
+export * from './core/dtype.js';
+export * from './core/tensor.js';
+export * from './ir/ir.js';
+export * from './ir/builder.js';
+export * from './ir/checker.js';
+export {
+  loadModel,
+  loadModelSync,
+  saveModel,
+  saveModelSync,
+  serializeModel,
+  decodeTensor,
+  encodeTensor,
+  cloneModel,
+  MAX_PROTO_BYTES,
+  printLoadWarning,
+  type LoadOptions,
+  type LoadWarning,
+  type SaveOptions,
+  type SaveResult,
+} from './onnx/index.js';
 export * from './passes/pass.js';
 export { PASSES, getPass } from './passes/registry.js';
 export { PRESETS, registerPreset, extendPreset } from './passes/presets.js';
 export { optimize, PassManager, type OptimizeOptions, type OptimizeReport, type PassRecord, type PassSummary, type VerifyOptions } from './passes/manager.js';
 export { step, parsePipeline, presetPipeline, formatPipeline, resolveOptions, type PipelineStep } from './passes/pipeline.js';
 export { readPipelineFile, parsePipelineFile, starterPipeline, type PipelineFile } from './passes/pipeline-file.js';
-export { runJob, type JobResult } from './passes/job.js';
+export { runJob, type JobResult } from './workflows/job.js';
 export { Session, type SessionOptions, type ValueInfo } from './runtime/session.js';
-export { createSession, expandCompressedWeights, expandWeightsInModel, isWeightCompressed } from './runtime/compressed.js';
-export { quantizeWeights, WEIGHTS_TAG_KEY, type QuantizeWeightsOptions, type QuantizeWeightsReport } from './passes/quantize-weights.js';
-export { quantizeDynamic, type QuantizeDynamicOptions, type QuantizeDynamicReport } from './passes/quantize-dynamic.js';
-export { toQOperator, type QOperatorReport } from './passes/quant/qop.js';
+export { createSession, expandCompressedWeights, expandWeightsInModel, isWeightCompressed } from './passes/quantize/compressed.js';
+export { quantizeWeights, WEIGHTS_TAG_KEY, type QuantizeWeightsOptions, type QuantizeWeightsReport } from './passes/quantize/quantize-weights.js';
+export { quantizeDynamic, type QuantizeDynamicOptions, type QuantizeDynamicReport } from './passes/quantize/quantize-dynamic.js';
+export { toQOperator, type QOperatorReport } from './passes/quantize/qop.js';
 export { createSessionFromModel } from './runtime/from-model.js';
 export { measureLatency, latencyStats, type LatencyReport, type LatencyStats } from './runtime/latency.js';
-export { evaluate } from './runtime/evaluate.js';
+export { evaluate } from './workflows/evaluate.js';
 export { loadMetric, compareTensors, type UserMetric } from './runtime/metrics.js';
-export type { Feed, HostTensor } from './runtime/host-tensor.js';
-export { openDataSource, collectSamples, parseDataSpec, type Sample, type DataSourceSpec } from './calibration/data/index.js';
+export type { Feed, HostTensor } from './core/host-tensor.js';
+export { openDataSource, collectSamples, parseDataSpec, type Sample, type DataSourceSpec } from './data/index.js';
 export { newReport, readReport, writeReport, modelFacts, REPORT_SCHEMA, type ReportDocument } from './report/document.js';
 export { renderMarkdown } from './report/markdown.js';
 export { renderHtml } from './report/html.js';
-export { measureModel, evaluateGate, readBaseline, BASELINE_SCHEMA, type Baseline, type Measurement, type GateResult } from './report/gate.js';
+export { measureModel, evaluateGate, readBaseline, BASELINE_SCHEMA, type Baseline, type Measurement, type GateResult } from './workflows/gate.js';

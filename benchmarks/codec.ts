@@ -17,10 +17,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assertValid } from '../graph/checker.js';
-import { Tensor } from '../graph/tensor.js';
-import { loadModelSync, saveModelSync } from '../graph/onnx/index.js';
-import { encode, ProtoObject } from '../graph/onnx/wire.js';
+import { assertValid } from '../ir/checker.js';
+import { Tensor } from '../core/tensor.js';
+import { loadModelSync, saveModelSync } from '../onnx/index.js';
+import { encode, ProtoObject } from '../onnx/wire.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REAL: Record<string, string> = {

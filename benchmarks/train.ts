@@ -8,14 +8,14 @@
  * ort.Tensors, and the process's peak resident memory.
  */
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../graph/builder.js';
-import { DataType } from '../graph/dtype.js';
-import { Model, Value } from '../graph/ir.js';
-import { serializeModel } from '../graph/onnx/index.js';
-import { Tensor } from '../graph/tensor.js';
+import { GraphBuilder } from '../ir/builder.js';
+import { DataType } from '../core/dtype.js';
+import { Model, Value } from '../ir/ir.js';
+import { serializeModel } from '../onnx/index.js';
+import { Tensor } from '../core/tensor.js';
 import { renderTable } from '../report/table.js';
-import { Trainer } from '../runtime/train.js';
-import { mulberry32 } from '../calibration/data/generate.js';
+import { Trainer } from '../train/trainer.js';
+import { mulberry32 } from '../data/generate.js';
 
 const rng = mulberry32;
 

@@ -32,9 +32,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateFeeds } from '../calibration/data/index.js';
+import { generateFeeds } from '../data/index.js';
 import { renderTable } from '../report/table.js';
-import { Feed, fromValues, HostTensor } from '../runtime/host-tensor.js';
+import { Feed, fromValues, HostTensor } from '../core/host-tensor.js';
 import { OutputComparison } from '../runtime/metrics.js';
 import { firstLine, Session, SessionOptions } from '../runtime/session.js';
 

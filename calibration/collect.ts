@@ -14,13 +14,13 @@
  * Bad data stops collection with a message naming the sample and the tensor: an empty set, a NaN or
  * infinite input value, or a NaN/infinite activation.
  */
-import { cloneModel } from '../graph/onnx/index.js';
-import { checkError, inputError } from '../graph/errors.js';
-import { Attribute, Model, Node, Value } from '../graph/ir.js';
-import { DataType } from '../graph/dtype.js';
-import { Tensor } from '../graph/tensor.js';
-import type { Sample } from './data/index.js';
-import type { Feed } from '../runtime/host-tensor.js';
+import { cloneModel } from '../onnx/index.js';
+import { checkError, inputError } from '../core/errors.js';
+import { Attribute, Model, Node, Value } from '../ir/ir.js';
+import { DataType } from '../core/dtype.js';
+import { Tensor } from '../core/tensor.js';
+import type { Sample } from '../data/index.js';
+import type { Feed } from '../core/host-tensor.js';
 import { createSessionFromModel } from '../runtime/from-model.js';
 import type { Session, SessionOptions } from '../runtime/session.js';
 import { CalibrationMethod, needsHistogram, TensorStats } from './ranges.js';

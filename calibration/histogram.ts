@@ -9,7 +9,7 @@
  * From the histogram come the range estimates of `ranges.ts`: percentiles (linear inside a bin) and the
  * KL-divergence (entropy) threshold.
  */
-import { inputError } from '../graph/errors.js';
+import { inputError } from '../core/errors.js';
 
 /** Default bins per side of zero (2 x 1024 = 2048 bins, as the common percentile calibrators use). */
 export const DEFAULT_HALF_BINS = 1024;

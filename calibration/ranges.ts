@@ -18,7 +18,7 @@
  * `symmetric` widens the result to [-m, m] with m = max(|lo|, |hi|). Every method keeps 0 inside the
  * range (so zero is exactly representable, as ONNX zero points require).
  */
-import { inputError } from '../graph/errors.js';
+import { inputError } from '../core/errors.js';
 import { entropyThreshold, Histogram } from './histogram.js';
 
 export type CalibrationMethod = 'minmax' | 'percentile' | 'entropy' | 'auto';

@@ -4,7 +4,7 @@
  * (0 ok, 1 a check/gate/budget failed, 2 bad input or usage).
  */
 import yargs, { CommandModule } from 'yargs';
-import { exitCodeFor, inputError, isOnnxForgeError } from '../graph/errors.js';
+import { exitCodeFor, inputError, isOnnxForgeError } from '../core/errors.js';
 import { inspectCommand } from './commands/inspect.js';
 import { benchCommand } from './commands/bench.js';
 import { compareCommand } from './commands/compare.js';

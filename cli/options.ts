@@ -1,7 +1,7 @@
 /** Options shared by every command that writes a model. */
 import type { Argv } from 'yargs';
-import { inputError } from '../graph/errors.js';
-import type { SaveOptions } from '../graph/onnx/index.js';
+import { inputError } from '../core/errors.js';
+import type { SaveOptions } from '../onnx/index.js';
 
 export interface WriteArgs {
   externalData?: boolean | string;

@@ -11,7 +11,7 @@
  * Range checks (min/max, whole numbers) stay with the pass, which reports them with its own codes.
  */
 import type { Options } from 'yargs';
-import { internalError } from '../graph/errors.js';
+import { internalError } from '../core/errors.js';
 import { OptionSpec, Pass, withSchemaDefaults } from '../passes/pass.js';
 
 export interface FlagOverrides {

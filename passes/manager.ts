@@ -6,14 +6,14 @@
  * when outputs drift past the tolerance — the caller then writes nothing. Models are read and written
  * only by the caller: `optimize()` never touches files.
  */
-import { checkModel } from '../graph/checker.js';
-import { float16ToFloat32 } from '../graph/dtype.js';
-import { checkError, internalError, isOnnxForgeError } from '../graph/errors.js';
-import type { Graph, Model, Value } from '../graph/ir.js';
+import { checkModel } from '../ir/checker.js';
+import { float16ToFloat32 } from '../core/dtype.js';
+import { checkError, internalError, isOnnxForgeError } from '../core/errors.js';
+import type { Graph, Model, Value } from '../ir/ir.js';
 import type { Explanation, Logger, PassContext, PassResult } from './pass.js';
 import { formatPipeline, parsePipeline, PipelineStep } from './pipeline.js';
-import { countNodes, weightBytes } from './rewrite.js';
-import type { Feed, HostTensor } from '../runtime/host-tensor.js';
+import { countNodes, weightBytes } from '../ir/edits.js';
+import type { Feed, HostTensor } from '../core/host-tensor.js';
 
 export interface VerifyOptions {
   /** Inputs to run the model on (one feed per sample). */

@@ -7,7 +7,7 @@
  * Options are declared as a schema; the pass manager parses textual options (`name<key=value;flag>`)
  * against it, fills defaults and rejects bad values with a sentence naming the pass and option.
  */
-import type { Model, Node } from '../graph/ir.js';
+import type { Model, Node } from '../ir/ir.js';
 
 export type OptionType = 'number' | 'integer' | 'boolean' | 'string' | 'enum' | 'string[]';
 

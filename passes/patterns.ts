@@ -8,9 +8,9 @@
  * for not matching are reported through `ctx.explain` for the final (unchanged) iteration only, so a
  * node that matched in a later round is not reported as a miss.
  */
-import { DataType } from '../graph/dtype.js';
-import { constantOf, Graph, Model, Node, Value } from '../graph/ir.js';
-import { Tensor } from '../graph/tensor.js';
+import { DataType } from '../core/dtype.js';
+import { constantOf, Graph, Model, Node, Value } from '../ir/ir.js';
+import { Tensor } from '../core/tensor.js';
 import { definePass, type Pass, type PassContext, type Pattern } from './pass.js';
 
 export interface PatternRunOptions {

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { inputError } from '../graph/errors.js';
+import { inputError } from '../core/errors.js';
 import type { Pass } from './pass.js';
 import { parsePipeline, PipelineStep, presetPipeline, resolveOptions } from './pipeline.js';
 import { getPass, PASSES } from './registry.js';

@@ -5,7 +5,7 @@
  * naming the pass and the option; defaults fill the rest. Pipelines can also be built in code with
  * {@link step}.
  */
-import { inputError } from '../graph/errors.js';
+import { inputError } from '../core/errors.js';
 import type { OptionSpec, OptionsSchema, Pass } from './pass.js';
 import { getPass, PASSES, PRESETS } from './registry.js';
 

@@ -5,7 +5,7 @@
  * These adapters map each of them onto the common document, so `onnxforge report <file>` renders any
  * of them. A schema name with a version this onnxforge does not know is refused.
  */
-import { inputError } from '../graph/errors.js';
+import { inputError } from '../core/errors.js';
 import type { AccuracyEntry, LayerEntry, LatencyEntry, ModelFacts, OutputErrorEntry, ReportDocument } from './document.js';
 import { newReport } from './document.js';
 

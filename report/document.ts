@@ -7,11 +7,11 @@
  * command does not produce are simply absent. `details` keeps the command's own full report.
  */
 import * as fs from 'node:fs';
-import { inputError } from '../graph/errors.js';
-import type { Model } from '../graph/ir.js';
+import { inputError } from '../core/errors.js';
+import type { Model } from '../ir/ir.js';
 import { constantTensors } from './inspect.js';
 import { adaptReport } from './adapters.js';
-import { writeFileAtomic } from '../graph/files.js';
+import { writeFileAtomic } from '../core/files.js';
 
 export const REPORT_SCHEMA = 'onnxforge.report/1';
 

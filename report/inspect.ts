@@ -3,9 +3,9 @@
  * shapes (symbolic dims by name), node counts by op type including subgraphs, and parameters (every
  * constant tensor: initializers and `Constant` nodes) by dtype and by the op type that reads them.
  */
-import { dtypeName } from '../graph/dtype.js';
-import { Graph, Model, TypeInfo, Value } from '../graph/ir.js';
-import { Tensor } from '../graph/tensor.js';
+import { dtypeName } from '../core/dtype.js';
+import { Graph, Model, TypeInfo, Value } from '../ir/ir.js';
+import { Tensor } from '../core/tensor.js';
 import { formatBytes, renderTable } from './table.js';
 
 export interface IoInfo {

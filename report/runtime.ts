@@ -1,5 +1,5 @@
 /** Terminal rendering of benchmark and comparison reports (the JSON forms are the reports themselves). */
-import type { BenchReport, CompareReport } from '../runtime/bench.js';
+import type { BenchReport, CompareReport } from '../workflows/bench.js';
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));

@@ -2,7 +2,7 @@
  * Sessions for in-memory IR models: serialize with the codec, then create from bytes (no temp file).
  * Kept apart from `session.ts` so that the runtime compiles without the codec's model writer.
  */
-import { serializeModel } from '../graph/onnx/index.js';
+import { serializeModel } from '../onnx/index.js';
 import { createSession, Session, SessionOptions } from './session.js';
 
 type ModelArg = Parameters<typeof serializeModel>[0];

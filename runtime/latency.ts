@@ -5,8 +5,8 @@
  * the timed region.
  */
 import * as ort from 'onnxruntime-node';
-import { inputError } from '../graph/errors.js';
-import { Feed } from './host-tensor.js';
+import { inputError } from '../core/errors.js';
+import { Feed } from '../core/host-tensor.js';
 import { Session, toOrtTensor } from './session.js';
 
 export interface LatencyStats {

@@ -11,8 +11,8 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { checkError, inputError } from '../graph/errors.js';
-import { Feed, formatDims, HostTensor, toFloat64 } from './host-tensor.js';
+import { checkError, inputError } from '../core/errors.js';
+import { Feed, formatDims, HostTensor, toFloat64 } from '../core/host-tensor.js';
 
 export interface OutputError {
   name: string;

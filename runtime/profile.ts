@@ -7,8 +7,8 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inputError, internalError } from '../graph/errors.js';
-import { Feed } from './host-tensor.js';
+import { inputError, internalError } from '../core/errors.js';
+import { Feed } from '../core/host-tensor.js';
 import { ModelSource, Session, SessionOptions } from './session.js';
 
 export interface OpProfileRow {

@@ -3,8 +3,8 @@
  * Reports its own RSS periodically for platforms without /proc.
  */
 import { pathToFileURL } from 'node:url';
-import { isOnnxForgeError } from '../graph/errors.js';
-import { Feed } from './host-tensor.js';
+import { isOnnxForgeError } from '../core/errors.js';
+import { Feed } from '../core/host-tensor.js';
 import type { SandboxTask, WorkerMessage } from './sandbox.js';
 import { Session } from './session.js';
 

@@ -12,8 +12,8 @@ import { ChildProcess, fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { ErrorDetails, ErrorKind, inputError, OnnxForgeError } from '../graph/errors.js';
-import { Feed } from './host-tensor.js';
+import { ErrorDetails, ErrorKind, inputError, OnnxForgeError } from '../core/errors.js';
+import { Feed } from '../core/host-tensor.js';
 import { SessionOptions } from './session.js';
 
 export interface SandboxLimits {

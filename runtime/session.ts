@@ -5,8 +5,8 @@
  */
 import * as ort from 'onnxruntime-node';
 import { readFile } from 'node:fs/promises';
-import { inputError, OnnxForgeError } from '../graph/errors.js';
-import { Feed, formatDims, HostData, HostDType, HostTensor, hostDType } from './host-tensor.js';
+import { inputError, OnnxForgeError } from '../core/errors.js';
+import { Feed, formatDims, HostData, HostDType, HostTensor, hostDType } from '../core/host-tensor.js';
 
 export interface SessionOptions {
   /** Default 'all'. */

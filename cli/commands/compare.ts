@@ -1,9 +1,9 @@
 /** `onnxforge compare a.onnx b.onnx`: per-output error of b against a; exit 1 past the tolerance. */
 import type { CommandModule } from 'yargs';
-import { compareModels } from '../../runtime/bench.js';
+import { compareModels } from '../../workflows/bench.js';
 import { renderCompare, toJson } from '../../report/runtime.js';
-import { ProgressBar } from '../../report/progress.js';
-import { inputError } from '../../graph/errors.js';
+import { ProgressBar } from '../../core/progress.js';
+import { inputError } from '../../core/errors.js';
 import { checkCount, RunArgs, runOptions, shapesFrom } from './runtime-options.js';
 
 interface Args extends RunArgs {

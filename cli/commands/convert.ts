@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { assertValid } from '../../graph/checker.js';
-import { loadModel, saveModel } from '../../graph/onnx/index.js';
+import { assertValid } from '../../ir/checker.js';
+import { loadModel, saveModel } from '../../onnx/index.js';
 import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
 
 interface Args extends WriteArgs {

@@ -7,19 +7,19 @@
  * loss, the result passes the checker and onnxruntime loads it.
  */
 import type { CommandModule } from 'yargs';
-import { collectSamples, openDataSource, Sample } from '../../calibration/data/index.js';
-import { parseShapeArg } from '../../calibration/data/generate.js';
-import { checkModel } from '../../graph/checker.js';
-import { checkError, inputError } from '../../graph/errors.js';
-import type { Model } from '../../graph/ir.js';
-import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
-import distillPass, { distillModel, DistillModelOptions, DistillModelReport, DistillPassOptions, prunedStudent } from '../../passes/distill.js';
-import pruneChannelsPass, { ChannelReport } from '../../passes/prune-channels.js';
+import { collectSamples, openDataSource, Sample } from '../../data/index.js';
+import { parseShapeArg } from '../../data/generate.js';
+import { checkModel } from '../../ir/checker.js';
+import { checkError, inputError } from '../../core/errors.js';
+import type { Model } from '../../ir/ir.js';
+import { cloneModel, loadModel, saveModel, serializeModel } from '../../onnx/index.js';
+import distillPass, { distillModel, DistillModelOptions, DistillModelReport, DistillPassOptions, prunedStudent } from '../../passes/distill/distill.js';
+import pruneChannelsPass, { ChannelReport } from '../../passes/prune/prune-channels.js';
 import { parsePipeline } from '../../passes/pipeline.js';
 import { modelFacts, newReport, writeReport } from '../../report/document.js';
 import { formatBytes, renderTable } from '../../report/table.js';
-import { evaluate } from '../../runtime/evaluate.js';
-import type { Feed } from '../../runtime/host-tensor.js';
+import { evaluate } from '../../workflows/evaluate.js';
+import type { Feed } from '../../core/host-tensor.js';
 import { measureLatency } from '../../runtime/latency.js';
 import { argmaxRows, loadMetric } from '../../runtime/metrics.js';
 import { createSession, Session } from '../../runtime/session.js';

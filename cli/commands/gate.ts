@@ -1,11 +1,11 @@
 import * as fs from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { checkError, inputError } from '../../graph/errors.js';
-import { collectSamples, parseDataSpec, parseShapeArg } from '../../calibration/data/index.js';
-import { evaluate } from '../../runtime/evaluate.js';
+import { checkError, inputError } from '../../core/errors.js';
+import { collectSamples, parseDataSpec, parseShapeArg } from '../../data/index.js';
+import { evaluate } from '../../workflows/evaluate.js';
 import { loadMetric } from '../../runtime/metrics.js';
 import { Session } from '../../runtime/session.js';
-import type { Feed } from '../../runtime/host-tensor.js';
+import type { Feed } from '../../core/host-tensor.js';
 import {
   Baseline,
   BASELINE_SCHEMA,
@@ -20,8 +20,8 @@ import {
   renderGateMarkdown,
   renderGateTable,
   writeFileAtomic,
-} from '../../report/gate.js';
-import { ProgressBar } from '../../report/progress.js';
+} from '../../workflows/gate.js';
+import { ProgressBar } from '../../core/progress.js';
 
 interface Args {
   baseline: string;
@@ -67,7 +67,7 @@ async function measureAccuracy(model: string, args: Args): Promise<{ metric: str
   const s = await Session.create(model, {});
   try {
     const shapes: Record<string, number[]> = Object.fromEntries((args.shape ?? []).map(parseShapeArg));
-    const { openDataSource } = await import('../../calibration/data/index.js');
+    const { openDataSource } = await import('../../data/index.js');
     const opts: { shapes: Record<string, number[]>; preprocess?: string } = { shapes };
     if (args.preprocess) opts.preprocess = args.preprocess;
     const rep = await evaluate(s, undefined, openDataSource(parseDataSpec(args.eval), s.inputs, opts), { metrics: [metric] });

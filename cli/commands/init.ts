@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { inputError } from '../../graph/errors.js';
+import { inputError } from '../../core/errors.js';
 import { starterPipeline } from '../../passes/pipeline-file.js';
-import { writeFileAtomic } from '../../report/gate.js';
+import { writeFileAtomic } from '../../workflows/gate.js';
 
 interface Args {
   file: string;

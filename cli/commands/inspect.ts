@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { assertValid } from '../../graph/checker.js';
-import { loadModel } from '../../graph/onnx/index.js';
+import { assertValid } from '../../ir/checker.js';
+import { loadModel } from '../../onnx/index.js';
 import { renderSummary, summarize } from '../../report/inspect.js';
 
 interface Args {

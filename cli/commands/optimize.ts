@@ -7,9 +7,9 @@
  */
 import { basename, extname } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { assertValid } from '../../graph/checker.js';
-import { inputError } from '../../graph/errors.js';
-import { loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
+import { assertValid } from '../../ir/checker.js';
+import { inputError } from '../../core/errors.js';
+import { loadModel, saveModel, serializeModel } from '../../onnx/index.js';
 import { OptimizeReport, optimize } from '../../passes/manager.js';
 import { parsePipeline, presetPipeline } from '../../passes/pipeline.js';
 import { PRESETS } from '../../passes/registry.js';
@@ -64,7 +64,7 @@ export const optimizeCommand: CommandModule<object, Args> = {
     let verify;
     if (args.verify) {
       const { createSession } = await import('../../runtime/session.js');
-      const { collectSamples, parseShapeArg } = await import('../../calibration/data/index.js');
+      const { collectSamples, parseShapeArg } = await import('../../data/index.js');
       const s = await createSession(args.model, { graphOptimizationLevel: 'disabled' });
       const inputs = s.inputs;
       await s.dispose();

@@ -7,21 +7,21 @@
  * the next layers' biases.
  */
 import type { CommandModule } from 'yargs';
-import { openDataSource, parseDataSpec, parseShapeArg } from '../../calibration/data/index.js';
-import { measurementData } from '../../calibration/data/measure.js';
-import { checkModel } from '../../graph/checker.js';
-import { inputError } from '../../graph/errors.js';
-import { cloneModel, loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
+import { openDataSource, parseDataSpec, parseShapeArg } from '../../data/index.js';
+import { measurementData } from '../../data/measure.js';
+import { checkModel } from '../../ir/checker.js';
+import { inputError } from '../../core/errors.js';
+import { cloneModel, loadModel, saveModel, serializeModel } from '../../onnx/index.js';
 import type { Explanation, PassContext } from '../../passes/pass.js';
-import pruneChannelsPass, { ChannelReport, PruneChannelsOptions } from '../../passes/prune-channels.js';
-import pruneMagnitudePass, { MagnitudeReport, weightSparsity } from '../../passes/prune-magnitude.js';
+import pruneChannelsPass, { ChannelReport, PruneChannelsOptions } from '../../passes/prune/prune-channels.js';
+import pruneMagnitudePass, { MagnitudeReport, weightSparsity } from '../../passes/prune/prune-magnitude.js';
 import { DeployedSizes, measureDeployed, SizeSet, sizesOf } from '../../passes/prune/deploy.js';
 import { optimize } from '../../passes/manager.js';
-import { countFlops, FlopReport } from '../../report/flops.js';
-import { ProgressBar } from '../../report/progress.js';
+import { countFlops, FlopReport } from '../../analysis/flops.js';
+import { ProgressBar } from '../../core/progress.js';
 import { renderTable } from '../../report/table.js';
-import { evaluate } from '../../runtime/evaluate.js';
-import type { Feed } from '../../runtime/host-tensor.js';
+import { evaluate } from '../../workflows/evaluate.js';
+import type { Feed } from '../../core/host-tensor.js';
 import { measureLatency } from '../../runtime/latency.js';
 import { loadMetric } from '../../runtime/metrics.js';
 import { Session } from '../../runtime/session.js';

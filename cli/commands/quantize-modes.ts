@@ -4,20 +4,20 @@
  * through the expanding helper), compare outputs and latency against FP32 on the eval data (default:
  * generated inputs), and write the model last, only when all of that succeeded.
  */
-import { writeFileAtomic } from '../../graph/files.js';
-import { measurementData } from '../../calibration/data/measure.js';
-import { subgraphNote } from '../../passes/quant/subgraphs.js';
-import { parseShapeArg } from '../../calibration/data/generate.js';
-import { checkModel } from '../../graph/checker.js';
-import { checkError, inputError } from '../../graph/errors.js';
-import { loadModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
-import dynamicPass, { quantizeDynamic, QuantizeDynamicReport } from '../../passes/quantize-dynamic.js';
-import weightsPass, { quantizeWeights, QuantizeWeightsReport } from '../../passes/quantize-weights.js';
+import { writeFileAtomic } from '../../core/files.js';
+import { measurementData } from '../../data/measure.js';
+import { subgraphNote } from '../../passes/quantize/subgraphs.js';
+import { parseShapeArg } from '../../data/generate.js';
+import { checkModel } from '../../ir/checker.js';
+import { checkError, inputError } from '../../core/errors.js';
+import { loadModel, saveModel, serializeModel } from '../../onnx/index.js';
+import dynamicPass, { quantizeDynamic, QuantizeDynamicReport } from '../../passes/quantize/quantize-dynamic.js';
+import weightsPass, { quantizeWeights, QuantizeWeightsReport } from '../../passes/quantize/quantize-weights.js';
 import { resolveOptions } from '../../passes/pipeline.js';
 import { passOptionsFrom } from '../schema-options.js';
 import { formatBytes, renderTable } from '../../report/table.js';
-import { createSession as createExpandedSession } from '../../runtime/compressed.js';
-import { evaluate } from '../../runtime/evaluate.js';
+import { createSession as createExpandedSession } from '../../passes/quantize/compressed.js';
+import { evaluate } from '../../workflows/evaluate.js';
 import { measureLatency } from '../../runtime/latency.js';
 import { loadMetric, OutputError } from '../../runtime/metrics.js';
 import { Session } from '../../runtime/session.js';

@@ -6,33 +6,33 @@
  * as a terminal table second. The model is written last, and only when it passes the checker and
  * loads in onnxruntime.
  */
-import { writeFileAtomic } from '../../graph/files.js';
+import { writeFileAtomic } from '../../core/files.js';
 import type { CommandModule } from 'yargs';
-import { openDataSource } from '../../calibration/data/index.js';
-import { checkModel } from '../../graph/checker.js';
-import { checkError, inputError } from '../../graph/errors.js';
-import type { Model } from '../../graph/ir.js';
-import { cloneModel, saveModel, serializeModel } from '../../graph/onnx/index.js';
-import { layerErrors, LayerError } from '../../passes/quant/debug.js';
-import staticPass, { quantizeStatic, QuantizeStaticPassOptions, QuantizeStaticReport, staticOptionsFromPass } from '../../passes/quantize-static.js';
-import weightsPass from '../../passes/quantize-weights.js';
-import dynamicPass from '../../passes/quantize-dynamic.js';
+import { openDataSource } from '../../data/index.js';
+import { checkModel } from '../../ir/checker.js';
+import { checkError, inputError } from '../../core/errors.js';
+import type { Model } from '../../ir/ir.js';
+import { cloneModel, saveModel, serializeModel } from '../../onnx/index.js';
+import { layerErrors, LayerError } from '../../passes/quantize/debug.js';
+import staticPass, { quantizeStatic, QuantizeStaticPassOptions, QuantizeStaticReport, staticOptionsFromPass } from '../../passes/quantize/quantize-static.js';
+import weightsPass from '../../passes/quantize/quantize-weights.js';
+import dynamicPass from '../../passes/quantize/quantize-dynamic.js';
 import { resolveOptions } from '../../passes/pipeline.js';
 import { passFlag, passOptionsFrom } from '../schema-options.js';
-import { ProgressBar } from '../../report/progress.js';
+import { ProgressBar } from '../../core/progress.js';
 import { formatBytes, renderTable } from '../../report/table.js';
-import { evaluate } from '../../runtime/evaluate.js';
+import { evaluate } from '../../workflows/evaluate.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
-import type { Feed } from '../../runtime/host-tensor.js';
+import type { Feed } from '../../core/host-tensor.js';
 import { measureLatency } from '../../runtime/latency.js';
 import { OutputError, UserMetric } from '../../runtime/metrics.js';
 import { createSession, Session } from '../../runtime/session.js';
 import { writeOptions, WriteArgs } from '../options.js';
-import { toQOperator } from '../../passes/quant/qop.js';
-import { subgraphNote } from '../../passes/quant/subgraphs.js';
-import { renderDefaultRecipe } from '../../passes/quant/render.js';
+import { toQOperator } from '../../passes/quantize/qop.js';
+import { subgraphNote } from '../../passes/quantize/subgraphs.js';
+import { renderDefaultRecipe } from '../../report/quantize-recipe.js';
 import { list, quantizeSetup, renderQuantizeModeReport, runQuantizeMode } from './quantize-modes.js';
-import type { Sample } from '../../calibration/data/index.js';
+import type { Sample } from '../../data/index.js';
 import type { SessionOptions } from '../../runtime/session.js';
 
 interface Args extends WriteArgs {

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { inputError } from '../../graph/errors.js';
+import { inputError } from '../../core/errors.js';
 import { readReport } from '../../report/document.js';
-import { writeFileAtomic } from '../../report/gate.js';
+import { writeFileAtomic } from '../../workflows/gate.js';
 import { renderHtml } from '../../report/html.js';
 import { renderMarkdown } from '../../report/markdown.js';
 

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { assertJobPassed, runJob } from '../../passes/job.js';
+import { assertJobPassed, runJob } from '../../workflows/job.js';
 import { readPipelineFile } from '../../passes/pipeline-file.js';
 import { renderMarkdown } from '../../report/markdown.js';
 

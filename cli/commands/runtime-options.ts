@@ -1,7 +1,7 @@
 /** Options shared by the commands that run models (bench, compare). */
 import type { Argv } from 'yargs';
-import { parseShapeArg } from '../../calibration/data/generate.js';
-import { inputError } from '../../graph/errors.js';
+import { parseShapeArg } from '../../data/generate.js';
+import { inputError } from '../../core/errors.js';
 
 export interface RunArgs {
   inputs?: string;

@@ -1,12 +1,12 @@
 /** Passes of this area, in registry order (one file per pass beside this group). */
 import type { Pass } from '../pass.js';
 import { registerPreset } from '../presets.js';
-import foldConstants from '../fold-constants.js';
-import eliminateDead from '../eliminate-dead.js';
-import eliminateIdentity from '../eliminate-identity.js';
-import eliminateCommonSubexpressions from '../eliminate-common-subexpressions.js';
-import dedupeConstants from '../dedupe-constants.js';
-import mergeConsecutive from '../merge-consecutive.js';
+import foldConstants from '../cleanup/fold-constants.js';
+import eliminateDead from '../cleanup/eliminate-dead.js';
+import eliminateIdentity from '../cleanup/eliminate-identity.js';
+import eliminateCommonSubexpressions from '../cleanup/eliminate-common-subexpressions.js';
+import dedupeConstants from '../cleanup/dedupe-constants.js';
+import mergeConsecutive from '../cleanup/merge-consecutive.js';
 
 export const cleanupPasses: Pass<any>[] = [foldConstants, eliminateDead, eliminateIdentity, eliminateCommonSubexpressions, dedupeConstants, mergeConsecutive];
 

@@ -5,16 +5,16 @@
  */
 import type { Pass } from '../pass.js';
 import { extendPreset, PRESETS, registerPreset } from '../presets.js';
-import fuseBatchnorm from '../fuse-batchnorm.js';
-import fuseConvAffine from '../fuse-conv-affine.js';
-import fuseMatmulAdd from '../fuse-matmul-add.js';
-import fusePad from '../fuse-pad.js';
-import fuseHardswish from '../fuse-hardswish.js';
-import fuseLayerNorm from '../fuse-layer-norm.js';
-import fuseGelu from '../fuse-gelu.js';
-import upgradeOpset from '../upgrade-opset.js';
-import fuseShapeIntoReshape from '../fuse-shape-into-reshape.js';
-import fuseConvInputAffine from '../fuse-conv-input-affine.js';
+import fuseBatchnorm from '../fusion/fuse-batchnorm.js';
+import fuseConvAffine from '../fusion/fuse-conv-affine.js';
+import fuseMatmulAdd from '../fusion/fuse-matmul-add.js';
+import fusePad from '../fusion/fuse-pad.js';
+import fuseHardswish from '../fusion/fuse-hardswish.js';
+import fuseLayerNorm from '../fusion/fuse-layer-norm.js';
+import fuseGelu from '../fusion/fuse-gelu.js';
+import upgradeOpset from '../convert/upgrade-opset.js';
+import fuseShapeIntoReshape from '../fusion/fuse-shape-into-reshape.js';
+import fuseConvInputAffine from '../fusion/fuse-conv-input-affine.js';
 
 export const fusionPasses: Pass<any>[] = [fuseBatchnorm, fuseConvAffine, fuseConvInputAffine, fuseMatmulAdd, fusePad, fuseShapeIntoReshape, fuseHardswish, fuseLayerNorm, fuseGelu, upgradeOpset];
 

@@ -10,12 +10,12 @@
  * and s_p[c] = |gamma_c| / sqrt(var_c + eps) when a BatchNormalization alone reads p's output (1
  * otherwise): BN rescales each channel, so the raw weight norm alone misranks channels.
  */
-import { inputError } from '../../graph/errors.js';
-import { Attribute, Graph, Node, Value } from '../../graph/ir.js';
-import { Tensor } from '../../graph/tensor.js';
-import { DataType } from '../../graph/dtype.js';
+import { inputError } from '../../core/errors.js';
+import { Attribute, Graph, Node, Value } from '../../ir/ir.js';
+import { Tensor } from '../../core/tensor.js';
+import { DataType } from '../../core/dtype.js';
 import { constantInput, setConstantInput, sliceAxis, usedNames } from './constants.js';
-import { ChannelMap, DependencyAnalysis, mapTotal, Space } from './dependency.js';
+import { ChannelMap, DependencyAnalysis, mapTotal, Space } from '../../analysis/channel-dependency.js';
 import { roundHalfEven } from './magnitude.js';
 
 export type Criterion = 'l1' | 'l2';

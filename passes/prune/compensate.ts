@@ -9,11 +9,11 @@
  * so the expected output is kept (exact when the removed channel is constant, up to zero padding at
  * borders). Only the mean is recovered, not the channel's variation.
  */
-import { DataType } from '../../graph/dtype.js';
-import { Model, Node, Value } from '../../graph/ir.js';
-import { serializeModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
-import type { Sample } from '../../calibration/data/index.js';
+import { DataType } from '../../core/dtype.js';
+import { Model, Node, Value } from '../../ir/ir.js';
+import { serializeModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
+import type { Sample } from '../../data/index.js';
 import { augmentModel } from '../../calibration/collect.js';
 import { createSession } from '../../runtime/session.js';
 import { constantInput, setConstantInput, usedNames } from './constants.js';

@@ -4,10 +4,10 @@
  * tensor another node still reads. Tensor data is treated as immutable: every change writes a new
  * Tensor over a new buffer.
  */
-import { DataType, dtypeInfo } from '../../graph/dtype.js';
-import { inputError } from '../../graph/errors.js';
-import { Attribute, constantOf, Graph, Node, Value } from '../../graph/ir.js';
-import { Tensor } from '../../graph/tensor.js';
+import { DataType, dtypeInfo } from '../../core/dtype.js';
+import { inputError } from '../../core/errors.js';
+import { Attribute, constantOf, Graph, Node, Value } from '../../ir/ir.js';
+import { Tensor } from '../../core/tensor.js';
 
 /** The constant tensor read by `node` at input `i`, if that input is constant. */
 export function constantInput(node: Node, i: number): Tensor | undefined {

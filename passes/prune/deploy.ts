@@ -6,9 +6,9 @@
  * raw, gzip (level 9) and brotli (quality 11), with node:zlib.
  */
 import { brotliCompressSync, constants as zc, gzipSync } from 'node:zlib';
-import { Model } from '../../graph/ir.js';
-import { serializeModel } from '../../graph/onnx/index.js';
-import type { Feed } from '../../runtime/host-tensor.js';
+import { Model } from '../../ir/ir.js';
+import { serializeModel } from '../../onnx/index.js';
+import type { Feed } from '../../core/host-tensor.js';
 import { createSession, firstLine } from '../../runtime/session.js';
 import { IndexType, SparseEntry, toSparseStorage } from './sparse.js';
 

@@ -6,10 +6,10 @@
  * `sparse_value`. Whether onnxruntime loads a given index type is measured by the caller
  * (`deployedSizes` in `deploy.ts`), not assumed.
  */
-import { DataType, dtypeInfo } from '../../graph/dtype.js';
-import { Attribute, AttrType, Model, SparseTensor } from '../../graph/ir.js';
-import { cloneModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
+import { DataType, dtypeInfo } from '../../core/dtype.js';
+import { Attribute, AttrType, Model, SparseTensor } from '../../ir/ir.js';
+import { cloneModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
 import { elementWidth } from './constants.js';
 
 export type IndexType = 'int64' | 'int32' | 'int16' | 'int8';

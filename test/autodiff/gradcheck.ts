@@ -8,12 +8,12 @@
  *  - returns the largest error relative to the largest gradient magnitude (and at least 1).
  */
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../../graph/builder.js';
-import { Model, Node, Value } from '../../graph/ir.js';
-import { cloneModel, serializeModel } from '../../graph/onnx/index.js';
-import { appendBackward } from '../../graph/autodiff/backward.js';
-import { probeShapes } from '../../runtime/train.js';
-import { mulberry32 } from '../../calibration/data/generate.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { Model, Node, Value } from '../../ir/ir.js';
+import { cloneModel, serializeModel } from '../../onnx/index.js';
+import { appendBackward } from '../../train/autodiff/backward.js';
+import { probeShapes } from '../../train/trainer.js';
+import { mulberry32 } from '../../data/generate.js';
 
 export type FloatType = 'float32' | 'float64';
 

@@ -2,10 +2,10 @@
  * Every gradient rule against central differences on small random shapes (see gradcheck.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { DataType } from '../../graph/dtype.js';
-import { Tensor } from '../../graph/tensor.js';
-import { GraphBuilder } from '../../graph/builder.js';
-import { Value } from '../../graph/ir.js';
+import { DataType } from '../../core/dtype.js';
+import { Tensor } from '../../core/tensor.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { Value } from '../../ir/ir.js';
 import { CheckInput, FloatType, gradCheck, tolerance } from './gradcheck.js';
 
 type Build = (b: GraphBuilder, v: Record<string, Value>, dtype: FloatType) => Value;

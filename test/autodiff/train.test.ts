@@ -5,14 +5,14 @@
  */
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { DataType } from '../../graph/dtype.js';
-import { Model } from '../../graph/ir.js';
-import { serializeModel, loadModelSync } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
-import { buildTrainingGraph } from '../../graph/autodiff/training.js';
-import { LossSpec } from '../../graph/autodiff/losses.js';
-import { probeShapes, Trainer } from '../../runtime/train.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { DataType } from '../../core/dtype.js';
+import { Model } from '../../ir/ir.js';
+import { serializeModel, loadModelSync } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
+import { buildTrainingGraph } from '../../train/autodiff/training.js';
+import { LossSpec } from '../../train/autodiff/losses.js';
+import { probeShapes, Trainer } from '../../train/trainer.js';
 import { rng } from './gradcheck.js';
 
 function f64(dims: number[], rand: () => number, scale = 1): Tensor {

@@ -9,8 +9,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModelSync, serializeModel } from '../../graph/onnx/index.js';
-import { encode } from '../../graph/onnx/wire.js';
+import { loadModelSync, serializeModel } from '../../onnx/index.js';
+import { encode } from '../../onnx/wire.js';
 import type { ModelSummary } from '../../report/inspect.js';
 import { runCli } from '../helpers/run-cli.js';
 

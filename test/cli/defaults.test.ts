@@ -12,9 +12,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/run-cli.js';
-import staticPass from '../../passes/quantize-static.js';
-import weightsPass from '../../passes/quantize-weights.js';
-import dynamicPass from '../../passes/quantize-dynamic.js';
+import staticPass from '../../passes/quantize/quantize-static.js';
+import weightsPass from '../../passes/quantize/quantize-weights.js';
+import dynamicPass from '../../passes/quantize/quantize-dynamic.js';
 import type { QuantizeModeReport } from '../../cli/commands/quantize-modes.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');

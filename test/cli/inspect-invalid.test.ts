@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encode } from '../../graph/onnx/wire.js';
+import { encode } from '../../onnx/wire.js';
 import { runCli } from '../helpers/run-cli.js';
 
 describe('inspect on a model that fails the checker', () => {

@@ -9,8 +9,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkModel } from '../../graph/checker.js';
-import { loadModelSync } from '../../graph/onnx/index.js';
+import { checkModel } from '../../ir/checker.js';
+import { loadModelSync } from '../../onnx/index.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxforge-start-'));

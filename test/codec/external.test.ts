@@ -6,9 +6,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { OnnxForgeError } from '../../graph/errors.js';
-import { loadModelSync, releaseModel, saveModelSync } from '../../graph/onnx/index.js';
-import { Model } from '../../graph/ir.js';
+import { OnnxForgeError } from '../../core/errors.js';
+import { loadModelSync, releaseModel, saveModelSync } from '../../onnx/index.js';
+import { Model } from '../../ir/ir.js';
 import { editModelFile, initializerProtos, runCli, setExternalEntries, snapshot, tmpDir, writeExternalModel } from './helpers.js';
 
 let root: string;

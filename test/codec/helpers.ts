@@ -3,11 +3,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { GraphBuilder } from '../../graph/builder.js';
-import { Model } from '../../graph/ir.js';
-import { Tensor } from '../../graph/tensor.js';
-import { encode, decode, ProtoObject } from '../../graph/onnx/wire.js';
-import { saveModelSync, serializeModel } from '../../graph/onnx/index.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { Model } from '../../ir/ir.js';
+import { Tensor } from '../../core/tensor.js';
+import { encode, decode, ProtoObject } from '../../onnx/wire.js';
+import { saveModelSync, serializeModel } from '../../onnx/index.js';
 import { main } from '../../cli/main.js';
 
 export const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');

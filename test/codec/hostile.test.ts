@@ -6,11 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { OnnxForgeError, exitCodeFor } from '../../graph/errors.js';
-import { assertValid } from '../../graph/checker.js';
-import { encodeTensor, loadModelSync, MAX_SUBGRAPH_DEPTH, serializeModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
-import { decode, encode, ProtoObject } from '../../graph/onnx/wire.js';
+import { OnnxForgeError, exitCodeFor } from '../../core/errors.js';
+import { assertValid } from '../../ir/checker.js';
+import { encodeTensor, loadModelSync, MAX_SUBGRAPH_DEPTH, serializeModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
+import { decode, encode, ProtoObject } from '../../onnx/wire.js';
 import { CLS_MODEL, runCli, smallModel, tempLeftovers, tmpDir } from './helpers.js';
 
 let root: string;

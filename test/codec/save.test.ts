@@ -6,10 +6,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { OnnxForgeError } from '../../graph/errors.js';
-import { loadModelSync, SAVE_STEPS, saveModelSync, SaveOptions, SaveStep, serializeModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
-import { Model } from '../../graph/ir.js';
+import { OnnxForgeError } from '../../core/errors.js';
+import { loadModelSync, SAVE_STEPS, saveModelSync, SaveOptions, SaveStep, serializeModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
+import { Model } from '../../ir/ir.js';
 import { editModelFile, initializerProtos, setExternalEntries, smallModel, snapshot, tempLeftovers, tmpDir, writeExternalModel } from './helpers.js';
 
 let root: string;

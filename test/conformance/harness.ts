@@ -16,12 +16,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { DataType, dtypeInfo, dtypeName, float16ToFloat32, unpackSubByte } from '../../graph/dtype.js';
-import type { Model, TypeInfo, Value } from '../../graph/ir.js';
-import { decodeMessage, decodeTensor } from '../../graph/onnx/index.js';
-import { tensorFrom } from '../../graph/onnx/serde.js';
-import type { ProtoObject } from '../../graph/onnx/wire.js';
-import { Tensor } from '../../graph/tensor.js';
+import { DataType, dtypeInfo, dtypeName, float16ToFloat32, unpackSubByte } from '../../core/dtype.js';
+import type { Model, TypeInfo, Value } from '../../ir/ir.js';
+import { decodeMessage, decodeTensor } from '../../onnx/index.js';
+import { tensorFrom } from '../../onnx/serde.js';
+import type { ProtoObject } from '../../onnx/wire.js';
+import { Tensor } from '../../core/tensor.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** Where CI places the shared data: beside the repository. */

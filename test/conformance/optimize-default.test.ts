@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { loadModelSync, serializeModel } from '../../graph/onnx/index.js';
+import { loadModelSync, serializeModel } from '../../onnx/index.js';
 import { optimize } from '../../passes/manager.js';
 import { presetPipeline } from '../../passes/pipeline.js';
 import { BACKEND_DIR, compareOrtOutputs, discoverCases, loadDataSet, missingSharedMessage, runDataSets } from './harness.js';

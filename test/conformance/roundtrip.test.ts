@@ -8,9 +8,9 @@
  */
 import * as fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkModel } from '../../graph/checker.js';
-import { loadModelSync, serializeModel } from '../../graph/onnx/index.js';
-import { decode } from '../../graph/onnx/wire.js';
+import { checkModel } from '../../ir/checker.js';
+import { loadModelSync, serializeModel } from '../../onnx/index.js';
+import { decode } from '../../onnx/wire.js';
 import {
   BACKEND_DIR,
   CaseResult,

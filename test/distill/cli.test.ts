@@ -7,12 +7,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { DataType } from '../../graph/dtype.js';
-import { Model } from '../../graph/ir.js';
-import { loadModelSync, saveModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
-import { mulberry32 } from '../../calibration/data/generate.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { DataType } from '../../core/dtype.js';
+import { Model } from '../../ir/ir.js';
+import { loadModelSync, saveModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
+import { mulberry32 } from '../../data/generate.js';
 import { runCli } from '../helpers/run-cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'distill-cli-'));

@@ -6,11 +6,11 @@
  * same weights in both models).
  */
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { constantOf } from '../../graph/ir.js';
-import { cloneModel, serializeModel } from '../../graph/onnx/index.js';
-import { planChannels } from '../../passes/prune-channels.js';
-import { keptFeatureTeacher } from '../../runtime/distill.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { constantOf } from '../../ir/ir.js';
+import { cloneModel, serializeModel } from '../../onnx/index.js';
+import { planChannels } from '../../passes/prune/prune-channels.js';
+import { keptFeatureTeacher } from '../../train/distill.js';
 import { Session } from '../../runtime/session.js';
 import { f32, feedFor, PER_LAYER, weight, weights } from '../prune/helpers.js';
 

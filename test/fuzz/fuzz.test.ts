@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
-import { decode } from '../../graph/onnx/wire.js';
+import { decode } from '../../onnx/wire.js';
 import { mutate, Rng } from './mutate.js';
 
 const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');

@@ -8,12 +8,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { OnnxForgeError } from '../../graph/errors.js';
-import { assertValid } from '../../graph/checker.js';
-import { forEachTensor, loadModelSync, releaseModel, saveModelSync, SaveOptions } from '../../graph/onnx/index.js';
-import { DataType } from '../../graph/dtype.js';
-import { Model } from '../../graph/ir.js';
-import { Tensor } from '../../graph/tensor.js';
+import { OnnxForgeError } from '../../core/errors.js';
+import { assertValid } from '../../ir/checker.js';
+import { forEachTensor, loadModelSync, releaseModel, saveModelSync, SaveOptions } from '../../onnx/index.js';
+import { DataType } from '../../core/dtype.js';
+import { Model } from '../../ir/ir.js';
+import { Tensor } from '../../core/tensor.js';
 import { mutate, Rng } from './mutate.js';
 
 const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');

@@ -4,7 +4,7 @@
  * external-data locations/offsets/lengths, node inputs/outputs/op types, attributes, model fields).
  * Every choice comes from one PRNG seeded by (seed, case), so a case reproduces on its own.
  */
-import { decode, encode, ProtoObject } from '../../graph/onnx/wire.js';
+import { decode, encode, ProtoObject } from '../../onnx/wire.js';
 
 /** murmur3's 32-bit finalizer: a bijective mix of all input bits. */
 function mix32(x: number): number {

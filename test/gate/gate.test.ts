@@ -2,9 +2,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { saveModelSync } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { saveModelSync } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
 import { runCli } from '../helpers/run-cli.js';
 import {
   BASELINE_SCHEMA,
@@ -16,7 +16,7 @@ import {
   readBaseline,
   renderGateJUnit,
   renderGateMarkdown,
-} from '../../report/gate.js';
+} from '../../workflows/gate.js';
 
 function measurement(size: number, ratio: number, inputs = [{ name: 'x', type: 'float32', shape: [1, 8] as Array<number | string> }]): Measurement {
   return {

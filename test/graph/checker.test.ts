@@ -6,14 +6,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { assertValid, CheckIssue, checkModel, MAX_TENSOR_ELEMENTS } from '../../graph/checker.js';
-import { DataType } from '../../graph/dtype.js';
-import { exitCodeFor, OnnxForgeError } from '../../graph/errors.js';
-import { Attribute, Graph, Model, Node, OnnxFunction, Value } from '../../graph/ir.js';
-import { loadModelSync } from '../../graph/onnx/index.js';
-import { encode, ProtoObject } from '../../graph/onnx/wire.js';
-import { Tensor } from '../../graph/tensor.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { assertValid, CheckIssue, checkModel, MAX_TENSOR_ELEMENTS } from '../../ir/checker.js';
+import { DataType } from '../../core/dtype.js';
+import { exitCodeFor, OnnxForgeError } from '../../core/errors.js';
+import { Attribute, Graph, Model, Node, OnnxFunction, Value } from '../../ir/ir.js';
+import { loadModelSync } from '../../onnx/index.js';
+import { encode, ProtoObject } from '../../onnx/wire.js';
+import { Tensor } from '../../core/tensor.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const REAL = [

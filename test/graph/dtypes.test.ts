@@ -10,8 +10,8 @@
  */
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { checkModel } from '../../graph/checker.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { checkModel } from '../../ir/checker.js';
 import {
   allDTypes,
   bfloat16ToFloat32,
@@ -24,10 +24,10 @@ import {
   float8ToFloat32,
   packSubByte,
   unpackSubByte,
-} from '../../graph/dtype.js';
-import { Graph, Model, Node, OnnxFunction, Value } from '../../graph/ir.js';
-import { decodeTensor, encodeTensor, loadModelSync, serializeModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
+} from '../../core/dtype.js';
+import { Graph, Model, Node, OnnxFunction, Value } from '../../ir/ir.js';
+import { decodeTensor, encodeTensor, loadModelSync, serializeModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
 import { sameBytes } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------

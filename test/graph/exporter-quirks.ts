@@ -5,10 +5,10 @@
  * (onnxruntime and onnxforge columns measured now) for the README.
  */
 import * as ort from 'onnxruntime-node';
-import { checkModel } from '../../graph/checker.js';
-import { DataType } from '../../graph/dtype.js';
-import { LoadWarning, loadModelSync } from '../../graph/onnx/index.js';
-import { encode, ProtoObject } from '../../graph/onnx/wire.js';
+import { checkModel } from '../../ir/checker.js';
+import { DataType } from '../../core/dtype.js';
+import { LoadWarning, loadModelSync } from '../../onnx/index.js';
+import { encode, ProtoObject } from '../../onnx/wire.js';
 import { sameBytes } from './helpers.js';
 
 type P = ProtoObject;

@@ -8,13 +8,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../../graph/builder.js';
-import { bfloat16ToFloat32, DataType, encodeHalf, float16ToFloat32, float32ToBfloat16, float32ToFloat16, roundToFloat16 } from '../../graph/dtype.js';
-import { fromTensor, normalize, toTensor } from '../../graph/eval/values.js';
-import { constantOf } from '../../graph/ir.js';
-import { serializeModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
-import { upgradeOpset } from '../../passes/upgrade-opset.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { bfloat16ToFloat32, DataType, encodeHalf, float16ToFloat32, float32ToBfloat16, float32ToFloat16, roundToFloat16 } from '../../core/dtype.js';
+import { fromTensor, normalize, toTensor } from '../../analysis/eval/values.js';
+import { constantOf } from '../../ir/ir.js';
+import { serializeModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
+import { upgradeOpset } from '../../passes/convert/upgrade-opset.js';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

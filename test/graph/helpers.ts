@@ -3,7 +3,7 @@
  * every node input is registered as a use of its value (and nothing else is), every node output
  * points back at its producer and slot, and every graph output knows it is one.
  */
-import type { Graph, Model } from '../../graph/ir.js';
+import type { Graph, Model } from '../../ir/ir.js';
 
 export function bookkeepingProblems(model: Model): string[] {
   const problems: string[] = [];

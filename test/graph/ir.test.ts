@@ -5,12 +5,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { DataType } from '../../graph/dtype.js';
-import { OnnxForgeError } from '../../graph/errors.js';
-import { Attribute, constantOf, Graph, isConstant, Model, Node, topologicalOrder, Value } from '../../graph/ir.js';
-import { cloneModel, loadModelSync, serializeModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { DataType } from '../../core/dtype.js';
+import { OnnxForgeError } from '../../core/errors.js';
+import { Attribute, constantOf, Graph, isConstant, Model, Node, topologicalOrder, Value } from '../../ir/ir.js';
+import { cloneModel, loadModelSync, serializeModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
 import { bookkeepingProblems, sameBytes } from './helpers.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');

@@ -7,10 +7,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { mulberry32 } from '../../calibration/data/generate.js';
-import { checkModel } from '../../graph/checker.js';
-import { loadModelSync, serializeModel } from '../../graph/onnx/index.js';
-import { Feed, HostTensor } from '../../runtime/host-tensor.js';
+import { mulberry32 } from '../../data/generate.js';
+import { checkModel } from '../../ir/checker.js';
+import { loadModelSync, serializeModel } from '../../onnx/index.js';
+import { Feed, HostTensor } from '../../core/host-tensor.js';
 import { createSession } from '../../runtime/session.js';
 import { bookkeepingProblems, sameBytes } from './helpers.js';
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { isOnnxForgeError, OnnxForgeError } from '../../graph/errors.js';
-import { Value } from '../../graph/ir.js';
-import { Tensor } from '../../graph/tensor.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { isOnnxForgeError, OnnxForgeError } from '../../core/errors.js';
+import { Value } from '../../ir/ir.js';
+import { Tensor } from '../../core/tensor.js';
 import { optimize } from '../../passes/manager.js';
 import { definePass } from '../../passes/pass.js';
 import { formatPipeline, parsePipeline, presetPipeline, step } from '../../passes/pipeline.js';

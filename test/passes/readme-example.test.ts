@@ -1,7 +1,7 @@
 /** The custom-pass example of the README ("Writing a pass"), run as written (imports adapted to the repository). */
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { cloneModel } from '../../graph/onnx/index.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { cloneModel } from '../../onnx/index.js';
 import { optimize } from '../../passes/manager.js';
 import { definePass } from '../../passes/pass.js';
 import { presetPipeline, step } from '../../passes/pipeline.js';

@@ -2,9 +2,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkModel } from '../../graph/checker.js';
-import { loadModelSync } from '../../graph/onnx/index.js';
-import { runJob } from '../../passes/job.js';
+import { checkModel } from '../../ir/checker.js';
+import { loadModelSync } from '../../onnx/index.js';
+import { runJob } from '../../workflows/job.js';
 import { readPipelineFile } from '../../passes/pipeline-file.js';
 
 const REPO = path.resolve(__dirname, '../..');

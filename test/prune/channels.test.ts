@@ -5,14 +5,14 @@
  * their shapes must agree.
  */
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { constantOf, Model, Node } from '../../graph/ir.js';
-import { Tensor } from '../../graph/tensor.js';
-import { cloneModel } from '../../graph/onnx/index.js';
-import { checkModel } from '../../graph/checker.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { constantOf, Model, Node } from '../../ir/ir.js';
+import { Tensor } from '../../core/tensor.js';
+import { cloneModel } from '../../onnx/index.js';
+import { checkModel } from '../../ir/checker.js';
 import { getPass } from '../../passes/registry.js';
-import pruneChannelsPass, { pruneChannels } from '../../passes/prune-channels.js';
-import { OnnxForgeError } from '../../graph/errors.js';
+import pruneChannelsPass, { pruneChannels } from '../../passes/prune/prune-channels.js';
+import { OnnxForgeError } from '../../core/errors.js';
 import { f32, feedFor, maxAbsDiff, PER_LAYER, run, testContext, weight, weights } from './helpers.js';
 
 function node(m: Model, name: string): Node {

@@ -3,12 +3,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { constantOf } from '../../graph/ir.js';
-import { loadModelSync, saveModelSync } from '../../graph/onnx/index.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { constantOf } from '../../ir/ir.js';
+import { loadModelSync, saveModelSync } from '../../onnx/index.js';
 import { f32, feedFor, maxAbsDiff, run, weight, weights } from './helpers.js';
 import { runCli } from '../helpers/run-cli.js';
-import pruneChannelsPass from '../../passes/prune-channels.js';
+import pruneChannelsPass from '../../passes/prune/prune-channels.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'onnxforge-prune-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,14 +4,14 @@
  * on the same model, the cap, option errors, and onnxruntime still running the pruned model.
  */
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { constantOf, Model } from '../../graph/ir.js';
-import { cloneModel } from '../../graph/onnx/index.js';
-import { OnnxForgeError } from '../../graph/errors.js';
-import { planChannels, pruneChannels } from '../../passes/prune-channels.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { constantOf, Model } from '../../ir/ir.js';
+import { cloneModel } from '../../onnx/index.js';
+import { OnnxForgeError } from '../../core/errors.js';
+import { planChannels, pruneChannels } from '../../passes/prune/prune-channels.js';
 import { channelCosts } from '../../passes/prune/channels.js';
-import { analyzeChannels } from '../../passes/prune/dependency.js';
-import { countFlops, flopsByNode } from '../../report/flops.js';
+import { analyzeChannels } from '../../analysis/channel-dependency.js';
+import { countFlops, flopsByNode } from '../../analysis/flops.js';
 import { f32, feedFor, PER_LAYER, run, weight, weights } from './helpers.js';
 
 /**

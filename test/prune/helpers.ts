@@ -1,12 +1,12 @@
 /** Helpers for pruning tests: seeded weights, a minimal pass context, and onnxruntime runs. */
-import { GraphBuilder } from '../../graph/builder.js';
-import { Model, Value } from '../../graph/ir.js';
-import { serializeModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { Model, Value } from '../../ir/ir.js';
+import { serializeModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
 import type { Explanation, PassContext } from '../../passes/pass.js';
 import { createSession } from '../../runtime/session.js';
-import type { Feed } from '../../runtime/host-tensor.js';
-import { mulberry32 } from '../../calibration/data/generate.js';
+import type { Feed } from '../../core/host-tensor.js';
+import { mulberry32 } from '../../data/generate.js';
 
 /**
  * prune-channels options that were the defaults before the fast global setting became them: the

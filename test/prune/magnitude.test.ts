@@ -5,13 +5,13 @@
  * weights, a weight shared with a node that is not pruned, exclusions left byte-identical).
  */
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { constantOf, Model } from '../../graph/ir.js';
-import { Tensor } from '../../graph/tensor.js';
-import { cloneModel } from '../../graph/onnx/index.js';
-import { OnnxForgeError } from '../../graph/errors.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { constantOf, Model } from '../../ir/ir.js';
+import { Tensor } from '../../core/tensor.js';
+import { cloneModel } from '../../onnx/index.js';
+import { OnnxForgeError } from '../../core/errors.js';
 import { globalL1Masks, layerL1Masks, roundHalfEven } from '../../passes/prune/magnitude.js';
-import pruneMagnitude, { MagnitudeReport } from '../../passes/prune-magnitude.js';
+import pruneMagnitude, { MagnitudeReport } from '../../passes/prune/prune-magnitude.js';
 import { f32, feedFor, rng, run, testContext, weight, weights } from './helpers.js';
 
 /** Independent reference: sort every (|w|, array, index) and take the first k; k uses Python round. */

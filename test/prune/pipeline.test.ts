@@ -8,8 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { saveModelSync } from '../../graph/onnx/index.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { saveModelSync } from '../../onnx/index.js';
 import { runCli } from '../helpers/run-cli.js';
 import { f32, weight, weights } from './helpers.js';
 

@@ -3,12 +3,12 @@
  * outputs, and kept-channel rounding.
  */
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.js';
-import { constantOf } from '../../graph/ir.js';
-import { countFlops } from '../../report/flops.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { constantOf } from '../../ir/ir.js';
+import { countFlops } from '../../analysis/flops.js';
 import { toSparseStorage, sparseEncode } from '../../passes/prune/sparse.js';
 import { deployedSizes } from '../../passes/prune/deploy.js';
-import { planChannels, pruneChannels } from '../../passes/prune-channels.js';
+import { planChannels, pruneChannels } from '../../passes/prune/prune-channels.js';
 import { f32, feedFor, maxAbsDiff, PER_LAYER, run, weight, weights } from './helpers.js';
 
 describe('FLOP counter', () => {

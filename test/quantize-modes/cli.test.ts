@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.js';
-import { loadModel, saveModel } from '../../graph/onnx/index.js';
-import { buildMlp } from '../../passes/quant/dynamic-models.js';
-import { WEIGHTS_TAG_KEY } from '../../passes/quantize-weights.js';
+import { loadModel, saveModel } from '../../onnx/index.js';
+import { buildMlp } from '../../passes/quantize/dynamic-models.js';
+import { WEIGHTS_TAG_KEY } from '../../passes/quantize/quantize-weights.js';
 
 async function setup(): Promise<{ dir: string; input: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'onnxforge-qm-cli-'));

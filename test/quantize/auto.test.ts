@@ -4,22 +4,22 @@
  * Numerics are checked in onnxruntime against the float model.
  */
 import { describe, expect, it } from 'vitest';
-import type { Sample } from '../../calibration/data/index.js';
+import type { Sample } from '../../data/index.js';
 import { Histogram } from '../../calibration/histogram.js';
 import { computeRange, TensorStats } from '../../calibration/ranges.js';
-import { GraphBuilder } from '../../graph/builder.js';
-import { checkModel } from '../../graph/checker.js';
-import type { Model } from '../../graph/ir.js';
-import { cloneModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
-import { OPTIONS, quantizeStatic } from '../../passes/quantize-static.js';
-import { recipeLabel } from '../../passes/quant/auto-range.js';
-import { renderDefaultRecipe } from '../../passes/quant/render.js';
-import { activationParams, fakeQuantize } from '../../passes/quant/scales.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { checkModel } from '../../ir/checker.js';
+import type { Model } from '../../ir/ir.js';
+import { cloneModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
+import { OPTIONS, quantizeStatic } from '../../passes/quantize/quantize-static.js';
+import { recipeLabel } from '../../passes/quantize/auto-range.js';
+import { renderDefaultRecipe } from '../../report/quantize-recipe.js';
+import { activationParams, fakeQuantize } from '../../passes/quantize/scales.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
 import { byName, outputError } from './helpers.js';
 import { convRelu, gaussianSource, randn } from './models.js';
-import { mulberry32 } from '../../calibration/data/index.js';
+import { mulberry32 } from '../../data/index.js';
 
 const feedOf = (name: string, dims: number[], data: Float32Array): Sample['feed'] => ({ [name]: { type: 'float32', dims, data } });
 

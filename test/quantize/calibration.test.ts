@@ -7,13 +7,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openDataSource, Sample } from '../../calibration/data/index.js';
+import { openDataSource, Sample } from '../../data/index.js';
 import { entropyThreshold, Histogram } from '../../calibration/histogram.js';
 import { computeRange, TensorStats } from '../../calibration/ranges.js';
-import { GraphBuilder } from '../../graph/builder.js';
-import { checkModel } from '../../graph/checker.js';
-import { Tensor } from '../../graph/tensor.js';
-import { quantizeStatic } from '../../passes/quantize-static.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { checkModel } from '../../ir/checker.js';
+import { Tensor } from '../../core/tensor.js';
+import { quantizeStatic } from '../../passes/quantize/quantize-static.js';
 import { byName, nodesOf } from './helpers.js';
 import { convRelu, gaussianSource, randn } from './models.js';
 

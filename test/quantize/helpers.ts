@@ -1,7 +1,7 @@
 /** Shared helpers for the quantization tests: running float vs quantized models and reading the QDQ graph. */
-import type { Sample } from '../../calibration/data/index.js';
-import { DataType } from '../../graph/dtype.js';
-import { constantOf, Model, Node, Value } from '../../graph/ir.js';
+import type { Sample } from '../../data/index.js';
+import { DataType } from '../../core/dtype.js';
+import { constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
 import { OutputComparison, OutputError } from '../../runtime/metrics.js';
 import type { PassContext } from '../../passes/pass.js';

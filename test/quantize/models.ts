@@ -2,11 +2,11 @@
  * Small models and calibration sets for the quantization tests: Conv+Relu, MatMul+Add, a residual
  * Add, and a HardSwish region, with seeded random weights (Constant nodes or initializers).
  */
-import { GraphBuilder } from '../../graph/builder.js';
-import type { Model, Value } from '../../graph/ir.js';
-import { Tensor } from '../../graph/tensor.js';
-import { mulberry32 } from '../../calibration/data/index.js';
-import type { Sample } from '../../calibration/data/index.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import type { Model, Value } from '../../ir/ir.js';
+import { Tensor } from '../../core/tensor.js';
+import { mulberry32 } from '../../data/index.js';
+import type { Sample } from '../../data/index.js';
 
 export function randn(n: number, seed: number, scale = 1): Float32Array {
   const r = mulberry32(seed);

@@ -4,7 +4,7 @@
  * nothing in float (the latency search would then keep it float for a wrong reason).
  */
 import { describe, expect, it } from 'vitest';
-import { profileKey } from '../../passes/quant/search.js';
+import { profileKey } from '../../passes/quantize/search.js';
 
 describe('profileKey', () => {
   it('strips the names onnxruntime gives fused and relaid-out nodes', () => {

@@ -4,12 +4,12 @@
  * numerics against the FP32 model in onnxruntime (SQNR thresholds).
  */
 import { describe, expect, it } from 'vitest';
-import { DataType } from '../../graph/dtype.js';
-import { checkModel } from '../../graph/checker.js';
-import { constantOf, Model } from '../../graph/ir.js';
-import { cloneModel, serializeModel, loadModelSync } from '../../graph/onnx/index.js';
+import { DataType } from '../../core/dtype.js';
+import { checkModel } from '../../ir/checker.js';
+import { constantOf, Model } from '../../ir/ir.js';
+import { cloneModel, serializeModel, loadModelSync } from '../../onnx/index.js';
 import { getPass } from '../../passes/registry.js';
-import { quantizeStatic } from '../../passes/quantize-static.js';
+import { quantizeStatic } from '../../passes/quantize/quantize-static.js';
 import { byName, dqSource, floatConstants, nodesOf, outputError, quantizerOf, testContext } from './helpers.js';
 import { convRelu, gaussianSource, hardswishRegion, matmulAdd, residual } from './models.js';
 

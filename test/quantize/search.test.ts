@@ -3,14 +3,14 @@
  * profiles (never real timings), and the accuracy budget returning an outlier-fed layer to float.
  */
 import { describe, expect, it } from 'vitest';
-import { checkModel } from '../../graph/checker.js';
-import { GraphBuilder } from '../../graph/builder.js';
-import { constantOf, Model } from '../../graph/ir.js';
-import { cloneModel } from '../../graph/onnx/index.js';
-import { Tensor } from '../../graph/tensor.js';
-import type { Sample } from '../../calibration/data/index.js';
-import { decideLatency, searchAccuracyBudget, rankSensitivity } from '../../passes/quant/search.js';
-import { Profiler, quantizeStatic } from '../../passes/quantize-static.js';
+import { checkModel } from '../../ir/checker.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { constantOf, Model } from '../../ir/ir.js';
+import { cloneModel } from '../../onnx/index.js';
+import { Tensor } from '../../core/tensor.js';
+import type { Sample } from '../../data/index.js';
+import { decideLatency, searchAccuracyBudget, rankSensitivity } from '../../passes/quantize/search.js';
+import { Profiler, quantizeStatic } from '../../passes/quantize/quantize-static.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
 import type { OpProfileRow } from '../../runtime/profile.js';
 import { byName, nodesOf } from './helpers.js';

@@ -5,7 +5,7 @@ import yargs, { CommandModule } from 'yargs';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { benchCommand } from '../../cli/commands/bench.js';
 import { compareCommand } from '../../cli/commands/compare.js';
-import { ProgressBar } from '../../report/progress.js';
+import { ProgressBar } from '../../core/progress.js';
 import { affineModel, endlessLoopModel, reluModel } from './models.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'onnxforge-cli-'));

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { collectSamples, openDataSource, parseDataSpec, parseNpy, statefulSource, ZipReader } from '../../calibration/data/index.js';
-import { parseShapeArg } from '../../calibration/data/generate.js';
-import { resizedSize } from '../../calibration/data/image.js';
-import { OnnxForgeError } from '../../graph/errors.js';
-import { encode } from '../../graph/onnx/wire.js';
-import { Feed, float16BitsToFloat32, toFloat64 } from '../../runtime/host-tensor.js';
+import { collectSamples, openDataSource, parseDataSpec, parseNpy, statefulSource, ZipReader } from '../../data/index.js';
+import { parseShapeArg } from '../../data/generate.js';
+import { resizedSize } from '../../data/image.js';
+import { OnnxForgeError } from '../../core/errors.js';
+import { encode } from '../../onnx/wire.js';
+import { Feed, float16BitsToFloat32, toFloat64 } from '../../core/host-tensor.js';
 import type { ValueInfo } from '../../runtime/session.js';
 
 const fx = fileURLToPath(new URL('./fixtures/', import.meta.url));

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { latencyStats, measureLatency, percentile } from '../../runtime/latency.js';
 import { parseProfile, profileModel } from '../../runtime/profile.js';
-import { fromValues } from '../../runtime/host-tensor.js';
+import { fromValues } from '../../core/host-tensor.js';
 import { createSession } from '../../runtime/session.js';
-import { benchmark } from '../../runtime/bench.js';
+import { benchmark } from '../../workflows/bench.js';
 import { affineModel, reluModel } from './models.js';
 
 describe('latency statistics', () => {

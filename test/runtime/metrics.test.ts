@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ctcGreedy, editDistance, ocrCharset, rec } from '../../benchmarks/ocr-metrics.js';
-import { fromValues } from '../../runtime/host-tensor.js';
+import { fromValues } from '../../core/host-tensor.js';
 import { compareTensors, loadMetric, OutputComparison, Top1Accuracy, Top1Agreement, UserMetricAccumulator } from '../../runtime/metrics.js';
 
 describe('output error metrics', () => {

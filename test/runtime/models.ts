@@ -1,5 +1,5 @@
 /** Small ONNX models built as bytes for runtime tests (plain proto objects through the wire codec). */
-import { encode, ProtoObject } from '../../graph/onnx/wire.js';
+import { encode, ProtoObject } from '../../onnx/wire.js';
 
 type Dim = number | string;
 

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { compareModels } from '../../runtime/bench.js';
+import { compareModels } from '../../workflows/bench.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const data = `${root}../shared/data/ocr`;

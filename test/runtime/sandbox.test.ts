@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { OnnxForgeError } from '../../graph/errors.js';
+import { OnnxForgeError } from '../../core/errors.js';
 import { runInSandbox } from '../../runtime/sandbox.js';
-import { Feed } from '../../runtime/host-tensor.js';
+import { Feed } from '../../core/host-tensor.js';
 import { endlessLoopModel, reluModel } from './models.js';
 
 const x: Feed = { x: { type: 'float32', dims: [1], data: new Float32Array([0]) } };

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { statefulSource } from '../../calibration/data/index.js';
-import { OnnxForgeError } from '../../graph/errors.js';
-import { loadModel } from '../../graph/onnx/index.js';
+import { statefulSource } from '../../data/index.js';
+import { OnnxForgeError } from '../../core/errors.js';
+import { loadModel } from '../../onnx/index.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
-import { Feed, float16BitsToFloat32, float32ToFloat16Bits, fromValues, hostDType, onnxDataType, zeros } from '../../runtime/host-tensor.js';
+import { Feed, float16BitsToFloat32, float32ToFloat16Bits, fromValues, hostDType, onnxDataType, zeros } from '../../core/host-tensor.js';
 import { createSession, fromOrtTensor, Session, toOrtTensor } from '../../runtime/session.js';
 import { mixedModel, model, rawTensor, reluModel, valueInfo } from './models.js';
 

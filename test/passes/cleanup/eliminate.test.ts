@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../../graph/builder.js';
-import { DataType } from '../../../graph/dtype.js';
-import { Tensor } from '../../../graph/tensor.js';
+import { GraphBuilder } from '../../../ir/builder.js';
+import { DataType } from '../../../core/dtype.js';
+import { Tensor } from '../../../core/tensor.js';
 import { beforeAfter, f32, maxAbsDiff, ops, runPass } from './helpers.js';
 
 const i64 = (vals: number[]) => Tensor.from(DataType.INT64, [vals.length], BigInt64Array.from(vals.map(BigInt)));

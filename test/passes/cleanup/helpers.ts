@@ -1,10 +1,10 @@
-import { checkModel } from '../../../graph/checker.js';
-import type { Model } from '../../../graph/ir.js';
-import { cloneModel } from '../../../graph/onnx/index.js';
+import { checkModel } from '../../../ir/checker.js';
+import type { Model } from '../../../ir/ir.js';
+import { cloneModel } from '../../../onnx/index.js';
 import { optimize, OptimizeReport } from '../../../passes/manager.js';
 import { step } from '../../../passes/pipeline.js';
 import '../../../passes/registry.js';
-import type { Feed } from '../../../runtime/host-tensor.js';
+import type { Feed } from '../../../core/host-tensor.js';
 import { createSessionFromModel } from '../../../runtime/from-model.js';
 
 export async function runPass(model: Model, name: string, options: Record<string, unknown> = {}): Promise<OptimizeReport> {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../../graph/builder.js';
-import { DataType } from '../../../graph/dtype.js';
-import { constantOf } from '../../../graph/ir.js';
-import { Tensor } from '../../../graph/tensor.js';
+import { GraphBuilder } from '../../../ir/builder.js';
+import { DataType } from '../../../core/dtype.js';
+import { constantOf } from '../../../ir/ir.js';
+import { Tensor } from '../../../core/tensor.js';
 import { beforeAfter, f32, maxAbsDiff, ops, runPass } from './helpers.js';
 
 const i64 = (vals: number[]) => Tensor.from(DataType.INT64, [vals.length], BigInt64Array.from(vals.map(BigInt)));

@@ -7,11 +7,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { collectSamples } from '../../../calibration/data/index.js';
-import { loadModelSync, serializeModel } from '../../../graph/onnx/index.js';
+import { collectSamples } from '../../../data/index.js';
+import { loadModelSync, serializeModel } from '../../../onnx/index.js';
 import { optimize } from '../../../passes/manager.js';
 import { presetPipeline } from '../../../passes/pipeline.js';
-import type { Feed } from '../../../runtime/host-tensor.js';
+import type { Feed } from '../../../core/host-tensor.js';
 import { createSession } from '../../../runtime/session.js';
 import { maxAbsDiff } from './helpers.js';
 

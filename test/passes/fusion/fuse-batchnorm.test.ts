@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../../graph/builder.js';
-import { DataType } from '../../../graph/dtype.js';
-import { Tensor } from '../../../graph/tensor.js';
-import pass from '../../../passes/fuse-batchnorm.js';
+import { GraphBuilder } from '../../../ir/builder.js';
+import { DataType } from '../../../core/dtype.js';
+import { Tensor } from '../../../core/tensor.js';
+import pass from '../../../passes/fusion/fuse-batchnorm.js';
 import { applyAndCompare, defaults, floatFeed, opCount, randTensor } from './helpers.js';
 import { testContext } from './ctx.js';
 

@@ -1,14 +1,14 @@
 /** fuse-conv-affine, fuse-matmul-add and fuse-pad: structure, ORT numerics, and cases that must not change. */
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../../graph/builder.js';
-import { DataType } from '../../../graph/dtype.js';
-import { Tensor } from '../../../graph/tensor.js';
-import affine from '../../../passes/fuse-conv-affine.js';
-import matmulAdd from '../../../passes/fuse-matmul-add.js';
-import pad from '../../../passes/fuse-pad.js';
-import inputAffine from '../../../passes/fuse-conv-input-affine.js';
+import { GraphBuilder } from '../../../ir/builder.js';
+import { DataType } from '../../../core/dtype.js';
+import { Tensor } from '../../../core/tensor.js';
+import affine from '../../../passes/fusion/fuse-conv-affine.js';
+import matmulAdd from '../../../passes/fusion/fuse-matmul-add.js';
+import pad from '../../../passes/fusion/fuse-pad.js';
+import inputAffine from '../../../passes/fusion/fuse-conv-input-affine.js';
 import type { Pass } from '../../../passes/pass.js';
-import type { Model } from '../../../graph/ir.js';
+import type { Model } from '../../../ir/ir.js';
 import { applyAndCompare, defaults, floatFeed, opCount, randTensor } from './helpers.js';
 import { testContext } from './ctx.js';
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../../graph/builder.js';
-import { DataType } from '../../../graph/dtype.js';
-import { Tensor } from '../../../graph/tensor.js';
-import { constantOf } from '../../../graph/ir.js';
-import pass from '../../../passes/fuse-shape-into-reshape.js';
+import { GraphBuilder } from '../../../ir/builder.js';
+import { DataType } from '../../../core/dtype.js';
+import { Tensor } from '../../../core/tensor.js';
+import { constantOf } from '../../../ir/ir.js';
+import pass from '../../../passes/fusion/fuse-shape-into-reshape.js';
 import { applyAndCompare, floatFeed } from './helpers.js';
 import { testContext } from './ctx.js';
 

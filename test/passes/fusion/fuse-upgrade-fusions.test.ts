@@ -1,12 +1,12 @@
 /** fuse-hardswish, fuse-layer-norm and fuse-gelu: ORT numerics, negative cases, opset guard. */
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../../graph/builder.js';
-import { DataType } from '../../../graph/dtype.js';
-import { Tensor } from '../../../graph/tensor.js';
-import hardswish from '../../../passes/fuse-hardswish.js';
-import layerNorm from '../../../passes/fuse-layer-norm.js';
-import gelu from '../../../passes/fuse-gelu.js';
-import type { Value } from '../../../graph/ir.js';
+import { GraphBuilder } from '../../../ir/builder.js';
+import { DataType } from '../../../core/dtype.js';
+import { Tensor } from '../../../core/tensor.js';
+import hardswish from '../../../passes/fusion/fuse-hardswish.js';
+import layerNorm from '../../../passes/fusion/fuse-layer-norm.js';
+import gelu from '../../../passes/fusion/fuse-gelu.js';
+import type { Value } from '../../../ir/ir.js';
 import { applyAndCompare, defaults, floatFeed, opCount, randTensor } from './helpers.js';
 import { testContext } from './ctx.js';
 

@@ -3,12 +3,12 @@
  * unfused model against its fused version (relative tolerance on the largest output magnitude).
  */
 import { expect } from 'vitest';
-import { DataType } from '../../../graph/dtype.js';
-import { Model } from '../../../graph/ir.js';
-import { Tensor } from '../../../graph/tensor.js';
-import { cloneModel } from '../../../graph/onnx/index.js';
-import { checkModel } from '../../../graph/checker.js';
-import type { Feed, HostTensor } from '../../../runtime/host-tensor.js';
+import { DataType } from '../../../core/dtype.js';
+import { Model } from '../../../ir/ir.js';
+import { Tensor } from '../../../core/tensor.js';
+import { cloneModel } from '../../../onnx/index.js';
+import { checkModel } from '../../../ir/checker.js';
+import type { Feed, HostTensor } from '../../../core/host-tensor.js';
 import { createSessionFromModel } from '../../../runtime/from-model.js';
 import type { Pass } from '../../../passes/pass.js';
 import { testContext } from './ctx.js';

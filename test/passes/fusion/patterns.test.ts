@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../../graph/builder.js';
-import { Node, Value } from '../../../graph/ir.js';
+import { GraphBuilder } from '../../../ir/builder.js';
+import { Node, Value } from '../../../ir/ir.js';
 import { matched, noMatch, type Pattern } from '../../../passes/pass.js';
 import { applyPatterns, perAxisVector, rankOf, lengthOf1D } from '../../../passes/patterns.js';
 import { testContext } from './ctx.js';
-import { DataType } from '../../../graph/dtype.js';
-import { Tensor } from '../../../graph/tensor.js';
+import { DataType } from '../../../core/dtype.js';
+import { Tensor } from '../../../core/tensor.js';
 
 /** Collapses Neg(Neg(x)) -> x; the matcher is pure and says why it did not match. */
 const doubleNeg: Pattern<Value> = {

@@ -1,15 +1,15 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../../graph/builder.js';
-import { DataType } from '../../../graph/dtype.js';
-import { Tensor } from '../../../graph/tensor.js';
-import { cloneModel, loadModelSync } from '../../../graph/onnx/index.js';
-import { checkModel } from '../../../graph/checker.js';
-import upgrade, { upgradeOpset } from '../../../passes/upgrade-opset.js';
-import type { Feed } from '../../../runtime/host-tensor.js';
+import { GraphBuilder } from '../../../ir/builder.js';
+import { DataType } from '../../../core/dtype.js';
+import { Tensor } from '../../../core/tensor.js';
+import { cloneModel, loadModelSync } from '../../../onnx/index.js';
+import { checkModel } from '../../../ir/checker.js';
+import upgrade, { upgradeOpset } from '../../../passes/convert/upgrade-opset.js';
+import type { Feed } from '../../../core/host-tensor.js';
 import { applyAndCompare, floatFeed, randTensor, rand, relativeError, runModel } from './helpers.js';
-import { isOnnxForgeError } from '../../../graph/errors.js';
+import { isOnnxForgeError } from '../../../core/errors.js';
 
 const i64 = (v: number[]) => Tensor.from(DataType.INT64, [v.length], BigInt64Array.from(v.map(BigInt)));
 

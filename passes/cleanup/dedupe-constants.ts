@@ -1,0 +1,105 @@
+/**
+ * dedupe-constants: initializers and Constant nodes of one graph that hold the same tensor (same element
+ * type, dims and bytes) are merged into one. Candidates are grouped by type and dims, then by a content
+ * hash (FNV-1a), and a byte comparison confirms every merge. Initializers win over Constant nodes as the
+ * kept copy (they are visible to every node), then the first in file order. Graph inputs (overridable
+ * initializers) and graph outputs are never merged.
+ */
+import { constantOf, Graph, Node, Value } from '../../ir/ir.js';
+import type { Tensor } from '../../core/tensor.js';
+import { definePass } from '../pass.js';
+
+interface Item {
+  value: Value;
+  tensor: Tensor;
+  node?: Node;
+}
+
+function fnv1a(b: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < b.length; i++) {
+    h ^= b[i]!;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+function content(t: Tensor): Uint8Array | string {
+  return t.dataType === 8 ? JSON.stringify(t.strings()) : t.bytes();
+}
+
+function sameContent(a: Uint8Array | string, b: Uint8Array | string): boolean {
+  if (typeof a === 'string' || typeof b === 'string') return a === b;
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+function dedupeGraph(g: Graph): { merged: number; bytes: number } {
+  const items: Item[] = [];
+  for (const v of g.initializers.values()) {
+    if (g.inputs.includes(v) || v.isGraphOutput) continue;
+    const t = g.initializerTensor(v);
+    if (t && !t.isExternal) items.push({ value: v, tensor: t });
+  }
+  for (const n of g.nodes) {
+    if (n.opType !== 'Constant' || n.opDomain !== '' || n.outputs.length !== 1) continue;
+    const v = n.outputs[0]!;
+    const t = constantOf(v);
+    if (t && !v.isGraphOutput && !t.isExternal) items.push({ value: v, tensor: t, node: n });
+  }
+  const byShape = new Map<string, Item[]>();
+  for (const it of items) {
+    const k = `${it.tensor.dataType}[${it.tensor.dims.join(',')}]`;
+    const list = byShape.get(k);
+    if (list) list.push(it);
+    else byShape.set(k, [it]);
+  }
+  let merged = 0;
+  let bytes = 0;
+  for (const list of byShape.values()) {
+    if (list.length < 2) continue;
+    const byHash = new Map<string, Array<{ item: Item; data: Uint8Array | string }>>();
+    for (const item of list) {
+      const data = content(item.tensor);
+      const h = typeof data === 'string' ? `s${data}` : `h${fnv1a(data)}`;
+      const l = byHash.get(h);
+      if (l) l.push({ item, data });
+      else byHash.set(h, [{ item, data }]);
+    }
+    for (const group of byHash.values()) {
+      if (group.length < 2) continue;
+      const keepers: Array<{ item: Item; data: Uint8Array | string }> = [];
+      // initializers first, then Constant nodes in node order
+      group.sort((a, b) => Number(!!a.item.node) - Number(!!b.item.node));
+      for (const cand of group) {
+        const rep = keepers.find((k) => sameContent(k.data, cand.data));
+        if (!rep) {
+          keepers.push(cand);
+          continue;
+        }
+        cand.item.value.replaceAllUsesWith(rep.item.value);
+        if (cand.item.node) g.removeNode(cand.item.node);
+        else g.removeInitializer(cand.item.value);
+        merged++;
+        bytes += cand.item.tensor.byteLength;
+      }
+    }
+  }
+  return { merged, bytes };
+}
+
+export default definePass<Record<string, never>>({
+  name: 'dedupe-constants',
+  description: 'Merges initializers and Constant nodes that hold identical tensors (content hash, then byte compare).',
+  options: {},
+  run(model) {
+    let merged = 0;
+    let bytes = 0;
+    for (const g of [...model.graph.allGraphs()]) {
+      const r = dedupeGraph(g);
+      merged += r.merged;
+      bytes += r.bytes;
+      if (r.merged > 0) g.toposort();
+    }
+    return { changed: merged > 0, stats: { merged, bytesSaved: bytes } };
+  },
+});

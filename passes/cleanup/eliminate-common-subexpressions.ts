@@ -1,0 +1,89 @@
+/**
+ * eliminate-common-subexpressions: two nodes of the same op, domain and attributes that read the same
+ * inputs compute the same outputs; the later one is removed and its readers use the earlier one's
+ * outputs. Scope is one graph at a time (subgraphs included). Nodes holding subgraphs, non-deterministic
+ * ops and Constant nodes (see dedupe-constants) are left alone.
+ */
+import { AttrType, Attribute, Node, topologicalOrder, Value } from '../../ir/ir.js';
+import { NONDETERMINISTIC } from './fold-constants.js';
+import { definePass } from '../pass.js';
+import { canReplace, replaceValue } from '../../ir/edits.js';
+
+/** Tensors in attributes above this size make the node ineligible (keys stay small). */
+const MAX_ATTR_TENSOR_BYTES = 4096;
+
+function attrKey(a: Attribute): string | undefined {
+  switch (a.type) {
+    case AttrType.TENSOR: {
+      const t = a.t;
+      if (!t || t.isExternal || t.byteLength > MAX_ATTR_TENSOR_BYTES) return undefined;
+      const body = t.dataType === 8 ? JSON.stringify(t.strings()) : Buffer.from(t.bytes()).toString('base64');
+      return `${a.name}:T${t.dataType}[${t.dims}]${body}`;
+    }
+    case AttrType.GRAPH:
+    case AttrType.GRAPHS:
+    case AttrType.TENSORS:
+    case AttrType.SPARSE_TENSOR:
+    case AttrType.SPARSE_TENSORS:
+      return undefined;
+  }
+  if (a.refAttrName) return undefined;
+  return `${a.name}:${a.type}:${JSON.stringify(a.value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}`;
+}
+
+export function nodeKey(n: Node, ids: Map<Value, number>): string | undefined {
+  if (n.opType === 'Constant' || NONDETERMINISTIC.has(n.opType) || n.subgraphs().length > 0 || n.outputs.length === 0) return undefined;
+  const attrs: string[] = [];
+  for (const a of [...n.attributes].sort((x, y) => (x.name ?? '').localeCompare(y.name ?? ''))) {
+    const k = attrKey(a);
+    if (k === undefined) return undefined;
+    attrs.push(k);
+  }
+  const ins = n.inputs.map((v) => {
+    if (!v) return '-';
+    let id = ids.get(v);
+    if (id === undefined) {
+      id = ids.size;
+      ids.set(v, id);
+    }
+    return String(id);
+  });
+  return `${n.opDomain}|${n.opType}|${n.overload ?? ''}|${n.outputs.length}|${ins.join(',')}|${attrs.join(';')}`;
+}
+
+export default definePass<Record<string, never>>({
+  name: 'eliminate-common-subexpressions',
+  description: 'Merges nodes that compute the same op on the same inputs with the same attributes.',
+  options: {},
+  run(model, _o, ctx) {
+    let merged = 0;
+    const ids = new Map<Value, number>();
+    for (const g of [...model.graph.allGraphs()]) {
+      const seen = new Map<string, Node>();
+      let order: Node[];
+      try {
+        order = topologicalOrder(g);
+      } catch {
+        order = [...g.nodes];
+      }
+      for (const n of order) {
+        if (!n.graph) continue;
+        const key = nodeKey(n, ids);
+        if (key === undefined) continue;
+        const first = seen.get(key);
+        if (!first) {
+          seen.set(key, n);
+          continue;
+        }
+        if (!n.outputs.every((o, i) => canReplace(o, first.outputs[i]!))) {
+          ctx.explain({ node: n.label, reason: `it repeats ${first.label} but its output is a graph output whose name cannot move` });
+          continue;
+        }
+        n.outputs.forEach((o, i) => replaceValue(o, first.outputs[i]!));
+        g.removeNode(n);
+        merged++;
+      }
+    }
+    return { changed: merged > 0, stats: { merged } };
+  },
+});

@@ -1,0 +1,54 @@
+/**
+ * Preparation before quantization, through the pass manager: the `default` preset (lossless cleanup
+ * and float-exact fusions such as Conv+BN), then `fuse` (opset upgrade and HardSwish/LayerNorm/Gelu
+ * fusions), then `upgrade-opset<to=13>` if the model is still older than opset 13 (QDQ with a
+ * per-channel `axis` needs 13). Presets that are not registered are skipped and reported.
+ *
+ * The pass manager and registry are imported lazily: the registry lists quantize-static itself, which
+ * imports this file.
+ */
+import { inputError } from '../../core/errors.js';
+import type { Model } from '../../ir/ir.js';
+import type { PassContext } from '../pass.js';
+
+export interface PrepareReport {
+  ran: string[];
+  skipped: string[];
+  opsetBefore: number;
+  opsetAfter: number;
+  nodesBefore: number;
+  nodesAfter: number;
+  ms: number;
+}
+
+/** Runs the presets (default `default,fuse`) and the opset upgrade as available. */
+export async function prepareForQuantization(model: Model, ctx: PassContext, opts: { presets?: string; minOpset?: number } = {}): Promise<PrepareReport> {
+  const t0 = performance.now();
+  const { PRESETS } = await import('../registry.js');
+  const { optimize } = await import('../manager.js');
+  const opsetBefore = model.opset('') ?? 1;
+  const nodesBefore = model.graph.nodes.length;
+  const report: PrepareReport = { ran: [], skipped: [], opsetBefore, opsetAfter: opsetBefore, nodesBefore, nodesAfter: nodesBefore, ms: 0 };
+  const minOpset = opts.minOpset ?? 13;
+  const wanted = (opts.presets ?? 'default,fuse').split(',').map((p) => p.trim()).filter(Boolean);
+  const present = wanted.filter((p) => Object.prototype.hasOwnProperty.call(PRESETS, p));
+  report.skipped.push(...wanted.filter((p) => !present.includes(p)).map((p) => `preset ${p}`));
+  const steps = present.map((p) => `@${p}`);
+  if (steps.length) {
+    await optimize(model, steps.join(','), { logger: ctx.logger, data: ctx.data });
+    report.ran.push(...present);
+  }
+  if ((model.opset('') ?? 1) < minOpset) {
+    const { getPass } = await import('../registry.js');
+    if (!getPass('upgrade-opset')) {
+      throw inputError('QUANT_OPSET_TOO_OLD', `the model uses opset ${model.opset('')}; QDQ quantization needs opset ${minOpset} and the upgrade-opset pass is not available`);
+    }
+    await optimize(model, `upgrade-opset<to=${minOpset}>`, { logger: ctx.logger });
+    report.ran.push(`upgrade-opset<to=${minOpset}>`);
+  }
+  report.opsetAfter = model.opset('') ?? 1;
+  if (report.opsetAfter < minOpset) throw inputError('QUANT_OPSET_TOO_OLD', `preparation left the model at opset ${report.opsetAfter}; QDQ needs ${minOpset}`);
+  report.nodesAfter = model.graph.nodes.length;
+  report.ms = performance.now() - t0;
+  return report;
+}
