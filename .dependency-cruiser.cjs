@@ -1,0 +1,48 @@
+/**
+ * The house rule (README "Design"): each top-level folder is one layer and imports point down only.
+ * Checked by `npm run lint:deps` (part of `npm test`).
+ */
+const LAYERS = ['core', 'ir', 'onnx', 'analysis', 'runtime', 'data', 'calibration', 'train', 'passes', 'report', 'workflows', 'cli'];
+
+const upward = LAYERS.slice(0, -1).map((layer, i) => ({
+  name: `${layer}-imports-up`,
+  comment: `${layer}/ may import only ${LAYERS.slice(0, i).join(', ') || 'nothing above itself'} (layers below it)`,
+  severity: 'error',
+  from: { path: `^${layer}/` },
+  to: { path: `^(${LAYERS.slice(i + 1).join('|')})/` },
+}));
+
+module.exports = {
+  forbidden: [
+    { name: 'no-circular', comment: 'no import cycles, static or dynamic', severity: 'error', from: {}, to: { circular: true } },
+    ...upward,
+    {
+      name: 'pass-reaches-manager',
+      comment: 'a pass gets its sub-pipeline from the pass context, never from the manager or the registry',
+      severity: 'error',
+      from: { path: '^passes/(cleanup|fusion|convert|quantize|prune|distill)/' },
+      to: { path: '^passes/(manager|registry|presets|pipeline|pipeline-file)\\.ts$' },
+    },
+    {
+      name: 'library-imports-onnxruntime-outside-runtime',
+      comment: 'only runtime/ talks to onnxruntime',
+      severity: 'error',
+      from: { path: '^(core|ir|onnx|analysis|data|calibration|train|passes|report)/' },
+      to: { path: 'onnxruntime-(node|web)' },
+    },
+    {
+      name: 'library-imports-cli',
+      comment: 'nothing below the CLI parses argv',
+      severity: 'error',
+      from: { pathNot: '^(cli|bin|test|benchmarks)/' },
+      to: { path: '(^cli/|node_modules/yargs)' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '^(dist|node_modules)/' },
+    tsConfig: { fileName: 'tsconfig.json' },
+    tsPreCompilationDeps: true,
+    enhancedResolveOptions: { extensions: ['.ts', '.js'] },
+  },
+};
