@@ -34,8 +34,9 @@ export { readPipelineFile, parsePipelineFile, starterPipeline, type PipelineFile
 export { runJob, type JobResult } from './workflows/job.js';
 export { Session, type SessionOptions, type ValueInfo } from './runtime/session.js';
 export { createSession, expandCompressedWeights, expandWeightsInModel, isWeightCompressed } from './passes/quantize/compressed.js';
-export { quantizeWeights, WEIGHTS_TAG_KEY, type QuantizeWeightsOptions, type QuantizeWeightsReport } from './passes/quantize/quantize-weights.js';
-export { quantizeDynamic, type QuantizeDynamicOptions, type QuantizeDynamicReport } from './passes/quantize/quantize-dynamic.js';
+export { WEIGHTS_TAG_KEY, type QuantizeWeightsOptions, type QuantizeWeightsReport } from './passes/quantize/quantize-weights.js';
+export { type QuantizeDynamicOptions, type QuantizeDynamicReport } from './passes/quantize/quantize-dynamic.js';
+export { quantizeStatic, quantizeWeights, quantizeDynamic, distillModel } from './passes/api.js';
 export { toQOperator, type QOperatorReport } from './passes/quantize/qop.js';
 export { createSessionFromModel } from './runtime/from-model.js';
 export { measureLatency, latencyStats, type LatencyReport, type LatencyStats } from './runtime/latency.js';

@@ -31,13 +31,14 @@ import { decodePng, preprocessImage } from '../data/image.js';
 import { Model } from '../ir/ir.js';
 import { cloneModel, loadModelSync, saveModel, serializeModel } from '../onnx/index.js';
 import type { OptionsSchema } from '../passes/pass.js';
-import { DISTILL_OPTIONS, distillModel, DistillPassOptions, prunedStudent } from '../passes/distill/distill.js';
+import { DISTILL_OPTIONS, DistillPassOptions, prunedStudent } from '../passes/distill/distill.js';
 import { PRUNE_CHANNELS_OPTIONS, PruneChannelsOptions } from '../passes/prune/prune-channels.js';
-import { quantizeStatic } from '../passes/quantize/quantize-static.js';
+
 import { formatBytes, renderTable } from '../report/table.js';
 import { measureLatency } from '../runtime/latency.js';
 import { Session } from '../runtime/session.js';
 import { argmaxRows } from '../runtime/metrics.js';
+import { distillModel, quantizeStatic } from '../passes/api.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const data = join(root, '../shared/data/ocr');

@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { openDataSource, Sample } from '../data/index.js';
 import { constantOf, Model } from '../ir/ir.js';
 import { cloneModel, loadModelSync, serializeModel } from '../onnx/index.js';
-import type { PassContext } from '../passes/pass.js';
+import { bareContext, type PassContext } from '../passes/pass.js';
 import { schemaDefaults } from '../cli/schema-options.js';
 import pruneMagnitude, { MagnitudeReport } from '../passes/prune/prune-magnitude.js';
 import pruneChannelsPass, { ChannelReport, withChannelDefaults } from '../passes/prune/prune-channels.js';
@@ -61,7 +61,7 @@ const cases: Case[] = [
 ];
 
 function ctx(): PassContext {
-  return { logger: { info() {}, warn() {}, debug() {} }, explain() {}, explaining: false, data: {}, shared: new Map() };
+  return bareContext();
 }
 
 const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
@@ -121,8 +121,7 @@ async function magnitude(c: Case): Promise<void> {
   const original = loadModelSync(`${assets}/${c.model}`);
   const m = cloneModel(original);
   const cx = ctx();
-  await pruneMagnitude.run(m, { ...schemaDefaults(pruneMagnitude), sparsity: 0.5 }, cx);
-  const rep = cx.shared.get('prune-magnitude') as MagnitudeReport;
+  const rep = (await pruneMagnitude.run(m, { ...schemaDefaults(pruneMagnitude), sparsity: 0.5 }, cx)).report!;
   const u = untouched(original, m, new Set(rep.layers.map((l) => l.weight)));
   const orig = sizesOf(serializeModel(original));
   const dep = await deployedSizes(m, syntheticFeed(c.shape));
@@ -193,7 +192,7 @@ async function channels(c: Case, variant: Variant | 'defaults'): Promise<void> {
   }
   // the defaults: exactly the options `prune --channels 0.3` (and prune-channels<ratio=0.3>) gets
   const res = await pruneChannelsPass.run(m, variant === 'defaults' ? DEFAULTS : withChannelDefaults({ ratio: 0.3, scope, roundTo, cost, maxRatio }), cx);
-  const rep = cx.shared.get('prune-channels') as ChannelReport;
+  const rep = res.report!;
   const fb = countFlops(original, { x: c.shape });
   const fa = countFlops(m, { x: c.shape });
   // then what the command's --optimize (on by default) runs

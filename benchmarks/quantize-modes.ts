@@ -25,9 +25,7 @@ import type { Model } from '../ir/ir.js';
 import { cloneModel, loadModel, serializeModel } from '../onnx/index.js';
 import { buildLstm, buildMlp, seededUniform } from '../passes/quantize/dynamic-models.js';
 import { toQOperator } from '../passes/quantize/qop.js';
-import { quantizeDynamic } from '../passes/quantize/quantize-dynamic.js';
-import { quantizeStatic } from '../passes/quantize/quantize-static.js';
-import { quantizeWeights } from '../passes/quantize/quantize-weights.js';
+
 import '../passes/registry.js';
 import { renderTable } from '../report/table.js';
 import { createSession as createCompressedSession } from '../passes/quantize/compressed.js';
@@ -36,6 +34,7 @@ import type { Feed, HostTensor } from '../core/host-tensor.js';
 import { measureLatency } from '../runtime/latency.js';
 import { Session } from '../runtime/session.js';
 import { cls, det, rec } from './ocr-metrics.js';
+import { quantizeDynamic, quantizeStatic, quantizeWeights } from '../passes/api.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const shared = join(root, '../shared');

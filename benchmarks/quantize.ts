@@ -41,7 +41,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { openDataSource } from '../data/index.js';
 import { checkModel } from '../ir/checker.js';
 import { loadModel, saveModel } from '../onnx/index.js';
-import staticPass, { quantizeStatic, QuantizeStaticOptions, QuantizeStaticReport, staticOptionsFromPass } from '../passes/quantize/quantize-static.js';
+import staticPass, { QuantizeStaticOptions, QuantizeStaticReport, staticOptionsFromPass } from '../passes/quantize/quantize-static.js';
 import { schemaDefaults } from '../cli/schema-options.js';
 import { renderTable } from '../report/table.js';
 import { evaluate } from '../workflows/evaluate.js';
@@ -52,6 +52,7 @@ import { runInSandbox } from '../runtime/sandbox.js';
 import { Session } from '../runtime/session.js';
 import { cls, det, rec } from './ocr-metrics.js';
 import { recipeLabel } from '../passes/quantize/auto-range.js';
+import { quantizeStatic } from '../passes/api.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const shared = join(root, '../shared');

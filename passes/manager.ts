@@ -10,8 +10,10 @@ import { checkModel } from '../ir/checker.js';
 import { float16ToFloat32 } from '../core/dtype.js';
 import { checkError, internalError, isOnnxForgeError } from '../core/errors.js';
 import type { Graph, Model, Value } from '../ir/ir.js';
-import type { Explanation, Logger, PassContext, PassResult } from './pass.js';
+import type { Explanation, Logger, Pass, PassContext, PassResult, SubPipelines } from './pass.js';
 import { formatPipeline, parsePipeline, PipelineStep } from './pipeline.js';
+import { getPass, hasPreset } from './registry.js';
+import { nodeRunner, type Runner } from '../runtime/runner.js';
 import { countNodes, weightBytes } from '../ir/edits.js';
 import type { Feed, HostTensor } from '../core/host-tensor.js';
 
@@ -34,9 +36,13 @@ export interface OptimizeOptions {
   check?: boolean;
   logger?: Logger;
   data?: Record<string, unknown>;
-  runtime?: unknown;
-  /** Values passes share within the run (pass reports such as 'quantize-static'); created when absent. */
-  shared?: Map<string, unknown>;
+  /** How passes reach onnxruntime (default onnxruntime-node); a fake one in tests. */
+  runner?: Runner;
+  /**
+   * Reports of passes by pass name, shared with an enclosing run (a sub-pipeline sees its parent's);
+   * created when absent. Each pass's last report is also on its {@link PassRecord}.
+   */
+  reports?: Map<string, unknown>;
   /** Called after each pass run (progress display). */
   onPass?: (r: PassRecord) => void;
 }
@@ -53,6 +59,8 @@ export interface PassRecord {
   stats: Record<string, number | string>;
   /** Largest output difference against the model before this pass (with verify). */
   maxAbsDiff?: number;
+  /** The pass's typed report, when it returns one (not enumerable: left out of JSON; see passReport). */
+  report?: unknown;
 }
 
 export interface PassSummary {
@@ -82,6 +90,39 @@ export interface OptimizeReport {
 
 const quietLogger: Logger = { info: () => {}, warn: () => {}, debug: () => {} };
 
+/**
+ * The context the manager hands a pass: `options`' logger, data and runner, sub-pipelines that run
+ * through this manager (sharing the reports), and the reports of passes that ran before.
+ */
+export function createPassContext(options: OptimizeOptions = {}, pass = '(caller)', onExplain?: (e: Explanation) => void): PassContext {
+  const reports = options.reports ?? new Map<string, unknown>();
+  const pipelines: SubPipelines = {
+    run: async (model, pipeline, o = {}) => {
+      await optimize(model, pipeline, { logger: options.logger, data: o.data ?? options.data, runner: options.runner, reports });
+    },
+    hasPreset,
+    hasPass: (name) => getPass(name) !== undefined,
+  };
+  return {
+    logger: options.logger ?? quietLogger,
+    explaining: !!options.explain,
+    explain: (e) => onExplain?.({ pass, ...e }),
+    data: options.data ?? {},
+    runner: options.runner ?? nodeRunner,
+    pipelines,
+    reportOf: <R>(p: Pass<any, R>) => reports.get(p.name) as R | undefined,
+  };
+}
+
+/** The last report `pass` returned in a run (typed by the pass). */
+export function passReport<R>(report: OptimizeReport, pass: Pass<any, R>): R | undefined {
+  for (let i = report.records.length - 1; i >= 0; i--) {
+    const r = report.records[i]!;
+    if (r.pass === pass.name && r.report !== undefined) return r.report as R;
+  }
+  return undefined;
+}
+
 /** Runs `pipeline` (text or steps) on `model` in place and reports what each pass did. */
 export async function optimize(model: Model, pipeline: string | readonly PipelineStep[], options: OptimizeOptions = {}): Promise<OptimizeReport> {
   const steps = typeof pipeline === 'string' ? parsePipeline(pipeline) : pipeline;
@@ -103,7 +144,7 @@ export class PassManager {
     const o = this.options;
     const cap = o.maxIterations ?? 10;
     const explanations: Explanation[] = [];
-    const shared = o.shared ?? new Map<string, unknown>();
+    const reports = o.reports ?? new Map<string, unknown>();
     const t0 = performance.now();
     const report: OptimizeReport = {
       pipeline: formatPipeline(this.steps),
@@ -120,7 +161,7 @@ export class PassManager {
     };
     const checking = o.check ?? true;
     let baselineIssues = checking ? issueKeys(model) : new Set<string>();
-    const verifier = o.verify ? await Verifier.create(model, o.verify) : undefined;
+    const verifier = o.verify ? await Verifier.create(o.runner ?? nodeRunner, model, o.verify) : undefined;
     let maxDiff = 0;
     try {
       for (let it = 1; it <= cap; it++) {
@@ -129,16 +170,9 @@ export class PassManager {
         for (const s of this.steps) {
           if (it > 1 && s.pass.idempotent === false) continue;
           const name = s.pass.name;
-          const ctx: PassContext = {
-            logger: o.logger ?? quietLogger,
-            explaining: !!o.explain,
-            explain: (e) => {
-              if (o.explain && it === 1) explanations.push({ pass: name, ...e });
-            },
-            data: o.data ?? {},
-            runtime: o.runtime,
-            shared,
-          };
+          const ctx = createPassContext({ ...o, reports }, name, (e) => {
+            if (o.explain && it === 1) explanations.push(e);
+          });
           if (s.pass.minOpset !== undefined && (model.opset('') ?? 0) < s.pass.minOpset) {
             ctx.explain({ reason: `needs opset ${s.pass.minOpset}, the model has ${model.opset('') ?? 'none'}` });
             continue;
@@ -164,6 +198,11 @@ export class PassManager {
             bytesAfter: weightBytes(model),
             stats: res.stats ?? {},
           };
+          if (res.report !== undefined) {
+            // not enumerable: a record's JSON stays the numbers; passReport() reads the typed report
+            Object.defineProperty(rec, 'report', { value: res.report, enumerable: false });
+            reports.set(name, res.report);
+          }
           if (res.changed) {
             any = true;
             if (checking) {
@@ -248,6 +287,7 @@ export function summarize(records: readonly PassRecord[]): PassSummary[] {
 class Verifier {
   samples: number;
   private constructor(
+    private readonly runner: Runner,
     private readonly feeds: Feed[],
     private previous: Feed[],
     readonly rtol: number,
@@ -256,16 +296,16 @@ class Verifier {
     this.samples = feeds.length;
   }
 
-  static async create(model: Model, v: VerifyOptions): Promise<Verifier> {
+  static async create(runner: Runner, model: Model, v: VerifyOptions): Promise<Verifier> {
     if (v.feeds.length === 0) throw checkError('VERIFY_NO_INPUTS', 'verification needs at least one input sample');
-    const outs = await runAll(model, v.feeds, 'the original model');
-    return new Verifier(v.feeds, outs, v.rtol ?? 1e-3, v.atol ?? 1e-5);
+    const outs = await runAll(runner, model, v.feeds, 'the original model');
+    return new Verifier(runner, v.feeds, outs, v.rtol ?? 1e-3, v.atol ?? 1e-5);
   }
 
   async check(model: Model, pass: string): Promise<Drift> {
     let outs: Feed[];
     try {
-      outs = await runAll(model, this.feeds, `the model after pass '${pass}'`);
+      outs = await runAll(this.runner, model, this.feeds, `the model after pass '${pass}'`);
     } catch (e) {
       throw checkError('VERIFY_RUN_FAILED', `verification failed after pass '${pass}': ${(e as Error).message}`, { pass });
     }
@@ -292,9 +332,8 @@ class Verifier {
   async dispose(): Promise<void> {}
 }
 
-async function runAll(model: Model, feeds: Feed[], label: string): Promise<Feed[]> {
-  const { createSessionFromModel } = await import('../runtime/from-model.js');
-  const s = await createSessionFromModel(model, { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 }, label);
+async function runAll(runner: Runner, model: Model, feeds: Feed[], label: string): Promise<Feed[]> {
+  const s = await runner.open(model, { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 }, label);
   try {
     const outs: Feed[] = [];
     for (const f of feeds) outs.push(await s.run(f));

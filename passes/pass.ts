@@ -8,6 +8,7 @@
  * against it, fills defaults and rejects bad values with a sentence naming the pass and option.
  */
 import type { Model, Node } from '../ir/ir.js';
+import { nodeRunner, type Runner } from '../runtime/runner.js';
 
 export type OptionType = 'number' | 'integer' | 'boolean' | 'string' | 'enum' | 'string[]';
 
@@ -40,8 +41,19 @@ export interface Explanation {
 }
 
 /**
- * What a pass can use besides the model. `runtime` and `data` are typed loosely here so that the
- * graph layer does not depend on onnxruntime; `runtime/` and `calibration/` provide the real types.
+ * Sub-pipelines a pass may run on a model (quantization's preparation, distillation's clean-up). The
+ * pass manager supplies them, so a pass never imports the manager or the registry (which lists it).
+ */
+export interface SubPipelines {
+  /** Runs pipeline text (registry names, `@preset`s) on `model` in place with this context's logger. */
+  run(model: Model, pipeline: string, options?: { data?: Record<string, unknown> }): Promise<void>;
+  hasPreset(name: string): boolean;
+  hasPass(name: string): boolean;
+}
+
+/**
+ * What a pass can use besides the model. `data` is typed loosely here; `data/` provides the real types.
+ * onnxruntime is reached through `runner` (runtime/runner.ts), so a pass can be tested with a fake one.
  */
 export interface PassContext {
   logger: Logger;
@@ -50,21 +62,25 @@ export interface PassContext {
   readonly explaining: boolean;
   /** Named data sources (e.g. 'calibration', 'eval'): async iterables of feeds. */
   data: Record<string, unknown>;
-  /** Runtime services (sessions, latency); see runtime/. */
-  runtime?: unknown;
-  /** Free-form values passes may share within one pipeline run (e.g. computed shapes). */
-  shared: Map<string, unknown>;
+  /** Opens onnxruntime sessions and profiles models; the pass manager gives onnxruntime-node's. */
+  runner: Runner;
+  /** Sub-pipelines (absent in a bare context: passes that need one say so). */
+  pipelines?: SubPipelines;
+  /** The report the last run of `pass` returned earlier in this pipeline run, if any. */
+  reportOf<R>(pass: Pass<any, R>): R | undefined;
   /** Progress reporting for long passes (no-op when not a TTY). */
   progress?(label: string, total: number): { tick(n?: number): void; done(): void };
 }
 
-export interface PassResult {
+export interface PassResult<R = unknown> {
   changed: boolean;
   /** Pass-specific counts, e.g. { folded: 12, removedNodes: 40 }. */
   stats?: Record<string, number | string>;
+  /** The pass's typed report (its type is the pass's second type parameter). */
+  report?: R;
 }
 
-export interface Pass<O extends Record<string, unknown> = Record<string, unknown>> {
+export interface Pass<O extends Record<string, unknown> = Record<string, unknown>, R = unknown> {
   /** Textual name, equal to the file name: 'fold-constants'. */
   readonly name: string;
   readonly description: string;
@@ -73,11 +89,11 @@ export interface Pass<O extends Record<string, unknown> = Record<string, unknown
   readonly minOpset?: number;
   /** False for passes that should run once rather than to a fixed point (e.g. quantization). */
   readonly idempotent?: boolean;
-  run(model: Model, options: O, ctx: PassContext): PassResult | Promise<PassResult>;
+  run(model: Model, options: O, ctx: PassContext): PassResult<R> | Promise<PassResult<R>>;
 }
 
 /** Helper so pass files get their option types checked: `export default definePass<{...}>({...})`. */
-export function definePass<O extends Record<string, unknown>>(p: Pass<O>): Pass<O> {
+export function definePass<O extends Record<string, unknown>, R = unknown>(p: Pass<O, R>): Pass<O, R> {
   return p;
 }
 
@@ -107,4 +123,22 @@ export function withSchemaDefaults<T extends object>(schema: OptionsSchema, opti
     if (out[key] === undefined && spec.default !== undefined) out[key] = Array.isArray(spec.default) ? [...(spec.default as unknown[])] : spec.default;
   }
   return out as T;
+}
+
+/**
+ * A context for calling a pass or its plain function outside the pass manager: quiet logger, no data,
+ * onnxruntime-node's runner, no sub-pipelines (the manager's `createPassContext` adds them), reports
+ * of earlier passes looked up in `reports`.
+ */
+export function bareContext(over: Partial<PassContext> & { reports?: ReadonlyMap<string, unknown> } = {}): PassContext {
+  const { reports, ...rest } = over;
+  return {
+    logger: { info() {}, warn() {}, debug() {} },
+    explain() {},
+    explaining: false,
+    data: {},
+    runner: nodeRunner,
+    reportOf: <R>(pass: Pass<any, R>) => reports?.get(pass.name) as R | undefined,
+    ...rest,
+  };
 }

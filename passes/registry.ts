@@ -1,24 +1,47 @@
 /**
- * The one registry: every pass by its textual name, and the presets. The CLI, pipeline files,
- * presets and tests all resolve passes through here. Passes are grouped by area (each group file
- * lists its passes); this file is the single place that joins them.
+ * The one registry: every pass by its textual name, in one table. The CLI, pipeline files, presets and
+ * tests all resolve passes through here. To add a pass: one file under the folder of its area, then one
+ * import and one entry below.
  */
 import type { Pass } from './pass.js';
-// presets first: group files register presets while they load
-export { PRESETS, registerPreset, extendPreset, type Preset } from './presets.js';
-import { cleanupPasses } from './groups/cleanup.js';
-import { fusionPasses } from './groups/fusion.js';
-import { quantizationPasses } from './groups/quantization.js';
-import { pruningPasses } from './groups/pruning.js';
-import { distillationPasses } from './groups/distillation.js';
-// presets that combine the groups above (registered after them)
-import './groups/deploy.js';
+import foldConstants from './cleanup/fold-constants.js';
+import eliminateDead from './cleanup/eliminate-dead.js';
+import eliminateIdentity from './cleanup/eliminate-identity.js';
+import eliminateCommonSubexpressions from './cleanup/eliminate-common-subexpressions.js';
+import dedupeConstants from './cleanup/dedupe-constants.js';
+import mergeConsecutive from './cleanup/merge-consecutive.js';
+import fuseBatchnorm from './fusion/fuse-batchnorm.js';
+import fuseConvAffine from './fusion/fuse-conv-affine.js';
+import fuseConvInputAffine from './fusion/fuse-conv-input-affine.js';
+import fuseMatmulAdd from './fusion/fuse-matmul-add.js';
+import fusePad from './fusion/fuse-pad.js';
+import fuseShapeIntoReshape from './fusion/fuse-shape-into-reshape.js';
+import fuseHardswish from './fusion/fuse-hardswish.js';
+import fuseLayerNorm from './fusion/fuse-layer-norm.js';
+import fuseGelu from './fusion/fuse-gelu.js';
+import upgradeOpset from './convert/upgrade-opset.js';
+import quantizeStatic from './quantize/quantize-static.js';
+import quantizeWeights from './quantize/quantize-weights.js';
+import quantizeDynamic from './quantize/quantize-dynamic.js';
+import pruneMagnitude from './prune/prune-magnitude.js';
+import pruneChannels from './prune/prune-channels.js';
+import distill from './distill/distill.js';
 
-const ALL: Pass<any>[] = [...cleanupPasses, ...fusionPasses, ...quantizationPasses, ...pruningPasses, ...distillationPasses];
+export { PRESETS, registerPreset, extendPreset, hasPreset, type Preset } from './presets.js';
 
-export const PASSES: ReadonlyMap<string, Pass<any>> = new Map(ALL.map((p) => [p.name, p]));
+const ALL: Pass<any, any>[] = [
+  // cleanup
+  foldConstants, eliminateDead, eliminateIdentity, eliminateCommonSubexpressions, dedupeConstants, mergeConsecutive,
+  // fusion and conversion
+  fuseBatchnorm, fuseConvAffine, fuseConvInputAffine, fuseMatmulAdd, fusePad, fuseShapeIntoReshape, fuseHardswish, fuseLayerNorm, fuseGelu, upgradeOpset,
+  // quantization
+  quantizeStatic, quantizeWeights, quantizeDynamic,
+  // pruning and distillation
+  pruneMagnitude, pruneChannels, distill,
+];
 
+export const PASSES: ReadonlyMap<string, Pass<any, any>> = new Map(ALL.map((p) => [p.name, p]));
 
-export function getPass(name: string): Pass<any> | undefined {
+export function getPass(name: string): Pass<any, any> | undefined {
   return PASSES.get(name);
 }

@@ -17,7 +17,8 @@ import { measureLatency } from '../runtime/latency.js';
 import { loadMetric } from '../runtime/metrics.js';
 import { Session } from '../runtime/session.js';
 import { BudgetEntry, modelFacts, newReport, ReportDocument, writeReport } from '../report/document.js';
-import { optimize, OptimizeReport } from '../passes/manager.js';
+import { optimize, OptimizeReport, passReport } from '../passes/manager.js';
+import quantizeStaticPass from '../passes/quantize/quantize-static.js';
 import type { DataSpecEntry, PipelineFile } from '../passes/pipeline-file.js';
 import type { Logger } from '../passes/pass.js';
 
@@ -78,10 +79,8 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
     if (pf.budgets.maxLatencyRatio !== undefined) throw inputError('PIPELINE_NO_LATENCY_DATA', `${pf.model}: budgets.max-latency-ratio needs latency; ${latencyData.skipped}`, { file: pf.model });
     doc.notes = [latencyData.skipped];
   }
-  const shared = new Map<string, unknown>();
   const opt: OptimizeReport = await optimize(model, pf.steps, {
     data,
-    shared,
     ...(verify ? { verify } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.onPass ? { onPass: (r) => options.onPass!(r.pass) } : {}),
@@ -91,7 +90,7 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
   const outBytes = serializeModel(model);
   doc.output = modelFacts(model, outBytes.length, pf.output);
   doc.details = { pipeline: opt.pipeline, converged: opt.converged, iterations: opt.iterations, explanations: opt.explanations };
-  const quant = shared.get('quantize-static') as { float?: Array<{ node: string; op: string; reason: string }>; quantizedOps?: Record<string, number> } | undefined;
+  const quant = passReport(opt, quantizeStaticPass);
   if (quant?.float?.length) doc.layers = quant.float.map((f) => ({ name: f.node, op: f.op, precision: 'float', reason: f.reason }));
   if (quant?.quantizedOps) {
     const ops = Object.entries(quant.quantizedOps).map(([op, n]) => `${n} ${op}`).join(', ');

@@ -13,7 +13,7 @@ import { checkModel } from '../../ir/checker.js';
 import { checkError, inputError } from '../../core/errors.js';
 import type { Model } from '../../ir/ir.js';
 import { cloneModel, loadModel, saveModel, serializeModel } from '../../onnx/index.js';
-import distillPass, { distillModel, DistillModelOptions, DistillModelReport, DistillPassOptions, prunedStudent } from '../../passes/distill/distill.js';
+import distillPass, { DistillModelOptions, DistillModelReport, DistillPassOptions, prunedStudent } from '../../passes/distill/distill.js';
 import pruneChannelsPass, { ChannelReport } from '../../passes/prune/prune-channels.js';
 import { parsePipeline } from '../../passes/pipeline.js';
 import { modelFacts, newReport, writeReport } from '../../report/document.js';
@@ -25,6 +25,7 @@ import { argmaxRows, loadMetric } from '../../runtime/metrics.js';
 import { createSession, Session } from '../../runtime/session.js';
 import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
 import { passFlag, passOptionsFrom } from '../schema-options.js';
+import { distillModel } from '../../passes/api.js';
 
 interface Args extends WriteArgs {
   teacher: string;

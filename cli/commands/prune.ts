@@ -17,6 +17,7 @@ import pruneChannelsPass, { ChannelReport, PruneChannelsOptions } from '../../pa
 import pruneMagnitudePass, { MagnitudeReport, weightSparsity } from '../../passes/prune/prune-magnitude.js';
 import { DeployedSizes, measureDeployed, SizeSet, sizesOf } from '../../passes/prune/deploy.js';
 import { optimize } from '../../passes/manager.js';
+import { nodeRunner } from '../../runtime/runner.js';
 import { countFlops, FlopReport } from '../../analysis/flops.js';
 import { ProgressBar } from '../../core/progress.js';
 import { renderTable } from '../../report/table.js';
@@ -83,7 +84,8 @@ function context(explanations: Explanation[], explaining: boolean, pass: string)
       if (explaining) explanations.push({ pass, ...e });
     },
     data: {},
-    shared: new Map(),
+    runner: nodeRunner,
+    reportOf: () => undefined,
   };
 }
 
@@ -146,12 +148,10 @@ export async function runPrune(a: Args): Promise<PruneCommandReport> {
       const spec = parseDataSpec(a.calibration);
       ctx.data.calibration = () => openDataSource(spec, inputs, opts);
     }
-    await pruneChannelsPass.run(model, channelOptions(a), ctx);
-    report.channels = ctx.shared.get('prune-channels') as ChannelReport;
+    report.channels = (await pruneChannelsPass.run(model, channelOptions(a), ctx)).report!;
   } else {
     const ctx = context(explanations, !!a.explain, 'prune-magnitude');
-    await pruneMagnitudePass.run(model, passOptionsFrom(pruneMagnitudePass, a, { sparsity: 'magnitude', scope: 'scope', exclude: 'exclude' }), ctx);
-    report.magnitude = ctx.shared.get('prune-magnitude') as MagnitudeReport;
+    report.magnitude = (await pruneMagnitudePass.run(model, passOptionsFrom(pruneMagnitudePass, a, { sparsity: 'magnitude', scope: 'scope', exclude: 'exclude' }), ctx)).report!;
   }
   const issues = checkModel(model).filter((i) => !checkModel(original).some((o) => o.code === i.code && o.message === i.message));
   if (issues.length) throw inputError('PRUNE_INVALID_RESULT', `pruning left an invalid model: ${issues[0]!.message}`, { file: a.model });

@@ -11,8 +11,8 @@ import { parseShapeArg } from '../../data/generate.js';
 import { checkModel } from '../../ir/checker.js';
 import { checkError, inputError } from '../../core/errors.js';
 import { loadModel, saveModel, serializeModel } from '../../onnx/index.js';
-import dynamicPass, { quantizeDynamic, QuantizeDynamicReport } from '../../passes/quantize/quantize-dynamic.js';
-import weightsPass, { quantizeWeights, QuantizeWeightsReport } from '../../passes/quantize/quantize-weights.js';
+import dynamicPass, { QuantizeDynamicReport } from '../../passes/quantize/quantize-dynamic.js';
+import weightsPass, { QuantizeWeightsReport } from '../../passes/quantize/quantize-weights.js';
 import { resolveOptions } from '../../passes/pipeline.js';
 import { passOptionsFrom } from '../schema-options.js';
 import { formatBytes, renderTable } from '../../report/table.js';
@@ -22,6 +22,7 @@ import { measureLatency } from '../../runtime/latency.js';
 import { loadMetric, OutputError } from '../../runtime/metrics.js';
 import { Session } from '../../runtime/session.js';
 import { saveOptionsFrom, WriteArgs } from '../options.js';
+import { quantizeDynamic, quantizeWeights } from '../../passes/api.js';
 
 export interface QuantizeModeArgs extends WriteArgs {
   model: string;

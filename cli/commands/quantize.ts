@@ -6,6 +6,7 @@
  * as a terminal table second. The model is written last, and only when it passes the checker and
  * loads in onnxruntime.
  */
+import { createPassContext } from '../../passes/manager.js';
 import { writeFileAtomic } from '../../core/files.js';
 import type { CommandModule } from 'yargs';
 import { openDataSource } from '../../data/index.js';
@@ -14,7 +15,7 @@ import { checkError, inputError } from '../../core/errors.js';
 import type { Model } from '../../ir/ir.js';
 import { cloneModel, saveModel, serializeModel } from '../../onnx/index.js';
 import { layerErrors, LayerError } from '../../passes/quantize/debug.js';
-import staticPass, { quantizeStatic, QuantizeStaticPassOptions, QuantizeStaticReport, staticOptionsFromPass } from '../../passes/quantize/quantize-static.js';
+import staticPass, { QuantizeStaticPassOptions, QuantizeStaticReport, staticOptionsFromPass } from '../../passes/quantize/quantize-static.js';
 import weightsPass from '../../passes/quantize/quantize-weights.js';
 import dynamicPass from '../../passes/quantize/quantize-dynamic.js';
 import { resolveOptions } from '../../passes/pipeline.js';
@@ -34,6 +35,7 @@ import { renderDefaultRecipe } from '../../report/quantize-recipe.js';
 import { list, quantizeSetup, renderQuantizeModeReport, runQuantizeMode } from './quantize-modes.js';
 import type { Sample } from '../../data/index.js';
 import type { SessionOptions } from '../../runtime/session.js';
+import { quantizeStatic } from '../../passes/api.js';
 
 interface Args extends WriteArgs {
   model: string;
@@ -89,7 +91,6 @@ export interface QuantizeCommandReport {
   notes: string[];
   wallMs: number;
 }
-
 
 /** quantize-static options and the argument (yargs camelCase) that carries each; the rest take the schema default. */
 const STATIC_FLAGS = {
@@ -202,11 +203,7 @@ async function runQuantize(a: Args): Promise<QuantizeCommandReport> {
   const bar = new ProgressBar({ label: 'calibrating', ...(a.json ? { enabled: false } : {}) });
   let ticks = 0;
   const q = await quantizeStatic(model, calib, opts, {
-    logger: { info() {}, warn() {}, debug() {} },
-    explain() {},
-    explaining: false,
-    data: {},
-    shared: new Map(),
+    ...createPassContext(),
     progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
   });
   bar.done();

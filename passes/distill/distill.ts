@@ -26,17 +26,17 @@
  * `prune-channels` pass earlier in the same run), `ctx.data.train` (or `ctx.data.calibration`:
  * samples, a function returning them, or an iterable), optional `ctx.data.heldOut` (samples for the
  * per-epoch agreement) and `ctx.data.labelOf(label, id) -> class`. The report is stored in
- * `ctx.shared` under `distill`. The pass reads and writes no file of its own; above the cache limit
+ * the pass's report. The pass reads and writes no file of its own; above the cache limit
  * the teacher cache spills to a temporary file that is always removed.
  */
 import type { Sample } from '../../data/index.js';
-import { inputError } from '../../core/errors.js';
+import { inputError, internalError } from '../../core/errors.js';
 import type { Model } from '../../ir/ir.js';
 import { cloneModel, loadModel, serializeModel } from '../../onnx/index.js';
 import type { SessionOptions } from '../../runtime/session.js';
 import { adoptModel, convInputFeatures, distill, DistillOptions, DistillReport, EpochRecord, keptFeatureTeacher } from '../../train/distill.js';
 import { definePass, OptionsSchema, PassContext, withSchemaDefaults } from '../pass.js';
-import { planChannels, PRUNED_FROM, PrunedFrom, PruneChannelsOptions, ChannelReport } from '../prune/prune-channels.js';
+import pruneChannels, { planChannels, PrunedFrom, PruneChannelsOptions, ChannelReport } from '../prune/prune-channels.js';
 
 /** The options and their defaults: the one place they are written. */
 export const DISTILL_OPTIONS = {
@@ -164,11 +164,13 @@ export interface DistillModelReport extends DistillReport {
  * student below opset 13 to 17, adds the kept-channel feature pairs when `options.kept` says the
  * student is the teacher pruned, trains, then optimizes. `student` changes only when all of it succeeded.
  */
-export async function distillModel(student: Model, teacher: Model, data: Items, options: DistillModelOptions = {}): Promise<DistillModelReport> {
+export async function distillModel(student: Model, teacher: Model, data: Items, options: DistillModelOptions = {}, ctx: Pick<PassContext, 'pipelines'> = {}): Promise<DistillModelReport> {
   const settings = distillSettings(options);
   const { keptFeatures: keptEvery, optimize: optimizeIt } = withSchemaDefaults(DISTILL_OPTIONS, options) as DistillPassOptions;
-  // imported here: the manager loads the registry, which loads this pass (a cycle at module evaluation)
-  const { optimize } = await import('../manager.js');
+  const optimize = (m: Model, pipeline: string) => {
+    if (!ctx.pipelines) throw internalError('PASS_NO_PIPELINES', `distillation runs '${pipeline}' on the student: call it through the pass manager (a pipeline) or with a context from createPassContext() (passes/api.ts does)`);
+    return ctx.pipelines.run(m, pipeline);
+  };
   let from = teacher;
   let matched = 0;
   if (options.kept && keptEvery > 0) {
@@ -236,7 +238,7 @@ async function teacherOf(x: unknown): Promise<Model> {
  * apply to a given teacher identical to that model).
  */
 async function teacherFor(ctx: PassContext): Promise<{ teacher: Model; kept?: PrunedFrom['kept'] }> {
-  const from = ctx.shared.get(PRUNED_FROM) as PrunedFrom | undefined;
+  const from = ctx.reportOf(pruneChannels)?.source;
   if (ctx.data.teacher === undefined) {
     if (!from) throw inputError('DISTILL_NO_TEACHER', 'distill needs a teacher: ctx.data.teacher (--teacher on the command line), or a prune-channels pass before it in the pipeline (the model before pruning teaches)');
     return { teacher: from.model, kept: from.kept };
@@ -248,7 +250,7 @@ async function teacherFor(ctx: PassContext): Promise<{ teacher: Model; kept?: Pr
   return a.length === b.length && a.every((x, i) => x === b[i]) ? { teacher, kept: from.kept } : { teacher };
 }
 
-export default definePass<DistillPassOptions>({
+export default definePass<DistillPassOptions, DistillModelReport>({
   name: 'distill',
   description: 'Knowledge distillation: train the model to match a teacher (ctx.data.teacher, or the model before prune-channels) on ctx.data.train',
   idempotent: false,
@@ -262,10 +264,10 @@ export default definePass<DistillPassOptions>({
     if (kept) opts.kept = kept;
     if (heldOut) opts.heldOut = heldOut;
     if (typeof ctx.data.labelOf === 'function') opts.labelOf = ctx.data.labelOf as DistillRuntimeOptions['labelOf'] & {};
-    const r = await distillModel(model, teacher, data, opts);
-    ctx.shared.set('distill', r);
+    const r = await distillModel(model, teacher, data, opts, ctx);
     const last = r.epochs[r.epochs.length - 1]!;
     return {
+      report: r,
       changed: r.steps > 0,
       stats: { epochs: r.epochs.length - 1, steps: r.steps, records: r.trainingRecords, params: r.params, keptFeatures: r.keptFeatures, agreementBefore: r.epochs[0]!.agreement, agreementAfter: last.agreement, finalLoss: last.meanLoss },
     };

@@ -16,7 +16,7 @@
  * channels stay whole (the report's `note` says so when that left the model unchanged).
  * The defaults live in {@link PRUNE_CHANNELS_OPTIONS} only.
  * Graph input and output shapes never change; groups that cannot be proven safe are kept whole and
- * `--explain` says why. The per-group report is stored in `ctx.shared` under `prune-channels`.
+ * `--explain` says why. The pass returns the per-group report (with the model before pruning attached).
  */
 import { inputError } from '../../core/errors.js';
 import { Model } from '../../ir/ir.js';
@@ -216,18 +216,19 @@ function asSample(x: Sample | Feed): Sample {
 }
 
 /**
- * What prune-channels leaves in `ctx.shared` under {@link PRUNED_FROM} for a later pass of the same
- * run: the model as it was before pruning and the original channels each of its tensors kept
- * (`distill` uses them as the teacher and to match features on the kept channels).
+ * What prune-channels hands a later pass of the same run (on its report, `source`): the model as it
+ * was before pruning and the original channels each of its tensors kept (`distill` uses them as the
+ * teacher and to match features on the kept channels).
  */
 export interface PrunedFrom {
   model: Model;
   kept: (name: string) => number[] | undefined;
 }
 
-export const PRUNED_FROM = 'prune-channels:source';
+/** The pass's report: the per-group report, with `source` attached (not enumerable: JSON leaves it out). */
+export type PruneChannelsPassReport = ChannelReport & { readonly source?: PrunedFrom };
 
-export default definePass<PruneChannelsOptions>({
+export default definePass<PruneChannelsOptions, PruneChannelsPassReport>({
   name: 'prune-channels',
   description: 'Remove whole output channels (Conv) and units (Gemm/MatMul) with every dependent layer rewritten',
   idempotent: false,
@@ -242,13 +243,12 @@ export default definePass<PruneChannelsOptions>({
       plan.apply();
       compensated = compensate(plan.cuts, means, model);
     } else plan.apply();
-    const report = plan.report;
-    ctx.shared.set('prune-channels', report);
     const from: PrunedFrom = { model: source, kept: plan.keptChannels };
-    ctx.shared.set(PRUNED_FROM, from);
+    const report: PruneChannelsPassReport = Object.defineProperty({ ...plan.report }, 'source', { value: from, enumerable: false });
     if (report.note) ctx.logger.warn(`prune-channels: ${report.note}`);
     const pruned = report.groups.filter((g) => g.after < g.before).length;
     return {
+      report,
       changed: report.channelsAfter < report.channelsBefore,
       stats: { groups: report.groups.length, prunedGroups: pruned, channelsBefore: report.channelsBefore, channelsAfter: report.channelsAfter, compensated },
     };

@@ -9,7 +9,7 @@
  * Ties at the threshold are broken deterministically (earlier weight in graph order, then lower flat
  * index, is pruned first). Biases are not pruned. New tensors are written; shared buffers are never
  * modified, and a weight also read by a node that is not pruned gets its own pruned copy.
- * The per-layer sparsity report is stored in `ctx.shared` under `prune-magnitude`.
+ * The pass returns the per-layer sparsity report.
  */
 import { DataType } from '../../core/dtype.js';
 import { inputError } from '../../core/errors.js';
@@ -111,7 +111,7 @@ export function zeroMasked(t: Tensor, mask: Uint8Array): Tensor {
   return Tensor.fromBytes(t.dataType, t.dims, out, t.name);
 }
 
-export default definePass<{ sparsity: number; scope: string; ops: string[]; exclude: string[] }>({
+export default definePass<{ sparsity: number; scope: string; ops: string[]; exclude: string[] }, MagnitudeReport>({
   name: 'prune-magnitude',
   description: 'Zero the smallest-magnitude weights of Conv/Gemm/MatMul (global or per-layer L1 threshold)',
   idempotent: false,
@@ -157,7 +157,6 @@ export default definePass<{ sparsity: number; scope: string; ops: string[]; excl
       report.wiped = wiped.map((l) => l.weight);
       ctx.logger.warn(`prune-magnitude: ${wiped.length} weight tensor${wiped.length > 1 ? 's are' : ' is'} now all zeros (${wiped.slice(0, 5).map((l) => `${l.weight} of ${l.nodes[0]}`).join(', ')}${wiped.length > 5 ? ', ...' : ''}): ${scope === 'global' ? 'the global threshold is above all their weights; use scope layer, or exclude them' : 'lower the sparsity'}`);
     }
-    ctx.shared.set('prune-magnitude', report);
-    return { changed, stats: { weights: layers.length, elements, zeroed: zeros - layers.reduce((x, l) => x + l.zerosBefore, 0), sparsity: Number(report.sparsity.toFixed(4)) } };
+    return { report, changed, stats: { weights: layers.length, elements, zeroed: zeros - layers.reduce((x, l) => x + l.zerosBefore, 0), sparsity: Number(report.sparsity.toFixed(4)) } };
   },
 });

@@ -25,7 +25,7 @@ import { DataType } from '../../core/dtype.js';
 import { inputError } from '../../core/errors.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../../ir/ir.js';
 import { Tensor } from '../../core/tensor.js';
-import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
+import { bareContext, definePass, PassContext, withSchemaDefaults } from '../pass.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';
 import { FreshNames, quantizeInt8 } from './weights-int8.js';
 
@@ -67,7 +67,7 @@ export async function quantizeDynamic(model: Model, options: QuantizeDynamicOpti
   const ops = new Set(options.ops);
   const excluded = new Set(options.excludeNodes);
   let prepare: PrepareReport | undefined;
-  if (options.prepare) prepare = await prepareForQuantization(model, ctx ?? quietContext(), { presets: 'default', minOpset: 13 });
+  if (options.prepare) prepare = await prepareForQuantization(model, ctx ?? bareContext(), { presets: 'default', minOpset: 13 });
   if ((model.opset('') ?? 1) < 11) throw inputError('QUANT_OPSET_TOO_OLD', `dynamic quantization needs opset 11 (DynamicQuantizeLinear); the model has opset ${model.opset('')}`);
   const g = model.graph;
   const names = new FreshNames(g);
@@ -283,11 +283,8 @@ function dropUnused(g: Graph): void {
   for (const v of [...g.initializers.values()]) if (v.uses.length === 0 && !v.isGraphOutput && !g.inputs.includes(v) && v.outputOf.size === 0) g.removeInitializer(v);
 }
 
-function quietContext(): PassContext {
-  return { logger: { info() {}, warn() {}, debug() {} }, explain() {}, explaining: false, data: {}, shared: new Map() };
-}
 
-const pass = definePass<{ minElements: number; minGatherElements: number; reduceRange: boolean; ops: string[]; excludeNodes: string[]; prepare: boolean }>({
+const pass = definePass<{ minElements: number; minGatherElements: number; reduceRange: boolean; ops: string[]; excludeNodes: string[]; prepare: boolean }, QuantizeDynamicReport>({
   name: 'quantize-dynamic',
   description: 'Dynamic INT8: MatMul/Gemm with int8 weights in the DynamicQuantizeMatMul pattern, int8 embedding tables, DynamicQuantizeLSTM; Conv stays float.',
   idempotent: false,
@@ -301,9 +298,8 @@ const pass = definePass<{ minElements: number; minGatherElements: number; reduce
   },
   async run(model, o, ctx) {
     const r = await quantizeDynamic(model, { minElements: o.minElements, minGatherElements: o.minGatherElements, reduceRange: o.reduceRange, ops: o.ops, excludeNodes: o.excludeNodes, prepare: o.prepare }, ctx);
-    ctx.shared.set('quantize-dynamic', r);
     const total = Object.values(r.quantized).reduce((x, y) => x + y, 0);
-    return { changed: total > 0, stats: { quantized: total, float: r.float.length, weightBytesBefore: r.weightBytesBefore, weightBytesAfter: r.weightBytesAfter } };
+    return { report: r, changed: total > 0, stats: { quantized: total, float: r.float.length, weightBytesBefore: r.weightBytesBefore, weightBytesAfter: r.weightBytesAfter } };
   },
 });
 

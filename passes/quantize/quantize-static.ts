@@ -38,7 +38,7 @@ import type { Feed } from '../../core/host-tensor.js';
 import type { SessionOptions } from '../../runtime/session.js';
 import { collectStats } from '../../calibration/collect.js';
 import { CalibrationMethod, computeRange, RangeOptions, TensorRange, TensorStats, validateRangeOptions } from '../../calibration/ranges.js';
-import { definePass, OptionsSchema, PassContext } from '../pass.js';
+import { bareContext, definePass, OptionsSchema, PassContext } from '../pass.js';
 import { EmitResult, emitQdq, EmitStats, InputMeans } from './emit.js';
 import { COMPUTE_OPS, Placement, placeQdq, PlacementOptions } from './placement.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';
@@ -193,7 +193,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   const warnings: string[] = [];
   let prepare: PrepareReport | undefined;
   if (options.prepare ?? true) {
-    prepare = await prepareForQuantization(model, ctx ?? silentContext(), options.presets !== undefined ? { presets: options.presets } : {});
+    prepare = await prepareForQuantization(model, ctx ?? bareContext(), options.presets !== undefined ? { presets: options.presets } : {});
     if (prepare.skipped.length) warnings.push(`not available, skipped before quantizing: ${prepare.skipped.join(', ')}`);
   }
   if ((model.opset('') ?? 1) < 13) throw inputError('QUANT_OPSET_TOO_OLD', `QDQ quantization needs opset 13 or later; the model has opset ${model.opset('')}`);
@@ -544,15 +544,6 @@ function checkNodeNames(model: Model, names: readonly string[]): void {
   }
 }
 
-function silentContext(): PassContext {
-  return {
-    logger: { info() {}, warn() {}, debug() {} },
-    explain() {},
-    explaining: false,
-    data: {},
-    shared: new Map(),
-  };
-}
 
 /** Normalizes what a pipeline passes as data into a re-openable source. */
 export function toSampleSource(data: unknown): SampleSource {
@@ -632,7 +623,7 @@ export function staticOptionsFromPass(o: QuantizeStaticPassOptions): QuantizeSta
   return opts;
 }
 
-const pass = definePass<QuantizeStaticPassOptions>({
+const pass = definePass<QuantizeStaticPassOptions, QuantizeStaticReport>({
   name: 'quantize-static',
   description: 'Static INT8 quantization (QDQ, uint8 activations, int8 per-channel weights, int32 biases) calibrated on ctx.data.calibration.',
   idempotent: false,
@@ -640,9 +631,9 @@ const pass = definePass<QuantizeStaticPassOptions>({
   async run(model, o, ctx) {
     const source = toSampleSource(ctx.data.calibration);
     const r = await quantizeStatic(model, source, staticOptionsFromPass(o), ctx);
-    ctx.shared.set('quantize-static', r);
     for (const w of r.warnings) ctx.logger.warn(w);
     return {
+      report: r,
       changed: r.int8Nodes > 0 || r.emit.weights > 0,
       stats: { int8Nodes: r.int8Nodes, qdqPairs: r.emit.qdqPairs, weights: r.emit.weights, biases: r.emit.biases, floatNodes: r.float.length, samples: r.samples },
     };

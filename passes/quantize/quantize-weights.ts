@@ -18,7 +18,7 @@
 import { inputError } from '../../core/errors.js';
 import { constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { DataType } from '../../core/dtype.js';
-import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
+import { bareContext, definePass, PassContext, withSchemaDefaults } from '../pass.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';
 import { addTransposedMatMulWeightDq, addWeightDq, FreshNames, quantizeInt8, weightAxis } from './weights-int8.js';
 
@@ -75,7 +75,7 @@ export async function quantizeWeights(model: Model, options: QuantizeWeightsOpti
     }
   }
   let prepare: PrepareReport | undefined;
-  if (options.prepare) prepare = await prepareForQuantization(model, ctx ?? quietContext(), { presets: options.presets ?? 'default', minOpset: 13 });
+  if (options.prepare) prepare = await prepareForQuantization(model, ctx ?? bareContext(), { presets: options.presets ?? 'default', minOpset: 13 });
   if ((model.opset('') ?? 1) < 13) throw inputError('QUANT_OPSET_TOO_OLD', `weight compression needs opset 13 (DequantizeLinear axis); the model has opset ${model.opset('')}`);
   const ops = options.ops ? new Set(options.ops) : undefined;
   const report: QuantizeWeightsReport = { weights: 0, perChannel: 0, floatBytes: 0, int8Bytes: 0, keptFloat: 0, keptFloatBytes: 0, byOp: {}, transposedMatMul: 0 };
@@ -128,11 +128,8 @@ export async function quantizeWeights(model: Model, options: QuantizeWeightsOpti
   return report;
 }
 
-function quietContext(): PassContext {
-  return { logger: { info() {}, warn() {}, debug() {} }, explain() {}, explaining: false, data: {}, shared: new Map() };
-}
 
-const pass = definePass<{ minElements: number; perChannel: boolean; prepare: boolean }>({
+const pass = definePass<{ minElements: number; perChannel: boolean; prepare: boolean }, QuantizeWeightsReport>({
   name: 'quantize-weights',
   description: 'Weight compression: int8 weights (symmetric, per channel) behind DequantizeLinear, float activations; tags the model onnxforge.weights=int8.',
   idempotent: false,
@@ -143,8 +140,7 @@ const pass = definePass<{ minElements: number; perChannel: boolean; prepare: boo
   },
   async run(model, o, ctx) {
     const r = await quantizeWeights(model, { minElements: o.minElements, perChannel: o.perChannel, prepare: o.prepare }, ctx);
-    ctx.shared.set('quantize-weights', r);
-    return { changed: r.weights > 0, stats: { weights: r.weights, perChannel: r.perChannel, floatBytes: r.floatBytes, int8Bytes: r.int8Bytes, keptFloat: r.keptFloat } };
+    return { report: r, changed: r.weights > 0, stats: { weights: r.weights, perChannel: r.perChannel, floatBytes: r.floatBytes, int8Bytes: r.int8Bytes, keptFloat: r.keptFloat } };
   },
 });
 

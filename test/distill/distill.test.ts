@@ -18,11 +18,12 @@ import { constantOf, Model } from '../../ir/ir.js';
 import { cloneModel, serializeModel } from '../../onnx/index.js';
 import { Tensor } from '../../core/tensor.js';
 import { optimize } from '../../passes/manager.js';
-import { distillModel, distillSettings, parseFeaturePairs } from '../../passes/distill/distill.js';
+import { distillSettings, parseFeaturePairs } from '../../passes/distill/distill.js';
 import { adaptBatchNorm, AugmentOptions, augmentImage, distill, findLogits, RecordCache } from '../../train/distill.js';
 import { argmaxRows } from '../../runtime/metrics.js';
 import { Session } from '../../runtime/session.js';
 import { mulberry32 } from '../../data/generate.js';
+import { distillModel } from '../../passes/api.js';
 
 const D = 8;
 const ONE = { intraOpNumThreads: 1 };

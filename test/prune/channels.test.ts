@@ -106,8 +106,8 @@ describe('prune-channels dependency rules', () => {
     const [y] = b.op('Conv', [s!, weight(b, 'wc', f32([4, 8, 1, 1], weights([4, 8, 1, 1], 23)))], {}, { name: 'convC' });
     b.output(y!, 'y', 'float32', [1, 4, 6, 6]);
     const m = b.model();
-    const { before, ctx } = await prune(m, {});
-    const report = ctx.shared.get('prune-channels') as { groups: Array<{ nodes: string[]; before: number; after: number }> };
+    const { before, res } = await prune(m, {});
+    const report = res.report!;
     const joint = report.groups.find((g) => g.nodes.includes('convA'))!;
     expect(joint.nodes).toEqual(['convA', 'convB']);
     expect(joint.after).toBe(6);
@@ -153,8 +153,8 @@ describe('prune-channels dependency rules', () => {
     const [y] = b.op('Conv', [mul!, weight(b, 'w2', f32([4, 8, 1, 1], weights([4, 8, 1, 1], 47)))], {}, { name: 'conv2' });
     b.output(y!, 'y', 'float32', [1, 4, 6, 6]);
     const m = b.model();
-    const { before, ctx } = await prune(m, {});
-    const report = ctx.shared.get('prune-channels') as { groups: Array<{ nodes: string[]; after: number }> };
+    const { before, res } = await prune(m, {});
+    const report = res.report!;
     expect(report.groups.find((gr) => gr.nodes.includes('conv1'))!.nodes).toEqual(['conv1', 'se2']);
     expect(dims(m, 'mul_scale', 1)).toEqual([1, 6, 1, 1]);
     expect(dims(m, 'se1', 1)).toEqual([2, 6, 1, 1]);

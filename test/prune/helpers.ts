@@ -3,7 +3,7 @@ import { GraphBuilder } from '../../ir/builder.js';
 import { Model, Value } from '../../ir/ir.js';
 import { serializeModel } from '../../onnx/index.js';
 import { Tensor } from '../../core/tensor.js';
-import type { Explanation, PassContext } from '../../passes/pass.js';
+import { bareContext, type Explanation, type PassContext } from '../../passes/pass.js';
 import { createSession } from '../../runtime/session.js';
 import type { Feed } from '../../core/host-tensor.js';
 import { mulberry32 } from '../../data/generate.js';
@@ -47,11 +47,9 @@ export interface TestContext extends PassContext {
 export function testContext(pass = 'test'): TestContext {
   const notes: Explanation[] = [];
   return {
-    logger: { info() {}, warn() {}, debug() {} },
+    ...bareContext(),
     explain: (e) => notes.push({ pass, ...e }),
     explaining: true,
-    data: {},
-    shared: new Map(),
     notes,
   };
 }

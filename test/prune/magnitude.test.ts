@@ -85,7 +85,7 @@ describe('prune-magnitude pass', () => {
     const ctx = testContext('prune-magnitude');
     const res = await pruneMagnitude.run(m, { sparsity: 0.5, scope: 'global', ops: ['Conv', 'Gemm', 'MatMul'], exclude: ['excluded'] }, ctx);
     expect(res.changed).toBe(true);
-    const report = ctx.shared.get('prune-magnitude') as MagnitudeReport;
+    const report = res.report!;
     expect(report.layers.map((l) => l.weight)).toEqual(['w1', 'w2', 'wm']);
     const arrays = ['conv1', 'conv2', 'fc'].map((name) => constantOf(before.graph.nodes.find((n) => n.name === name)!.input(1))!.toFloat32());
     const expected = reference(arrays, 0.5);
@@ -124,16 +124,15 @@ describe('prune-magnitude pass', () => {
     const m = build();
     const warnings: string[] = [];
     const ctx = { ...testContext('prune-magnitude'), logger: { info() {}, warn: (w: string) => void warnings.push(w), debug() {} } };
-    await pruneMagnitude.run(m, { sparsity: 0.1, scope: 'global', ops: ['Conv'], exclude: [] }, ctx);
-    const report = ctx.shared.get('prune-magnitude') as MagnitudeReport;
+    const report = (await pruneMagnitude.run(m, { sparsity: 0.1, scope: 'global', ops: ['Conv'], exclude: [] }, ctx)).report!;
     expect(report.wiped).toEqual(['small']);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/1 weight tensor is now all zeros \(small of conv2\).*scope layer/);
     // per layer, no tensor is wiped and nothing is said
     const m2 = build();
     const ctx2 = { ...testContext('prune-magnitude'), logger: { info() {}, warn: (w: string) => void warnings.push(w), debug() {} } };
-    await pruneMagnitude.run(m2, { sparsity: 0.1, scope: 'layer', ops: ['Conv'], exclude: [] }, ctx2);
-    expect((ctx2.shared.get('prune-magnitude') as MagnitudeReport).wiped).toBeUndefined();
+    const report2 = (await pruneMagnitude.run(m2, { sparsity: 0.1, scope: 'layer', ops: ['Conv'], exclude: [] }, ctx2)).report!;
+    expect(report2.wiped).toBeUndefined();
     expect(warnings).toHaveLength(1);
   });
 

@@ -4,6 +4,7 @@
  * expandCompressedWeights round trip, untagged (static QDQ) models left untouched by the helper,
  * the dynamic pattern fused by onnxruntime, and QOperator outputs against QDQ.
  */
+import { bareContext } from '../../passes/pass.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,15 +17,15 @@ import { cloneModel, loadModel, loadModelSync, serializeModel } from '../../onnx
 import { buildLstm, buildMlp, seededUniform } from '../../passes/quantize/dynamic-models.js';
 import { toQOperator } from '../../passes/quantize/qop.js';
 import { transposeTensor } from '../../passes/quantize/weights-int8.js';
-import { quantizeDynamic } from '../../passes/quantize/quantize-dynamic.js';
-import { quantizeStatic } from '../../passes/quantize/quantize-static.js';
-import { quantizeWeights, WEIGHTS_TAG_KEY } from '../../passes/quantize/quantize-weights.js';
+
+import { WEIGHTS_TAG_KEY } from '../../passes/quantize/quantize-weights.js';
 import { getPass } from '../../passes/registry.js';
 import { createSession, expandCompressedWeights, isWeightCompressed } from '../../passes/quantize/compressed.js';
 import type { Feed, HostTensor } from '../../core/host-tensor.js';
 import { Session } from '../../runtime/session.js';
 import { nodesOf } from '../quantize/helpers.js';
 import { convRelu, gaussianSource, matmulAdd, randn } from '../quantize/models.js';
+import { quantizeDynamic, quantizeStatic, quantizeWeights } from '../../passes/api.js';
 
 const SO = { intraOpNumThreads: 1, logSeverityLevel: 3 as const };
 
@@ -189,7 +190,7 @@ describe('quantize-weights', () => {
     const ref = convRelu(13); // w1 and b1 are Constant nodes in this model
     const m = cloneModel(ref);
     const pass = getPass('quantize-weights')!;
-    const res = await pass.run(m, { minElements: 16, perChannel: true, prepare: false } as never, { logger: { info() {}, warn() {}, debug() {} }, explain() {}, explaining: false, data: {}, shared: new Map() });
+    const res = await pass.run(m, { minElements: 16, perChannel: true, prepare: false } as never, bareContext());
     expect(res.changed).toBe(true);
     expect(nodesOf(m, 'DequantizeLinear')).toHaveLength(2);
     expect(nodesOf(m, 'Constant').every((n) => constantOf(n.outputs[0])!.size <= 16)).toBe(true);

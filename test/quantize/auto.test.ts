@@ -12,7 +12,7 @@ import { checkModel } from '../../ir/checker.js';
 import type { Model } from '../../ir/ir.js';
 import { cloneModel } from '../../onnx/index.js';
 import { Tensor } from '../../core/tensor.js';
-import { OPTIONS, quantizeStatic } from '../../passes/quantize/quantize-static.js';
+import { OPTIONS } from '../../passes/quantize/quantize-static.js';
 import { recipeLabel } from '../../passes/quantize/auto-range.js';
 import { renderDefaultRecipe } from '../../report/quantize-recipe.js';
 import { activationParams, fakeQuantize } from '../../passes/quantize/scales.js';
@@ -20,6 +20,7 @@ import { createSessionFromModel } from '../../runtime/from-model.js';
 import { byName, outputError } from './helpers.js';
 import { convRelu, gaussianSource, randn } from './models.js';
 import { mulberry32 } from '../../data/index.js';
+import { quantizeStatic } from '../../passes/api.js';
 
 const feedOf = (name: string, dims: number[], data: Float32Array): Sample['feed'] => ({ [name]: { type: 'float32', dims, data } });
 

@@ -13,9 +13,10 @@ import { computeRange, TensorStats } from '../../calibration/ranges.js';
 import { GraphBuilder } from '../../ir/builder.js';
 import { checkModel } from '../../ir/checker.js';
 import { Tensor } from '../../core/tensor.js';
-import { quantizeStatic } from '../../passes/quantize/quantize-static.js';
+
 import { byName, nodesOf } from './helpers.js';
 import { convRelu, gaussianSource, randn } from './models.js';
+import { quantizeStatic } from '../../passes/api.js';
 
 describe('Histogram', () => {
   it('re-bins exactly when the range grows and merges samples of different sizes', () => {

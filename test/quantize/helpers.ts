@@ -5,6 +5,7 @@ import { constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
 import { OutputComparison, OutputError } from '../../runtime/metrics.js';
 import type { PassContext } from '../../passes/pass.js';
+import { createPassContext } from '../../passes/manager.js';
 
 /** Output error of `quant` against `ref` over the samples (all outputs). */
 export async function outputError(ref: Model, quant: Model, samples: AsyncIterable<Sample>): Promise<OutputError[]> {
@@ -41,11 +42,5 @@ export const floatConstants = (m: Model): Node[] =>
 
 export function testContext(data: Record<string, unknown> = {}): PassContext {
   const warnings: string[] = [];
-  return {
-    logger: { info() {}, warn: (m) => warnings.push(m), debug() {} },
-    explain() {},
-    explaining: false,
-    data,
-    shared: new Map(),
-  };
+  return createPassContext({ logger: { info() {}, warn: (m) => warnings.push(m), debug() {} }, data });
 }

@@ -10,11 +10,12 @@ import { describe, expect, it } from 'vitest';
 import { openDataSource } from '../../data/index.js';
 import { checkModel } from '../../ir/checker.js';
 import { loadModel, serializeModel } from '../../onnx/index.js';
-import { quantizeStatic } from '../../passes/quantize/quantize-static.js';
+
 import { evaluate } from '../../workflows/evaluate.js';
 import { Session } from '../../runtime/session.js';
 import { cls } from '../../benchmarks/ocr-metrics.js';
 import { floatConstants } from './helpers.js';
+import { quantizeStatic } from '../../passes/api.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const shared = resolve(repoRoot, '../shared');

@@ -9,9 +9,10 @@ import { checkModel } from '../../ir/checker.js';
 import { constantOf, Model } from '../../ir/ir.js';
 import { cloneModel, serializeModel, loadModelSync } from '../../onnx/index.js';
 import { getPass } from '../../passes/registry.js';
-import { quantizeStatic } from '../../passes/quantize/quantize-static.js';
+
 import { byName, dqSource, floatConstants, nodesOf, outputError, quantizerOf, testContext } from './helpers.js';
 import { convRelu, gaussianSource, hardswishRegion, matmulAdd, residual } from './models.js';
+import { quantizeStatic } from '../../passes/api.js';
 
 const calib4x8 = gaussianSource('x', () => [1, 4, 8, 8], 12);
 

@@ -10,11 +10,12 @@ import { cloneModel } from '../../onnx/index.js';
 import { Tensor } from '../../core/tensor.js';
 import type { Sample } from '../../data/index.js';
 import { decideLatency, searchAccuracyBudget, rankSensitivity } from '../../passes/quantize/search.js';
-import { Profiler, quantizeStatic } from '../../passes/quantize/quantize-static.js';
+import { Profiler } from '../../passes/quantize/quantize-static.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
 import type { OpProfileRow } from '../../runtime/profile.js';
 import { byName, nodesOf } from './helpers.js';
 import { convRelu, gaussianSource, randn } from './models.js';
+import { quantizeStatic } from '../../passes/api.js';
 
 const row = (node: string, opType: string, totalUs: number): OpProfileRow => ({ node, opType, totalUs, calls: 1, share: 0 });
 

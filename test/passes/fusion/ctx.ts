@@ -1,5 +1,5 @@
 /** A minimal PassContext for calling passes directly in tests (explanations are collected). */
-import type { Explanation, PassContext } from '../../../passes/pass.js';
+import { bareContext, type Explanation, type PassContext } from '../../../passes/pass.js';
 
 export interface TestContext extends PassContext {
   explanations: Explanation[];
@@ -8,11 +8,9 @@ export interface TestContext extends PassContext {
 export function testContext(pass = 'test', explaining = true): TestContext {
   const explanations: Explanation[] = [];
   return {
-    logger: { info: () => {}, warn: () => {}, debug: () => {} },
+    ...bareContext(),
     explain: (e) => explanations.push({ pass, ...e }),
     explaining,
-    data: {},
-    shared: new Map(),
     explanations,
   };
 }

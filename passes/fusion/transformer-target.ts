@@ -1,0 +1,76 @@
+/**
+ * What the transformer fusions (fuse-attention, fuse-skip-layer-norm, fuse-bias-gelu, fuse-rms-norm)
+ * share: the `target` option — `microsoft` writes onnxruntime's com.microsoft contrib operators,
+ * `generic` writes standard ONNX operators (opset 23 `Attention` and `RMSNormalization`) — and a pass
+ * factory that runs the pattern set of the chosen target with the greedy driver.
+ */
+import { Model, Node, Value } from '../../ir/ir.js';
+import { definePass, type Pass, type Pattern } from '../pass.js';
+import { applyPatterns } from '../patterns.js';
+
+export type FusionTarget = 'microsoft' | 'generic';
+
+export const MS_DOMAIN = 'com.microsoft';
+
+/** Opset the generic forms need (Attention-23, RMSNormalization-23). */
+export const GENERIC_OPSET = 23;
+
+/** The producer of `v` when it is a default-domain `op` node. */
+export function producerOf(v: Value | null | undefined, op: string): Node | undefined {
+  const p = v?.producer;
+  return p && p.opType === op && p.opDomain === '' ? p : undefined;
+}
+
+/** Declares the com.microsoft domain (version 1) when the model does not import it yet. */
+export function useMicrosoftDomain(model: Model): void {
+  if (model.opset(MS_DOMAIN) === undefined) model.setOpset(MS_DOMAIN, 1);
+}
+
+/** A node of the com.microsoft domain with fresh outputs, inserted before `before`. */
+export function msNode(model: Model, before: Node, opType: string, inputs: Array<Value | null>, outputs: Value[]): Node {
+  useMicrosoftDomain(model);
+  const n = new Node(opType, inputs, outputs, MS_DOMAIN);
+  before.graph!.insertBefore(before, n);
+  return n;
+}
+
+export interface TargetPassSpec {
+  name: string;
+  description: string;
+  /** Patterns per target; an empty list means the target has no such fusion (the pass explains). */
+  patterns: Record<FusionTarget, readonly Pattern<any>[]>;
+  /** stat name -> pattern name. */
+  stats: Record<string, string>;
+  /** Default-domain opset the generic patterns need (checked only for target generic). */
+  genericOpset?: number;
+}
+
+/** A pass with `target` and `maxIterations` options that runs the chosen target's patterns. */
+export function targetPass(spec: TargetPassSpec): Pass<{ target: FusionTarget; maxIterations: number }> {
+  return definePass<{ target: FusionTarget; maxIterations: number }>({
+    name: spec.name,
+    description: spec.description,
+    options: {
+      target: { type: 'enum', values: ['microsoft', 'generic'], default: 'microsoft', description: 'microsoft: onnxruntime com.microsoft contrib operators; generic: standard ONNX operators (opset 23).' },
+      maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 },
+    },
+    run(model, options, ctx) {
+      const patterns = spec.patterns[options.target];
+      if (patterns.length === 0) {
+        ctx.explain({ reason: `no ${options.target} form of this fusion; it applies with target ${options.target === 'generic' ? 'microsoft' : 'generic'}` });
+        return { changed: false };
+      }
+      if (options.target === 'generic' && spec.genericOpset !== undefined) {
+        const v = model.opset('') ?? 0;
+        if (v < spec.genericOpset) {
+          ctx.explain({ reason: `target generic needs opset ${spec.genericOpset}, the model has ${v}; run upgrade-opset<to=${spec.genericOpset}> first` });
+          return { changed: false };
+        }
+      }
+      const r = applyPatterns(model, patterns, ctx, { passName: spec.name, maxIterations: options.maxIterations });
+      const stats: Record<string, number> = {};
+      for (const [stat, pattern] of Object.entries(spec.stats)) stats[stat] = r.rewrites[pattern] ?? 0;
+      return { changed: r.changed, stats: { ...stats, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
+    },
+  });
+}
