@@ -17,6 +17,7 @@ import { inputError } from '../core/errors.js';
 import { Feed, fromValues, HostTensor, hostDType, HostDType } from '../core/host-tensor.js';
 import type { ValueInfo } from '../runtime/session.js';
 import { checkFeed } from './feed-check.js';
+import type { Sample } from './sample.js';
 import { generateFeeds } from './generate.js';
 import { decodePng, loadPreprocess, PreprocessConfig, preprocessImage, validatePreprocess } from './image.js';
 import { parseNpy } from './npy.js';
@@ -34,12 +35,7 @@ export { statefulSource } from './stateful.js';
 export type { StateLink } from './stateful.js';
 
 /** One model evaluation: the inputs, where they came from, and an optional label. */
-export interface Sample {
-  /** File name (or index) of the sample, for messages and reports. */
-  id: string;
-  feed: Feed;
-  label?: unknown;
-}
+export type { Sample } from './sample.js';
 
 export type DataSourceSpec =
   | { kind: 'random'; count?: number; seed?: number }

@@ -7,7 +7,7 @@
  */
 import { inputError } from '../core/errors.js';
 import { Feed, HostTensor } from '../core/host-tensor.js';
-import type { Sample } from './index.js';
+import type { Sample } from './sample.js';
 
 export interface StateLink {
   /** Output name of the step that produces the state (e.g. 'stateN'). */

@@ -16,7 +16,8 @@ import { cloneModel, loadModel, saveModel, serializeModel } from '../../onnx/ind
 import distillPass, { DistillModelOptions, DistillModelReport, DistillPassOptions, prunedStudent } from '../../passes/distill/distill.js';
 import pruneChannelsPass, { ChannelReport } from '../../passes/prune/prune-channels.js';
 import { parsePipeline } from '../../passes/pipeline.js';
-import { modelFacts, newReport, writeReport } from '../../report/document.js';
+import { modelFacts, newReport } from '../../report/document.js';
+import { writeReport } from '../../report/files.js';
 import { formatBytes, renderTable } from '../../report/table.js';
 import { evaluate } from '../../workflows/evaluate.js';
 import type { Feed } from '../../core/host-tensor.js';

@@ -14,7 +14,8 @@ import { OptimizeReport, optimize } from '../../passes/manager.js';
 import { parsePipeline, presetPipeline } from '../../passes/pipeline.js';
 import { PRESETS } from '../../passes/registry.js';
 import { formatBytes, renderTable } from '../../report/table.js';
-import { modelFacts, newReport, writeReport } from '../../report/document.js';
+import { modelFacts, newReport } from '../../report/document.js';
+import { writeReport } from '../../report/files.js';
 import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
 
 interface Args extends WriteArgs {

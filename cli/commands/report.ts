@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { inputError } from '../../core/errors.js';
-import { readReport } from '../../report/document.js';
+import { readReport } from '../../report/files.js';
 import { writeFileAtomic } from '../../workflows/gate.js';
 import { renderHtml } from '../../report/html.js';
 import { renderMarkdown } from '../../report/markdown.js';

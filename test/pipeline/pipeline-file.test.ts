@@ -6,7 +6,7 @@ import { GraphBuilder } from '../../ir/builder.js';
 import { loadModelSync, saveModelSync } from '../../onnx/index.js';
 import { Tensor } from '../../core/tensor.js';
 import { parsePipelineFile, starterPipeline, suggest } from '../../passes/pipeline-file.js';
-import { readReport } from '../../report/document.js';
+import { readReport } from '../../report/files.js';
 import { runCli } from '../helpers/run-cli.js';
 
 let dir: string;
