@@ -43,6 +43,8 @@ export interface TargetPassSpec {
   stats: Record<string, string>;
   /** Default-domain opset the generic patterns need (checked only for target generic). */
   genericOpset?: number;
+  /** Runs once before the patterns (e.g. shape inference the matchers read). */
+  prepare?(model: Model): void;
 }
 
 /** A pass with `target` and `maxIterations` options that runs the chosen target's patterns. */
@@ -67,10 +69,33 @@ export function targetPass(spec: TargetPassSpec): Pass<{ target: FusionTarget; m
           return { changed: false };
         }
       }
+      spec.prepare?.(model);
       const r = applyPatterns(model, patterns, ctx, { passName: spec.name, maxIterations: options.maxIterations });
       const stats: Record<string, number> = {};
       for (const [stat, pattern] of Object.entries(spec.stats)) stats[stat] = r.rewrites[pattern] ?? 0;
       return { changed: r.changed, stats: { ...stats, iterations: r.iterations, converged: r.converged ? 1 : 0 } };
     },
   });
+}
+
+/** The producers of `nodes`' inputs (take them before a rewrite clears the inputs of removed nodes). */
+export function inputProducers(nodes: readonly Node[]): Node[] {
+  const out: Node[] = [];
+  for (const n of nodes) for (const i of n.inputs) if (i?.producer) out.push(i.producer);
+  return out;
+}
+
+/**
+ * After a rewrite: removes `candidates` (see {@link inputProducers}) that no longer have any user, and
+ * their producers, transitively (the projections, head splits and shape chains a fused operator made dead).
+ */
+export function removeDeadProducers(candidates: readonly Node[]): void {
+  const work = [...candidates];
+  while (work.length) {
+    const n = work.pop()!;
+    if (!n.graph || n.outputs.some((o) => o.uses.length > 0 || o.isGraphOutput)) continue;
+    const ins = n.inputs;
+    n.graph.removeNode(n);
+    for (const i of ins) if (i?.producer) work.push(i.producer);
+  }
 }
