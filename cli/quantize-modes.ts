@@ -1,0 +1,128 @@
+/**
+ * The quantize modes the `quantize` command offers: one entry per mode with its workflow, the flags
+ * only it reads (declared here, from the pass's option schema), how its parsed flags become the
+ * workflow's options, and how its report renders. A new mode is a workflow file in
+ * workflows/quantize/ plus one entry here. Flags that several modes read are declared once in
+ * SHARED_FLAGS (their help says which modes use them).
+ */
+import type { Options } from 'yargs';
+import { ProgressBar } from '../core/progress.js';
+import staticPass from '../passes/quantize/quantize-static.js';
+import weightsPass from '../passes/quantize/quantize-weights.js';
+import dynamicPass from '../passes/quantize/quantize-dynamic.js';
+import { renderQuantizeModeReport, renderQuantizeReport } from '../report/quantize.js';
+import type { QuantizeWorkflowOptions } from '../workflows/quantize/common.js';
+import { quantizeStaticWorkflow } from '../workflows/quantize/static.js';
+import { quantizeWeightsWorkflow } from '../workflows/quantize/weights.js';
+import { quantizeDynamicWorkflow } from '../workflows/quantize/dynamic.js';
+import { passFlag, passOptionsFrom } from './schema-options.js';
+
+/** The parsed arguments (yargs camelCase), flags of every mode included. */
+export type QuantizeArgs = Record<string, unknown> & { json: boolean };
+
+export interface QuantizeModeEntry<R = unknown> {
+  /** One line for the --mode help. */
+  describe: string;
+  /** Flags only this mode reads (kebab-case name -> yargs option). */
+  flags: Record<string, Options>;
+  /** Runs the mode's workflow on the parsed arguments and the options every mode shares. */
+  run(a: QuantizeArgs, common: QuantizeWorkflowOptions): Promise<R>;
+  render(report: R): string;
+}
+
+/** Comma-separated or repeated list options ('a,b' --x c) -> ['a', 'b', 'c']. */
+export const list = (v: unknown): string[] | undefined =>
+  v === undefined ? undefined : (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).map((s) => s.trim()).filter(Boolean);
+
+/** Flags read by more than one mode. */
+export const SHARED_FLAGS: Record<string, Options> = {
+  'min-elements': { type: 'number', describe: 'weights/dynamic: smallest weight tensor (elements) that is quantized', defaultDescription: `${weightsPass.options.minElements!.default} for weights, ${dynamicPass.options.minElements!.default} for dynamic` },
+  'per-channel': passFlag(staticPass, 'perChannel', { describe: 'one weight scale per output channel (--no-per-channel for per-tensor)', noDefault: true, defaultDescription: 'true' }),
+  'reduce-range': passFlag(staticPass, 'reduceRange', { describe: 'int8 weights limited to [-64, 64] (avoids the saturation of AVX2 u8 x s8 pair sums; --no-reduce-range for full range)', noDefault: true, defaultDescription: `${staticPass.options.reduceRange!.default} (static), ${dynamicPass.options.reduceRange!.default} (dynamic)` }),
+  'exclude-nodes': passFlag(staticPass, 'excludeNodes', { describe: 'node names left in float (comma-separated or repeated)' }),
+};
+
+/** quantize-static options and the argument that carries each; the rest take the schema default. */
+const STATIC_FLAGS = {
+  method: 'method',
+  percentile: 'percentile',
+  movingAverage: 'movingAverage',
+  perChannel: 'perChannel',
+  reduceRange: 'reduceRange',
+  symmetricActivations: 'symmetricActivations',
+  excludeNodes: 'excludeNodes',
+  excludeOps: 'excludeOps',
+  onlyOps: 'onlyOps',
+  activationMatMul: 'activationMatMul',
+  weightOnlyNodes: 'weightOnlyNodes',
+  names: 'names',
+  latencyAware: 'latencyAware',
+  prefer: 'prefer',
+  fidelity: 'fidelity',
+  fidelityMinGain: 'fidelityMinGain',
+  biasCorrection: 'biasCorrection',
+} as const;
+
+const staticMode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeStaticWorkflow>>> = {
+  describe: 'static (calibrated QDQ)',
+  flags: {
+    format: { type: 'string', choices: ['qdq', 'qop'], default: 'qdq', describe: 'static mode: QDQ or QOperator (QLinearConv, QLinearMatMul, ...) emission' },
+    calibration: { type: 'string', describe: 'calibration data (static mode, required): a folder or file of .npy/.npz, .pb, .json, .png (with --preprocess), or random[:count[:seed]]' },
+    method: passFlag(staticPass, 'method', { describe: 'activation range estimation' }),
+    percentile: passFlag(staticPass, 'percentile', { describe: 'percentile kept by --method percentile' }),
+    'moving-average': passFlag(staticPass, 'movingAverage'),
+    'symmetric-activations': passFlag(staticPass, 'symmetricActivations'),
+    'latency-aware': passFlag(staticPass, 'latencyAware', { describe: 'profile int8 and float layers in onnxruntime and keep in float what is slower in int8 (off: quantize everything quantizable)' }),
+    prefer: passFlag(staticPass, 'prefer', { describe: 'layers kept float for latency keep float weights (speed) or int8 weights behind a DequantizeLinear (size, slower)' }),
+    fidelity: passFlag(staticPass, 'fidelity', { describe: 'label-free fidelity budget: layers return to float until every output has at least this SQNR (dB) vs the float model on the calibration samples (0: off)' }),
+    'fidelity-min-gain': passFlag(staticPass, 'fidelityMinGain'),
+    'bias-correction': passFlag(staticPass, 'biasCorrection', { describe: 'correct biases for the mean output shift of rounded weights (--no-bias-correction to skip)' }),
+    'max-accuracy-drop': { type: 'number', describe: 'accuracy budget: return the most sensitive layers to float until FP32 score - INT8 score <= this (needs --eval and --metric)' },
+    'budget-rank': { type: 'string', choices: ['output', 'sqnr'], default: 'output', describe: 'how the budget ranks layers: output SQNR each recovers alone in float (measured), or the SQNR each loses itself (cheaper)' },
+    'budget-key': { type: 'string', describe: 'metric field the budget applies to (default: the first field; key:min for lower-is-better fields such as cer:min)' },
+    'exclude-ops': passFlag(staticPass, 'excludeOps', { describe: 'op types left in float' }),
+    'only-ops': passFlag(staticPass, 'onlyOps', { describe: 'quantize only these op types' }),
+    'activation-matmul': passFlag(staticPass, 'activationMatMul', { describe: 'also quantize MatMul of two activations (attention)' }),
+    'weight-only-nodes': passFlag(staticPass, 'weightOnlyNodes', { describe: 'node names whose weights are int8 but activations stay float' }),
+    'descriptive-names': { type: 'boolean', default: staticPass.options.names!.default === 'descriptive', describe: 'name new tensors after the originals (default: short ids, smaller files)' },
+    'debug-layers': { type: 'boolean', default: false, describe: 'per-layer SQNR of float vs quantized activations' },
+  },
+  async run(a, common) {
+    const flags = { ...a, excludeNodes: list(a.excludeNodes), excludeOps: list(a.excludeOps), onlyOps: list(a.onlyOps), weightOnlyNodes: list(a.weightOnlyNodes), names: a.descriptiveNames ? 'descriptive' : 'compact' };
+    const bar = new ProgressBar({ label: 'calibrating', ...(a.json ? { enabled: false } : {}) });
+    let ticks = 0;
+    try {
+      return await quantizeStaticWorkflow({
+        ...common,
+        calibration: a.calibration as string,
+        pass: passOptionsFrom(staticPass, flags, STATIC_FLAGS),
+        format: a.format as 'qdq' | 'qop',
+        ...(a.maxAccuracyDrop !== undefined ? { maxAccuracyDrop: a.maxAccuracyDrop as number } : {}),
+        ...(a.budgetKey !== undefined ? { budgetKey: a.budgetKey as string } : {}),
+        budgetRank: a.budgetRank as 'output' | 'sqnr',
+        debugLayers: a.debugLayers as boolean,
+        progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
+      });
+    } finally {
+      bar.done();
+    }
+  },
+  render: renderQuantizeReport,
+};
+
+const weightsMode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeWeightsWorkflow>>> = {
+  describe: 'weights (int8 weights + DequantizeLinear, float activations, tagged)',
+  flags: {},
+  run: (a, common) => quantizeWeightsWorkflow({ ...common, pass: passOptionsFrom(weightsPass, a, { perChannel: 'perChannel', minElements: 'minElements' }) }),
+  render: renderQuantizeModeReport,
+};
+
+const dynamicMode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeDynamicWorkflow>>> = {
+  describe: 'dynamic (MatMul/Gemm/Gather/LSTM int8, activations quantized at run time)',
+  flags: {},
+  run: (a, common) => quantizeDynamicWorkflow({ ...common, pass: passOptionsFrom(dynamicPass, { ...a, excludeNodes: list(a.excludeNodes) }, { reduceRange: 'reduceRange', excludeNodes: 'excludeNodes', minElements: 'minElements' }) }),
+  render: renderQuantizeModeReport,
+};
+
+/** The modes, the first being the default. */
+export const QUANTIZE_MODES: Record<string, QuantizeModeEntry<any>> = { static: staticMode, weights: weightsMode, dynamic: dynamicMode };

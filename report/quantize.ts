@@ -1,0 +1,136 @@
+/**
+ * The quantize command's reports (typed JSON documents) and their terminal rendering: the static mode's
+ * report (`onnxforge.quantize/1`) and the data-free modes' report (`onnxforge.quantize-mode/1`, weight
+ * compression and dynamic INT8). The workflows in workflows/quantize/ build them; nothing here runs a model.
+ */
+import type { LayerError } from '../passes/quantize/debug.js';
+import type { QuantizeStaticReport } from '../passes/quantize/quantize-static.js';
+import type { QuantizeWeightsReport } from '../passes/quantize/quantize-weights.js';
+import type { QuantizeDynamicReport } from '../passes/quantize/quantize-dynamic.js';
+import type { OutputError } from '../runtime/metrics.js';
+import { renderDefaultRecipe } from './quantize-recipe.js';
+import { formatBytes, renderTable } from './table.js';
+
+/** A user metric on the quantized model beside the same metric on FP32. */
+export interface QuantizeAccuracy {
+  metric: string;
+  fp32: Record<string, number>;
+  int8: Record<string, number>;
+}
+
+export interface QuantizeCommandReport {
+  schema: 'onnxforge.quantize/1';
+  input: string;
+  output: string;
+  mode: 'static';
+  size: { fp32Bytes: number; int8Bytes: number; ratio: number };
+  latency: { fp32Ms: number; int8Ms: number; ratio: number; runs: number; threads: number };
+  /** Output error of the quantized model vs FP32 on the eval set (or the calibration set). */
+  outputs: OutputError[];
+  evalSamples: number;
+  accuracy?: QuantizeAccuracy[];
+  layers?: LayerError[];
+  quantization: Omit<QuantizeStaticReport, 'ranges' | 'dequantized'>;
+  /** What the quantizer left alone and why (e.g. weight layers inside subgraphs). */
+  notes: string[];
+  wallMs: number;
+}
+
+export interface QuantizeModeReport {
+  schema: 'onnxforge.quantize-mode/1';
+  mode: 'weights' | 'dynamic';
+  input: string;
+  output: string;
+  size: { fp32Bytes: number; int8Bytes: number; ratio: number };
+  /** Latency vs FP32; for weights, `int8Ms` is the helper-loaded model and `rawMs` the model as written. Absent when no data fixes the input shapes (see notes). */
+  latency?: { fp32Ms: number; int8Ms: number; ratio: number; rawMs?: number; rawRatio?: number; runs: number; threads: number };
+  outputs: OutputError[];
+  evalSamples: number;
+  /** The data latency and output error ran on ('random:4', '--eval data/dev'). */
+  measuredOn?: string;
+  /** What was left out of the report and why (e.g. no data fixes a symbolic input dimension). */
+  notes: string[];
+  accuracy?: QuantizeAccuracy[];
+  weights?: Omit<QuantizeWeightsReport, 'prepare'>;
+  dynamic?: Omit<QuantizeDynamicReport, 'prepare'>;
+  wallMs: number;
+}
+
+/** JSON text of a report; non-finite numbers (an exact SQNR is Infinity) become 'NaN' / 'Infinity' strings. */
+export function reportJson(report: unknown): string {
+  return `${JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity') : v), 2)}\n`;
+}
+
+const fmt = (x: number, d: number) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+
+function outputTable(outputs: readonly OutputError[], title: string): string {
+  return renderTable(['output', 'SQNR dB', 'max abs err', 'cosine'], outputs.map((o) => [o.name, fmt(o.sqnrDb, 1), o.maxAbs.toPrecision(3), o.cosine.toFixed(5)]), { title });
+}
+
+function accuracyTables(accuracy: readonly QuantizeAccuracy[] | undefined): string[] {
+  return (accuracy ?? []).map((a) => {
+    const keys = [...new Set([...Object.keys(a.fp32), ...Object.keys(a.int8)])];
+    return renderTable(['metric', 'FP32', 'INT8'], keys.map((k) => [k, fmt(a.fp32[k] ?? NaN, 4), fmt(a.int8[k] ?? NaN, 4)]), { title: `task accuracy: ${a.metric}` });
+  });
+}
+
+export function renderQuantizeReport(r: QuantizeCommandReport): string {
+  const parts: string[] = [];
+  const q = r.quantization;
+  parts.push(
+    renderTable(
+      ['', 'FP32', 'INT8', 'ratio'],
+      [
+        ['size', formatBytes(r.size.fp32Bytes), formatBytes(r.size.int8Bytes), fmt(r.size.ratio, 3)],
+        [`latency p50 (${r.latency.threads} thread)`, `${fmt(r.latency.fp32Ms, 2)} ms`, `${fmt(r.latency.int8Ms, 2)} ms`, fmt(r.latency.ratio, 3)],
+      ],
+      { title: `quantize ${r.input} -> ${r.output} (${q.method}, ${q.samples} calibration samples, ${fmt(q.calibrationMs / 1000, 1)} s)` },
+    ),
+  );
+  parts.push(outputTable(r.outputs, `output error vs FP32 (${r.evalSamples} samples)`));
+  parts.push(...accuracyTables(r.accuracy));
+  parts.push(
+    renderTable(
+      ['int8 ops', 'count'],
+      Object.entries(q.quantizedOps).sort((x, y) => y[1] - x[1]).map(([k, v]) => [k, v]),
+      { title: `${q.int8Nodes} int8 nodes, ${q.emit.qdqPairs} Q/DQ pairs, ${q.emit.weights} int8 weights, ${q.emit.biases} int32 biases` },
+    ),
+  );
+  const floatOps = Object.entries(q.floatOps).sort((x, y) => y[1] - x[1]);
+  if (floatOps.length) parts.push(renderTable(['float ops', 'count'], floatOps.map(([k, v]) => [k, v]), { title: 'ops left in float' }));
+  if (q.latency) {
+    const l = q.latency;
+    parts.push(renderTable(['kept float (latency)', 'op', 'float µs', 'int8 µs', 'weights'], l.floated.map((f) => [f.node, f.op, fmt(f.floatUs, 0), fmt(f.int8Us, 0), f.weights]), { title: `latency-aware (${l.rounds} profiling rounds, prefer ${l.prefer}): ${l.floated.length} layers kept float, ${l.kept.length} int8; float weights cost ${formatBytes(l.extraBytes)} more than int8` }));
+  }
+  if (q.accuracy) {
+    const c = q.accuracy;
+    parts.push(renderTable(['returned to float (accuracy)', 'op', 'output gain dB', 'SQNR dB', 'loses dB'], c.floated.map((f) => [f.node, f.op, f.gainDb !== undefined ? fmt(f.gainDb, 2) : '-', fmt(f.sqnrDb, 1), fmt(f.lossDb, 1)]), { title: `accuracy budget ${c.maxDrop} (ranked by ${c.rank}): FP32 ${fmt(c.reference, 4)}, INT8 ${fmt(c.score, 4)} (drop ${fmt(c.drop, 4)}) ${c.met ? 'met' : 'NOT met'} after ${c.trials.length} evaluations; int8 weights kept` }));
+  }
+  if (q.float.length) parts.push(renderTable(['left float', 'op', 'reason'], q.float.map((f) => [f.node, f.op, f.reason]), { title: `${q.float.length} quantizable nodes left in float` }));
+  if (r.layers) parts.push(renderTable(['tensor', 'producer', 'SQNR dB', 'max abs err'], r.layers.slice(0, 30).map((l) => [l.tensor, l.producer, fmt(l.sqnrDb, 1), l.maxAbs.toPrecision(3)]), { title: `per-layer SQNR, worst ${Math.min(30, r.layers.length)} of ${r.layers.length}` }));
+  const recipe = renderDefaultRecipe(q);
+  if (recipe) parts.push(recipe);
+  for (const w of q.warnings) parts.push(`warning: ${w}`);
+  for (const n of r.notes) parts.push(`note: ${n}`);
+  return parts.join('\n\n');
+}
+
+export function renderQuantizeModeReport(r: QuantizeModeReport): string {
+  const parts: string[] = [];
+  const rows = [['size', formatBytes(r.size.fp32Bytes), formatBytes(r.size.int8Bytes), fmt(r.size.ratio, 3)]];
+  const l = r.latency;
+  if (l) {
+    rows.push([`latency p50 (${l.threads} thread)${r.mode === 'weights' ? ', via createSession' : ''}`, `${fmt(l.fp32Ms, 2)} ms`, `${fmt(l.int8Ms, 2)} ms`, fmt(l.ratio, 3)]);
+    if (l.rawMs !== undefined) rows.push(['latency p50, raw model in onnxruntime', `${fmt(l.fp32Ms, 2)} ms`, `${fmt(l.rawMs, 2)} ms`, fmt(l.rawRatio!, 3)]);
+  }
+  parts.push(renderTable(['', 'FP32', 'INT8', 'ratio'], rows, { title: `quantize --mode ${r.mode} ${r.input} -> ${r.output}` }));
+  if (r.outputs.length) parts.push(outputTable(r.outputs, `output error vs FP32 (${r.evalSamples} samples of ${r.measuredOn ?? 'data'}${r.mode === 'weights' ? ', raw model' : ''})`));
+  parts.push(...accuracyTables(r.accuracy));
+  if (r.weights) parts.push(`${r.weights.weights} weights int8 (${r.weights.perChannel} per channel) ${JSON.stringify(r.weights.byOp)}; ${r.weights.keptFloat} float constants kept; tagged onnxforge.weights=int8`);
+  if (r.dynamic) {
+    parts.push(`quantized ${JSON.stringify(r.dynamic.quantized)}; weights ${formatBytes(r.dynamic.weightBytesBefore)} -> ${formatBytes(r.dynamic.weightBytesAfter)}`);
+    if (r.dynamic.float.length) parts.push(renderTable(['left float', 'op', 'reason'], r.dynamic.float.slice(0, 30).map((f) => [f.node, f.op, f.reason]), { title: `${r.dynamic.float.length} candidates left in float` }));
+  }
+  for (const n of r.notes) parts.push(`note: ${n}`);
+  return parts.join('\n\n');
+}
