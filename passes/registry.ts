@@ -19,7 +19,12 @@ import fuseShapeIntoReshape from './fusion/fuse-shape-into-reshape.js';
 import fuseHardswish from './fusion/fuse-hardswish.js';
 import fuseLayerNorm from './fusion/fuse-layer-norm.js';
 import fuseGelu from './fusion/fuse-gelu.js';
+import fuseAttention from './fusion/fuse-attention.js';
+import fuseSkipLayerNorm from './fusion/fuse-skip-layer-norm.js';
+import fuseBiasGelu from './fusion/fuse-bias-gelu.js';
+import fuseRmsNorm from './fusion/fuse-rms-norm.js';
 import upgradeOpset from './convert/upgrade-opset.js';
+import convertFloat16 from './convert/convert-float16.js';
 import quantizeStatic from './quantize/quantize-static.js';
 import quantizeWeights from './quantize/quantize-weights.js';
 import quantizeDynamic from './quantize/quantize-dynamic.js';
@@ -34,6 +39,7 @@ const ALL: Pass<any, any>[] = [
   foldConstants, eliminateDead, eliminateIdentity, eliminateCommonSubexpressions, dedupeConstants, mergeConsecutive,
   // fusion and conversion
   fuseBatchnorm, fuseConvAffine, fuseConvInputAffine, fuseMatmulAdd, fusePad, fuseShapeIntoReshape, fuseHardswish, fuseLayerNorm, fuseGelu, upgradeOpset,
+  fuseAttention, fuseSkipLayerNorm, fuseBiasGelu, fuseRmsNorm, convertFloat16,
   // quantization
   quantizeStatic, quantizeWeights, quantizeDynamic,
   // pruning and distillation

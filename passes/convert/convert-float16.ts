@@ -1,0 +1,218 @@
+/**
+ * convert-float16: float32 tensors and ops to float16 (or bfloat16), mixed precision where float16
+ * cannot hold the values or onnxruntime has no float16 kernel.
+ *
+ *   types inferred -> activation ranges (calibration samples, else random inputs) -> precision plan
+ *   (float16/plan.ts: which nodes compute in half and why each other node stays float32) -> rewrite
+ *   (float16/rewrite.ts: constants converted at conversion time, one Cast per value and precision at
+ *   region boundaries, graph inputs/outputs float32 with keepIoTypes) -> topological order.
+ *
+ * Half precision: float16 has 10 mantissa bits (relative rounding 2^-11 = 4.9e-4) and range
+ * [6.1e-5, 65504] for normal values; bfloat16 has float32's range and 7 mantissa bits (2^-8 = 3.9e-3).
+ *
+ * Target `cpu` (default) converts only ops that onnxruntime's CPU and WASM providers run natively in
+ * float16 (measured, see float16/kernels.ts): few do, so on those providers the model is a float32
+ * computation with float16 storage for its large weights (`halfWeights`, one Cast each that
+ * onnxruntime folds into a float32 initializer at load). Target `any` converts every op ONNX allows in
+ * float16 (for GPU and WebGPU deployments; on CPU, onnxruntime then wraps most nodes in Casts itself).
+ *
+ * The model must be float32: a model that already holds float16 or bfloat16 tensors is refused
+ * (FP16_ALREADY_HALF). If/Loop/Scan nodes and their bodies stay float32 and are reported.
+ */
+import { inputError } from '../../core/errors.js';
+import { DataType, dtypeName } from '../../core/dtype.js';
+import type { Feed } from '../../core/host-tensor.js';
+import { constantOf, Model, Value } from '../../ir/ir.js';
+import { inferShapes } from '../../analysis/shape-inference.js';
+import type { Sample } from '../../data/index.js';
+import { generateFeeds, mulberry32 } from '../../data/generate.js';
+import type { ValueInfo } from '../../runtime/session.js';
+import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
+import { toSampleSource } from '../quantize/quantize-static.js';
+import { HalfType, isFloat32, KeepReason, planConversion, TensorRange } from './float16/plan.js';
+import { applyPlan, RewriteStats } from './float16/rewrite.js';
+import { measureRanges } from './float16/ranges.js';
+
+export interface ConvertFloat16Options {
+  /** bfloat16 instead of float16. */
+  bf16?: boolean;
+  target?: 'cpu' | 'any';
+  keepIoTypes?: boolean;
+  headroom?: number;
+  halfWeights?: boolean;
+  minWeightElements?: number;
+  excludeOps?: string[];
+  excludeNodes?: string[];
+  /** Samples the activation ranges are measured on (a re-openable source, as quantize-static takes). */
+  calibration?: unknown;
+  /** Random samples when no calibration is given (0: no ranges, constants only). */
+  randomSamples?: number;
+  /** Dims of symbolic input dimensions for random samples, by input or dim name (default 8 each). */
+  shapes?: Record<string, number[]>;
+  /** Ranges measured elsewhere (skips measuring). */
+  ranges?: ReadonlyMap<string, TensorRange>;
+}
+
+export interface KeptFloatEntry {
+  node: string;
+  op: string;
+  reason: KeepReason;
+  detail?: string;
+}
+
+export interface ConvertFloat16Report {
+  half: 'float16' | 'bfloat16';
+  target: 'cpu' | 'any';
+  keepIoTypes: boolean;
+  /** Where activation ranges came from. */
+  ranges: { source: 'calibration' | 'random' | 'given' | 'none'; samples: number; tensors: number; /** Samples skipped: the float32 model's outputs were not finite on them. */ skipped?: number };
+  /** Nodes computing in half, by op type. */
+  halfOps: Record<string, number>;
+  halfNodes: number;
+  /** Nodes that read or write float32 and stay float32, with the reason. */
+  keptFloat: KeptFloatEntry[];
+  /** keptFloat counted by reason. */
+  keptByReason: Partial<Record<KeepReason, number>>;
+  rewrite: RewriteStats;
+  /** Sentences on what the conversion left alone (subgraphs). */
+  notes: string[];
+}
+
+const DEFAULT_DIM = 8;
+
+/** Refuses a model that already holds half tensors (converting it again would be meaningless). */
+function checkNotHalf(model: Model): void {
+  const isHalf = (t: number | undefined) => t === DataType.FLOAT16 || t === DataType.BFLOAT16;
+  for (const g of model.graph.allGraphs()) {
+    for (const v of [...g.inputs, ...g.outputs]) {
+      if (isHalf(v.elemType)) throw inputError('FP16_ALREADY_HALF', `the model already has ${dtypeName(v.elemType!)} ${g.inputs.includes(v) ? 'input' : 'output'} '${v.name}'; convert the float32 model instead`, { tensor: v.name });
+    }
+    for (const v of g.initializers.values()) {
+      const t = g.initializerTensor(v);
+      if (t && isHalf(t.dataType)) throw inputError('FP16_ALREADY_HALF', `the model already holds ${dtypeName(t.dataType)} initializer '${v.name}'; convert the float32 model instead`, { tensor: v.name });
+    }
+    for (const n of g.nodes) {
+      const c = n.opType === 'Constant' ? constantOf(n.outputs[0]) : undefined;
+      if ((n.opType === 'Cast' && isHalf(n.getInt('to'))) || (c && isHalf(c.dataType))) {
+        throw inputError('FP16_ALREADY_HALF', `the model already computes in half precision (node ${n.label}); convert the float32 model instead`, { node: n.name ?? n.label });
+      }
+    }
+  }
+}
+
+/** Model inputs as onnxruntime would describe them, symbolic dims resolved for random samples. */
+function inputInfos(model: Model): ValueInfo[] {
+  const g = model.graph;
+  return g.inputs
+    .filter((v) => !constantOf(v) && !g.initializers.has(v.name))
+    .map((v) => ({ name: v.name, type: dtypeName(v.elemType ?? DataType.FLOAT), shape: (v.shape ?? []).map((d) => (typeof d === 'number' ? d : (d ?? ''))), isTensor: true }));
+}
+
+/**
+ * Random samples for the range measurement (unknown symbolic dims take {@link DEFAULT_DIM}). Integer
+ * inputs get values their readers accept: indices of a Gather draw over the whole table, inputs
+ * named like an attention mask are all ones (every position attended); the rest draw in [0, 10) as
+ * `random:N` does.
+ */
+function randomSource(model: Model, count: number, shapes: Record<string, number[]>): () => AsyncIterable<Sample> {
+  const infos = inputInfos(model);
+  const resolved: Record<string, number[]> = { ...shapes };
+  for (const i of infos) {
+    if (resolved[i.name]) continue;
+    resolved[i.name] = i.shape.map((d) => (typeof d === 'number' ? d : (shapes[d]?.[0] ?? DEFAULT_DIM)));
+  }
+  const g = model.graph;
+  const rows = new Map<string, number>();
+  for (const v of g.inputs) {
+    for (const u of v.uses) {
+      const table = u.node.opType === 'Gather' && u.index === 1 && (u.node.getInt('axis') ?? 0) === 0 ? constantOf(u.node.input(0)) : undefined;
+      if (table && table.dims.length > 0) rows.set(v.name, Math.min(rows.get(v.name) ?? Infinity, table.dims[0]!));
+    }
+  }
+  const rand = mulberry32(7);
+  return async function* () {
+    let k = 0;
+    for await (const feed of generateFeeds(infos, count, 1, resolved)) {
+      for (const [name, t] of Object.entries(feed)) {
+        if (t.type !== 'int64' && t.type !== 'int32') continue;
+        const n = rows.get(name);
+        const d = t.data as BigInt64Array | Int32Array;
+        if (n !== undefined) for (let i = 0; i < d.length; i++) d[i] = (t.type === 'int64' ? BigInt(Math.floor(rand() * n)) : Math.floor(rand() * n)) as never;
+        else if (/mask/i.test(name)) for (let i = 0; i < d.length; i++) d[i] = (t.type === 'int64' ? 1n : 1) as never;
+      }
+      yield { id: `random#${k++}`, feed: feed as Feed };
+    }
+  };
+}
+
+/** Converts `model` in place; returns what stayed float32 and why. */
+export async function convertFloat16(model: Model, options: ConvertFloat16Options = {}, ctx?: Pick<PassContext, 'progress'>): Promise<ConvertFloat16Report> {
+  const o = withSchemaDefaults(pass.options, options) as Required<Omit<ConvertFloat16Options, 'calibration' | 'ranges' | 'excludeOps' | 'excludeNodes' | 'shapes'>> & ConvertFloat16Options;
+  if (!(o.headroom >= 1)) throw inputError('USAGE_BAD_VALUE', `headroom must be a number >= 1, got ${o.headroom}`);
+  checkNotHalf(model);
+  const half: HalfType = o.bf16 ? DataType.BFLOAT16 : DataType.FLOAT16;
+  inferShapes(model);
+  const g = model.graph;
+
+  // activation ranges: every float32 graph input and node output of the main graph
+  let ranges = o.ranges;
+  let rangeInfo: ConvertFloat16Report['ranges'] = { source: ranges ? 'given' : 'none', samples: 0, tensors: ranges?.size ?? 0 };
+  if (!ranges && (o.calibration !== undefined || o.randomSamples > 0)) {
+    const tensors = new Set<string>();
+    for (const v of g.inputs) if (isFloat32(v) && !constantOf(v)) tensors.add(v.name);
+    for (const n of g.nodes) for (const v of n.outputs) if (isFloat32(v) && !constantOf(v) && (v.uses.length > 0 || v.isGraphOutput)) tensors.add(v.name);
+    const source = o.calibration !== undefined ? toSampleSource(o.calibration) : randomSource(model, o.randomSamples, o.shapes ?? {});
+    const bar = ctx?.progress?.('measuring ranges', 0);
+    const r = await measureRanges(model, [...tensors], source, () => bar?.tick());
+    bar?.done();
+    ranges = r.ranges;
+    rangeInfo = { source: o.calibration !== undefined ? 'calibration' : 'random', samples: r.samples, skipped: r.skipped, tensors: r.ranges.size };
+  }
+
+  const plan = planConversion(model, {
+    half,
+    target: o.target,
+    headroom: o.headroom,
+    ...(ranges ? { ranges } : {}),
+    ...(o.excludeOps ? { excludeOps: o.excludeOps } : {}),
+    ...(o.excludeNodes ? { excludeNodes: o.excludeNodes } : {}),
+  });
+  const halfOps: Record<string, number> = {};
+  for (const n of plan.half) halfOps[n.opType] = (halfOps[n.opType] ?? 0) + 1;
+  const keptFloat = plan.kept.map((k): KeptFloatEntry => ({ node: k.node.name ?? k.node.label, op: k.node.opType, reason: k.reason, ...(k.detail ? { detail: k.detail } : {}) }));
+  const keptByReason: Partial<Record<KeepReason, number>> = {};
+  for (const k of keptFloat) keptByReason[k.reason] = (keptByReason[k.reason] ?? 0) + 1;
+  const rewrite = applyPlan(g, plan, { half, keepIoTypes: o.keepIoTypes, halfWeights: o.halfWeights, minWeightElements: o.minWeightElements });
+
+  const notes: string[] = [];
+  const bodies = [...g.nodes].filter((n) => n.subgraphs().length > 0);
+  if (bodies.length) notes.push(`${bodies.length} If/Loop/Scan node(s) (${bodies.map((n) => n.name ?? n.opType).slice(0, 5).join(', ')}) and their bodies stay float32: the conversion works on the main graph`);
+  if (plan.half.size === 0) notes.push(o.target === 'cpu' ? 'no op was converted: none of the float32 ops has a native float16 kernel in onnxruntime\'s CPU/WASM providers (target any converts for GPU/WebGPU)' : 'no op was converted');
+  return { half: half === DataType.FLOAT16 ? 'float16' : 'bfloat16', target: o.target, keepIoTypes: o.keepIoTypes, ranges: rangeInfo, halfOps, halfNodes: plan.half.size, keptFloat, keptByReason, rewrite, notes };
+}
+
+const pass = definePass<
+  { bf16: boolean; target: string; keepIoTypes: boolean; headroom: number; halfWeights: boolean; minWeightElements: number; randomSamples: number; excludeOps: string[]; excludeNodes: string[] },
+  ConvertFloat16Report
+>({
+  name: 'convert-float16',
+  description: 'float32 to float16 (or bfloat16) with mixed precision: ops without onnxruntime float16 kernels, shape arithmetic, variance chains and tensors whose range leaves float16 stay float32.',
+  idempotent: false,
+  options: {
+    bf16: { type: 'boolean', default: false, description: 'Convert to bfloat16 instead of float16.' },
+    target: { type: 'enum', values: ['cpu', 'any'], default: 'cpu', description: 'cpu: convert only ops onnxruntime\'s CPU/WASM providers run natively in float16; any: every op ONNX allows in float16 (GPU/WebGPU).' },
+    keepIoTypes: { type: 'boolean', default: true, description: 'Keep float32 graph inputs and outputs (Casts at the interface).' },
+    headroom: { type: 'number', default: 4, min: 1, description: 'Safety factor on measured activation ranges: a tensor stays float32 when max |x| times this exceeds 65504.' },
+    halfWeights: { type: 'boolean', default: true, description: 'Store large float32 weights of ops kept float32 in half precision too (one Cast, folded by onnxruntime at load).' },
+    minWeightElements: { type: 'integer', default: 1024, min: 1, description: 'Smallest constant (elements) stored in half for a float32 op.' },
+    randomSamples: { type: 'integer', default: 8, min: 0, description: 'Random input samples the ranges are measured on when no calibration data is given (0: constants only).' },
+    excludeOps: { type: 'string[]', default: [], description: 'Op types left float32.' },
+    excludeNodes: { type: 'string[]', default: [], description: 'Node names left float32.' },
+  },
+  async run(model, opts, ctx) {
+    const r = await convertFloat16(model, { ...opts, target: opts.target as 'cpu' | 'any', ...(ctx.data.calibration !== undefined ? { calibration: ctx.data.calibration } : {}) }, ctx);
+    return { report: r, changed: r.halfNodes > 0 || r.rewrite.constantsConverted > 0, stats: { halfNodes: r.halfNodes, keptFloat: r.keptFloat.length, casts: r.rewrite.castsAdded, constants: r.rewrite.constantsConverted } };
+  },
+});
+
+export default pass;
