@@ -10,6 +10,9 @@
  *   HardSigmoid: g * alpha * [0 < alpha X + beta < 1]
  *   HardSwish (alpha 1/6, beta 1/2): g * (hs(X) + X * alpha * [0 < alpha X + beta < 1])
  *   Neg: -g    Exp: g * Y    Log: g / X    Identity: g
+ *   Sqrt: g / (2 Y)    Reciprocal: -g * Y^2    Erf: g * 2/sqrt(pi) * exp(-X^2)
+ *   Pow: gX = unb(g * E * X^(E-1)),  gE = unb(g * Y * ln X)  (the exponent's gradient needs X > 0)
+ *   Where(C, X, Y): gX = unb(Where(C, g, 0)),  gY = unb(Where(C, 0, g))  (C gets none)
  */
 import { Value } from '../../../ir/ir.js';
 import { GradContext } from '../context.js';
@@ -108,4 +111,56 @@ export const elementwiseRules: RuleTable = {
   Exp: { differentiable: [0], backward: (c) => [c.emit.op('Mul', [c.gy(), c.node.output(0)])] },
   Log: { differentiable: [0], backward: (c) => [c.emit.op('Div', [c.gy(), c.node.input(0)])] },
   Identity: { differentiable: [0], backward: (c) => [c.gy()] },
+  Sqrt: {
+    differentiable: [0],
+    backward: (c) => {
+      const y = c.node.output(0);
+      return [c.emit.op('Div', [c.gy(), c.emit.op('Mul', [y, c.scalar(2, y)])])];
+    },
+  },
+  Reciprocal: {
+    differentiable: [0],
+    backward: (c) => {
+      const y = c.node.output(0);
+      return [c.emit.op('Neg', [c.emit.op('Mul', [c.gy(), c.emit.op('Mul', [y, y])])])];
+    },
+  },
+  Erf: {
+    differentiable: [0],
+    backward: (c) => {
+      const e = c.emit;
+      const x = c.node.input(0)!;
+      const bell = e.op('Exp', [e.op('Neg', [e.op('Mul', [x, x])])]);
+      return [e.op('Mul', [c.gy(), e.op('Mul', [bell, c.scalar(2 / Math.sqrt(Math.PI), x)])])];
+    },
+  },
+  Pow: {
+    differentiable: [0, 1],
+    backward: (c) => {
+      const e = c.emit;
+      const x = c.node.input(0)!;
+      const p = c.node.input(1)!;
+      if (c.dtype(p) !== c.dtype(x)) c.unsupported('Pow with an exponent of another element type than the base has no gradient rule');
+      return binary(
+        c,
+        () => e.op('Mul', [c.gy(), e.op('Mul', [p, e.op('Pow', [x, e.op('Sub', [p, c.scalar(1, p)])])])]),
+        () => e.op('Mul', [c.gy(), e.op('Mul', [c.node.output(0), e.op('Log', [x])])]),
+      );
+    },
+  },
+  Where: {
+    differentiable: [1, 2],
+    backward: (c) => {
+      const e = c.emit;
+      const n = c.node;
+      const out = c.dims(n.output(0));
+      const zero = c.scalar(0, n.output(0));
+      const cond = n.input(0);
+      return [
+        null,
+        c.need(1) ? c.unbroadcast(e.op('Where', [cond, c.gy(), zero]), c.dims(n.input(1)), out) : null,
+        c.need(2) ? c.unbroadcast(e.op('Where', [cond, zero, c.gy()]), c.dims(n.input(2)), out) : null,
+      ];
+    },
+  },
 };

@@ -8,7 +8,9 @@
  * each written as one Gemm with the transposes as attributes.
  *
  * MatMul (ranks >= 2, batch dims broadcast): gA = unb(g B^T), gB = unb(A^T g) where ^T swaps the
- * last two axes and unb sums broadcast batch axes.
+ * last two axes and unb sums broadcast batch axes. When B is a 2-D weight and A has batch axes (a
+ * linear layer over [batch, seq, in]), gB is one GEMM over the flattened rows instead of a batched
+ * MatMul and a ReduceSum: gB = Gemm(Reshape(A, [-1, K]), Reshape(g, [-1, N]), transA = 1).
  */
 import { Value } from '../../../ir/ir.js';
 import { GradContext } from '../context.js';
@@ -62,7 +64,10 @@ function matmul(c: GradContext): Array<Value | null> {
     const full = c.emit.op('MatMul', [g, swapLast(c, b, db.length)]);
     res[0] = c.unbroadcast(full, da, [...outDims.slice(0, -2), da[da.length - 2]!, da[da.length - 1]!]);
   }
-  if (c.need(1)) {
+  if (c.need(1) && db.length === 2 && da.length > 2) {
+    const rows = [-1, da[da.length - 1]!];
+    res[1] = c.emit.op('Gemm', [c.reshape(a, rows), c.reshape(g, [-1, db[1]!])], { transA: 1 });
+  } else if (c.need(1)) {
     const full = c.emit.op('MatMul', [swapLast(c, a, da.length), g]);
     res[1] = c.unbroadcast(full, db, [...outDims.slice(0, -2), db[db.length - 2]!, db[db.length - 1]!]);
   }

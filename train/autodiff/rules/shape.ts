@@ -8,8 +8,15 @@
  *   step s and count n: a negative step is undone by reversing g (Slice with step -1), a step |s| > 1
  *   by interleaving |s|-1 zeros after each element (Unsqueeze, Pad, Reshape, Slice), and the
  *   remaining offsets by Pad with zeros.
+ * Gather(data, indices, axis): the cotangent rows are added back at their indices with one
+ *   ScatterND(zeros, indices[..., None], g, reduction = add) (repeated indices accumulate; negative
+ *   indices are wrapped first). For axis a > 0, g's index axes are moved to the front and the result
+ *   is transposed back. Embedding tables are the common case (axis 0, no transposes); onnxruntime
+ *   runs the scatter as one pass over the updates, cheaper than a one-hot MatMul.
  */
+import { DataType } from '../../../core/dtype.js';
 import { constantOf, Value } from '../../../ir/ir.js';
+import { Tensor } from '../../../core/tensor.js';
 import { GradContext, normAxis } from '../context.js';
 import { RuleTable } from '../rule.js';
 
@@ -117,7 +124,33 @@ function slice(c: GradContext): Array<Value | null> {
   return [g];
 }
 
+function gather(c: GradContext): Array<Value | null> {
+  const n = c.node;
+  const e = c.emit;
+  const dd = c.dims(n.input(0));
+  const id = c.dims(n.input(1));
+  const axis = normAxis(n.getInt('axis', 0), dd.length);
+  const r = id.length;
+  let idx = n.input(1)!;
+  if (c.dtype(idx) !== DataType.INT64) idx = e.op('Cast', [idx], { to: DataType.INT64 });
+  const int64 = (x: number) => e.constant(Tensor.from(DataType.INT64, [], BigInt64Array.of(BigInt(x))), 'idx');
+  const negative = e.op('Less', [idx, int64(0)]);
+  idx = e.op('Where', [negative, e.op('Add', [idx, int64(dd[axis]!)]), idx]);
+  const indices = e.op('Unsqueeze', [idx, e.int64s([-1], 'axes')]);
+  // g is [data[:axis], indices, data[axis+1:]]; move the index axes first
+  const gRank = dd.length - 1 + r;
+  const front = [...Array(r).keys()].map((i) => axis + i);
+  const perm = [...front, ...[...Array(axis).keys()], ...[...Array(gRank - axis - r).keys()].map((i) => axis + r + i)];
+  const g = axis === 0 ? c.gy() : e.op('Transpose', [c.gy()], { perm });
+  const zeros = c.zeros([dd[axis]!, ...dd.slice(0, axis), ...dd.slice(axis + 1)], n.input(0));
+  const scattered = e.op('ScatterND', [zeros, indices, g], { reduction: 'add' });
+  if (axis === 0) return [scattered, null];
+  const back = [...[...Array(axis).keys()].map((i) => i + 1), 0, ...[...Array(dd.length - axis - 1).keys()].map((i) => axis + 1 + i)];
+  return [e.op('Transpose', [scattered], { perm: back }), null];
+}
+
 export const shapeRules: RuleTable = {
+  Gather: { differentiable: [0], backward: gather },
   Reshape: { differentiable: [0], backward: reshapeLike },
   Flatten: { differentiable: [0], backward: reshapeLike },
   Squeeze: { differentiable: [0], backward: reshapeLike },
