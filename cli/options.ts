@@ -2,6 +2,9 @@
 import type { Argv } from 'yargs';
 import { inputError } from '../core/errors.js';
 import type { SaveOptions } from '../onnx/index.js';
+import { ProgressBar } from '../core/progress.js';
+import type { Logger } from '../passes/pass.js';
+import type { ProgressFactory } from '../workflows/progress.js';
 
 export interface WriteArgs {
   externalData?: boolean | string;
@@ -24,4 +27,12 @@ export function saveOptionsFrom(a: WriteArgs): SaveOptions {
   if (a.threshold !== undefined) o.threshold = a.threshold;
   if (a.inlineData) o.inlineData = true;
   return o;
+}
+
+/** Warnings on stderr as `warning: ...`; info and debug stay quiet. */
+export const stderrLogger: Logger = { info() {}, warn: (m) => process.stderr.write(`warning: ${m}\n`), debug() {} };
+
+/** Progress bars on stderr for a workflow (none with --json, or when stderr is not a terminal). */
+export function progressBars(json: boolean | undefined): ProgressFactory {
+  return (label, total) => new ProgressBar({ label, ...(total !== undefined ? { total } : {}), ...(json ? { enabled: false } : {}) });
 }
