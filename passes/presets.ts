@@ -15,6 +15,8 @@ export const DEFAULT_CLEANUP = 'fold-constants,eliminate-identity,merge-consecut
 export const EXACT_FUSIONS = 'fuse-pad,fuse-batchnorm,fuse-conv-affine,fuse-conv-input-affine,fuse-matmul-add,fuse-shape-into-reshape';
 /** Fusions that need opset 14/17/20. */
 export const UPGRADE_FUSIONS = 'fuse-hardswish,fuse-layer-norm,fuse-gelu';
+/** Transformer fusions (their `target` option picks com.microsoft or standard opset-23 operators). */
+export const TRANSFORMER_FUSIONS = 'fuse-layer-norm,fuse-gelu,fuse-bias-gelu,fuse-rms-norm,fuse-attention';
 
 /** The built-in presets (a fresh table on every call). */
 export function builtinPresets(): Record<string, Preset> {
@@ -24,6 +26,10 @@ export function builtinPresets(): Record<string, Preset> {
     fuse: {
       description: 'Everything in default, then upgrade to opset 20 and fuse HardSwish/HardSigmoid, LayerNormalization and Gelu.',
       pipeline: [DEFAULT_CLEANUP, EXACT_FUSIONS, 'upgrade-opset<to=20>', UPGRADE_FUSIONS].join(','),
+    },
+    transformer: {
+      description: 'Everything in default, then upgrade to opset 20 and fuse attention, (Skip)LayerNormalization, BiasGelu/FastGelu and RMSNorm into onnxruntime com.microsoft operators (optimize --target generic: standard opset-23 Attention/RMSNormalization).',
+      pipeline: ['@default', 'upgrade-opset<to=20>', TRANSFORMER_FUSIONS, 'eliminate-dead'].join(','),
     },
     deploy: { description: 'default + fuse + static INT8 calibrated on data.calibration: the model to ship.', pipeline: '@default,@fuse,quantize-static<latencyAware=on>' },
   };

@@ -13,6 +13,7 @@ import { loadModel, saveModel, serializeModel } from '../../onnx/index.js';
 import { OptimizeReport, optimize } from '../../passes/manager.js';
 import { parsePipeline, presetPipeline } from '../../passes/pipeline.js';
 import { PRESETS } from '../../passes/registry.js';
+import { retarget, type FusionTarget } from '../../passes/fusion/transformer-target.js';
 import { formatBytes, renderTable } from '../../report/table.js';
 import { modelFacts, newReport } from '../../report/document.js';
 import { writeReport } from '../../report/files.js';
@@ -31,6 +32,7 @@ interface Args extends WriteArgs {
   report?: string;
   explain?: boolean;
   'max-iterations'?: number;
+  target?: FusionTarget;
 }
 
 export const optimizeCommand: CommandModule<object, Args> = {
@@ -50,6 +52,7 @@ export const optimizeCommand: CommandModule<object, Args> = {
         .option('atol', { type: 'number', default: 1e-5, describe: 'absolute tolerance for --verify' })
         .option('report', { type: 'string', describe: 'write the report (schema onnxforge.report/1) as .json, .md or .html' })
         .option('explain', { type: 'boolean', describe: 'print why passes did not apply where they looked' })
+        .option('target', { choices: ['microsoft', 'generic'] as const, describe: 'operators the transformer fusions write: onnxruntime com.microsoft, or standard ONNX (opset 23)' })
         .option('max-iterations', { type: 'number', describe: 'rounds of the pipeline before giving up on a fixed point (default 10)' }),
     ) as never,
   handler: async (args) => {
@@ -57,7 +60,7 @@ export const optimizeCommand: CommandModule<object, Args> = {
     if (args.report && !['.json', '.md', '.html'].includes(extname(args.report).toLowerCase())) throw inputError('USAGE_BAD_VALUE', `--report ${args.report}: the file must end in .json, .md or .html`);
     const saveOpts = saveOptionsFrom(args);
     const text = args.passes ?? presetPipeline(args.preset ?? 'default');
-    const steps = parsePipeline(text);
+    const steps = args.target ? retarget(parsePipeline(text), args.target) : parsePipeline(text);
     const model = await loadModel(args.model);
     assertValid(model, args.model);
     const sizeBefore = serializeModel(model).length;
