@@ -18,13 +18,13 @@
  *   equal to dims x dtype for raw and typed-field storage;
  * - functions: no recursion among model-local functions.
  */
-import { inputError } from '../core/errors.js';
+import { inputError, InputErrorCode } from '../core/errors.js';
 import { byteLengthOf, DataType, dtypeInfo } from '../core/dtype.js';
 import { Graph, Model, Node, OpsetImport, topologicalOrder, Value } from './ir.js';
 import { Tensor } from '../core/tensor.js';
 
 export interface CheckIssue {
-  code: string;
+  code: InputErrorCode;
   message: string;
   node?: string;
   tensor?: string;
@@ -193,7 +193,7 @@ function checkGraph(g: Graph, defined: Map<string, string>, issues: CheckIssue[]
       }
     }
   } catch (e) {
-    const err = e as { code?: string; message: string; details?: { node?: string } };
+    const err = e as { code?: InputErrorCode; message: string; details?: { node?: string } };
     const issue: CheckIssue = { code: err.code ?? 'IR_CYCLE', message: err.message };
     if (err.details?.node) issue.node = err.details.node;
     issues.push(issue);

@@ -22,7 +22,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { inputError } from '../core/errors.js';
+import { inputError, InputErrorCode } from '../core/errors.js';
 import { byteLengthOf, DataType, dtypeInfo } from '../core/dtype.js';
 import type { Graph, Model, Attribute, SparseTensor } from '../ir/ir.js';
 import { ExternalData, ExternalDataSource, Entry, Tensor } from '../core/tensor.js';
@@ -163,7 +163,7 @@ export class FileExternalSource implements ExternalDataSource {
     return this.realBaseCache;
   }
 
-  private fail(code: string, rel: string, t: Tensor, why: string): never {
+  private fail(code: InputErrorCode, rel: string, t: Tensor, why: string): never {
     throw inputError(code, `${tensorLabel(t)}: external data file "${rel}" ${why}`, { tensor: t.name, file: this.file });
   }
 

@@ -157,7 +157,7 @@ export function loadModelSync(src: string | Uint8Array, options: LoadOptions = {
       if (looksLikeTensor(bytes)) throw inputError('ONNX_NOT_A_MODEL', `${file} is a serialized TensorProto, not an ONNX model`, { file });
       const parse = e.code === 'ONNX_BAD_WIRE' || e.code === 'ONNX_TRUNCATED' || e.code === 'ONNX_BAD_VARINT' || e.code === 'ONNX_BAD_PACKED' || e.code === 'ONNX_MALFORMED';
       const hint = e.code === 'ONNX_TOO_DEEP' ? ` (subgraphs may nest at most ${options.maxSubgraphDepth ?? MAX_SUBGRAPH_DEPTH} levels)` : '';
-      throw inputError(e.code, `${file}: ${parse ? 'not a valid ONNX model: ' : ''}${e.message}${hint}`, { ...e.details, file });
+      throw new OnnxForgeError(e.code, `${file}: ${parse ? 'not a valid ONNX model: ' : ''}${e.message}${hint}`, { ...e.details, file }, 'input');
     }
     throw e;
   }

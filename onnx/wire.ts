@@ -13,7 +13,7 @@
  * unchanged model re-encodes to the same bytes. It produces a list of chunks so that large `bytes`
  * fields are written to disk straight from their original buffers without being copied.
  */
-import { inputError, OnnxForgeError } from '../core/errors.js';
+import { inputError, InputErrorCode, OnnxForgeError } from '../core/errors.js';
 import { FieldSpec, MessageSpec, SCHEMA } from './schema.js';
 
 export type Int64 = number | bigint;
@@ -57,7 +57,7 @@ class Reader {
   pos = 0;
   constructor(readonly buf: Uint8Array, readonly maxDepth: number) {}
 
-  fail(code: string, what: string, at = this.pos): never {
+  fail(code: InputErrorCode, what: string, at = this.pos): never {
     throw inputError(code, `${what} at byte offset ${at}`, { offset: at });
   }
 

@@ -44,7 +44,7 @@ process.once('message', (task: SandboxTask) => {
     async (e: unknown) => {
       const error = isOnnxForgeError(e)
         ? { code: e.code, message: e.message, kind: e.kind, details: e.details }
-        : { code: 'RUNTIME_ERROR', message: e instanceof Error ? e.message : String(e), kind: 'internal' as const, details: {} };
+        : { code: 'RUNTIME_ERROR' as const, message: e instanceof Error ? e.message : String(e), kind: 'internal' as const, details: {} };
       await send({ type: 'error', error });
       process.exit(0);
     },

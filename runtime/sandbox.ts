@@ -12,7 +12,7 @@ import { ChildProcess, fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { ErrorDetails, ErrorKind, inputError, OnnxForgeError } from '../core/errors.js';
+import { ErrorCode, ErrorDetails, ErrorKind, inputError, OnnxForgeError } from '../core/errors.js';
 import { Feed } from '../core/host-tensor.js';
 import { SessionOptions } from './session.js';
 
@@ -62,7 +62,7 @@ export type WorkerMessage =
   | { type: 'rss'; bytes: number }
   | { type: 'progress'; done: number; total: number }
   | { type: 'result'; value: unknown }
-  | { type: 'error'; error: { code: string; message: string; kind: ErrorKind; details: ErrorDetails } };
+  | { type: 'error'; error: { code: ErrorCode; message: string; kind: ErrorKind; details: ErrorDetails } };
 
 const DEFAULT_TIMEOUT = 120_000;
 const DEFAULT_MEMORY = 4 * 1024 ** 3;
