@@ -237,7 +237,7 @@ export const ERROR_CODES = {
   TENSOR_BAD_VALUE: { kind: 'input', meaning: 'a tensor element is not a number' },
   TENSOR_EXTERNAL: { kind: 'input', meaning: 'a data file tensor keeps its data externally, which data sources do not follow' },
   TENSOR_TOO_LARGE: { kind: 'input', meaning: 'a tensor claims more elements than the limit' },
-  TIMER_BAD_TRIAL: { kind: 'internal', meaning: 'a latency timing trial gave no usable ratio (zero, negative or not finite)' },
+  TIMER_BAD_TRIAL: { kind: 'input', meaning: 'a latency timing trial gave no usable ratio (zero, negative or not finite)' },
   TRAIN_BAD_PARAM: { kind: 'input', meaning: 'a training parameter is not a float initializer or Constant of the model' },
   TRAIN_BAD_SNAPSHOT: { kind: 'input', meaning: 'a parameter snapshot lacks a tensor or has one of another type or shape' },
   TRAIN_BAD_TEMPERATURE: { kind: 'input', meaning: 'the distillation temperature is not positive' },
