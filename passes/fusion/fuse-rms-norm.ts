@@ -74,7 +74,8 @@ function matchRms(mul: Node, target: FusionTarget): Match<RmsMatch> {
       const inv = rec ? rec.input(0) : div1 && isScalar(div1.input(0), 1) ? div1.input(1) : undefined;
       if (!inv) continue;
       rms = rootMeanSquare(inv);
-      if (typeof rms !== 'string' && rms[0] === p.input(i)) {
+      if (typeof rms === 'string') continue;
+      if (rms[0] === p.input(i)) {
         if (!onlyUsedBy(p.input(1 - i)!, p)) return noMatch(`${p.input(1 - i)!.name} has readers outside the RMSNorm`);
         dead.push((rec ?? div1)!);
         break;

@@ -102,6 +102,13 @@ export function transformerFeed(variant: TransformerVariant, batch: number, seq:
 
 const FINFO_MIN = -3.4028234663852886e38;
 
+/**
+ * Gain of the Q/K projections. Trained attention keeps its logits moderate; random full-gain Q/K
+ * weights reading outlier channels give near one-hot softmaxes whose float rounding (kernel order)
+ * grows to 1e-2 within two layers, so every correct rewrite would look wrong.
+ */
+const QK_GAIN = 0.35;
+
 interface Style {
   exporter: Exporter;
   opset: number;
@@ -197,8 +204,8 @@ class Writer {
   }
 
   /** Linear layer with [in, out] weights (TorchScript writes Add(bias, MatMul); Conv1D/dynamo MatMul + bias). */
-  linear(x: Value, inDim: number, outDim: number, base: string, opts: { bias?: boolean; outlierOut?: boolean; biasFirst?: boolean } = {}): Value {
-    const w = this.weight(`${base}.weight`, [inDim, outDim], 1 / Math.sqrt(inDim), opts.outlierOut ? 1 : undefined);
+  linear(x: Value, inDim: number, outDim: number, base: string, opts: { bias?: boolean; outlierOut?: boolean; biasFirst?: boolean; gain?: number } = {}): Value {
+    const w = this.weight(`${base}.weight`, [inDim, outDim], (opts.gain ?? 1) / Math.sqrt(inDim), opts.outlierOut ? 1 : undefined);
     const mm = this.op('MatMul', [x, w]);
     if (opts.bias === false) return mm;
     const b = this.bias(`${base}.bias`, outDim);
@@ -345,8 +352,8 @@ export function bertEncoder(style: Style, c?: Partial<TransformerConfig>): Model
   const biasFirst = style.exporter === 'torchscript';
   for (let l = 0; l < cfg.layers; l++) {
     const p = `encoder.layer.${l}`;
-    const q = w.splitHeads(w.linear(h, cfg.hidden, cfg.hidden, `${p}.attention.self.query`, { biasFirst }));
-    const k = w.linear(h, cfg.hidden, cfg.hidden, `${p}.attention.self.key`, { biasFirst });
+    const q = w.splitHeads(w.linear(h, cfg.hidden, cfg.hidden, `${p}.attention.self.query`, { biasFirst, gain: QK_GAIN }));
+    const k = w.linear(h, cfg.hidden, cfg.hidden, `${p}.attention.self.key`, { biasFirst, gain: QK_GAIN });
     const kT = style.exporter === 'torchscript' ? w.splitHeads(k, true) : w.op('Transpose', [w.splitHeads(k)], { perm: [0, 1, 3, 2] });
     const v = w.splitHeads(w.linear(h, cfg.hidden, cfg.hidden, `${p}.attention.self.value`, { biasFirst }));
     const ctx = w.mergeHeads(w.sdpa(q, kT, v, addMask));
@@ -375,7 +382,7 @@ export function gpt2Decoder(style: Style, c?: Partial<TransformerConfig>): Model
   for (let l = 0; l < cfg.layers; l++) {
     const p = `transformer.h.${l}`;
     const x = w.layerNorm(h, `${p}.ln_1`, decomposed);
-    const qkv = w.linear(x, cfg.hidden, 3 * cfg.hidden, `${p}.attn.c_attn`);
+    const qkv = w.linear(x, cfg.hidden, 3 * cfg.hidden, `${p}.attn.c_attn`, { gain: QK_GAIN });
     const [q, k, v] = b.op('Split', style.opset >= 13 ? [qkv, w.i64([cfg.hidden, cfg.hidden, cfg.hidden])] : [qkv], style.opset >= 13 ? { axis: 2 } : { axis: 2, split: [cfg.hidden, cfg.hidden, cfg.hidden] }, { outputs: 3 });
     const ctx = w.mergeHeads(w.sdpa(w.splitHeads(q!), w.splitHeads(k!, true), w.splitHeads(v!), masked));
     h = w.op('Add', [w.linear(ctx, cfg.hidden, cfg.hidden, `${p}.attn.c_proj`, { outlierOut: true }), h]);
@@ -434,8 +441,8 @@ export function llamaDecoder(style: Style, c?: Partial<TransformerConfig>): Mode
   for (let l = 0; l < cfg.layers; l++) {
     const p = `model.layers.${l}`;
     const x = w.rmsNorm(h, `${p}.input_layernorm`, form);
-    const q = rotate(w.splitHeads(w.linear(x, cfg.hidden, cfg.hidden, `${p}.self_attn.q_proj`, { bias: false })));
-    const k = rotate(w.splitHeads(w.linear(x, cfg.hidden, cfg.hidden, `${p}.self_attn.k_proj`, { bias: false })));
+    const q = rotate(w.splitHeads(w.linear(x, cfg.hidden, cfg.hidden, `${p}.self_attn.q_proj`, { bias: false, gain: QK_GAIN })));
+    const k = rotate(w.splitHeads(w.linear(x, cfg.hidden, cfg.hidden, `${p}.self_attn.k_proj`, { bias: false, gain: QK_GAIN })));
     const v = w.splitHeads(w.linear(x, cfg.hidden, cfg.hidden, `${p}.self_attn.v_proj`, { bias: false }));
     const kT = w.op('Transpose', [k], { perm: [0, 1, 3, 2] });
     const ctx = w.mergeHeads(w.sdpa(q, kT, v, addMask));
