@@ -10,7 +10,7 @@
  * string default means "none" and is not shown as a yargs default (the schema still supplies it).
  * Range checks (min/max, whole numbers) stay with the pass, which reports them with its own codes.
  */
-import type { Options } from 'yargs';
+import type { Argv, Options } from 'yargs';
 import { internalError } from '../core/errors.js';
 import { OptionSpec, Pass, withSchemaDefaults } from '../passes/pass.js';
 
@@ -89,4 +89,19 @@ export function passOptionsFrom<O extends Record<string, unknown>>(pass: Pass<O>
     if (v !== undefined) out[key] = v;
   }
   return out as O;
+}
+
+/** One flag taken from a pass schema: the flag's name, the option key it sets, and help overrides. */
+export type PassFlagRow<O> = readonly [flag: string, key: keyof O & string, overrides?: FlagOverrides];
+
+const camel = (flag: string) => flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+
+/** Declares every row of `rows` on `y` (see {@link passFlag}). */
+export function addPassFlags<T>(y: Argv<T>, pass: Pass<any>, rows: readonly PassFlagRow<any>[]): Argv<T> {
+  return rows.reduce((b, [flag, key, o]) => b.option(flag, passFlag(pass, key, o)) as Argv<T>, y);
+}
+
+/** The `flags` map {@link passOptionsFrom} takes for `rows`: option key -> yargs camelCase key. */
+export function passFlagKeys<O>(rows: readonly PassFlagRow<O>[]): Partial<Record<keyof O & string, string>> {
+  return Object.fromEntries(rows.map(([flag, key]) => [key, camel(flag)])) as Partial<Record<keyof O & string, string>>;
 }

@@ -56,11 +56,6 @@ export interface QuantizeModeReport {
   wallMs: number;
 }
 
-/** JSON text of a report; non-finite numbers (an exact SQNR is Infinity) become 'NaN' / 'Infinity' strings. */
-export function reportJson(report: unknown): string {
-  return `${JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity') : v), 2)}\n`;
-}
-
 const fmt = (x: number, d: number) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
 
 function outputTable(outputs: readonly OutputError[], title: string): string {

@@ -1,5 +1,47 @@
-/** Terminal rendering of benchmark and comparison reports (the JSON forms are the reports themselves). */
-import type { BenchReport, CompareReport } from '../workflows/bench.js';
+/**
+ * Benchmark and comparison reports (`onnxforge.bench/1`, `onnxforge.compare/1`, built by
+ * workflows/bench.ts) and their terminal rendering (the JSON forms are the reports themselves).
+ */
+import type { LatencyStats } from '../runtime/latency.js';
+import type { OutputError } from '../runtime/metrics.js';
+import type { ProfileReport } from '../runtime/profile.js';
+
+export interface BenchModelResult {
+  model: string;
+  createMs: number;
+  stats: LatencyStats;
+  profile?: ProfileReport;
+}
+
+export interface BenchReport {
+  schema: 'onnxforge.bench/1';
+  inputs: string;
+  samples: number;
+  warmup: number;
+  runs: number;
+  threads: number | 'default';
+  /** Whether idle intra-op threads spin (off unless asked for). */
+  spinning: boolean;
+  models: BenchModelResult[];
+  /** Peak RSS of the process that ran the benchmark, bytes. */
+  peakRssBytes: number;
+  /** Set when the benchmark ran in the sandbox: peak RSS of the child as seen from outside. */
+  sandbox?: { peakRssBytes: number; wallMs: number };
+}
+
+export interface CompareReport {
+  schema: 'onnxforge.compare/1';
+  reference: string;
+  candidate: string;
+  inputs: string;
+  samples: number;
+  tolerance: number;
+  outputs: (OutputError & { pass: boolean })[];
+  /** User metrics of the candidate, and of the reference. */
+  metrics: Record<string, Record<string, number>>;
+  referenceMetrics: Record<string, Record<string, number>>;
+  pass: boolean;
+}
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
@@ -57,9 +99,4 @@ export function renderCompare(r: CompareReport): string {
   }
   lines.push('', r.pass ? 'PASS' : 'FAIL: outputs differ beyond the tolerance');
   return lines.join('\n');
-}
-
-/** JSON with non-finite numbers spelled out ("Infinity", "NaN") instead of silently becoming null. */
-export function toJson(report: unknown): string {
-  return JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2);
 }

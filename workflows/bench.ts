@@ -6,13 +6,16 @@
  */
 import { collectSamples, openDataSource, PreprocessConfig } from '../data/index.js';
 import { checkError, inputError } from '../core/errors.js';
-import { evaluate, EvaluateReport } from './evaluate.js';
-import { measureLatency, LatencyStats } from '../runtime/latency.js';
-import { loadMetric, OutputError } from '../runtime/metrics.js';
-import { profileModel, ProfileReport } from '../runtime/profile.js';
+import { evaluate } from './evaluate.js';
+import { measureLatency } from '../runtime/latency.js';
+import { loadMetric } from '../runtime/metrics.js';
+import { profileModel } from '../runtime/profile.js';
 import { runInSandbox, SandboxLimits, siblingModule } from '../runtime/sandbox.js';
 import { Session, SessionOptions, ValueInfo } from '../runtime/session.js';
+import type { BenchModelResult, BenchReport, CompareReport } from '../report/runtime.js';
 import { createSession as createExpandedSession } from '../passes/quantize/compressed.js';
+
+export type { BenchModelResult, BenchReport, CompareReport };
 
 export interface BenchOptions {
   models: string[];
@@ -28,29 +31,6 @@ export interface BenchOptions {
   profile?: boolean;
   /** Load weight-compressed models (onnxforge.weights=int8) through the expanding helper (default false: as written). */
   expandCompressed?: boolean;
-}
-
-export interface BenchModelResult {
-  model: string;
-  createMs: number;
-  stats: LatencyStats;
-  profile?: ProfileReport;
-}
-
-export interface BenchReport {
-  schema: 'onnxforge.bench/1';
-  inputs: string;
-  samples: number;
-  warmup: number;
-  runs: number;
-  threads: number | 'default';
-  /** Whether idle intra-op threads spin (off unless asked for). */
-  spinning: boolean;
-  models: BenchModelResult[];
-  /** Peak RSS of the process that ran the benchmark, bytes. */
-  peakRssBytes: number;
-  /** Set when the benchmark ran in the sandbox: peak RSS of the child as seen from outside. */
-  sandbox?: { peakRssBytes: number; wallMs: number };
 }
 
 /** Runs a benchmark in this process. `onProgress` gets (round, total) during timing. */
@@ -115,19 +95,6 @@ export interface CompareOptions {
   /** User metric modules (`path[#export]`). */
   metrics?: string[];
   session?: SessionOptions;
-}
-
-export interface CompareReport {
-  schema: 'onnxforge.compare/1';
-  reference: string;
-  candidate: string;
-  inputs: string;
-  samples: number;
-  tolerance: number;
-  outputs: (OutputError & { pass: boolean })[];
-  metrics: EvaluateReport['metrics'];
-  referenceMetrics: NonNullable<EvaluateReport['referenceMetrics']>;
-  pass: boolean;
 }
 
 export async function compareModels(o: CompareOptions, onSample?: (done: number) => void): Promise<CompareReport> {

@@ -1,7 +1,8 @@
 /** `onnxforge bench model.onnx [more.onnx ...]`: latency in interleaved rounds, in a sandboxed child process. */
 import type { CommandModule } from 'yargs';
 import { benchmark, benchmarkInSandbox, BenchOptions } from '../../workflows/bench.js';
-import { renderBench, toJson } from '../../report/runtime.js';
+import { renderBench } from '../../report/runtime.js';
+import { toJson } from '../../report/json.js';
 import { ProgressBar } from '../../core/progress.js';
 import { checkCount, RunArgs, runOptions, shapesFrom } from './runtime-options.js';
 

@@ -1,7 +1,8 @@
 /** `onnxforge compare a.onnx b.onnx`: per-output error of b against a; exit 1 past the tolerance. */
 import type { CommandModule } from 'yargs';
 import { compareModels } from '../../workflows/bench.js';
-import { renderCompare, toJson } from '../../report/runtime.js';
+import { renderCompare } from '../../report/runtime.js';
+import { toJson } from '../../report/json.js';
 import { ProgressBar } from '../../core/progress.js';
 import { inputError } from '../../core/errors.js';
 import { checkCount, RunArgs, runOptions, shapesFrom } from './runtime-options.js';

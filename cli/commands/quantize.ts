@@ -8,7 +8,7 @@ import type { Argv, CommandModule, Options } from 'yargs';
 import { inputError } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/files.js';
 import { parseShapeArg } from '../../data/generate.js';
-import { reportJson } from '../../report/quantize.js';
+import { toJson } from '../../report/json.js';
 import type { QuantizeWorkflowOptions } from '../../workflows/quantize/common.js';
 import { saveOptionsFrom, writeOptions, WriteArgs } from '../options.js';
 import { QUANTIZE_MODES, QuantizeArgs, SHARED_FLAGS } from '../quantize-modes.js';
@@ -81,7 +81,7 @@ export const quantizeCommand: CommandModule<object, Args> = {
       ...(a.limit !== undefined ? { limit: a.limit } : {}),
     };
     const report = await mode.run(a as unknown as QuantizeArgs, common);
-    if (a.report) writeFileAtomic(a.report, reportJson(report));
-    process.stdout.write(a.json ? reportJson(report) : `${mode.render(report)}\n`);
+    if (a.report) writeFileAtomic(a.report, `${toJson(report)}\n`);
+    process.stdout.write(a.json ? `${toJson(report)}\n` : `${mode.render(report)}\n`);
   },
 };
