@@ -15,6 +15,9 @@ import type { QuantizeWorkflowOptions } from '../workflows/quantize/common.js';
 import { quantizeStaticWorkflow } from '../workflows/quantize/static.js';
 import { quantizeWeightsWorkflow } from '../workflows/quantize/weights.js';
 import { quantizeDynamicWorkflow } from '../workflows/quantize/dynamic.js';
+import convertFloat16Pass from '../passes/convert/convert-float16.js';
+import { renderFp16Report } from '../report/fp16.js';
+import { quantizeFp16Workflow } from '../workflows/quantize/fp16.js';
 import { passFlag, passOptionsFrom } from './schema-options.js';
 
 /** The parsed arguments (yargs camelCase), flags of every mode included. */
@@ -124,5 +127,29 @@ const dynamicMode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeDynamicWo
   render: renderQuantizeModeReport,
 };
 
+/** convert-float16 options and the argument that carries each. */
+const FP16_FLAGS = { bf16: 'bf16', target: 'fp16Target', keepIoTypes: 'keepIoTypes', headroom: 'headroom', excludeOps: 'excludeOps', excludeNodes: 'excludeNodes' } as const;
+
+const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow>>> = {
+  describe: 'fp16 (float16, or bfloat16 with --bf16; mixed precision where float16 overflows or onnxruntime has no float16 kernel)',
+  flags: {
+    bf16: passFlag(convertFloat16Pass, 'bf16', { describe: 'fp16 mode: bfloat16 instead of float16' }),
+    'fp16-target': passFlag(convertFloat16Pass, 'target', { describe: 'fp16 mode: cpu converts only ops onnxruntime\'s CPU/WASM providers run natively in float16; any converts every op ONNX allows (GPU/WebGPU)' }),
+    'keep-io-types': passFlag(convertFloat16Pass, 'keepIoTypes', { describe: 'fp16 mode: float32 graph inputs and outputs (--no-keep-io-types for float16 ones)' }),
+    headroom: passFlag(convertFloat16Pass, 'headroom', { describe: 'fp16 mode: a tensor stays float32 when its measured max |x| times this exceeds 65504' }),
+  },
+  run: (a, common) => {
+    const bar = new ProgressBar({ label: 'measuring ranges', ...(a.json ? { enabled: false } : {}) });
+    let ticks = 0;
+    return quantizeFp16Workflow({
+      ...common,
+      ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}),
+      pass: passOptionsFrom(convertFloat16Pass, { ...a, excludeOps: list(a.excludeOps), excludeNodes: list(a.excludeNodes) }, FP16_FLAGS),
+      progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
+    }).finally(() => bar.done());
+  },
+  render: renderFp16Report,
+};
+
 /** The modes, the first being the default. */
-export const QUANTIZE_MODES: Record<string, QuantizeModeEntry<any>> = { static: staticMode, weights: weightsMode, dynamic: dynamicMode };
+export const QUANTIZE_MODES: Record<string, QuantizeModeEntry<any>> = { static: staticMode, weights: weightsMode, dynamic: dynamicMode, fp16: fp16Mode };

@@ -114,7 +114,7 @@ function inputInfos(model: Model): ValueInfo[] {
  * named like an attention mask are all ones (every position attended); the rest draw in [0, 10) as
  * `random:N` does.
  */
-function randomSource(model: Model, count: number, shapes: Record<string, number[]>): () => AsyncIterable<Sample> {
+export function randomSamples(model: Model, count: number, shapes: Record<string, number[]>): () => AsyncIterable<Sample> {
   const infos = inputInfos(model);
   const resolved: Record<string, number[]> = { ...shapes };
   for (const i of infos) {
@@ -161,7 +161,7 @@ export async function convertFloat16(model: Model, options: ConvertFloat16Option
     const tensors = new Set<string>();
     for (const v of g.inputs) if (isFloat32(v) && !constantOf(v)) tensors.add(v.name);
     for (const n of g.nodes) for (const v of n.outputs) if (isFloat32(v) && !constantOf(v) && (v.uses.length > 0 || v.isGraphOutput)) tensors.add(v.name);
-    const source = o.calibration !== undefined ? toSampleSource(o.calibration) : randomSource(model, o.randomSamples, o.shapes ?? {});
+    const source = o.calibration !== undefined ? toSampleSource(o.calibration) : randomSamples(model, o.randomSamples, o.shapes ?? {});
     const bar = ctx?.progress?.('measuring ranges', 0);
     const r = await measureRanges(model, [...tensors], source, () => bar?.tick());
     bar?.done();
@@ -192,7 +192,7 @@ export async function convertFloat16(model: Model, options: ConvertFloat16Option
 }
 
 const pass = definePass<
-  { bf16: boolean; target: string; keepIoTypes: boolean; headroom: number; halfWeights: boolean; minWeightElements: number; randomSamples: number; excludeOps: string[]; excludeNodes: string[] },
+  { bf16: boolean; target: 'cpu' | 'any'; keepIoTypes: boolean; headroom: number; halfWeights: boolean; minWeightElements: number; randomSamples: number; excludeOps: string[]; excludeNodes: string[] },
   ConvertFloat16Report
 >({
   name: 'convert-float16',
@@ -210,7 +210,7 @@ const pass = definePass<
     excludeNodes: { type: 'string[]', default: [], description: 'Node names left float32.' },
   },
   async run(model, opts, ctx) {
-    const r = await convertFloat16(model, { ...opts, target: opts.target as 'cpu' | 'any', ...(ctx.data.calibration !== undefined ? { calibration: ctx.data.calibration } : {}) }, ctx);
+    const r = await convertFloat16(model, { ...opts, ...(ctx.data.calibration !== undefined ? { calibration: ctx.data.calibration } : {}) }, ctx);
     return { report: r, changed: r.halfNodes > 0 || r.rewrite.constantsConverted > 0, stats: { halfNodes: r.halfNodes, keptFloat: r.keptFloat.length, casts: r.rewrite.castsAdded, constants: r.rewrite.constantsConverted } };
   },
 });

@@ -112,13 +112,14 @@ export const PROBES: Probe[] = [
 ];
 
 /** A single-node model for `p`: float16 graph inputs and outputs (output types left to the runtime). */
-export function probeModel(p: Probe): Model {
+export function probeModel(p: Probe, half: DataType.FLOAT16 | DataType.BFLOAT16 = DataType.FLOAT16): Model {
   const b = new GraphBuilder({ opset: p.opset ?? 17, opsets: { 'com.microsoft': 1 } });
   const ins: Array<Value | null> = p.inputs.map((x, i) => {
     if (x === null) return null;
-    if ('dims' in x) return b.input(`x${i}`, DataType.FLOAT16, x.dims);
+    if ('dims' in x) return b.input(`x${i}`, half, x.dims);
     if ('bool' in x) return b.input(`x${i}`, DataType.BOOL, x.bool);
-    return b.initializer(`c${i}`, x.const);
+    const t = x.const.dataType === DataType.FLOAT16 && half !== DataType.FLOAT16 ? Tensor.fromBytes(half, x.const.dims, x.const.bytes()) : x.const;
+    return b.initializer(`c${i}`, t);
   });
   const outs = b.op(p.op, ins, p.attrs ?? {}, { outputs: p.outputs ?? 1, ...(p.domain ? { domain: p.domain } : {}), ...(p.floats ? { floats: p.floats } : {}) });
   outs.forEach((o, i) => b.graph.addOutput(Object.assign(o, { name: `y${i}` })));

@@ -28,6 +28,17 @@ export const CPU_WASM_HALF_KERNELS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Ops with a native bfloat16 kernel in onnxruntime-node 1.30's CPU EP (same probe, float32 interface
+ * with Casts). For bfloat16 there is no automatic float32 fallback: every other op fails to load
+ * ("Could not find an implementation"), so a bfloat16 model for CPU can only compute these in bfloat16.
+ */
+export const CPU_BF16_KERNELS: ReadonlySet<string> = new Set([
+  ':Transpose', ':Reshape', ':Flatten', ':Squeeze', ':Unsqueeze', ':Concat', ':Split', ':Slice', ':Gather', ':GatherElements', ':GatherND',
+  ':ScatterND', ':Identity', ':Shape', ':ConstantOfShape', ':Cast', ':CastLike', ':Dropout', ':Sign',
+  ':LayerNormalization', ':SimplifiedLayerNormalization', 'com.microsoft:SkipLayerNormalization', 'com.microsoft:SkipSimplifiedLayerNormalization',
+]);
+
+/**
  * Ops that only move or select elements: their precision follows their float data inputs (converting
  * them alone would buy nothing and cost two Casts). The rest of the float ops compute.
  */

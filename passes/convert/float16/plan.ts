@@ -27,7 +27,7 @@
 import { DataType, roundToBfloat16, roundToFloat16 } from '../../../core/dtype.js';
 import { constantOf, Model, Node, Value } from '../../../ir/ir.js';
 import { elemTypeOf } from '../../../analysis/shape-inference.js';
-import { CONTRIB_HALF_OPS, CPU_WASM_HALF_KERNELS, DATA_MOVEMENT, NO_HALF_SCHEMA, opKey } from './kernels.js';
+import { CONTRIB_HALF_OPS, CPU_BF16_KERNELS, CPU_WASM_HALF_KERNELS, DATA_MOVEMENT, NO_HALF_SCHEMA, opKey } from './kernels.js';
 
 export type KeepReason =
   | 'excluded'
@@ -131,6 +131,8 @@ function dataDependent(model: Model): Set<Value> {
   return dep;
 }
 
+const READS_ANY_TYPE = new Set(['Cast', 'CastLike', 'Shape', 'Size']);
+
 const SQUARE_FOLLOWERS = new Set(['ReduceMean', 'ReduceSum', 'Add', 'Sqrt', 'Reciprocal']);
 
 /** Nodes of the variance pattern: squares, and the reductions/adds/roots that read them. */
@@ -169,6 +171,7 @@ export function planConversion(model: Model, o: PlanOptions): Plan {
   const variance = varianceNodes(model);
   const exOps = new Set(o.excludeOps ?? []);
   const exNodes = new Set(o.excludeNodes ?? []);
+  const cpuKernels = o.half === DataType.BFLOAT16 ? CPU_BF16_KERNELS : CPU_WASM_HALF_KERNELS;
   const kept: KeptNode[] = [];
   const half = new Set<Node>();
   const movement: Node[] = [];
@@ -181,7 +184,7 @@ export function planConversion(model: Model, o: PlanOptions): Plan {
     const minOpset = NO_HALF_SCHEMA.get(key);
     if (minOpset !== undefined && opset < minOpset) return { reason: 'no-float16-in-onnx' };
     if (n.opDomain !== '' && !CONTRIB_HALF_OPS.has(key)) return { reason: 'no-float16-in-onnx', detail: `custom op ${n.opDomain}.${n.opType}` };
-    if (o.target === 'cpu' && !CPU_WASM_HALF_KERNELS.has(key)) return { reason: 'no-cpu-kernel' };
+    if (o.target === 'cpu' && !cpuKernels.has(key)) return { reason: 'no-cpu-kernel' };
     if (variance.has(n)) return { reason: 'variance' };
     if (n.outputs.some((v) => v.uses.length + v.outputOf.size > 0 && elemTypeOf(v) === undefined)) return { reason: 'unknown-type' };
     if (n.opType === 'LayerNormalization' && n.outputs.length > 1 && n.outputs.slice(1).some((v) => v.name !== '')) return { reason: 'extra-outputs' };
@@ -195,8 +198,8 @@ export function planConversion(model: Model, o: PlanOptions): Plan {
 
   for (const n of g.nodes) {
     if (!touchesFloat(n) || n.opType === 'Constant') continue;
-    // Cast nodes are region boundaries already: handled by the rewrite, never planned
-    if (n.opType === 'Cast' || n.opType === 'CastLike') continue;
+    // Casts are region boundaries already and Shape/Size read any type: the rewrite serves them, the plan skips them
+    if (n.opDomain === '' && READS_ANY_TYPE.has(n.opType)) continue;
     const r = reasonFor(n);
     if (r) {
       kept.push({ node: n, ...r });
