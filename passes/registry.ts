@@ -28,6 +28,7 @@ import convertFloat16 from './convert/convert-float16.js';
 import quantizeStatic from './quantize/quantize-static.js';
 import quantizeWeights from './quantize/quantize-weights.js';
 import quantizeDynamic from './quantize/quantize-dynamic.js';
+import quantizeInt4 from './quantize/quantize-int4.js';
 import pruneMagnitude from './prune/prune-magnitude.js';
 import pruneChannels from './prune/prune-channels.js';
 import distill from './distill/distill.js';
@@ -41,7 +42,7 @@ const ALL: Pass<any, any>[] = [
   fuseBatchnorm, fuseConvAffine, fuseConvInputAffine, fuseMatmulAdd, fusePad, fuseShapeIntoReshape, fuseHardswish, fuseLayerNorm, fuseGelu, upgradeOpset,
   fuseAttention, fuseSkipLayerNorm, fuseBiasGelu, fuseRmsNorm, convertFloat16,
   // quantization
-  quantizeStatic, quantizeWeights, quantizeDynamic,
+  quantizeStatic, quantizeWeights, quantizeDynamic, quantizeInt4,
   // pruning and distillation
   pruneMagnitude, pruneChannels, distill,
 ];
