@@ -376,12 +376,12 @@ function matchAttention(softmax: Node, target: FusionTarget): Match<AttentionMat
   if (target === 'microsoft') {
     if (!merged) return noMatch('Q, K or V is not a [B, S, H] tensor split into heads by Reshape/Transpose (rotary embeddings after the split?), or the output is not merged back by Transpose/Reshape; MultiHeadAttention needs [B, S, H] (target generic takes 4-D inputs)');
     if (cm.mask.kind === 'additive') return noMatch(`${cm.mask.why}; com.microsoft attention takes a [B, T] padding mask or a causal flag`);
-    const ps = [q.x3!, k.x3!, v.x3!];
-    const packed = packedProjection(ps[0]!, ps[1]!, ps[2]!);
+    // Q, K, V projections of one tensor become the operator's packed [H, 3H] weight and [3H] bias
+    const packed = packedProjection(q.x3!, k.x3!, v.x3!);
     let pk: AttentionMatch['packed'];
     if (packed) pk = { x: packed.x, w: packed.w, b: packed.b ?? Tensor.from(DataType.FLOAT, [packed.w.dims[1]!], new Float32Array(packed.w.dims[1]!)) };
     else {
-      const each = ps.map(projection);
+      const each = [q.x3!, k.x3!, v.x3!].map(projection);
       if (each.every((p) => p && p.x === each[0]!.x && p.w.dims[1] === q.n! * q.d!)) pk = { x: each[0]!.x, ...packQkv(each as Projection[]) };
     }
     return matched({ q, k, v, scale, mask: cm.mask, last, merged, ...(pk ? { packed: pk } : {}), dead });

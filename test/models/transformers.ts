@@ -30,6 +30,7 @@ import { DataType } from '../../core/dtype.js';
 import { Tensor } from '../../core/tensor.js';
 import type { Feed } from '../../core/host-tensor.js';
 import { GraphBuilder } from '../../ir/builder.js';
+import { mulberry32 } from '../../data/generate.js';
 import type { Model, Value } from '../../ir/ir.js';
 
 export interface TransformerConfig {
@@ -62,17 +63,8 @@ export interface TransformerVariant {
 // ---------------------------------------------------------------------------------------------
 // seeded random numbers
 
-/** mulberry32: a small seeded generator of uniform floats in [0, 1). */
-export function seededUniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Uniform floats in [0, 1) from a seed (mulberry32, shared with data/generate.ts). */
+export const seededUniform = mulberry32;
 
 /** Standard normal samples (Box-Muller) from a seeded uniform generator. */
 export function seededNormal(seed: number): () => number {

@@ -75,7 +75,7 @@ describe('transformer preset on the exporter variants', () => {
 });
 
 describe('fusions one by one', () => {
-  it('attention on BERT: packed-QKV com.microsoft.Attention with the 2-D mask; MultiHeadAttention when the projections do not share an input', async () => {
+  it('attention on BERT: packed-QKV com.microsoft.Attention with the 2-D mask', async () => {
     const v = transformerVariant('bert-ts17');
     const base = v.build();
     const m = cloneModel(base);
@@ -147,15 +147,16 @@ const scalar = (x: number) => Tensor.from(DataType.FLOAT, [], Float32Array.of(x)
 const i64 = (xs: number[]) => Tensor.from(DataType.INT64, [xs.length], BigInt64Array.from(xs.map(BigInt)));
 
 /** A small self-attention block on x [B, S, 16] with 2 heads; `edit` changes one piece. */
-function attentionBlock(edit: { softmaxAxis?: number; probsOut?: boolean; mask?: 'none' | 'input' | 'triangularWrong'; heads?: [number, number] } = {}): Model {
+function attentionBlock(edit: { softmaxAxis?: number; probsOut?: boolean; mask?: 'none' | 'input' | 'triangularWrong'; heads?: [number, number]; kvFrom?: 'x' | 'x2' } = {}): Model {
   const b = new GraphBuilder({ opset: 17 });
   const x = b.input('x', 'float32', ['batch', 'seq', 16]);
-  const proj = (name: string, k: number) => b.op('Add', [b.op('MatMul', [x, b.initializer(`${name}_w`, f32([16, 16], k))])[0]!, b.initializer(`${name}_b`, f32([16], k + 1))])[0]!;
+  const x2 = edit.kvFrom === 'x2' ? b.op('Relu', [x])[0]! : x;
+  const proj = (name: string, k: number, src = x) => b.op('Add', [b.op('MatMul', [src, b.initializer(`${name}_w`, f32([16, 16], k))])[0]!, b.initializer(`${name}_b`, f32([16], k + 1))])[0]!;
   const split = (v: Value, heads: number, perm: number[]) => b.op('Transpose', [b.op('Reshape', [v, b.initializer(b.fresh('shape'), i64([0, -1, heads, 16 / heads]))])[0]!], { perm })[0]!;
   const [hq, hk] = edit.heads ?? [2, 2];
   const q = split(proj('q', 3), hq, [0, 2, 1, 3]);
-  const kT = split(proj('k', 7), hk, [0, 2, 3, 1]);
-  const v = split(proj('v', 11), 2, [0, 2, 1, 3]);
+  const kT = split(proj('k', 7, x2), hk, [0, 2, 3, 1]);
+  const v = split(proj('v', 11, x2), 2, [0, 2, 1, 3]);
   let s = b.op('Div', [b.op('MatMul', [q, kT])[0]!, b.initializer('scale', scalar(Math.sqrt(8)))])[0]!;
   if (edit.mask === 'input') s = b.op('Add', [s, b.input('bias', 'float32', ['batch', 1, 'seq', 'seq'])])[0]!;
   if (edit.mask === 'triangularWrong') {
@@ -183,12 +184,15 @@ describe('near misses', () => {
     return { fused: r.stats?.fused, reasons: ctx.explanations.map((e) => e.reason).join('\n') };
   };
 
-  it('a plain block fuses (the baseline of the cases below) and keeps its outputs', async () => {
-    const base = attentionBlock();
-    const m = cloneModel(base);
-    expect((await attention(m)).fused).toBe(1);
+  it('a plain block fuses (the baseline of the cases below) and keeps its outputs; K/V from another tensor give MultiHeadAttention', async () => {
     const feed = { x: { type: 'float32' as const, dims: [2, 5, 16], data: f32([2, 5, 16], 5).toFloat32() } };
-    expect(relativeError(await runModel(base, feed), await runModel(m, feed))).toBeLessThan(1e-5);
+    for (const [kvFrom, op] of [['x', 'Attention'], ['x2', 'MultiHeadAttention']] as const) {
+      const base = attentionBlock({ kvFrom });
+      const m = cloneModel(base);
+      expect((await attention(m)).fused).toBe(1);
+      expect(opCount(m, op)).toBe(1);
+      expect(relativeError(await runModel(base, feed), await runModel(m, feed))).toBeLessThan(1e-5);
+    }
   });
 
   it('attention: Softmax over another axis, probabilities read elsewhere, different head splits, an unknown mask, a non-causal Where', async () => {
