@@ -1,7 +1,7 @@
 /**
  * Which ops may run in float16, as measured, not assumed. `test/fp16/kernel-probe.ts` builds one
- * single-node model per op with float16 inputs and outputs and loads it in onnxruntime-node 1.30 (CPU
- * execution provider, x86-64) and onnxruntime-web 1.24.1 (WASM backend). Neither fails to load a
+ * single-node model per op with float16 inputs and outputs and loads it in onnxruntime-node 1.30.0 (CPU
+ * execution provider, x86-64) and onnxruntime-web 1.30.0 (WASM backend, `test/fp16/probe-wasm.ts`). Neither fails to load a
  * float16 node it has no kernel for: onnxruntime's `InsertCastTransformer` (logged as
  * `CastFloat16Transformer`) wraps the node in Cast-to-float32 / Cast-to-float16 and runs the float32
  * kernel. The probe reads onnxruntime's optimized model (CPU) and its verbose log (WASM) to tell a
@@ -14,7 +14,7 @@
  * conversions more per node.
  */
 
-/** Ops with a native float16 kernel in onnxruntime's CPU EP (1.30) and WASM backend (1.24.1), by `domain:op`. */
+/** Ops with a native float16 kernel in onnxruntime's CPU EP and WASM backend (both 1.30.0), by `domain:op`. */
 export const CPU_WASM_HALF_KERNELS: ReadonlySet<string> = new Set([
   // data movement and shape
   ':Transpose', ':Reshape', ':Flatten', ':Squeeze', ':Unsqueeze', ':Concat', ':Split', ':Slice', ':Gather', ':GatherElements', ':GatherND',
