@@ -54,3 +54,10 @@ export { quantizeWeightsWorkflow, type QuantizeWeightsWorkflowOptions } from './
 export { quantizeDynamicWorkflow, type QuantizeDynamicWorkflowOptions } from './workflows/quantize/dynamic.js';
 export type { QuantizeWorkflowOptions } from './workflows/quantize/common.js';
 export { renderQuantizeReport, renderQuantizeModeReport, type QuantizeCommandReport, type QuantizeModeReport } from './report/quantize.js';
+export { pruneWorkflow, type PruneWorkflowOptions } from './workflows/prune.js';
+export { renderPruneReport, type PruneCommandReport } from './report/prune.js';
+export { distillWorkflow, type DistillWorkflowOptions, type DistillResult } from './workflows/distill.js';
+export { renderDistillReport, type DistillCommandReport } from './report/distill.js';
+export { optimizeWorkflow, type OptimizeWorkflowOptions } from './workflows/optimize.js';
+export { renderOptimizeSummary, type OptimizeResult } from './report/optimize.js';
+export type { ProgressFactory, ProgressHandle } from './workflows/progress.js';

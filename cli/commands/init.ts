@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import type { CommandModule } from 'yargs';
 import { inputError } from '../../core/errors.js';
 import { starterPipeline } from '../../passes/pipeline-file.js';
-import { writeFileAtomic } from '../../workflows/gate.js';
+import { writeFileAtomic } from '../../core/files.js';
 
 interface Args {
   file: string;

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { inputError } from '../../core/errors.js';
 import { readReport } from '../../report/files.js';
-import { writeFileAtomic } from '../../workflows/gate.js';
+import { writeFileAtomic } from '../../core/files.js';
 import { renderHtml } from '../../report/html.js';
 import { renderMarkdown } from '../../report/markdown.js';
 
