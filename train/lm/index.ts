@@ -27,3 +27,6 @@ export { FidelityMeter, languageModelFidelity, sessionFidelity } from './eval.js
 export type { FidelityOptions, LanguageModelFidelity } from './eval.js';
 export { DEFAULT_LM_CACHE_DIR, fitLanguageModel, learningRate, lmCacheKey, LM_RECIPE_VERSION, readTrainedModelMeta, TEACHER_CONFIG, TEACHER_TRAINING, trainedLanguageModel } from './train.js';
 export type { DistillTarget, FitLanguageModelOptions, FitLanguageModelResult, LmTrainOptions, TrainedModelMeta, TrainedModelOptions } from './train.js';
+export { distillLanguageModel, STUDENT_TRAINING, studentInit } from './distill.js';
+export type { StudentMeta, StudentOptions } from './distill.js';
+export { cachedModel, finalLoss } from './train.js';

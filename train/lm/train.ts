@@ -48,7 +48,7 @@ export interface LmTrainOptions {
 }
 
 /** The teacher's training recipe. */
-export const TEACHER_TRAINING: LmTrainOptions = { steps: 900, batch: 16, seq: 128, lr: 3e-3, seed: 1 };
+export const TEACHER_TRAINING: LmTrainOptions = { steps: 1000, batch: 16, seq: 128, lr: 3e-3, seed: 1 };
 
 type OrtFeed = Parameters<Trainer['step']>[0];
 
@@ -209,6 +209,40 @@ export function readTrainedModelMeta(modelPath: string): TrainedModelMeta {
 }
 
 /**
+ * `dir/model.onnx` (with `dir/meta.json`), produced by `produce` when missing. A lock file in `dir`
+ * makes a second process wait for the first instead of producing the same model again.
+ */
+export async function cachedModel<M>(dir: string, waitSeconds: number, produce: () => Promise<{ model: Model; meta: M }>): Promise<string> {
+  const modelPath = path.join(dir, 'model.onnx');
+  const metaPath = path.join(dir, 'meta.json');
+  const ready = () => fs.existsSync(modelPath) && fs.existsSync(metaPath);
+  if (ready()) return modelPath;
+  fs.mkdirSync(dir, { recursive: true });
+  const lock = path.join(dir, '.lock');
+  const deadline = Date.now() + waitSeconds * 1000;
+  while (!tryLock(lock)) {
+    if (ready()) return modelPath;
+    if (Date.now() > deadline) throw inputError('LM_NO_DATA', `waited too long for another process producing ${modelPath} (lock ${lock})`, { file: modelPath });
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  try {
+    if (ready()) return modelPath;
+    const { model, meta } = await produce();
+    await saveModel(model, modelPath);
+    writeFileAtomic(metaPath, `${JSON.stringify(meta, null, 2)}\n`);
+    return modelPath;
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
+/** Mean of the last 5% of a loss history. */
+export function finalLoss(losses: readonly number[]): number {
+  const tail = losses.slice(-Math.max(1, Math.round(losses.length * 0.05)));
+  return tail.reduce((a, b) => a + b, 0) / tail.length;
+}
+
+/**
  * Path of the trained teacher language model (`model.onnx`, with `meta.json` beside it), training
  * it (with a progress bar) when the cache does not hold it yet.
  */
@@ -218,23 +252,8 @@ export async function trainedLanguageModel(options: TrainedModelOptions = {}): P
   const corpus = loadLmCorpus();
   const key = lmCacheKey(config, training, corpus.digest);
   const dir = path.resolve(options.cacheDir ?? DEFAULT_LM_CACHE_DIR, key);
-  const modelPath = path.join(dir, 'model.onnx');
-  const metaPath = path.join(dir, 'meta.json');
-  const ready = () => fs.existsSync(modelPath) && fs.existsSync(metaPath);
-  if (ready()) return modelPath;
-  fs.mkdirSync(dir, { recursive: true });
-  const lock = path.join(dir, '.lock');
-  const deadline = Date.now() + (options.waitSeconds ?? 1800) * 1000;
-  while (!tryLock(lock)) {
-    if (ready()) return modelPath;
-    if (Date.now() > deadline) throw inputError('LM_NO_DATA', `waited too long for another process training ${modelPath} (lock ${lock})`, { file: modelPath });
-    await new Promise((r) => setTimeout(r, 2000));
-  }
-  try {
-    if (ready()) return modelPath;
+  return cachedModel(dir, options.waitSeconds ?? 1800, async () => {
     const fit = await fitLanguageModel(config, { train: training, progress: options.progress, label: 'train lm', ...(options.session ? { session: options.session } : {}) });
-    await saveModel(fit.model, modelPath);
-    const tail = fit.losses.slice(-Math.max(1, Math.round(fit.losses.length * 0.05)));
     const meta: TrainedModelMeta = {
       version: LM_RECIPE_VERSION,
       key,
@@ -244,12 +263,9 @@ export async function trainedLanguageModel(options: TrainedModelOptions = {}): P
       trainFiles: corpus.trainFiles.length,
       evalFiles: corpus.evalFiles.length,
       trainSeconds: fit.seconds,
-      finalLoss: tail.reduce((a, b) => a + b, 0) / tail.length,
+      finalLoss: finalLoss(fit.losses),
     };
-    writeFileAtomic(metaPath, `${JSON.stringify(meta, null, 2)}\n`);
-    return modelPath;
-  } finally {
-    fs.rmSync(lock, { force: true });
-  }
+    return { model: fit.model, meta };
+  });
 }
 
