@@ -31,6 +31,14 @@ module.exports = {
       to: { path: 'onnxruntime-(node|web)' },
     },
     {
+      name: 'pass-opens-sessions',
+      comment:
+        'passes reach onnxruntime through ctx.runner (runtime/runner.ts), so a pass can be tested with a fake runner: no sessions, in-memory sessions or profiles of their own (type-only imports are fine; runner.ts also re-exports the types). The one exception is compressed.ts, whose createSession is a public session factory for weight-compressed models (index.ts, workflows), not a pass',
+      severity: 'error',
+      from: { path: '^passes/', pathNot: '^passes/quantize/compressed\\.ts$' },
+      to: { path: '^runtime/(session|from-model|profile)\\.ts$', dependencyTypesNot: ['type-only'] },
+    },
+    {
       name: 'library-imports-cli',
       comment: 'nothing below the CLI parses argv',
       severity: 'error',

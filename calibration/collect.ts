@@ -21,8 +21,7 @@ import { DataType } from '../core/dtype.js';
 import { Tensor } from '../core/tensor.js';
 import type { Sample } from '../data/index.js';
 import type { Feed } from '../core/host-tensor.js';
-import { createSessionFromModel } from '../runtime/from-model.js';
-import type { Session, SessionOptions } from '../runtime/session.js';
+import { nodeRunner, type ModelSession, type Runner, type SessionOptions } from '../runtime/runner.js';
 import { CalibrationMethod, needsHistogram, TensorStats } from './ranges.js';
 
 export interface CollectOptions {
@@ -33,6 +32,8 @@ export interface CollectOptions {
   /** Bytes of requested outputs one run may hold (default 512 MiB). */
   memoryBudgetBytes?: number;
   sessionOptions?: SessionOptions;
+  /** How onnxruntime is reached (default onnxruntime-node's; a pass gives its `ctx.runner`). */
+  runner?: Runner;
   /** Called after each sample of each group: (done, total) where total = samples x groups once known. */
   onProgress?: (done: number, total: number | undefined) => void;
 }
@@ -94,14 +95,7 @@ export function augmentModelReduced(model: Model, tensors: readonly string[]): M
   const copy = cloneModel(model);
   const g = copy.graph;
   const byName = valuesByName(g);
-  const taken = new Set(byName.keys());
-  for (const k of g.initializers.keys()) taken.add(k);
-  const fresh = (base: string) => {
-    let n = base;
-    for (let i = 1; taken.has(n); i++) n = `${base}_${i}`;
-    taken.add(n);
-    return n;
-  };
+  const fresh = (base: string) => copy.names.fresh(base);
   const one = g.addInitializer(Tensor.from(DataType.INT64, [1], BigInt64Array.of(1n)), fresh('__onnxforge_calib_shape1'));
   const add = (op: string, inputs: Value[], name: string, attrs: Attribute[] = []): Value => {
     const out = new Value(fresh(name));
@@ -204,7 +198,7 @@ export async function collectStats(model: Model, tensors: readonly string[], sou
 
   if (!withHist) {
     // min/max only: reduced in the graph, two scalars per tensor per sample
-    const session = await createSessionFromModel(augmentModelReduced(model, tensors), { graphOptimizationLevel: 'all', ...options.sessionOptions }, '(calibration model)');
+    const session = await (options.runner ?? nodeRunner).open(augmentModelReduced(model, tensors), { graphOptimizationLevel: 'all', ...options.sessionOptions }, '(calibration model)');
     try {
       for await (const s of source()) {
         checkFiniteFeed(s.feed, s.id);
@@ -232,7 +226,7 @@ export async function collectStats(model: Model, tensors: readonly string[], sou
 
   for (let gi = 0; gi < groups.length; gi++) {
     const names = groups[gi]!;
-    const session = await openSession(model, names, options.sessionOptions);
+    const session = await openSession(model, names, options);
     try {
       let k = 0;
       for await (const s of source()) {
@@ -269,7 +263,7 @@ export async function collectStats(model: Model, tensors: readonly string[], sou
     done = 1;
     for (let gi = 0; gi < groups.length; gi++) {
       const names = groups[gi]!;
-      const session = await openSession(model, names, options.sessionOptions);
+      const session = await openSession(model, names, options);
       try {
         let k = 0;
         for await (const s of source()) {
@@ -297,6 +291,6 @@ function chunk(xs: readonly string[], n: number): string[][] {
   return out;
 }
 
-async function openSession(model: Model, names: readonly string[], options: SessionOptions | undefined): Promise<Session> {
-  return createSessionFromModel(augmentModel(model, names), { graphOptimizationLevel: 'all', ...options }, '(calibration model)');
+async function openSession(model: Model, names: readonly string[], options: CollectOptions): Promise<ModelSession> {
+  return (options.runner ?? nodeRunner).open(augmentModel(model, names), { graphOptimizationLevel: 'all', ...options.sessionOptions }, '(calibration model)');
 }

@@ -5,7 +5,9 @@
  * - a Value knows its producer (`producer`, `outputIndex`) and its uses (`uses`: node + input slot,
  *   including nodes inside subgraphs that capture it from an outer scope);
  * - a Node registers itself as a user of its inputs when inputs are set;
- * - graph outputs are uses too (`graphOutputUses`), so a value feeding a graph output is never dead.
+ * - graph outputs are uses too (`graphOutputUses`), so a value feeding a graph output is never dead;
+ * - names: `model.names` (ir/names.ts) hands out new names; values and nodes report their names to it
+ *   when they join the model or are renamed, so it never hands out a name in use.
  *
  * Every field of the ONNX messages has a home here (optional proto2 fields stay optional, so an
  * explicit empty string is not confused with an absent one) and unknown fields ride along as raw
@@ -14,6 +16,7 @@
 import { inputError, internalError } from '../core/errors.js';
 import { DataType } from '../core/dtype.js';
 import { Entry, Int64, Tensor } from '../core/tensor.js';
+import { NameAuthority } from './names.js';
 
 export type { Entry, Int64 } from '../core/tensor.js';
 
@@ -171,7 +174,7 @@ export interface Use {
 }
 
 export class Value {
-  name: string;
+  private _name = '';
   type?: TypeInfo;
   /** ValueInfoProto fields when the value is described by one (graph input/output/value_info). */
   docString?: string;
@@ -189,8 +192,17 @@ export class Value {
   readonly outputOf: Set<Graph> = new Set();
 
   constructor(name: string, type?: TypeInfo) {
-    this.name = name;
+    this._name = name;
     if (type) this.type = type;
+  }
+
+  get name(): string {
+    return this._name;
+  }
+  /** Renaming a value of a model registers the new name with the model's name authority. */
+  set name(name: string) {
+    this._name = name;
+    claimName(this.graph, name);
   }
 
   /** Element type when the value is a tensor with known type. */
@@ -225,33 +237,54 @@ export class Value {
   }
 
   /**
-   * Replaces every use of this value by `other` (node inputs, captured uses in subgraphs and graph
-   * outputs). Graph outputs keep their names: the replacement takes over the output slot.
+   * True when `other` can take this value's name in {@link replaceAllUsesWith}: it is a node output of
+   * the same graph and not a graph output itself (renaming a graph input, an initializer or another
+   * output would change another part of the model's interface), and this value is the output of at
+   * most one graph.
    */
-  replaceAllUsesWith(other: Value): void {
-    if (other === this) return;
-    for (const u of [...this.uses]) u.node.setInput(u.index, other);
+  canGiveNameTo(other: Value): boolean {
+    return other !== this && !!other.producer && other.graph === this.graph && !other.isGraphOutput && this.outputOf.size <= 1;
+  }
+
+  /** True when {@link replaceAllUsesWith} with `strict` would succeed (not an output, or its name can move). */
+  canBeReplacedBy(other: Value): boolean {
+    return !this.isGraphOutput || this.canGiveNameTo(other);
+  }
+
+  /**
+   * The one replace primitive. Every use of this value (node inputs, captured uses in subgraphs, graph
+   * output slots) reads `other` instead. The rule for names: a graph output's name is the model's
+   * interface and stays. When this value is a graph output (or `takeName` is set), `other` takes this
+   * value's name and its value_info entry, and this value (now unused) takes `other`'s old name, so
+   * names stay unique — provided {@link canGiveNameTo}. When it cannot, `strict` refuses (returns
+   * false, nothing changes: the caller keeps the node); otherwise the output slot holds `other` under
+   * its own name. Returns true when the uses moved.
+   */
+  replaceAllUsesWith(other: Value, opts: { takeName?: boolean; strict?: boolean } = {}): boolean {
+    if (other === this) return true;
     const wasOutput = this.outputOf.size > 0;
-    const otherWasOutput = other.outputOf.size > 0;
+    const swap = (wasOutput || opts.takeName === true) && this.canGiveNameTo(other);
+    if (wasOutput && !swap && opts.strict) return false;
+    for (const u of [...this.uses]) u.node.setInput(u.index, other);
     for (const g of [...this.outputOf]) {
       for (let i = 0; i < g.outputs.length; i++) if (g.outputs[i] === this) g.setOutput(i, other);
     }
-    // Keep the output's name (it is the model's interface): the replacement takes it and this value,
-    // now unused, takes the replacement's old name, so names stay unique. A replacement that is a
-    // graph input, an initializer or another output keeps its own name (renaming it would change
-    // another part of the interface).
-    if (wasOutput && !otherWasOutput && other.producer && other.outputOf.size === 1 && this.uses.length === 0) {
+    if (swap) {
       const mine = this.name;
       this.name = other.name;
       other.name = mine;
+      const g = other.graph;
+      const vi = g ? g.valueInfo.indexOf(this) : -1;
+      if (g && vi >= 0 && !g.valueInfo.includes(other)) g.valueInfo[vi] = other;
     }
+    return true;
   }
 }
 
 export class Node {
   opType: string;
   domain?: string;
-  name?: string;
+  private _name?: string;
   overload?: string;
   docString?: string;
   metadataProps?: Entry[];
@@ -269,6 +302,15 @@ export class Node {
     if (domain !== undefined) this.domain = domain;
     for (const v of inputs) this.appendInput(v);
     for (const v of outputs) this.appendOutput(v);
+  }
+
+  get name(): string | undefined {
+    return this._name;
+  }
+  /** Naming a node of a model registers the name with the model's name authority. */
+  set name(name: string | undefined) {
+    this._name = name;
+    claimName(this.graph, name);
   }
 
   get inputs(): ReadonlyArray<Value | null> {
@@ -340,6 +382,7 @@ export class Node {
     v.producer = this;
     v.outputIndex = this._outputs.length;
     v.graph = this.graph;
+    claimName(this.graph, v.name);
     this._outputs.push(v);
   }
 
@@ -353,6 +396,7 @@ export class Node {
     v.producer = this;
     v.outputIndex = i;
     v.graph = this.graph;
+    claimName(this.graph, v.name);
     this._outputs[i] = v;
   }
 
@@ -399,7 +443,10 @@ export class Node {
     const i = this.attributes.findIndex((x) => x.name === a.name);
     if (i >= 0) this.attributes[i] = a;
     else this.attributes.push(a);
-    for (const g of a.subgraphs()) g.parentNode = this;
+    for (const g of a.subgraphs()) {
+      g.parentNode = this;
+      claimGraphNames(g);
+    }
   }
 
   removeAttr(name: string): void {
@@ -424,6 +471,46 @@ export class Node {
 function isInside(scope: Graph | null, g: Graph): boolean {
   for (let s: Graph | null = scope; s; s = s.parentNode?.graph ?? null) if (s === g) return true;
   return false;
+}
+
+/**
+ * The name authority of `g`: its model's, or (for a graph in no model) its outermost graph's own.
+ * Without `create`, only one that exists already (nothing to keep up to date before the first use).
+ */
+function authorityOf(g: Graph, create: boolean): NameAuthority | undefined {
+  let root = g;
+  while (root.parentNode?.graph) root = root.parentNode.graph;
+  if (root.model) return create ? root.model.names : authorities.get(root.model);
+  let a = standaloneAuthorities.get(root);
+  if (!a && create) {
+    a = new NameAuthority(graphNames(root));
+    standaloneAuthorities.set(root, a);
+  }
+  return a;
+}
+
+/** Tells the name authority of `g` (if it has one yet) that `name` is used. */
+function claimName(g: Graph | null, name: string | undefined): void {
+  if (g && name) authorityOf(g, false)?.claim(name);
+}
+
+/** Tells the name authority of `g` about every name in `g` (a graph that joins another graph). */
+function claimGraphNames(g: Graph): void {
+  const a = authorityOf(g, false);
+  if (a) for (const name of graphNames(g)) a.claim(name);
+}
+
+/** Every name used in `g` and its subgraphs: values (inputs, outputs, initializers, node outputs) and nodes. */
+function* graphNames(g: Graph): Generator<string> {
+  for (const sub of g.allGraphs()) {
+    for (const v of sub.inputs) yield v.name;
+    for (const v of sub.outputs) yield v.name;
+    for (const k of sub.initializers.keys()) yield k;
+    for (const n of sub.nodes) {
+      if (n.name) yield n.name;
+      for (const o of n.outputs) yield o.name;
+    }
+  }
 }
 
 function removeUse(v: Value, node: Node, index: number): void {
@@ -487,6 +574,7 @@ export class Graph {
       v = new Value(name);
       v.graph = this;
       this.initializers.set(name, v);
+      claimName(this, name);
     }
     this.tensors.set(v, tensor);
     return v;
@@ -530,12 +618,14 @@ export class Graph {
   addInput(v: Value): Value {
     v.graph = this;
     this.inputs.push(v);
+    claimName(this, v.name);
     return v;
   }
 
   addOutput(v: Value): void {
     this.outputs.push(v);
     v.outputOf.add(this);
+    claimName(this, v.name);
   }
 
   setOutput(i: number, v: Value): void {
@@ -543,6 +633,7 @@ export class Graph {
     this.outputs[i] = v;
     if (old && !this.outputs.includes(old)) old.outputOf.delete(this);
     v.outputOf.add(this);
+    claimName(this, v.name);
   }
 
   /** Appends a node (or inserts it at `index`). */
@@ -552,6 +643,9 @@ export class Graph {
     for (const o of node.outputs) o.graph = this;
     for (const g of node.subgraphs()) g.parentNode = node;
     this.nodes.splice(index, 0, node);
+    claimName(this, node.name);
+    for (const o of node.outputs) claimName(this, o.name);
+    for (const g of node.subgraphs()) claimGraphNames(g);
     return node;
   }
 
@@ -617,6 +711,15 @@ export class Graph {
       for (const n of g.nodes) for (const o of n.outputs) if (o.name === name) return o;
     }
     return undefined;
+  }
+
+  /**
+   * The name authority for new names in this graph: its model's (`model.names`), or for a graph that
+   * belongs to no model yet, one of its own built from the graph (its names join the model's when the
+   * graph is attached).
+   */
+  get names(): NameAuthority {
+    return authorityOf(this, true)!;
   }
 
   /** The model this graph belongs to, following parents. */
@@ -798,7 +901,6 @@ export class Model {
   domain?: string;
   modelVersion?: Int64;
   docString?: string;
-  graph: Graph;
   metadataProps?: Entry[];
   trainingInfo: TrainingInfo[] = [];
   functions: OnnxFunction[] = [];
@@ -808,10 +910,35 @@ export class Model {
   graphUnset?: boolean;
   /** Where the model was loaded from (used to resolve external data and in messages). */
   sourcePath?: string;
+  private _graph!: Graph;
 
   constructor(graph: Graph = new Graph()) {
     this.graph = graph;
-    graph.model = this;
+  }
+
+  get graph(): Graph {
+    return this._graph;
+  }
+  /** A new main graph belongs to this model; the name authority is rebuilt on its next use. */
+  set graph(g: Graph) {
+    this._graph = g;
+    g.model = this;
+    authorities.delete(this);
+    standaloneAuthorities.delete(g);
+  }
+
+  /**
+   * The model's name authority (ir/names.ts): every new value or node name comes from here. Built by
+   * one scan of every graph (subgraphs, training graphs, function bodies) on first use, then kept up
+   * to date by the IR as names appear.
+   */
+  get names(): NameAuthority {
+    let a = authorities.get(this);
+    if (!a) {
+      a = new NameAuthority(modelNames(this));
+      authorities.set(this, a);
+    }
+    return a;
   }
 
   /**
@@ -846,6 +973,19 @@ export class Model {
     if (e) e.value = value;
     else this.metadataProps.push({ key, value });
   }
+}
+
+/** Name authorities by model (kept beside the model, so a Model's own fields stay its ONNX fields). */
+const authorities = new WeakMap<Model, NameAuthority>();
+const standaloneAuthorities = new WeakMap<Graph, NameAuthority>();
+
+function* modelNames(m: Model): Generator<string> {
+  yield* graphNames(m.graph);
+  for (const t of m.trainingInfo) {
+    if (t.initialization) yield* graphNames(t.initialization);
+    if (t.algorithm) yield* graphNames(t.algorithm);
+  }
+  for (const f of m.functions) yield* graphNames(f.body);
 }
 
 // ---------------------------------------------------------------------------------------------

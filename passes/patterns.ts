@@ -62,7 +62,6 @@ export function applyPatterns(model: Model, patterns: readonly Pattern<any>[], c
       byOp.set(a, list);
     }
   }
-  names.delete(model);
   resetRankCache();
   const rewrites: Record<string, number> = {};
   for (const p of patterns) rewrites[p.name] = 0;
@@ -191,25 +190,13 @@ export function perAxisVector(data: Float64Array, dims: readonly number[], rank:
   return new Float64Array(n).fill(data[0]!);
 }
 
-let nameCounter = 0;
-const names = new WeakMap<Model, Set<string>>();
-
-/** A value name not used anywhere in the model (cached per pattern run). */
+/**
+ * A name not used anywhere in the model: `model.names.fresh(base)` (ir/names.ts). Kept as an alias for
+ * fusion files written against it; new code calls `model.names.fresh` directly.
+ * @deprecated use `model.names.fresh(base)`.
+ */
 export function freshName(model: Model, base: string): string {
-  let set = names.get(model);
-  if (!set) {
-    set = new Set<string>();
-    for (const g of model.graph.allGraphs()) {
-      for (const v of g.inputs) set.add(v.name);
-      for (const k of g.initializers.keys()) set.add(k);
-      for (const n of g.nodes) for (const o of n.outputs) set.add(o.name);
-    }
-    names.set(model, set);
-  }
-  let name = base;
-  while (set.has(name)) name = `${base}_${++nameCounter}`;
-  set.add(name);
-  return name;
+  return model.names.fresh(base);
 }
 
 /** Builds a float tensor of `dtype` (float or double) from float64 values. */
@@ -224,7 +211,7 @@ export function floatTensor(dtype: number, dims: readonly number[], data: Float6
  */
 export function setWeight(model: Model, node: Node, index: number, t: Tensor, base: string): Value {
   const g = node.graph!;
-  const v = g.addInitializer(t, freshName(model, base));
+  const v = g.addInitializer(t, model.names.fresh(base));
   v.setTensorType(t.dataType, t.dims);
   node.setInput(index, v);
   return v;
@@ -233,7 +220,7 @@ export function setWeight(model: Model, node: Node, index: number, t: Tensor, ba
 /** Creates a node with fresh outputs right before `before`. */
 export function insertNodeBefore(model: Model, before: Node, opType: string, inputs: Array<Value | null>, base: string, outputs = 1): Node {
   const outs: Value[] = [];
-  for (let i = 0; i < outputs; i++) outs.push(new Value(freshName(model, outputs === 1 ? base : `${base}_${i}`)));
+  for (let i = 0; i < outputs; i++) outs.push(new Value(model.names.fresh(outputs === 1 ? base : `${base}_${i}`)));
   const n = new Node(opType, inputs, outs);
   before.graph!.insertBefore(before, n);
   return n;
@@ -241,25 +228,16 @@ export function insertNodeBefore(model: Model, before: Node, opType: string, inp
 
 /**
  * Replaces the chain ending at `last` by `fused`: `fused` is inserted before `last`, takes over the
- * uses of `last`'s output (and its name, when that output is a graph output, so names stay stable),
- * then the nodes in `dead` (in any order) are removed.
+ * uses of `last`'s output and its name (`replaceAllUsesWith` with `takeName`, so graph outputs and
+ * downstream names stay stable), then the nodes in `dead` (in any order) are removed.
  */
 export function replaceChain(last: Node, fused: Node, dead: Node[]): void {
   const g = last.graph!;
   if (!fused.graph) g.insertBefore(last, fused);
   const oldOut = last.output(0);
   const newOut = fused.output(0);
-  // The fused output takes the old name (graph outputs and downstream names stay stable).
-  const keep = oldOut.name;
-  const spare = newOut.name;
-  oldOut.replaceAllUsesWith(newOut);
-  if (newOut.name !== keep) {
-    oldOut.name = spare;
-    newOut.name = keep;
-  }
   if (oldOut.type && !newOut.type) newOut.type = oldOut.type;
-    const vi = g.valueInfo.indexOf(oldOut);
-  if (vi >= 0) g.valueInfo[vi] = newOut;
+  oldOut.replaceAllUsesWith(newOut, { takeName: true });
   removeDead(dead);
 }
 

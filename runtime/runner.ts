@@ -8,6 +8,11 @@ import { serializeModel } from '../onnx/index.js';
 import { profileModel, type ProfileReport } from './profile.js';
 import { Session, type ModelSource, type SessionOptions, type ValueInfo } from './session.js';
 
+// What the layers above need of sessions and profiles, so they import the runner and nothing else of runtime/'s sessions.
+export type { ModelSource, SessionOptions, ValueInfo } from './session.js';
+export type { OpProfileRow, ProfileReport } from './profile.js';
+export { firstLine } from './session.js';
+
 /** What a pass needs of a session. `Session` (runtime/session.ts) is one. */
 export interface ModelSession {
   readonly name: string;

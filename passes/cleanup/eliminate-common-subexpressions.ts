@@ -7,7 +7,6 @@
 import { AttrType, Attribute, Node, topologicalOrder, Value } from '../../ir/ir.js';
 import { NONDETERMINISTIC } from './fold-constants.js';
 import { definePass } from '../pass.js';
-import { canReplace, replaceValue } from '../../ir/edits.js';
 
 /** Tensors in attributes above this size make the node ineligible (keys stay small). */
 const MAX_ATTR_TENSOR_BYTES = 4096;
@@ -75,11 +74,11 @@ export default definePass<Record<string, never>>({
           seen.set(key, n);
           continue;
         }
-        if (!n.outputs.every((o, i) => canReplace(o, first.outputs[i]!))) {
+        if (!n.outputs.every((o, i) => o.canBeReplacedBy(first.outputs[i]!))) {
           ctx.explain({ node: n.label, reason: `it repeats ${first.label} but its output is a graph output whose name cannot move` });
           continue;
         }
-        n.outputs.forEach((o, i) => replaceValue(o, first.outputs[i]!));
+        n.outputs.forEach((o, i) => o.replaceAllUsesWith(first.outputs[i]!, { strict: true }));
         g.removeNode(n);
         merged++;
       }

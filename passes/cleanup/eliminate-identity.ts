@@ -11,7 +11,6 @@
 import { constantOf, Node, Value } from '../../ir/ir.js';
 import { inferShapes, elemTypeOf, symbolicShape, SymDim } from '../../analysis/shape-inference.js';
 import { definePass, Match, matched, noMatch } from '../pass.js';
-import { replaceValue, canReplace } from '../../ir/edits.js';
 
 const INT_MAX_END = 2 ** 31 - 1;
 
@@ -141,11 +140,10 @@ export default definePass<Record<string, never>>({
         }
         const src = n.input(m.value)!;
         const out = n.outputs[0]!;
-        if (!canReplace(out, src)) {
+        if (!out.replaceAllUsesWith(src, { strict: true })) {
           ctx.explain({ node: n.label, reason: `its output '${out.name}' is a graph output that its input cannot take over` });
           continue;
         }
-        replaceValue(out, src);
         if (n.outputs.every((o) => o.uses.length === 0 && !o.isGraphOutput)) g.removeNode(n);
         removed++;
         byOp[n.opType] = (byOp[n.opType] ?? 0) + 1;

@@ -24,6 +24,7 @@ import { inferShapes, ShapeAnalysis, staticShape } from '../../analysis/shape-in
 import { Tensor } from '../../core/tensor.js';
 import { definePass, PassContext } from '../pass.js';
 import { replaceWithInitializer } from '../../ir/edits.js';
+import { runNodeWithRuntime } from './fold-runtime.js';
 
 export const NONDETERMINISTIC = new Set(['RandomNormal', 'RandomNormalLike', 'RandomUniform', 'RandomUniformLike', 'Multinomial', 'Bernoulli']);
 /** Ops that have effects or state beyond their outputs, or whose folding would be meaningless. */
@@ -147,7 +148,7 @@ async function foldNode(n: Node, g: Graph, model: Model, opset: number, o: Optio
     outs = hasKernel(n) ? evaluateNode(n, ins, opset) : undefined;
     if (!outs && o['use-runtime']) {
       try {
-        outs = await runWithRuntime(n, ins, model);
+        outs = await runNodeWithRuntime(n, ins, model, ctx.runner);
         viaRuntime = !!outs;
       } catch (e) {
         ctx.explain({ node: n.label, reason: `onnxruntime could not evaluate it: ${(e as Error).message.split('\n')[0]}` });
@@ -239,20 +240,15 @@ function replaceNodeByConstants(n: Node, g: Graph, outs: Tensor[]): void {
   // graph outputs keep their value (and name): each gets its own Constant node
   for (const [v, t] of keep) {
     const c = new Node('Constant', [], []);
-    if (n.name) c.name = `${n.name}_folded_${v.outputIndex}`;
+    if (n.name) c.name = g.names.fresh(`${n.name}_folded_${v.outputIndex}`);
     delete t.name;
     c.attributes.push(Attribute.tensor('value', t));
     g.insertBefore(n, c);
     const idx = v.outputIndex;
-    const placeholder = new Value(`${v.name}__was`);
+    const placeholder = new Value(g.names.fresh(`${v.name}__was`));
     n.setOutput(idx, placeholder);
     c.appendOutput(v);
   }
   g.removeNode(n, true);
 }
 
-/** Evaluates one node with onnxruntime on a tiny model made of its constant inputs. */
-async function runWithRuntime(n: Node, ins: ReadonlyArray<Tensor | null>, model: Model): Promise<Tensor[] | undefined> {
-  const { runNodeWithRuntime } = await import('./fold-runtime.js');
-  return runNodeWithRuntime(n, ins, model);
-}

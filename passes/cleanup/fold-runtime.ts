@@ -1,14 +1,13 @@
 /**
  * Helper of fold-constants (not a pass): evaluates one node with onnxruntime on a one-node model whose
- * inputs are initializers. Loaded lazily so that passes do not load onnxruntime unless they need it.
+ * inputs are initializers, through the pass context's runner.
  */
 import { Graph, Model, Node, Value } from '../../ir/ir.js';
-import { serializeModel } from '../../onnx/index.js';
 import { Tensor } from '../../core/tensor.js';
 import { onnxDataType } from '../../core/host-tensor.js';
-import { createSession } from '../../runtime/session.js';
+import type { Runner } from '../../runtime/runner.js';
 
-export async function runNodeWithRuntime(n: Node, ins: ReadonlyArray<Tensor | null>, model: Model): Promise<Tensor[] | undefined> {
+export async function runNodeWithRuntime(n: Node, ins: ReadonlyArray<Tensor | null>, model: Model, runner: Runner): Promise<Tensor[] | undefined> {
   const g = new Graph('fold');
   const inputs: Array<Value | null> = [];
   const byName = new Map<string, Value>();
@@ -37,7 +36,7 @@ export async function runNodeWithRuntime(n: Node, ins: ReadonlyArray<Tensor | nu
   const m = new Model(g);
   m.irVersion = model.irVersion ?? 8;
   m.opsetImports = model.opsetImports;
-  const s = await createSession(serializeModel(m), { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 }, `fold ${n.label}`);
+  const s = await runner.open(m, { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 }, `fold ${n.label}`);
   try {
     const res = await s.run({});
     return outs.map((v) => {

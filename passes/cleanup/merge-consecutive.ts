@@ -14,7 +14,7 @@ import { Attribute, constantOf, Model, Node } from '../../ir/ir.js';
 import { symbolicShape } from '../../analysis/shape-inference.js';
 import { Tensor } from '../../core/tensor.js';
 import { definePass, Match, matched, noMatch } from '../pass.js';
-import { canReplace, NameGen, removeIfUnused, replaceValue } from '../../ir/edits.js';
+import { removeIfUnused } from '../../ir/edits.js';
 
 function axesOf(n: Node, opset: number): number[] | undefined {
   if (opset >= 13) return n.input(1) ? constantOf(n.input(1))?.toNumbers() : undefined;
@@ -98,10 +98,10 @@ export function matchConsecutive(n: Node, opset: number): Match<Rewrite> {
   return noMatch('not a layout op');
 }
 
-function setAxes(n: Node, axes: number[], model: Model, names: NameGen): void {
+function setAxes(n: Node, axes: number[], model: Model): void {
   if ((model.opset('') ?? 1) >= 13) {
     const g = n.graph!;
-    const v = g.addInitializer(Tensor.from(DataType.INT64, [axes.length], BigInt64Array.from(axes.map(BigInt))), names.fresh(`${n.outputs[0]!.name}_axes`));
+    const v = g.addInitializer(Tensor.from(DataType.INT64, [axes.length], BigInt64Array.from(axes.map(BigInt))), model.names.fresh(`${n.outputs[0]!.name}_axes`));
     n.setInput(1, v);
   } else n.setAttr(Attribute.ints('axes', axes));
 }
@@ -113,7 +113,6 @@ export default definePass<Record<string, never>>({
   run(model, _o, ctx) {
     const opset = model.opset('') ?? 1;
     let merged = 0;
-    let names: NameGen | undefined;
     for (const g of [...model.graph.allGraphs()]) {
       for (const n of [...g.nodes]) {
         if (!n.graph || !['Transpose', 'Reshape', 'Squeeze', 'Unsqueeze'].includes(n.opType)) continue;
@@ -127,16 +126,15 @@ export default definePass<Record<string, never>>({
         if (!x) continue;
         const r = m.value;
         if (r.kind === 'cancel') {
-          if (!canReplace(n.outputs[0]!, x)) {
+          if (!n.outputs[0]!.replaceAllUsesWith(x, { strict: true })) {
             ctx.explain({ node: n.label, reason: 'its output is a graph output whose name cannot move' });
             continue;
           }
-          replaceValue(n.outputs[0]!, x);
           g.removeNode(n);
         } else {
           n.setInput(0, x);
           if (r.kind === 'transpose') n.setAttr(Attribute.ints('perm', r.perm));
-          if (r.kind === 'axes') setAxes(n, r.axes, model, (names ??= new NameGen(model)));
+          if (r.kind === 'axes') setAxes(n, r.axes, model);
         }
         removeIfUnused(first);
         merged++;

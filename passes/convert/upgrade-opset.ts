@@ -23,7 +23,7 @@ import { inputError } from '../../core/errors.js';
 import { Attribute, AttrType, constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { Tensor } from '../../core/tensor.js';
 import { definePass } from '../pass.js';
-import { elemTypeOf, freshName, insertNodeBefore, rankOf } from '../patterns.js';
+import { elemTypeOf, insertNodeBefore, rankOf } from '../patterns.js';
 
 /** Newest opset this pass knows the changelog up to (23 only added element types to existing operators). */
 export const MAX_OPSET = 23;
@@ -41,7 +41,7 @@ interface Step {
 
 function int64Input(model: Model, node: Node, values: number[], tag: string): Value {
   const t = Tensor.from(DataType.INT64, [values.length], BigInt64Array.from(values.map((v) => BigInt(v))));
-  const v = node.graph!.addInitializer(t, freshName(model, `${node.name || node.output(0).name}_${tag}`));
+  const v = node.graph!.addInitializer(t, model.names.fresh(`${node.name || node.output(0).name}_${tag}`));
   v.setTensorType(DataType.INT64, [values.length]);
   return v;
 }
@@ -53,7 +53,7 @@ function scalarInput(model: Model, node: Node, dtype: number, value: number, tag
   else if (dtype === DataType.FLOAT16 || dtype === DataType.BFLOAT16) t = Tensor.from(dtype, [], encodeHalf(dtype, [value]));
   else if (dtype === DataType.INT64) t = Tensor.from(dtype, [], BigInt64Array.of(BigInt(Math.trunc(value))));
   else t = Tensor.from(dtype, [], [Math.trunc(value)]);
-  const v = node.graph!.addInitializer(t, freshName(model, `${node.name || node.output(0).name}_${tag}`));
+  const v = node.graph!.addInitializer(t, model.names.fresh(`${node.name || node.output(0).name}_${tag}`));
   v.setTensorType(dtype, []);
   return v;
 }
@@ -95,7 +95,7 @@ const softmaxStep: Step = {
     node.setInput(0, flat.output(0));
     node.setAttr(Attribute.int('axis', 1));
     const out = node.output(0);
-    const inner = new Value(freshName(model, `${out.name}_2d`));
+    const inner = new Value(model.names.fresh(`${out.name}_2d`));
     node.setOutput(0, inner);
     const reshape = new Node('Reshape', [inner, shape.output(0)], [out]);
     node.graph!.insertAfter(node, reshape);
@@ -337,7 +337,7 @@ for (const op of UNCHANGED) STEPS[op] ??= [];
 
 function scalarVector(model: Model, node: Node, values: number[]): Value {
   const t = Tensor.from(DataType.FLOAT, [values.length], Float32Array.from(values));
-  const v = node.graph!.addInitializer(t, freshName(model, `${node.name || node.output(0).name}_scales`));
+  const v = node.graph!.addInitializer(t, model.names.fresh(`${node.name || node.output(0).name}_scales`));
   v.setTensorType(DataType.FLOAT, [values.length]);
   return v;
 }

@@ -13,7 +13,7 @@ import { DataType } from '../../core/dtype.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { Tensor } from '../../core/tensor.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
-import { patternPass, notApplicable, elemTypeOf, floatTensor, freshName, insertNodeBefore, isScalar, onlyUsedBy, rankOf, reduceAxes, replaceChain, scalarConstant, soleUser } from '../patterns.js';
+import { patternPass, notApplicable, elemTypeOf, floatTensor, insertNodeBefore, isScalar, onlyUsedBy, rankOf, reduceAxes, replaceChain, scalarConstant, soleUser } from '../patterns.js';
 
 interface LnMatch {
   x: Value;
@@ -148,7 +148,7 @@ export const layerNormPattern: Pattern<LnMatch> = {
         const ones = new Float64Array(m.size!).fill(fill);
         out = floatTensor(dtype, normDims, ones);
       }
-      const val = g.addInitializer(out, freshName(model, `${div.output(0).name}_${tag}`));
+      const val = g.addInitializer(out, model.names.fresh(`${div.output(0).name}_${tag}`));
       val.setTensorType(out.dataType, normDims);
       return val;
     };

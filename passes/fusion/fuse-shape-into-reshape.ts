@@ -13,7 +13,7 @@ import { DataType } from '../../core/dtype.js';
 import { constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { Tensor } from '../../core/tensor.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
-import { patternPass, notApplicable, freshName, lengthOf1D, rankOf } from '../patterns.js';
+import { patternPass, notApplicable, lengthOf1D, rankOf } from '../patterns.js';
 
 const INT_CASTS = new Set<number>([DataType.INT64, DataType.INT32]);
 
@@ -82,7 +82,7 @@ export const shapeIntoReshape: Pattern<ReshapeMatch> = {
   },
   rewrite(node: Node, m: ReshapeMatch, model: Model): void {
     const t = Tensor.from(DataType.INT64, [m.shape.length], BigInt64Array.from(m.shape.map((v) => BigInt(v))));
-    const v = node.graph!.addInitializer(t, freshName(model, `${node.output(0).name}_shape`));
+    const v = node.graph!.addInitializer(t, model.names.fresh(`${node.output(0).name}_shape`));
     v.setTensorType(DataType.INT64, [m.shape.length]);
     node.setInput(1, v);
   },

@@ -14,7 +14,7 @@ import { inputError } from '../../core/errors.js';
 import { Attribute, Graph, Node, Value } from '../../ir/ir.js';
 import { Tensor } from '../../core/tensor.js';
 import { DataType } from '../../core/dtype.js';
-import { constantInput, setConstantInput, sliceAxis, usedNames } from './constants.js';
+import { constantInput, setConstantInput, sliceAxis } from './constants.js';
 import { ChannelMap, DependencyAnalysis, mapTotal, Space } from '../../analysis/channel-dependency.js';
 import { roundHalfEven } from './magnitude.js';
 
@@ -306,7 +306,6 @@ export interface ApplyStats {
 
 /** Rewrites every site for the chosen channels. The analysis must come from this graph, unmodified. */
 export function applyChannelPruning(g: Graph, a: DependencyAnalysis, keep: Map<number, number[]>): ApplyStats {
-  const names = usedNames(g);
   let sites = 0;
   const full = (m: ChannelMap) => mapTotal(m) * (m.inner.value ?? 1);
   for (const site of a.sites) {
@@ -316,7 +315,7 @@ export function applyChannelPruning(g: Graph, a: DependencyAnalysis, keep: Map<n
     if (site.kind === 'param') {
       const t = constantInput(site.node, site.input);
       if (!t) throw inputError('PRUNE_SITE_LOST', `${site.node.label}: input ${site.input} is no longer constant`, { node: site.node.name });
-      setConstantInput(site.node, site.input, sliceAxis(t, site.axis, kept), names);
+      setConstantInput(site.node, site.input, sliceAxis(t, site.axis, kept));
     } else if (site.kind === 'group') {
       site.node.setAttr(Attribute.int('group', kept.length));
     } else {
@@ -325,7 +324,7 @@ export function applyChannelPruning(g: Graph, a: DependencyAnalysis, keep: Map<n
       const vals = t.toNumbers();
       vals[site.index] = kept.length;
       const nt = t.dataType === DataType.INT64 ? Tensor.from(DataType.INT64, t.dims, BigInt64Array.from(vals.map((x) => BigInt(x)))) : Tensor.from(t.dataType, t.dims, vals);
-      setConstantInput(site.node, site.input, nt, names);
+      setConstantInput(site.node, site.input, nt);
     }
   }
   // declared shapes of followed values (value_info) carry the old channel counts

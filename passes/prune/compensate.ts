@@ -11,12 +11,11 @@
  */
 import { DataType } from '../../core/dtype.js';
 import { Model, Node, Value } from '../../ir/ir.js';
-import { serializeModel } from '../../onnx/index.js';
 import { Tensor } from '../../core/tensor.js';
 import type { Sample } from '../../data/index.js';
 import { augmentModel } from '../../calibration/collect.js';
-import { createSession } from '../../runtime/session.js';
-import { constantInput, setConstantInput, usedNames } from './constants.js';
+import type { Runner } from '../../runtime/runner.js';
+import { constantInput, setConstantInput } from './constants.js';
 
 /** A consumer whose input channels along `axis` of weight input 1 shrink to `kept`. */
 export interface ConsumerCut {
@@ -32,10 +31,10 @@ export interface ConsumerCut {
 }
 
 /** Per-channel means of `values` (channel axis 1 for rank >= 3 tensors, the last axis for 2-D). */
-export async function channelMeans(model: Model, values: readonly Value[], samples: AsyncIterable<Sample>, limit: number): Promise<Map<Value, Float64Array>> {
+export async function channelMeans(model: Model, values: readonly Value[], samples: AsyncIterable<Sample>, limit: number, runner: Runner): Promise<Map<Value, Float64Array>> {
   const names = [...new Set(values.map((v) => v.name))];
   const aug = augmentModel(model, names);
-  const s = await createSession(serializeModel(aug), { graphOptimizationLevel: 'disabled' }, '(pruning calibration)');
+  const s = await runner.open(aug, { graphOptimizationLevel: 'disabled' }, '(pruning calibration)');
   const sums = new Map<string, Float64Array>();
   const counts = new Map<string, number>();
   try {
@@ -80,7 +79,6 @@ export async function channelMeans(model: Model, values: readonly Value[], sampl
  * has the consumer's kept output units). Returns how many consumers changed.
  */
 export function compensate(cuts: readonly ConsumerCut[], means: Map<Value, Float64Array>, model: Model): number {
-  const names = usedNames(model.graph);
   let changed = 0;
   for (const cut of cuts) {
     const m = means.get(cut.input);
@@ -120,10 +118,9 @@ export function compensate(cuts: readonly ConsumerCut[], means: Map<Value, Float
     const ob = old?.toFloat32();
     outs.forEach((u, j) => (b[j] = (ob ? ob[j]! : 0) + delta[u]!));
     const t = Tensor.from(DataType.FLOAT, [outs.length], b);
-    if (old) setConstantInput(cut.node, biasIndex, t, names, 'compensated');
+    if (old) setConstantInput(cut.node, biasIndex, t, 'compensated');
     else {
-      const v = cut.node.graph!.addInitializer(t, names.has(`${cut.node.name ?? 'node'}_bias`) ? `${cut.node.name ?? 'node'}_bias_${names.size}` : `${cut.node.name ?? 'node'}_bias`);
-      names.add(v.name);
+      const v = cut.node.graph!.addInitializer(t, model.names.fresh(`${cut.node.name ?? 'node'}_bias`));
       cut.node.setInput(biasIndex, v);
     }
     changed++;

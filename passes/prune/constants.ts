@@ -6,7 +6,7 @@
  */
 import { DataType, dtypeInfo } from '../../core/dtype.js';
 import { inputError } from '../../core/errors.js';
-import { Attribute, constantOf, Graph, Node, Value } from '../../ir/ir.js';
+import { Attribute, constantOf, Node, Value } from '../../ir/ir.js';
 import { Tensor } from '../../core/tensor.js';
 
 /** The constant tensor read by `node` at input `i`, if that input is constant. */
@@ -51,32 +51,13 @@ export function sliceAxis(t: Tensor, axis: number, keep: readonly number[]): Ten
   return Tensor.fromBytes(t.dataType, newDims, out, t.name);
 }
 
-/** Names already used by values of `g` (inputs, initializers, node outputs, across subgraphs). */
-export function usedNames(g: Graph): Set<string> {
-  const names = new Set<string>();
-  for (const sub of g.allGraphs()) {
-    for (const v of sub.inputs) names.add(v.name);
-    for (const k of sub.initializers.keys()) names.add(k);
-    for (const n of sub.nodes) for (const o of n.outputs) names.add(o.name);
-  }
-  return names;
-}
-
-/** A name based on `base` that is not in `names` (and is then reserved). */
-export function freshName(names: Set<string>, base: string): string {
-  let name = base;
-  for (let i = 1; names.has(name); i++) name = `${base}_${i}`;
-  names.add(name);
-  return name;
-}
-
 /**
  * Makes input `i` of `node` hold `tensor`. When nothing else reads the old constant, it is replaced
  * where it lives (initializer tensor swapped, or the `Constant` node's attribute replaced by a new
  * one); otherwise a new constant of the same kind is created for this node alone. The old Tensor
  * object and its buffer are never modified.
  */
-export function setConstantInput(node: Node, i: number, tensor: Tensor, names: Set<string>, suffix = 'pruned'): Value {
+export function setConstantInput(node: Node, i: number, tensor: Tensor, suffix = 'pruned'): Value {
   const v = node.input(i);
   const g = node.graph;
   if (!v || !g) throw inputError('PRUNE_NO_CONSTANT', `node ${node.label} has no input ${i} to replace`, { node: node.name });
@@ -94,7 +75,7 @@ export function setConstantInput(node: Node, i: number, tensor: Tensor, names: S
       return v;
     }
   }
-  const name = freshName(names, `${v.name}_${suffix}`);
+  const name = g.names.fresh(`${v.name}_${suffix}`);
   if (!producer && v.graph?.initializers.get(v.name) === v) {
     const nv = v.graph.addInitializer(tensor, name);
     node.setInput(i, nv);
@@ -115,7 +96,7 @@ export function setConstantInput(node: Node, i: number, tensor: Tensor, names: S
  * all of `v`'s readers, `v` itself gets the new tensor (initializer swapped or the Constant node's
  * attribute replaced); otherwise one new constant is made for them. Old tensors are never modified.
  */
-export function replaceConstant(v: Value, users: ReadonlyArray<{ node: Node; index: number }>, tensor: Tensor, names: Set<string>, suffix = 'pruned'): Value {
+export function replaceConstant(v: Value, users: ReadonlyArray<{ node: Node; index: number }>, tensor: Tensor, suffix = 'pruned'): Value {
   const all = !v.isGraphOutput && v.uses.every((u) => users.some((x) => x.node === u.node && x.index === u.index));
   const producer = v.producer;
   const isInit = !producer && v.graph?.initializers.get(v.name) === v;
@@ -131,7 +112,7 @@ export function replaceConstant(v: Value, users: ReadonlyArray<{ node: Node; ind
       return v;
     }
   }
-  const name = freshName(names, `${v.name}_${suffix}`);
+  const name = (v.graph ?? users[0]!.node.graph!).names.fresh(`${v.name}_${suffix}`);
   let nv: Value;
   if (isInit) nv = v.graph!.addInitializer(tensor, name);
   else {

@@ -9,7 +9,7 @@ import { brotliCompressSync, constants as zc, gzipSync } from 'node:zlib';
 import { Model } from '../../ir/ir.js';
 import { serializeModel } from '../../onnx/index.js';
 import type { Feed } from '../../core/host-tensor.js';
-import { createSession, firstLine } from '../../runtime/session.js';
+import { firstLine, nodeRunner, type Runner } from '../../runtime/runner.js';
 import { IndexType, SparseEntry, toSparseStorage } from './sparse.js';
 
 export interface SizeSet {
@@ -41,8 +41,8 @@ export function sizesOf(bytes: Uint8Array): SizeSet {
   };
 }
 
-async function runBytes(bytes: Uint8Array, feed: Feed): Promise<Feed> {
-  const s = await createSession(bytes, { graphOptimizationLevel: 'disabled' });
+async function runBytes(runner: Runner, bytes: Uint8Array, feed: Feed): Promise<Feed> {
+  const s = await runner.open(bytes, { graphOptimizationLevel: 'disabled' }, '(in-memory model)');
   try {
     return await s.run(feed);
   } finally {
@@ -53,12 +53,12 @@ async function runBytes(bytes: Uint8Array, feed: Feed): Promise<Feed> {
 /** Every index type onnxruntime is asked to load (the narrowest that fits each tensor is used). */
 const ALL_INDEX_TYPES: readonly IndexType[] = ['int8', 'int16', 'int32', 'int64'];
 
-export async function deployedSizes(model: Model, feed: Feed | undefined, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES): Promise<DeployedSizes> {
-  return (await measureDeployed(model, feed, indexTypes)).sizes;
+export async function deployedSizes(model: Model, feed: Feed | undefined, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES, runner: Runner = nodeRunner): Promise<DeployedSizes> {
+  return (await measureDeployed(model, feed, indexTypes, runner)).sizes;
 }
 
 /** `deployedSizes`, plus the sparse-storage model it measured (to write exactly what was run). */
-export async function measureDeployed(model: Model, feed: Feed | undefined, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES): Promise<{ sizes: DeployedSizes; sparseModel?: Model }> {
+export async function measureDeployed(model: Model, feed: Feed | undefined, indexTypes: readonly IndexType[] = ALL_INDEX_TYPES, runner: Runner = nodeRunner): Promise<{ sizes: DeployedSizes; sparseModel?: Model }> {
   const denseBytes = serializeModel(model);
   const dense = sizesOf(denseBytes);
   const result: DeployedSizes = { dense, best: best(dense) };
@@ -71,8 +71,8 @@ export async function measureDeployed(model: Model, feed: Feed | undefined, inde
     return { sizes: result, sparseModel: sp.model };
   }
   try {
-    const want = await runBytes(denseBytes, feed);
-    const got = await runBytes(bytes, feed);
+    const want = await runBytes(runner, denseBytes, feed);
+    const got = await runBytes(runner, bytes, feed);
     let diff = 0;
     for (const [k, w] of Object.entries(want)) {
       const g = got[k];

@@ -239,7 +239,7 @@ export default definePass<PruneChannelsOptions, PruneChannelsPassReport>({
     const calibration = ctx.data.calibration;
     let compensated = 0;
     if (o.compensate && calibration !== undefined && plan.cuts.length > 0) {
-      const means = await channelMeans(model, plan.cuts.map((c) => c.input), samplesOf(calibration), o.calibrationSamples);
+      const means = await channelMeans(model, plan.cuts.map((c) => c.input), samplesOf(calibration), o.calibrationSamples, ctx.runner);
       plan.apply();
       compensated = compensate(plan.cuts, means, model);
     } else plan.apply();

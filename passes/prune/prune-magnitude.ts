@@ -16,7 +16,7 @@ import { inputError } from '../../core/errors.js';
 import { constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { Tensor } from '../../core/tensor.js';
 import { definePass } from '../pass.js';
-import { elementWidth, replaceConstant, usedNames } from './constants.js';
+import { elementWidth, replaceConstant } from './constants.js';
 import { globalL1Masks, layerL1Masks } from './magnitude.js';
 import { matchesAny } from './names.js';
 
@@ -131,7 +131,6 @@ export default definePass<{ sparsity: number; scope: string; ops: string[]; excl
     for (const s of skipped) ctx.explain({ node: s.weight, reason: s.reason });
     const arrays = cands.map((c) => c.tensor.toFloat32());
     const masks = scope === 'global' ? globalL1Masks(arrays, sparsity) : layerL1Masks(arrays, sparsity);
-    const names = usedNames(model.graph);
     const layers: MagnitudeLayer[] = [];
     let changed = false;
     cands.forEach((c, j) => {
@@ -141,7 +140,7 @@ export default definePass<{ sparsity: number; scope: string; ops: string[]; excl
       let newly = 0;
       for (let i = 0; i < m.length; i++) if (m[i] && a[i] !== 0) newly++;
       if (newly > 0) {
-        replaceConstant(c.value, c.users, zeroMasked(c.tensor, m), names);
+        replaceConstant(c.value, c.users, zeroMasked(c.tensor, m));
         changed = true;
       }
       const zerosAfter = zerosBefore + newly;

@@ -25,7 +25,7 @@ import type { Model, Node } from '../../ir/ir.js';
 import { cloneModel } from '../../onnx/index.js';
 import type { Sample } from '../../data/index.js';
 import type { Feed } from '../../core/host-tensor.js';
-import { createSessionFromModel } from '../../runtime/from-model.js';
+import { nodeRunner, type Runner } from '../../runtime/runner.js';
 import { OutputComparison, OutputError } from '../../runtime/metrics.js';
 import { layerErrors } from './debug.js';
 import type { EmitResult } from './emit.js';
@@ -71,6 +71,8 @@ export interface AccuracyBudgetOptions {
   scorer?: OutputScorer;
   /** When the budget cannot be met: keep the largest prefix tried (default) or the best-scoring one. */
   unmet?: 'largest' | 'best';
+  /** How onnxruntime is reached for the ranking (default onnxruntime-node's; a pass gives its `ctx.runner`). */
+  runner?: Runner;
 }
 
 export interface BudgetLayer {
@@ -112,6 +114,8 @@ export interface FidelityOptions {
   maxTrials?: number;
   /** Most rounds of ranking and search (default {@link FIDELITY_ROUNDS}). */
   maxRounds?: number;
+  /** How onnxruntime is reached (default onnxruntime-node's; a pass gives its `ctx.runner`). */
+  runner?: Runner;
 }
 
 /** One round of the fidelity search: the ranking is measured anew on the build the last round left. */
@@ -189,9 +193,9 @@ export interface OutputScorer {
 export const SCORER_BYTES = 256 * 2 ** 20;
 
 /** Keeps the float outputs of `samples` (those that fit in {@link SCORER_BYTES} with their inputs). */
-export async function outputScorer(floatModel: Model, all: readonly Sample[], maxBytes = SCORER_BYTES): Promise<OutputScorer> {
+export async function outputScorer(floatModel: Model, all: readonly Sample[], maxBytes = SCORER_BYTES, runner: Runner = nodeRunner): Promise<OutputScorer> {
   const so = { intraOpNumThreads: 1, allowSpinning: false };
-  const fs = await createSessionFromModel(floatModel, so, '(float model)');
+  const fs = await runner.open(floatModel, so, '(float model)');
   const refs: Feed[] = [];
   const samples: Sample[] = [];
   const bytes = (f: Feed) => {
@@ -214,7 +218,7 @@ export async function outputScorer(floatModel: Model, all: readonly Sample[], ma
   return {
     samples,
     async score(m, limit = samples.length) {
-      const qs = await createSessionFromModel(m, so, '(candidate)');
+      const qs = await runner.open(m, so, '(candidate)');
       const cmp = new OutputComparison();
       try {
         for (let i = 0; i < Math.min(limit, samples.length); i++) cmp.add(await qs.run(samples[i]!.feed), refs[i]!, samples[i]!.id);
@@ -268,14 +272,14 @@ export async function accuracySearch(prepared: Model, nodes: Node[], source: Sam
     async function* replay() {
       yield* ranking;
     }
-    return rankSensitivity(await layerErrors(prepared, base.model, pairs, replay(), { sessionOptions: { intraOpNumThreads: 1 } }), us);
+    return rankSensitivity(await layerErrors(prepared, base.model, pairs, replay(), { sessionOptions: { intraOpNumThreads: 1 }, ...(o.runner ? { runner: o.runner } : {}) }), us);
   };
   const sens = new Map<number, SensitivityEntry>();
   let order: number[];
   const gains = new Map<number, number>();
   if (rankBy === 'output') {
     // each layer alone in float: the gain in the lowest output SQNR
-    const scorer = o.scorer ?? (await outputScorer(prepared, ranking));
+    const scorer = o.scorer ?? (await outputScorer(prepared, ranking, SCORER_BYTES, o.runner));
     const n = ranking.length;
     const base0 = lowestSqnr(await scorer.score(base.model, n));
     for (const u of units) {
@@ -332,7 +336,7 @@ export async function accuracySearch(prepared: Model, nodes: Node[], source: Sam
  */
 export async function fidelitySearch(prepared: Model, nodes: Node[], source: SampleSource, o: FidelityOptions, floats: Map<number, string>, weightOnly: Set<number>, build: Builder, scorer?: OutputScorer): Promise<FidelityReport> {
   const t0 = performance.now();
-  const sc = scorer ?? (await outputScorer(prepared, await firstSamples(source, o.samples ?? FIDELITY_SAMPLES)));
+  const sc = scorer ?? (await outputScorer(prepared, await firstSamples(source, o.samples ?? FIDELITY_SAMPLES), SCORER_BYTES, o.runner));
   const rankSamples = o.rankSamples ?? Math.min(sc.samples.length, Math.max(4, Math.ceil(RANK_INPUT_ELEMENTS / Math.max(1, inputElements(sc.samples[0])))));
   const rounds: FidelityRound[] = [];
   let first: OutputError[] | undefined;
@@ -359,6 +363,7 @@ export async function fidelitySearch(prepared: Model, nodes: Node[], source: Sam
         scorer: sc,
         unmet: 'best',
         ...(o.maxTrials !== undefined ? { maxTrials: o.maxTrials } : {}),
+        ...(o.runner ? { runner: o.runner } : {}),
       },
       floats,
       weightOnly,

@@ -13,6 +13,7 @@
  * {@link createSession} is onnxruntime-node's session with that expansion in front.
  */
 import { constantOf, Graph, Model, Value } from '../../ir/ir.js';
+import { replaceWithInitializer } from '../../ir/edits.js';
 import { loadModelSync, serializeModel } from '../../onnx/index.js';
 import { DataType } from '../../core/dtype.js';
 import { dequantizeTensor, transposeTensor } from './weights-int8.js';
@@ -46,9 +47,7 @@ export function expandWeightsInModel(model: Model): number {
     const out = dq.outputs[0]!;
     const name = out.name;
     const f = dequantizeTensor(x, s, z, dq.getInt('axis', 1) ?? 1, name);
-    g.renameValue(out, `${name}\u0000expanded`);
-    const init = g.addInitializer(f, name);
-    out.replaceAllUsesWith(init);
+    const init = replaceWithInitializer(g, out, f);
     g.removeNode(dq);
     for (const v of [xv, sv, zv]) {
       if (v && v.uses.length === 0 && !v.isGraphOutput && !v.producer && g.initializers.get(v.name) === v) g.removeInitializer(v);
@@ -78,9 +77,7 @@ function foldTranspose(g: Graph, init: Value): void {
   const out = tr.outputs[0]!;
   const name = out.name;
   const f = transposeTensor(t, perm, name);
-  g.renameValue(out, `${name}\u0000expanded`);
-  const folded = g.addInitializer(f, name);
-  out.replaceAllUsesWith(folded);
+  const folded = replaceWithInitializer(g, out, f);
   g.removeNode(tr);
   // the Transpose was its only reader
   if (g.initializers.get(init.name) === init) g.removeInitializer(init);

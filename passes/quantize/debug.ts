@@ -7,10 +7,9 @@
 import type { Model } from '../../ir/ir.js';
 import type { Sample } from '../../data/index.js';
 import { augmentModel } from '../../calibration/collect.js';
-import { createSessionFromModel } from '../../runtime/from-model.js';
 import { OutputComparison, OutputError } from '../../runtime/metrics.js';
 import type { Feed } from '../../core/host-tensor.js';
-import type { SessionOptions } from '../../runtime/session.js';
+import { nodeRunner, type Runner, type SessionOptions } from '../../runtime/runner.js';
 
 export interface LayerError extends OutputError {
   /** The tensor in the float model. */
@@ -28,13 +27,14 @@ export async function layerErrors(
   quantModel: Model,
   pairs: Readonly<Record<string, string>>,
   samples: AsyncIterable<Sample>,
-  options: { sessionOptions?: SessionOptions; limit?: number } = {},
+  options: { sessionOptions?: SessionOptions; limit?: number; runner?: Runner } = {},
 ): Promise<LayerError[]> {
   const floatNames = Object.keys(pairs);
   const quantNames = floatNames.map((n) => pairs[n]!);
   const so = { graphOptimizationLevel: 'all' as const, ...options.sessionOptions };
-  const fs = await createSessionFromModel(augmentModel(floatModel, floatNames), so, '(float model, debug outputs)');
-  const qs = await createSessionFromModel(augmentModel(quantModel, quantNames), so, '(quantized model, debug outputs)');
+  const runner = options.runner ?? nodeRunner;
+  const fs = await runner.open(augmentModel(floatModel, floatNames), so, '(float model, debug outputs)');
+  const qs = await runner.open(augmentModel(quantModel, quantNames), so, '(quantized model, debug outputs)');
   const cmp = new OutputComparison();
   let n = 0;
   try {

@@ -21,6 +21,7 @@
 import { DataType } from '../../core/dtype.js';
 import { inputError } from '../../core/errors.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../../ir/ir.js';
+import type { NameAuthority } from '../../ir/names.js';
 import { Tensor } from '../../core/tensor.js';
 import type { ComputeUnit, Placement } from './placement.js';
 import { ActivationParams, biasScaleFloor, quantizeBias, quantizeWeight, QuantizedWeight } from './scales.js';
@@ -62,26 +63,18 @@ export interface EmitResult {
   dequantized: Map<string, string>;
 }
 
+/** New names for the emitted tensors and nodes, from the model's name authority (ir/names.ts). */
 class Names {
-  private readonly used = new Set<string>();
-  private readonly counters = new Map<string, number>();
+  private readonly names: NameAuthority;
   constructor(
     g: Graph,
     readonly compact: boolean,
   ) {
-    for (const v of g.inputs) this.used.add(v.name);
-    for (const k of g.initializers.keys()) this.used.add(k);
-    for (const n of g.allNodes()) {
-      for (const o of n.outputs) this.used.add(o.name);
-      if (n.name) this.used.add(n.name);
-    }
+    this.names = g.names;
   }
-  /** The stem of a group of new names: the tensor name, or a short id of `kind` ('a', 'w', 'b'). */
+  /** The stem of a group of new names: the tensor name, or a short id of `kind` ('a0', 'w3', 'b1'). */
   stem(kind: string, base: string): string {
-    if (!this.compact) return base;
-    const n = this.counters.get(kind) ?? 0;
-    this.counters.set(kind, n + 1);
-    return `${kind}${n}`;
+    return this.compact ? this.names.numbered(kind) : base;
   }
 
   /** A node name, or none in compact mode. */
@@ -90,10 +83,7 @@ class Names {
   }
 
   fresh(base: string): string {
-    let name = base;
-    for (let i = 1; this.used.has(name); i++) name = `${base}_${i}`;
-    this.used.add(name);
-    return name;
+    return this.names.fresh(base);
   }
 }
 

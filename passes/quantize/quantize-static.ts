@@ -28,14 +28,13 @@
  */
 import { inputError } from '../../core/errors.js';
 import { constantOf, Model, Node, Value } from '../../ir/ir.js';
-import { cloneModel, serializeModel } from '../../onnx/index.js';
-import { profileModel, OpProfileRow } from '../../runtime/profile.js';
-import { AccuracyBudgetOptions, AccuracyReport, accuracySearch, Build, Builder, FIDELITY_SAMPLES, FidelityOptions, FidelityReport, fidelitySearch, firstSamples, OutputScorer, outputScorer, SampleSource } from './budget.js';
+import { cloneModel } from '../../onnx/index.js';
+import { nodeRunner, type OpProfileRow, type Runner, type SessionOptions } from '../../runtime/runner.js';
+import { AccuracyBudgetOptions, AccuracyReport, accuracySearch, Build, Builder, FIDELITY_SAMPLES, FidelityOptions, FidelityReport, fidelitySearch, firstSamples, OutputScorer, outputScorer, SampleSource, SCORER_BYTES } from './budget.js';
 import { AUTO_CLIP_WEIGHTS, chooseRecipe, Recipe, RecipeReport } from './auto-range.js';
 import { attributeProfiles, decideLatency, UnitTiming } from './search.js';
 import type { Sample } from '../../data/index.js';
 import type { Feed } from '../../core/host-tensor.js';
-import type { SessionOptions } from '../../runtime/session.js';
 import { collectStats } from '../../calibration/collect.js';
 import { CalibrationMethod, computeRange, RangeOptions, TensorRange, TensorStats, validateRangeOptions } from '../../calibration/ranges.js';
 import { bareContext, definePass, OptionsSchema, PassContext } from '../pass.js';
@@ -190,6 +189,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   validateRangeOptions(rangeOpts);
   validateSearchOptions(options);
   const fidelityOpts = options.accuracy ? undefined : fidelityOptions(options.fidelity, options.fidelityMinGain);
+  const runner = ctx?.runner ?? nodeRunner;
   const warnings: string[] = [];
   let prepare: PrepareReport | undefined;
   if (options.prepare ?? true) {
@@ -225,6 +225,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     ...(options.tensorsPerRun !== undefined ? { tensorsPerRun: options.tensorsPerRun } : {}),
     ...(options.memoryBudgetBytes !== undefined ? { memoryBudgetBytes: options.memoryBudgetBytes } : {}),
     ...(options.sessionOptions ? { sessionOptions: options.sessionOptions } : {}),
+    runner,
   };
   const progress = ctx?.progress?.('calibrating', 0);
   const collected = await collectStats(prepared, toCalibrate, source, { ...collectOpts, onProgress: () => progress?.tick() });
@@ -295,7 +296,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
 
   // the float outputs of the first calibration samples, shared by the auto method and the fidelity budget
   let scorer: OutputScorer | undefined;
-  const getScorer = async () => (scorer ??= await outputScorer(prepared, await firstSamples(source, fidelityOpts?.samples ?? FIDELITY_SAMPLES)));
+  const getScorer = async () => (scorer ??= await outputScorer(prepared, await firstSamples(source, fidelityOpts?.samples ?? FIDELITY_SAMPLES), SCORER_BYTES, runner));
 
   // the recipe that serves this model's outputs best: the clip weight of the per-tensor range choice
   // (method auto) and whether int8 layers take bias correction (channel means need histograms)
@@ -320,7 +321,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   // latency-aware choice: profile float and int8, return slower units to float, rebuild, repeat
   let latency: LatencyReport | undefined;
   if (latencyAware) {
-    latency = await latencySearch(prepared, preparedNodes, source, options, floats, weightOnlyIdx, prefer, build);
+    latency = await latencySearch(prepared, preparedNodes, source, { ...options, latency: { profiler: runnerProfiler(runner), ...options.latency } }, floats, weightOnlyIdx, prefer, build);
   }
 
   // accuracy budget: most sensitive units back to float (int8 weights kept) until the metric holds;
@@ -328,11 +329,11 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   let accuracy: AccuracyReport | undefined;
   let fidelity: FidelityReport | undefined;
   if (options.accuracy) {
-    accuracy = await accuracySearch(prepared, preparedNodes, source, options.accuracy, floats, weightOnlyIdx, build);
+    accuracy = await accuracySearch(prepared, preparedNodes, source, { runner, ...options.accuracy }, floats, weightOnlyIdx, build);
   } else if (fidelityOpts) {
     // the returned layers keep int8 weights, as with the accuracy budget (float weights in latency-aware
     // mode measured no faster on rec: 0.68-0.72x FP32 latency at 0.69-0.89x size, against 0.73x at 0.58x)
-    fidelity = await fidelitySearch(prepared, preparedNodes, source, fidelityOpts, floats, weightOnlyIdx, build, await getScorer());
+    fidelity = await fidelitySearch(prepared, preparedNodes, source, { ...fidelityOpts, runner }, floats, weightOnlyIdx, build, await getScorer());
   }
 
   const final = await build(floats, weightOnlyIdx, options.names ?? 'compact');
@@ -376,19 +377,9 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   return report;
 }
 
-/** Gives unnamed Conv/MatMul/Gemm nodes a name, so profile rows can be traced back to them. */
+/** Gives unnamed Conv/MatMul/Gemm nodes a name (`conv_0`, `matmul_0`, ...), so profile rows can be traced back to them. */
 function nameUnnamedComputeNodes(model: Model): void {
-  const used = new Set<string>();
-  for (const n of model.graph.nodes) if (n.name) used.add(n.name);
-  let k = 0;
-  for (const n of model.graph.nodes) {
-    if (n.name || !COMPUTE_OPS.has(n.opType)) continue;
-    let name: string;
-    do name = `${n.opType.toLowerCase()}_${k++}`;
-    while (used.has(name));
-    used.add(name);
-    n.name = name;
-  }
+  for (const n of model.graph.nodes) if (!n.name && COMPUTE_OPS.has(n.opType)) n.name = model.names.numbered(`${n.opType.toLowerCase()}_`);
 }
 
 async function firstFeeds(source: SampleSource, n: number): Promise<Feed[]> {
@@ -400,11 +391,13 @@ async function firstFeeds(source: SampleSource, n: number): Promise<Feed[]> {
   return out;
 }
 
-/** onnxruntime profile of a model on `feeds` (1 thread, optimization 'all', no spinning). */
-export const defaultProfiler: Profiler = async (m, feeds, runs) => {
-  const r = await profileModel(serializeModel(m), feeds, { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false, runs, warmup: 1 } as never);
-  return r.nodes;
-};
+/** onnxruntime's profile of a model on `feeds` through `runner` (1 thread, optimization 'all', no spinning). */
+export function runnerProfiler(runner: Runner): Profiler {
+  return async (m, feeds, runs) => (await runner.profile(m, feeds, { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false, runs, warmup: 1 })).nodes;
+}
+
+/** {@link runnerProfiler} of onnxruntime-node. */
+export const defaultProfiler: Profiler = runnerProfiler(nodeRunner);
 
 function weightBytes(n: Node): number {
   const w = constantOf(n.inputs[1]);

@@ -15,6 +15,7 @@
 import { DataType } from '../../core/dtype.js';
 import { inputError } from '../../core/errors.js';
 import { Attribute, Graph, Node, Value } from '../../ir/ir.js';
+import type { NameAuthority } from '../../ir/names.js';
 import { Tensor } from '../../core/tensor.js';
 import { quantizeWeight } from './scales.js';
 
@@ -65,31 +66,19 @@ export function quantizeInt8(t: Tensor, axis: number | undefined, qmax: 127 | 64
   return { q, scale, axis: ax, scales: w.scales };
 }
 
-/** Fresh-name source for new values of one graph. */
+/** New names for the values a weight quantizer adds: the graph's name authority (ir/names.ts). */
 export class FreshNames {
-  private readonly used = new Set<string>();
-  private n = 0;
+  private readonly names: NameAuthority;
   constructor(g: Graph) {
-    for (const v of g.inputs) this.used.add(v.name);
-    for (const k of g.initializers.keys()) this.used.add(k);
-    for (const node of g.allNodes()) {
-      for (const o of node.outputs) this.used.add(o.name);
-      if (node.name) this.used.add(node.name);
-    }
+    this.names = g.names;
   }
-  /** A short id with `prefix`, never used before in the graph. */
+  /** A short id with `prefix` (`w0`, `w1`, ...), never used before in the model. */
   next(prefix: string): string {
-    let name: string;
-    do name = `${prefix}${this.n++}`;
-    while (this.used.has(name));
-    this.used.add(name);
-    return name;
+    return this.names.numbered(prefix);
   }
+  /** `name`, or `name_1`, ... when it is taken. */
   take(name: string): string {
-    let out = name;
-    for (let i = 1; this.used.has(out); i++) out = `${name}_${i}`;
-    this.used.add(out);
-    return out;
+    return this.names.fresh(name);
   }
 }
 

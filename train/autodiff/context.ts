@@ -10,6 +10,7 @@
 import { DataType } from '../../core/dtype.js';
 import { internalError, inputError } from '../../core/errors.js';
 import { Graph, Node, Value } from '../../ir/ir.js';
+import type { NameAuthority } from '../../ir/names.js';
 import { toAttribute, AttrValue } from '../../ir/builder.js';
 import { Tensor } from '../../core/tensor.js';
 
@@ -22,39 +23,26 @@ export interface ValueShape {
 /** Shapes by value name (from a runtime probe or the model's own type information). */
 export type ShapeMap = Map<string, ValueShape>;
 
-/** Appends nodes with generated, collision-free names. */
+/** Appends nodes with names from the graph's name authority (ir/names.ts): `prefix/hint_k`. */
 export class Emitter {
-  private counter = 0;
-  private readonly taken: Set<string>;
+  private readonly names: NameAuthority;
 
   constructor(
     readonly graph: Graph,
     readonly prefix = 'grad',
   ) {
-    this.taken = new Set<string>();
-    for (const v of graph.inputs) this.taken.add(v.name);
-    for (const k of graph.initializers.keys()) this.taken.add(k);
-    for (const n of graph.nodes) {
-      if (n.name) this.taken.add(n.name);
-      for (const o of n.outputs) this.taken.add(o.name);
-    }
+    this.names = graph.names;
   }
 
-  /** A name not used in the graph yet. */
+  /** A name not used in the model yet. */
   name(hint: string): string {
-    for (;;) {
-      const s = `${this.prefix}/${hint}_${this.counter++}`;
-      if (!this.taken.has(s)) {
-        this.taken.add(s);
-        return s;
-      }
-    }
+    return this.names.numbered(`${this.prefix}/${hint}_`);
   }
 
   /** Reserves an exact name (throws when taken). */
   reserve(name: string): string {
-    if (this.taken.has(name)) throw inputError('AUTODIFF_NAME_TAKEN', `the training graph needs the name ${name}, which the model already uses`, { tensor: name });
-    this.taken.add(name);
+    if (this.names.has(name)) throw inputError('AUTODIFF_NAME_TAKEN', `the training graph needs the name ${name}, which the model already uses`, { tensor: name });
+    this.names.claim(name);
     return name;
   }
 
