@@ -6,6 +6,7 @@
  * SHARED_FLAGS (their help says which modes use them).
  */
 import type { Options } from 'yargs';
+import { inputError } from '../core/errors.js';
 import { ProgressBar } from '../core/progress.js';
 import staticPass from '../passes/quantize/quantize-static.js';
 import weightsPass from '../passes/quantize/quantize-weights.js';
@@ -18,6 +19,9 @@ import { quantizeDynamicWorkflow } from '../workflows/quantize/dynamic.js';
 import convertFloat16Pass from '../passes/convert/convert-float16.js';
 import { renderFp16Report } from '../report/fp16.js';
 import { quantizeFp16Workflow } from '../workflows/quantize/fp16.js';
+import int4Pass, { type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
+import { renderInt4Report } from '../report/quantize-int4.js';
+import { quantizeInt4Workflow } from '../workflows/quantize/int4.js';
 import { passFlag, passOptionsFrom } from './schema-options.js';
 
 /** The parsed arguments (yargs camelCase), flags of every mode included. */
@@ -69,7 +73,7 @@ const STATIC_FLAGS = {
 const staticMode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeStaticWorkflow>>> = {
   describe: 'static (calibrated QDQ)',
   flags: {
-    format: { type: 'string', choices: ['qdq', 'qop'], default: 'qdq', describe: 'static mode: QDQ or QOperator (QLinearConv, QLinearMatMul, ...) emission' },
+    format: { type: 'string', choices: ['qdq', 'qop', 'msft'], defaultDescription: 'qdq (static), msft (int4)', describe: 'static mode: QDQ or QOperator (QLinearConv, QLinearMatMul, ...) emission; int4 mode: msft (com.microsoft MatMulNBits) or qdq (opset-21 int4 DequantizeLinear with block_size)' },
     calibration: { type: 'string', describe: 'calibration data (static mode, required): a folder or file of .npy/.npz, .pb, .json, .png (with --preprocess), or random[:count[:seed]]' },
     method: passFlag(staticPass, 'method', { describe: 'activation range estimation' }),
     percentile: passFlag(staticPass, 'percentile', { describe: 'percentile kept by --method percentile' }),
@@ -99,7 +103,7 @@ const staticMode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeStaticWork
         ...common,
         calibration: a.calibration as string,
         pass: passOptionsFrom(staticPass, flags, STATIC_FLAGS),
-        format: a.format as 'qdq' | 'qop',
+        format: (a.format ?? 'qdq') as 'qdq' | 'qop',
         ...(a.maxAccuracyDrop !== undefined ? { maxAccuracyDrop: a.maxAccuracyDrop as number } : {}),
         ...(a.budgetKey !== undefined ? { budgetKey: a.budgetKey as string } : {}),
         budgetRank: a.budgetRank as 'output' | 'sqnr',
@@ -151,5 +155,33 @@ const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow
   render: renderFp16Report,
 };
 
+/** quantize-int4 options and the argument that carries each. */
+const INT4_FLAGS = { blockSize: 'blockSize', method: 'int4Method', symmetric: 'symmetric', format: 'format', accuracyLevel: 'accuracyLevel', embeddings: 'embeddings', keepInt8: 'keepInt8' } as const;
+
+const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow>>> = {
+  describe: 'int4 (weight-only: MatMul/Gemm as MatMulNBits, embeddings as GatherBlockQuantized; RTN, or GPTQ with --calibration)',
+  flags: {
+    'block-size': passFlag(int4Pass, 'blockSize', { describe: 'int4 mode: weights per block (a power of two from 16 to 256 dividing K)' }),
+    'int4-method': passFlag(int4Pass, 'method', { describe: 'int4 mode: rtn, gptq (needs --calibration), or auto (gptq with --calibration, rtn without)' }),
+    symmetric: passFlag(int4Pass, 'symmetric', { describe: 'int4 mode: no zero points' }),
+    'accuracy-level': passFlag(int4Pass, 'accuracyLevel', { describe: 'int4 mode: MatMulNBits accuracy_level, or auto (timed on this CPU)' }),
+    embeddings: passFlag(int4Pass, 'embeddings', { describe: 'int4 mode: embedding tables as int4 GatherBlockQuantized, int8, or float' }),
+    'keep-int8': passFlag(int4Pass, 'keepInt8', { describe: 'int4 mode: auto keeps the first/last layer at 8 bits when measured to pay; none' }),
+  },
+  run: (a, common) => {
+    const bar = new ProgressBar({ label: 'int4', ...(a.json ? { enabled: false } : {}) });
+    let ticks = 0;
+    const flags = { ...a, format: a.format ?? 'msft' };
+    if (flags.format !== 'msft' && flags.format !== 'qdq') throw inputError('USAGE_BAD_VALUE', `--format ${String(flags.format)}: int4 mode writes msft or qdq`, { field: 'format' });
+    return quantizeInt4Workflow({
+      ...common,
+      ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}),
+      pass: passOptionsFrom(int4Pass, flags, INT4_FLAGS) as Partial<QuantizeInt4Options>,
+      progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
+    }).finally(() => bar.done());
+  },
+  render: renderInt4Report,
+};
+
 /** The modes, the first being the default. */
-export const QUANTIZE_MODES: Record<string, QuantizeModeEntry<any>> = { static: staticMode, weights: weightsMode, dynamic: dynamicMode, fp16: fp16Mode };
+export const QUANTIZE_MODES: Record<string, QuantizeModeEntry<any>> = { static: staticMode, weights: weightsMode, dynamic: dynamicMode, fp16: fp16Mode, int4: int4Mode };

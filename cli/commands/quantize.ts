@@ -17,7 +17,7 @@ interface Args extends WriteArgs {
   model: string;
   output: string;
   mode: string;
-  format: string;
+  format?: string;
   preprocess?: string;
   shape?: string[];
   eval?: string;
@@ -66,7 +66,8 @@ export const quantizeCommand: CommandModule<object, Args> = {
   handler: async (a) => {
     const mode = QUANTIZE_MODES[a.mode];
     if (!mode) throw inputError('USAGE_BAD_VALUE', `--mode ${a.mode}: expected ${modeNames.join(', ')}`);
-    if (a.mode !== 'static' && a.format !== 'qdq') throw inputError('USAGE_BAD_VALUE', `--format ${a.format} applies to --mode static only`);
+    if (a.mode !== 'static' && a.mode !== 'int4' && a.format !== undefined) throw inputError('USAGE_BAD_VALUE', `--format ${a.format} applies to --mode static and int4 only`);
+    if (a.mode === 'static' && a.format === 'msft') throw inputError('USAGE_BAD_VALUE', '--format msft applies to --mode int4 only (static: qdq or qop)');
     const common: QuantizeWorkflowOptions = {
       model: a.model,
       output: a.output,

@@ -21,7 +21,7 @@
  * `format qdq` writes the standard ONNX form instead (opset 21): an int4 (symmetric) or uint4
  * DequantizeLinear with `block_size` feeding a plain MatMul; embeddings and 8-bit layers as int8
  * per-row DequantizeLinear. Block size: a power of two in 16..256 that divides K of every weight
- * quantized (weights with K below it, or fewer than `minElements` values, stay float).
+ * quantized (weights with fewer than `minElements` values stay float).
  */
 import { DataType } from '../../core/dtype.js';
 import { inputError } from '../../core/errors.js';
@@ -36,7 +36,7 @@ import { toSampleSource } from './quantize-static.js';
 import { addWeightDq, FreshNames, quantizeInt8 } from './weights-int8.js';
 import { collectInputMoments, InputMoments } from './int4/activations.js';
 import { Bits, BlockQuantized, dequantizeRows, quantizeRtn, rowsOfKN, storedBytes } from './int4/blocks.js';
-import { emitGatherBlockQuantized, emitMatMulNBits, emitQdqMatMul, MS_DOMAIN } from './int4/emit.js';
+import { emitGatherBlockQuantized, emitMatMulNBits, emitQdqMatMul, MS_DOMAIN, replaceNode } from './int4/emit.js';
 import { outputError, quantizeGptq } from './int4/gptq.js';
 import { measureCandidates, reference, Reference, relativeError, sqnrDb } from './int4/probe.js';
 
@@ -224,7 +224,6 @@ function findCandidates(model: Model, o: Required<Pick<QuantizeInt4Options, 'blo
         bias = Float32Array.from(ct.toFloat32(), (x) => Math.fround(x * beta));
       }
     }
-    if (op !== 'Gather' && K < o.blockSize) return skip(node, op as Candidate['op'], weight.name, t, `K = ${K} is smaller than the block size ${o.blockSize}`);
     if (op !== 'Gather' && K % o.blockSize !== 0) {
       throw inputError('INT4_BLOCK_NOT_DIVIDING', `--block-size ${o.blockSize} does not divide K = ${K} of weight '${weight.name}' (node ${labelOf(node)}); use a power of two that divides every K, e.g. ${largestDividing(K)}`, { tensor: weight.name, node: labelOf(node), field: 'block-size' });
     }
@@ -327,24 +326,14 @@ function int8MatMul(model: Model, names: FreshNames, node: Node, input: Value, c
   const g = model.graph;
   const { out } = addWeightDq(g, names, w, stem);
   const mm = new Node('MatMul', [input, out], []);
-  const result = node.outputs[0]!;
   if (c.bias) {
     const mid = new Value(names.take(`${stem}_mm`));
     mm.appendOutput(mid);
     mm.name = names.take(`${stem}_MatMul`);
     g.insertBefore(node, mm);
     const add = new Node('Add', [mid, g.addInitializer(Tensor.from(DataType.FLOAT, [c.N], c.bias), names.take(`${stem}_bias`))], []);
-    swapNode(g, node, add, result);
-  } else swapNode(g, node, mm, result);
-}
-
-function swapNode(g: Model['graph'], old: Node, node: Node, out: Value): void {
-  node.name = old.name ?? old.label;
-  const at = g.nodes.indexOf(old);
-  old.setOutput(0, new Value(`${out.name}__replaced`));
-  g.removeNode(old, true);
-  node.appendOutput(out);
-  g.insertNode(node, at);
+    replaceNode(g, node, add);
+  } else replaceNode(g, node, mm);
 }
 
 /** Weight-only int4 quantization of `model` in place; `feeds` are the calibration inputs (may be empty). */
@@ -493,7 +482,7 @@ const pass = definePass<
   description: 'Weight-only int4: MatMul/Gemm weights as com.microsoft MatMulNBits (or blocked int4 DequantizeLinear), embeddings as GatherBlockQuantized; RTN or GPTQ on ctx.data.calibration.',
   idempotent: false,
   options: {
-    blockSize: { type: 'integer', default: 32, min: BLOCK_MIN, max: BLOCK_MAX, description: 'Weights per block (one scale, and zero point, per block): a power of two from 16 to 256 dividing K.' },
+    blockSize: { type: 'integer', default: 32, description: 'Weights per block (one scale, and zero point, per block): a power of two from 16 to 256 dividing K.' },
     method: { type: 'enum', values: ['auto', 'rtn', 'gptq'], default: 'auto', description: 'rtn: round each block to nearest; gptq: spread rounding errors using the calibration inputs of each layer (needs calibration data); auto: gptq with calibration data, rtn without.' },
     symmetric: { type: 'boolean', default: false, description: 'No zero points (blocks centred on 0); default: a 4-bit zero point per block.' },
     format: { type: 'enum', values: ['msft', 'qdq'], default: 'msft', description: 'msft: com.microsoft MatMulNBits/GatherBlockQuantized; qdq: ONNX opset 21 int4 DequantizeLinear with block_size feeding MatMul.' },

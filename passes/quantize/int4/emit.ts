@@ -24,7 +24,8 @@ export const MS_DOMAIN = 'com.microsoft';
 /** Inputs of the new nodes whose element type follows the activations (fp16 conversion casts them). */
 export const FLOAT_INPUTS: Readonly<Record<string, readonly number[]>> = { MatMulNBits: [2, 5], GatherBlockQuantized: [2] };
 
-function replaceNode(g: Graph, old: Node, node: Node): void {
+/** Puts `node` where `old` was, taking over its name and its output 0. */
+export function replaceNode(g: Graph, old: Node, node: Node): void {
   node.name = old.name ?? old.label;
   const at = g.nodes.indexOf(old);
   const out = old.outputs[0]!;
