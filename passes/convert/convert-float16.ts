@@ -10,10 +10,12 @@
  * Half precision: float16 has 10 mantissa bits (relative rounding 2^-11 = 4.9e-4) and range
  * [6.1e-5, 65504] for normal values; bfloat16 has float32's range and 7 mantissa bits (2^-8 = 3.9e-3).
  *
- * Target `cpu` (default) converts only ops that onnxruntime's CPU and WASM providers run natively in
- * float16 (measured, see float16/kernels.ts): few do, so on those providers the model is a float32
+ * Target `cpu` (default) is what onnxruntime's CPU and WASM providers run best, measured (see
+ * float16/kernels.ts and float16/plan.ts): they have native float16 kernels only for data movement,
+ * the LayerNormalization family, MatMulNBits, RotaryEmbedding and a few selections, and a float16
+ * island among float32 ops costs more in Casts than it saves; so on CPU the model is a float32
  * computation with float16 storage for its large weights (`halfWeights`, one Cast each that
- * onnxruntime folds into a float32 initializer at load). Target `any` converts every op ONNX allows in
+ * onnxruntime folds into a float32 initializer at load): half the file, float32 speed. Target `any` converts every op ONNX allows in
  * float16 (for GPU and WebGPU deployments; on CPU, onnxruntime then wraps most nodes in Casts itself).
  *
  * The model must be float32: a model that already holds float16 or bfloat16 tensors is refused
@@ -23,13 +25,12 @@ import { inputError } from '../../core/errors.js';
 import { DataType, dtypeName } from '../../core/dtype.js';
 import type { Feed } from '../../core/host-tensor.js';
 import { constantOf, Model, Value } from '../../ir/ir.js';
-import { inferShapes } from '../../analysis/shape-inference.js';
 import type { Sample } from '../../data/index.js';
 import { generateFeeds, mulberry32 } from '../../data/generate.js';
 import type { ValueInfo } from '../../runtime/session.js';
 import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
 import { toSampleSource } from '../quantize/quantize-static.js';
-import { HalfType, isFloat32, KeepReason, planConversion, TensorRange } from './float16/plan.js';
+import { HalfType, inferTypes, isFloat32, KeepReason, planConversion, TensorRange } from './float16/plan.js';
 import { applyPlan, RewriteStats } from './float16/rewrite.js';
 import { measureRanges } from './float16/ranges.js';
 
@@ -151,7 +152,7 @@ export async function convertFloat16(model: Model, options: ConvertFloat16Option
   if (!(o.headroom >= 1)) throw inputError('USAGE_BAD_VALUE', `headroom must be a number >= 1, got ${o.headroom}`);
   checkNotHalf(model);
   const half: HalfType = o.bf16 ? DataType.BFLOAT16 : DataType.FLOAT16;
-  inferShapes(model);
+  inferTypes(model);
   const g = model.graph;
 
   // activation ranges: every float32 graph input and node output of the main graph

@@ -7,7 +7,7 @@
  */
 import { toFloat64, type Feed, type HostTensor } from '../../core/host-tensor.js';
 import { measurementData } from '../../data/measure.js';
-import { openDataSource } from '../../data/index.js';
+import { openDataSource, type Sample } from '../../data/index.js';
 import type { Model } from '../../ir/ir.js';
 import { saveModel } from '../../onnx/index.js';
 import { convertFloat16, randomSamples, type ConvertFloat16Options } from '../../passes/convert/convert-float16.js';
@@ -16,7 +16,7 @@ import convertPass from '../../passes/convert/convert-float16.js';
 import type { Fp16Report } from '../../report/fp16.js';
 import { measureLatency } from '../../runtime/latency.js';
 import type { UserMetric } from '../../runtime/metrics.js';
-import { Session } from '../../runtime/session.js';
+import { Session, type ValueInfo } from '../../runtime/session.js';
 import { evaluate } from '../evaluate.js';
 import { checkedBytes, evalDataOptions, loadQuantized, QuantizeWorkflowOptions, startQuantize } from './common.js';
 
@@ -54,8 +54,11 @@ const RANDOM_SAMPLES = 4;
 
 export interface HalfStep {
   mode: Fp16Report['mode'];
-  /** Runs before the conversion (q4f16's int4 step); returns its report section. */
-  before?(model: Model): Promise<unknown>;
+  /**
+   * Runs before the conversion (q4f16's int4 step) with the model's declared inputs and the in-domain
+   * random samples; returns its report section.
+   */
+  before?(model: Model, inputs: readonly ValueInfo[], random: () => AsyncIterable<Sample>): Promise<unknown>;
 }
 
 export async function runHalfMode(o: Fp16WorkflowOptions, step: HalfStep): Promise<Fp16Report> {
@@ -67,7 +70,7 @@ export async function runHalfMode(o: Fp16WorkflowOptions, step: HalfStep): Promi
   try {
     // in-domain random samples, described from the float32 model before it changes
     const random = randomSamples(model, RANDOM_SAMPLES, o.shapes ?? {});
-    const int4 = step.before ? await step.before(model) : undefined;
+    const int4 = step.before ? await step.before(model, fp32.inputs, random) : undefined;
     const calibration = o.calibration ? () => openDataSource(o.calibration!, fp32.inputs, { shapes: o.shapes ?? {} }) : undefined;
     const conversion = await convertFloat16(
       model,

@@ -12,6 +12,11 @@
  *   type is set by an attribute, or it is an unknown custom op;
  * - `no-cpu-kernel` (target `cpu`): onnxruntime's CPU and WASM providers have no native float16 kernel
  *   for it (see kernels.ts), so in float16 it would run in float32 between two inserted Casts;
+ * - `cpu-casts-cost-more` (target `cpu`): it has a native float16 kernel, but every op around it is
+ *   float32 on CPU, so it would be a float16 island between two Casts of its activations, and those
+ *   Casts cost more than the kernel saves (measured on bert-ts17, batch 1, sequence 128, 1 thread:
+ *   LayerNormalization in float16 took the model from 2.03 to 10.7 ms; float32 compute with float16
+ *   weights runs at 1.0x). On CPU the target is float16 storage with float32 compute;
  * - `variance`: it squares its input (Pow with exponent >= 2, Mul(x, x), ReduceSumSquare, ReduceL2) or
  *   reduces/adds/roots such a square: |x| > 256 already overflows a float16 square, the classic NaN of
  *   decomposed LayerNorm and RMSNorm;
@@ -26,7 +31,7 @@
  */
 import { DataType, roundToBfloat16, roundToFloat16 } from '../../../core/dtype.js';
 import { constantOf, Model, Node, Value } from '../../../ir/ir.js';
-import { elemTypeOf } from '../../../analysis/shape-inference.js';
+import { elemTypeOf, inferShapes } from '../../../analysis/shape-inference.js';
 import { CONTRIB_HALF_OPS, CPU_BF16_KERNELS, CPU_WASM_HALF_KERNELS, DATA_MOVEMENT, NO_HALF_SCHEMA, opKey } from './kernels.js';
 
 export type KeepReason =
@@ -35,6 +40,7 @@ export type KeepReason =
   | 'shape-computation'
   | 'no-float16-in-onnx'
   | 'no-cpu-kernel'
+  | 'cpu-casts-cost-more'
   | 'variance'
   | 'overflow'
   | 'underflow'
@@ -158,6 +164,34 @@ function varianceNodes(model: Model): Set<Node> {
   return out;
 }
 
+/** For contrib ops shape inference does not cover: which input's element type output 0 takes. */
+const CONTRIB_OUTPUT_FROM: ReadonlyMap<string, number> = new Map([
+  ...[...CONTRIB_HALF_OPS].map((k): [string, number] => [k, 0]),
+  ['com.microsoft:GatherBlockQuantized', 2],
+]);
+
+/**
+ * Element types for the outputs of the contrib ops above (MatMulNBits, SkipLayerNormalization, ...),
+ * then shape inference again for what follows them, until nothing new is learned.
+ */
+export function inferTypes(model: Model): void {
+  for (let round = 0; round < 8; round++) {
+    inferShapes(model);
+    let learned = false;
+    for (const n of model.graph.nodes) {
+      const from = CONTRIB_OUTPUT_FROM.get(opKey(n.opDomain, n.opType));
+      const out = n.outputs[0];
+      if (from === undefined || !out || elemTypeOf(out) !== undefined) continue;
+      const t = elemTypeOf(n.input(from));
+      if (t === undefined) continue;
+      if (out.type?.tensor) out.type.tensor.elemType = t;
+      else out.setTensorType(t);
+      learned = true;
+    }
+    if (!learned) return;
+  }
+}
+
 /** True when the node reads or writes a float32 tensor (the nodes a conversion concerns). */
 export function touchesFloat(n: Node): boolean {
   return n.inputs.some((v) => isFloat32(v)) || n.outputs.some((v) => isFloat32(v));
@@ -185,6 +219,7 @@ export function planConversion(model: Model, o: PlanOptions): Plan {
     if (minOpset !== undefined && opset < minOpset) return { reason: 'no-float16-in-onnx' };
     if (n.opDomain !== '' && !CONTRIB_HALF_OPS.has(key)) return { reason: 'no-float16-in-onnx', detail: `custom op ${n.opDomain}.${n.opType}` };
     if (o.target === 'cpu' && !cpuKernels.has(key)) return { reason: 'no-cpu-kernel' };
+    if (o.target === 'cpu' && !DATA_MOVEMENT.has(key)) return { reason: 'cpu-casts-cost-more', detail: 'native float16 kernel, but the Casts into and out of a float16 island cost more than it saves on CPU/WASM' };
     if (variance.has(n)) return { reason: 'variance' };
     if (n.outputs.some((v) => v.uses.length + v.outputOf.size > 0 && elemTypeOf(v) === undefined)) return { reason: 'unknown-type' };
     if (n.opType === 'LayerNormalization' && n.outputs.length > 1 && n.outputs.slice(1).some((v) => v.name !== '')) return { reason: 'extra-outputs' };

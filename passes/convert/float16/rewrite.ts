@@ -6,7 +6,8 @@
  * conversion per value and precision, shared by all such readers:
  *
  * - a constant: a converted copy (an initializer), except a large half-stored weight read by float32
- *   nodes, which gets one Cast to float32 (onnxruntime folds it into a float32 initializer at load);
+ *   nodes of the default domain, which gets one Cast to float32 (onnxruntime folds it into a float32
+ *   initializer at load; contrib ops such as MatMulNBits prepack constant inputs, so theirs stay as they are);
  * - the output of an existing Cast from a non-float type: that Cast's `to` is changed when every
  *   reader wants the new precision, else a sibling Cast from the same source is added (no Cast→Cast);
  * - any other value: one Cast node right after its producer (a region boundary).
@@ -103,7 +104,8 @@ export function applyPlan(g: Graph, plan: Plan, o: RewriteOptions): RewriteStats
     const want = uses.map((u) => wanted(u, plan));
     let home: Prec;
     if (c) {
-      const large = o.halfWeights && c.size >= o.minWeightElements && !rangeProblem(v, { half: o.half, headroom: 1 });
+      // contrib readers (MatMulNBits scales, GatherBlockQuantized) prepack constant inputs at load: a Cast there would defeat it
+      const large = o.halfWeights && c.size >= o.minWeightElements && !rangeProblem(v, { half: o.half, headroom: 1 }) && uses.every((u) => u.node.opDomain === '');
       home = want.includes('half') || (large && uses.length > 0 && !v.isGraphOutput) ? 'half' : 'float';
       // a constant read by half and float32 readers: stored once in half only when it is large
       if (home === 'half' && want.includes('float') && !large) home = 'float';
