@@ -19,6 +19,7 @@ import { quantizeDynamicWorkflow } from '../workflows/quantize/dynamic.js';
 import convertFloat16Pass from '../passes/convert/convert-float16.js';
 import { renderFp16Report } from '../report/fp16.js';
 import { quantizeFp16Workflow } from '../workflows/quantize/fp16.js';
+import { quantizeQ4f16Workflow } from '../workflows/quantize/q4f16.js';
 import int4Pass, { type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
 import { renderInt4Report } from '../report/quantize-int4.js';
 import { quantizeInt4Workflow } from '../workflows/quantize/int4.js';
@@ -138,7 +139,7 @@ const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow
   describe: 'fp16 (float16, or bfloat16 with --bf16; mixed precision where float16 overflows or onnxruntime has no float16 kernel)',
   flags: {
     bf16: passFlag(convertFloat16Pass, 'bf16', { describe: 'fp16 mode: bfloat16 instead of float16' }),
-    'fp16-target': passFlag(convertFloat16Pass, 'target', { describe: 'fp16 mode: cpu converts only ops onnxruntime\'s CPU/WASM providers run natively in float16; any converts every op ONNX allows (GPU/WebGPU)' }),
+    'fp16-target': passFlag(convertFloat16Pass, 'target', { describe: 'fp16/q4f16 modes: cpu = float16 weights, float32 compute (what onnxruntime\'s CPU/WASM providers run fastest, measured); any = float16 compute wherever ONNX allows it (GPU/WebGPU)' }),
     'keep-io-types': passFlag(convertFloat16Pass, 'keepIoTypes', { describe: 'fp16 mode: float32 graph inputs and outputs (--no-keep-io-types for float16 ones)' }),
     headroom: passFlag(convertFloat16Pass, 'headroom', { describe: 'fp16 mode: a tensor stays float32 when its measured max |x| times this exceeds 65504' }),
   },
@@ -183,5 +184,22 @@ const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow
   render: renderInt4Report,
 };
 
+const q4f16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeQ4f16Workflow>>> = {
+  describe: 'q4f16 (int4 MatMulNBits weights as in int4 mode, then the fp16 conversion: float16 scales and activations)',
+  flags: {},
+  run: (a, common) => {
+    const bar = new ProgressBar({ label: 'q4f16', ...(a.json ? { enabled: false } : {}) });
+    let ticks = 0;
+    return quantizeQ4f16Workflow({
+      ...common,
+      ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}),
+      pass: passOptionsFrom(convertFloat16Pass, { ...a, excludeOps: list(a.excludeOps), excludeNodes: list(a.excludeNodes) }, FP16_FLAGS),
+      int4: passOptionsFrom(int4Pass, { ...a, format: 'msft' }, INT4_FLAGS) as Partial<QuantizeInt4Options>,
+      progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
+    }).finally(() => bar.done());
+  },
+  render: renderFp16Report,
+};
+
 /** The modes, the first being the default. */
-export const QUANTIZE_MODES: Record<string, QuantizeModeEntry<any>> = { static: staticMode, weights: weightsMode, dynamic: dynamicMode, fp16: fp16Mode, int4: int4Mode };
+export const QUANTIZE_MODES: Record<string, QuantizeModeEntry<any>> = { static: staticMode, weights: weightsMode, dynamic: dynamicMode, fp16: fp16Mode, int4: int4Mode, q4f16: q4f16Mode };

@@ -32,6 +32,26 @@ describe('quantize --mode fp16 (CLI)', () => {
     expect(doc.outputs[0].cosine).toBeGreaterThan(0.999);
   });
 
+  it('q4f16: MatMulNBits with float16 scales and float16 activations (target any), float32 io, finite outputs', async () => {
+    const out = join(dir, 'bert_q4f16.onnx');
+    const report = join(dir, 'q4f16.json');
+    const r = await runCli(['quantize', model, '-o', out, '--mode', 'q4f16', '--fp16-target', 'any', '--shape', 'batch=1', '--shape', 'sequence=16', '--latency-runs', '2', '--accuracy-level', '0', '--report', report]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const m = await loadModel(out);
+    const nbits = m.graph.nodes.filter((n) => n.opType === 'MatMulNBits');
+    expect(nbits.length).toBeGreaterThan(0);
+    for (const n of nbits) {
+      // MatMulNBits types A, scales and Y alike (T): float16 scales mean float16 activations
+      expect(m.graph.initializerTensor(n.input(2)!)!.dataType).toBe(DataType.FLOAT16);
+    }
+    expect(m.graph.outputs[0]!.elemType).toBe(DataType.FLOAT);
+    const doc = JSON.parse(readFileSync(report, 'utf8'));
+    expect(doc.mode).toBe('q4f16');
+    expect(doc.nonFinite.values).toBe(0);
+    expect(doc.size.ratio).toBeLessThan(0.25);
+  });
+
   it('fp16 on an already-fp16 model: exit 2, FP16_ALREADY_HALF, nothing written', async () => {
     const half = join(dir, 'half.onnx');
     expect((await runCli(['quantize', model, '-o', half, '--mode', 'fp16', '--shape', 'batch=1', '--shape', 'sequence=8', '--latency-runs', '1'])).code).toBe(0);
