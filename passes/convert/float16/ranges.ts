@@ -10,17 +10,17 @@ import { inputError } from '../../../core/errors.js';
 import type { Model } from '../../../ir/ir.js';
 import { augmentModelReduced, checkFiniteFeed, EXTREME_OUTPUTS } from '../../../calibration/collect.js';
 import type { Sample } from '../../../data/index.js';
-import { createSessionFromModel } from '../../../runtime/from-model.js';
+import { nodeRunner, type Runner } from '../../../runtime/runner.js';
 import type { TensorRange } from './plan.js';
 
-export async function measureRanges(model: Model, tensors: readonly string[], source: () => AsyncIterable<Sample>, onSample?: () => void): Promise<{ ranges: Map<string, TensorRange>; samples: number; skipped: number }> {
+export async function measureRanges(model: Model, tensors: readonly string[], source: () => AsyncIterable<Sample>, onSample?: () => void, runner: Runner = nodeRunner): Promise<{ ranges: Map<string, TensorRange>; samples: number; skipped: number }> {
   const ranges = new Map<string, TensorRange>(tensors.map((t) => [t, { min: Infinity, max: -Infinity }]));
   let samples = 0;
   let skipped = 0;
   if (tensors.length === 0) return { ranges, samples, skipped };
   const outputNames = new Set(model.graph.outputs.map((v) => v.name));
   const outputs = tensors.flatMap((t, k) => (outputNames.has(t) ? [k] : []));
-  const session = await createSessionFromModel(augmentModelReduced(model, tensors), { graphOptimizationLevel: 'all' }, '(range model)');
+  const session = await runner.open(augmentModelReduced(model, tensors), { graphOptimizationLevel: 'all' }, '(range model)');
   try {
     for await (const s of source()) {
       checkFiniteFeed(s.feed, s.id);
