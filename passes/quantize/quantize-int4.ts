@@ -6,7 +6,7 @@
  * zero point) per block, Y = A x dequant(B) (+ bias). Embedding tables (Gather on axis 0 of a
  * constant [V, D]) become com.microsoft GatherBlockQuantized the same way. Layouts: int4/blocks.ts.
  *
- * Methods: `rtn` rounds each block to nearest; `gptq` (int4/gptq.ts) quantizes the inputs of a weight
+ * Methods (`auto`, the default: gptq with calibration data, rtn without): `rtn` rounds each block to nearest; `gptq` (int4/gptq.ts) quantizes the inputs of a weight
  * one by one and spreads each rounding error over the rest using the second moments of the layer's
  * input on the calibration data, which minimises the layer's output error on that data.
  *
@@ -15,8 +15,8 @@
  *   (MatMulNBits bits 8) when 8 bits there cut the model's output error by at least `keepGain`
  *   (relative) — the accuracy cliff of int4 at the ends of a network; each decision is reported;
  * - `accuracyLevel auto`: MatMulNBits accuracy_level 0 (float), 1 (fp32) and 4 (int8 activations)
- *   are timed interleaved on this CPU and the fastest is taken among those whose output error is
- *   within 5% of the best; the figures are reported.
+ *   are timed interleaved on this CPU and the fastest is taken among those whose output SQNR is
+ *   within `levelToleranceDb` (0.5 dB) of the best; the figures are reported.
  *
  * `format qdq` writes the standard ONNX form instead (opset 21): an int4 (symmetric) or uint4
  * DequantizeLinear with `block_size` feeding a plain MatMul; embeddings and 8-bit layers as int8
@@ -70,6 +70,8 @@ export interface QuantizeInt4Options {
   calibrationSamples?: number;
   /** GPTQ damping (fraction of the mean Hessian diagonal). */
   damp?: number;
+  /** accuracy_level auto: levels whose output SQNR is within this many dB of the best compete on latency. */
+  levelToleranceDb?: number;
   /** Timed rounds per candidate when measuring accuracy_level. */
   latencyRuns?: number;
   prepare?: boolean;
@@ -444,11 +446,11 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       const measured = await measureCandidates(levels.map((level) => variant({ ...plan, level })), ref, ctx.runner, o.latencyRuns);
       levelReport.measured = measured.map((m, i) => ({ level: levels[i]!, ms: m.ms, relativeError: m.error, sqnrDb: sqnrDb(m.error) }));
       const best = Math.min(...measured.map((m) => m.error));
-      const ok = levelReport.measured.filter((m) => m.relativeError <= best * 1.05 + 1e-12);
+      const ok = levelReport.measured.filter((m) => m.sqnrDb >= sqnrDb(best) - o.levelToleranceDb);
       const pick = ok.reduce((a, b) => (b.ms < a.ms ? b : a));
       plan.level = pick.level;
       levelReport.chosen = pick.level;
-      levelReport.reason = `fastest on this CPU (${pick.ms.toFixed(3)} ms, 1 thread, interleaved) among the levels with output error within 5% of the best`;
+      levelReport.reason = `fastest on this CPU (${pick.ms.toFixed(3)} ms, 1 thread, interleaved) among the levels whose output SQNR is within ${o.levelToleranceDb} dB of the best`;
     }
   }
   ms.accuracyLevel = performance.now() - t;
@@ -475,7 +477,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
 }
 
 const pass = definePass<
-  { blockSize: number; method: string; symmetric: boolean; format: string; accuracyLevel: string; embeddings: string; keepInt8: string; keepGain: number; minElements: number; calibrationSamples: number; damp: number; latencyRuns: number; prepare: boolean; presets: string },
+  { blockSize: number; method: string; symmetric: boolean; format: string; accuracyLevel: string; embeddings: string; keepInt8: string; keepGain: number; minElements: number; calibrationSamples: number; damp: number; levelToleranceDb: number; latencyRuns: number; prepare: boolean; presets: string },
   QuantizeInt4Report
 >({
   name: 'quantize-int4',
@@ -486,13 +488,14 @@ const pass = definePass<
     method: { type: 'enum', values: ['auto', 'rtn', 'gptq'], default: 'auto', description: 'rtn: round each block to nearest; gptq: spread rounding errors using the calibration inputs of each layer (needs calibration data); auto: gptq with calibration data, rtn without.' },
     symmetric: { type: 'boolean', default: false, description: 'No zero points (blocks centred on 0); default: a 4-bit zero point per block.' },
     format: { type: 'enum', values: ['msft', 'qdq'], default: 'msft', description: 'msft: com.microsoft MatMulNBits/GatherBlockQuantized; qdq: ONNX opset 21 int4 DequantizeLinear with block_size feeding MatMul.' },
-    accuracyLevel: { type: 'enum', values: ['auto', '0', '1', '2', '3', '4'], default: 'auto', description: 'MatMulNBits accuracy_level; auto times 0, 1 and 4 on this CPU and keeps the fastest whose output error is within 5% of the best.' },
+    accuracyLevel: { type: 'enum', values: ['auto', '0', '1', '2', '3', '4'], default: 'auto', description: 'MatMulNBits accuracy_level; auto times 0, 1 and 4 on this CPU and keeps the fastest whose output SQNR is within levelToleranceDb of the best.' },
     embeddings: { type: 'enum', values: ['int4', 'int8', 'float'], default: 'int4', description: 'Embedding tables (Gather on a constant): GatherBlockQuantized (int4), int8 per row behind DequantizeLinear, or float.' },
     keepInt8: { type: 'enum', values: ['auto', 'none'], default: 'auto', description: 'auto: the first and last layers stay at 8 bits when that cuts the output error by keepGain (measured on calibration data).' },
     keepGain: { type: 'number', default: 0.2, min: 0, max: 1, description: 'Relative cut of the model output error that keeps a first/last layer at 8 bits.' },
     minElements: { type: 'integer', default: 1024, min: 1, description: 'Weights with fewer values stay float.' },
     calibrationSamples: { type: 'integer', default: 32, min: 1, description: 'Calibration samples read.' },
     damp: { type: 'number', default: 0.01, min: 0, exclusiveMin: true, max: 1, description: 'GPTQ damping, a fraction of the mean Hessian diagonal.' },
+    levelToleranceDb: { type: 'number', default: 0.5, min: 0, description: 'accuracy_level auto: levels whose output SQNR is within this many dB of the best compete on latency.' },
     latencyRuns: { type: 'integer', default: 20, min: 1, description: 'Timed rounds per accuracy_level candidate.' },
     prepare: { type: 'boolean', default: true, description: 'Run the default preset first (folds constant transposes of weights).' },
     presets: { type: 'string', default: 'default', description: 'Presets run first (comma-separated; missing ones are skipped).' },
