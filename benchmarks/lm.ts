@@ -23,11 +23,11 @@ function unigramBits(bytes: Uint8Array): number {
 }
 
 const t0 = performance.now();
-const teacherPath = await trainedLanguageModel({ progress: true });
+const teacherPath = await trainedLanguageModel();
 const teacherMeta = readTrainedModelMeta(teacherPath);
 const loadedTeacher = (performance.now() - t0) / 1000;
 const t1 = performance.now();
-const studentPath = await distillLanguageModel(teacherPath, { progress: true });
+const studentPath = await distillLanguageModel(teacherPath);
 const studentMeta = readTrainedModelMeta(studentPath) as unknown as StudentMeta;
 const loadedStudent = (performance.now() - t1) / 1000;
 
