@@ -201,7 +201,7 @@ const pass = definePass<
   idempotent: false,
   options: {
     bf16: { type: 'boolean', default: false, description: 'Convert to bfloat16 instead of float16.' },
-    target: { type: 'enum', values: ['cpu', 'any'], default: 'cpu', description: 'cpu: convert only ops onnxruntime\'s CPU/WASM providers run natively in float16; any: every op ONNX allows in float16 (GPU/WebGPU).' },
+    target: { type: 'enum', values: ['cpu', 'any'], default: 'cpu', description: 'cpu: float16 weights, float32 compute (onnxruntime\'s CPU/WASM providers lack float16 kernels for most ops, and float16 islands cost more in Casts than they save, measured); any: float16 compute wherever ONNX allows it (GPU/WebGPU).' },
     keepIoTypes: { type: 'boolean', default: true, description: 'Keep float32 graph inputs and outputs (Casts at the interface).' },
     headroom: { type: 'number', default: 4, min: 1, description: 'Safety factor on measured activation ranges: a tensor stays float32 when max |x| times this exceeds 65504.' },
     halfWeights: { type: 'boolean', default: true, description: 'Store large float32 weights of ops kept float32 in half precision too (one Cast, folded by onnxruntime at load).' },
