@@ -5,6 +5,7 @@
 import type { LatencyStats } from '../runtime/latency.js';
 import type { OutputError } from '../runtime/metrics.js';
 import type { ProfileReport } from '../runtime/profile.js';
+import { type Contention, describeContention } from '../runtime/timer.js';
 
 export interface BenchModelResult {
   model: string;
@@ -27,6 +28,8 @@ export interface BenchReport {
   peakRssBytes: number;
   /** Set when the benchmark ran in the sandbox: peak RSS of the child as seen from outside. */
   sandbox?: { peakRssBytes: number; wallMs: number };
+  /** How contended the machine was while timing (runtime/timer.ts). */
+  contention?: Contention;
 }
 
 export interface CompareReport {
@@ -61,7 +64,7 @@ export function renderBench(r: BenchReport): string {
       ...r.models.map((m) => [m.model, m.createMs.toFixed(1), ms(m.stats.min), ms(m.stats.mean), ms(m.stats.p50), ms(m.stats.p90), ms(m.stats.p99), ms(m.stats.stddev), `${(m.stats.spread * 100).toFixed(1)}%`]),
     ]),
     '',
-    `latency in ms; spread = (p90 - p10) / p50; peak RSS ${mb(r.sandbox?.peakRssBytes ?? r.peakRssBytes)}`,
+    `latency in ms; spread = (p90 - p10) / p50; peak RSS ${mb(r.sandbox?.peakRssBytes ?? r.peakRssBytes)}${r.contention ? `; ${describeContention(r.contention)}` : ''}`,
   ];
   for (const m of r.models) {
     if (!m.profile) continue;

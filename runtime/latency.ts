@@ -2,12 +2,13 @@
  * Latency measurement that is fair on a noisy shared machine: the sessions under comparison run in
  * interleaved rounds (A B, B A, A B, ...), so a burst of load from another process hits all of them
  * alike. Each session gets its own warm-up first. Inputs are converted to ort tensors once, outside
- * the timed region.
+ * the timed region. The timing itself is runtime/timer.ts's (shared with the gate), which also records
+ * how contended the machine was.
  */
-import * as ort from 'onnxruntime-node';
 import { inputError } from '../core/errors.js';
 import { Feed } from '../core/host-tensor.js';
-import { Session, toOrtTensor } from './session.js';
+import { Session } from './session.js';
+import { Contention, percentile, timeInterleaved } from './timer.js';
 
 export interface LatencyStats {
   runs: number;
@@ -46,16 +47,11 @@ export interface LatencyReport {
   peakRssBytes: number;
   /** Highest RSS sampled between runs, bytes. */
   sampledPeakRssBytes: number;
+  /** How contended the machine was while timing. */
+  contention: Contention;
 }
 
-/** Percentile by linear interpolation over sorted values (p in [0, 100]). */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const pos = ((sorted.length - 1) * p) / 100;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
-}
+export { percentile };
 
 export function latencyStats(samples: readonly number[]): LatencyStats {
   const s = [...samples].sort((a, b) => a - b);
@@ -80,55 +76,25 @@ export function latencyStats(samples: readonly number[]): LatencyStats {
 }
 
 /**
- * Times `sessions` on `feeds` in interleaved rounds. Round r runs every session once on
- * `feeds[r % feeds.length]`, in an order that alternates direction each round.
+ * Times `sessions` on `feeds` in interleaved rounds (the one timer, runtime/timer.ts). Round r runs
+ * every session once on `feeds[r % feeds.length]`, in an order that alternates direction each round.
  */
 export async function measureLatency(sessions: readonly Session[], feeds: readonly Feed[], options: LatencyOptions = {}): Promise<LatencyReport> {
   if (sessions.length === 0) throw inputError('BENCH_NO_MODEL', 'nothing to measure: no sessions given');
   if (feeds.length === 0) throw inputError('BENCH_NO_INPUTS', 'nothing to measure: the input source gave no samples');
-  const warmup = options.warmup ?? 5;
-  const runs = options.runs ?? 50;
-  if (!Number.isInteger(runs) || runs < 1) throw inputError('BENCH_BAD_RUNS', `runs must be a positive integer, got ${runs}`);
-  if (!Number.isInteger(warmup) || warmup < 0) throw inputError('BENCH_BAD_WARMUP', `warmup must be a non-negative integer, got ${warmup}`);
-
-  const ortFeeds = feeds.map((f) => {
-    const o: Record<string, ort.Tensor> = {};
-    for (const [k, v] of Object.entries(f)) o[k] = toOrtTensor(v, k);
-    return o;
-  });
   let sampledPeak = process.memoryUsage.rss();
   const sample = () => {
     const r = process.memoryUsage.rss();
     if (r > sampledPeak) sampledPeak = r;
   };
-
-  for (const s of sessions) {
-    for (let i = 0; i < warmup; i++) disposeAll(await s.runOrt(ortFeeds[i % ortFeeds.length]!));
-    sample();
-  }
-
-  const samples: number[][] = sessions.map(() => []);
-  for (let r = 0; r < runs; r++) {
-    const feed = ortFeeds[r % ortFeeds.length]!;
-    const order = r % 2 === 0 ? sessions.map((_, i) => i) : sessions.map((_, i) => sessions.length - 1 - i);
-    for (const i of order) {
-      const t0 = performance.now();
-      const out = await sessions[i]!.runOrt(feed);
-      const dt = performance.now() - t0;
-      samples[i]!.push(dt);
-      disposeAll(out);
-    }
-    sample();
-    options.onRound?.(r + 1, runs);
-  }
-
+  const t = await timeInterleaved(
+    sessions.map((session) => ({ session, feeds })),
+    { rounds: options.runs ?? 50, warmup: options.warmup ?? 5, afterRound: sample, ...(options.onRound ? { onRound: options.onRound } : {}) },
+  );
   return {
-    sessions: sessions.map((s, i) => ({ name: s.name, createMs: s.createMs, samples: samples[i]!, stats: latencyStats(samples[i]!) })),
+    sessions: sessions.map((s, i) => ({ name: s.name, createMs: s.createMs, samples: t.entries[i]!.wallMs, stats: latencyStats(t.entries[i]!.wallMs) })),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     sampledPeakRssBytes: sampledPeak,
+    contention: t.contention,
   };
-}
-
-function disposeAll(out: ort.InferenceSession.OnnxValueMapType): void {
-  for (const v of Object.values(out)) (v as ort.Tensor).dispose?.();
 }

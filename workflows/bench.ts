@@ -69,6 +69,7 @@ export async function benchmark(o: BenchOptions, onProgress?: (done: number, tot
       spinning: sessionOptions.allowSpinning ?? true,
       models,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      contention: lat.contention,
     };
   } finally {
     for (const s of sessions) await s.dispose();

@@ -3,28 +3,36 @@
  * accuracy), compare with a checked-in baseline under budgets, and render the verdict as a terminal
  * table, a Markdown summary and JUnit XML.
  *
- * Latency on shared CI machines is noisy, so the gate never compares raw milliseconds between runs:
- * - the model and the fixed reference workload (`runtime/reference-workload.ts`) run in interleaved
- *   rounds in one process, timed by the process's CPU time (single-threaded sessions), so a machine
- *   that is 2x slower moves both times together and other processes' load barely registers;
- * - each side's cost is the fastest of its timed slots (interference only adds time), and the
- *   measurement is the ratio of the two;
- * - with a baseline model, both models are timed interleaved instead and the change is the ratio of
- *   their fastest slots.
+ * Latency on shared CI machines is noisy, so the gate never compares raw milliseconds between runs and
+ * never fails on noise (runtime/timer.ts has the estimator and why):
+ * - the model and a fixed reference workload (`reference-workload.ts`) run in short trials of fresh
+ *   sessions, interleaved and timed by CPU time; a trial's ratio is the fastest model slot over the
+ *   fastest reference slot; the estimate is the median of the lowest third of the trial ratios and its
+ *   noise the spread of that third. Baseline and check use the same trial and the same statistic, so
+ *   a baseline measured longer estimates the same quantity (the old gate compared the minimum of 450
+ *   rounds with the minimum of 150);
+ * - a check measures until its verdict is clear: the change minus its noise above the budget fails,
+ *   the change plus its noise within the budget passes; otherwise it keeps measuring up to a time limit
+ *   and then says "inconclusive" with the reason (exit 0 unless --strict). A failure needs at least
+ *   `failMinSeconds` of trials, so that a passing burst of load on the machine cannot make one;
+ * - with a baseline model, both models are timed in the same trials instead and the change is their
+ *   estimated ratio minus 1.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as ort from 'onnxruntime-node';
 import * as path from 'node:path';
 import { inputError } from '../core/errors.js';
-import { Session, toOrtTensor } from '../runtime/session.js';
+import { Session } from '../runtime/session.js';
+import { adaptiveEstimate, Contention, describeContention, mergeContention, median, onnxruntimeVersion, ratioTrial, RatioTrial, StableEstimate } from '../runtime/timer.js';
 import type { Feed } from '../core/host-tensor.js';
 import { REFERENCE_WORKLOAD_VERSION, referenceWorkloadFeed, referenceWorkloadModel } from './reference-workload.js';
 import { renderTable } from '../report/table.js';
 
 export const BASELINE_SCHEMA = 'onnxforge.gate-baseline/1';
-export const MEASUREMENT_SCHEMA = 'onnxforge.gate-measurement/1';
+export const MEASUREMENT_SCHEMA = 'onnxforge.gate-measurement/2';
+/** The latency estimator; a baseline made with another one is not comparable. */
+export const LATENCY_ESTIMATOR = 'trial-floor/1';
 
 export interface IoSignature {
   name: string;
@@ -38,22 +46,30 @@ export interface Signature {
 }
 
 export interface LatencyMeasurement {
-  /**
-   * min over rounds of t(model) / min over rounds of t(reference workload). Interference from other
-   * processes only ever adds time, so the fastest of many timed slots is the steadiest estimate of a
-   * model's own cost (measured on cls, 8 fresh measurements under load: min/min of CPU time varied by
-   * 3.3%, the median of per-round ratios by 13%).
-   */
+  /** The estimate: median of the lowest third of the trial ratios t(model) / t(reference workload). */
   ratioToReference: number;
+  /** Relative noise of the estimate: spread of the trials it is made of. */
+  noise: number;
+  /** Whether the estimate reached the stability tolerance before the time limit. */
+  stable: boolean;
+  /** Why not, when it did not. */
+  unstableReason?: string;
+  /** Every trial's ratio, in the order measured. */
+  trials: number[];
+  /** Interleaved rounds per trial. */
+  rounds: number;
+  seconds: number;
+  /** Median over trials of the fastest model and reference slots, ms. */
+  modelMinMs: number;
+  referenceMinMs: number;
   modelP50Ms: number;
   referenceP50Ms: number;
-  rounds: number;
-  /** Interquartile range of the per-round ratios divided by their median. */
-  spread: number;
+  estimator: string;
   referenceWorkload: string;
   threads: number;
   /** Which clock the times were taken with. */
   clock: 'cpu' | 'wall';
+  contention: Contention;
 }
 
 export interface Measurement {
@@ -76,9 +92,13 @@ export interface Budgets {
   maxSizeIncrease: number;
   maxLatencyIncrease: number;
   minAccuracy?: number;
+  /** Treat an inconclusive latency verdict as a failure. */
+  strict?: boolean;
+  /** Least seconds of trials before latency may fail (default 10). */
+  failMinSeconds?: number;
 }
 
-export type Verdict = 'pass' | 'fail' | 'skipped';
+export type Verdict = 'pass' | 'fail' | 'skipped' | 'inconclusive';
 
 export interface GateCheck {
   metric: string;
@@ -89,16 +109,35 @@ export interface GateCheck {
   verdict: Verdict;
   /** The measured relative change (fraction) where it applies. */
   relativeChange?: number;
+  /** Its measured noise (fraction), for latency. */
+  noise?: number;
   detail?: string;
 }
 
 export interface GateResult {
   schema: 'onnxforge.gate/1';
   model: string;
+  /** No check failed (an inconclusive latency row does not fail unless `strict`). */
   passed: boolean;
+  /** A check said inconclusive. */
+  inconclusive: boolean;
+  strict: boolean;
   checks: GateCheck[];
   current: Measurement;
-  baselineModel?: { file: string; latencyChange: number; rounds: number };
+  baselineModel?: BaselineModelComparison;
+}
+
+/** The current model timed against the baseline model in the same trials. */
+export interface BaselineModelComparison {
+  file: string;
+  /** Estimated ratio minus 1. */
+  change: number;
+  noise: number;
+  stable: boolean;
+  unstableReason?: string;
+  trials: number;
+  seconds: number;
+  contention: Contention;
 }
 
 /** Parses a budget like "5%" or "5" (percent) into a fraction. */
@@ -122,87 +161,6 @@ function sameSignature(a: Signature, b: Signature): string | undefined {
     if (x !== y) return `${k} differ: baseline ${x || '(none)'} vs current ${y || '(none)'}`;
   }
   return undefined;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
-
-function iqrOverMedian(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.round((s.length - 1) * p)))]!;
-  const m = median(xs);
-  return m > 0 ? (q(0.75) - q(0.25)) / m : NaN;
-}
-
-export interface TimingOptions {
-  /** 'cpu' (default): process CPU time per run, robust to other load; 'wall': elapsed time. */
-  clock?: 'cpu' | 'wall';
-  rounds?: number;
-  warmup?: number;
-  threads?: number;
-  onRound?: (done: number, total: number) => void;
-}
-
-async function toOrtFeed(feed: Feed): Promise<Record<string, ort.Tensor>> {
-  const out: Record<string, ort.Tensor> = {};
-  for (const [k, v] of Object.entries(feed)) out[k] = toOrtTensor(v, k);
-  return out;
-}
-
-/**
- * Times sessions A and B interleaved (A B, B A, ...) and returns per-round times. Each "round" runs
- * each session `inner` times back to back and records the mean, which smooths timer granularity for
- * very fast models.
- */
-export async function interleavedTimes(a: Session, feedA: Feed, b: Session, feedB: Feed, opts: TimingOptions = {}): Promise<{ a: number[]; b: number[] }> {
-  const rounds = opts.rounds ?? 60;
-  const warmup = opts.warmup ?? 5;
-  const fa = await toOrtFeed(feedA);
-  const fb = await toOrtFeed(feedB);
-  // CPU time of this process (all threads) measures the work a run does, and barely moves when other
-  // processes compete for the cores; wall time is the fallback for multi-threaded runs.
-  const cpuClock = (opts.clock ?? 'cpu') === 'cpu';
-  const now = () => {
-    if (!cpuClock) return performance.now();
-    const u = process.cpuUsage();
-    return (u.user + u.system) / 1000;
-  };
-  const once = async (s: Session, f: Record<string, ort.Tensor>) => {
-    const t0 = now();
-    const out = await s.runOrt(f);
-    const dt = now() - t0;
-    for (const v of Object.values(out)) (v as { dispose?: () => void }).dispose?.();
-    return dt;
-  };
-  for (let i = 0; i < warmup; i++) {
-    await once(a, fa);
-    await once(b, fb);
-  }
-  // calibrate each session's inner repetition so each timed slot lasts at least ~5 ms
-  const reps = (ms: number) => Math.max(1, Math.min(50, Math.ceil(5 / Math.max(ms, 0.01))));
-  const innerA = reps(await once(a, fa));
-  const innerB = reps(await once(b, fb));
-  const slot = async (s: Session, f: Record<string, ort.Tensor>, inner: number) => {
-    let sum = 0;
-    for (let k = 0; k < inner; k++) sum += await once(s, f);
-    return sum / inner;
-  };
-  const ta: number[] = [];
-  const tb: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    if (r % 2 === 0) {
-      ta.push(await slot(a, fa, innerA));
-      tb.push(await slot(b, fb, innerB));
-    } else {
-      tb.push(await slot(b, fb, innerB));
-      ta.push(await slot(a, fa, innerA));
-    }
-    opts.onRound?.(r + 1, rounds);
-  }
-  return { a: ta, b: tb };
 }
 
 export async function sha256File(file: string): Promise<string> {
@@ -233,7 +191,24 @@ export function modelDiskSize(file: string): number {
 }
 
 export function environment(): Measurement['environment'] {
-  return { node: process.version, onnxruntime: ort.env.versions?.node ?? 'unknown', cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, platform: `${process.platform}-${process.arch}` };
+  return { node: process.version, onnxruntime: onnxruntimeVersion(), cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, platform: `${process.platform}-${process.arch}` };
+}
+
+export interface TimingOptions {
+  /** Interleaved rounds per trial (default 40). */
+  rounds?: number;
+  threads?: number;
+  /** Time limit of the adaptive measurement, seconds (default 60). */
+  maxSeconds?: number;
+  /** Trials before it may stop (default 5). */
+  minTrials?: number;
+  /** Noise at which the estimate counts as stable (default 0.02). */
+  tolerance?: number;
+  /** Stop early when this says the estimate is good enough (e.g. the verdict is clear). */
+  done?: (e: StableEstimate) => boolean;
+  onTrial?: (e: StableEstimate) => void;
+  /** One trial (injectable for tests; default: fresh onnxruntime sessions, runtime/timer.ts). */
+  trial?: (a: { source: string | Uint8Array; feed: Feed; name: string }, b: { source: string | Uint8Array; feed: Feed; name: string }) => Promise<RatioTrial>;
 }
 
 export interface MeasureOptions extends TimingOptions {
@@ -243,58 +218,125 @@ export interface MeasureOptions extends TimingOptions {
   accuracy?: { metric: string; value: number };
 }
 
+/** Adaptive trials of A against B (runtime/timer.ts), with the slot times and contention of every trial. */
+async function estimate(a: { source: string | Uint8Array; feed: Feed; name: string }, b: { source: string | Uint8Array; feed: Feed; name: string }, opts: TimingOptions) {
+  const threads = opts.threads ?? 1;
+  const runs: RatioTrial[] = [];
+  const trial = opts.trial ?? ((x, y) => ratioTrial(x, y, { rounds: opts.rounds ?? 40, session: { intraOpNumThreads: threads } }));
+  const e = await adaptiveEstimate(
+    async () => {
+      const t = await trial(a, b);
+      runs.push(t);
+      return t.ratio;
+    },
+    {
+      ...(opts.maxSeconds !== undefined ? { maxSeconds: opts.maxSeconds } : {}),
+      ...(opts.minTrials !== undefined ? { minTrials: opts.minTrials } : {}),
+      ...(opts.tolerance !== undefined ? { tolerance: opts.tolerance } : {}),
+      ...(opts.done ? { done: opts.done } : {}),
+      ...(opts.onTrial ? { onTrial: opts.onTrial } : {}),
+    },
+  );
+  return { e, runs, contention: mergeContention(runs.map((r) => r.contention)), clock: (threads === 1 ? 'cpu' : 'wall') as 'cpu' | 'wall' };
+}
+
 /** Measures a model for the gate: size, signature, and latency against the reference workload. */
 export async function measureModel(file: string, opts: MeasureOptions): Promise<Measurement> {
   const threads = opts.threads ?? 1;
   const session = await Session.create(file, { intraOpNumThreads: threads, graphOptimizationLevel: 'all', allowSpinning: false });
+  let signature: Signature;
   try {
-    const m: Measurement = {
-      schema: MEASUREMENT_SCHEMA,
-      model: { file: path.basename(file), sha256: await sha256File(file), sizeBytes: modelDiskSize(file), signature: signatureOf(session) },
-      environment: environment(),
-      measuredAt: new Date().toISOString(),
-    };
-    if (opts.latency !== false) {
-      const ref = await Session.create(referenceWorkloadModel(), { intraOpNumThreads: threads, graphOptimizationLevel: 'all', allowSpinning: false }, 'reference workload');
-      try {
-        const t = await interleavedTimes(session, opts.feed, ref, referenceWorkloadFeed(), { ...opts, clock: opts.clock ?? (threads === 1 ? 'cpu' : 'wall') });
-        const ratios = t.a.map((x, i) => x / t.b[i]!);
-        m.latency = {
-          ratioToReference: Math.min(...t.a) / Math.min(...t.b),
-          modelP50Ms: median(t.a),
-          referenceP50Ms: median(t.b),
-          rounds: ratios.length,
-          spread: iqrOverMedian(ratios),
-          referenceWorkload: REFERENCE_WORKLOAD_VERSION,
-          threads,
-          clock: opts.clock ?? (threads === 1 ? 'cpu' : 'wall'),
-        };
-      } finally {
-        await ref.dispose();
-      }
-    }
-    if (opts.accuracy) m.accuracy = opts.accuracy;
-    return m;
+    signature = signatureOf(session);
   } finally {
     await session.dispose();
   }
+  const m: Measurement = {
+    schema: MEASUREMENT_SCHEMA,
+    model: { file: path.basename(file), sha256: await sha256File(file), sizeBytes: modelDiskSize(file), signature },
+    environment: environment(),
+    measuredAt: new Date().toISOString(),
+  };
+  if (opts.latency !== false) {
+    const { e, runs, contention, clock } = await estimate({ source: file, feed: opts.feed, name: path.basename(file) }, { source: referenceWorkloadModel(), feed: referenceWorkloadFeed(), name: 'reference workload' }, opts);
+    m.latency = {
+      ratioToReference: e.value,
+      noise: e.noise,
+      stable: e.stable,
+      ...(e.reason ? { unstableReason: e.reason } : {}),
+      trials: e.trials,
+      rounds: opts.rounds ?? 40,
+      seconds: e.seconds,
+      modelMinMs: median(runs.map((r) => r.aMinMs)),
+      referenceMinMs: median(runs.map((r) => r.bMinMs)),
+      modelP50Ms: median(runs.map((r) => r.aP50Ms)),
+      referenceP50Ms: median(runs.map((r) => r.bP50Ms)),
+      estimator: LATENCY_ESTIMATOR,
+      referenceWorkload: REFERENCE_WORKLOAD_VERSION,
+      threads,
+      clock,
+      contention,
+    };
+  }
+  if (opts.accuracy) m.accuracy = opts.accuracy;
+  return m;
 }
 
-/** Times the current model against a baseline model, interleaved; returns the median relative change. */
-export async function compareModels(current: string, baseline: string, feed: Feed, opts: TimingOptions = {}): Promise<{ change: number; rounds: number; spread: number }> {
+/** Times the current model against a baseline model in the same trials; the change is their estimated ratio minus 1. */
+export async function compareModels(current: string, baseline: string, feed: Feed, opts: TimingOptions = {}): Promise<BaselineModelComparison> {
   const threads = opts.threads ?? 1;
   const a = await Session.create(current, { intraOpNumThreads: threads, allowSpinning: false });
   const b = await Session.create(baseline, { intraOpNumThreads: threads, allowSpinning: false });
   try {
     const mismatch = sameSignature(signatureOf(b), signatureOf(a));
     if (mismatch) throw inputError('GATE_SIGNATURE_MISMATCH', `--baseline-model ${baseline} is not the same model interface as ${current}: ${mismatch}`, { file: baseline });
-    const t = await interleavedTimes(a, feed, b, feed, { ...opts, clock: opts.clock ?? (threads === 1 ? 'cpu' : 'wall') });
-    const ratios = t.a.map((x, i) => x / t.b[i]!);
-    return { change: Math.min(...t.a) / Math.min(...t.b) - 1, rounds: ratios.length, spread: iqrOverMedian(ratios) };
   } finally {
     await a.dispose();
     await b.dispose();
   }
+  const { e, contention } = await estimate({ source: current, feed, name: path.basename(current) }, { source: baseline, feed, name: path.basename(baseline) }, opts);
+  return { file: baseline, change: e.value - 1, noise: e.noise, stable: e.stable, ...(e.reason ? { unstableReason: e.reason } : {}), trials: e.trials.length, seconds: e.seconds, contention };
+}
+
+export interface LatencyVerdict {
+  verdict: 'pass' | 'fail' | 'inconclusive';
+  /** Why, in one sentence. */
+  reason: string;
+}
+
+/**
+ * The latency verdict from a measured relative change and its noise (both fractions): fail only
+ * when the change minus the noise exceeds the budget and the trials lasted at least
+ * `failMinSeconds`; pass when the change plus the noise is within the budget; otherwise inconclusive.
+ */
+export function latencyVerdict(change: number, noise: number, budget: number, measured: { stable: boolean; seconds: number; unstableReason?: string }, failMinSeconds = 10): LatencyVerdict {
+  const band = `${pct(change)} ± ${(noise * 100).toFixed(1)}%`;
+  if (change - noise > budget) {
+    if (measured.seconds >= failMinSeconds) return { verdict: 'fail', reason: `${band} is above the budget even allowing for the measured noise` };
+    return { verdict: 'inconclusive', reason: `${band} looks above the budget but was measured for only ${measured.seconds.toFixed(0)} s (a failure needs ${failMinSeconds} s of trials)` };
+  }
+  if (change + noise <= budget) return { verdict: 'pass', reason: `${band} is within the budget even allowing for the measured noise` };
+  return { verdict: 'inconclusive', reason: `${band} straddles the budget${measured.stable ? '' : `: ${measured.unstableReason ?? 'the estimate did not settle'}`}` };
+}
+
+/** The noise of the latency change between a check and a baseline (each side's noise added). */
+export function combinedNoise(current: LatencyMeasurement, baseline: LatencyMeasurement): number {
+  return current.noise + baseline.noise;
+}
+
+/**
+ * A `done` callback for {@link measureModel}: stop once the verdict against `baseline` is pass, or a
+ * fail backed by `failMinSeconds` of trials.
+ */
+export function verdictIsClear(baseline: LatencyMeasurement, budget: number, failMinSeconds = 10): (e: StableEstimate) => boolean {
+  return (e) => {
+    const v = latencyVerdict(e.value / baseline.ratioToReference - 1, e.noise + baseline.noise, budget, { stable: e.stable, seconds: e.seconds }, failMinSeconds);
+    return v.verdict !== 'inconclusive';
+  };
+}
+
+/** The same for a comparison with a baseline model. */
+export function comparisonIsClear(budget: number, failMinSeconds = 10): (e: StableEstimate) => boolean {
+  return (e) => latencyVerdict(e.value - 1, e.noise, budget, { stable: e.stable, seconds: e.seconds }, failMinSeconds).verdict !== 'inconclusive';
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {
@@ -324,6 +366,8 @@ export function validateMeasurement(x: unknown, file: string, at = 'measurement'
     if (!isObject(l)) return bad(`${at}.latency`, 'must be an object');
     if (typeof l.ratioToReference !== 'number' || !(l.ratioToReference > 0)) bad(`${at}.latency.ratioToReference`, 'must be a positive number');
     if (typeof l.referenceWorkload !== 'string') bad(`${at}.latency.referenceWorkload`, 'must be a string');
+    if (typeof l.noise !== 'number' || !(l.noise >= 0)) bad(`${at}.latency.noise`, 'must be a non-negative number (or Infinity written as null is not allowed)');
+    if (typeof l.estimator !== 'string') bad(`${at}.latency.estimator`, 'must be a string');
   }
   if (x.accuracy !== undefined) {
     const a = x.accuracy;
@@ -373,7 +417,7 @@ export function readMeasurement(file: string): Measurement {
 const pct = (f: number) => `${f >= 0 ? '+' : ''}${(f * 100).toFixed(2)}%`;
 
 /** Compares a measurement with a baseline under budgets. */
-export function evaluateGate(baseline: Baseline, current: Measurement, budgets: Budgets, baselineModel?: { file: string; change: number; rounds: number }): GateResult {
+export function evaluateGate(baseline: Baseline, current: Measurement, budgets: Budgets, baselineModel?: BaselineModelComparison): GateResult {
   const b = baseline.measurement;
   const mismatch = sameSignature(b.model.signature, current.model.signature);
   if (mismatch) throw inputError('GATE_SIGNATURE_MISMATCH', `the baseline was made for another model (${b.model.file}): ${mismatch}`, { file: current.model.file });
@@ -388,31 +432,41 @@ export function evaluateGate(baseline: Baseline, current: Measurement, budgets: 
     verdict: sizeChange <= budgets.maxSizeIncrease + 1e-12 ? 'pass' : 'fail',
     relativeChange: sizeChange,
   });
+  const failMin = budgets.failMinSeconds ?? 10;
   if (baselineModel) {
+    const v = latencyVerdict(baselineModel.change, baselineModel.noise, budgets.maxLatencyIncrease, baselineModel, failMin);
     checks.push({
       metric: 'latency (vs baseline model, interleaved)',
       baseline: '1.000x',
       current: `${(1 + baselineModel.change).toFixed(3)}x`,
-      change: pct(baselineModel.change),
+      change: `${pct(baselineModel.change)} ± ${(baselineModel.noise * 100).toFixed(1)}%`,
       budget: `<= ${pct(budgets.maxLatencyIncrease)}`,
-      verdict: baselineModel.change <= budgets.maxLatencyIncrease ? 'pass' : 'fail',
+      verdict: v.verdict,
       relativeChange: baselineModel.change,
-      detail: `${baselineModel.rounds} interleaved rounds`,
+      noise: baselineModel.noise,
+      detail: `${v.reason}; ${baselineModel.trials} trials in ${baselineModel.seconds.toFixed(0)} s; ${describeContention(baselineModel.contention)}`,
     });
   } else if (b.latency && current.latency) {
     if (b.latency.referenceWorkload !== current.latency.referenceWorkload) {
       throw inputError('GATE_REFERENCE_CHANGED', `the baseline's latency was measured against reference workload ${b.latency.referenceWorkload}, this onnxforge uses ${current.latency.referenceWorkload}; re-create the baseline with --update-baseline`);
     }
+    if (b.latency.estimator !== current.latency.estimator) {
+      throw inputError('GATE_REFERENCE_CHANGED', `the baseline's latency was estimated with ${b.latency.estimator}, this onnxforge uses ${current.latency.estimator}; re-create the baseline with --update-baseline`);
+    }
     const change = current.latency.ratioToReference / b.latency.ratioToReference - 1;
+    const noise = combinedNoise(current.latency, b.latency);
+    const v = latencyVerdict(change, noise, budgets.maxLatencyIncrease, { stable: current.latency.stable, seconds: current.latency.seconds, ...(current.latency.unstableReason ? { unstableReason: current.latency.unstableReason } : {}) }, failMin);
+    const l = current.latency;
     checks.push({
       metric: 'latency (ratio to reference workload)',
       baseline: `${b.latency.ratioToReference.toFixed(3)}`,
-      current: `${current.latency.ratioToReference.toFixed(3)}`,
-      change: pct(change),
+      current: `${l.ratioToReference.toFixed(3)}`,
+      change: `${pct(change)} ± ${(noise * 100).toFixed(1)}%`,
       budget: `<= ${pct(budgets.maxLatencyIncrease)}`,
-      verdict: change <= budgets.maxLatencyIncrease ? 'pass' : 'fail',
+      verdict: v.verdict,
       relativeChange: change,
-      detail: `p50 ${current.latency.modelP50Ms.toFixed(2)} ms (${current.latency.clock ?? 'wall'} time) here, reference ${current.latency.referenceP50Ms.toFixed(2)} ms; ${current.latency.rounds} rounds, spread ${(current.latency.spread * 100).toFixed(1)}%`,
+      noise,
+      detail: `${v.reason}; fastest ${l.modelMinMs.toFixed(2)} ms (${l.clock} time) here, reference ${l.referenceMinMs.toFixed(2)} ms; ${l.trials.length} trials of ${l.rounds} rounds in ${l.seconds.toFixed(0)} s, noise here ${(l.noise * 100).toFixed(1)}%, in the baseline ${(b.latency.noise * 100).toFixed(1)}%; ${describeContention(l.contention)}`,
     });
   } else {
     checks.push({ metric: 'latency', baseline: b.latency ? 'measured' : '-', current: current.latency ? 'measured' : '-', change: '-', budget: `<= ${pct(budgets.maxLatencyIncrease)}`, verdict: 'skipped', detail: 'latency is missing on one side' });
@@ -429,15 +483,25 @@ export function evaluateGate(baseline: Baseline, current: Measurement, budgets: 
       ...(acc ? {} : { detail: 'no accuracy was measured (give --eval and --metric)' }),
     });
   }
-  const result: GateResult = { schema: 'onnxforge.gate/1', model: current.model.file, passed: checks.every((c) => c.verdict !== 'fail'), checks, current };
-  if (baselineModel) result.baselineModel = { file: baselineModel.file, latencyChange: baselineModel.change, rounds: baselineModel.rounds };
+  const strict = budgets.strict ?? false;
+  const inconclusive = checks.some((c) => c.verdict === 'inconclusive');
+  const result: GateResult = { schema: 'onnxforge.gate/1', model: current.model.file, passed: checks.every((c) => c.verdict !== 'fail') && !(strict && inconclusive), inconclusive, strict, checks, current };
+  if (baselineModel) result.baselineModel = baselineModel;
   return result;
+}
+
+/** The last line of the terminal rendering. */
+export function gateOutcome(r: GateResult): string {
+  const failed = r.checks.some((c) => c.verdict === 'fail');
+  if (failed) return 'gate FAILED: a budget was exceeded';
+  if (r.inconclusive) return r.strict ? 'gate FAILED (--strict): the latency verdict is inconclusive' : 'gate PASSED, latency inconclusive (the machine was too noisy to tell; --strict makes this a failure)';
+  return 'gate PASSED';
 }
 
 export function renderGateTable(r: GateResult): string {
   const rows = r.checks.map((c) => [c.metric, c.baseline, c.current, c.change, c.budget, c.verdict.toUpperCase()]);
   const details = r.checks.filter((c) => c.detail).map((c) => `  ${c.metric}: ${c.detail}`);
-  return [renderTable(['metric', 'baseline', 'current', 'change', 'budget', 'verdict'], rows, { title: `onnxforge gate: ${r.model}` }), ...details, '', r.passed ? 'gate PASSED' : 'gate FAILED: a budget was exceeded'].join('\n');
+  return [renderTable(['metric', 'baseline', 'current', 'change', 'budget', 'verdict'], rows, { title: `onnxforge gate: ${r.model}` }), ...details, '', gateOutcome(r)].join('\n');
 }
 
 function mdEscape(s: string): string {
@@ -445,9 +509,9 @@ function mdEscape(s: string): string {
 }
 
 export function renderGateMarkdown(r: GateResult): string {
-  const icon = (v: Verdict) => (v === 'pass' ? '✅ pass' : v === 'fail' ? '❌ fail' : '➖ skipped');
+  const icon = (v: Verdict) => (v === 'pass' ? '✅ pass' : v === 'fail' ? '❌ fail' : v === 'inconclusive' ? '❔ inconclusive' : '➖ skipped');
   const lines = [
-    `### onnxforge gate: \`${mdEscape(r.model)}\` ${r.passed ? 'passed' : 'FAILED'}`,
+    `### onnxforge gate: \`${mdEscape(r.model)}\` ${r.passed ? (r.inconclusive ? 'passed (latency inconclusive)' : 'passed') : 'FAILED'}`,
     '',
     '| metric | baseline | current | change | budget | verdict |',
     '| --- | ---: | ---: | ---: | --- | --- |',
@@ -465,14 +529,15 @@ function xmlEscape(s: string): string {
 }
 
 export function renderGateJUnit(r: GateResult): string {
-  const failures = r.checks.filter((c) => c.verdict === 'fail').length;
-  const skipped = r.checks.filter((c) => c.verdict === 'skipped').length;
+  const failing = (c: GateCheck) => c.verdict === 'fail' || (r.strict && c.verdict === 'inconclusive');
+  const failures = r.checks.filter(failing).length;
+  const skipped = r.checks.filter((c) => c.verdict === 'skipped' || (!r.strict && c.verdict === 'inconclusive')).length;
   const cases = r.checks.map((c) => {
     const open = `    <testcase classname="onnxforge.gate" name="${xmlEscape(c.metric)}">`;
     const body =
-      c.verdict === 'fail'
-        ? `\n      <failure message="${xmlEscape(`${c.metric}: ${c.current} vs baseline ${c.baseline} (${c.change}), budget ${c.budget}`)}"/>\n    `
-        : c.verdict === 'skipped'
+      failing(c)
+        ? `\n      <failure message="${xmlEscape(`${c.metric}${c.verdict === 'inconclusive' ? ' inconclusive (--strict)' : ''}: ${c.current} vs baseline ${c.baseline} (${c.change}), budget ${c.budget}${c.verdict === 'inconclusive' ? `; ${c.detail ?? ''}` : ''}`)}"/>\n    `
+        : c.verdict === 'skipped' || c.verdict === 'inconclusive'
           ? `\n      <skipped message="${xmlEscape(c.detail ?? 'skipped')}"/>\n    `
           : '';
     return `${open}${body}</testcase>`;

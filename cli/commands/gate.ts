@@ -8,8 +8,10 @@ import { Session } from '../../runtime/session.js';
 import type { Feed } from '../../core/host-tensor.js';
 import {
   Baseline,
+  BaselineModelComparison,
   BASELINE_SCHEMA,
   compareModels,
+  comparisonIsClear,
   evaluateGate,
   measureModel,
   Measurement,
@@ -19,8 +21,10 @@ import {
   renderGateJUnit,
   renderGateMarkdown,
   renderGateTable,
+  verdictIsClear,
   writeFileAtomic,
 } from '../../workflows/gate.js';
+import { describeContention } from '../../runtime/timer.js';
 import { ProgressBar } from '../../core/progress.js';
 
 interface Args {
@@ -37,6 +41,9 @@ interface Args {
   inputs?: string;
   shape?: string[];
   rounds: number;
+  maxSeconds: number;
+  failMinSeconds: number;
+  strict?: boolean;
   threads: number;
   updateBaseline?: boolean;
   saveMeasurement?: string;
@@ -98,7 +105,10 @@ export const gateCommand: CommandModule<object, Args> = {
       .option('inputs', { type: 'string', describe: 'inputs for timing (data spec; default generated)' })
       .option('preprocess', { type: 'string', describe: 'image preprocessing JSON for --inputs/--eval' })
       .option('shape', { type: 'string', array: true, describe: 'size of symbolic input dims: name=1,3,224,224' })
-      .option('rounds', { type: 'number', default: 150, describe: 'interleaved timing rounds' })
+      .option('rounds', { type: 'number', default: 40, describe: 'interleaved timing rounds per trial (each trial uses fresh sessions)' })
+      .option('max-seconds', { type: 'number', default: 30, describe: 'time limit of the latency measurement: trials repeat until the verdict is clear, else the latency row says inconclusive (the baseline gets twice this)' })
+      .option('fail-min-seconds', { type: 'number', default: 10, describe: 'least seconds of trials before latency may fail (a burst of load on the machine cannot make a failure)' })
+      .option('strict', { type: 'boolean', describe: 'an inconclusive latency verdict fails the gate (exit 1) instead of passing with a note' })
       .option('threads', { type: 'number', default: 1, describe: 'onnxruntime intra-op threads' })
       .option('update-baseline', { type: 'boolean', describe: 'write the current measurement as the new baseline and exit 0' })
       .option('save-measurement', { type: 'string', describe: 'also write the current measurement to this file' })
@@ -110,11 +120,15 @@ export const gateCommand: CommandModule<object, Args> = {
     if (args.model && args.report) throw inputError('USAGE_CONFLICT', '--model and --report cannot be used together');
     if (args.baselineModel && !args.model) throw inputError('USAGE_CONFLICT', '--baseline-model needs --model');
     if (!Number.isInteger(args.rounds) || args.rounds < 5) throw inputError('USAGE_BAD_VALUE', `--rounds must be an integer of at least 5, got ${args.rounds}`);
+    if (!(args.maxSeconds > 0)) throw inputError('USAGE_BAD_VALUE', `--max-seconds must be a positive number, got ${args.maxSeconds}`);
+    if (!(args.failMinSeconds >= 0)) throw inputError('USAGE_BAD_VALUE', `--fail-min-seconds must be a non-negative number, got ${args.failMinSeconds}`);
     for (const f of [args.model, args.baselineModel]) if (f && !fs.existsSync(f)) throw inputError('FILE_NOT_FOUND', `${f}: no such model file`, { file: f });
     const budgets = {
       maxSizeIncrease: parsePercent(args.maxSizeIncrease, '--max-size-increase'),
       maxLatencyIncrease: parsePercent(args.maxLatencyIncrease, '--max-latency-increase'),
       ...(args.minAccuracy !== undefined ? { minAccuracy: args.minAccuracy } : {}),
+      strict: args.strict ?? false,
+      failMinSeconds: args.failMinSeconds,
     };
     // Validate the baseline before spending time measuring (unless we are creating it).
     const baseline: Baseline | undefined = args.updateBaseline ? undefined : readBaseline(args.baseline);
@@ -123,11 +137,23 @@ export const gateCommand: CommandModule<object, Args> = {
     let feed: Feed | undefined;
     if (args.model) {
       feed = await timingFeed(args.model, args);
-      const bar = new ProgressBar({ label: 'gate: timing', total: args.updateBaseline ? args.rounds * 3 : args.rounds });
       const accuracy = await measureAccuracy(args.model, args);
-      // a baseline is measured once and then compared many times: give it three times the rounds
-      const rounds = args.updateBaseline ? args.rounds * 3 : args.rounds;
-      current = await measureModel(args.model, { feed, rounds, threads: args.threads, onRound: (d) => bar.update(d), ...(accuracy ? { accuracy } : {}), latency: !args.baselineModel });
+      // a baseline measures until its estimate is stable (twice the time limit); a check until its
+      // verdict against the baseline is clear (runtime/timer.ts, workflows/gate.ts)
+      const maxSeconds = args.updateBaseline ? args.maxSeconds * 2 : args.maxSeconds;
+      const bar = new ProgressBar({ label: 'gate: timing (s)', total: Math.ceil(maxSeconds) });
+      const stopWhen = !args.updateBaseline && baseline?.measurement.latency && !args.baselineModel ? { done: verdictIsClear(baseline.measurement.latency, budgets.maxLatencyIncrease, args.failMinSeconds) } : {};
+      current = await measureModel(args.model, {
+        feed,
+        rounds: args.rounds,
+        threads: args.threads,
+        maxSeconds,
+        ...(args.updateBaseline ? { minTrials: 9 } : {}),
+        ...stopWhen,
+        onTrial: (e) => bar.update(Math.min(Math.ceil(maxSeconds), Math.round(e.seconds))),
+        ...(accuracy ? { accuracy } : {}),
+        latency: !args.baselineModel,
+      });
       bar.done();
     } else current = readMeasurement(args.report!);
     if (args.saveMeasurement) writeFileAtomic(args.saveMeasurement, `${JSON.stringify(current, null, 2)}\n`);
@@ -135,14 +161,14 @@ export const gateCommand: CommandModule<object, Args> = {
     if (args.updateBaseline) {
       const b: Baseline = { schema: BASELINE_SCHEMA, createdAt: new Date().toISOString(), measurement: current };
       writeFileAtomic(args.baseline, `${JSON.stringify(b, null, 2)}\n`);
-      process.stdout.write(`wrote baseline ${args.baseline}: ${current.model.sizeBytes} bytes${current.latency ? `, latency ${current.latency.ratioToReference.toFixed(3)}x the reference workload (p50 ${current.latency.modelP50Ms.toFixed(2)} ms)` : ''}\n`);
+      const l = current.latency;
+      process.stdout.write(`wrote baseline ${args.baseline}: ${current.model.sizeBytes} bytes${l ? `, latency ${l.ratioToReference.toFixed(3)}x the reference workload ± ${(l.noise * 100).toFixed(1)}% (${l.trials.length} trials in ${l.seconds.toFixed(0)} s${l.stable ? '' : `, not stable: ${l.unstableReason}`}; ${describeContention(l.contention)})` : ''}\n`);
       return;
     }
 
-    let vsModel: { file: string; change: number; rounds: number } | undefined;
+    let vsModel: BaselineModelComparison | undefined;
     if (args.baselineModel && args.model) {
-      const c = await compareModels(args.model, args.baselineModel, feed!, { rounds: args.rounds, threads: args.threads });
-      vsModel = { file: args.baselineModel, change: c.change, rounds: c.rounds };
+      vsModel = await compareModels(args.model, args.baselineModel, feed!, { rounds: args.rounds, threads: args.threads, maxSeconds: args.maxSeconds, done: comparisonIsClear(budgets.maxLatencyIncrease, args.failMinSeconds) });
     }
     const result = evaluateGate(baseline!, current, budgets, vsModel);
     process.stdout.write(args.json ? `${JSON.stringify(result, null, 2)}\n` : `${renderGateTable(result)}\n`);
@@ -155,7 +181,9 @@ export const gateCommand: CommandModule<object, Args> = {
     writeFileAtomic(args.junit ?? 'onnxforge-gate.xml', renderGateJUnit(result));
     if (!result.passed) {
       const failed = result.checks.filter((c) => c.verdict === 'fail').map((c) => `${c.metric} ${c.change} (budget ${c.budget})`);
-      throw checkError('GATE_REGRESSION', `regression: ${failed.join('; ')}`, { file: args.model ?? args.report });
+      if (failed.length) throw checkError('GATE_REGRESSION', `regression: ${failed.join('; ')}`, { file: args.model ?? args.report });
+      const unsure = result.checks.filter((c) => c.verdict === 'inconclusive').map((c) => `${c.metric}: ${c.detail ?? c.change}`);
+      throw checkError('GATE_INCONCLUSIVE', `inconclusive with --strict: ${unsure.join('; ')}`, { file: args.model ?? args.report });
     }
   },
 };

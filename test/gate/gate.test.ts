@@ -16,13 +16,39 @@ import {
   readBaseline,
   renderGateJUnit,
   renderGateMarkdown,
+  renderGateTable,
+  LATENCY_ESTIMATOR,
+  latencyVerdict,
+  measureModel,
+  validateMeasurement,
+  verdictIsClear,
 } from '../../workflows/gate.js';
+import type { Contention } from '../../runtime/timer.js';
 
-function measurement(size: number, ratio: number, inputs = [{ name: 'x', type: 'float32', shape: [1, 8] as Array<number | string> }]): Measurement {
+const quiet: Contention = { wallMs: 1000, cpuMs: 990, cpuOverWall: 0.99, involuntaryContextSwitches: 3, preemptedSlots: 0, slotSpread: 0.02 };
+
+function measurement(size: number, ratio: number, inputs = [{ name: 'x', type: 'float32', shape: [1, 8] as Array<number | string> }], noise = 0.005, seconds = 12): Measurement {
   return {
     schema: MEASUREMENT_SCHEMA,
     model: { file: 'm.onnx', sha256: 'x', sizeBytes: size, signature: { inputs, outputs: [{ name: 'y', type: 'float32', shape: [1, 8] }] } },
-    latency: { ratioToReference: ratio, modelP50Ms: ratio, referenceP50Ms: 1, rounds: 10, spread: 0.01, referenceWorkload: 'conv3x3-32ch-56px/1', threads: 1, clock: 'cpu' },
+    latency: {
+      ratioToReference: ratio,
+      noise,
+      stable: noise <= 0.02,
+      ...(noise > 0.02 ? { unstableReason: 'the 3 fastest of 9 timing trials still differ' } : {}),
+      trials: [ratio, ratio * (1 + noise), ratio * 1.2],
+      rounds: 40,
+      seconds,
+      modelMinMs: ratio,
+      modelP50Ms: ratio,
+      referenceMinMs: 1,
+      referenceP50Ms: 1,
+      estimator: LATENCY_ESTIMATOR,
+      referenceWorkload: 'conv3x3-32ch-56px/1',
+      threads: 1,
+      clock: 'cpu',
+      contention: quiet,
+    },
     environment: { node: 'v20', onnxruntime: '1.30.0', cpu: 'cpu', cores: 2, platform: 'linux-x64' },
     measuredAt: '2026-11-23T00:00:00Z',
   };
@@ -46,10 +72,12 @@ describe('gate verdicts', () => {
 
   it('uses the interleaved comparison with a baseline model instead of the stored ratio', () => {
     const base = baselineOf(measurement(1000, 0.5));
-    const r = evaluateGate(base, measurement(1000, 0.9), budgets, { file: 'old.onnx', change: 0.02, rounds: 50 });
+    const vs = (change: number, noise = 0.01) => ({ file: 'old.onnx', change, noise, stable: noise <= 0.02, trials: 9, seconds: 12, contention: quiet });
+    const r = evaluateGate(base, measurement(1000, 0.9), budgets, vs(0.02));
     expect(r.passed).toBe(true);
     expect(r.checks.map((c) => c.metric)).toContain('latency (vs baseline model, interleaved)');
-    expect(evaluateGate(base, measurement(1000, 0.5), budgets, { file: 'old.onnx', change: 0.08, rounds: 50 }).passed).toBe(false);
+    expect(evaluateGate(base, measurement(1000, 0.5), budgets, vs(0.08)).passed).toBe(false);
+    expect(evaluateGate(base, measurement(1000, 0.5), budgets, vs(0.045, 0.03)).checks[1]!.verdict).toBe('inconclusive');
   });
 
   it('checks accuracy against --min-accuracy and fails when none was measured', () => {
@@ -80,6 +108,80 @@ describe('gate verdicts', () => {
     const xml = renderGateJUnit(r);
     expect(xml).toContain('tests="2" failures="1"');
     expect(xml).toMatch(/<testcase classname="onnxforge.gate" name="size">\s*<failure message="size: 1030 B vs baseline 1000 B/);
+  });
+});
+
+describe('latency verdicts with noise', () => {
+  const measured = { stable: true, seconds: 12 };
+  it('fails only beyond the noise and after enough seconds, passes only within it, else says inconclusive', () => {
+    expect(latencyVerdict(0.0, 0.02, 0.05, measured).verdict).toBe('pass');
+    expect(latencyVerdict(0.11, 0.03, 0.05, measured).verdict).toBe('fail');
+    const straddle = latencyVerdict(0.04, 0.02, 0.05, { stable: false, seconds: 30, unstableReason: 'trials still differ by 2.5%' });
+    expect(straddle.verdict).toBe('inconclusive');
+    expect(straddle.reason).toMatch(/straddles the budget: trials still differ/);
+    const early = latencyVerdict(0.2, 0.01, 0.05, { stable: true, seconds: 3 }, 10);
+    expect(early.verdict).toBe('inconclusive');
+    expect(early.reason).toMatch(/only 3 s/);
+  });
+
+  it('passes an inconclusive latency row by default and fails it with strict; size still gates', () => {
+    const base = baselineOf(measurement(1000, 0.5));
+    const noisy = measurement(1000, 0.52, undefined, 0.06);
+    const r = evaluateGate(base, noisy, budgets);
+    expect(r.checks[1]!.verdict).toBe('inconclusive');
+    expect(r.passed).toBe(true);
+    expect(r.inconclusive).toBe(true);
+    expect(renderGateTable(r)).toMatch(/latency inconclusive/);
+    expect(renderGateJUnit(r)).toContain('failures="0" skipped="1"');
+    const strict = evaluateGate(base, noisy, { ...budgets, strict: true });
+    expect(strict.passed).toBe(false);
+    expect(renderGateJUnit(strict)).toContain('failures="1" skipped="0"');
+    expect(renderGateMarkdown(strict)).toMatch(/❔ inconclusive/);
+    const bigAndNoisy = evaluateGate(base, measurement(1050, 0.52, undefined, 0.06), budgets);
+    expect(bigAndNoisy.passed).toBe(false);
+    expect(bigAndNoisy.checks[0]!.verdict).toBe('fail');
+  });
+
+  it('rejects a baseline from another estimator or the old measurement schema', () => {
+    const base = baselineOf(measurement(1000, 0.5));
+    const other = measurement(1000, 0.5);
+    other.latency!.estimator = 'min-of-rounds/0';
+    expect(() => evaluateGate(base, other, budgets)).toThrowError(/re-create the baseline/);
+    const old = { ...measurement(1000, 0.5), schema: 'onnxforge.gate-measurement/1' };
+    expect(() => validateMeasurement(old, 'b.json')).toThrowError(/gate-measurement\/1 is not supported.*--update-baseline/);
+  });
+
+  it('measures until the verdict is clear, with injected trials (no timing)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxforge-gate-fake-'));
+    try {
+      const b = new GraphBuilder({ opset: 17 });
+      const x = b.input('x', 'float32', [1, 4]);
+      const [y] = b.op('Relu', [x]);
+      b.output(y!, 'y', 'float32', [1, 4]);
+      const file = path.join(dir, 'm.onnx');
+      saveModelSync(b.model(), file);
+      const feed = { x: { type: 'float32' as const, dims: [1, 4], data: new Float32Array(4) } };
+      const fake = (ratios: number[] | ((i: number) => number)) => {
+        let i = 0;
+        const at = typeof ratios === 'function' ? ratios : (k: number) => ratios[k % ratios.length]!;
+        return async () => {
+          const ratio = at(i++);
+          return { ratio, aMinMs: ratio, bMinMs: 1, aP50Ms: ratio, bP50Ms: 1, contention: quiet };
+        };
+      };
+      const baseLat = measurement(10, 0.5).latency!;
+      // agreeing trials at the baseline's ratio: pass after the least trials
+      const same = await measureModel(file, { feed, trial: fake([0.5, 0.501, 0.502, 0.6, 0.503]), done: verdictIsClear(baseLat, 0.05, 10) });
+      expect(same.latency!.trials).toHaveLength(5);
+      expect(same.latency!.ratioToReference).toBeCloseTo(0.501, 6);
+      // trials that never agree: measured up to the limit, then the estimate is not stable and says why
+      const noisy = await measureModel(file, { feed, trial: fake((i) => 0.5 + 0.02 * i), maxSeconds: 0.05, minTrials: 4, done: verdictIsClear(baseLat, 0.05, 10) });
+      expect(noisy.latency!.stable).toBe(false);
+      expect(noisy.latency!.unstableReason).toMatch(/still differ by .* limit/);
+      expect(evaluateGate(baselineOf(measurement(fs.statSync(file).size, 0.5, [{ name: 'x', type: 'float32', shape: [1, 4] }])), { ...noisy, model: { ...noisy.model, signature: { ...noisy.model.signature, outputs: [{ name: 'y', type: 'float32', shape: [1, 8] }] } } }, budgets).checks[1]!.verdict).toBe('inconclusive');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -148,16 +250,16 @@ describe('gate command', () => {
   it('creates a baseline, passes the same model, and fails a bigger one with exit 1, JUnit and a summary', async () => {
     const baseline = path.join(dir, 'baseline.json');
     const junit = path.join(dir, 'junit.xml');
-    expect(await run(['gate', '--baseline', baseline, '--model', model, '--update-baseline', '--rounds', '10'])).toBe(0);
+    expect(await run(['gate', '--baseline', baseline, '--model', model, '--update-baseline', '--rounds', '10', '--max-seconds', '2'])).toBe(0);
     expect(readBaseline(baseline).measurement.latency!.ratioToReference).toBeGreaterThan(0);
     // latency budgets are wide here: timing assertions do not belong in tests on shared machines
-    expect(await run(['gate', '--baseline', baseline, '--model', model, '--rounds', '10', '--max-latency-increase', '1000%', '--junit', junit])).toBe(0);
+    expect(await run(['gate', '--baseline', baseline, '--model', model, '--rounds', '10', '--max-seconds', '2', '--max-latency-increase', '1000%', '--junit', junit])).toBe(0);
     expect(out.join('')).toMatch(/gate PASSED/);
     const summary = path.join(dir, 'summary.md');
     const prev = process.env.GITHUB_STEP_SUMMARY;
     process.env.GITHUB_STEP_SUMMARY = summary;
     try {
-      expect(await run(['gate', '--baseline', baseline, '--model', bigger, '--rounds', '10', '--max-latency-increase', '1000%', '--junit', junit])).toBe(1);
+      expect(await run(['gate', '--baseline', baseline, '--model', bigger, '--rounds', '10', '--max-seconds', '2', '--max-latency-increase', '1000%', '--junit', junit])).toBe(1);
     } finally {
       if (prev === undefined) delete process.env.GITHUB_STEP_SUMMARY;
       else process.env.GITHUB_STEP_SUMMARY = prev;
@@ -170,9 +272,29 @@ describe('gate command', () => {
   it('reuses a saved measurement with --report', async () => {
     const baseline = path.join(dir, 'baseline2.json');
     const saved = path.join(dir, 'current.json');
-    expect(await run(['gate', '--baseline', baseline, '--model', model, '--update-baseline', '--rounds', '10'])).toBe(0);
-    expect(await run(['gate', '--baseline', baseline, '--model', model, '--rounds', '10', '--max-latency-increase', '1000%', '--save-measurement', saved, '--junit', path.join(dir, 'j.xml')])).toBe(0);
+    expect(await run(['gate', '--baseline', baseline, '--model', model, '--update-baseline', '--rounds', '10', '--max-seconds', '2'])).toBe(0);
+    expect(await run(['gate', '--baseline', baseline, '--model', model, '--rounds', '10', '--max-seconds', '2', '--max-latency-increase', '1000%', '--save-measurement', saved, '--junit', path.join(dir, 'j.xml')])).toBe(0);
     expect(await run(['gate', '--baseline', baseline, '--report', saved, '--max-latency-increase', '1000%', '--junit', path.join(dir, 'j.xml')])).toBe(0);
+  });
+
+  it('exits 0 on an inconclusive latency verdict, 1 with --strict', async () => {
+    const baseline = path.join(dir, 'baseline3.json');
+    const noisy = path.join(dir, 'noisy.json');
+    const size = fs.statSync(model).size;
+    const inputs = [{ name: 'x', type: 'float32', shape: [1, 64] as Array<number | string> }];
+    const m = (ratio: number, noise: number) => {
+      const x = measurement(size, ratio, inputs, noise);
+      x.model.signature.outputs = [{ name: 'y', type: 'float32', shape: [1, 64] }];
+      return x;
+    };
+    fs.writeFileSync(baseline, JSON.stringify(baselineOf(m(0.5, 0.005))));
+    fs.writeFileSync(noisy, JSON.stringify(m(0.52, 0.08)));
+    const junit = path.join(dir, 'j3.xml');
+    expect(await run(['gate', '--baseline', baseline, '--report', noisy, '--junit', junit])).toBe(0);
+    expect(out.join('')).toMatch(/inconclusive/);
+    expect(await run(['gate', '--baseline', baseline, '--report', noisy, '--junit', junit, '--strict'])).toBe(1);
+    expect(err.join('')).toMatch(/error\[GATE_INCONCLUSIVE\]/);
+    expect(fs.readFileSync(junit, 'utf8')).toContain('failures="1"');
   });
 
   it('exits 2 on bad input: missing files, malformed baselines, wrong usage', async () => {
