@@ -8,6 +8,7 @@
 import { inputError } from '../core/errors.js';
 import type { OptionSpec, OptionsSchema, Pass } from './pass.js';
 import { getPass, PASSES, PRESETS } from './registry.js';
+import { GENERIC_OPSET, type FusionTarget } from './fusion/transformer-target.js';
 
 export interface PipelineStep {
   pass: Pass<any>;
@@ -155,4 +156,17 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++)
     for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
   return d[a.length]![b.length]!;
+}
+
+/**
+ * `steps` with every pass that has a `target` option set to `target`; for target generic an
+ * upgrade-opset step below opset 23 is raised to 23 (what the generic operators need). This is what
+ * `optimize --target` applies to the chosen pipeline.
+ */
+export function retarget(steps: readonly PipelineStep[], target: FusionTarget): PipelineStep[] {
+  return steps.map((s) => {
+    if ('target' in s.pass.options) return { pass: s.pass, options: { ...s.options, target } };
+    if (target === 'generic' && s.pass.name === 'upgrade-opset' && Number(s.options.to) < GENERIC_OPSET) return { pass: s.pass, options: { ...s.options, to: GENERIC_OPSET } };
+    return s;
+  });
 }

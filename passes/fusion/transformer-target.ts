@@ -7,7 +7,6 @@
 import { Model, Node, Value } from '../../ir/ir.js';
 import { definePass, type Pass, type Pattern } from '../pass.js';
 import { applyPatterns } from '../patterns.js';
-import type { PipelineStep } from '../pipeline.js';
 
 export type FusionTarget = 'microsoft' | 'generic';
 
@@ -99,17 +98,4 @@ export function removeDeadProducers(candidates: readonly Node[]): void {
     n.graph.removeNode(n);
     for (const i of ins) if (i?.producer) work.push(i.producer);
   }
-}
-
-/**
- * `steps` with every pass that has a `target` option set to `target`; for target generic an
- * upgrade-opset step below opset 23 is raised to 23 (what the generic operators need). This is what
- * `optimize --target` applies to the chosen pipeline.
- */
-export function retarget(steps: readonly PipelineStep[], target: FusionTarget): PipelineStep[] {
-  return steps.map((s) => {
-    if ('target' in s.pass.options) return { pass: s.pass, options: { ...s.options, target } };
-    if (target === 'generic' && s.pass.name === 'upgrade-opset' && Number(s.options.to) < GENERIC_OPSET) return { pass: s.pass, options: { ...s.options, to: GENERIC_OPSET } };
-    return s;
-  });
 }
