@@ -35,6 +35,7 @@ import { prepareForQuantization, PrepareReport } from './prepare.js';
 import { firstSamples } from './budget.js';
 import { toSampleSource } from './quantize-static.js';
 import { addWeightDq, FreshNames, quantizeInt8 } from './weights-int8.js';
+import type { NameAuthority } from '../../ir/names.js';
 import { collectInputMoments, InputMoments } from './int4/activations.js';
 import { Bits, BlockQuantized, dequantizeRows, quantizeRtn, rowsOfKN, storedBytes } from './int4/blocks.js';
 import { emitGatherBlockQuantized, emitMatMulNBits, emitQdqMatMul, MS_DOMAIN, replaceNode } from './int4/emit.js';
@@ -278,7 +279,7 @@ interface Plan {
 /** Writes the quantized weights of `cands` into `model` (the prepared float model or a clone of it). */
 function apply(model: Model, cands: readonly Candidate[], plan: Plan, format: Int4Format, embeddings: 'int4' | 'int8' | 'float'): void {
   const g = model.graph;
-  const names = new FreshNames(g);
+  const names = model.names;
   const nodes = [...g.nodes];
   const weights = new Set<Value>();
   for (const c of cands) {
@@ -289,7 +290,7 @@ function apply(model: Model, cands: readonly Candidate[], plan: Plan, format: In
     weights.add(node.inputs[c.op === 'Gather' ? 0 : 1]!);
     const bias = c.op === 'Gemm' && node.inputs[2] ? node.inputs[2] : undefined;
     if (bias) weights.add(bias);
-    const stem = names.next('q');
+    const stem = names.numbered('q');
     if (c.op === 'Gather') {
       if (format === 'msft') emitGatherBlockQuantized(g, names, node, input, embeddings === 'int8' ? c.q8! : q, stem);
       else int8Gather(model, names, node, c, stem);
@@ -315,26 +316,26 @@ function apply(model: Model, cands: readonly Candidate[], plan: Plan, format: In
 }
 
 /** Gather on an int8 per-row table behind DequantizeLinear (qdq format, or --embeddings int8). */
-function int8Gather(model: Model, names: FreshNames, node: Node, c: Candidate, stem: string): void {
+function int8Gather(model: Model, names: NameAuthority, node: Node, c: Candidate, stem: string): void {
   const w = quantizeInt8(Tensor.from(DataType.FLOAT, [c.N, c.K], c.rows), 0);
-  const { out } = addWeightDq(model.graph, names, w, stem);
+  const { out } = addWeightDq(model.graph, new FreshNames(model.graph), w, stem);
   node.setInput(0, out);
 }
 
 /** The qdq form of an 8-bit layer: int8 per-column DequantizeLinear into the MatMul (+ bias). */
-function int8MatMul(model: Model, names: FreshNames, node: Node, input: Value, c: Candidate, stem: string): void {
+function int8MatMul(model: Model, names: NameAuthority, node: Node, input: Value, c: Candidate, stem: string): void {
   const kn = new Float32Array(c.K * c.N);
   for (let n = 0; n < c.N; n++) for (let k = 0; k < c.K; k++) kn[k * c.N + n] = c.rows[n * c.K + k]!;
   const w = quantizeInt8(Tensor.from(DataType.FLOAT, [c.K, c.N], kn), 1);
   const g = model.graph;
-  const { out } = addWeightDq(g, names, w, stem);
+  const { out } = addWeightDq(g, new FreshNames(g), w, stem);
   const mm = new Node('MatMul', [input, out], []);
   if (c.bias) {
-    const mid = new Value(names.take(`${stem}_mm`));
+    const mid = new Value(names.fresh(`${stem}_mm`));
     mm.appendOutput(mid);
-    mm.name = names.take(`${stem}_MatMul`);
+    mm.name = names.fresh(`${stem}_MatMul`);
     g.insertBefore(node, mm);
-    const add = new Node('Add', [mid, g.addInitializer(Tensor.from(DataType.FLOAT, [c.N], c.bias), names.take(`${stem}_bias`))], []);
+    const add = new Node('Add', [mid, g.addInitializer(Tensor.from(DataType.FLOAT, [c.N], c.bias), names.fresh(`${stem}_bias`))], []);
     replaceNode(g, node, add);
   } else replaceNode(g, node, mm);
 }

@@ -13,7 +13,6 @@ import { nodeRunner } from '../../runtime/runner.js';
 import type { SessionOptions } from '../../runtime/session.js';
 import { Bits, dequantizeRows, quantizeRtn, rowsOfKN } from '../../passes/quantize/int4/blocks.js';
 import { emitGatherBlockQuantized, emitMatMulNBits, emitQdqMatMul, MS_DOMAIN } from '../../passes/quantize/int4/emit.js';
-import { FreshNames } from '../../passes/quantize/weights-int8.js';
 
 function rand(seed: number, n: number, scale = 1): Float32Array {
   let s = seed >>> 0;
@@ -85,7 +84,7 @@ describe('MatMulNBits layout', () => {
       const g = model.graph;
       const a = node.inputs[0]!;
       const wInit = node.inputs[1]!;
-      emitMatMulNBits(g, new FreshNames(g), node, a, q, 'w', 0);
+      emitMatMulNBits(g, g.names, node, a, q, 'w', 0);
       g.removeInitializer(wInit);
       const x = rand(5, 3 * c.K);
       const y = await run(model, { x: { type: 'float32', dims: [1, 3, c.K], data: x } });
@@ -104,7 +103,7 @@ describe('MatMulNBits layout', () => {
     const { model, node } = matmulModel(K, N, w, 17, true, bias);
     const q = quantizeRtn(rowsOfKN(w, K, N), N, K, 4, 32, false);
     const g = model.graph;
-    emitMatMulNBits(g, new FreshNames(g), node, node.inputs[0]!, q, 'w', 0, bias);
+    emitMatMulNBits(g, g.names, node, node.inputs[0]!, q, 'w', 0, bias);
     g.removeInitializer(g.initializers.get('w')!);
     g.removeInitializer(g.initializers.get('c')!);
     const x = rand(6, 3 * K);
@@ -122,7 +121,7 @@ describe('DequantizeLinear with block_size (opset 21)', () => {
       const { model, node } = matmulModel(K, N, w, 21);
       const q = quantizeRtn(rowsOfKN(w, K, N), N, K, 4, 32, sym);
       const g = model.graph;
-      emitQdqMatMul(g, new FreshNames(g), node, node.inputs[0]!, q, 'w');
+      emitQdqMatMul(g, g.names, node, node.inputs[0]!, q, 'w');
       g.removeInitializer(g.initializers.get('w')!);
       g.toposort();
       const x = rand(8, 3 * K);
@@ -152,7 +151,7 @@ describe('GatherBlockQuantized layout', () => {
       const model = b.model();
       const q = quantizeRtn(table, V, D, bits, 32, sym);
       const g = model.graph;
-      emitGatherBlockQuantized(g, new FreshNames(g), node, ids, q, 'emb');
+      emitGatherBlockQuantized(g, g.names, node, ids, q, 'emb');
       g.removeInitializer(t);
       const idx = [0, 39, 7, 7, 20];
       const y = await run(model, { ids: { type: 'int64', dims: [1, 5], data: BigInt64Array.from(idx.map(BigInt)) } });

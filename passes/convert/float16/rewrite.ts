@@ -19,7 +19,6 @@
 import { DataType, encodeHalf } from '../../../core/dtype.js';
 import { Tensor } from '../../../core/tensor.js';
 import { Attribute, constantOf, Graph, Node, Value } from '../../../ir/ir.js';
-import { NameGen } from '../../../ir/edits.js';
 import { FLOAT32_SLOTS, opKey } from './kernels.js';
 import { HalfType, isFloat32, Plan, rangeProblem } from './plan.js';
 
@@ -70,8 +69,7 @@ function wanted(u: { node: Node; index: number }, plan: Plan): Prec | 'any' {
 }
 
 export function applyPlan(g: Graph, plan: Plan, o: RewriteOptions): RewriteStats {
-  const model = g.owningModel()!;
-  const names = new NameGen(model);
+  const names = g.names;
   const stats: RewriteStats = { castsAdded: 0, castsRetargeted: 0, constantsConverted: 0, floatBytes: 0, halfBytes: 0, halfWeightsWithCast: 0, halfValues: 0 };
   const setType = (v: Value, t: number) => {
     if (v.type?.tensor) v.type.tensor.elemType = t;

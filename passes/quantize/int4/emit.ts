@@ -16,7 +16,7 @@
 import { DataType } from '../../../core/dtype.js';
 import { Tensor } from '../../../core/tensor.js';
 import { Attribute, Graph, Node, Value } from '../../../ir/ir.js';
-import type { FreshNames } from '../weights-int8.js';
+import type { NameAuthority } from '../../../ir/names.js';
 import { BlockQuantized, defaultZeroPoints, packCodes, packZeroPoints, qdqLayout } from './blocks.js';
 
 export const MS_DOMAIN = 'com.microsoft';
@@ -24,30 +24,36 @@ export const MS_DOMAIN = 'com.microsoft';
 /** Inputs of the new nodes whose element type follows the activations (fp16 conversion casts them). */
 export const FLOAT_INPUTS: Readonly<Record<string, readonly number[]>> = { MatMulNBits: [2, 5], GatherBlockQuantized: [2] };
 
-/** Puts `node` where `old` was, taking over its name and its output 0. */
+/**
+ * Puts `node` where `old` was: it takes over old's name, and its output takes over old's output 0
+ * (every use, and the name, through the IR's replace primitive).
+ */
 export function replaceNode(g: Graph, old: Node, node: Node): void {
-  node.name = old.name ?? old.label;
+  const name = old.name ?? old.label;
   const at = g.nodes.indexOf(old);
   const out = old.outputs[0]!;
-  old.setOutput(0, new Value(`${out.name}__replaced`));
-  g.removeNode(old, true);
-  node.appendOutput(out);
+  const fresh = new Value(g.names.fresh(`${out.name}_q`));
+  if (out.type) fresh.type = structuredClone(out.type);
+  node.appendOutput(fresh);
   g.insertNode(node, at < 0 ? g.nodes.length : at);
+  out.replaceAllUsesWith(fresh, { takeName: true });
+  g.removeNode(old, true);
+  node.name = name;
 }
 
 /** Replaces `node` (MatMul or Gemm; output 0 is kept) by MatMulNBits on `a`. */
-export function emitMatMulNBits(g: Graph, names: FreshNames, node: Node, a: Value, q: BlockQuantized, stem: string, accuracyLevel: number, bias?: Float32Array): Node {
+export function emitMatMulNBits(g: Graph, names: NameAuthority, node: Node, a: Value, q: BlockQuantized, stem: string, accuracyLevel: number, bias?: Float32Array): Node {
   const blob = (q.blockSize * q.bits) / 8;
-  const b = g.addInitializer(Tensor.fromBytes(DataType.UINT8, [q.N, q.kBlocks, blob], packCodes(q)), names.take(`${stem}_q${q.bits}`));
-  const s = g.addInitializer(Tensor.from(DataType.FLOAT, [q.N, q.kBlocks], q.scales), names.take(`${stem}_scales`));
+  const b = g.addInitializer(Tensor.fromBytes(DataType.UINT8, [q.N, q.kBlocks, blob], packCodes(q)), names.fresh(`${stem}_q${q.bits}`));
+  const s = g.addInitializer(Tensor.from(DataType.FLOAT, [q.N, q.kBlocks], q.scales), names.fresh(`${stem}_scales`));
   const inputs: Array<Value | null> = [a, b, s];
   if (!defaultZeroPoints(q)) {
     const z = packZeroPoints(q);
-    inputs.push(g.addInitializer(Tensor.fromBytes(DataType.UINT8, z.dims, z.bytes), names.take(`${stem}_zp`)));
+    inputs.push(g.addInitializer(Tensor.fromBytes(DataType.UINT8, z.dims, z.bytes), names.fresh(`${stem}_zp`)));
   } else if (bias) inputs.push(null);
   if (bias) {
     inputs.push(null);
-    inputs.push(g.addInitializer(Tensor.from(DataType.FLOAT, [q.N], bias), names.take(`${stem}_bias`)));
+    inputs.push(g.addInitializer(Tensor.from(DataType.FLOAT, [q.N], bias), names.fresh(`${stem}_bias`)));
   }
   const n = new Node('MatMulNBits', inputs, [], MS_DOMAIN);
   n.setAttr(Attribute.int('K', q.K));
@@ -60,14 +66,14 @@ export function emitMatMulNBits(g: Graph, names: FreshNames, node: Node, a: Valu
 }
 
 /** Replaces `node` (MatMul or Gemm) by the ONNX form: MatMul(a, DequantizeLinear(int4 B)) (+ bias). */
-export function emitQdqMatMul(g: Graph, names: FreshNames, node: Node, a: Value, q: BlockQuantized, stem: string, bias?: Float32Array): Node[] {
+export function emitQdqMatMul(g: Graph, names: NameAuthority, node: Node, a: Value, q: BlockQuantized, stem: string, bias?: Float32Array): Node[] {
   const l = qdqLayout(q);
-  const dqInputs: Value[] = [g.addInitializer(l.data, names.take(`${stem}_q4`)), g.addInitializer(l.scale, names.take(`${stem}_scales`))];
-  if (l.zeroPoint) dqInputs.push(g.addInitializer(l.zeroPoint, names.take(`${stem}_zp`)));
-  const w = new Value(names.take(`${stem}_dq`));
+  const dqInputs: Value[] = [g.addInitializer(l.data, names.fresh(`${stem}_q4`)), g.addInitializer(l.scale, names.fresh(`${stem}_scales`))];
+  if (l.zeroPoint) dqInputs.push(g.addInitializer(l.zeroPoint, names.fresh(`${stem}_zp`)));
+  const w = new Value(names.fresh(`${stem}_dq`));
   w.setTensorType(DataType.FLOAT, [q.K, q.N]);
   const dq = new Node('DequantizeLinear', dqInputs, [w]);
-  dq.name = names.take(`${stem}_DequantizeLinear`);
+  dq.name = names.fresh(`${stem}_DequantizeLinear`);
   dq.setAttr(Attribute.int('axis', 0));
   dq.setAttr(Attribute.int('block_size', q.blockSize));
   g.insertNode(dq, 0);
@@ -76,10 +82,10 @@ export function emitQdqMatMul(g: Graph, names: FreshNames, node: Node, a: Value,
     replaceNode(g, node, mm);
     return [dq, mm];
   }
-  const mid = new Value(names.take(`${stem}_mm`));
+  const mid = new Value(names.fresh(`${stem}_mm`));
   const mm = new Node('MatMul', [a, w], [mid]);
-  mm.name = names.take(`${stem}_MatMul`);
-  const add = new Node('Add', [mid, g.addInitializer(Tensor.from(DataType.FLOAT, [q.N], bias), names.take(`${stem}_bias`))], []);
+  mm.name = names.fresh(`${stem}_MatMul`);
+  const add = new Node('Add', [mid, g.addInitializer(Tensor.from(DataType.FLOAT, [q.N], bias), names.fresh(`${stem}_bias`))], []);
   const at = g.nodes.indexOf(node);
   g.insertNode(mm, at);
   replaceNode(g, node, add);
@@ -87,13 +93,13 @@ export function emitQdqMatMul(g: Graph, names: FreshNames, node: Node, a: Value,
 }
 
 /** Replaces `node` (Gather on axis 0 of a [V, D] table) by GatherBlockQuantized. */
-export function emitGatherBlockQuantized(g: Graph, names: FreshNames, node: Node, ids: Value, q: BlockQuantized, stem: string): Node {
-  const data = g.addInitializer(Tensor.fromBytes(DataType.UINT8, [q.N, (q.kBlocks * q.blockSize * q.bits) / 8], packCodes(q)), names.take(`${stem}_q${q.bits}`));
-  const s = g.addInitializer(Tensor.from(DataType.FLOAT, [q.N, q.kBlocks], q.scales), names.take(`${stem}_scales`));
+export function emitGatherBlockQuantized(g: Graph, names: NameAuthority, node: Node, ids: Value, q: BlockQuantized, stem: string): Node {
+  const data = g.addInitializer(Tensor.fromBytes(DataType.UINT8, [q.N, (q.kBlocks * q.blockSize * q.bits) / 8], packCodes(q)), names.fresh(`${stem}_q${q.bits}`));
+  const s = g.addInitializer(Tensor.from(DataType.FLOAT, [q.N, q.kBlocks], q.scales), names.fresh(`${stem}_scales`));
   const inputs: Value[] = [data, ids, s];
   if (!defaultZeroPoints(q)) {
     const z = packZeroPoints(q);
-    inputs.push(g.addInitializer(Tensor.fromBytes(DataType.UINT8, z.dims, z.bytes), names.take(`${stem}_zp`)));
+    inputs.push(g.addInitializer(Tensor.fromBytes(DataType.UINT8, z.dims, z.bytes), names.fresh(`${stem}_zp`)));
   }
   const n = new Node('GatherBlockQuantized', inputs, [], MS_DOMAIN);
   n.setAttr(Attribute.int('gather_axis', 0));
