@@ -25,7 +25,10 @@ import * as path from 'node:path';
 import { inputError, InputErrorCode } from '../core/errors.js';
 import { byteLengthOf, DataType, dtypeInfo } from '../core/dtype.js';
 import type { Graph, Model, Attribute, SparseTensor } from '../ir/ir.js';
-import { ExternalData, ExternalDataSource, Entry, Tensor } from '../core/tensor.js';
+import { ExternalData, ExternalDataSource, Tensor } from '../core/tensor.js';
+import { tensorLabel } from './external-entries.js';
+
+export { parseExternalData } from './external-entries.js';
 
 /** onnxruntime's marker for tensors that live in memory it owns: never a file. */
 export const ORT_MEM_ADDR_MARKER = '*/_ORT_MEM_ADDR_/*';
@@ -35,40 +38,6 @@ export const MAX_OPEN_DATA_FILES = 64;
 
 /** Chunk size used when streaming external data from one file to another. */
 export const COPY_CHUNK_BYTES = 8 << 20;
-
-function tensorLabel(t: Tensor): string {
-  return t.name ? `tensor ${t.name}` : 'an unnamed tensor';
-}
-
-function parseNonNegativeInt(raw: string, key: string, t: Tensor, file?: string): number {
-  if (!/^[0-9]{1,16}$/.test(raw)) {
-    const shown = raw === '' ? 'an empty string' : `"${raw.replace(/\0/g, '\\0').slice(0, 40)}"`;
-    throw inputError('EXTERNAL_BAD_NUMBER', `${tensorLabel(t)}: external_data ${key} ${shown} is not a non-negative integer`, { tensor: t.name, file, field: key });
-  }
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n)) throw inputError('EXTERNAL_BAD_NUMBER', `${tensorLabel(t)}: external_data ${key} ${raw} is too large`, { tensor: t.name, file, field: key });
-  return n;
-}
-
-/** Parses the entries of `external_data` (kept verbatim for lossless output). */
-export function parseExternalData(entries: Entry[], t: Tensor, file?: string): ExternalData {
-  // a null-prototype record: keys like __proto__ cannot reach Object.prototype
-  const kv: Record<string, string> = Object.create(null);
-  for (const e of entries) {
-    const key = e.key ?? '';
-    if (key in kv) throw inputError('EXTERNAL_DUPLICATE_KEY', `${tensorLabel(t)}: external_data key "${key.slice(0, 40)}" appears twice`, { tensor: t.name, file });
-    kv[key] = e.value ?? '';
-  }
-  const location = kv['location'];
-  const ext: ExternalData = { entries, location: location ?? '', offset: 0 };
-  if (location === undefined) {
-    // Reported by validateExternalData() when the tensor is marked external; kept as is otherwise.
-    return ext;
-  }
-  if (kv['offset'] !== undefined) ext.offset = parseNonNegativeInt(kv['offset'], 'offset', t, file);
-  if (kv['length'] !== undefined) ext.length = parseNonNegativeInt(kv['length'], 'length', t, file);
-  return ext;
-}
 
 /**
  * Validates a `location` string lexically. Returns the normalized relative path (with '/' separators).

@@ -27,7 +27,7 @@ import {
   Value,
 } from '../ir/ir.js';
 import { ExternalDataSource, Tensor } from '../core/tensor.js';
-import { parseExternalData } from './external.js';
+import { parseExternalData } from './external-entries.js';
 import { encode, ProtoObject } from './wire.js';
 
 type P = ProtoObject;
