@@ -20,6 +20,10 @@
  *
  * With reduceRange (default true) weights are limited to [-64, 64]: AVX2 without VNNI sums u8 x s8
  * pairs into saturating int16, which full-range weights can overflow silently.
+ *
+ * weightType 'uint8' (transformers.js' `uint8` variant) stores MatMul/Gemm weights as uint8 with zero
+ * point 128 (the symmetric int8 values shifted, full range: the u8 x u8 kernel widens to int16 before
+ * multiplying and cannot saturate, so reduceRange does not apply).
  */
 import { DataType } from '../../core/dtype.js';
 import { inputError } from '../../core/errors.js';
@@ -36,6 +40,8 @@ export interface QuantizeDynamicOptions {
   minGatherElements?: number;
   /** Weights in [-64, 64] (default true; avoids AVX2 int16 saturation). */
   reduceRange?: boolean;
+  /** MatMul/Gemm weight storage: int8 (zero point 0) or uint8 (zero point 128); default int8. */
+  weightType?: 'int8' | 'uint8';
   /** Op types to quantize (default MatMul, Gemm, Gather, LSTM). */
   ops?: string[];
   /** Node names left in float. */
@@ -63,7 +69,8 @@ export async function quantizeDynamic(model: Model, options: QuantizeDynamicOpti
   for (const [k, v] of [['minElements', minElements], ['minGatherElements', minGather]] as const) {
     if (!(Number.isInteger(v) && v >= 1)) throw inputError('USAGE_BAD_VALUE', `${k} must be a positive integer, got ${v}`);
   }
-  const qmax = options.reduceRange ? 64 : 127;
+  const u8 = options.weightType === 'uint8';
+  const qmax = options.reduceRange && !u8 ? 64 : 127;
   const ops = new Set(options.ops);
   const excluded = new Set(options.excludeNodes);
   let prepare: PrepareReport | undefined;
@@ -82,8 +89,8 @@ export async function quantizeDynamic(model: Model, options: QuantizeDynamicOpti
       continue;
     }
     let done: { before: number; after: number } | string;
-    if (n.opType === 'MatMul') done = quantizeMatMul(g, names, n, minElements, qmax);
-    else if (n.opType === 'Gemm') done = quantizeGemm(g, names, n, minElements, qmax);
+    if (n.opType === 'MatMul') done = quantizeMatMul(g, names, n, minElements, qmax, u8);
+    else if (n.opType === 'Gemm') done = quantizeGemm(g, names, n, minElements, qmax, u8);
     else if (n.opType === 'Gather') done = quantizeGather(g, names, n, minGather);
     else if (n.opType === 'LSTM') done = quantizeLstm(g, names, n, qmax);
     else continue;
@@ -116,8 +123,16 @@ function floatValue(g: Graph, names: FreshNames, stem: string, dims?: Array<numb
   return v;
 }
 
-/** DynamicQuantizeLinear(A) -> MatMulInteger(., Bq) -> Cast -> Mul(a_s * s_B); returns the float product value. */
-function emitDynamicMatMul(g: Graph, names: FreshNames, before: Node, a: Value, bq: Tensor, bScales: Float32Array, stem: string): Value {
+/** int8 weights as uint8 with zero point 128 (exact: the same products). */
+function shiftedUint8(q: Tensor): Tensor {
+  const s = q.data() as Int8Array;
+  const u = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) u[i] = s[i]! + 128;
+  return Tensor.from(DataType.UINT8, q.dims, u);
+}
+
+/** DynamicQuantizeLinear(A) -> MatMulInteger(., Bq[, 128 for uint8]) -> Cast -> Mul(a_s * s_B); returns the float product value. */
+function emitDynamicMatMul(g: Graph, names: FreshNames, before: Node, a: Value, int8: Tensor, bScales: Float32Array, stem: string, u8: boolean): Value {
   const q = new Value(names.take(`${stem}_aq`));
   q.setTensorType(DataType.UINT8, a.shape);
   const as = new Value(names.take(`${stem}_as`));
@@ -125,11 +140,12 @@ function emitDynamicMatMul(g: Graph, names: FreshNames, before: Node, a: Value, 
   const azp = new Value(names.take(`${stem}_azp`));
   azp.setTensorType(DataType.UINT8, []);
   const dql = new Node('DynamicQuantizeLinear', [a], [q, as, azp]);
-  const bv = g.addInitializer(bq, names.take(`${stem}_wq`));
+  const bv = g.addInitializer(u8 ? shiftedUint8(int8) : int8, names.take(`${stem}_wq`));
   const acc = new Value(names.take(`${stem}_i32`));
   acc.setTensorType(DataType.INT32);
-  // b_zero_point omitted: symmetric int8 weights, zero point 0
-  const mmi = new Node('MatMulInteger', [q, bv, azp], [acc]);
+  // int8: b_zero_point omitted (symmetric, zero point 0); uint8: zero point 128
+  const bzp = u8 ? [g.addInitializer(Tensor.from(DataType.UINT8, [], Uint8Array.of(128)), names.take(`${stem}_wzp`))] : [];
+  const mmi = new Node('MatMulInteger', [q, bv, azp, ...bzp], [acc]);
   const f = floatValue(g, names, `${stem}_f`);
   const cast = new Node('Cast', [acc], [f]);
   cast.setAttr(Attribute.int('to', DataType.FLOAT));
@@ -142,7 +158,7 @@ function emitDynamicMatMul(g: Graph, names: FreshNames, before: Node, a: Value, 
   return y;
 }
 
-function quantizeMatMul(g: Graph, names: FreshNames, n: Node, minElements: number, qmax: 127 | 64): Done {
+function quantizeMatMul(g: Graph, names: FreshNames, n: Node, minElements: number, qmax: 127 | 64, u8: boolean): Done {
   const a = n.inputs[0];
   const t = floatWeight(n.inputs[1], 'B');
   if (typeof t === 'string') return t;
@@ -152,14 +168,14 @@ function quantizeMatMul(g: Graph, names: FreshNames, n: Node, minElements: numbe
   if (a.elemType !== undefined && a.elemType !== DataType.FLOAT) return 'A is not float32';
   if (t.size < minElements) return `B has ${t.size} elements, below minElements ${minElements} (int8 would not pay off)`;
   const w = quantizeInt8(t, 1, qmax);
-  const y = emitDynamicMatMul(g, names, n, a, w.q, w.scales, names.next('dm'));
+  const y = emitDynamicMatMul(g, names, n, a, w.q, w.scales, names.next('dm'), u8);
   const out = n.outputs[0]!;
   out.replaceAllUsesWith(y);
   g.removeNode(n);
   return { before: t.byteLength, after: w.q.byteLength + w.scales.byteLength };
 }
 
-function quantizeGemm(g: Graph, names: FreshNames, n: Node, minElements: number, qmax: 127 | 64): Done {
+function quantizeGemm(g: Graph, names: FreshNames, n: Node, minElements: number, qmax: 127 | 64, u8: boolean): Done {
   const a = n.inputs[0];
   if (!a) return 'A is missing';
   if ((n.getFloat('alpha', 1) ?? 1) !== 1 || (n.getFloat('beta', 1) ?? 1) !== 1) return 'alpha or beta is not 1';
@@ -173,7 +189,7 @@ function quantizeGemm(g: Graph, names: FreshNames, n: Node, minElements: number,
   // B as [K, N]
   const kn = (n.getInt('transB', 0) ?? 0) === 1 ? transpose2d(t) : t;
   const w = quantizeInt8(kn, 1, qmax);
-  let y = emitDynamicMatMul(g, names, n, a, w.q, w.scales, names.next('dm'));
+  let y = emitDynamicMatMul(g, names, n, a, w.q, w.scales, names.next('dm'), u8);
   if (c) {
     const withBias = floatValue(g, names, names.next('dmb'));
     g.insertBefore(n, new Node('Add', [y, c], [withBias]));
@@ -284,7 +300,7 @@ function dropUnused(g: Graph): void {
 }
 
 
-const pass = definePass<{ minElements: number; minGatherElements: number; reduceRange: boolean; ops: string[]; excludeNodes: string[]; prepare: boolean }, QuantizeDynamicReport>({
+const pass = definePass<{ minElements: number; minGatherElements: number; reduceRange: boolean; weightType: 'int8' | 'uint8'; ops: string[]; excludeNodes: string[]; prepare: boolean }, QuantizeDynamicReport>({
   name: 'quantize-dynamic',
   description: 'Dynamic INT8: MatMul/Gemm with int8 weights in the DynamicQuantizeMatMul pattern, int8 embedding tables, DynamicQuantizeLSTM; Conv stays float.',
   idempotent: false,
@@ -292,12 +308,13 @@ const pass = definePass<{ minElements: number; minGatherElements: number; reduce
     minElements: { type: 'integer', default: 16384, min: 1, description: 'Smallest MatMul/Gemm weight (elements) that is quantized.' },
     minGatherElements: { type: 'integer', default: 4096, min: 1, description: 'Smallest embedding table (elements) that is quantized.' },
     reduceRange: { type: 'boolean', default: true, description: 'Weights in [-64, 64] (avoids AVX2 int16 saturation).' },
+    weightType: { type: 'enum', values: ['int8', 'uint8'], default: 'int8', description: 'MatMul/Gemm weight storage: int8 (zero point 0) or uint8 (zero point 128, full range: the u8 x u8 kernel does not saturate).' },
     ops: { type: 'string[]', default: DEFAULT_OPS, description: 'Op types to quantize (MatMul, Gemm, Gather, LSTM).' },
     excludeNodes: { type: 'string[]', default: [], description: 'Node names left in float.' },
     prepare: { type: 'boolean', default: true, description: 'Run the default preset and upgrade to opset 13 first.' },
   },
   async run(model, o, ctx) {
-    const r = await quantizeDynamic(model, { minElements: o.minElements, minGatherElements: o.minGatherElements, reduceRange: o.reduceRange, ops: o.ops, excludeNodes: o.excludeNodes, prepare: o.prepare }, ctx);
+    const r = await quantizeDynamic(model, { minElements: o.minElements, minGatherElements: o.minGatherElements, reduceRange: o.reduceRange, weightType: o.weightType, ops: o.ops, excludeNodes: o.excludeNodes, prepare: o.prepare }, ctx);
     const total = Object.values(r.quantized).reduce((x, y) => x + y, 0);
     return { report: r, changed: total > 0, stats: { quantized: total, float: r.float.length, weightBytesBefore: r.weightBytesBefore, weightBytesAfter: r.weightBytesAfter } };
   },
