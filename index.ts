@@ -48,7 +48,7 @@ export { newReport, modelFacts, REPORT_SCHEMA, type ReportDocument } from './rep
 export { readReport, writeReport } from './report/files.js';
 export { renderMarkdown } from './report/markdown.js';
 export { renderHtml } from './report/html.js';
-export { measureModel, evaluateGate, readBaseline, BASELINE_SCHEMA, type Baseline, type Measurement, type GateResult } from './workflows/gate.js';
+export { measureModel, evaluateGate, readBaseline, gateWorkflow, BASELINE_SCHEMA, type Baseline, type Measurement, type GateResult, type GateOptions, type GateOutcome } from './workflows/gate.js';
 export { quantizeStaticWorkflow, type QuantizeStaticWorkflowOptions } from './workflows/quantize/static.js';
 export { quantizeWeightsWorkflow, type QuantizeWeightsWorkflowOptions } from './workflows/quantize/weights.js';
 export { quantizeDynamicWorkflow, type QuantizeDynamicWorkflowOptions } from './workflows/quantize/dynamic.js';

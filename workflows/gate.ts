@@ -1,7 +1,8 @@
 /**
  * The CI regression gate: measure a model (size, latency relative to a reference workload, optional
- * accuracy), compare with a checked-in baseline under budgets, and render the verdict as a terminal
- * table, a Markdown summary and JUnit XML.
+ * accuracy), compare with a checked-in baseline under budgets ({@link gateWorkflow}, which the `gate`
+ * command and `bench:gate` call). The documents and their rendering (terminal table, Markdown summary,
+ * JUnit XML) live in report/gate.ts.
  *
  * Latency on shared CI machines is noisy, so the gate never compares raw milliseconds between runs and
  * never fails on noise (runtime/timer.ts has the estimator and why):
@@ -22,70 +23,35 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { inputError } from '../core/errors.js';
-import { Session } from '../runtime/session.js';
-import { adaptiveEstimate, Contention, describeContention, mergeContention, median, onnxruntimeVersion, ratioTrial, RatioTrial, StableEstimate } from '../runtime/timer.js';
+import { checkError, inputError, type OnnxForgeError } from '../core/errors.js';
+import { writeFileAtomic } from '../core/files.js';
 import type { Feed } from '../core/host-tensor.js';
+import { collectSamples, openDataSource, parseDataSpec } from '../data/index.js';
+import {
+  BASELINE_SCHEMA,
+  MEASUREMENT_SCHEMA,
+  type Baseline,
+  type BaselineModelComparison,
+  type GateCheck,
+  type GateResult,
+  type IoSignature,
+  type LatencyMeasurement,
+  type Measurement,
+  type Signature,
+} from '../report/gate.js';
+import { loadMetric } from '../runtime/metrics.js';
+import { Session } from '../runtime/session.js';
+import { adaptiveEstimate, describeContention, mergeContention, median, onnxruntimeVersion, ratioTrial, RatioTrial, StableEstimate } from '../runtime/timer.js';
+import { evaluate } from './evaluate.js';
+import { noProgress, type ProgressFactory } from './progress.js';
 import { REFERENCE_WORKLOAD_VERSION, referenceWorkloadFeed, referenceWorkloadModel } from './reference-workload.js';
-import { renderTable } from '../report/table.js';
 
-export const BASELINE_SCHEMA = 'onnxforge.gate-baseline/1';
-export const MEASUREMENT_SCHEMA = 'onnxforge.gate-measurement/2';
+// the documents are defined with their rendering (report/gate.ts); re-exported here, where callers of the gate have imported them
+export { BASELINE_SCHEMA, MEASUREMENT_SCHEMA };
+export type { Baseline, BaselineModelComparison, GateCheck, GateResult, IoSignature, LatencyMeasurement, Measurement, Signature, Verdict } from '../report/gate.js';
+
 /** The latency estimator; a baseline made with another one is not comparable. */
 export const LATENCY_ESTIMATOR = 'trial-floor/1';
-
-export interface IoSignature {
-  name: string;
-  type: string;
-  shape: Array<number | string>;
-}
-
-export interface Signature {
-  inputs: IoSignature[];
-  outputs: IoSignature[];
-}
-
-export interface LatencyMeasurement {
-  /** The estimate: median of the lowest third of the trial ratios t(model) / t(reference workload). */
-  ratioToReference: number;
-  /** Relative noise of the estimate: spread of the trials it is made of. */
-  noise: number;
-  /** Whether the estimate reached the stability tolerance before the time limit. */
-  stable: boolean;
-  /** Why not, when it did not. */
-  unstableReason?: string;
-  /** Every trial's ratio, in the order measured. */
-  trials: number[];
-  /** Interleaved rounds per trial. */
-  rounds: number;
-  seconds: number;
-  /** Median over trials of the fastest model and reference slots, ms. */
-  modelMinMs: number;
-  referenceMinMs: number;
-  modelP50Ms: number;
-  referenceP50Ms: number;
-  estimator: string;
-  referenceWorkload: string;
-  threads: number;
-  /** Which clock the times were taken with. */
-  clock: 'cpu' | 'wall';
-  contention: Contention;
-}
-
-export interface Measurement {
-  schema: typeof MEASUREMENT_SCHEMA;
-  model: { file: string; sha256: string; sizeBytes: number; signature: Signature };
-  latency?: LatencyMeasurement;
-  accuracy?: { metric: string; value: number };
-  environment: { node: string; onnxruntime: string; cpu: string; cores: number; platform: string };
-  measuredAt: string;
-}
-
-export interface Baseline {
-  schema: typeof BASELINE_SCHEMA;
-  createdAt: string;
-  measurement: Measurement;
-}
 
 export interface Budgets {
   /** Fractions: 0.01 = 1%. */
@@ -96,48 +62,6 @@ export interface Budgets {
   strict?: boolean;
   /** Least seconds of trials before latency may fail (default 10). */
   failMinSeconds?: number;
-}
-
-export type Verdict = 'pass' | 'fail' | 'skipped' | 'inconclusive';
-
-export interface GateCheck {
-  metric: string;
-  baseline: string;
-  current: string;
-  change: string;
-  budget: string;
-  verdict: Verdict;
-  /** The measured relative change (fraction) where it applies. */
-  relativeChange?: number;
-  /** Its measured noise (fraction), for latency. */
-  noise?: number;
-  detail?: string;
-}
-
-export interface GateResult {
-  schema: 'onnxforge.gate/1';
-  model: string;
-  /** No check failed (an inconclusive latency row does not fail unless `strict`). */
-  passed: boolean;
-  /** A check said inconclusive. */
-  inconclusive: boolean;
-  strict: boolean;
-  checks: GateCheck[];
-  current: Measurement;
-  baselineModel?: BaselineModelComparison;
-}
-
-/** The current model timed against the baseline model in the same trials. */
-export interface BaselineModelComparison {
-  file: string;
-  /** Estimated ratio minus 1. */
-  change: number;
-  noise: number;
-  stable: boolean;
-  unstableReason?: string;
-  trials: number;
-  seconds: number;
-  contention: Contention;
 }
 
 /** Parses a budget like "5%" or "5" (percent) into a fraction. */
@@ -490,68 +414,137 @@ export function evaluateGate(baseline: Baseline, current: Measurement, budgets: 
   return result;
 }
 
-/** The last line of the terminal rendering. */
-export function gateOutcome(r: GateResult): string {
-  const failed = r.checks.some((c) => c.verdict === 'fail');
-  if (failed) return 'gate FAILED: a budget was exceeded';
-  if (r.inconclusive) return r.strict ? 'gate FAILED (--strict): the latency verdict is inconclusive' : 'gate PASSED, latency inconclusive (the machine was too noisy to tell; --strict makes this a failure)';
-  return 'gate PASSED';
+/** What `gate` is asked to do: measure a model (or read a saved measurement) and judge it against a baseline. */
+export interface GateOptions {
+  /** The baseline file: read and judged against, or written with `updateBaseline`. */
+  baseline: string;
+  /** The model to measure now. */
+  model?: string;
+  /** A measurement saved earlier (`saveMeasurement`), instead of `model`. */
+  report?: string;
+  /** Time the old model interleaved with `model` in this process instead of using the stored ratio. */
+  baselineModel?: string;
+  budgets: Budgets;
+  /** Evaluation data spec and metric module (path[#export]); together or not at all. */
+  eval?: string;
+  metric?: string;
+  /** Inputs for timing (data spec; default generated). */
+  inputs?: string;
+  preprocess?: string;
+  /** Sizes of symbolic input dims. */
+  shapes?: Record<string, number[]>;
+  /** Interleaved rounds per trial (default 40, at least 5). */
+  rounds?: number;
+  /** Time limit of the latency measurement, seconds (default 30; a baseline gets twice this). */
+  maxSeconds?: number;
+  threads?: number;
+  /** Write the current measurement as the new baseline instead of judging it. */
+  updateBaseline?: boolean;
+  /** Also write the current measurement to this file. */
+  saveMeasurement?: string;
+  progress?: ProgressFactory;
 }
 
-export function renderGateTable(r: GateResult): string {
-  const rows = r.checks.map((c) => [c.metric, c.baseline, c.current, c.change, c.budget, c.verdict.toUpperCase()]);
-  const details = r.checks.filter((c) => c.detail).map((c) => `  ${c.metric}: ${c.detail}`);
-  return [renderTable(['metric', 'baseline', 'current', 'change', 'budget', 'verdict'], rows, { title: `onnxforge gate: ${r.model}` }), ...details, '', gateOutcome(r)].join('\n');
+export type GateOutcome = { kind: 'baseline'; file: string; baseline: Baseline } | { kind: 'check'; result: GateResult };
+
+/** One sample of the timing inputs: `inputs` (default one generated sample). */
+async function timingFeed(model: string, o: GateOptions): Promise<Feed> {
+  const s = await Session.create(model, { intraOpNumThreads: 1 });
+  try {
+    const spec = o.inputs ? parseDataSpec(o.inputs) : parseDataSpec('random:1:0');
+    const samples = await collectSamples(spec, s.inputs, { shapes: o.shapes ?? {}, limit: 1, ...(o.preprocess ? { preprocess: o.preprocess } : {}) });
+    if (samples.length === 0) throw inputError('GATE_NO_INPUTS', `--inputs ${o.inputs}: no samples`);
+    return samples[0]!.feed;
+  } finally {
+    await s.dispose();
+  }
 }
 
-function mdEscape(s: string): string {
-  return s.replace(/\|/g, '\\|');
+/** The metric on the evaluation data, named `metric` or `metric.key` when the metric returns several values. */
+async function measureAccuracy(model: string, o: GateOptions): Promise<{ metric: string; value: number } | undefined> {
+  if (!o.eval && !o.metric) return undefined;
+  if (!o.eval || !o.metric) throw inputError('USAGE_MISSING', '--eval and --metric go together');
+  const metric = await loadMetric(o.metric);
+  const s = await Session.create(model, {});
+  try {
+    const data = openDataSource(parseDataSpec(o.eval), s.inputs, { shapes: o.shapes ?? {}, ...(o.preprocess ? { preprocess: o.preprocess } : {}) });
+    const rep = await evaluate(s, undefined, data, { metrics: [metric] });
+    const rec = rep.metrics[metric.name] ?? {};
+    const keys = Object.keys(rec);
+    const key = keys.includes(metric.name) ? metric.name : keys.includes('accuracy') ? 'accuracy' : keys[0];
+    if (key === undefined) throw inputError('METRIC_BAD_VALUE', `metric ${metric.name} returned nothing`);
+    return { metric: key === metric.name ? metric.name : `${metric.name}.${key}`, value: rec[key]! };
+  } finally {
+    await s.dispose();
+  }
 }
 
-export function renderGateMarkdown(r: GateResult): string {
-  const icon = (v: Verdict) => (v === 'pass' ? '✅ pass' : v === 'fail' ? '❌ fail' : v === 'inconclusive' ? '❔ inconclusive' : '➖ skipped');
-  const lines = [
-    `### onnxforge gate: \`${mdEscape(r.model)}\` ${r.passed ? (r.inconclusive ? 'passed (latency inconclusive)' : 'passed') : 'FAILED'}`,
-    '',
-    '| metric | baseline | current | change | budget | verdict |',
-    '| --- | ---: | ---: | ---: | --- | --- |',
-    ...r.checks.map((c) => `| ${mdEscape(c.metric)} | ${c.baseline} | ${c.current} | ${c.change} | ${mdEscape(c.budget)} | ${icon(c.verdict)} |`),
-  ];
-  const details = r.checks.filter((c) => c.detail);
-  if (details.length) lines.push('', ...details.map((c) => `- ${mdEscape(c.metric)}: ${mdEscape(c.detail!)}`));
-  const env = r.current.environment;
-  lines.push('', `<sub>onnxruntime-node ${env.onnxruntime}, ${env.cpu} (${env.cores} cores), Node ${env.node}</sub>`, '');
-  return lines.join('\n');
+function checkGateOptions(o: GateOptions): void {
+  const rounds = o.rounds ?? 40;
+  const maxSeconds = o.maxSeconds ?? 30;
+  const failMinSeconds = o.budgets.failMinSeconds ?? 10;
+  if (!o.model && !o.report) throw inputError('USAGE_MISSING', 'give --model (measure now) or --report (a saved measurement)');
+  if (o.model && o.report) throw inputError('USAGE_CONFLICT', '--model and --report cannot be used together');
+  if (o.baselineModel && !o.model) throw inputError('USAGE_CONFLICT', '--baseline-model needs --model');
+  if (!Number.isInteger(rounds) || rounds < 5) throw inputError('USAGE_BAD_VALUE', `--rounds must be an integer of at least 5, got ${rounds}`);
+  if (!(maxSeconds > 0)) throw inputError('USAGE_BAD_VALUE', `--max-seconds must be a positive number, got ${maxSeconds}`);
+  if (!(failMinSeconds >= 0)) throw inputError('USAGE_BAD_VALUE', `--fail-min-seconds must be a non-negative number, got ${failMinSeconds}`);
+  for (const f of [o.model, o.baselineModel]) if (f && !fs.existsSync(f)) throw inputError('FILE_NOT_FOUND', `${f}: no such model file`, { file: f });
 }
 
-function xmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+/**
+ * The gate: validates the options and the baseline before measuring anything, measures `model` (or
+ * reads `report`), writes `saveMeasurement`, and then either writes the baseline (`updateBaseline`) or
+ * judges the measurement against it. Timing progress goes to `progress` (seconds measured).
+ */
+export async function gateWorkflow(o: GateOptions): Promise<GateOutcome> {
+  checkGateOptions(o);
+  const rounds = o.rounds ?? 40;
+  const threads = o.threads ?? 1;
+  const failMinSeconds = o.budgets.failMinSeconds ?? 10;
+  // validate the baseline before spending time measuring (unless we are creating it)
+  const baseline: Baseline | undefined = o.updateBaseline ? undefined : readBaseline(o.baseline);
+  let current: Measurement;
+  let feed: Feed | undefined;
+  if (o.model) {
+    feed = await timingFeed(o.model, o);
+    const accuracy = await measureAccuracy(o.model, o);
+    // a baseline measures until its estimate is stable (twice the time limit); a check until its
+    // verdict against the baseline is clear (runtime/timer.ts)
+    const maxSeconds = (o.maxSeconds ?? 30) * (o.updateBaseline ? 2 : 1);
+    const bar = (o.progress ?? noProgress)('gate: timing (s)', Math.ceil(maxSeconds));
+    const stopWhen = baseline?.measurement.latency && !o.baselineModel ? { done: verdictIsClear(baseline.measurement.latency, o.budgets.maxLatencyIncrease, failMinSeconds) } : {};
+    current = await measureModel(o.model, {
+      feed,
+      rounds,
+      threads,
+      maxSeconds,
+      ...(o.updateBaseline ? { minTrials: 9 } : {}),
+      ...stopWhen,
+      onTrial: (e) => bar.update(Math.min(Math.ceil(maxSeconds), Math.round(e.seconds))),
+      ...(accuracy ? { accuracy } : {}),
+      latency: !o.baselineModel,
+    });
+    bar.done();
+  } else current = readMeasurement(o.report!);
+  if (o.saveMeasurement) writeFileAtomic(o.saveMeasurement, `${JSON.stringify(current, null, 2)}\n`);
+  if (o.updateBaseline) {
+    const b: Baseline = { schema: BASELINE_SCHEMA, createdAt: new Date().toISOString(), measurement: current };
+    writeFileAtomic(o.baseline, `${JSON.stringify(b, null, 2)}\n`);
+    return { kind: 'baseline', file: o.baseline, baseline: b };
+  }
+  let vsModel: BaselineModelComparison | undefined;
+  if (o.baselineModel && o.model) {
+    vsModel = await compareModels(o.model, o.baselineModel, feed!, { rounds, threads, maxSeconds: o.maxSeconds ?? 30, done: comparisonIsClear(o.budgets.maxLatencyIncrease, failMinSeconds) });
+  }
+  return { kind: 'check', result: evaluateGate(baseline!, current, o.budgets, vsModel) };
 }
 
-export function renderGateJUnit(r: GateResult): string {
-  const failing = (c: GateCheck) => c.verdict === 'fail' || (r.strict && c.verdict === 'inconclusive');
-  const failures = r.checks.filter(failing).length;
-  const skipped = r.checks.filter((c) => c.verdict === 'skipped' || (!r.strict && c.verdict === 'inconclusive')).length;
-  const cases = r.checks.map((c) => {
-    const open = `    <testcase classname="onnxforge.gate" name="${xmlEscape(c.metric)}">`;
-    const body =
-      failing(c)
-        ? `\n      <failure message="${xmlEscape(`${c.metric}${c.verdict === 'inconclusive' ? ' inconclusive (--strict)' : ''}: ${c.current} vs baseline ${c.baseline} (${c.change}), budget ${c.budget}${c.verdict === 'inconclusive' ? `; ${c.detail ?? ''}` : ''}`)}"/>\n    `
-        : c.verdict === 'skipped' || c.verdict === 'inconclusive'
-          ? `\n      <skipped message="${xmlEscape(c.detail ?? 'skipped')}"/>\n    `
-          : '';
-    return `${open}${body}</testcase>`;
-  });
-  return [
-    '<?xml version="1.0" encoding="UTF-8"?>',
-    `<testsuites name="onnxforge gate" tests="${r.checks.length}" failures="${failures}" skipped="${skipped}">`,
-    `  <testsuite name="${xmlEscape(r.model)}" tests="${r.checks.length}" failures="${failures}" skipped="${skipped}">`,
-    ...cases,
-    '  </testsuite>',
-    '</testsuites>',
-    '',
-  ].join('\n');
+/** The error a failed gate exits with (GATE_REGRESSION, or GATE_INCONCLUSIVE under --strict); undefined when it passed. */
+export function gateFailure(result: GateResult, file: string): OnnxForgeError | undefined {
+  if (result.passed) return undefined;
+  const failed = result.checks.filter((c) => c.verdict === 'fail').map((c) => `${c.metric} ${c.change} (budget ${c.budget})`);
+  if (failed.length) return checkError('GATE_REGRESSION', `regression: ${failed.join('; ')}`, { file });
+  const unsure = result.checks.filter((c) => c.verdict === 'inconclusive').map((c) => `${c.metric}: ${c.detail ?? c.change}`);
+  return checkError('GATE_INCONCLUSIVE', `inconclusive with --strict: ${unsure.join('; ')}`, { file });
 }
-
-/** The atomic text writer (graph/files.ts), re-exported where commands have always imported it. */
-export { writeFileAtomic } from '../core/files.js';

@@ -1,31 +1,11 @@
+/** `onnxforge gate`: argv -> workflows/gate.ts -> report/gate.ts renderings (table or JSON, Markdown summary, JUnit). */
 import * as fs from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { checkError, inputError } from '../../core/errors.js';
-import { collectSamples, parseDataSpec, parseShapeArg } from '../../data/index.js';
-import { evaluate } from '../../workflows/evaluate.js';
-import { loadMetric } from '../../runtime/metrics.js';
-import { Session } from '../../runtime/session.js';
-import type { Feed } from '../../core/host-tensor.js';
-import {
-  Baseline,
-  BaselineModelComparison,
-  BASELINE_SCHEMA,
-  compareModels,
-  comparisonIsClear,
-  evaluateGate,
-  measureModel,
-  Measurement,
-  parsePercent,
-  readBaseline,
-  readMeasurement,
-  renderGateJUnit,
-  renderGateMarkdown,
-  renderGateTable,
-  verdictIsClear,
-  writeFileAtomic,
-} from '../../workflows/gate.js';
-import { describeContention } from '../../runtime/timer.js';
-import { ProgressBar } from '../../core/progress.js';
+import { writeFileAtomic } from '../../core/files.js';
+import { parseShapeArg } from '../../data/index.js';
+import { renderBaselineWritten, renderGateJUnit, renderGateMarkdown, renderGateTable } from '../../report/gate.js';
+import { gateFailure, gateWorkflow, parsePercent } from '../../workflows/gate.js';
+import { progressBars } from '../options.js';
 
 interface Args {
   baseline: string;
@@ -50,42 +30,6 @@ interface Args {
   summary?: string;
   junit?: string;
   json?: boolean;
-}
-
-async function timingFeed(model: string, args: Args): Promise<Feed> {
-  const s = await Session.create(model, { intraOpNumThreads: 1 });
-  try {
-    const shapes: Record<string, number[]> = Object.fromEntries((args.shape ?? []).map(parseShapeArg));
-    const spec = args.inputs ? parseDataSpec(args.inputs) : parseDataSpec('random:1:0');
-    const opts: { shapes: Record<string, number[]>; limit: number; preprocess?: string } = { shapes, limit: 1 };
-    if (args.preprocess) opts.preprocess = args.preprocess;
-    const samples = await collectSamples(spec, s.inputs, opts);
-    if (samples.length === 0) throw inputError('GATE_NO_INPUTS', `--inputs ${args.inputs}: no samples`);
-    return samples[0]!.feed;
-  } finally {
-    await s.dispose();
-  }
-}
-
-async function measureAccuracy(model: string, args: Args): Promise<{ metric: string; value: number } | undefined> {
-  if (!args.eval && !args.metric) return undefined;
-  if (!args.eval || !args.metric) throw inputError('USAGE_MISSING', '--eval and --metric go together');
-  const metric = await loadMetric(args.metric);
-  const s = await Session.create(model, {});
-  try {
-    const shapes: Record<string, number[]> = Object.fromEntries((args.shape ?? []).map(parseShapeArg));
-    const { openDataSource } = await import('../../data/index.js');
-    const opts: { shapes: Record<string, number[]>; preprocess?: string } = { shapes };
-    if (args.preprocess) opts.preprocess = args.preprocess;
-    const rep = await evaluate(s, undefined, openDataSource(parseDataSpec(args.eval), s.inputs, opts), { metrics: [metric] });
-    const rec = rep.metrics[metric.name] ?? {};
-    const keys = Object.keys(rec);
-    const key = keys.includes(metric.name) ? metric.name : keys.includes('accuracy') ? 'accuracy' : keys[0];
-    if (key === undefined) throw inputError('METRIC_BAD_VALUE', `metric ${metric.name} returned nothing`);
-    return { metric: key === metric.name ? metric.name : `${metric.name}.${key}`, value: rec[key]! };
-  } finally {
-    await s.dispose();
-  }
 }
 
 export const gateCommand: CommandModule<object, Args> = {
@@ -116,61 +60,35 @@ export const gateCommand: CommandModule<object, Args> = {
       .option('junit', { type: 'string', describe: 'JUnit XML file (default: onnxforge-gate.xml)' })
       .option('json', { type: 'boolean', describe: 'print the result as JSON' }) as never,
   handler: async (args) => {
-    if (!args.model && !args.report) throw inputError('USAGE_MISSING', 'give --model (measure now) or --report (a saved measurement)');
-    if (args.model && args.report) throw inputError('USAGE_CONFLICT', '--model and --report cannot be used together');
-    if (args.baselineModel && !args.model) throw inputError('USAGE_CONFLICT', '--baseline-model needs --model');
-    if (!Number.isInteger(args.rounds) || args.rounds < 5) throw inputError('USAGE_BAD_VALUE', `--rounds must be an integer of at least 5, got ${args.rounds}`);
-    if (!(args.maxSeconds > 0)) throw inputError('USAGE_BAD_VALUE', `--max-seconds must be a positive number, got ${args.maxSeconds}`);
-    if (!(args.failMinSeconds >= 0)) throw inputError('USAGE_BAD_VALUE', `--fail-min-seconds must be a non-negative number, got ${args.failMinSeconds}`);
-    for (const f of [args.model, args.baselineModel]) if (f && !fs.existsSync(f)) throw inputError('FILE_NOT_FOUND', `${f}: no such model file`, { file: f });
-    const budgets = {
-      maxSizeIncrease: parsePercent(args.maxSizeIncrease, '--max-size-increase'),
-      maxLatencyIncrease: parsePercent(args.maxLatencyIncrease, '--max-latency-increase'),
-      ...(args.minAccuracy !== undefined ? { minAccuracy: args.minAccuracy } : {}),
-      strict: args.strict ?? false,
-      failMinSeconds: args.failMinSeconds,
-    };
-    // Validate the baseline before spending time measuring (unless we are creating it).
-    const baseline: Baseline | undefined = args.updateBaseline ? undefined : readBaseline(args.baseline);
-
-    let current: Measurement;
-    let feed: Feed | undefined;
-    if (args.model) {
-      feed = await timingFeed(args.model, args);
-      const accuracy = await measureAccuracy(args.model, args);
-      // a baseline measures until its estimate is stable (twice the time limit); a check until its
-      // verdict against the baseline is clear (runtime/timer.ts, workflows/gate.ts)
-      const maxSeconds = args.updateBaseline ? args.maxSeconds * 2 : args.maxSeconds;
-      const bar = new ProgressBar({ label: 'gate: timing (s)', total: Math.ceil(maxSeconds) });
-      const stopWhen = !args.updateBaseline && baseline?.measurement.latency && !args.baselineModel ? { done: verdictIsClear(baseline.measurement.latency, budgets.maxLatencyIncrease, args.failMinSeconds) } : {};
-      current = await measureModel(args.model, {
-        feed,
-        rounds: args.rounds,
-        threads: args.threads,
-        maxSeconds,
-        ...(args.updateBaseline ? { minTrials: 9 } : {}),
-        ...stopWhen,
-        onTrial: (e) => bar.update(Math.min(Math.ceil(maxSeconds), Math.round(e.seconds))),
-        ...(accuracy ? { accuracy } : {}),
-        latency: !args.baselineModel,
-      });
-      bar.done();
-    } else current = readMeasurement(args.report!);
-    if (args.saveMeasurement) writeFileAtomic(args.saveMeasurement, `${JSON.stringify(current, null, 2)}\n`);
-
-    if (args.updateBaseline) {
-      const b: Baseline = { schema: BASELINE_SCHEMA, createdAt: new Date().toISOString(), measurement: current };
-      writeFileAtomic(args.baseline, `${JSON.stringify(b, null, 2)}\n`);
-      const l = current.latency;
-      process.stdout.write(`wrote baseline ${args.baseline}: ${current.model.sizeBytes} bytes${l ? `, latency ${l.ratioToReference.toFixed(3)}x the reference workload ± ${(l.noise * 100).toFixed(1)}% (${l.trials.length} trials in ${l.seconds.toFixed(0)} s${l.stable ? '' : `, not stable: ${l.unstableReason}`}; ${describeContention(l.contention)})` : ''}\n`);
+    const outcome = await gateWorkflow({
+      baseline: args.baseline,
+      ...(args.model ? { model: args.model } : {}),
+      ...(args.report ? { report: args.report } : {}),
+      ...(args.baselineModel ? { baselineModel: args.baselineModel } : {}),
+      budgets: {
+        maxSizeIncrease: parsePercent(args.maxSizeIncrease, '--max-size-increase'),
+        maxLatencyIncrease: parsePercent(args.maxLatencyIncrease, '--max-latency-increase'),
+        ...(args.minAccuracy !== undefined ? { minAccuracy: args.minAccuracy } : {}),
+        strict: args.strict ?? false,
+        failMinSeconds: args.failMinSeconds,
+      },
+      ...(args.eval ? { eval: args.eval } : {}),
+      ...(args.metric ? { metric: args.metric } : {}),
+      ...(args.inputs ? { inputs: args.inputs } : {}),
+      ...(args.preprocess ? { preprocess: args.preprocess } : {}),
+      shapes: Object.fromEntries((args.shape ?? []).map(parseShapeArg)),
+      rounds: args.rounds,
+      maxSeconds: args.maxSeconds,
+      threads: args.threads,
+      ...(args.updateBaseline ? { updateBaseline: true } : {}),
+      ...(args.saveMeasurement ? { saveMeasurement: args.saveMeasurement } : {}),
+      progress: progressBars(args.json),
+    });
+    if (outcome.kind === 'baseline') {
+      process.stdout.write(`${renderBaselineWritten(outcome.file, outcome.baseline.measurement)}\n`);
       return;
     }
-
-    let vsModel: BaselineModelComparison | undefined;
-    if (args.baselineModel && args.model) {
-      vsModel = await compareModels(args.model, args.baselineModel, feed!, { rounds: args.rounds, threads: args.threads, maxSeconds: args.maxSeconds, done: comparisonIsClear(budgets.maxLatencyIncrease, args.failMinSeconds) });
-    }
-    const result = evaluateGate(baseline!, current, budgets, vsModel);
+    const result = outcome.result;
     process.stdout.write(args.json ? `${JSON.stringify(result, null, 2)}\n` : `${renderGateTable(result)}\n`);
     const md = renderGateMarkdown(result);
     const summary = args.summary ?? process.env.GITHUB_STEP_SUMMARY;
@@ -179,11 +97,7 @@ export const gateCommand: CommandModule<object, Args> = {
       else fs.appendFileSync(summary, md);
     }
     writeFileAtomic(args.junit ?? 'onnxforge-gate.xml', renderGateJUnit(result));
-    if (!result.passed) {
-      const failed = result.checks.filter((c) => c.verdict === 'fail').map((c) => `${c.metric} ${c.change} (budget ${c.budget})`);
-      if (failed.length) throw checkError('GATE_REGRESSION', `regression: ${failed.join('; ')}`, { file: args.model ?? args.report });
-      const unsure = result.checks.filter((c) => c.verdict === 'inconclusive').map((c) => `${c.metric}: ${c.detail ?? c.change}`);
-      throw checkError('GATE_INCONCLUSIVE', `inconclusive with --strict: ${unsure.join('; ')}`, { file: args.model ?? args.report });
-    }
+    const failure = gateFailure(result, args.model ?? args.report!);
+    if (failure) throw failure;
   },
 };

@@ -10,20 +10,20 @@ import {
   BASELINE_SCHEMA,
   Baseline,
   evaluateGate,
+  gateFailure,
+  gateWorkflow,
   Measurement,
   MEASUREMENT_SCHEMA,
   parsePercent,
   readBaseline,
-  renderGateJUnit,
-  renderGateMarkdown,
-  renderGateTable,
   LATENCY_ESTIMATOR,
   latencyVerdict,
   measureModel,
   validateMeasurement,
   verdictIsClear,
 } from '../../workflows/gate.js';
-import type { Contention } from '../../runtime/timer.js';
+import { renderBaselineWritten, renderGateJUnit, renderGateMarkdown, renderGateTable } from '../../report/gate.js';
+import { describeContention, type Contention } from '../../runtime/timer.js';
 
 const quiet: Contention = { wallMs: 1000, cpuMs: 990, cpuOverWall: 0.99, involuntaryContextSwitches: 3, preemptedSlots: 0, slotSpread: 0.02 };
 
@@ -207,6 +207,48 @@ describe('baseline files', () => {
     expect(() => readBaseline(write('d.json', JSON.stringify({ schema: BASELINE_SCHEMA, measurement: noSize })))).toThrowError(/measurement.model.sizeBytes/);
     expect(() => readBaseline(path.join(dir, 'missing.json'))).toThrowError(/no such baseline/);
     expect(readBaseline(write('ok.json', JSON.stringify(baselineOf(measurement(10, 1))))).measurement.model.sizeBytes).toBe(10);
+  });
+});
+
+describe('gate workflow', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxforge-gate-wf-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('judges a saved measurement against a baseline without argv or printing, and names the failure', async () => {
+    const baselineFile = path.join(dir, 'b.json');
+    const saved = path.join(dir, 'm.json');
+    fs.writeFileSync(baselineFile, JSON.stringify(baselineOf(measurement(1000, 0.5))));
+    fs.writeFileSync(saved, JSON.stringify(measurement(1100, 0.5)));
+    const copy = path.join(dir, 'copy.json');
+    const out = await gateWorkflow({ baseline: baselineFile, report: saved, budgets, saveMeasurement: copy });
+    expect(out.kind).toBe('check');
+    if (out.kind !== 'check') return;
+    expect(out.result.checks.map((c) => [c.metric, c.verdict])).toEqual([
+      ['size', 'fail'],
+      ['latency (ratio to reference workload)', 'pass'],
+    ]);
+    expect(JSON.parse(fs.readFileSync(copy, 'utf8')).model.sizeBytes).toBe(1100);
+    const failure = gateFailure(out.result, saved);
+    expect(failure?.code).toBe('GATE_REGRESSION');
+    expect(failure?.message).toMatch(/size \+10\.00% \(budget <= \+1\.00%\)/);
+    const same = await gateWorkflow({ baseline: baselineFile, report: path.join(dir, 'copy.json'), budgets: { ...budgets, maxSizeIncrease: 0.2 } });
+    expect(same.kind === 'check' && gateFailure(same.result, saved)).toBeUndefined();
+  });
+
+  it('rejects bad options before reading or measuring anything', async () => {
+    const b = path.join(dir, 'none.json');
+    await expect(gateWorkflow({ baseline: b, budgets })).rejects.toThrowError(/give --model/);
+    await expect(gateWorkflow({ baseline: b, report: 'r.json', baselineModel: 'x.onnx', budgets })).rejects.toThrowError(/--baseline-model needs --model/);
+    await expect(gateWorkflow({ baseline: b, report: 'r.json', rounds: 4, budgets })).rejects.toThrowError(/--rounds must be an integer of at least 5, got 4/);
+    expect(fs.existsSync(b)).toBe(false);
+  });
+
+  it('says what an updated baseline holds', () => {
+    const m = measurement(1000, 0.5);
+    expect(renderBaselineWritten('b.json', m)).toBe(`wrote baseline b.json: 1000 bytes, latency 0.500x the reference workload ± 0.5% (3 trials in 12 s; ${describeContention(quiet)})`);
   });
 });
 
