@@ -10,6 +10,8 @@ export interface ProgressOptions {
   enabled?: boolean;
   stream?: NodeJS.WriteStream;
   width?: number;
+  /** 'bytes': count, total and rate shown as sizes (`1.2/28.0 GB  310 MB/s`). */
+  unit?: 'bytes';
 }
 
 export class ProgressBar {
@@ -55,12 +57,15 @@ export class ProgressBar {
     const rate = elapsed > 0 ? this.count / elapsed : 0;
     const total = this.opts.total;
     const label = this.opts.label ? `${this.opts.label} ` : '';
-    if (!total) return `${label}${this.count}  ${rate.toFixed(1)}/s`;
+    const bytes = this.opts.unit === 'bytes';
+    const n = (x: number) => (bytes ? formatSize(x) : String(x));
+    const r = bytes ? `${formatSize(rate)}/s` : `${rate.toFixed(1)}/s`;
+    if (!total) return `${label}${n(this.count)}  ${r}`;
     const width = this.opts.width ?? 24;
     const frac = Math.min(1, this.count / total);
     const full = Math.round(frac * width);
     const eta = rate > 0 ? (total - this.count) / rate : NaN;
-    return `${label}[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${this.count}/${total}  ${rate.toFixed(1)}/s  ETA ${formatSeconds(eta)}`;
+    return `${label}[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${n(this.count)}/${n(total)}  ${r}  ETA ${formatSeconds(eta)}`;
   }
 
   private draw(now: number): void {
@@ -73,6 +78,14 @@ export class ProgressBar {
     if (this.enabled && this.drawn) this.stream.write('\r\x1b[K');
     this.drawn = false;
   }
+}
+
+/** Bytes as a short decimal size: 950 B, 12.3 MB, 28.0 GB. */
+export function formatSize(b: number): string {
+  if (b >= 1e9) return `${(b / 1e9).toFixed(1)} GB`;
+  if (b >= 1e6) return `${(b / 1e6).toFixed(1)} MB`;
+  if (b >= 1e3) return `${(b / 1e3).toFixed(1)} kB`;
+  return `${Math.round(b)} B`;
 }
 
 export function formatSeconds(s: number): string {

@@ -229,6 +229,17 @@ export class FileExternalSource implements ExternalDataSource {
     return out;
   }
 
+  /** Reads bytes [from, from + length) of a tensor's data (a part of a large tensor; streaming passes). */
+  readRange(t: Tensor, ext: ExternalData, from: number, length: number, into?: Uint8Array): Uint8Array {
+    const r = this.locate(t, ext);
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(length) || from < 0 || length < 0 || from + length > r.length) {
+      throw inputError('EXTERNAL_OUT_OF_FILE', `${tensorLabel(t)}: range [${from}, ${from + length}) is outside its ${r.length} bytes`, { tensor: t.name, file: this.file });
+    }
+    const out = into ?? new Uint8Array(length);
+    this.pread(r.rel, t, out, 0, length, r.offset + from);
+    return out;
+  }
+
   /**
    * Streams a tensor's data into `outFd` at `outPos` in chunks of {@link COPY_CHUNK_BYTES}, so that
    * copying never holds more than one chunk in memory. Returns the bytes written.

@@ -1,0 +1,198 @@
+/**
+ * `quantize --mode int4` for models larger than memory (see stream.ts): every MatMul whose B is a
+ * constant [K, N] float32 initializer becomes com.microsoft MatMulNBits, every Gather on axis 0 of a
+ * constant [V, D] table GatherBlockQuantized (8 bits by default, as the quantize-int4 pass does), with
+ * the codes, scales and zero points as derived tensors. Each weight is quantized when the writer
+ * reaches it, from its external data read in slices of whole blocks (a slice of B's rows is contiguous
+ * in the file), with the int4 pass's own RTN and layouts (passes/quantize/int4/blocks.ts): the output
+ * of a weight is byte for byte what the pass writes for it with RTN. Memory per weight: its quantized
+ * output and one slice (~16 MiB) of its input.
+ *
+ * What streaming leaves out, and says in the report: GPTQ (its calibration runs the whole model in
+ * onnxruntime; streaming it one layer at a time with activations spilled to disk is not implemented,
+ * so `auto` is RTN here and `gptq` is refused), the measured choices (first/last layer at 8 bits,
+ * accuracy_level: both run the model; accuracy_level is 0 unless given), the default preset run
+ * first, Gemm and MatMul of a transposed constant (left float), and the qdq format.
+ */
+import { DataType } from '../core/dtype.js';
+import { inputError } from '../core/errors.js';
+import { derivedTensor, sharedParts } from '../core/derived.js';
+import { Tensor } from '../core/tensor.js';
+import { Attribute, constantOf, Graph, Model, Node, Value } from '../ir/ir.js';
+import { loadModel } from '../onnx/index.js';
+import { readTensorRange } from '../onnx/stream.js';
+import { BlockQuantized, packCodes, packZeroPoints, quantizeRtn, rowsOfKN, type Bits } from '../passes/quantize/int4/blocks.js';
+import { MS_DOMAIN, replaceNode } from '../passes/quantize/int4/emit.js';
+import { checkBlockSize, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
+import { FreshNames } from '../passes/quantize/weights-int8.js';
+import type { StreamInt4Report, StreamInt4Weight } from '../report/stream.js';
+import { weightBytes, writeStreamed, type StreamOptions } from './stream.js';
+
+export interface StreamInt4Options extends StreamOptions {
+  model: string;
+  output: string;
+  pass?: Partial<QuantizeInt4Options>;
+  /** Calibration data was given (GPTQ would use it; streaming cannot, and says so). */
+  calibration?: string;
+}
+
+
+
+/** Input bytes read per slice of a weight (whole blocks of K rows). */
+const SLICE_BYTES = 16 << 20;
+
+/** Quantized bytes of an [N, K] weight at `bits` (codes, float scales, packed zero points if any). */
+function quantizedBytes(N: number, K: number, bits: Bits, blockSize: number, symmetric: boolean): number {
+  const kBlocks = Math.ceil(K / blockSize);
+  const zps = symmetric ? 0 : bits === 8 ? N * kBlocks : N * Math.ceil(kBlocks / 2);
+  return (N * kBlocks * blockSize * bits) / 8 + 4 * N * kBlocks + zps;
+}
+
+interface Parts {
+  codes: Uint8Array;
+  scales: Uint8Array;
+  zp: Uint8Array;
+}
+
+/** RTN of a weight read slice by slice: `rows` is [N, K] (Gather table) or [K, N] (MatMul B, transposed per slice). */
+function quantizeStreamed(t: Tensor, layout: 'NK' | 'KN', N: number, K: number, bits: Bits, blockSize: number, symmetric: boolean): Parts {
+  const kBlocks = Math.ceil(K / blockSize);
+  const blob = (blockSize * bits) / 8;
+  const codes = new Uint8Array(N * kBlocks * blob);
+  const scales = new Float32Array(N * kBlocks);
+  const zeroPoints = new Uint8Array(N * kBlocks);
+  if (layout === 'NK') {
+    // rows are contiguous: a slice is whole rows, quantized and packed as the pass does
+    const per = Math.max(1, Math.floor(SLICE_BYTES / (4 * K)));
+    for (let n0 = 0; n0 < N; n0 += per) {
+      const n = Math.min(per, N - n0);
+      const raw = readTensorRange(t, n0 * K * 4, n * K * 4, new Uint8Array(n * K * 4));
+      const q = quantizeRtn(new Float32Array(raw.buffer, raw.byteOffset, n * K), n, K, bits, blockSize, symmetric);
+      codes.set(packCodes(q), n0 * kBlocks * blob);
+      scales.set(q.scales, n0 * kBlocks);
+      zeroPoints.set(q.zeroPoints, n0 * kBlocks);
+    }
+  } else {
+    // B [K, N]: a slice of whole blocks of rows k is contiguous; its transpose is [N, slice] rows
+    const blocksPer = Math.max(1, Math.floor(SLICE_BYTES / (4 * N * blockSize)));
+    for (let b0 = 0; b0 < kBlocks; b0 += blocksPer) {
+      const nb = Math.min(blocksPer, kBlocks - b0);
+      const k0 = b0 * blockSize;
+      const kc = Math.min(K, (b0 + nb) * blockSize) - k0;
+      const raw = readTensorRange(t, k0 * N * 4, kc * N * 4, new Uint8Array(kc * N * 4));
+      const rows = rowsOfKN(new Float32Array(raw.buffer, raw.byteOffset, kc * N), kc, N);
+      const q = quantizeRtn(rows, N, kc, bits, blockSize, symmetric);
+      const packed = packCodes(q);
+      for (let n = 0; n < N; n++) {
+        codes.set(packed.subarray(n * nb * blob, (n + 1) * nb * blob), (n * kBlocks + b0) * blob);
+        scales.set(q.scales.subarray(n * nb, (n + 1) * nb), n * kBlocks + b0);
+        zeroPoints.set(q.zeroPoints.subarray(n * nb, (n + 1) * nb), n * kBlocks + b0);
+      }
+    }
+  }
+  const whole: BlockQuantized = { N, K, bits, blockSize, kBlocks, symmetric, codes: new Uint8Array(0), scales, zeroPoints };
+  return { codes, scales: new Uint8Array(scales.buffer), zp: symmetric ? new Uint8Array(0) : packZeroPoints(whole).bytes };
+}
+
+/** Replaces `node` by `op` (com.microsoft) reading `inputs`, with `attrs`; returns the new node. */
+function emit(g: Graph, node: Node, op: string, inputs: Array<Value | null>, attrs: Record<string, number>): Node {
+  const n = new Node(op, inputs, [], MS_DOMAIN);
+  for (const [k, v] of Object.entries(attrs)) n.setAttr(Attribute.int(k, v));
+  replaceNode(g, node, n);
+  return n;
+}
+
+/** Rewrites the graph with derived int4 tensors; returns the per-weight rows. */
+function rewrite(model: Model, blockSize: number, symmetric: boolean, level: number, embeddings: 'int4' | 'int8' | 'float', minElements: number): StreamInt4Weight[] {
+  const g = model.graph;
+  const names = new FreshNames(g);
+  const rows: StreamInt4Weight[] = [];
+  const replaced = new Set<Value>();
+  for (const node of [...g.nodes]) {
+    if (node.opDomain !== '' || (node.opType !== 'MatMul' && node.opType !== 'Gather' && node.opType !== 'Gemm')) continue;
+    const op = node.opType as StreamInt4Weight['op'];
+    const gather = op === 'Gather';
+    const wv = node.inputs[gather ? 0 : 1];
+    const t = constantOf(wv);
+    if (!wv || !t || t.dataType !== DataType.FLOAT || t.dims.length !== 2 || wv.producer) continue;
+    const label = node.name ?? node.label;
+    const row: StreamInt4Weight = { tensor: wv.name, node: label, op, K: 0, N: 0, bits: 0, floatBytes: t.byteLength, bytes: t.byteLength };
+    rows.push(row);
+    const [d0, d1] = t.dims as [number, number];
+    [row.K, row.N] = gather ? [d1, d0] : [d0, d1];
+    const skip = (reason: string) => void (row.reason = reason);
+    if (op === 'Gemm') {
+      skip('Gemm is not streamed (MatMul and Gather are): left float');
+      continue;
+    }
+    if (t.size < minElements) {
+      skip(`fewer than ${minElements} values`);
+      continue;
+    }
+    if (gather && (node.getInt('axis', 0) ?? 0) !== 0) {
+      skip('Gather on an axis other than 0');
+      continue;
+    }
+    if (gather && embeddings === 'float') {
+      skip('embeddings left float (--embeddings float)');
+      continue;
+    }
+    if (row.K % blockSize !== 0) {
+      if (gather) {
+        skip(`row length ${row.K} is not a multiple of block size ${blockSize}`);
+        continue;
+      }
+      throw inputError('INT4_BLOCK_NOT_DIVIDING', `--block-size ${blockSize} does not divide K = ${row.K} of weight '${wv.name}' (node ${label})`, { tensor: wv.name, node: label, field: 'block-size' });
+    }
+    const bits: Bits = gather && embeddings === 'int8' ? 8 : 4;
+    const { K, N } = row;
+    const kBlocks = K / blockSize;
+    const part = sharedParts<keyof Parts>(() => quantizeStreamed(t, gather ? 'NK' : 'KN', N, K, bits, blockSize, symmetric));
+    const stem = names.next('q');
+    const blob = (blockSize * bits) / 8;
+    const codes = g.addInitializer(derivedTensor(DataType.UINT8, gather ? [N, kBlocks * blob] : [N, kBlocks, blob], () => part('codes')), names.take(`${stem}_q${bits}`));
+    const scales = g.addInitializer(derivedTensor(DataType.FLOAT, [N, kBlocks], () => part('scales')), names.take(`${stem}_scales`));
+    const zpDims = bits === 8 ? [N, kBlocks] : [N, Math.ceil(kBlocks / 2)];
+    const zp = symmetric ? null : g.addInitializer(derivedTensor(DataType.UINT8, zpDims, () => part('zp')), names.take(`${stem}_zp`));
+    if (gather) {
+      emit(g, node, 'GatherBlockQuantized', zp ? [codes, node.inputs[1]!, scales, zp] : [codes, node.inputs[1]!, scales], { gather_axis: 0, quantize_axis: 1, block_size: blockSize, bits });
+    } else {
+      emit(g, node, 'MatMulNBits', zp ? [node.inputs[0]!, codes, scales, zp] : [node.inputs[0]!, codes, scales], { K, N, bits, block_size: blockSize, accuracy_level: level });
+    }
+    row.bits = bits;
+    if (bits === 8) row.reason = 'embeddings at 8 bits (GatherBlockQuantized bits 8, the int4 mode default)';
+    row.bytes = quantizedBytes(N, K, bits, blockSize, symmetric);
+    replaced.add(wv);
+  }
+  for (const v of replaced) if (v.uses.length === 0 && !v.isGraphOutput && g.initializers.get(v.name) === v) g.removeInitializer(v);
+  if (replaced.size) model.setOpset(MS_DOMAIN, model.opset(MS_DOMAIN) ?? 1);
+  return rows;
+}
+
+/** Streams `quantize --mode int4` (see the file header). */
+export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamInt4Report> {
+  const t0 = performance.now();
+  const p = o.pass ?? {};
+  const blockSize = p.blockSize ?? 32;
+  checkBlockSize(blockSize);
+  const symmetric = p.symmetric ?? false;
+  const notes: string[] = ['streamed tensor by tensor: the model was not run in onnxruntime, so no output error or latency against float32 is measured'];
+  if (p.method === 'gptq') throw inputError('USAGE_CONFLICT', '--int4-method gptq is not available when streaming (GPTQ\'s calibration runs the whole model in onnxruntime; layer-by-layer calibration with activations spilled to disk is not implemented): use --int4-method rtn, or --no-stream on a model that fits in memory');
+  if (o.calibration) notes.push('--calibration is not used when streaming: RTN (GPTQ needs the whole model in onnxruntime)');
+  if ((p.format ?? 'msft') !== 'msft') throw inputError('USAGE_CONFLICT', '--format qdq is not available when streaming (msft only)');
+  const level = p.accuracyLevel === undefined || p.accuracyLevel === 'auto' ? 0 : Number(p.accuracyLevel);
+  if (p.accuracyLevel === undefined || p.accuracyLevel === 'auto') notes.push('accuracy_level 0: auto times the levels in onnxruntime, which streaming does not (give --accuracy-level)');
+  if ((p.keepInt8 ?? 'auto') === 'auto') notes.push('first/last layers at 4 bits: keep-int8 auto measures them in onnxruntime, which streaming does not');
+  const model = await loadModel(o.model);
+  for (const n of model.graph.allNodes()) {
+    if (n.opType === 'MatMulNBits' || n.opType === 'DequantizeLinear' || n.opType === 'GatherBlockQuantized') {
+      throw inputError('INT4_ALREADY_QUANTIZED', `the model is already quantized (node ${n.label} is ${n.opType}); quantize the float model`, { node: n.name ?? n.label });
+    }
+  }
+  const inputBytes = weightBytes(model);
+  const weights = rewrite(model, blockSize, symmetric, level, p.embeddings ?? 'int8', p.minElements ?? 1024);
+  if (!weights.some((w) => w.op === 'MatMul' && w.bits > 0)) throw inputError('INT4_NO_WEIGHTS', 'no MatMul with a constant 2-D float32 initializer to quantize');
+  const fingerprint = JSON.stringify({ mode: 'int4-stream', blockSize, symmetric, level, embeddings: p.embeddings ?? 'int8', minElements: p.minElements ?? 1024 });
+  const write = writeStreamed(model, o.output, o, fingerprint, t0, notes, inputBytes);
+  return { schema: 'onnxforge.quantize-stream/1', mode: 'int4', input: o.model, output: o.output, method: 'rtn', blockSize, symmetric, accuracyLevel: level, weights, write };
+}
