@@ -4,7 +4,8 @@
  * compression and dynamic INT8). The workflows in workflows/quantize/ build them; nothing here runs a model.
  */
 import type { LayerError } from '../passes/quantize/debug.js';
-import type { QuantizeStaticReport } from '../passes/quantize/quantize-static.js';
+import type { LatencyReport, QuantizeStaticReport } from '../passes/quantize/quantize-static.js';
+import { describeContention } from '../runtime/timer.js';
 import type { QuantizeWeightsReport } from '../passes/quantize/quantize-weights.js';
 import type { QuantizeDynamicReport } from '../passes/quantize/quantize-dynamic.js';
 import type { OutputError } from '../runtime/metrics.js';
@@ -69,6 +70,23 @@ function accuracyTables(accuracy: readonly QuantizeAccuracy[] | undefined): stri
   });
 }
 
+/**
+ * The latency-aware decisions: how they were made (measured with trials and contention, or replayed
+ * from a decisions file), then the layers kept float and the uncertain ones (int8 by rule) with their
+ * float and int8 times and noise; every layer's decision is in the JSON report.
+ */
+export function renderLatencyDecisions(l: Omit<LatencyReport, 'document'>): string {
+  const uncertain = l.decisions.filter((d) => d.certainty === 'uncertain');
+  const floatSet = new Set(l.floated.map((f) => f.node));
+  const rows = l.decisions.filter((d) => floatSet.has(d.node) || d.certainty === 'uncertain');
+  const how = l.source === 'replayed'
+    ? `replayed from ${l.file ?? 'a decisions file'} (no profiling)`
+    : `measured: ${l.rounds} profiling rounds of ${l.trials} int8/float trials, ${fmt(l.seconds, 0)} s${l.contention ? `, ${describeContention(l.contention)}` : ''}${l.file ? `; written to ${l.file}` : ''}`;
+  const title = `latency-aware decisions ${how}: ${l.floated.length} layers kept float (prefer ${l.prefer}, float weights cost ${formatBytes(l.extraBytes)} more than int8), ${l.kept.length} int8 of which ${uncertain.length} uncertain (within the noise: int8 by rule)`;
+  if (rows.length === 0) return title;
+  return renderTable(['layer', 'op', 'choice', 'float µs', 'int8 µs', 'noise µs', 'why'], rows.map((d) => [d.node, d.op, floatSet.has(d.node) ? 'float' : `${d.choice} (${d.certainty})`, fmt(d.floatUs, 1), fmt(d.int8Us, 1), fmt(d.noiseUs, 1), d.why.split(':')[0]!]), { title });
+}
+
 export function renderQuantizeReport(r: QuantizeCommandReport): string {
   const parts: string[] = [];
   const q = r.quantization;
@@ -93,10 +111,7 @@ export function renderQuantizeReport(r: QuantizeCommandReport): string {
   );
   const floatOps = Object.entries(q.floatOps).sort((x, y) => y[1] - x[1]);
   if (floatOps.length) parts.push(renderTable(['float ops', 'count'], floatOps.map(([k, v]) => [k, v]), { title: 'ops left in float' }));
-  if (q.latency) {
-    const l = q.latency;
-    parts.push(renderTable(['kept float (latency)', 'op', 'float µs', 'int8 µs', 'weights'], l.floated.map((f) => [f.node, f.op, fmt(f.floatUs, 0), fmt(f.int8Us, 0), f.weights]), { title: `latency-aware (${l.rounds} profiling rounds, prefer ${l.prefer}): ${l.floated.length} layers kept float, ${l.kept.length} int8; float weights cost ${formatBytes(l.extraBytes)} more than int8` }));
-  }
+  if (q.latency) parts.push(renderLatencyDecisions(q.latency));
   if (q.accuracy) {
     const c = q.accuracy;
     parts.push(renderTable(['returned to float (accuracy)', 'op', 'output gain dB', 'SQNR dB', 'loses dB'], c.floated.map((f) => [f.node, f.op, f.gainDb !== undefined ? fmt(f.gainDb, 2) : '-', fmt(f.sqnrDb, 1), fmt(f.lossDb, 1)]), { title: `accuracy budget ${c.maxDrop} (ranked by ${c.rank}): FP32 ${fmt(c.reference, 4)}, INT8 ${fmt(c.score, 4)} (drop ${fmt(c.drop, 4)}) ${c.met ? 'met' : 'NOT met'} after ${c.trials.length} evaluations; int8 weights kept` }));

@@ -27,12 +27,15 @@
  * from `ctx.data.calibration` (a function returning an async iterable of samples, or an iterable).
  */
 import { inputError } from '../../core/errors.js';
+import { writeFileAtomic } from '../../core/files.js';
 import { constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { cloneModel } from '../../onnx/index.js';
 import { nodeRunner, type OpProfileRow, type Runner, type SessionOptions } from '../../runtime/runner.js';
 import { AccuracyBudgetOptions, AccuracyReport, accuracySearch, Build, Builder, FIDELITY_SAMPLES, FidelityOptions, FidelityReport, fidelitySearch, firstSamples, OutputScorer, outputScorer, SampleSource, SCORER_BYTES } from './budget.js';
 import { AUTO_CLIP_WEIGHTS, chooseRecipe, Recipe, RecipeReport } from './auto-range.js';
-import { attributeProfiles, decideLatency, UnitTiming } from './search.js';
+import { attributeProfiles, UnitTiming } from './search.js';
+import { checkDecisions, decideLayer, formatDecisions, parseDecisions, DECISION_DEFAULTS, DecisionsDocument, DECISIONS_METADATA_KEY, DECISIONS_SCHEMA, decisionsMetadata, LayerDecision, layerListHash, readDecisions } from './decisions.js';
+import { contentionProbe, relativeSpread, type Contention } from '../../runtime/timer.js';
 import type { Sample } from '../../data/index.js';
 import type { Feed } from '../../core/host-tensor.js';
 import { collectStats } from '../../calibration/collect.js';
@@ -78,7 +81,21 @@ export interface QuantizeStaticOptions {
   latencyAware?: 'on' | 'off';
   /** Layers the latency search returns to float keep float weights ('speed', default) or int8 weights behind a DequantizeLinear ('size'). */
   prefer?: 'speed' | 'size';
-  latency?: { feeds?: number; runs?: number; rounds?: number; margin?: number; profiler?: Profiler };
+  /**
+   * Profiling of the latency-aware choice: `trials` int8/float profile pairs per round (default 6),
+   * each of `runs` passes over `feeds` calibration samples; a layer goes to float only when int8 is
+   * slower beyond the measured noise plus `margin` (relative, default 0.05) and `minUs` (default 2 µs);
+   * see passes/quant/decisions.ts.
+   */
+  latency?: { feeds?: number; runs?: number; rounds?: number; trials?: number; margin?: number; minUs?: number; profiler?: Profiler };
+  /**
+   * Replay recorded latency-aware decisions instead of profiling: a decisions file path or a parsed
+   * document (schema onnxforge.quantize-decisions/1). With `updateDecisions`, measure instead; the
+   * caller writes the new document (`report.latency.document`) to the file after the model.
+   */
+  decisions?: string | DecisionsDocument;
+  /** Measure the latency-aware decisions even though `decisions` names a file (to rewrite it). */
+  updateDecisions?: boolean;
   /** Accuracy budget: the most sensitive layers return to float (int8 weights kept) until the drop holds. */
   accuracy?: AccuracyBudgetOptions;
   /**
@@ -102,8 +119,22 @@ export interface QuantizeStaticOptions {
 export type Profiler = (model: Model, feeds: Feed[], runs: number) => Promise<OpProfileRow[]>;
 
 export interface LatencyReport {
+  /** measured: profiled on this machine now; replayed: read from a decisions file (no profiling). */
+  source: 'measured' | 'replayed';
+  /** The decisions file replayed (or to be rewritten), when one was given. */
+  file?: string;
   rounds: number;
+  /** int8/float profile pairs per round. */
+  trials: number;
   prefer: 'speed' | 'size';
+  /** Per layer: choice, float µs, int8 µs, noise, why (the recorded ones when replayed). */
+  decisions: LayerDecision[];
+  /** How contended the machine was while profiling (measured only). */
+  contention?: Contention;
+  /** Seconds spent profiling. */
+  seconds: number;
+  /** The decisions document of this run (what --update-decisions writes; the quantize command's report leaves it out). */
+  document?: DecisionsDocument;
   /** Layers returned to float, with their profiled times per run (µs). */
   floated: Array<{ node: string; op: string; floatUs: number; int8Us: number; weights: 'float' | 'int8'; extraBytes: number }>;
   /** Bytes the float weights of those layers add over int8 (0 with prefer 'size'). */
@@ -173,7 +204,9 @@ export const OPTIONS = {
   weightOnlyNodes: { type: 'string[]', default: [], description: 'Node names whose weights are int8 but whose activations stay float.' },
   names: { type: 'enum', values: ['compact', 'descriptive'], default: 'compact', description: 'New tensors get short ids (compact, smaller files) or names after the originals (descriptive).' },
   prepare: { type: 'boolean', default: true, description: 'Run the default and fuse presets and upgrade to opset 13 first.' },
-  latencyAware: { type: 'enum', values: ['on', 'off'], default: 'on', description: 'Profile int8 and float layers in onnxruntime and keep in float what is slower in int8.' },
+  latencyAware: { type: 'enum', values: ['on', 'off'], default: 'on', description: 'Profile int8 and float layers in onnxruntime and keep in float what is slower in int8 beyond the measured noise (uncertain layers stay int8).' },
+  decisions: { type: 'string', default: '', description: 'Latency-aware decisions file (onnxforge.quantize-decisions/1) to replay instead of profiling: the same model bytes every time; empty: measure.' },
+  updateDecisions: { type: 'boolean', default: false, description: 'Measure the latency-aware decisions and rewrite the decisions file (atomically, after the model).' },
   prefer: { type: 'enum', values: ['speed', 'size'], default: 'speed', description: 'Layers kept float for latency keep float weights (speed) or int8 weights behind a DequantizeLinear (size).' },
   fidelity: { type: 'number', default: DEFAULT_FIDELITY_DB, min: 0, max: 200, description: 'Label-free fidelity budget: layers return to float (int8 weights kept) until every output has at least this SQNR (dB) against the float model on the calibration samples; 0 turns it off.' },
   biasCorrection: { type: 'boolean', default: true, description: 'Correct each layer\'s bias for the mean output shift of its rounded weights (channel means of its input on the calibration data; methods other than minmax).' },
@@ -206,6 +239,8 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   const prefer = options.prefer ?? 'speed';
   if (latencyAware) nameUnnamedComputeNodes(model);
   const prepared = model;
+  // a decisions file to replay is checked against the prepared model before anything is measured
+  const replay = latencyAware && options.decisions && !options.updateDecisions ? replayedDecisions(options.decisions, prepared) : undefined;
 
   const baseOpts: PlacementOptions = {
     perChannel: options.perChannel ?? true,
@@ -321,7 +356,10 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   // latency-aware choice: profile float and int8, return slower units to float, rebuild, repeat
   let latency: LatencyReport | undefined;
   if (latencyAware) {
-    latency = await latencySearch(prepared, preparedNodes, source, { ...options, latency: { profiler: runnerProfiler(runner), ...options.latency } }, floats, weightOnlyIdx, prefer, build);
+    latency = replay
+      ? replayLatency(replay, preparedNodes, floats, weightOnlyIdx, prefer)
+      : await latencySearch(prepared, preparedNodes, source, { ...options, latency: { profiler: runnerProfiler(runner), ...options.latency } }, floats, weightOnlyIdx, prefer, build);
+    if (typeof options.decisions === 'string' && options.decisions) latency.file = options.decisions;
   }
 
   // accuracy budget: most sensitive units back to float (int8 weights kept) until the metric holds;
@@ -340,6 +378,10 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   model.graph = final.model.graph;
   model.graph.model = model;
   const placement = final.placement;
+  if (latency) {
+    const int8Layers = [...placement.int8].filter((n) => n.name && COMPUTE_OPS.has(n.opType)).map((n) => n.name!);
+    model.setMetadata(DECISIONS_METADATA_KEY, decisionsMetadata(latency.document!.layers, latency.document!.float, int8Layers));
+  }
   const emit = final.emitted.stats;
   if (emit.clampedBias > 0) warnings.push(`${emit.clampedBias} bias values exceeded the int32 range at scale s_x * s_w and were clamped`);
   const quantizedOps: Record<string, number> = {};
@@ -377,6 +419,11 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   return report;
 }
 
+/** Writes a decisions document atomically (what --update-decisions does once the model is written). */
+export function writeDecisions(file: string, doc: DecisionsDocument): void {
+  writeFileAtomic(file, formatDecisions(doc));
+}
+
 /** Gives unnamed Conv/MatMul/Gemm nodes a name (`conv_0`, `matmul_0`, ...), so profile rows can be traced back to them. */
 function nameUnnamedComputeNodes(model: Model): void {
   for (const n of model.graph.nodes) if (!n.name && COMPUTE_OPS.has(n.opType)) n.name = model.names.numbered(`${n.opType.toLowerCase()}_`);
@@ -412,32 +459,43 @@ function perCall(rows: readonly OpProfileRow[]): OpProfileRow[] {
   return rows.map((r) => ({ ...r, totalUs: r.minUs !== undefined && Number.isFinite(r.minUs) ? r.minUs : r.totalUs / Math.max(1, r.calls), calls: 1 }));
 }
 
-/** Alternating int8/float profile pairs per latency-aware round. */
-const PROFILE_PAIRS = 2;
-
-/** Node-wise minimum of two per-call tables (nodes in either). */
-function minRows(a: readonly OpProfileRow[], b: readonly OpProfileRow[]): OpProfileRow[] {
-  const out = new Map(a.map((r) => [r.node, r]));
-  for (const r of b) {
-    const o = out.get(r.node);
-    if (!o || r.totalUs < o.totalUs) out.set(r.node, r);
-  }
-  return [...out.values()];
-}
-
+/**
+ * The latency-aware choice, measured: each round profiles the current int8 build and the float model
+ * in `trials` pairs (alternating which goes first, so both see the same load), charges every kernel to
+ * its compute layer per trial, and decides each layer from its per-trial times with the gate's
+ * estimator and a noise margin (passes/quant/decisions.ts: float only when int8 is slower beyond the
+ * noise and the margin; uncertain layers stay int8). Layers returned to float move Q/DQ boundaries onto
+ * their neighbours, so the next round profiles the new build, until no layer changes.
+ */
 async function latencySearch(prepared: Model, nodes: Node[], source: SampleSource, options: QuantizeStaticOptions, floats: Map<number, string>, weightOnly: Set<number>, prefer: 'speed' | 'size', build: Builder): Promise<LatencyReport> {
   const lo = options.latency ?? {};
   const profiler = lo.profiler ?? defaultProfiler;
   const runs = lo.runs ?? 3;
+  const trials = lo.trials ?? DECISION_DEFAULTS.trials;
+  const margin = lo.margin ?? DECISION_DEFAULTS.margin;
+  const minUs = lo.minUs ?? DECISION_DEFAULTS.minUs;
+  if (!Number.isInteger(trials) || trials < 1) throw inputError('QUANT_BAD_OPTION', `latency trials must be a positive integer, got ${trials}`);
   const feeds = await firstFeeds(source, lo.feeds ?? 2);
-  // each round profiles the int8 build and the float model alternately (int8, float, int8, float),
-  // with the same number of calls each, and costs every node by its fastest call: both sides see the
-  // same load, and a spike in some calls does not count (a minimum over more float calls than int8
-  // calls would favour float, so the counts stay equal)
-  const decided: LatencyReport['floated'] = [];
+  const label = (i: number) => nodes[i]!.name ?? nodes[i]!.label;
+  const floated: LatencyReport['floated'] = [];
+  const decisions = new Map<number, LayerDecision>();
   const unitMap = new Map<Node, number>();
+  const probe = contentionProbe();
+  const t0 = performance.now();
+  let profiles = 0;
+  let preempted = 0;
+  const floatTotals: number[] = [];
+  // one profile, timed by wall and CPU time like a slot of the timer (preempted: CPU < 90% of wall)
+  const timedProfile = async (m: Model): Promise<OpProfileRow[]> => {
+    const w0 = performance.now();
+    const c0 = process.cpuUsage();
+    const rows = perCall(await profiler(m, feeds, runs));
+    const c = process.cpuUsage(c0);
+    profiles++;
+    if ((c.user + c.system) / 1000 < 0.9 * (performance.now() - w0)) preempted++;
+    return rows;
+  };
   let rounds = 0;
-  let lastTimings: UnitTiming[] = [];
   for (; rounds < (lo.rounds ?? 3); ) {
     const b = await build(floats, weightOnly, 'descriptive');
     const live = new Set<number>();
@@ -449,30 +507,95 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
     });
     if (live.size === 0) break;
     rounds++;
-    let quantRows: OpProfileRow[] = [];
-    let floatRows: OpProfileRow[] = [];
-    for (let k = 0; k < PROFILE_PAIRS; k++) {
-      quantRows = minRows(quantRows, perCall(await profiler(b.model, feeds, runs)));
-      floatRows = minRows(floatRows, perCall(await profiler(prepared, feeds, runs)));
-    }
     const int8 = new Set<Node>([...b.int8Idx].map((i) => nodes[i]!));
-    lastTimings = attributeProfiles(prepared, unitMap, floatRows, quantRows, int8).filter((t) => live.has(t.index));
-    const dec = decideLatency(lastTimings, lo.margin !== undefined ? { margin: lo.margin } : {});
-    if (dec.length === 0) break;
-    for (const d of dec) {
-      floats.set(d.index, `latency-aware: ${d.reason}`);
-      if (prefer === 'size') weightOnly.add(d.index);
-      const t = lastTimings.find((x) => x.index === d.index)!;
-      const n = nodes[d.index]!;
-      decided.push({ node: n.name ?? n.label, op: n.opType, floatUs: t.floatUs, int8Us: t.int8Us, weights: prefer === 'size' ? 'int8' : 'float', extraBytes: prefer === 'size' ? 0 : weightBytes(n) * 3 });
+    const perUnit = new Map<number, { f: number[]; q: number[] }>();
+    for (let k = 0; k < trials; k++) {
+      const quantFirst = k % 2 === 0;
+      const first = await timedProfile(quantFirst ? b.model : prepared);
+      const second = await timedProfile(quantFirst ? prepared : b.model);
+      const [quantRows, floatRows] = quantFirst ? [first, second] : [second, first];
+      floatTotals.push(floatRows.reduce((a, r) => a + r.totalUs, 0));
+      for (const t of attributeProfiles(prepared, unitMap, floatRows, quantRows, int8)) {
+        if (!live.has(t.index)) continue;
+        const e = perUnit.get(t.index) ?? { f: [], q: [] };
+        e.f.push(t.floatUs);
+        e.q.push(t.int8Us);
+        perUnit.set(t.index, e);
+      }
     }
+    let changed = false;
+    for (const [i, e] of [...perUnit].sort((x, y) => x[0] - y[0])) {
+      const d: LayerDecision = { node: label(i), op: nodes[i]!.opType, ...decideLayer(e.f, e.q, { margin, minUs }), round: rounds };
+      decisions.set(i, d);
+      if (d.choice !== 'float' || floats.has(i)) continue;
+      changed = true;
+      floats.set(i, `latency-aware: ${d.why}`);
+      if (prefer === 'size') weightOnly.add(i);
+      floated.push({ node: d.node, op: d.op, floatUs: d.floatUs, int8Us: d.int8Us, weights: prefer === 'size' ? 'int8' : 'float', extraBytes: prefer === 'size' ? 0 : weightBytes(nodes[i]!) * 3 });
+    }
+    if (!changed) break;
   }
+  const spread = relativeSpread(floatTotals);
+  const contention = probe.stop(Number.isFinite(spread) ? spread : 0, profiles ? preempted / profiles : 0);
+  const seconds = (performance.now() - t0) / 1000;
+  const all = [...decisions.entries()].sort((x, y) => x[0] - y[0]).map(([, d]) => d);
+  const document: DecisionsDocument = {
+    schema: DECISIONS_SCHEMA,
+    layers: layerListHash(prepared),
+    float: floated.map((f) => f.node),
+    decisions: all,
+    measured: { trials, rounds, margin, minUs, seconds, contention },
+    recordedAt: new Date().toISOString(),
+  };
   return {
+    source: 'measured',
     rounds,
+    trials,
     prefer,
-    floated: decided,
-    extraBytes: decided.reduce((a, d) => a + d.extraBytes, 0),
-    kept: lastTimings.filter((t) => !floats.has(t.index)).map((t) => ({ node: nodes[t.index]!.name ?? nodes[t.index]!.label, floatUs: t.floatUs, int8Us: t.int8Us })),
+    decisions: all,
+    contention,
+    seconds,
+    document,
+    floated,
+    extraBytes: floated.reduce((a, d) => a + d.extraBytes, 0),
+    kept: all.filter((d) => d.choice === 'int8').map((d) => ({ node: d.node, floatUs: d.floatUs, int8Us: d.int8Us })),
+  };
+}
+
+/** A decisions file (or document) to replay, checked against the prepared model. */
+function replayedDecisions(d: string | DecisionsDocument, prepared: Model): DecisionsDocument {
+  const file = typeof d === 'string' ? d : '(decisions document)';
+  const doc = typeof d === 'string' ? readDecisions(d) : parseDecisions(d, file);
+  checkDecisions(doc, prepared, file);
+  return doc;
+}
+
+/** The latency-aware choice replayed from a checked decisions document: no profiling. */
+function replayLatency(doc: DecisionsDocument, nodes: Node[], floats: Map<number, string>, weightOnly: Set<number>, prefer: 'speed' | 'size'): LatencyReport {
+  const index = new Map<string, number>();
+  nodes.forEach((n, i) => n.name && index.set(n.name, i));
+  const recorded = new Map((doc.decisions ?? []).map((d) => [d.node, d]));
+  const floated: LatencyReport['floated'] = [];
+  for (const name of doc.float) {
+    const i = index.get(name)!;
+    const r = recorded.get(name);
+    floats.set(i, `latency-aware (replayed): ${r?.why ?? 'float in the decisions file'}`);
+    if (prefer === 'size') weightOnly.add(i);
+    floated.push({ node: name, op: nodes[i]!.opType, floatUs: r?.floatUs ?? NaN, int8Us: r?.int8Us ?? NaN, weights: prefer === 'size' ? 'int8' : 'float', extraBytes: prefer === 'size' ? 0 : weightBytes(nodes[i]!) * 3 });
+  }
+  const decisions = doc.decisions ?? [];
+  const floatSet = new Set(doc.float);
+  return {
+    source: 'replayed',
+    rounds: 0,
+    trials: 0,
+    prefer,
+    decisions,
+    seconds: 0,
+    document: doc,
+    floated,
+    extraBytes: floated.reduce((a, d) => a + d.extraBytes, 0),
+    kept: decisions.filter((d) => !floatSet.has(d.node)).map((d) => ({ node: d.node, floatUs: d.floatUs, int8Us: d.int8Us })),
   };
 }
 
@@ -510,6 +633,8 @@ function chosenMethods(ranges: Record<string, TensorRange>): Record<string, numb
 function validateSearchOptions(o: QuantizeStaticOptions): void {
   if (o.latencyAware !== undefined && o.latencyAware !== 'on' && o.latencyAware !== 'off') throw inputError('QUANT_BAD_OPTION', `latencyAware must be 'on' or 'off', got '${String(o.latencyAware)}'`);
   if (o.prefer !== undefined && o.prefer !== 'speed' && o.prefer !== 'size') throw inputError('QUANT_BAD_OPTION', `prefer must be 'speed' or 'size', got '${String(o.prefer)}'`);
+  if (o.updateDecisions && !o.decisions) throw inputError('QUANT_BAD_OPTION', 'updateDecisions (--update-decisions) needs a decisions file to write (--decisions FILE)');
+  if (o.decisions && (o.latencyAware ?? 'off') !== 'on') throw inputError('QUANT_BAD_OPTION', 'a decisions file (--decisions) holds latency-aware decisions: it needs latencyAware on (--latency-aware on)');
   if (o.accuracy && !(o.accuracy.maxDrop >= 0)) throw inputError('QUANT_BAD_OPTION', `the accuracy budget (max drop) must be a non-negative number, got ${o.accuracy.maxDrop}`);
 }
 
@@ -585,6 +710,8 @@ export interface QuantizeStaticPassOptions extends Record<string, unknown> {
   names: string;
   prepare: boolean;
   latencyAware: string;
+  decisions: string;
+  updateDecisions: boolean;
   prefer: string;
   fidelity: number;
   fidelityMinGain: number;
@@ -613,6 +740,8 @@ export function staticOptionsFromPass(o: QuantizeStaticPassOptions): QuantizeSta
   };
   if (o.movingAverage !== undefined) opts.movingAverage = o.movingAverage;
   if (o.onlyOps.length) opts.onlyOps = o.onlyOps;
+  if (o.decisions) opts.decisions = o.decisions;
+  if (o.updateDecisions) opts.updateDecisions = true;
   return opts;
 }
 
@@ -625,6 +754,7 @@ const pass = definePass<QuantizeStaticPassOptions, QuantizeStaticReport>({
     const source = toSampleSource(ctx.data.calibration);
     const r = await quantizeStatic(model, source, staticOptionsFromPass(o), ctx);
     for (const w of r.warnings) ctx.logger.warn(w);
+    if (o.updateDecisions && r.latency?.document) writeDecisions(o.decisions, r.latency.document);
     return {
       report: r,
       changed: r.int8Nodes > 0 || r.emit.weights > 0,

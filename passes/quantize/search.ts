@@ -10,9 +10,10 @@
  *   surviving DequantizeLinear to the int8 units producing its tensor (or to its readers for a weight);
  *   any other kernel that costs more than in the float model (an activation ORT could fuse into the
  *   float Conv but not into a QLinearConv, a QLinearAdd, ...) is charged to the units producing its input.
- * A unit whose int8 cost exceeds its float cost by more than a margin is returned to float
- * ({@link decideLatency}, a pure function of the timings); the caller rebuilds and repeats, since a
- * new float layer moves Q/DQ boundaries onto its neighbours.
+ * A unit whose int8 cost exceeds its float cost by more than the measured noise and a margin over
+ * repeated trials is returned to float (passes/quant/decisions.ts, a pure function of the per-trial
+ * timings); the caller rebuilds and repeats, since a new float layer moves Q/DQ boundaries onto its
+ * neighbours.
  *
  * Accuracy budget. Units are ranked by the SQNR they lose themselves (the lowest SQNR of their inputs
  * minus the SQNR of their output, from the per-layer comparison of passes/quant/debug.ts), and the
@@ -34,28 +35,6 @@ export interface UnitTiming {
   /** Microseconds per run, summed over the kernels charged to the unit. */
   floatUs: number;
   int8Us: number;
-}
-
-export interface LatencyDecision {
-  index: number;
-  reason: string;
-}
-
-/**
- * Units to return to float: those whose int8 time exceeds their float time by more than `margin`
- * (relative, default 0.02) and `minUs` (absolute, default 1 µs, below which timings are noise).
- * Timings are per run (one call of each kernel).
- */
-export function decideLatency(timings: readonly UnitTiming[], opts: { margin?: number; minUs?: number } = {}): LatencyDecision[] {
-  const margin = opts.margin ?? 0.02;
-  const minUs = opts.minUs ?? 1;
-  const out: LatencyDecision[] = [];
-  for (const t of timings) {
-    if (t.int8Us > t.floatUs * (1 + margin) && t.int8Us - t.floatUs > minUs) {
-      out.push({ index: t.index, reason: `slower in int8: ${t.int8Us.toFixed(0)} µs vs ${t.floatUs.toFixed(0)} µs in float per run (${(t.int8Us / Math.max(t.floatUs, 1e-9)).toFixed(2)}x, onnxruntime profile incl. its Q/DQ boundaries)` });
-    }
-  }
-  return out;
 }
 
 /** Strips the suffixes onnxruntime adds to fused node names (`_nchwc`, `_token_12`, ...). */

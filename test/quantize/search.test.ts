@@ -9,7 +9,7 @@ import { constantOf, Model } from '../../ir/ir.js';
 import { cloneModel } from '../../onnx/index.js';
 import { Tensor } from '../../core/tensor.js';
 import type { Sample } from '../../data/index.js';
-import { decideLatency, searchAccuracyBudget, rankSensitivity } from '../../passes/quantize/search.js';
+import { searchAccuracyBudget, rankSensitivity } from '../../passes/quantize/search.js';
 import { Profiler } from '../../passes/quantize/quantize-static.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
 import type { OpProfileRow } from '../../runtime/profile.js';
@@ -18,21 +18,6 @@ import { convRelu, gaussianSource, randn } from './models.js';
 import { quantizeStatic } from '../../passes/api.js';
 
 const row = (node: string, opType: string, totalUs: number): OpProfileRow => ({ node, opType, totalUs, calls: 1, share: 0 });
-
-describe('decideLatency', () => {
-  it('returns to float exactly the units slower in int8 beyond the margin and the noise floor', () => {
-    const d = decideLatency(
-      [
-        { index: 0, floatUs: 100, int8Us: 80 }, // faster in int8
-        { index: 1, floatUs: 100, int8Us: 101 }, // within 2 %
-        { index: 2, floatUs: 100, int8Us: 150 }, // slower
-        { index: 3, floatUs: 0.2, int8Us: 0.9 }, // slower, but below 1 µs
-      ],
-    );
-    expect(d.map((x) => x.index)).toEqual([2]);
-    expect(d[0]!.reason).toMatch(/1\.50x/);
-  });
-});
 
 /** A mock profiler: float rows name the convs; QDQ builds are charged per conv from a table. */
 function mockProfiler(floatUs: Record<string, number>, int8Us: Record<string, number>): { profiler: Profiler; calls: number[] } {

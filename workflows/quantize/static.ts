@@ -17,7 +17,7 @@ import type { PassContext } from '../../passes/pass.js';
 import { resolveOptions } from '../../passes/pipeline.js';
 import { layerErrors } from '../../passes/quantize/debug.js';
 import { toQOperator } from '../../passes/quantize/qop.js';
-import staticPass, { QuantizeStaticPassOptions, QuantizeStaticReport, staticOptionsFromPass } from '../../passes/quantize/quantize-static.js';
+import staticPass, { QuantizeStaticPassOptions, QuantizeStaticReport, staticOptionsFromPass, writeDecisions } from '../../passes/quantize/quantize-static.js';
 import { subgraphNote } from '../../passes/quantize/subgraphs.js';
 import type { QuantizeCommandReport } from '../../report/quantize.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
@@ -94,6 +94,8 @@ export async function quantizeStaticWorkflow(o: QuantizeStaticWorkflowOptions): 
       if (report.layers.length !== floatNames.length) throw checkError('QUANT_DEBUG_MISMATCH', 'per-layer comparison lost tensors');
     }
     await saveModel(model, o.output, o.save);
+    // --update-decisions: the new decisions file is written after the model (both or, on failure, neither)
+    if (opts.updateDecisions && typeof opts.decisions === 'string' && q.latency?.document) writeDecisions(opts.decisions, q.latency.document);
     report.wallMs = performance.now() - t0;
     return report;
   } finally {
@@ -122,6 +124,11 @@ function budgetScorer(metric: { name: string; fn: UserMetric }, key: string | un
 
 function stripLarge(q: QuantizeStaticReport): Omit<QuantizeStaticReport, 'ranges' | 'dequantized'> {
   const { ranges: _r, dequantized: _d, ...rest } = q;
+  // the decisions document repeats the per-layer decisions already in the report (it is what --update-decisions writes)
+  if (rest.latency) {
+    const { document: _doc, ...latency } = rest.latency;
+    return { ...rest, latency };
+  }
   return rest;
 }
 

@@ -1,0 +1,166 @@
+/**
+ * Reproducible latency-aware decisions (passes/quant/decisions.ts), with injected profilers and never
+ * real timings:
+ * - the margin rule: a layer goes to float only when int8 is slower beyond the measured noise and the
+ *   margin; a difference within the noise is 'uncertain' and stays int8;
+ * - through quantize-static with a noisy fake profiler: different noise draws give the same decisions
+ *   and byte-identical models, and the report and metadata_props record them;
+ * - replay: the recorded document gives the same bytes without profiling; documents for another model,
+ *   naming unknown layers or with another schema are refused with catalogued input errors.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mulberry32 } from '../../data/index.js';
+import type { Model } from '../../ir/ir.js';
+import { serializeModel } from '../../onnx/index.js';
+import { quantizeStatic } from '../../passes/api.js';
+import { decideLayer, DECISIONS_METADATA_KEY, DECISIONS_SCHEMA, DecisionsDocument, floorUs, layerListHash, readDecisions } from '../../passes/quantize/decisions.js';
+import { Profiler, writeDecisions } from '../../passes/quantize/quantize-static.js';
+import type { OpProfileRow } from '../../runtime/profile.js';
+import { convRelu, gaussianSource, residual } from './models.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxforge-decisions-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('the margin rule', () => {
+  it('estimates each side by the median of the lowest third of the trials, noise by its spread', () => {
+    expect(floorUs([10, 50, 11, 12, 40, 13])).toEqual({ value: 11, noise: 2 });
+    expect(floorUs([100, 104, 101, 300, 102, 103, 250, 105, 106])).toEqual({ value: 101, noise: 2 });
+  });
+
+  it('floats a layer only beyond noise and margin; within the noise it stays int8 (uncertain)', () => {
+    const clearSlower = decideLayer([100, 101, 102, 150], [150, 151, 152, 200]);
+    expect(clearSlower).toMatchObject({ choice: 'float', certainty: 'clear', floatUs: 101, int8Us: 151, noiseUs: 4 });
+    expect(clearSlower.why).toMatch(/^slower in int8 beyond noise and margin/);
+    // 8% slower, but the trials spread by 10 µs on each side: uncertain, int8 by rule
+    const noisy = decideLayer([100, 110, 105], [108, 118, 113]);
+    expect(noisy).toMatchObject({ choice: 'int8', certainty: 'uncertain' });
+    expect(noisy.why).toMatch(/^uncertain/);
+    // faster in int8, or slower by less than the 5% margin with little noise: clearly int8
+    expect(decideLayer([100, 100, 100], [60, 61, 60])).toMatchObject({ choice: 'int8', certainty: 'clear' });
+    expect(decideLayer([100, 100, 100], [103, 103, 103])).toMatchObject({ choice: 'int8', certainty: 'clear' });
+    // slower beyond the relative margin but below the absolute one (2 µs)
+    expect(decideLayer([1, 1, 1], [2.5, 2.5, 2.5])).toMatchObject({ choice: 'int8' });
+    // a wider margin keeps a clearly 20% slower layer in int8
+    expect(decideLayer([100, 100, 100], [120, 120, 120], { margin: 0.25 })).toMatchObject({ choice: 'int8', certainty: 'clear' });
+  });
+
+  it('with fewer than 3 trials nothing is clear: the difference itself counts as noise', () => {
+    expect(decideLayer([100], [300])).toMatchObject({ choice: 'int8', certainty: 'uncertain', noiseUs: 200 });
+  });
+});
+
+const row = (node: string, opType: string, totalUs: number): OpProfileRow => ({ node, opType, totalUs, calls: 1, share: 0 });
+
+/**
+ * A fake profiler with noise: every conv's per-call time is its table value times (1 + U(0, jitter))
+ * (load only adds time), from a seeded generator; int8 convs (DQ(Q(x)) and DQ weight) are reported as
+ * fused QLinearConv rows, float ones under onnxruntime's NCHWc name.
+ */
+function noisyProfiler(floatUs: Record<string, number>, int8Us: Record<string, number>, seed: number, jitter = 0.3): { profiler: Profiler; calls: () => number } {
+  const rand = mulberry32(seed);
+  let calls = 0;
+  const profiler: Profiler = async (m: Model) => {
+    calls++;
+    const rows: OpProfileRow[] = [];
+    for (const n of m.graph.nodes) {
+      if (n.opType !== 'Conv' || !n.name) continue;
+      const int8 = n.inputs[0]?.producer?.opType === 'DequantizeLinear' && n.inputs[0].producer.inputs[0]?.producer?.opType === 'QuantizeLinear' && n.inputs[1]?.producer?.opType === 'DequantizeLinear';
+      const us = (int8 ? int8Us[n.name]! : floatUs[n.name]!) * (1 + jitter * rand());
+      rows.push(int8 ? row(`${n.name}_token_3`, 'QLinearConv', us) : row(`${n.outputs[0]!.name}_nchwc`, 'Conv', us));
+    }
+    return rows;
+  };
+  return { profiler, calls: () => calls };
+}
+
+const calib = gaussianSource('x', () => [1, 4, 8, 8], 6);
+// conv2 is 3x slower in int8 (clear); conv1 4% slower, within the margin and the noise
+const FLOAT_US = { conv1: 100, conv2: 100 };
+const INT8_US = { conv1: 104, conv2: 300 };
+
+async function measured(seed: number): Promise<{ model: Model; report: Awaited<ReturnType<typeof quantizeStatic>>; calls: number }> {
+  const model = convRelu();
+  const p = noisyProfiler(FLOAT_US, INT8_US, seed);
+  const report = await quantizeStatic(model, calib, { latencyAware: 'on', latency: { profiler: p.profiler, runs: 1, feeds: 1 } });
+  return { model, report, calls: p.calls() };
+}
+
+const throwingProfiler: Profiler = async () => {
+  throw new Error('replay must not profile');
+};
+
+describe('latency-aware decisions through quantize-static (noisy fake profiler)', () => {
+  it('gives the same decisions and model bytes for different noise draws, and records them', async () => {
+    const runs = await Promise.all([1, 2, 3, 4].map((s) => measured(s)));
+    const bytes = runs.map((r) => Buffer.from(serializeModel(r.model)));
+    for (const b of bytes.slice(1)) expect(b.equals(bytes[0]!)).toBe(true);
+    const { report, model, calls } = runs[0]!;
+    const l = report.latency!;
+    expect(l.source).toBe('measured');
+    // round 1 floats conv2, round 2 re-profiles the new build and changes nothing: 2 rounds x 6 trials x 2 profiles
+    expect(l.rounds).toBe(2);
+    expect(l.trials).toBe(6);
+    expect(calls).toBe(24);
+    expect(l.floated.map((f) => f.node)).toEqual(['conv2']);
+    const byNode = Object.fromEntries(l.decisions.map((d) => [d.node, d]));
+    expect(byNode.conv2).toMatchObject({ choice: 'float', certainty: 'clear', round: 1 });
+    expect(byNode.conv1!.choice).toBe('int8');
+    expect(byNode.conv1!.floatUs).toBeGreaterThanOrEqual(100);
+    expect(byNode.conv1!.noiseUs).toBeGreaterThan(0);
+    expect(l.contention!.wallMs).toBeGreaterThan(0);
+    expect(report.float.find((f) => f.node === 'conv2')!.reason).toMatch(/^latency-aware: slower in int8 beyond noise and margin/);
+    // the document and the model's metadata
+    const doc = l.document!;
+    expect(doc.schema).toBe(DECISIONS_SCHEMA);
+    expect(doc.float).toEqual(['conv2']);
+    expect(doc.measured.trials).toBe(6);
+    const meta = JSON.parse(model.metadata(DECISIONS_METADATA_KEY)!) as { schema: string; layers: string; float: string[]; int8: string[] };
+    expect(meta).toEqual({ schema: DECISIONS_SCHEMA, layers: doc.layers.hash, float: ['conv2'], int8: ['conv1'] });
+  });
+
+  it('replays a recorded decisions file without profiling, byte for byte', async () => {
+    const rec = await measured(7);
+    const file = path.join(tmp, 'conv-relu.decisions.json');
+    writeDecisions(file, rec.report.latency!.document!);
+    const again = [];
+    for (let i = 0; i < 2; i++) {
+      const m = convRelu();
+      const r = await quantizeStatic(m, calib, { latencyAware: 'on', decisions: file, latency: { profiler: throwingProfiler } });
+      expect(r.latency!.source).toBe('replayed');
+      expect(r.latency!.floated.map((f) => f.node)).toEqual(['conv2']);
+      expect(r.latency!.decisions).toEqual(rec.report.latency!.decisions);
+      again.push(Buffer.from(serializeModel(m)));
+    }
+    const recorded = Buffer.from(serializeModel(rec.model));
+    expect(again[0]!.equals(recorded)).toBe(true);
+    expect(again[1]!.equals(recorded)).toBe(true);
+    // a hand-edited file with no float layer gives the all-int8 model
+    writeDecisions(file, { ...readDecisions(file), float: [] });
+    const m = convRelu();
+    const r = await quantizeStatic(m, calib, { latencyAware: 'on', decisions: file, latency: { profiler: throwingProfiler } });
+    expect(r.latency!.floated).toEqual([]);
+    expect(r.quantizedOps.Conv).toBe(2);
+  });
+
+  it('refuses files for another model, unknown layers, other schemas and missing files (input errors)', async () => {
+    const rec = await measured(9);
+    const doc = rec.report.latency!.document!;
+    const run = (d: string | DecisionsDocument) => quantizeStatic(convRelu(), calib, { latencyAware: 'on', decisions: d, latency: { profiler: throwingProfiler } });
+    await expect(run({ ...doc, layers: { hash: '0123456789abcdef', count: 2 } })).rejects.toMatchObject({ code: 'QUANT_DECISIONS_MODEL', kind: 'input' });
+    await expect(run({ ...doc, float: ['conv9'] })).rejects.toMatchObject({ code: 'QUANT_DECISIONS_UNKNOWN_NODE', kind: 'input' });
+    // a Relu is a node of the model but not a layer a decision can name
+    await expect(run({ ...doc, float: ['relu1'] })).rejects.toMatchObject({ code: 'QUANT_DECISIONS_UNKNOWN_NODE' });
+    await expect(run({ ...doc, schema: 'onnxforge.quantize-decisions/0' as typeof DECISIONS_SCHEMA })).rejects.toMatchObject({ code: 'QUANT_DECISIONS_BAD' });
+    await expect(run(path.join(tmp, 'missing.json'))).rejects.toMatchObject({ code: 'QUANT_DECISIONS_BAD', message: expect.stringMatching(/does not exist/) });
+    const garbage = path.join(tmp, 'garbage.json');
+    fs.writeFileSync(garbage, '{ not json');
+    await expect(run(garbage)).rejects.toMatchObject({ code: 'QUANT_DECISIONS_BAD', message: expect.stringMatching(/not JSON/) });
+    // the hash follows the layer list: another architecture has another one
+    expect(layerListHash(residual()).hash).not.toBe(layerListHash(convRelu()).hash);
+    await expect(quantizeStatic(convRelu(), calib, { latencyAware: 'off', decisions: doc })).rejects.toMatchObject({ code: 'QUANT_BAD_OPTION' });
+    await expect(quantizeStatic(convRelu(), calib, { latencyAware: 'on', updateDecisions: true })).rejects.toMatchObject({ code: 'QUANT_BAD_OPTION' });
+  });
+});
