@@ -9,36 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inputError, internalError } from '../core/errors.js';
 import { Feed } from '../core/host-tensor.js';
-import { ModelSource, Session, SessionOptions } from './session.js';
+import type { ModelSource, OpProfileRow, OpTypeRow, ProfileReport, SessionOptions } from './runner-types.js';
+import { Session } from './session.js';
 
-export interface OpProfileRow {
-  node: string;
-  opType: string;
-  /** Total kernel time over all calls, microseconds. */
-  totalUs: number;
-  calls: number;
-  /** Fastest single call, microseconds: load on a shared machine only ever adds time. */
-  minUs?: number;
-  /** Fraction of the total kernel time of all nodes. */
-  share: number;
-}
-
-export interface OpTypeRow {
-  opType: string;
-  totalUs: number;
-  calls: number;
-  nodes: number;
-  share: number;
-}
-
-export interface ProfileReport {
-  /** Rows per node, slowest first. */
-  nodes: OpProfileRow[];
-  /** Rows per op type, slowest first. */
-  opTypes: OpTypeRow[];
-  totalUs: number;
-  runs: number;
-}
+export type { OpProfileRow, OpTypeRow, ProfileReport } from './runner-types.js';
 
 interface TraceEvent {
   cat?: string;

@@ -6,44 +6,10 @@
 import * as ort from 'onnxruntime-node';
 import { readFile } from 'node:fs/promises';
 import { inputError, OnnxForgeError } from '../core/errors.js';
-import { Feed, formatDims, HostData, HostDType, HostTensor, hostDType } from '../core/host-tensor.js';
+import { Feed, formatDims, HostData, HostTensor, hostDType } from '../core/host-tensor.js';
+import type { ModelSource, SessionOptions, ValueInfo } from './runner-types.js';
 
-export interface SessionOptions {
-  /** Default 'all'. */
-  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
-  /** 0 or absent: onnxruntime's default (one thread per physical core). */
-  intraOpNumThreads?: number;
-  interOpNumThreads?: number;
-  executionMode?: 'sequential' | 'parallel';
-  enableProfiling?: boolean;
-  profileFilePrefix?: string;
-  /** Writes the optimized model here (debugging aid). */
-  optimizedModelFilePath?: string;
-  /**
-   * onnxruntime's log level for this session (0 verbose ... 4 fatal). Default 3 (errors): its
-   * warnings describe the input model (initializers it drops as unused, ...), which a command's own
-   * report covers, and they would otherwise reach the user as raw, colored log lines.
-   */
-  logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
-  /**
-   * Whether idle intra-op threads spin waiting for work (onnxruntime's default: yes). Spinning
-   * threads of one session steal CPU from another session running on the same cores, so onnxforge
-   * turns it off wherever several sessions alternate (A/B latency rounds, comparisons).
-   */
-  allowSpinning?: boolean;
-  /** Raw onnxruntime session config entries (`extra`), e.g. { session: { intra_op: { allow_spinning: '0' } } }. */
-  extra?: Record<string, unknown>;
-}
-
-/** What a model declares for one input or output. Symbolic dims are strings ('' when unnamed). */
-export interface ValueInfo {
-  name: string;
-  type: HostDType | string;
-  shape: (number | string)[];
-  isTensor: boolean;
-}
-
-export type ModelSource = Uint8Array | string;
+export type { ModelSource, SessionOptions, ValueInfo } from './runner-types.js';
 
 export class Session {
   private constructor(
