@@ -79,7 +79,7 @@ export function latencyStats(samples: readonly number[]): LatencyStats {
  * Times `sessions` on `feeds` in interleaved rounds (the one timer, runtime/timer.ts). Round r runs
  * every session once on `feeds[r % feeds.length]`, in an order that alternates direction each round.
  */
-export async function measureLatency(sessions: readonly Session[], feeds: readonly Feed[], options: LatencyOptions = {}): Promise<LatencyReport> {
+export async function measureLatency(sessions: readonly Pick<Session, 'name' | 'createMs' | 'runOrt'>[], feeds: readonly Feed[], options: LatencyOptions = {}): Promise<LatencyReport> {
   if (sessions.length === 0) throw inputError('BENCH_NO_MODEL', 'nothing to measure: no sessions given');
   if (feeds.length === 0) throw inputError('BENCH_NO_INPUTS', 'nothing to measure: the input source gave no samples');
   let sampledPeak = process.memoryUsage.rss();

@@ -108,8 +108,11 @@ export function relativeSpread(xs: readonly number[]): number {
   return p50 > 0 ? (percentile(s, 90) - percentile(s, 10)) / p50 : NaN;
 }
 
+/** What the timer needs of a session (onnxruntime-node's `Session` and runtime/web-session.ts's `WebSession` are ones). */
+export type TimedSession = Pick<Session, 'runOrt'>;
+
 export interface TimedEntry {
-  session: Session;
+  session: TimedSession;
   /** Round r runs feeds[r % feeds.length]. */
   feeds: readonly Feed[];
 }

@@ -22,7 +22,7 @@ export interface EvaluateReport {
   referenceMetrics?: Record<string, Record<string, number>>;
 }
 
-export async function evaluate(candidate: Session, reference: Session | undefined, samples: AsyncIterable<Sample>, options: EvaluateOptions = {}): Promise<EvaluateReport> {
+export async function evaluate(candidate: Pick<Session, 'run'>, reference: Pick<Session, 'run'> | undefined, samples: AsyncIterable<Sample>, options: EvaluateOptions = {}): Promise<EvaluateReport> {
   const metricDefs = options.metrics ?? [];
   const cand = metricDefs.map((m) => new UserMetricAccumulator(m.name, m.fn));
   const ref = reference ? metricDefs.filter((m) => !m.fn.needsReference).map((m) => new UserMetricAccumulator(m.name, m.fn)) : [];

@@ -4,9 +4,9 @@ import { benchmark, benchmarkInSandbox, BenchOptions } from '../../workflows/ben
 import { renderBench } from '../../report/runtime.js';
 import { toJson } from '../../report/json.js';
 import { ProgressBar } from '../../core/progress.js';
-import { checkCount, RunArgs, runOptions, shapesFrom } from './runtime-options.js';
+import { BackendArgs, backendOptions, backendsFrom, checkCount, RunArgs, runOptions, shapesFrom } from './runtime-options.js';
 
-interface Args extends RunArgs {
+interface Args extends RunArgs, BackendArgs {
   models: string[];
   warmup?: number;
   runs?: number;
@@ -23,7 +23,7 @@ export const benchCommand: CommandModule<object, Args> = {
   command: 'bench <models..>',
   describe: 'Measure latency (min, mean, p50, p90, p99, spread), load time and peak memory; several models run in interleaved rounds',
   builder: (y) =>
-    runOptions(y)
+    backendOptions(runOptions(y), 'where the models run; node,wasm times every model on both in the same rounds and prints one table')
       .positional('models', { type: 'string', array: true, demandOption: true, describe: 'one or more .onnx files' })
       .option('warmup', { type: 'number', describe: 'untimed runs per model first (default 5)' })
       .option('runs', { type: 'number', describe: 'timed runs per model (default 50)' })
@@ -46,6 +46,8 @@ export const benchCommand: CommandModule<object, Args> = {
       shapes: shapesFrom(a),
       profile: Boolean(a.profile),
       expandCompressed: !a.raw,
+      backends: backendsFrom(a),
+      ...(a.wasmThreads !== undefined ? { wasmThreads: a.wasmThreads } : {}),
       ...(a.inputs !== undefined ? { inputs: a.inputs } : {}),
       ...(a.preprocess !== undefined ? { preprocess: a.preprocess } : {}),
       ...(a.samples !== undefined ? { samples: a.samples } : {}),

@@ -2,6 +2,7 @@
 import type { Argv } from 'yargs';
 import { parseShapeArg } from '../../data/generate.js';
 import { inputError } from '../../core/errors.js';
+import { parseBackends, type Backend } from '../../runtime/backend.js';
 
 export interface RunArgs {
   inputs?: string;
@@ -26,4 +27,21 @@ export function shapesFrom(a: RunArgs): Record<string, number[]> {
 
 export function checkCount(name: string, v: number | undefined, min: number): void {
   if (v !== undefined && (!Number.isInteger(v) || v < min)) throw inputError('USAGE_BAD_VALUE', `--${name} must be an integer of at least ${min}, got ${v}`);
+}
+
+export interface BackendArgs {
+  backend?: string[];
+  wasmThreads?: number;
+}
+
+/** --backend node|wasm (a comma-separated list or repeated) and --wasm-threads. */
+export function backendOptions<T>(y: Argv<T>, describe: string): Argv<T & BackendArgs> {
+  return y
+    .option('backend', { type: 'string', array: true, describe: `${describe} (node: onnxruntime-node; wasm: onnxruntime-web's WASM backend, as in a browser)`, defaultDescription: 'node' })
+    .option('wasm-threads', { type: 'number', describe: "WASM threads (default 1: what a page gets unless it is cross-origin isolated); --threads is onnxruntime-node's" }) as unknown as Argv<T & BackendArgs>;
+}
+
+export function backendsFrom(a: BackendArgs): Backend[] {
+  checkCount('wasm-threads', a.wasmThreads, 1);
+  return parseBackends(a.backend);
 }
