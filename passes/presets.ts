@@ -16,7 +16,7 @@ export const EXACT_FUSIONS = 'fuse-pad,fuse-batchnorm,fuse-conv-affine,fuse-conv
 /** Fusions that need opset 14/17/20. */
 export const UPGRADE_FUSIONS = 'fuse-hardswish,fuse-layer-norm,fuse-gelu';
 /** Transformer fusions (their `target` option picks com.microsoft or standard opset-23 operators). */
-export const TRANSFORMER_FUSIONS = 'fuse-layer-norm,fuse-gelu,fuse-bias-gelu,fuse-rms-norm,fuse-attention';
+export const TRANSFORMER_FUSIONS = 'fuse-layer-norm,fuse-gelu,fuse-bias-gelu,fuse-rms-norm,fuse-rotary,fuse-attention';
 
 /** The built-in presets (a fresh table on every call). */
 export function builtinPresets(): Record<string, Preset> {

@@ -23,6 +23,7 @@ import fuseAttention from './fusion/fuse-attention.js';
 import fuseSkipLayerNorm from './fusion/fuse-skip-layer-norm.js';
 import fuseBiasGelu from './fusion/fuse-bias-gelu.js';
 import fuseRmsNorm from './fusion/fuse-rms-norm.js';
+import fuseRotary from './fusion/fuse-rotary.js';
 import upgradeOpset from './convert/upgrade-opset.js';
 import convertFloat16 from './convert/convert-float16.js';
 import quantizeStatic from './quantize/quantize-static.js';
@@ -40,7 +41,7 @@ const ALL: Pass<any, any>[] = [
   foldConstants, eliminateDead, eliminateIdentity, eliminateCommonSubexpressions, dedupeConstants, mergeConsecutive,
   // fusion and conversion
   fuseBatchnorm, fuseConvAffine, fuseConvInputAffine, fuseMatmulAdd, fusePad, fuseShapeIntoReshape, fuseHardswish, fuseLayerNorm, fuseGelu, upgradeOpset,
-  fuseAttention, fuseSkipLayerNorm, fuseBiasGelu, fuseRmsNorm, convertFloat16,
+  fuseAttention, fuseSkipLayerNorm, fuseBiasGelu, fuseRmsNorm, fuseRotary, convertFloat16,
   // quantization
   quantizeStatic, quantizeWeights, quantizeDynamic, quantizeInt4,
   // pruning and distillation

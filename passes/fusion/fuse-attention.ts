@@ -26,7 +26,7 @@ import { inferShapes } from '../../analysis/shape-inference.js';
 import { Tensor } from '../../core/tensor.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
-import { freshName, insertNodeBefore, notApplicable, onlyUsedBy, replaceChain, scalarConstant } from '../patterns.js';
+import { insertNodeBefore, notApplicable, onlyUsedBy, replaceChain, scalarConstant } from '../patterns.js';
 import { FusionTarget, GENERIC_OPSET, inputProducers, msNode, producerOf, removeDeadProducers, targetPass } from './transformer-target.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -396,7 +396,7 @@ function matchAttention(softmax: Node, target: FusionTarget): Match<AttentionMat
 // rewrites
 
 function initializer(model: Model, at: Node, t: Tensor, base: string): Value {
-  const v = at.graph!.addInitializer(t, freshName(model, base));
+  const v = at.graph!.addInitializer(t, model.names.fresh(base));
   v.setTensorType(t.dataType, t.dims);
   return v;
 }
@@ -411,7 +411,7 @@ function int32Mask(model: Model, before: Node, mask: Value): Value {
 
 function rewriteMicrosoft(last: Node, m: AttentionMatch, model: Model): void {
   const base = last.output(0).name;
-  const out = new Value(freshName(model, `${base}_attention`));
+  const out = new Value(model.names.fresh(`${base}_attention`));
   const maskIn = m.mask.kind === 'padding' ? int32Mask(model, last, m.mask.mask2d) : null;
   let node: Node;
   if (m.packed) {

@@ -7,7 +7,7 @@
 import { DataType } from '../../core/dtype.js';
 import { constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
-import { freshName, notApplicable, replaceChain } from '../patterns.js';
+import { notApplicable, replaceChain } from '../patterns.js';
 import { msNode, producerOf, targetPass } from './transformer-target.js';
 
 interface BiasGeluMatch {
@@ -36,7 +36,7 @@ export const biasGeluPattern: Pattern<BiasGeluMatch> = {
     return noMatch(sole ? 'the Add before Gelu has no constant 1-D bias operand' : `the bias sum ${add.output(0).name} has other users`);
   },
   rewrite(gelu: Node, m: BiasGeluMatch, model: Model): void {
-    const out = new Value(freshName(model, `${gelu.output(0).name}_${m.tanh ? 'fastgelu' : 'biasgelu'}`));
+    const out = new Value(model.names.fresh(`${gelu.output(0).name}_${m.tanh ? 'fastgelu' : 'biasgelu'}`));
     const node = msNode(model, gelu, m.tanh ? 'FastGelu' : 'BiasGelu', m.bias ? [m.x, m.bias] : [m.x], [out]);
     replaceChain(gelu, node, [gelu, ...(m.add ? [m.add] : [])]);
   },

@@ -16,7 +16,7 @@ import { DataType } from '../../core/dtype.js';
 import { inferShapes } from '../../analysis/shape-inference.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
-import { freshName, insertNodeBefore, isScalar, notApplicable, onlyUsedBy, rankOf, reduceAxes, replaceChain, scalarConstant } from '../patterns.js';
+import { insertNodeBefore, isScalar, notApplicable, onlyUsedBy, rankOf, reduceAxes, replaceChain, scalarConstant } from '../patterns.js';
 import { FusionTarget, GENERIC_OPSET, MS_DOMAIN, msNode, producerOf, targetPass } from './transformer-target.js';
 
 interface RmsMatch {
@@ -108,8 +108,8 @@ function rewriteRms(mul: Node, m: RmsMatch, model: Model, target: FusionTarget):
   } else if (m.skip) {
     const sum = m.x;
     const others = sum.uses.some((u) => !m.dead.includes(u.node));
-    const outs = [new Value(freshName(model, `${base}_skiprms`))];
-    if (others) outs.push(new Value(''), new Value(''), new Value(freshName(model, `${sum.name}_sum`)));
+    const outs = [new Value(model.names.fresh(`${base}_skiprms`))];
+    if (others) outs.push(new Value(''), new Value(''), new Value(model.names.fresh(`${sum.name}_sum`)));
     node = msNode(model, mul, 'SkipSimplifiedLayerNormalization', [m.skip[0], m.skip[1], m.gamma], outs);
     if (others) {
       outs[3]!.type = sum.type;

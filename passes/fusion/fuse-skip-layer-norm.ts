@@ -14,7 +14,7 @@ import { DataType } from '../../core/dtype.js';
 import { inferShapes } from '../../analysis/shape-inference.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
-import { freshName, notApplicable, rankOf, replaceChain } from '../patterns.js';
+import { notApplicable, rankOf, replaceChain } from '../patterns.js';
 import { msNode, producerOf, targetPass } from './transformer-target.js';
 
 interface SkipLnMatch {
@@ -82,8 +82,8 @@ export const skipLayerNormPattern: Pattern<SkipLnMatch> = {
     const base = ln.output(0).name;
     const sumOut = m.sum.output(0);
     const others = sumOut.isGraphOutput || sumOut.uses.some((u) => u.node !== ln);
-    const outs = [new Value(freshName(model, `${base}_skipln`))];
-    if (others) outs.push(new Value(''), new Value(''), new Value(freshName(model, `${sumOut.name}_sum`)));
+    const outs = [new Value(model.names.fresh(`${base}_skipln`))];
+    if (others) outs.push(new Value(''), new Value(''), new Value(model.names.fresh(`${sumOut.name}_sum`)));
     const inputs = [m.input, m.skip, m.gamma, m.beta ?? null, m.bias ?? null];
     while (inputs[inputs.length - 1] === null) inputs.pop();
     const node = msNode(model, ln, 'SkipLayerNormalization', inputs, outs);

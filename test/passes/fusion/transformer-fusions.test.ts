@@ -20,6 +20,7 @@ import fuseAttention from '../../../passes/fusion/fuse-attention.js';
 import fuseSkipLayerNorm from '../../../passes/fusion/fuse-skip-layer-norm.js';
 import fuseBiasGelu from '../../../passes/fusion/fuse-bias-gelu.js';
 import fuseRmsNorm from '../../../passes/fusion/fuse-rms-norm.js';
+import fuseRotary from '../../../passes/fusion/fuse-rotary.js';
 import { upgradeOpset } from '../../../passes/convert/upgrade-opset.js';
 import { TRANSFORMER_VARIANTS, transformerFeed, transformerVariant, type TransformerVariant } from '../../models/transformers.js';
 import { runCli } from '../../helpers/run-cli.js';
@@ -33,8 +34,10 @@ function expected(v: TransformerVariant, target: FusionTarget): Record<string, n
   if (v.gelu) e['fuse-gelu'] = 2;
   if (v.gelu && target === 'microsoft') e['fuse-bias-gelu'] = 2;
   if (v.norm === 'rms-norm') e['fuse-rms-norm'] = 5;
-  // Llama's rotary embeddings sit between the head split and the attention: only the generic form takes 4-D Q/K/V
-  if (v.norm !== 'rms-norm' || target === 'generic') e['fuse-attention'] = 2;
+  // Llama's rotary embeddings (Q and K of 2 layers) move before the head split as com.microsoft.RotaryEmbedding,
+  // so the attention reads [B, S, H] tensors (MultiHeadAttention); the generic form takes the 4-D Q/K/V instead
+  if (v.norm === 'rms-norm' && target === 'microsoft') e['fuse-rotary'] = 4;
+  e['fuse-attention'] = 2;
   return e;
 }
 
@@ -66,7 +69,9 @@ describe('transformer preset on the exporter variants', () => {
           expect([...model.graph.allNodes()].every((n) => n.opDomain === '')).toBe(true);
         }
         if (target === 'microsoft' && v.norm === 'rms-norm') {
-          expect(report.explanations.some((e) => e.pass === 'fuse-attention' && /rotary embeddings/.test(e.reason))).toBe(true);
+          expect(opCount(model, 'RotaryEmbedding')).toBe(4);
+          expect(opCount(model, 'MultiHeadAttention')).toBe(2);
+          expect(report.explanations.filter((e) => e.pass === 'fuse-attention')).toEqual([]);
         }
         await expectSameOutputs(base, model, v);
       });
@@ -176,6 +181,39 @@ function attentionBlock(edit: { softmaxAxis?: number; probsOut?: boolean; mask?:
   return b.model();
 }
 
+/**
+ * Rotary embeddings (rotate_half form) on x [B, S, 16] split into 2 heads of 8, positions from `start`;
+ * `edit` changes one piece. The output is the rotated [B, N, S, D] tensor.
+ */
+function rotaryBlock(edit: { start?: number; halvesDiffer?: boolean; positionIds?: boolean; swappedHalves?: boolean } = {}): Model {
+  const b = new GraphBuilder({ opset: 17 });
+  const x = b.input('x', 'float32', ['batch', 'seq', 16]);
+  const [m, d] = [64, 8];
+  const cos = new Float32Array(m * d);
+  const sin = new Float32Array(m * d);
+  for (let p = 0; p < m; p++) {
+    for (let i = 0; i < d; i++) {
+      const a = p * 10000 ** (-(2 * (i % (d / 2))) / d) * (edit.halvesDiffer && i >= d / 2 ? 1.5 : 1);
+      cos[p * d + i] = Math.cos(a);
+      sin[p * d + i] = Math.sin(a);
+    }
+  }
+  const seqLen = b.op('Gather', [b.op('Shape', [x])[0]!, b.initializer('one', Tensor.from(DataType.INT64, [], BigInt64Array.of(1n)))], { axis: 0 })[0]!;
+  const start = b.initializer('start', Tensor.from(DataType.INT64, [], BigInt64Array.of(BigInt(edit.start ?? 0))));
+  const limit = b.op('Add', [seqLen, start])[0]!;
+  const positions = edit.positionIds
+    ? b.input('position_ids', 'int64', ['batch', 'seq'])
+    : b.op('Unsqueeze', [b.op('Range', [start, edit.start ? limit : seqLen, b.initializer('step', Tensor.from(DataType.INT64, [], BigInt64Array.of(1n)))])[0]!, b.initializer('ax0', i64([0]))])[0]!;
+  const table = (name: string, data: Float32Array) => b.op('Unsqueeze', [b.op('Gather', [b.initializer(name, Tensor.from(DataType.FLOAT, [m, d], data)), positions], { axis: 0 })[0]!, b.initializer(`${name}_ax`, i64([1]))])[0]!;
+  const x4 = b.op('Transpose', [b.op('Reshape', [x, b.initializer('shape', i64([0, -1, 2, d]))])[0]!], { perm: [0, 2, 1, 3] })[0]!;
+  const half = (from: number, to: number) => b.op('Slice', [x4, b.initializer(b.fresh('starts'), i64([from])), b.initializer(b.fresh('ends'), i64([to])), b.initializer(b.fresh('axes'), i64([3]))])[0]!;
+  const [hi, lo] = edit.swappedHalves ? [half(0, d / 2), half(d / 2, 1e9)] : [half(d / 2, 1e9), half(0, d / 2)];
+  const rot = b.op('Concat', [b.op('Neg', [hi])[0]!, lo], { axis: -1 })[0]!;
+  const y = b.op('Add', [b.op('Mul', [x4, table('cos', cos)])[0]!, b.op('Mul', [rot, table('sin', sin)])[0]!])[0]!;
+  b.output(y, 'y', 'float32', ['batch', 2, 'seq', d]);
+  return b.model();
+}
+
 describe('near misses', () => {
   const attention = async (m: Model, target: FusionTarget = 'microsoft') => {
     const ctx = testContext('fuse-attention');
@@ -204,6 +242,30 @@ describe('near misses', () => {
     // the generic form takes any additive mask
     expect((await attention(attentionBlock({ mask: 'input' }), 'generic')).fused).toBe(1);
     expect(await attention(attentionBlock({ mask: 'triangularWrong' }))).toMatchObject({ fused: 0, reasons: expect.stringMatching(/not a Slice of a lower-triangular/) });
+  });
+
+  it('rotary: the rotate_half form with a constant start fuses into RotaryEmbedding before the head split and keeps its outputs; other caches, position_ids inputs and swapped halves stay', async () => {
+    const rotary = async (m: Model) => {
+      const ctx = testContext('fuse-rotary');
+      const r = await fuseRotary.run(m, { target: 'microsoft', maxIterations: 10 }, ctx);
+      return { fused: r.stats?.fused ?? 0, reasons: ctx.explanations.map((e) => e.reason).join('\n') };
+    };
+    const feed = { x: { type: 'float32' as const, dims: [2, 5, 16], data: f32([2, 5, 16], 5).toFloat32() } };
+    for (const start of [0, 3]) {
+      const base = rotaryBlock({ start });
+      const m = cloneModel(base);
+      const r = await rotary(m);
+      expect(r.fused, r.reasons).toBe(1);
+      expect([opCount(m, 'RotaryEmbedding'), opCount(m, 'Neg'), opCount(m, 'Concat')]).toEqual([1, 0, 0]);
+      expect(checkModel(m)).toEqual([]);
+      expect(relativeError(await runModel(base, feed), await runModel(m, feed))).toBeLessThan(1e-6);
+    }
+    expect((await rotary(rotaryBlock({ halvesDiffer: true }))).reasons).toMatch(/does not repeat its first half/);
+    expect((await rotary(rotaryBlock({ positionIds: true }))).reasons).toMatch(/positions are not Range/);
+    expect((await rotary(rotaryBlock({ swappedHalves: true }))).reasons).toMatch(/halves are not/);
+    const generic = testContext('fuse-rotary');
+    expect(await fuseRotary.run(rotaryBlock(), { target: 'generic', maxIterations: 10 }, generic)).toEqual({ changed: false });
+    expect(generic.explanations[0]!.reason).toMatch(/no generic form/);
   });
 
   it('skip-layer-norm: a bias (constant) Add, a LayerNormalization over a middle axis, a sum that is a graph output', async () => {
@@ -260,9 +322,11 @@ describe('optimize --preset transformer', () => {
     const ms = await runCli(['optimize', src, '-o', join(dir, 'ms.onnx'), '--preset', 'transformer', '--explain']);
     expect(ms.code).toBe(0);
     expect(ms.out).toMatch(/fuse-rms-norm .*fused=5/);
-    expect(ms.out).toMatch(/rotary embeddings/);
-    const gen = await runCli(['optimize', src, '-o', join(dir, 'gen.onnx'), '--preset', 'transformer', '--target', 'generic']);
+    expect(ms.out).toMatch(/fuse-rotary .*fused=4/);
+    expect(ms.out).toMatch(/fuse-attention .*fused=2/);
+    const gen = await runCli(['optimize', src, '-o', join(dir, 'gen.onnx'), '--preset', 'transformer', '--target', 'generic', '--explain']);
     expect(gen.code).toBe(0);
+    expect(gen.out).toMatch(/fuse-rotary .*no generic form/);
     const m = await loadModel(join(dir, 'gen.onnx'));
     expect(m.opset('')).toBe(23);
     expect([opCount(m, 'Attention'), opCount(m, 'RMSNormalization')]).toEqual([2, 5]);
