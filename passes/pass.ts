@@ -8,7 +8,7 @@
  * against it, fills defaults and rejects bad values with a sentence naming the pass and option.
  */
 import type { Model, Node } from '../ir/ir.js';
-import { nodeRunner, type Runner } from '../runtime/runner.js';
+import type { Runner } from '../runtime/runner-types.js';
 
 export type OptionType = 'number' | 'integer' | 'boolean' | 'string' | 'enum' | 'string[]';
 
@@ -123,22 +123,4 @@ export function withSchemaDefaults<T extends object>(schema: OptionsSchema, opti
     if (out[key] === undefined && spec.default !== undefined) out[key] = Array.isArray(spec.default) ? [...(spec.default as unknown[])] : spec.default;
   }
   return out as T;
-}
-
-/**
- * A context for calling a pass or its plain function outside the pass manager: quiet logger, no data,
- * onnxruntime-node's runner, no sub-pipelines (the manager's `createPassContext` adds them), reports
- * of earlier passes looked up in `reports`.
- */
-export function bareContext(over: Partial<PassContext> & { reports?: ReadonlyMap<string, unknown> } = {}): PassContext {
-  const { reports, ...rest } = over;
-  return {
-    logger: { info() {}, warn() {}, debug() {} },
-    explain() {},
-    explaining: false,
-    data: {},
-    runner: nodeRunner,
-    reportOf: <R>(pass: Pass<any, R>) => reports?.get(pass.name) as R | undefined,
-    ...rest,
-  };
 }

@@ -22,10 +22,10 @@ export interface PrepareReport {
 }
 
 /** Runs the presets (default `default,fuse`) and the opset upgrade as available. */
-export async function prepareForQuantization(model: Model, ctx: PassContext, opts: { presets?: string; minOpset?: number } = {}): Promise<PrepareReport> {
+export async function prepareForQuantization(model: Model, ctx: PassContext | undefined, opts: { presets?: string; minOpset?: number } = {}): Promise<PrepareReport> {
   const t0 = performance.now();
-  const pipelines = ctx.pipelines;
-  if (!pipelines) throw internalError('PASS_NO_PIPELINES', 'quantization prepares the model with the default/fuse presets: call it through the pass manager (a pipeline), with a context from createPassContext() (passes/api.ts does), or with prepare: false');
+  const pipelines = ctx?.pipelines;
+  if (!ctx || !pipelines) throw internalError('PASS_NO_PIPELINES', 'quantization prepares the model with the default/fuse presets: call it through the pass manager (a pipeline), with a context from createPassContext() (passes/api.ts does), or with prepare: false');
   const opsetBefore = model.opset('') ?? 1;
   const nodesBefore = model.graph.nodes.length;
   const report: PrepareReport = { ran: [], skipped: [], opsetBefore, opsetAfter: opsetBefore, nodesBefore, nodesAfter: nodesBefore, ms: 0 };

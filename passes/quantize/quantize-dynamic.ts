@@ -74,7 +74,7 @@ export async function quantizeDynamic(model: Model, options: QuantizeDynamicOpti
   const ops = new Set(options.ops);
   const excluded = new Set(options.excludeNodes);
   let prepare: PrepareReport | undefined;
-  if (options.prepare) prepare = await prepareForQuantization(model, ctx ?? bareContext(), { presets: 'default', minOpset: 13 });
+  if (options.prepare) prepare = await prepareForQuantization(model, ctx, { presets: 'default', minOpset: 13 });
   if ((model.opset('') ?? 1) < 11) throw inputError('QUANT_OPSET_TOO_OLD', `dynamic quantization needs opset 11 (DynamicQuantizeLinear); the model has opset ${model.opset('')}`);
   const g = model.graph;
   const names = new FreshNames(g);

@@ -226,7 +226,7 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
   const warnings: string[] = [];
   let prepare: PrepareReport | undefined;
   if (options.prepare ?? true) {
-    prepare = await prepareForQuantization(model, ctx ?? bareContext(), options.presets !== undefined ? { presets: options.presets } : {});
+    prepare = await prepareForQuantization(model, ctx, options.presets !== undefined ? { presets: options.presets } : {});
     if (prepare.skipped.length) warnings.push(`not available, skipped before quantizing: ${prepare.skipped.join(', ')}`);
   }
   if ((model.opset('') ?? 1) < 13) throw inputError('QUANT_OPSET_TOO_OLD', `QDQ quantization needs opset 13 or later; the model has opset ${model.opset('')}`);

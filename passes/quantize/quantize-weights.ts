@@ -75,7 +75,7 @@ export async function quantizeWeights(model: Model, options: QuantizeWeightsOpti
     }
   }
   let prepare: PrepareReport | undefined;
-  if (options.prepare) prepare = await prepareForQuantization(model, ctx ?? bareContext(), { presets: options.presets ?? 'default', minOpset: 13 });
+  if (options.prepare) prepare = await prepareForQuantization(model, ctx, { presets: options.presets ?? 'default', minOpset: 13 });
   if ((model.opset('') ?? 1) < 13) throw inputError('QUANT_OPSET_TOO_OLD', `weight compression needs opset 13 (DequantizeLinear axis); the model has opset ${model.opset('')}`);
   const ops = options.ops ? new Set(options.ops) : undefined;
   const report: QuantizeWeightsReport = { weights: 0, perChannel: 0, floatBytes: 0, int8Bytes: 0, keptFloat: 0, keptFloatBytes: 0, byOp: {}, transposedMatMul: 0 };

@@ -4,7 +4,7 @@
  * expandCompressedWeights round trip, untagged (static QDQ) models left untouched by the helper,
  * the dynamic pattern fused by onnxruntime, and QOperator outputs against QDQ.
  */
-import { bareContext } from '../../passes/pass.js';
+import { bareContext } from '../../passes/bare-context.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

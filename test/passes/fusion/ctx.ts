@@ -1,5 +1,6 @@
 /** A minimal PassContext for calling passes directly in tests (explanations are collected). */
-import { bareContext, type Explanation, type PassContext } from '../../../passes/pass.js';
+import type { Explanation, PassContext } from '../../../passes/pass.js';
+import { bareContext } from '../../../passes/bare-context.js';
 
 export interface TestContext extends PassContext {
   explanations: Explanation[];
