@@ -29,7 +29,7 @@ import { DataType } from '../../core/dtype.js';
 import { inputError } from '../../core/errors.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../../ir/ir.js';
 import { Tensor } from '../../core/tensor.js';
-import { bareContext, definePass, PassContext, withSchemaDefaults } from '../pass.js';
+import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';
 import { FreshNames, quantizeInt8 } from './weights-int8.js';
 

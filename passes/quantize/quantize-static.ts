@@ -40,7 +40,7 @@ import type { Sample } from '../../data/index.js';
 import type { Feed } from '../../core/host-tensor.js';
 import { collectStats } from '../../calibration/collect.js';
 import { CalibrationMethod, computeRange, RangeOptions, TensorRange, TensorStats, validateRangeOptions } from '../../calibration/ranges.js';
-import { bareContext, definePass, OptionsSchema, PassContext } from '../pass.js';
+import { definePass, OptionsSchema, PassContext } from '../pass.js';
 import { EmitResult, emitQdq, EmitStats, InputMeans } from './emit.js';
 import { COMPUTE_OPS, Placement, placeQdq, PlacementOptions } from './placement.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';

@@ -18,7 +18,7 @@
 import { inputError } from '../../core/errors.js';
 import { constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { DataType } from '../../core/dtype.js';
-import { bareContext, definePass, PassContext, withSchemaDefaults } from '../pass.js';
+import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';
 import { addTransposedMatMulWeightDq, addWeightDq, FreshNames, quantizeInt8, weightAxis } from './weights-int8.js';
 
