@@ -217,6 +217,7 @@ export const ERROR_CODES = {
   QUANT_LOAD_FAILED: { kind: 'check', meaning: 'onnxruntime cannot load the quantized model; nothing was written' },
   QUANT_NO_CALIBRATION: { kind: 'input', meaning: 'static quantization was given no calibration data' },
   QUANT_OPSET_TOO_OLD: { kind: 'input', meaning: 'the model\'s opset is too old for this quantization and cannot be upgraded' },
+  QUANT_SLOW_KERNEL: { kind: 'check', meaning: 'the quantized model uses an integer operator the --target backend has no fast kernel for; nothing was written' },
   QUANT_UNKNOWN_NODE: { kind: 'input', meaning: 'a node named in the quantization options does not exist' },
   QUANT_ZERO_RANGE: { kind: 'input', meaning: 'a tensor\'s calibrated range is zero or too small for a float32 scale' },
   REPORT_BAD_FIELD: { kind: 'input', meaning: 'a report file is not an object or a field has the wrong type' },

@@ -3,6 +3,7 @@
  * report (`onnxforge.quantize/1`) and the data-free modes' report (`onnxforge.quantize-mode/1`, weight
  * compression and dynamic INT8). The workflows in workflows/quantize/ build them; nothing here runs a model.
  */
+import { type BackendInfo, describeBackend } from '../runtime/backend.js';
 import type { LayerError } from '../passes/quantize/debug.js';
 import type { LatencyReport, QuantizeStaticReport } from '../passes/quantize/quantize-static.js';
 import { describeContention } from '../runtime/timer.js';
@@ -25,7 +26,8 @@ export interface QuantizeCommandReport {
   output: string;
   mode: 'static';
   size: { fp32Bytes: number; int8Bytes: number; ratio: number };
-  latency: { fp32Ms: number; int8Ms: number; ratio: number; runs: number; threads: number };
+  /** `backend`: set when the model was quantized for another backend than onnxruntime-node (`--target wasm`): where latency and outputs were measured. */
+  latency: { fp32Ms: number; int8Ms: number; ratio: number; runs: number; threads: number; backend?: BackendInfo };
   /** Output error of the quantized model vs FP32 on the eval set (or the calibration set). */
   outputs: OutputError[];
   evalSamples: number;
@@ -95,7 +97,7 @@ export function renderQuantizeReport(r: QuantizeCommandReport): string {
       ['', 'FP32', 'INT8', 'ratio'],
       [
         ['size', formatBytes(r.size.fp32Bytes), formatBytes(r.size.int8Bytes), fmt(r.size.ratio, 3)],
-        [`latency p50 (${r.latency.threads} thread)`, `${fmt(r.latency.fp32Ms, 2)} ms`, `${fmt(r.latency.int8Ms, 2)} ms`, fmt(r.latency.ratio, 3)],
+        [r.latency.backend ? `latency p50 (${describeBackend(r.latency.backend)})` : `latency p50 (${r.latency.threads} thread)`, `${fmt(r.latency.fp32Ms, 2)} ms`, `${fmt(r.latency.int8Ms, 2)} ms`, fmt(r.latency.ratio, 3)],
       ],
       { title: `quantize ${r.input} -> ${r.output} (${q.method}, ${q.samples} calibration samples, ${fmt(q.calibrationMs / 1000, 1)} s)` },
     ),

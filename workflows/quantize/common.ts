@@ -76,7 +76,7 @@ export function checkedBytes(model: Model, output: string): Uint8Array {
 }
 
 /** A session on the quantized model; onnxruntime refusing it is a failed check (nothing written). */
-export function loadQuantized(session: Promise<Session>, output: string): Promise<Session> {
+export function loadQuantized<S = Session>(session: Promise<S>, output: string): Promise<S> {
   return session.catch((e: Error) => {
     throw checkError('QUANT_LOAD_FAILED', `onnxruntime cannot load the quantized model (nothing written): ${e.message}`, { file: output });
   });

@@ -17,13 +17,15 @@ import type { PassContext } from '../../passes/pass.js';
 import { resolveOptions } from '../../passes/pipeline.js';
 import { layerErrors } from '../../passes/quantize/debug.js';
 import { toQOperator } from '../../passes/quantize/qop.js';
-import staticPass, { QuantizeStaticPassOptions, QuantizeStaticReport, staticOptionsFromPass, writeDecisions } from '../../passes/quantize/quantize-static.js';
+import staticPass, { QuantizeStaticPassOptions, QuantizeStaticReport, runnerProfiler, staticOptionsFromPass, writeDecisions } from '../../passes/quantize/quantize-static.js';
 import { subgraphNote } from '../../passes/quantize/subgraphs.js';
 import type { QuantizeCommandReport } from '../../report/quantize.js';
 import { createSessionFromModel } from '../../runtime/from-model.js';
 import { measureLatency } from '../../runtime/latency.js';
 import type { UserMetric } from '../../runtime/metrics.js';
-import { createSession, type Session, type SessionOptions } from '../../runtime/session.js';
+import { type SessionOptions } from '../../runtime/session.js';
+import { backendInfo, type Backend, type BackendSession, openSession, wasmRunner } from '../../runtime/backend.js';
+import { slowIntegerKernels } from '../../runtime/backend-kernels.js';
 import { evaluate } from '../evaluate.js';
 import { accuracyRows, checkedBytes, evalDataOptions, loadQuantized, QuantizeWorkflowOptions, startQuantize } from './common.js';
 
@@ -44,6 +46,13 @@ export interface QuantizeStaticWorkflowOptions extends QuantizeWorkflowOptions {
   debugLayers?: boolean;
   /** Progress of calibration and the recipe's searches. */
   progress?: PassContext['progress'];
+  /**
+   * The backend the model is for (default 'node'). 'wasm': latency-aware decisions profile in
+   * onnxruntime-web's WASM backend (1 thread), the written model is checked to load, to use only
+   * integer kernels WASM runs fast (runtime/backend-kernels.ts) and to match FP32 on WASM, and the
+   * report's latency is WASM's. Calibration runs in onnxruntime-node (same float math, faster).
+   */
+  target?: Backend;
 }
 
 export async function quantizeStaticWorkflow(o: QuantizeStaticWorkflowOptions): Promise<QuantizeCommandReport> {
@@ -53,12 +62,17 @@ export async function quantizeStaticWorkflow(o: QuantizeStaticWorkflowOptions): 
   const { metrics, model, fp32Model, fp32Bytes, threads, latencyRuns } = await startQuantize(o);
   const shapes = o.shapes ?? {};
   const so = { intraOpNumThreads: threads, allowSpinning: false };
+  const target = o.target ?? 'node';
+  // the target's sessions: WASM runs on its own thread count (1 by default), not --threads
+  const tso: SessionOptions = target === 'wasm' ? { allowSpinning: false } : so;
+  const createSession = (m: Uint8Array, opts: SessionOptions, name: string) => openSession(target, m, opts === so ? tso : opts, name);
   const fp32 = await createSession(fp32Model, so, o.model);
   const inputs = fp32.inputs;
   const calib = () => openDataSource(o.calibration, inputs, { shapes, ...(o.preprocess ? { preprocess: o.preprocess } : {}) });
   const evalSrc = () => openDataSource(o.eval ?? o.calibration, inputs, { shapes, ...evalDataOptions(o) });
 
   const opts = staticOptionsFromPass(resolveOptions(staticPass, { ...o.pass }) as QuantizeStaticPassOptions);
+  if (target === 'wasm') opts.latency = { ...opts.latency, profiler: runnerProfiler(wasmRunner) };
   let prepared: Model | undefined;
   if (o.debugLayers) opts.onPrepared = (m) => (prepared = cloneModel(m));
   if (o.maxAccuracyDrop !== undefined) {
@@ -68,6 +82,8 @@ export async function quantizeStaticWorkflow(o: QuantizeStaticWorkflowOptions): 
   if (o.format === 'qop') toQOperator(model);
 
   const bytes = checkedBytes(model, o.output);
+  const slow = target === 'node' ? [] : slowIntegerKernels(model, target);
+  if (slow.length) throw checkError('QUANT_SLOW_KERNEL', `--target ${target}: ${slow.length} node(s) would run without a fast kernel (nothing written): ${slow.slice(0, 3).map((k) => `${k.node} (${k.op}: ${k.reason})`).join('; ')}`, { file: o.output });
   const int8 = await loadQuantized(createSession(bytes, so, o.output), o.output);
   try {
     const ev = await evaluate(int8, fp32, evalSrc(), { metrics });
@@ -77,7 +93,7 @@ export async function quantizeStaticWorkflow(o: QuantizeStaticWorkflowOptions): 
       output: o.output,
       mode: 'static',
       size: { fp32Bytes, int8Bytes: bytes.byteLength, ratio: bytes.byteLength / fp32Bytes },
-      latency: await latency(fp32, int8, evalSrc, latencyRuns, threads),
+      latency: { ...(await latency(fp32, int8, evalSrc, latencyRuns, threads)), ...(target !== 'node' ? { backend: backendInfo(target) } : {}) },
       outputs: ev.outputs ?? [],
       evalSamples: ev.samples,
       quantization: stripLarge(q),
@@ -105,7 +121,7 @@ export async function quantizeStaticWorkflow(o: QuantizeStaticWorkflowOptions): 
 }
 
 /** The score the accuracy budget applies to: one field of the first metric, higher is better (negated for key:min). */
-function budgetScorer(metric: { name: string; fn: UserMetric }, key: string | undefined, fp32: Session, src: () => AsyncIterable<Sample>, so: SessionOptions): (m: Model) => Promise<number> {
+function budgetScorer(metric: { name: string; fn: UserMetric }, key: string | undefined, fp32: BackendSession, src: () => AsyncIterable<Sample>, so: SessionOptions): (m: Model) => Promise<number> {
   const [field, dir] = (key ?? '').split(':');
   if (dir !== undefined && dir !== 'min' && dir !== 'max') throw inputError('USAGE_BAD_VALUE', `--budget-key ${key}: the direction must be min or max`);
   return async (m) => {
@@ -132,7 +148,7 @@ function stripLarge(q: QuantizeStaticReport): Omit<QuantizeStaticReport, 'ranges
   return rest;
 }
 
-async function latency(fp32: Session, int8: Session, src: () => AsyncIterable<{ feed: Feed }>, runs: number, threads: number): Promise<QuantizeCommandReport['latency']> {
+async function latency(fp32: BackendSession, int8: BackendSession, src: () => AsyncIterable<{ feed: Feed }>, runs: number, threads: number): Promise<QuantizeCommandReport['latency']> {
   const feeds: Feed[] = [];
   for await (const s of src()) {
     feeds.push(s.feed);
