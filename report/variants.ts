@@ -116,17 +116,26 @@ export function textScatter(ps: readonly Point[], xName: string, yName: string, 
   const [x0, x1] = bounds(ps, 'x');
   const [y0, y1] = bounds(ps, 'y');
   const grid = Array.from({ length: height }, () => Array<string>(width).fill(' '));
+  // points in the same cell share one mark and one label ('q8,int8'); labels never overwrite marks
+  const cells = new Map<string, { row: number; col: number; labels: string[] }>();
   for (const p of ps) {
-    const c = Math.round(((p.x - x0) / (x1 - x0)) * (width - 1));
+    const col = Math.round(((p.x - x0) / (x1 - x0)) * (width - 1));
     const row = height - 1 - Math.round(((p.y - y0) / (y1 - y0)) * (height - 1));
-    const text = `*${p.label}`;
-    for (let i = 0; i < text.length && c + i < width; i++) if (grid[row]![c + i] === ' ' || i === 0) grid[row]![c + i] = text[i]!;
+    const cell = cells.get(`${row},${col}`) ?? { row, col, labels: [] };
+    cell.labels.push(p.label);
+    cells.set(`${row},${col}`, cell);
+  }
+  for (const c of cells.values()) grid[c.row]![c.col] = '*';
+  for (const c of cells.values()) {
+    const text = c.labels.join(',');
+    for (let i = 0; i < text.length && c.col + 1 + i < width && grid[c.row]![c.col + 1 + i] === ' '; i++) grid[c.row]![c.col + 1 + i] = text[i]!;
   }
   const lab = (v: number) => v.toPrecision(3).padStart(8);
   const lines = grid.map((g, i) => `${i === 0 ? lab(y1) : i === height - 1 ? lab(y0) : ' '.repeat(8)} |${g.join('')}`);
   lines.push(`${' '.repeat(8)} +${'-'.repeat(width)}`);
   lines.push(`${' '.repeat(10)}${x0.toFixed(2)}${' '.repeat(Math.max(1, width - 10))}${x1.toFixed(2)}`);
-  return [`${yName} (vertical) against ${xName} (horizontal)`, ...lines].join('\n');
+  const legend = ps.map((p) => `  ${p.label.padEnd(8)} ${xName} ${p.x.toFixed(3)}, ${yName.replace(/ \(.*\)$/, '')} ${p.y.toPrecision(4)}`);
+  return [`${yName} (vertical) against ${xName} (horizontal)`, ...lines, ...legend].join('\n');
 }
 
 export function renderVariantsMarkdown(r: VariantsReportView): string {

@@ -57,7 +57,7 @@ describe('onnxforge variants (CLI)', () => {
     const md = readFileSync(join(out, 'variants.md'), 'utf8');
     expect(md).toContain('## Size against fidelity');
     expect(md).toContain(`ship ${doc.ship.file}`);
-    expect(md).toContain('*q4');
+    expect(md).toMatch(/  q4 +size \/ fp32 0\.\d+/);
     const html = readFileSync(join(out, 'variants.html'), 'utf8');
     expect(html).toMatch(/<figure data-chart="fidelity"><svg [^>]*data-points="7"/);
     expect(html).toMatch(/<figure data-chart="latency"><svg [^>]*data-points="7"/);

@@ -1,0 +1,199 @@
+/**
+ * Issue 19 item 6: `npm run bench:transformer`. Runs the variants workflow (what `onnxforge variants`
+ * runs, on the CLI's defaults: 1 thread, interleaved latency) on
+ *
+ * - the trained byte-level LM (train/lm, cached in .bench-out/lm) with its calibration windows from the
+ *   train split as `--calibration` (so q4 uses the default method with data, GPTQ); fidelity is the
+ *   held-out bits per byte of every written file, with int4 RTN built beside it;
+ * - an encoder test model (bert-ts17 from test/models/transformers.ts, no calibration: the defaults on
+ *   in-domain random inputs),
+ *
+ * timing each variant at batch 1 for sequence 1 and 128, and prints each target with its measured value
+ * and ok/MISS. Writes benchmarks/results/transformer.{json,md}.
+ *
+ * Quantize cost: each variant's build time (its whole workflow, which also checks, loads, compares and
+ * times the model it writes) against one fp32 pass over the calibration set plus load and save
+ * (session creation, every calibration feed run once, the model loaded and serialized to a file).
+ */
+import { execSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Feed } from '../core/host-tensor.js';
+import { writeFileAtomic } from '../core/files.js';
+import { collectSamples } from '../data/index.js';
+import { loadModel, saveModel } from '../onnx/index.js';
+import { randomSamples } from '../passes/convert/convert-float16.js';
+import { renderVariantsMarkdown, renderVariantsTerminal } from '../report/variants.js';
+import { renderTable } from '../report/table.js';
+import { Session } from '../runtime/session.js';
+import { transformerVariant } from '../test/models/transformers.js';
+import { languageModelCalibrationFeeds, languageModelFidelity, trainedLanguageModel } from '../train/lm/index.js';
+import { quantizeInt4Workflow } from '../workflows/quantize/int4.js';
+import { variantsWorkflow, type VariantsReport, type VariantRow } from '../workflows/variants.js';
+
+const work = mkdtempSync(join(tmpdir(), 'onnxforge-bench-transformer-'));
+const RUNS = 30;
+const load0 = loadavg()[0]!;
+const tree = (() => {
+  try {
+    return execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+})();
+
+interface Target {
+  model: string;
+  target: string;
+  value: string;
+  ok: boolean;
+}
+const targets: Target[] = [];
+const judge = (model: string, target: string, value: string, ok: boolean) => {
+  targets.push({ model, target, value, ok });
+  console.log(`${ok ? 'ok  ' : 'MISS'}  ${model}: ${target}: ${value}`);
+};
+
+/** A JSON data file of feeds (the data spec `--calibration file.json` reads). */
+function writeFeeds(path: string, feeds: readonly Feed[]): string {
+  const json = feeds.map((f) => Object.fromEntries(Object.entries(f).map(([k, t]) => [k, { dims: t.dims, dtype: t.type, data: Array.from(t.data as ArrayLike<number | bigint>, Number) }])));
+  writeFileSync(path, JSON.stringify(json));
+  return path;
+}
+
+/** Load + one fp32 pass over the calibration set + load and save of the model, ms. */
+async function yardstick(model: string, calibration: string | undefined): Promise<number> {
+  const t0 = performance.now();
+  const s = await Session.create(model, { intraOpNumThreads: 1, allowSpinning: false });
+  const feeds = calibration ? (await collectSamples(calibration, s.inputs)).map((x) => x.feed) : [];
+  for (const f of feeds) await s.run(f);
+  await s.dispose();
+  const m = await loadModel(model);
+  await saveModel(m, join(work, `yardstick-${Math.random().toString(36).slice(2)}.onnx`));
+  return performance.now() - t0;
+}
+
+const row = (r: VariantsReport, v: string): VariantRow | undefined => r.rows.find((x) => x.variant === v);
+const lat = (x: VariantRow | undefined, k: string) => x?.latencyRatio?.[k];
+const f3 = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(3));
+
+function latencyTargets(model: string, r: VariantsReport, variants: readonly string[], limit: number, say: string): void {
+  for (const v of variants) {
+    for (const k of ['seq1', 'seq128']) {
+      const x = lat(row(r, v), k);
+      judge(model, `${v} latency at batch 1, ${k} <= ${limit}x fp32${say}`, `${f3(x)}x (${row(r, v)?.latencyMs?.[k]?.toFixed(3) ?? '-'} ms vs ${row(r, 'fp32')?.latencyMs?.[k]?.toFixed(3) ?? '-'} ms)`, x !== undefined && x <= limit);
+    }
+  }
+}
+
+function accuracyLevel(r: VariantsReport): string {
+  const d = row(r, 'q4')?.details as { int4?: { accuracyLevel: { chosen: number; measured: { level: number; ms: number; sqnrDb: number }[]; reason: string } } } | undefined;
+  const a = d?.int4?.accuracyLevel;
+  if (!a) return 'q4 not built';
+  return `accuracy_level ${a.chosen} chosen (${a.reason}); measured: ${a.measured.map((m) => `level ${m.level} ${m.ms.toFixed(3)} ms ${m.sqnrDb.toFixed(1)} dB`).join(', ') || 'none'}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the trained language model
+
+const lmPath = await trainedLanguageModel();
+const lmCalibration = writeFeeds(join(work, 'lm-calibration.json'), languageModelCalibrationFeeds({ count: 32 }));
+const lmOut = join(work, 'lm');
+const latencyAt = (inputs: string[]) => [1, 128].map((seq) => ({ label: `seq${seq}`, shapes: Object.fromEntries(inputs.map((n) => [n, [1, seq]])) }));
+console.log(`trained LM ${lmPath} (${statSync(lmPath).size} bytes); load average ${load0.toFixed(2)} on 2 cores; tree ${tree}`);
+const lm = await variantsWorkflow({ model: lmPath, outDir: lmOut, calibration: lmCalibration, latencyRuns: RUNS, latencyAt: latencyAt(['input_ids']), progress: (e) => process.stderr.write(`\rlm: ${e.phase} ${e.variant ?? ''} ${e.done}/${e.total}    `) });
+process.stderr.write('\n');
+console.log(renderVariantsTerminal(lm));
+
+// bits per byte of every written file on the held-out split, int4 RTN beside the default
+const rtnPath = join(work, 'lm_q4_rtn.onnx');
+const rtn = await quantizeInt4Workflow({ model: join(lmOut, 'model.onnx'), output: rtnPath, latencyRuns: 3, pass: { method: 'rtn' } });
+const session = { intraOpNumThreads: 1, graphOptimizationLevel: 'all' as const };
+const bpb: Record<string, { bitsPerByte: number; nextByteAccuracy: number }> = { input: await languageModelFidelity(lmPath, { session }) };
+for (const x of lm.rows) if (x.ok) bpb[x.variant] = await languageModelFidelity(join(lmOut, x.file), { session });
+bpb['q4 (rtn)'] = await languageModelFidelity(rtnPath, { session });
+const base = bpb.input!.bitsPerByte;
+const rel = (v: string) => (bpb[v] ? bpb[v]!.bitsPerByte / base - 1 : undefined);
+console.log(renderTable(['variant', 'bits/byte', 'vs fp32', 'next-byte acc'], Object.entries(bpb).map(([k, f]) => [k, f.bitsPerByte.toFixed(4), `${(100 * (f.bitsPerByte / base - 1)).toFixed(3)}%`, `${(100 * f.nextByteAccuracy).toFixed(2)}%`]), { title: 'held-out bits per byte (256 windows x 128 bytes)' }));
+
+// fp16 on any input: the calibration windows (in the report) and random byte strings at seq 1 and 128
+let fp16NonFinite = row(lm, 'fp16')?.nonFinite ?? NaN;
+if (row(lm, 'fp16')?.ok) {
+  const s = await Session.create(join(lmOut, 'model_fp16.onnx'), { intraOpNumThreads: 1 });
+  const input = await loadModel(lmPath);
+  for (const seq of [1, 128]) {
+    for await (const x of randomSamples(input, 8, { input_ids: [1, seq] })()) {
+      for (const t of Object.values(await s.run(x.feed))) for (const v of t.data as Float32Array) if (!Number.isFinite(v)) fp16NonFinite++;
+    }
+  }
+  await s.dispose();
+}
+
+const lmInputBytes = statSync(lmPath).size;
+const q4 = row(lm, 'q4');
+judge('trained LM', 'q4 file <= 0.18x fp32 file', `${f3(q4?.bytes !== undefined ? q4.bytes / lmInputBytes : undefined)}x (${q4?.bytes} / ${lmInputBytes} bytes)`, q4?.bytes !== undefined && q4.bytes / lmInputBytes <= 0.18);
+const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(3)}%`);
+judge('trained LM', `q4 bits/byte <= fp32 +1% (default method ${(q4?.details as { int4?: { method: string } } | undefined)?.int4?.method ?? '?'}; RTN ${pct(rel('q4 (rtn)'))})`, pct(rel('q4')), (rel('q4') ?? Infinity) <= 0.01);
+judge('trained LM', 'q8 bits/byte <= fp32 +0.5%', pct(rel('q8')), (rel('q8') ?? Infinity) <= 0.005);
+judge('trained LM', 'fp16 bits/byte <= fp32 +0.05%', pct(rel('fp16')), (rel('fp16') ?? Infinity) <= 0.0005);
+judge('trained LM', 'fp16 no NaN/Inf (calibration windows + 16 random inputs, seq 1 and 128)', `${fp16NonFinite} non-finite values`, fp16NonFinite === 0);
+latencyTargets('trained LM', lm, ['q4', 'q8'], 1.02, '');
+console.log(`trained LM q4: ${accuracyLevel(lm)}`);
+const lmYard = await yardstick(lmPath, lmCalibration);
+for (const v of ['q4', 'q8', 'fp16', 'q4f16']) {
+  const x = row(lm, v);
+  const phases = (x?.details as { int4?: { ms: { total: number } } } | undefined)?.int4?.ms.total;
+  judge('trained LM', `${v} quantize cost <= 2x (one fp32 pass over 32 calibration windows + load + save = ${lmYard.toFixed(0)} ms)`, `${f3(x?.buildMs !== undefined ? x.buildMs / lmYard : undefined)}x (${x?.buildMs?.toFixed(0)} ms whole workflow${phases !== undefined ? `; int4 pass ${phases.toFixed(0)} ms` : ''})`, x?.buildMs !== undefined && x.buildMs <= 2 * lmYard);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the encoder test model
+
+const encPath = join(work, 'bert-ts17.onnx');
+await saveModel(transformerVariant('bert-ts17').build({ hidden: 256, ffn: 1024, layers: 4, heads: 4, vocab: 2048, maxPositions: 256 }), encPath);
+const encOut = join(work, 'encoder');
+const enc = await variantsWorkflow({ model: encPath, outDir: encOut, latencyRuns: RUNS, latencyAt: latencyAt(['input_ids', 'attention_mask']), progress: (e) => process.stderr.write(`\rencoder: ${e.phase} ${e.variant ?? ''} ${e.done}/${e.total}    `) });
+process.stderr.write('\n');
+console.log(renderVariantsTerminal(enc));
+const encBytes = statSync(encPath).size;
+const eq8 = row(enc, 'q8');
+judge('encoder bert-ts17', 'q8 file <= 0.30x fp32 file', `${f3(eq8?.bytes !== undefined ? eq8.bytes / encBytes : undefined)}x`, eq8?.bytes !== undefined && eq8.bytes / encBytes <= 0.3);
+latencyTargets('encoder bert-ts17', enc, ['q8'], 1.0, ' (not slower)');
+const eq4 = row(enc, 'q4');
+judge('encoder bert-ts17', 'q4 file <= 0.18x fp32 file', `${f3(eq4?.bytes !== undefined ? eq4.bytes / encBytes : undefined)}x`, eq4?.bytes !== undefined && eq4.bytes / encBytes <= 0.18);
+latencyTargets('encoder bert-ts17', enc, ['q4'], 1.02, '');
+console.log(`encoder q4: ${accuracyLevel(enc)}`);
+
+// ---------------------------------------------------------------------------------------------
+// results
+
+const load1 = loadavg()[0]!;
+const summary = {
+  schema: 'onnxforge.bench-transformer/1',
+  date: new Date().toISOString(),
+  tree,
+  loadAverage: { start: load0, end: load1, cores: 2 },
+  command: 'npm run bench:transformer',
+  targets,
+  bitsPerByte: bpb,
+  rtn: { size: rtn.size, outputs: rtn.outputs },
+  lm,
+  encoder: enc,
+};
+mkdirSync('benchmarks/results', { recursive: true });
+writeFileAtomic('benchmarks/results/transformer.json', `${JSON.stringify(summary, null, 1)}\n`);
+const md = [
+  '# bench:transformer',
+  `\`npm run bench:transformer\` at ${summary.date}, tree ${tree}, load average ${load0.toFixed(1)} -> ${load1.toFixed(1)} on 2 cores; 1 thread, ${RUNS} interleaved rounds per setting.`,
+  '## Targets',
+  ['| | model | target | measured |', '| --- | --- | --- | --- |', ...targets.map((t) => `| ${t.ok ? 'ok' : 'MISS'} | ${t.model} | ${t.target} | ${t.value} |`)].join('\n'),
+  '## Trained LM: held-out bits per byte',
+  ['| variant | bits/byte | vs fp32 | next-byte acc |', '| --- | ---: | ---: | ---: |', ...Object.entries(bpb).map(([k, f]) => `| ${k} | ${f.bitsPerByte.toFixed(4)} | ${(100 * (f.bitsPerByte / base - 1)).toFixed(3)}% | ${(100 * f.nextByteAccuracy).toFixed(2)}% |`)].join('\n'),
+  `Trained LM q4: ${accuracyLevel(lm)}. Encoder q4: ${accuracyLevel(enc)}.`,
+  renderVariantsMarkdown(lm).replace(/^# /m, '## Trained LM: '),
+  renderVariantsMarkdown(enc).replace(/^# /m, '## Encoder: '),
+].join('\n\n');
+writeFileAtomic('benchmarks/results/transformer.md', `${md}\n`);
+console.log(`\n${targets.filter((t) => t.ok).length}/${targets.length} targets met; results in benchmarks/results/transformer.{json,md}`);
+rmSync(work, { recursive: true, force: true });
