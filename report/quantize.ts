@@ -86,7 +86,7 @@ export function renderLatencyDecisions(l: Omit<LatencyReport, 'document'>): stri
     : `measured: ${l.rounds} profiling rounds of ${l.trials} int8/float trials, ${fmt(l.seconds, 0)} s${l.contention ? `, ${describeContention(l.contention)}` : ''}${l.file ? `; written to ${l.file}` : ''}`;
   const title = `latency-aware decisions ${how}: ${l.floated.length} layers kept float (prefer ${l.prefer}, float weights cost ${formatBytes(l.extraBytes)} more than int8), ${l.kept.length} int8 of which ${uncertain.length} uncertain (within the noise: int8 by rule)`;
   if (rows.length === 0) return title;
-  return renderTable(['layer', 'op', 'choice', 'float µs', 'int8 µs', 'noise µs', 'why'], rows.map((d) => [d.node, d.op, floatSet.has(d.node) ? 'float' : `${d.choice} (${d.certainty})`, fmt(d.floatUs, 1), fmt(d.int8Us, 1), fmt(d.noiseUs, 1), d.why.split(':')[0]!]), { title });
+  return renderTable(['layer', 'op', 'choice', 'float µs', 'int8 µs', 'int8/float', 'noise µs', 'why'], rows.map((d) => [d.node, d.op, floatSet.has(d.node) ? 'float' : `${d.choice} (${d.certainty})`, fmt(d.floatUs, 0), fmt(d.int8Us, 0), fmt(d.ratio, 2), fmt(d.noiseUs, 1), d.why.split(':')[0]!]), { title });
 }
 
 export function renderQuantizeReport(r: QuantizeCommandReport): string {

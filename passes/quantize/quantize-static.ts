@@ -82,12 +82,22 @@ export interface QuantizeStaticOptions {
   /** Layers the latency search returns to float keep float weights ('speed', default) or int8 weights behind a DequantizeLinear ('size'). */
   prefer?: 'speed' | 'size';
   /**
-   * Profiling of the latency-aware choice: `trials` int8/float profile pairs per round (default 6),
-   * each of `runs` passes over `feeds` calibration samples; a layer goes to float only when int8 is
-   * slower beyond the measured noise plus `margin` (relative, default 0.05) and `minUs` (default 2 µs);
-   * see passes/quant/decisions.ts.
+   * Profiling of the latency-aware choice: `trials` int8/float profile pairs per round (default 12),
+   * each of `runs` passes over `feeds` calibration samples; a layer goes to float only when its paired
+   * int8/float ratio exceeds 1 + max(`margin`, its noise) (default margin 0.3) and the slowdown is
+   * worth `minUs` per run (default 5 µs); see passes/quant/decisions.ts.
    */
-  latency?: { feeds?: number; runs?: number; rounds?: number; trials?: number; margin?: number; minUs?: number; profiler?: Profiler };
+  latency?: {
+    feeds?: number;
+    runs?: number;
+    rounds?: number;
+    trials?: number;
+    margin?: number;
+    minUs?: number;
+    profiler?: Profiler;
+    /** Called after each round with every live layer's per-trial float and int8 times (µs), for analysis. */
+    onTrials?: (round: number, trials: Map<string, { floatUs: number[]; int8Us: number[] }>) => void;
+  };
   /**
    * Replay recorded latency-aware decisions instead of profiling: a decisions file path or a parsed
    * document (schema onnxforge.quantize-decisions/1). With `updateDecisions`, measure instead; the
@@ -463,8 +473,8 @@ function perCall(rows: readonly OpProfileRow[]): OpProfileRow[] {
  * The latency-aware choice, measured: each round profiles the current int8 build and the float model
  * in `trials` pairs (alternating which goes first, so both see the same load), charges every kernel to
  * its compute layer per trial, and decides each layer from its per-trial times with the gate's
- * estimator and a noise margin (passes/quant/decisions.ts: float only when int8 is slower beyond the
- * noise and the margin; uncertain layers stay int8). Layers returned to float move Q/DQ boundaries onto
+ * estimator on the paired int8/float ratios and a noise margin (passes/quant/decisions.ts: float only
+ * when int8 is slower beyond the noise and the margin; uncertain layers stay int8). Layers returned to float move Q/DQ boundaries onto
  * their neighbours, so the next round profiles the new build, until no layer changes.
  */
 async function latencySearch(prepared: Model, nodes: Node[], source: SampleSource, options: QuantizeStaticOptions, floats: Map<number, string>, weightOnly: Set<number>, prefer: 'speed' | 'size', build: Builder): Promise<LatencyReport> {
@@ -523,6 +533,7 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
         perUnit.set(t.index, e);
       }
     }
+    lo.onTrials?.(rounds, new Map([...perUnit].map(([i, e]) => [label(i), { floatUs: e.f, int8Us: e.q }])));
     let changed = false;
     for (const [i, e] of [...perUnit].sort((x, y) => x[0] - y[0])) {
       const d: LayerDecision = { node: label(i), op: nodes[i]!.opType, ...decideLayer(e.f, e.q, { margin, minUs }), round: rounds };
