@@ -46,7 +46,7 @@ export function slowIntegerKernels(model: Model, backend: Backend): KernelIssue[
   inferShapes(model);
   const out: KernelIssue[] = [];
   for (const n of model.graph.nodes) {
-    const spec = (n.domain === '' || n.domain === 'ai.onnx') && INTEGER_OPS[n.opType];
+    const spec = (!n.domain || n.domain === 'ai.onnx') && INTEGER_OPS[n.opType];
     if (!spec) continue;
     const act = typeOf(n, spec.act, spec.actZp);
     const weight = typeOf(n, spec.weight, spec.weightZp);
