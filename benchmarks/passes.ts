@@ -8,15 +8,18 @@
  * - largest output difference on the dev images (target: within 1e-4);
  * - session creation and latency of optimized vs original at graph optimization `disabled` and `all`
  *   (1 intra-op thread, interleaved rounds, ratios: lower is better).
+ * The presets run through the workflow `onnxforge optimize <m> -o out --preset P` calls
+ * (workflows/optimize.ts); "ms" is the pipeline's own time (the manager's), without load and save.
  * Run: npm run bench:passes [-- --quick] [-- --only=cls|rec|det]
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadModelSync, serializeModel, cloneModel } from '../onnx/index.js';
-import type { Model } from '../ir/ir.js';
+import { loadModelSync, serializeModel } from '../onnx/index.js';
 import { collectSamples, type Sample } from '../data/index.js';
-import { optimize, type OptimizeReport } from '../passes/manager.js';
-import { PRESETS } from '../passes/registry.js';
+import type { OptimizeReport } from '../passes/manager.js';
+import { optimizeWorkflow } from '../workflows/optimize.js';
 import { createSession, Session, type SessionOptions } from '../runtime/session.js';
 import { measureLatency } from '../runtime/latency.js';
 import { OutputComparison } from '../runtime/metrics.js';
@@ -82,19 +85,17 @@ if (!existsSync(assets)) {
   console.log(`skipped: ${assets} is absent (npm install the devDependencies)`);
   process.exit(0);
 }
-if (!PRESETS['default'] || !PRESETS['fuse']) throw new Error('the default and fuse presets are not registered');
-
+const out = mkdtempSync(join(tmpdir(), 'onnxforge-bench-passes-'));
 const rows: Row[] = [];
 for (const c of CASES) {
   if (only && c.name !== only) continue;
-  const original: Model = loadModelSync(`${assets}/${c.file}`);
-  const origBytes = serializeModel(original);
-  const m = cloneModel(original);
-  const rDefault = await optimize(m, PRESETS['default'].pipeline);
-  const mf = cloneModel(original);
-  const rFuse = await optimize(mf, PRESETS['fuse'].pipeline);
-  const optBytes = serializeModel(m);
-  const fuseBytes = serializeModel(mf);
+  const origBytes = serializeModel(loadModelSync(`${assets}/${c.file}`));
+  const preset = async (name: string) => {
+    const r = await optimizeWorkflow({ model: `${assets}/${c.file}`, output: join(out, `${c.name}.${name}.onnx`), preset: name });
+    return { report: r.report, bytes: new Uint8Array(readFileSync(r.path)) };
+  };
+  const { report: rDefault, bytes: optBytes } = await preset('default');
+  const { report: rFuse, bytes: fuseBytes } = await preset('fuse');
 
   let diffDefault = NaN;
   let diffFuse = NaN;
@@ -177,3 +178,4 @@ for (const r of rows) {
   console.log(`${r.name} default: ${r.passes}`);
   console.log(`${r.name} fuse:    ${r.fusePasses}`);
 }
+rmSync(out, { recursive: true, force: true });
