@@ -19,6 +19,7 @@
  * - with a baseline model, both models are timed in the same trials instead and the change is their
  *   estimated ratio minus 1.
  */
+import { backendDriftCheck, type BackendDriftOptions } from './compare-backends.js';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -443,6 +444,8 @@ export interface GateOptions {
   /** Also write the current measurement to this file. */
   saveMeasurement?: string;
   progress?: ProgressFactory;
+  /** Also run `model` on two backends (default node, wasm) and fail when an output's max abs difference passes `max`. */
+  backendDrift?: Omit<BackendDriftOptions, 'inputs' | 'preprocess' | 'shapes'>;
 }
 
 export type GateOutcome = { kind: 'baseline'; file: string; baseline: Baseline } | { kind: 'check'; result: GateResult };
@@ -486,6 +489,7 @@ function checkGateOptions(o: GateOptions): void {
   if (!o.model && !o.report) throw inputError('USAGE_MISSING', 'give --model (measure now) or --report (a saved measurement)');
   if (o.model && o.report) throw inputError('USAGE_CONFLICT', '--model and --report cannot be used together');
   if (o.baselineModel && !o.model) throw inputError('USAGE_CONFLICT', '--baseline-model needs --model');
+  if (o.backendDrift && !o.model) throw inputError('USAGE_CONFLICT', '--max-backend-drift needs --model (it runs the model on both backends)');
   if (!Number.isInteger(rounds) || rounds < 5) throw inputError('USAGE_BAD_VALUE', `--rounds must be an integer of at least 5, got ${rounds}`);
   if (!(maxSeconds > 0)) throw inputError('USAGE_BAD_VALUE', `--max-seconds must be a positive number, got ${maxSeconds}`);
   if (!(failMinSeconds >= 0)) throw inputError('USAGE_BAD_VALUE', `--fail-min-seconds must be a non-negative number, got ${failMinSeconds}`);
@@ -537,7 +541,12 @@ export async function gateWorkflow(o: GateOptions): Promise<GateOutcome> {
   if (o.baselineModel && o.model) {
     vsModel = await compareModels(o.model, o.baselineModel, feed!, { rounds, threads, maxSeconds: o.maxSeconds ?? 30, done: comparisonIsClear(o.budgets.maxLatencyIncrease, failMinSeconds) });
   }
-  return { kind: 'check', result: evaluateGate(baseline!, current, o.budgets, vsModel) };
+  const result = evaluateGate(baseline!, current, o.budgets, vsModel);
+  if (o.backendDrift && o.model) {
+    result.checks.push(await backendDriftCheck(o.model, { ...o.backendDrift, ...(o.inputs ? { inputs: o.inputs } : {}), ...(o.preprocess ? { preprocess: o.preprocess } : {}), ...(o.shapes ? { shapes: o.shapes } : {}) }));
+    result.passed &&= result.checks.every((c) => c.verdict !== 'fail');
+  }
+  return { kind: 'check', result };
 }
 
 /** The error a failed gate exits with (GATE_REGRESSION, or GATE_INCONCLUSIVE under --strict); undefined when it passed. */

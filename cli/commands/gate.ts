@@ -6,6 +6,7 @@ import { parseShapeArg } from '../../data/index.js';
 import { renderBaselineWritten, renderGateJUnit, renderGateMarkdown, renderGateTable } from '../../report/gate.js';
 import { gateFailure, gateWorkflow, parsePercent } from '../../workflows/gate.js';
 import { progressBars } from '../options.js';
+import { parseBackends } from '../../runtime/backend.js';
 
 interface Args {
   baseline: string;
@@ -30,6 +31,8 @@ interface Args {
   summary?: string;
   junit?: string;
   json?: boolean;
+  maxBackendDrift?: number;
+  backend?: string[];
 }
 
 export const gateCommand: CommandModule<object, Args> = {
@@ -58,7 +61,9 @@ export const gateCommand: CommandModule<object, Args> = {
       .option('save-measurement', { type: 'string', describe: 'also write the current measurement to this file' })
       .option('summary', { type: 'string', describe: 'Markdown summary file (default: $GITHUB_STEP_SUMMARY when set)' })
       .option('junit', { type: 'string', describe: 'JUnit XML file (default: onnxforge-gate.xml)' })
-      .option('json', { type: 'boolean', describe: 'print the result as JSON' }) as never,
+      .option('json', { type: 'boolean', describe: 'print the result as JSON' })
+      .option('max-backend-drift', { type: 'number', describe: 'also run --model on two backends (--backend, default node,wasm) on --inputs and fail when an output differs by more than this (max abs)' })
+      .option('backend', { type: 'string', array: true, describe: 'the two backends --max-backend-drift compares (default node,wasm)' }) as never,
   handler: async (args) => {
     const outcome = await gateWorkflow({
       baseline: args.baseline,
@@ -83,6 +88,7 @@ export const gateCommand: CommandModule<object, Args> = {
       ...(args.updateBaseline ? { updateBaseline: true } : {}),
       ...(args.saveMeasurement ? { saveMeasurement: args.saveMeasurement } : {}),
       progress: progressBars(args.json),
+      ...(args.maxBackendDrift !== undefined ? { backendDrift: { max: args.maxBackendDrift, backends: parseBackends(args.backend ?? ['node,wasm']) } } : {}),
     });
     if (outcome.kind === 'baseline') {
       process.stdout.write(`${renderBaselineWritten(outcome.file, outcome.baseline.measurement)}\n`);

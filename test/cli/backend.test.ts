@@ -87,3 +87,23 @@ describe('quantize --target wasm', () => {
     }
   }, 300_000);
 });
+
+describe('gate --max-backend-drift', () => {
+  it('fails the build when the WASM outputs drift from node past the budget, passes within it', async () => {
+    const baseline = join(dir, 'baseline.json');
+    const timing = ['--rounds', '5', '--max-seconds', '1', '--fail-min-seconds', '0', '--junit', join(dir, 'gate.xml')];
+    const made = await runCli(['gate', '--model', conv, '--baseline', baseline, '--update-baseline', ...timing]);
+    expect(made.code, made.err).toBe(0);
+    const ok = await runCli(['gate', '--model', conv, '--baseline', baseline, '--max-backend-drift', '0.01', '--max-latency-increase', '1000%', '--json', ...timing]);
+    expect(ok.code, ok.err).toBe(0);
+    const row = JSON.parse(ok.out).checks.find((c: { metric: string }) => c.metric.startsWith('backend drift'));
+    expect(row).toMatchObject({ metric: 'backend drift (wasm vs node, max abs)', verdict: 'pass', budget: '<= 0.01' });
+    // MLAS's AVX and WASM SIMD kernels sum the 288-term dot products in different orders: the outputs differ in the last bits
+    expect(Number(row.current)).toBeGreaterThan(0);
+    const tight = await runCli(['gate', '--model', conv, '--baseline', baseline, '--max-backend-drift', String(Number(row.current) / 2), '--max-latency-increase', '1000%', ...timing]);
+    expect(tight.code).toBe(1);
+    expect(tight.err).toContain('backend drift');
+    const noModel = await runCli(['gate', '--report', baseline, '--baseline', baseline, '--max-backend-drift', '0.01', ...timing]);
+    expect(noModel.code).toBe(2);
+  }, 300_000);
+});
