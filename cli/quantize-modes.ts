@@ -23,6 +23,9 @@ import { quantizeQ4f16Workflow } from '../workflows/quantize/q4f16.js';
 import int4Pass, { type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
 import { renderInt4Report } from '../report/quantize-int4.js';
 import { quantizeInt4Workflow } from '../workflows/quantize/int4.js';
+import { renderStreamInt4Report, type StreamInt4Report } from '../report/stream.js';
+import { shouldStream, streamOptionsFrom, type StreamOptions } from '../workflows/stream.js';
+import { streamInt4Workflow } from '../workflows/stream-int4.js';
 import { passFlag, passOptionsFrom } from './schema-options.js';
 
 /** The parsed arguments (yargs camelCase), flags of every mode included. */
@@ -48,7 +51,19 @@ export const SHARED_FLAGS: Record<string, Options> = {
   'per-channel': passFlag(staticPass, 'perChannel', { describe: 'one weight scale per output channel (--no-per-channel for per-tensor)', noDefault: true, defaultDescription: 'true' }),
   'reduce-range': passFlag(staticPass, 'reduceRange', { describe: 'int8 weights limited to [-64, 64] (avoids the saturation of AVX2 u8 x s8 pair sums; --no-reduce-range for full range)', noDefault: true, defaultDescription: `${staticPass.options.reduceRange!.default} (static), ${dynamicPass.options.reduceRange!.default} (dynamic)` }),
   'exclude-nodes': passFlag(staticPass, 'excludeNodes', { describe: 'node names left in float (comma-separated or repeated)' }),
+  stream: { type: 'boolean', describe: 'int4 mode: quantize tensor by tensor, for models larger than memory (no onnxruntime measurements; RTN); --no-stream never', defaultDescription: 'when the external data is over 2 GiB' },
+  resume: { type: 'boolean', describe: 'streaming: continue an interrupted run from its last finished tensor when the input is unchanged (size and modification time)' },
+  'max-data-file-size': { type: 'string', describe: 'streaming: split the external data into files of at most this size (bytes, or 1500M, 2GiB, ...)', defaultDescription: 'one file' },
 };
+
+/** The streaming options of the parsed flags, with a progress bar of the bytes written (ONNXFORGE_FREE_BYTES injects a free-space figure, for tests). */
+export function streamingFrom(a: QuantizeArgs, label: string): { options: StreamOptions; bar: ProgressBar } {
+  const free = process.env.ONNXFORGE_FREE_BYTES;
+  const options = streamOptionsFrom(a, free !== undefined && free !== '' ? Number(free) : undefined);
+  const bar = new ProgressBar({ label, unit: 'bytes', ...(a.json ? { enabled: false } : {}) });
+  options.onProgress = (done, total) => bar.update(done, total);
+  return { options, bar };
+}
 
 /** quantize-static options and the argument that carries each; the rest take the schema default. */
 const STATIC_FLAGS = {
@@ -165,7 +180,7 @@ const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow
 /** quantize-int4 options and the argument that carries each. */
 const INT4_FLAGS = { blockSize: 'blockSize', method: 'int4Method', symmetric: 'symmetric', format: 'format', accuracyLevel: 'accuracyLevel', embeddings: 'embeddings', keepInt8: 'keepInt8' } as const;
 
-const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow>>> = {
+const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow>> | StreamInt4Report> = {
   describe: 'int4 (weight-only: MatMul/Gemm as MatMulNBits, embeddings as GatherBlockQuantized; RTN, or GPTQ with --calibration)',
   flags: {
     'block-size': passFlag(int4Pass, 'blockSize', { describe: 'int4 mode: weights per block (a power of two from 16 to 256 dividing K)' }),
@@ -175,11 +190,15 @@ const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow
     embeddings: passFlag(int4Pass, 'embeddings', { describe: 'int4 mode: embedding tables as int4 GatherBlockQuantized, int8, or float' }),
     'keep-int8': passFlag(int4Pass, 'keepInt8', { describe: 'int4 mode: auto keeps the first/last layer at 8 bits when measured to pay; none' }),
   },
-  run: (a, common) => {
+  run: async (a, common) => {
     const bar = new ProgressBar({ label: 'int4', ...(a.json ? { enabled: false } : {}) });
     let ticks = 0;
     const flags = { ...a, format: a.format ?? 'msft' };
     if (flags.format !== 'msft' && flags.format !== 'qdq') throw inputError('USAGE_BAD_VALUE', `--format ${String(flags.format)}: int4 mode writes msft or qdq`, { field: 'format' });
+    const streaming = streamingFrom(a, 'int4 (streamed)');
+    if (await shouldStream(common.model, streaming.options)) {
+      return streamInt4Workflow({ model: common.model, output: common.output, ...streaming.options, ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}), pass: passOptionsFrom(int4Pass, flags, INT4_FLAGS) as Partial<QuantizeInt4Options> }).finally(() => streaming.bar.done());
+    }
     return quantizeInt4Workflow({
       ...common,
       ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}),
@@ -187,7 +206,7 @@ const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow
       progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
     }).finally(() => bar.done());
   },
-  render: renderInt4Report,
+  render: (r) => (r.schema === 'onnxforge.quantize-stream/1' ? renderStreamInt4Report(r) : renderInt4Report(r)),
 };
 
 const q4f16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeQ4f16Workflow>>> = {

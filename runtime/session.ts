@@ -4,7 +4,8 @@
  * measured, and failures become {@link OnnxForgeError}s naming the model.
  */
 import * as ort from 'onnxruntime-node';
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
 import { inputError, OnnxForgeError } from '../core/errors.js';
 import { Feed, formatDims, HostData, HostTensor, hostDType } from '../core/host-tensor.js';
 import type { ModelSource, SessionOptions, ValueInfo } from './runner-types.js';
@@ -22,11 +23,13 @@ export class Session {
 
   static async create(source: ModelSource, options: SessionOptions = {}, name?: string): Promise<Session> {
     const label = name ?? (typeof source === 'string' ? source : '(in-memory model)');
-    const bytes = await readModelBytes(source);
+    // a path goes to onnxruntime as a path (after the same readability check), so that external data
+    // resolves beside the model rather than in the working folder
+    const input = typeof source === 'string' ? await readablePath(source) : source;
     const t0 = performance.now();
     let s: ort.InferenceSession;
     try {
-      s = await ort.InferenceSession.create(bytes, toOrtOptions(options));
+      s = await ort.InferenceSession.create(input as string, toOrtOptions(options));
     } catch (e) {
       throw inputError('RUNTIME_LOAD_FAILED', `onnxruntime could not load ${label}: ${firstLine(e)}`, { file: label });
     }
@@ -85,6 +88,18 @@ export async function readModelBytes(source: ModelSource): Promise<Uint8Array> {
   } catch (e) {
     throw inputError('RUNTIME_MODEL_UNREADABLE', `cannot read model ${source}: ${(e as Error).message}`, { file: source });
   }
+}
+
+/** `file` when it can be read as a model file (the errors of {@link readModelBytes}). */
+async function readablePath(file: string): Promise<string> {
+  try {
+    const st = await stat(file);
+    if (st.isDirectory()) throw Object.assign(new Error(`EISDIR: illegal operation on a directory, read`), { code: 'EISDIR' });
+    await access(file, constants.R_OK);
+  } catch (e) {
+    throw inputError('RUNTIME_MODEL_UNREADABLE', `cannot read model ${file}: ${(e as Error).message}`, { file });
+  }
+  return file;
 }
 
 /** Creates a session from model bytes or a path. */

@@ -21,7 +21,7 @@ import { Tensor } from '../core/tensor.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../ir/ir.js';
 import { loadModel } from '../onnx/index.js';
 import { readTensorRange } from '../onnx/stream.js';
-import { BlockQuantized, packCodes, packZeroPoints, quantizeRtn, rowsOfKN, type Bits } from '../passes/quantize/int4/blocks.js';
+import { BlockQuantized, packCodes, packZeroPoints, quantizeRtn, type Bits } from '../passes/quantize/int4/blocks.js';
 import { MS_DOMAIN, replaceNode } from '../passes/quantize/int4/emit.js';
 import { checkBlockSize, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
 import { FreshNames } from '../passes/quantize/weights-int8.js';
@@ -54,6 +54,74 @@ interface Parts {
   zp: Uint8Array;
 }
 
+/**
+ * RTN of block `kb` of every column n of B [K, N] (rows kb * blockSize .. + blockSize of `f`, from
+ * `base`), written to the [N, kBlocks, blob] codes and [N, kBlocks] scales / zero points: the same
+ * values as blocks.ts's `blockParams`, `codeOf` and `packCodes` on the transposed rows (same float
+ * operations in the same order), without transposing: the inner loops run along n, so reads are
+ * contiguous.
+ */
+function quantizeKNBlock(f: Float32Array, base: number, N: number, kb: number, kBlocks: number, blockSize: number, bits: Bits, symmetric: boolean, codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array, work: { a: Float64Array; b: Float64Array }): void {
+  const levels = (1 << bits) - 1;
+  const mid = 1 << (bits - 1);
+  const { a: lo, b: hi } = work;
+  lo.fill(0);
+  hi.fill(0);
+  for (let j = 0; j < blockSize; j++) {
+    const row = base + j * N;
+    if (symmetric) {
+      // lo holds the value of largest magnitude (the first one, as blockParams keeps it)
+      for (let n = 0; n < N; n++) {
+        const x = f[row + n]!;
+        if (Math.abs(x) > Math.abs(lo[n]!)) lo[n] = x;
+      }
+    } else {
+      for (let n = 0; n < N; n++) {
+        const x = f[row + n]!;
+        if (x < lo[n]!) lo[n] = x;
+        if (x > hi[n]!) hi[n] = x;
+      }
+    }
+  }
+  for (let n = 0; n < N; n++) {
+    let scale: number;
+    let zp = mid;
+    if (symmetric) scale = Math.fround(lo[n]! / -mid);
+    else {
+      scale = Math.fround((hi[n]! - lo[n]!) / levels);
+      if (scale !== 0) zp = Math.min(levels, Math.max(0, Math.round(-lo[n]! / scale)));
+      else scale = 0;
+    }
+    scales[n * kBlocks + kb] = scale;
+    zeroPoints[n * kBlocks + kb] = zp;
+    hi[n] = scale;
+    lo[n] = zp;
+  }
+  const blob = (blockSize * bits) / 8;
+  const code = (w: number, s: number, z: number) => {
+    if (s === 0) return z;
+    const q = Math.round(w / s) + z;
+    return q < 0 ? 0 : q > levels ? levels : q;
+  };
+  if (bits === 8) {
+    for (let j = 0; j < blockSize; j++) {
+      const row = base + j * N;
+      for (let n = 0; n < N; n++) codes[(n * kBlocks + kb) * blob + j] = code(f[row + n]!, hi[n]!, lo[n]!);
+    }
+    return;
+  }
+  for (let j = 0; j < blockSize; j += 2) {
+    const r0 = base + j * N;
+    const r1 = r0 + N;
+    const at = kb * blob + (j >> 1);
+    for (let n = 0; n < N; n++) {
+      const s = hi[n]!;
+      const z = lo[n]!;
+      codes[n * kBlocks * blob + at] = (code(f[r0 + n]!, s, z) & 15) | ((code(f[r1 + n]!, s, z) & 15) << 4);
+    }
+  }
+}
+
 /** RTN of a weight read slice by slice: `rows` is [N, K] (Gather table) or [K, N] (MatMul B, transposed per slice). */
 function quantizeStreamed(t: Tensor, layout: 'NK' | 'KN', N: number, K: number, bits: Bits, blockSize: number, symmetric: boolean): Parts {
   const kBlocks = Math.ceil(K / blockSize);
@@ -73,21 +141,16 @@ function quantizeStreamed(t: Tensor, layout: 'NK' | 'KN', N: number, K: number, 
       zeroPoints.set(q.zeroPoints, n0 * kBlocks);
     }
   } else {
-    // B [K, N]: a slice of whole blocks of rows k is contiguous; its transpose is [N, slice] rows
+    // B [K, N]: a slice of whole blocks of rows k is contiguous, quantized in place (no transpose)
     const blocksPer = Math.max(1, Math.floor(SLICE_BYTES / (4 * N * blockSize)));
+    const buf = new Uint8Array(Math.min(kBlocks, blocksPer) * blockSize * N * 4);
+    const work = { a: new Float64Array(N), b: new Float64Array(N) };
     for (let b0 = 0; b0 < kBlocks; b0 += blocksPer) {
       const nb = Math.min(blocksPer, kBlocks - b0);
-      const k0 = b0 * blockSize;
-      const kc = Math.min(K, (b0 + nb) * blockSize) - k0;
-      const raw = readTensorRange(t, k0 * N * 4, kc * N * 4, new Uint8Array(kc * N * 4));
-      const rows = rowsOfKN(new Float32Array(raw.buffer, raw.byteOffset, kc * N), kc, N);
-      const q = quantizeRtn(rows, N, kc, bits, blockSize, symmetric);
-      const packed = packCodes(q);
-      for (let n = 0; n < N; n++) {
-        codes.set(packed.subarray(n * nb * blob, (n + 1) * nb * blob), (n * kBlocks + b0) * blob);
-        scales.set(q.scales.subarray(n * nb, (n + 1) * nb), n * kBlocks + b0);
-        zeroPoints.set(q.zeroPoints.subarray(n * nb, (n + 1) * nb), n * kBlocks + b0);
-      }
+      const n4 = nb * blockSize * N * 4;
+      const raw = readTensorRange(t, b0 * blockSize * N * 4, n4, buf.subarray(0, n4));
+      const f = new Float32Array(raw.buffer, raw.byteOffset, n4 / 4);
+      for (let b = 0; b < nb; b++) quantizeKNBlock(f, b * blockSize * N, N, b0 + b, kBlocks, blockSize, bits, symmetric, codes, scales, zeroPoints, work);
     }
   }
   const whole: BlockQuantized = { N, K, bits, blockSize, kBlocks, symmetric, codes: new Uint8Array(0), scales, zeroPoints };

@@ -138,3 +138,24 @@ export async function convertWorkflow(o: ConvertOptions): Promise<ConvertReport>
   if (derived) w.notes.push(`${derived} tensors computed while writing`);
   return { ...base, streamed: true, bytes: w.outputBytes - w.dataFiles.reduce((a, f) => a + f.bytes, 0), dataFiles: w.dataFiles, externalTensors: w.externalTensors, resumed: w.resumed, notes: w.notes, wallMs: performance.now() - t0 };
 }
+
+/** A byte size: a number of bytes, or with a unit (1500M, 2G, 512KiB; K/M/G/T are powers of 1000, KiB/MiB/GiB/TiB of 1024). */
+export function parseByteSize(v: unknown, flag: string): number {
+  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?)?b?\s*$/i.exec(String(v));
+  if (!m) throw inputError('USAGE_BAD_VALUE', `${flag} must be a size in bytes (e.g. 2000000000, 1500M, 2GiB), got ${String(v)}`, { field: flag.replace(/^--/, '') });
+  const unit = (m[2] ?? '').toLowerCase();
+  const pow = ' kmgt'.indexOf(unit[0] ?? ' ');
+  const n = Math.floor(Number(m[1]) * (unit.endsWith('i') ? 1024 : 1000) ** Math.max(0, pow));
+  if (!Number.isSafeInteger(n) || n < 1) throw inputError('USAGE_BAD_VALUE', `${flag} must be at least 1 byte, got ${String(v)}`, { field: flag.replace(/^--/, '') });
+  return n;
+}
+
+/** The streaming options from parsed CLI flags (`stream`, `resume`, `maxDataFileSize`) and a free-space figure. */
+export function streamOptionsFrom(a: Record<string, unknown>, freeBytes?: number): StreamOptions {
+  const o: StreamOptions = {};
+  if (typeof a.stream === 'boolean') o.stream = a.stream;
+  if (a.resume === true) o.resume = true;
+  if (a.maxDataFileSize !== undefined) o.maxDataFileSize = parseByteSize(a.maxDataFileSize, '--max-data-file-size');
+  if (freeBytes !== undefined) o.freeBytes = () => freeBytes;
+  return o;
+}
