@@ -75,7 +75,7 @@ export function variantsTable(r: VariantsReportView): { header: string[]; rows: 
 }
 
 function heading(r: VariantsReportView): string {
-  return `variants ${r.input} -> ${r.outDir}: fidelity vs the fp32 input on ${r.samples} samples of ${r.measuredOn}; latency p50 ratio to model.onnx, ${r.latencyRuns} interleaved rounds, ${r.threads} thread${r.threads === 1 ? '' : 's'}`;
+  return `variants ${r.input} -> ${r.outDir}: fidelity vs the fp32 input on ${r.samples} samples of ${r.measuredOn}; latency x = median over ${r.latencyRuns} interleaved rounds of the variant's time / model.onnx's in the same round, ${r.threads} thread${r.threads === 1 ? '' : 's'}`;
 }
 
 export function renderVariantsTerminal(r: VariantsReportView): string {

@@ -340,6 +340,14 @@ function measurementSamples(o: VariantsWorkflowOptions, inputs: Session['inputs'
   return { spec: `random:${n} (in-domain: token ids within the vocabulary, masks of ones)`, open: () => randomSamples(model, n, shapes)() };
 }
 
+/** Median over rounds of a[i] / b[i] (samples in round order, one per round). */
+export function pairedRatio(a: readonly number[], b: readonly number[]): number {
+  const r = a.slice(0, b.length).map((x, i) => x / b[i]!).sort((x, y) => x - y);
+  if (!r.length) return NaN;
+  const m = r.length >> 1;
+  return r.length % 2 ? r[m]! : (r[m - 1]! + r[m]!) / 2;
+}
+
 async function firstFeeds(samples: AsyncIterable<Sample>, n: number): Promise<Feed[]> {
   const out: Feed[] = [];
   for await (const s of samples) if (out.length < n) out.push(s.feed);
@@ -430,7 +438,11 @@ export async function variantsWorkflow(o: VariantsWorkflowOptions): Promise<Vari
     // 3. latency: every variant that runs, interleaved with the float32 input and model.onnx, per setting
     const settings: { label: string; feeds: () => Promise<Feed[]> }[] = [{ label: 'data', feeds: () => firstFeeds(data.open(), 4) }];
     for (const l of o.latencyAt ?? []) settings.push({ label: l.label, feeds: () => firstFeeds(randomSamples(input, 2, { ...o.shapes, ...l.shapes })(), 2) });
+    // ratios are paired: the median over rounds of variant / fp32 in the same round (a load burst
+    // hits both sides of a pair alike); latencyMs is each session's own p50
     const refLatency: Record<string, number> = {};
+    const fp32Index = live.findIndex((x) => x.row.variant === 'fp32');
+    if (fp32Index < 0) notes.push('latency ratios are to the input model (no model.onnx)');
     for (const [i, st] of settings.entries()) {
       o.progress?.({ phase: 'latency', done: i, total: settings.length });
       const feeds = await st.feeds();
@@ -438,15 +450,16 @@ export async function variantsWorkflow(o: VariantsWorkflowOptions): Promise<Vari
       try {
         const lat = await measureLatency(timed, feeds, { runs: latencyRuns, warmup: 3 });
         refLatency[st.label] = lat.sessions[0]!.stats.p50;
-        live.forEach((x, j) => ((x.row.latencyMs ??= {})[st.label] = lat.sessions[j + 1]!.stats.p50));
+        const base = lat.sessions[fp32Index + 1]!.samples;
+        live.forEach((x, j) => {
+          const own = lat.sessions[j + 1]!;
+          (x.row.latencyMs ??= {})[st.label] = own.stats.p50;
+          (x.row.latencyRatio ??= {})[st.label] = pairedRatio(own.samples, base);
+        });
       } catch (e) {
         notes.push(`latency '${st.label}' not measured: ${errorOf(e, 'run').message}`);
       }
     }
-    const fp32Row = rows.find((r) => r.variant === 'fp32' && r.latencyMs);
-    const base = fp32Row?.latencyMs ?? refLatency;
-    for (const { row } of live) row.latencyRatio = Object.fromEntries(Object.entries(row.latencyMs ?? {}).map(([k, v]) => [k, v / base[k]!]));
-    if (!fp32Row) notes.push('latency ratios are to the input model (no model.onnx)');
 
     // 4. the budget and the variant to ship: the smallest within it, the faster on a tie
     for (const r of rows) r.outOfBudget = budgetReasons(r, budget, refMetrics);

@@ -7,7 +7,7 @@ import { serializeModel } from '../../onnx/index.js';
 import { quantizeDynamic } from '../../passes/quantize/quantize-dynamic.js';
 import { Session } from '../../runtime/session.js';
 import { chartPoints, textScatter, svgScatter } from '../../report/variants.js';
-import { logitsAgreement } from '../../workflows/variants.js';
+import { logitsAgreement, pairedRatio } from '../../workflows/variants.js';
 
 const f32 = (dims: number[], data: number[]): HostTensor => ({ type: 'float32', dims, data: Float32Array.from(data) });
 
@@ -24,6 +24,16 @@ describe('logitsAgreement', () => {
     const flipped = logitsAgreement(f32([2, 2], [0, 1, 1, 5]), ref);
     expect(flipped.top1).toBe(0);
     expect(logitsAgreement(ref, ref).kl).toBe(0);
+  });
+});
+
+describe('pairedRatio', () => {
+  it('is the median of the per-round ratios, so a burst in one round does not move it', () => {
+    expect(pairedRatio([2, 2, 20, 2, 2], [1, 1, 1, 1, 1])).toBe(2);
+    // a burst hitting both sides of round 2 cancels
+    expect(pairedRatio([1, 1, 10], [2, 2, 20])).toBe(0.5);
+    expect(pairedRatio([1, 3], [1, 1])).toBe(2);
+    expect(pairedRatio([], [])).toBeNaN();
   });
 });
 
