@@ -39,6 +39,14 @@ module.exports = {
       to: { path: '^runtime/(session|from-model|profile)\\.ts$', dependencyTypesNot: ['type-only'] },
     },
     {
+      name: 'web-reaches-node',
+      comment:
+        'onnxforge/web (web/) builds for the browser: nothing reachable from it imports a Node built-in or onnxruntime-node (pure code lives in onnx/codec.ts, passes/engine.ts, pipeline-core.ts, portable.ts, runtime/runner-types.ts)',
+      severity: 'error',
+      from: { path: '^web/' },
+      to: { reachable: true, path: ['^(node:)?(fs|path|os|crypto|url|child_process|worker_threads|module|util|stream|events|zlib|http|https|net|tls|process|buffer|readline|perf_hooks|v8|vm|assert)(/|$)', 'onnxruntime-node'] },
+    },
+    {
       name: 'library-imports-cli',
       comment: 'nothing below the CLI parses argv',
       severity: 'error',

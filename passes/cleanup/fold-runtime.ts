@@ -5,7 +5,7 @@
 import { Graph, Model, Node, Value } from '../../ir/ir.js';
 import { Tensor } from '../../core/tensor.js';
 import { onnxDataType } from '../../core/host-tensor.js';
-import type { Runner } from '../../runtime/runner.js';
+import type { Runner } from '../../runtime/runner-types.js';
 
 export async function runNodeWithRuntime(n: Node, ins: ReadonlyArray<Tensor | null>, model: Model, runner: Runner): Promise<Tensor[] | undefined> {
   const g = new Graph('fold');
