@@ -51,6 +51,13 @@ export interface StreamSaveOptions {
   freeBytes?: (dir: string) => number;
   /** Told after each tensor: bytes written (resumed bytes included) of the total. */
   onProgress?: (done: number, total: number, tensor: string) => void;
+  /**
+   * The files the output is computed from (default: the model's file and the data files its tensors
+   * read). A workflow that replaced tensors by derived ones passes what the model read when loaded
+   * ({@link inputFilesOf} before the rewrite): never written over, and their size and modification
+   * time decide whether a journal is resumed.
+   */
+  inputFiles?: string[];
   /** Anything else the output depends on (the transformation's options), for the resume check. */
   fingerprint?: string;
   /** fsync the files before renaming them into place (default true). */
@@ -140,8 +147,8 @@ function layout(model: Model, base: string, threshold: number, align: number, ma
   return { placed, sizes, names, enc: encodeChunks(proto, 'ModelProto') };
 }
 
-/** Size and modification time of the files the model is read from (what resume checks). */
-function inputIdentity(model: Model): string[] {
+/** The files a model is read from: its .onnx and the data files of its external tensors. */
+export function inputFilesOf(model: Model): string[] {
   const files = new Set<string>();
   if (model.sourcePath) files.add(path.resolve(model.sourcePath));
   forEachTensor(model, (t) => {
@@ -154,6 +161,11 @@ function inputIdentity(model: Model): string[] {
       }
     }
   });
+  return [...files].sort();
+}
+
+/** Size and modification time of the files (what resume checks). */
+function inputIdentity(files: readonly string[]): string[] {
   return [...files].sort().map((f) => {
     try {
       const st = fs.statSync(f);
@@ -231,14 +243,15 @@ export function saveModelStreaming(model: Model, dest: string, options: StreamSa
   const dataPaths = lay.sizes.map((_, i) => path.join(dir, lay.names[i]!));
 
   // never write over a file the model reads from
-  const reads = new Set(inputIdentity(model).map((id) => fileKey(id.split('\0')[0]!)).filter((k): k is string => k !== undefined));
+  const inputs = options.inputFiles ?? inputFilesOf(model);
+  const reads = new Set(inputs.map(fileKey).filter((k): k is string => k !== undefined));
   for (const target of [outPath, ...dataPaths]) {
     const k = fileKey(target);
     if (k && reads.has(k)) throw inputError('OUTPUT_IS_INPUT', `${dest}: writing ${target} would overwrite a file the model is read from; choose another output path`, { file: dest });
   }
 
   const hash = createHash('sha256');
-  hash.update(JSON.stringify({ inputs: inputIdentity(model), extra: options.fingerprint ?? '', threshold, align, maxFile: maxFile ?? null, names: lay.names }));
+  hash.update(JSON.stringify({ inputs: inputIdentity(inputs), extra: options.fingerprint ?? '', threshold, align, maxFile: maxFile ?? null, names: lay.names }));
   for (const p of lay.placed) hash.update(`${p.t.name}\0${p.t.dataType}\0${p.t.dims.join(',')}\0${p.file}\0${p.offset}\0${p.length}\n`);
   for (const c of lay.enc.chunks) hash.update(c);
   const fingerprint = hash.digest('hex');

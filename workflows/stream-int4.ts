@@ -20,7 +20,7 @@ import { derivedTensor, sharedParts } from '../core/derived.js';
 import { Tensor } from '../core/tensor.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../ir/ir.js';
 import { loadModel } from '../onnx/index.js';
-import { readTensorRange } from '../onnx/stream.js';
+import { inputFilesOf, readTensorRange } from '../onnx/stream.js';
 import { BlockQuantized, packCodes, packZeroPoints, quantizeRtn, type Bits } from '../passes/quantize/int4/blocks.js';
 import { MS_DOMAIN, replaceNode } from '../passes/quantize/int4/emit.js';
 import { checkBlockSize, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
@@ -252,10 +252,10 @@ export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamIn
       throw inputError('INT4_ALREADY_QUANTIZED', `the model is already quantized (node ${n.label} is ${n.opType}); quantize the float model`, { node: n.name ?? n.label });
     }
   }
-  const inputBytes = weightBytes(model);
+  const input = { bytes: weightBytes(model), files: inputFilesOf(model) };
   const weights = rewrite(model, blockSize, symmetric, level, p.embeddings ?? 'int8', p.minElements ?? 1024);
   if (!weights.some((w) => w.op === 'MatMul' && w.bits > 0)) throw inputError('INT4_NO_WEIGHTS', 'no MatMul with a constant 2-D float32 initializer to quantize');
   const fingerprint = JSON.stringify({ mode: 'int4-stream', blockSize, symmetric, level, embeddings: p.embeddings ?? 'int8', minElements: p.minElements ?? 1024 });
-  const write = writeStreamed(model, o.output, o, fingerprint, t0, notes, inputBytes);
+  const write = writeStreamed(model, o.output, o, fingerprint, t0, notes, input);
   return { schema: 'onnxforge.quantize-stream/1', mode: 'int4', input: o.model, output: o.output, method: 'rtn', blockSize, symmetric, accuracyLevel: level, weights, write };
 }

@@ -19,7 +19,7 @@ import type { Model } from '../ir/ir.js';
 import { assertValid, checkModel } from '../ir/checker.js';
 import { forEachTensor, loadModel, releaseModel, saveModel, type SaveOptions } from '../onnx/index.js';
 import type { ConvertReport, StreamWriteReport } from '../report/stream.js';
-import { externalDataBytes, saveModelStreaming, type StreamSaveOptions, type StreamSaveResult } from '../onnx/stream.js';
+import { externalDataBytes, inputFilesOf, saveModelStreaming, type StreamSaveOptions, type StreamSaveResult } from '../onnx/stream.js';
 
 /** External data past this size streams by default (the protobuf limit, 2 GiB). */
 export const STREAM_AUTO_BYTES = 2 ** 31;
@@ -75,10 +75,10 @@ export function weightBytes(model: Model): number {
  * Checks the rewritten graph (the checker reads no derived data) and writes it with the streaming
  * writer; returns the write report.
  */
-export function writeStreamed(model: Model, output: string, o: StreamOptions, fingerprint: string, t0: number, notes: string[], inputBytes: number): StreamWriteReport {
+export function writeStreamed(model: Model, output: string, o: StreamOptions, fingerprint: string, t0: number, notes: string[], input: { bytes: number; files: string[] }): StreamWriteReport {
   const issues = checkModel(model);
   if (issues.length) throw checkError('QUANT_INVALID_MODEL', `the rewritten model fails the checker (nothing written): ${issues.slice(0, 3).map((i) => `${i.code} ${i.message}`).join('; ')}`, { file: output });
-  const so: StreamSaveOptions = { fingerprint };
+  const so: StreamSaveOptions = { fingerprint, inputFiles: input.files };
   if (o.threshold !== undefined) so.threshold = o.threshold;
   if (o.maxDataFileSize !== undefined) so.maxDataFileSize = o.maxDataFileSize;
   if (o.resume) so.resume = true;
@@ -90,7 +90,7 @@ export function writeStreamed(model: Model, output: string, o: StreamOptions, fi
   if (res.resumed.tensors > 0) notes.push(`resumed: ${res.resumed.tensors} tensors (${res.resumed.bytes} bytes) taken over from the interrupted run`);
   const report: StreamWriteReport = {
     streamed: true,
-    inputBytes,
+    inputBytes: input.bytes,
     outputBytes: res.bytes + res.dataFiles.reduce((a, f) => a + f.bytes, 0),
     dataFiles: res.dataFiles,
     externalTensors: res.externalTensors,
@@ -119,7 +119,7 @@ export async function convertWorkflow(o: ConvertOptions): Promise<ConvertReport>
   const t0 = performance.now();
   const model = await loadModel(o.model);
   assertValid(model, o.model);
-  const inputBytes = weightBytes(model);
+  const input = { bytes: weightBytes(model), files: inputFilesOf(model) };
   const stream = o.stream ?? (o.resume || o.maxDataFileSize !== undefined || externalDataBytes(model) > STREAM_AUTO_BYTES);
   const base = { schema: 'onnxforge.convert/1' as const, input: o.model, output: o.output };
   if (!stream) {
@@ -127,7 +127,7 @@ export async function convertWorkflow(o: ConvertOptions): Promise<ConvertReport>
     return { ...base, streamed: false, bytes: res.bytes, dataFiles: res.dataPath ? [{ path: res.dataPath, bytes: res.dataBytes ?? 0 }] : [], externalTensors: res.externalTensors, notes: [], wallMs: performance.now() - t0 };
   }
   if (o.save?.inlineData) throw inputError('USAGE_CONFLICT', 'streaming writes external data: --inline-data cannot be used with --stream, --resume or --max-data-file-size');
-  const w = writeStreamed(model, o.output, { ...o, ...(o.save?.threshold !== undefined && o.threshold === undefined ? { threshold: o.save.threshold } : {}) }, 'convert', t0, [], inputBytes);
+  const w = writeStreamed(model, o.output, { ...o, ...(o.save?.threshold !== undefined && o.threshold === undefined ? { threshold: o.save.threshold } : {}) }, 'convert', t0, [], input);
   const derived = (() => {
     let n = 0;
     forEachTensor(model, (t) => {

@@ -150,6 +150,13 @@ describe('disk-space guard', () => {
   });
 });
 
+describe('inputs', () => {
+  it('never writes over the model it reads (its weights replaced by derived tensors included)', async () => {
+    const err = await streamInt4Workflow({ model, output: model }).catch((e: unknown) => e);
+    expect((err as OnnxForgeError).code).toBe('OUTPUT_IS_INPUT');
+  });
+});
+
 describe('readTensorRange', () => {
   it('reads part of an inline tensor', async () => {
     const { readTensorRange } = await import('../../onnx/stream.js');
