@@ -74,6 +74,10 @@ function toValueInfo(m: ortWeb.InferenceSession.ValueMetadata): ValueInfo {
   return { name: m.name, type: hostDType(m.type) ?? m.type, shape: [...m.shape], isTensor: true };
 }
 
+function metadata(s: ortWeb.InferenceSession, which: 'inputs' | 'outputs'): ValueInfo[] {
+  return (which === 'inputs' ? s.inputMetadata : s.outputMetadata).map(toValueInfo);
+}
+
 /** An onnxruntime-web WASM session. */
 export class WebSession {
   readonly backend = 'wasm' as const;
@@ -98,12 +102,12 @@ export class WebSession {
     return new WebSession(s, label, performance.now() - t0);
   }
 
+  /** The model's inputs and outputs as onnxruntime-web reports them. */
   get inputs(): ValueInfo[] {
-    return this.ort.inputMetadata.map(toValueInfo);
+    return metadata(this.ort, 'inputs');
   }
-
   get outputs(): ValueInfo[] {
-    return this.ort.outputMetadata.map(toValueInfo);
+    return metadata(this.ort, 'outputs');
   }
 
   async run(feed: Feed, outputNames?: readonly string[]): Promise<Feed> {
