@@ -73,7 +73,7 @@ export interface DecisionsDocument {
   schema: typeof DECISIONS_SCHEMA;
   /** The prepared float model's layer list this document applies to. */
   layers: { hash: string; count: number };
-  /** Layers the latency search returned to float, in decision order (the only thing replay reads). */
+  /** Layers the latency search returned to float, in model order (the only thing replay reads). */
   float: string[];
   /** Every measured layer, as the last round that profiled it saw it. */
   decisions: LayerDecision[];
@@ -182,7 +182,7 @@ export function checkDecisions(doc: DecisionsDocument, model: Model, file: strin
 
 /** The compact record in the quantized model's metadata_props (no timings: the same decisions give the same bytes). */
 export function decisionsMetadata(layers: { hash: string }, float: readonly string[], int8: readonly string[]): string {
-  return JSON.stringify({ schema: DECISIONS_SCHEMA, layers: layers.hash, float, int8: [...int8].sort() });
+  return JSON.stringify({ schema: DECISIONS_SCHEMA, layers: layers.hash, float: [...float].sort(), int8: [...int8].sort() });
 }
 
 /** The document as written (two-space JSON, trailing newline). */

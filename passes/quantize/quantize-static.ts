@@ -305,7 +305,8 @@ export async function quantizeStatic(model: Model, source: SampleSource, options
     const m = cloneModel(prepared);
     const nodes = [...m.graph.nodes];
     const forced = new Map<Node, string>();
-    for (const [i, why] of floats) forced.set(nodes[i]!, why);
+    // in node order: the model must not depend on the order in which rounds decided its float layers
+    for (const [i, why] of [...floats].sort((a, b) => a[0] - b[0])) forced.set(nodes[i]!, why);
     const weightOnly = new Set<Node>(nodes.filter((n, i) => weightOnlyIdx.has(i) || (n.name !== undefined && userWeightOnly.has(n.name))));
     let placement = placeQdq(m, { ...baseOpts, weightOnly, forceFloat: forced });
     for (let round = 0; round < 6; round++) {
@@ -488,6 +489,7 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
   const feeds = await firstFeeds(source, lo.feeds ?? 2);
   const label = (i: number) => nodes[i]!.name ?? nodes[i]!.label;
   const floated: LatencyReport['floated'] = [];
+  const floatedIdx: number[] = [];
   const decisions = new Map<number, LayerDecision>();
   const unitMap = new Map<Node, number>();
   const probe = contentionProbe();
@@ -540,6 +542,7 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
       decisions.set(i, d);
       if (d.choice !== 'float' || floats.has(i)) continue;
       changed = true;
+      floatedIdx.push(i);
       floats.set(i, `latency-aware: ${d.why}`);
       if (prefer === 'size') weightOnly.add(i);
       floated.push({ node: d.node, op: d.op, floatUs: d.floatUs, int8Us: d.int8Us, weights: prefer === 'size' ? 'int8' : 'float', extraBytes: prefer === 'size' ? 0 : weightBytes(nodes[i]!) * 3 });
@@ -553,7 +556,7 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
   const document: DecisionsDocument = {
     schema: DECISIONS_SCHEMA,
     layers: layerListHash(prepared),
-    float: floated.map((f) => f.node),
+    float: [...floatedIdx].sort((a, b) => a - b).map(label),
     decisions: all,
     measured: { trials, rounds, margin, minUs, seconds, contention },
     recordedAt: new Date().toISOString(),

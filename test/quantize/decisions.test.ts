@@ -149,6 +149,21 @@ describe('latency-aware decisions through quantize-static (noisy fake profiler)'
     const recorded = Buffer.from(serializeModel(rec.model));
     expect(again[0]!.equals(recorded)).toBe(true);
     expect(again[1]!.equals(recorded)).toBe(true);
+    // the order of the float layers in the file (the order rounds decided them) does not change the bytes:
+    // residual's conv1 and conv3 float, conv2 int8 between them
+    const calib8 = gaussianSource('x', () => [1, 8, 6, 6], 6);
+    const res = residual();
+    const slow = noisyProfiler({ conv1: 100, conv2: 100, conv3: 100 }, { conv1: 300, conv2: 50, conv3: 300 }, 3);
+    const measuredRes = await quantizeStatic(res, calib8, { latencyAware: 'on', latency: { profiler: slow.profiler, runs: 1, feeds: 1 } });
+    expect(measuredRes.latency!.document!.float).toEqual(['conv1', 'conv3']);
+    const inOrder = async (float: string[]) => {
+      const m = residual();
+      await quantizeStatic(m, calib8, { latencyAware: 'on', decisions: { ...measuredRes.latency!.document!, float }, latency: { profiler: throwingProfiler } });
+      return Buffer.from(serializeModel(m));
+    };
+    const forward = await inOrder(['conv1', 'conv3']);
+    expect(forward.equals(Buffer.from(serializeModel(res)))).toBe(true);
+    expect((await inOrder(['conv3', 'conv1'])).equals(forward)).toBe(true);
     // a hand-edited file with no float layer gives the all-int8 model
     writeDecisions(file, { ...readDecisions(file), float: [] });
     const m = convRelu();
