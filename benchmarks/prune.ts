@@ -16,23 +16,27 @@
  * channel settings: PRUNE_BENCH_VARIANTS, comma-separated `defaults` or scope/roundTo[/cost[/maxRatio]],
  * default `layer/1/none/1,defaults` (the old per-group default, then the headline the targets are judged on);
  * PRUNE_BENCH_PIPELINE=0 skips the INT8 pipeline).
+ * Magnitude and channel pruning run through the prune command's workflow (workflows/prune.ts, what
+ * `onnxforge prune` calls; the model it writes is read back); the bench measures latency and accuracy
+ * itself. The INT8 pipeline has no command of its own and runs through the pass manager.
  * Timings are interleaved (runtime/latency.ts); ratios are p50 over p50.
  * Measured with the defaults (2 cores shared): cls FLOPs 0.459x, latency 0.646x; det FLOPs 0.396x, latency
  * 0.463x (layer/1/none/1: cls 0.938x, det 0.966x); 82 s.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openDataSource, Sample } from '../data/index.js';
 import { constantOf, Model } from '../ir/ir.js';
 import { cloneModel, loadModelSync, serializeModel } from '../onnx/index.js';
-import type { PassContext } from '../passes/pass.js';
-import { bareContext } from '../passes/bare-context.js';
-import { schemaDefaults } from '../cli/schema-options.js';
-import pruneMagnitude, { MagnitudeReport } from '../passes/prune/prune-magnitude.js';
-import pruneChannelsPass, { ChannelReport, withChannelDefaults } from '../passes/prune/prune-channels.js';
-import { deployedSizes, sizesOf } from '../passes/prune/deploy.js';
-import { countFlops } from '../analysis/flops.js';
+import { optimize } from '../passes/manager.js';
+import { getPass, PRESETS } from '../passes/registry.js';
+import { withChannelDefaults } from '../passes/prune/prune-channels.js';
+import { sizesOf } from '../passes/prune/deploy.js';
 import { evaluate } from '../workflows/evaluate.js';
+import { optimizeWorkflow } from '../workflows/optimize.js';
+import { pruneWorkflow, type PruneWorkflowOptions } from '../workflows/prune.js';
 import { measureLatency } from '../runtime/latency.js';
 import { Session } from '../runtime/session.js';
 import type { UserMetric } from '../runtime/metrics.js';
@@ -61,8 +65,12 @@ const cases: Case[] = [
   { name: 'det', model: 'ch_PP-OCRv4_det_infer.onnx', shape: [1, 3, 640, 640], dir: 'pages_dev', calib: 'pages_calib', prep: 'ocr-det.json', metric: detMetric, metricKey: 'mapIoU', latencyTarget: 0.7, runs: 15 },
 ];
 
-function ctx(): PassContext {
-  return bareContext();
+const out = mkdtempSync(join(tmpdir(), 'onnxforge-bench-prune-'));
+/** The prune command's workflow (`onnxforge prune <model> -o <file> ...`) on the case's model; the written model comes back with the report. */
+async function prune(c: Case, file: string, o: Omit<PruneWorkflowOptions, 'model' | 'output'>) {
+  const output = join(out, file);
+  const report = await pruneWorkflow({ model: `${assets}/${c.model}`, output, ...o });
+  return { report, output, model: loadModelSync(output) };
 }
 
 const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
@@ -120,12 +128,16 @@ function untouched(before: Model, after: Model, pruned: Set<string>): { checked:
 
 async function magnitude(c: Case): Promise<void> {
   const original = loadModelSync(`${assets}/${c.model}`);
-  const m = cloneModel(original);
-  const cx = ctx();
-  const rep = (await pruneMagnitude.run(m, { ...schemaDefaults(pruneMagnitude), sparsity: 0.5 }, cx)).report!;
-  const u = untouched(original, m, new Set(rep.layers.map((l) => l.weight)));
-  const orig = sizesOf(serializeModel(original));
-  const dep = await deployedSizes(m, syntheticFeed(c.shape));
+  // `prune --magnitude 0.5 --no-optimize` (the pass alone), then `prune --magnitude 0.5` (what the
+  // command writes by default: the pruned model after the lossless `default` preset, BN folded into the
+  // pruned weights; zeros stay zero). --shape gives the input the sparse-storage check runs on.
+  const measured = { shapes: { x: c.shape }, latency: false };
+  const alone = await prune(c, `${c.name}-magnitude-alone.onnx`, { magnitude: { sparsity: 0.5 }, optimize: false, ...measured });
+  const written = await prune(c, `${c.name}-magnitude.onnx`, { magnitude: { sparsity: 0.5 }, ...measured });
+  const rep = alone.report.magnitude!;
+  const u = untouched(original, alone.model, new Set(rep.layers.map((l) => l.weight)));
+  const orig = alone.report.sizes!.original;
+  const dep = alone.report.sizes!;
   console.log(`\n== ${c.name}: prune-magnitude 50% global (${rep.layers.length} weight tensors, ${rep.elements} elements)`);
   console.log(`sparsity overall ${fmt(rep.sparsity, 4)}; per layer min ${fmt(Math.min(...rep.layers.map((l) => l.sparsity)))} max ${fmt(Math.max(...rep.layers.map((l) => l.sparsity)))}`);
   console.log(`unpruned constants byte-identical: ${u.checked - u.changed.length}/${u.checked} ${mark(u.changed.length === 0)}${u.changed.length ? ` (changed: ${u.changed.slice(0, 5).join(', ')})` : ''}`);
@@ -137,22 +149,16 @@ async function magnitude(c: Case): Promise<void> {
   console.log(`sparse variant: ${dep.sparse ? (dep.sparse.loads ? `onnxruntime loads it, max |diff| ${dep.sparse.maxAbsDiff}` : `onnxruntime refused it: ${dep.sparse.error}`) : 'no tensor is smaller sparse'}`);
   const g = dep.best.gzip.bytes / orig.gzip;
   console.log(`pass alone: raw ${dep.best.raw.bytes} (${dep.best.raw.variant}, ratio ${fmt(dep.best.raw.bytes / orig.raw, 4)}); gzip ${dep.best.gzip.bytes} (${dep.best.gzip.variant}, ratio ${fmt(g, 4)}); brotli ${dep.best.brotli.bytes} (${dep.best.brotli.variant}, ratio ${fmt(dep.best.brotli.bytes / orig.brotli, 4)})`);
-  // What `onnxforge prune --magnitude 0.5` writes: the pruned model after the lossless `default`
-  // preset (BN folded into the pruned weights; zeros stay zero). Compared with the original as
-  // given (the target) and with the original after the same preset (pruning's own share).
-  const { optimize } = await import('../passes/manager.js');
-  const { weightSparsity } = await import('../passes/prune/prune-magnitude.js');
-  const cleaned = cloneModel(original);
-  await optimize(cleaned, '@default', {});
-  await optimize(m, '@default', {});
-  const clean = sizesOf(serializeModel(cleaned));
-  const out = await deployedSizes(m, syntheticFeed(c.shape));
-  const go = out.best.gzip.bytes / orig.gzip;
-  console.log(`written by the prune command (then @default): weight sparsity ${fmt(weightSparsity(m).sparsity, 4)}; gzip ${out.best.gzip.bytes} (${out.best.gzip.variant}) ratio ${fmt(go, 4)} (target <= 0.6) ${mark(go <= 0.6)}; brotli ratio ${fmt(out.best.brotli.bytes / orig.brotli, 4)}`);
-  console.log(`pruning's own share: the original after @default alone is gzip ${clean.gzip} (${fmt(clean.gzip / orig.gzip, 4)}x); pruned+@default / that = ${fmt(out.best.gzip.bytes / clean.gzip, 4)}`);
+  // compared with the original as given (the target) and with the original after the same preset (pruning's own share)
+  const cleaned = await optimizeWorkflow({ model: `${assets}/${c.model}`, output: join(out, `${c.name}-default.onnx`), preset: 'default' });
+  const clean = sizesOf(new Uint8Array(readFileSync(cleaned.path)));
+  const best = written.report.sizes!.best;
+  const go = best.gzip.bytes / orig.gzip;
+  console.log(`written by the prune command (then @default): weight sparsity ${fmt(written.report.optimized!.weightSparsity, 4)}; gzip ${best.gzip.bytes} (${best.gzip.variant}) ratio ${fmt(go, 4)} (target <= 0.6) ${mark(go <= 0.6)}; brotli ratio ${fmt(best.brotli.bytes / orig.brotli, 4)}`);
+  console.log(`pruning's own share: the original after @default alone is gzip ${clean.gzip} (${fmt(clean.gzip / orig.gzip, 4)}x); pruned+@default / that = ${fmt(best.gzip.bytes / clean.gzip, 4)}`);
   if (haveData) {
     const ref = await Session.create(serializeModel(original), {}, 'fp32');
-    const cand = await Session.create(serializeModel(m), {}, 'magnitude');
+    const cand = await Session.create(written.output, {}, 'magnitude');
     const set = await samples(c, ref, c.dir);
     const acc = await accuracy(c, cand, ref, set);
     console.log(`${c.metricKey}: FP32 ${fmt(acc.ref)} -> pruned ${fmt(acc.cand)} (change ${fmt(acc.cand - acc.ref)}; no fine-tuning)`);
@@ -178,30 +184,24 @@ async function channels(c: Case, variant: Variant | 'defaults'): Promise<void> {
   const v = variant === 'defaults' ? HEADLINE : variant;
   const { scope, roundTo, cost, maxRatio } = v;
   const original = loadModelSync(`${assets}/${c.model}`);
-  const m = cloneModel(original);
-  const cx = ctx();
-  let calibNote = 'no calibration data: no bias compensation';
-  if (haveData) {
-    const probe = await Session.create(serializeModel(original), { graphOptimizationLevel: 'disabled' }, 'probe');
-    const calib = await samples(c, probe, c.calib, c.name === 'det' ? 8 : 32);
-    await probe.dispose();
-    cx.data.calibration = () =>
-      (async function* () {
-        yield* calib;
-      })();
-    calibNote = `bias compensation from ${calib.length} ${c.calib} samples`;
-  }
-  // the defaults: exactly the options `prune --channels 0.3` (and prune-channels<ratio=0.3>) gets
-  const res = await pruneChannelsPass.run(m, variant === 'defaults' ? DEFAULTS : withChannelDefaults({ ratio: 0.3, scope, roundTo, cost, maxRatio }), cx);
-  const rep = res.report!;
-  const fb = countFlops(original, { x: c.shape });
-  const fa = countFlops(m, { x: c.shape });
-  // then what the command's --optimize (on by default) runs
-  const { optimize } = await import('../passes/manager.js');
-  await optimize(m, '@default', {});
+  // the defaults: exactly `prune --channels 0.3 --calibration <calib> --preprocess <prep>` (prune-channels'
+  // schema defaults, compensation on its first calibrationSamples samples, then the lossless `default`
+  // preset); FLOPs at the case's input size (--inputs random:1 --shape x=...); the bench times it itself
+  const res = await prune(c, `${c.name}-channels-${variantName(v).replace(/\//g, '_')}.onnx`, {
+    channels: variant === 'defaults' ? { ratio: 0.3 } : { ratio: 0.3, scope, roundTo, cost, maxRatio },
+    ...(haveData ? { calibration: `images:${data}/${c.calib}`, preprocess: `${root}benchmarks/prep/${c.prep}` } : {}),
+    inputs: 'random:1',
+    shapes: { x: c.shape },
+    latency: false,
+  });
+  const m = res.model;
+  const rep = res.report.channels!;
+  const fb = res.report.flops!.before;
+  const fa = res.report.flops!.after;
+  const calibNote = haveData ? `bias compensation from the first ${DEFAULTS.calibrationSamples} ${c.calib} samples` : 'no calibration data: no bias compensation';
   const fr = fa.totalFlops / fb.totalFlops;
   console.log(`\n== ${c.name}: prune-channels 30%${variant === 'defaults' ? ', the CLI defaults' : ''} (l1, ${scope === 'layer' ? 'per group' : `global: one ranking of mean-normalized importance${cost === 'flops' ? ' per FLOP' : ''} over all groups${maxRatio < 1 ? `, at most ${maxRatio} of any group` : ''}`}${roundTo > 1 ? `, kept counts rounded to multiples of ${roundTo}` : ''}) [${variantName(v)}]`);
-  console.log(`${calibNote}; consumers compensated: ${res.stats?.compensated ?? 0}`);
+  console.log(calibNote);
   console.log(`groups ${rep.groups.length}, pruned ${rep.groups.filter((g) => g.after < g.before).length}, kept whole ${rep.groups.filter((g) => g.reason).length}; channels ${rep.channelsBefore} -> ${rep.channelsAfter}`);
   for (const g of rep.groups.filter((x) => x.reason)) console.log(`  kept: ${g.nodes[0]} (${g.before}): ${g.reason}`);
   console.log(`FLOPs ${fmt(fb.totalFlops / 1e6, 1)}M -> ${fmt(fa.totalFlops / 1e6, 1)}M ratio ${fmt(fr)} (target <= 0.55) ${mark(fr <= 0.55)}; params ${fb.totalParams} -> ${fa.totalParams} (${fmt(fa.totalParams / fb.totalParams)})`);
@@ -229,17 +229,8 @@ async function channels(c: Case, variant: Variant | 'defaults'): Promise<void> {
 
 async function pipeline(c: Case): Promise<void> {
   console.log(`\n== ${c.name}: prune-channels (defaults), then @deploy = @default, @fuse, quantize-static<latencyAware=on>, as one pipeline`);
-  let optimize: typeof import('../passes/manager.js').optimize;
-  let registry: typeof import('../passes/registry.js');
-  try {
-    ({ optimize } = await import('../passes/manager.js'));
-    registry = await import('../passes/registry.js');
-  } catch (e) {
-    console.log(`skipped: the pass manager is not available (${(e as Error).message.split('\n')[0]})`);
-    return;
-  }
-  const missing = ['default', 'fuse', 'deploy'].filter((p) => !registry.PRESETS[p]);
-  if (!registry.getPass('quantize-static')) missing.push('quantize-static');
+  const missing = ['default', 'fuse', 'deploy'].filter((p) => !PRESETS[p]);
+  if (!getPass('quantize-static')) missing.push('quantize-static');
   if (missing.length) {
     console.log(`skipped: not registered yet: ${missing.join(', ')}`);
     return;
@@ -297,3 +288,4 @@ if (summary.length) {
   console.log(`\n== channels 30%: FLOPs <= 0.55x and latency <= 0.80x (cls) / 0.70x (det), by setting (scope/roundTo/cost/maxRatio; the targets are judged on the defaults)`);
   for (const r of summary) console.log(`${r.model.padEnd(4)} ${r.variant.padEnd(36)} FLOPs ${fmt(r.flops)}  latency ${fmt(r.latency)}  ${mark(r.ok)}`);
 }
+rmSync(out, { recursive: true, force: true });

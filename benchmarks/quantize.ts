@@ -1,7 +1,7 @@
 /**
  * Static INT8 quantization on the PaddleOCR models with the defaults of the `quantize-static` pass
- * (exactly what `onnxforge quantize <m> -o out --mode static --calibration <calib> [--preprocess p]`
- * does), side by side with FP32 and the reference tool's models (`../shared/anchors/`): size, latency
+ * (the workflow `onnxforge quantize <m> -o out --mode static --calibration <calib> [--preprocess p]`
+ * calls, workflows/quantize/static.ts, run in a sandboxed child), side by side with FP32 and the reference tool's models (`../shared/anchors/`): size, latency
  * (onnxruntime-node 1.30, 1 intra-op thread, interleaved medians), accuracy in lines of `dev` (cls wrong,
  * rec wrong exact lines and CER) or map IoU vs FP32 on `pages_dev` (det), checker and load status,
  * quantization wall time (with calibration, and one FP32 pass over the calibration set for scale), and
@@ -40,9 +40,8 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { openDataSource } from '../data/index.js';
 import { checkModel } from '../ir/checker.js';
-import { loadModel, saveModel } from '../onnx/index.js';
-import staticPass, { QuantizeStaticOptions, QuantizeStaticReport, staticOptionsFromPass } from '../passes/quantize/quantize-static.js';
-import { schemaDefaults } from '../cli/schema-options.js';
+import { loadModel } from '../onnx/index.js';
+import type { QuantizeStaticPassOptions, QuantizeStaticReport } from '../passes/quantize/quantize-static.js';
 import { renderTable } from '../report/table.js';
 import { evaluate } from '../workflows/evaluate.js';
 import type { Feed } from '../core/host-tensor.js';
@@ -52,7 +51,7 @@ import { runInSandbox } from '../runtime/sandbox.js';
 import { Session } from '../runtime/session.js';
 import { cls, det, rec } from './ocr-metrics.js';
 import { recipeLabel } from '../passes/quantize/auto-range.js';
-import { quantizeStatic } from '../passes/api.js';
+import { quantizeStaticWorkflow } from '../workflows/quantize/static.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const shared = join(root, '../shared');
@@ -92,38 +91,23 @@ export async function fp32PassJob(modelPath: string, calibSpec: string, prep: st
 }
 
 export interface QuantizeJobResult {
+  /** The workflow's wall time: load, quantize (calibration included), checks, the report's one-sample measurements, save. */
   totalMs: number;
-  loadMs: number;
-  saveMs: number;
   report: Omit<QuantizeStaticReport, 'ranges' | 'dequantized'>;
 }
 
-/** Sandbox job: load, quantize (calibrating on `calibSpec`), check, save. */
-export async function quantizeJob(modelPath: string, outPath: string, calibSpec: string, prep: string, options: QuantizeStaticOptions): Promise<QuantizeJobResult> {
-  const t0 = performance.now();
-  const model = await loadModel(modelPath);
-  const probe = await Session.create(modelPath, ONE_THREAD);
-  const inputs = probe.inputs;
-  await probe.dispose();
-  const loadMs = performance.now() - t0;
-  const opts: QuantizeStaticOptions = { sessionOptions: ONE_THREAD, ...options };
-  const r = await quantizeStatic(model, () => openDataSource(calibSpec, inputs, { preprocess: prep }), opts);
-  const issues = checkModel(model);
-  if (issues.length) throw new Error(`checker: ${issues.map((i) => i.message).join('; ')}`);
-  const t1 = performance.now();
-  await saveModel(model, outPath);
-  const saveMs = performance.now() - t1;
-  const { ranges: _r, dequantized: _d, ...report } = r;
-  return { totalMs: performance.now() - t0, loadMs, saveMs, report };
-}
-
-/** The options the CLI uses with no flags: every default of the pass's schema. */
-export function defaultOptions(): QuantizeStaticOptions {
-  return staticOptionsFromPass(schemaDefaults(staticPass));
+/**
+ * Sandbox job: the CLI's static workflow with the pass's schema defaults plus `pass` (the variant's
+ * flags). The workflow's own report measurements (evaluation, latency) are cut to one sample: the bench
+ * measures every model itself, side by side.
+ */
+export async function quantizeJob(modelPath: string, outPath: string, calibSpec: string, prep: string, pass: Partial<QuantizeStaticPassOptions>): Promise<QuantizeJobResult> {
+  const r = await quantizeStaticWorkflow({ model: modelPath, output: outPath, calibration: calibSpec, preprocess: prep, pass, limit: 1, latencyRuns: 1 });
+  return { totalMs: r.wallMs, report: r.quantization };
 }
 
 /** Our variants: the schema defaults plus the flags in `options` (see the header). */
-export const VARIANTS: Record<string, { label: string; options: QuantizeStaticOptions; headline: boolean }> = {
+export const VARIANTS: Record<string, { label: string; options: Partial<QuantizeStaticPassOptions>; headline: boolean }> = {
   off: { label: 'ours --latency-aware=off', options: { latencyAware: 'off' }, headline: true },
   default: { label: 'ours (CLI default, latency-aware)', options: {}, headline: true },
   size: { label: 'ours latency-aware --prefer size', options: { prefer: 'size' }, headline: false },
@@ -164,7 +148,7 @@ function accuracyText(name: Case['name'], m: Record<string, number> | undefined,
 }
 
 interface RunOptions {
-  method: QuantizeStaticOptions['method'] | undefined;
+  method: string | undefined;
   runs: number;
   outDir: string;
   variantNames: string[];
@@ -186,7 +170,7 @@ async function runCase(c: Case, ro: RunOptions): Promise<{ rows: Row[]; notes: s
   for (const vn of variantNames) {
     const v = VARIANTS[vn]!;
     const outPath = join(outDir, `${c.name}_onnxforge_int8_${vn}.onnx`);
-    const options: QuantizeStaticOptions = { ...defaultOptions(), ...v.options, ...(method ? { method } : {}) };
+    const options: Partial<QuantizeStaticPassOptions> = { ...v.options, ...(method ? { method } : {}) };
     const q = await runInSandbox<QuantizeJobResult>({ kind: 'call', module: self, export: 'quantizeJob', args: [modelPath, outPath, calibSpec, prep, options] }, limits);
     ours.push({ variant: method ? `${v.label} --method ${method}` : v.label, kind: vn, path: outPath, q });
   }
@@ -279,7 +263,7 @@ async function main(): Promise<void> {
     const i = args.indexOf(k);
     return i >= 0 ? args.splice(i, 2)[1] : undefined;
   };
-  const method = flag('--method') as QuantizeStaticOptions['method'] | undefined;
+  const method = flag('--method');
   const runs = Number(flag('--runs') ?? 20);
   const variantNames = (flag('--variants') ?? process.env.QUANTIZE_BENCH_VARIANTS ?? 'off,default,before').split(',').filter((v) => v in VARIANTS);
   const references = process.env.QUANTIZE_BENCH_REFERENCES !== '0';
