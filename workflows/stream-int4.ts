@@ -61,7 +61,7 @@ interface Parts {
  * operations in the same order), without transposing: the inner loops run along n, so reads are
  * contiguous.
  */
-function quantizeKNBlock(f: Float32Array, base: number, N: number, kb: number, kBlocks: number, blockSize: number, bits: Bits, symmetric: boolean, codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array, work: { a: Float64Array; b: Float64Array }): void {
+function quantizeKNBlock(f: Float32Array, base: number, N: number, kb: number, kBlocks: number, blockSize: number, bits: Bits, symmetric: boolean, codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array, work: { a: Float64Array; b: Float64Array; tmp: Uint8Array }): void {
   const levels = (1 << bits) - 1;
   const mid = 1 << (bits - 1);
   const { a: lo, b: hi } = work;
@@ -97,28 +97,38 @@ function quantizeKNBlock(f: Float32Array, base: number, N: number, kb: number, k
     hi[n] = scale;
     lo[n] = zp;
   }
+  // codes row by row into `tmp` ([blockSize / 2 or blockSize][N], contiguous writes along n), then
+  // each column's blob copied to its place (one contiguous run of `blob` bytes per n)
   const blob = (blockSize * bits) / 8;
-  const code = (w: number, s: number, z: number) => {
-    if (s === 0) return z;
-    const q = Math.round(w / s) + z;
-    return q < 0 ? 0 : q > levels ? levels : q;
-  };
-  if (bits === 8) {
-    for (let j = 0; j < blockSize; j++) {
-      const row = base + j * N;
-      for (let n = 0; n < N; n++) codes[(n * kBlocks + kb) * blob + j] = code(f[row + n]!, hi[n]!, lo[n]!);
-    }
-    return;
-  }
-  for (let j = 0; j < blockSize; j += 2) {
+  const tmp = work.tmp;
+  const per = bits === 8 ? 1 : 2;
+  for (let j = 0; j < blockSize; j += per) {
     const r0 = base + j * N;
-    const r1 = r0 + N;
-    const at = kb * blob + (j >> 1);
+    const t0 = (j / per) * N;
     for (let n = 0; n < N; n++) {
       const s = hi[n]!;
       const z = lo[n]!;
-      codes[n * kBlocks * blob + at] = (code(f[r0 + n]!, s, z) & 15) | ((code(f[r1 + n]!, s, z) & 15) << 4);
+      let c0 = z;
+      if (s !== 0) {
+        c0 = Math.round(f[r0 + n]! / s) + z;
+        c0 = c0 < 0 ? 0 : c0 > levels ? levels : c0;
+      }
+      if (per === 1) {
+        tmp[t0 + n] = c0;
+        continue;
+      }
+      let c1 = z;
+      if (s !== 0) {
+        c1 = Math.round(f[r0 + N + n]! / s) + z;
+        c1 = c1 < 0 ? 0 : c1 > levels ? levels : c1;
+      }
+      tmp[t0 + n] = (c0 & 15) | ((c1 & 15) << 4);
     }
+  }
+  const stride = kBlocks * blob;
+  for (let n = 0; n < N; n++) {
+    const at = n * stride + kb * blob;
+    for (let i = 0; i < blob; i++) codes[at + i] = tmp[i * N + n]!;
   }
 }
 
@@ -144,7 +154,7 @@ function quantizeStreamed(t: Tensor, layout: 'NK' | 'KN', N: number, K: number, 
     // B [K, N]: a slice of whole blocks of rows k is contiguous, quantized in place (no transpose)
     const blocksPer = Math.max(1, Math.floor(SLICE_BYTES / (4 * N * blockSize)));
     const buf = new Uint8Array(Math.min(kBlocks, blocksPer) * blockSize * N * 4);
-    const work = { a: new Float64Array(N), b: new Float64Array(N) };
+    const work = { a: new Float64Array(N), b: new Float64Array(N), tmp: new Uint8Array(((blockSize * bits) / 8) * N) };
     for (let b0 = 0; b0 < kBlocks; b0 += blocksPer) {
       const nb = Math.min(blocksPer, kBlocks - b0);
       const n4 = nb * blockSize * N * 4;
