@@ -26,7 +26,8 @@ import { writeFileAtomic } from '../core/files.js';
 import { collectSamples, openDataSource } from '../data/index.js';
 import { loadModel, saveModel } from '../onnx/index.js';
 import { convertFloat16, randomSamples } from '../passes/convert/convert-float16.js';
-import { quantizeDynamic } from '../passes/quantize/quantize-dynamic.js';
+import { quantizeDynamic } from '../passes/api.js';
+import { createPassContext } from '../passes/manager.js';
 import type { Model } from '../ir/ir.js';
 import { renderVariantsMarkdown, renderVariantsTerminal } from '../report/variants.js';
 import { renderTable } from '../report/table.js';
@@ -161,7 +162,7 @@ const lmInputs = await (async () => {
 })();
 const transform: Record<string, number> = {
   q8: await transformMs((m) => quantizeDynamic(m)),
-  fp16: await transformMs((m) => convertFloat16(m, { calibration: () => openDataSource(lmCalibration, lmInputs) })),
+  fp16: await transformMs((m) => convertFloat16(m, { calibration: () => openDataSource(lmCalibration, lmInputs) }, createPassContext())),
 };
 for (const v of ['q4', 'q4f16']) {
   const phases = (row(lm, v)?.details as { int4?: { ms: { total: number } } } | undefined)?.int4?.ms.total;
@@ -205,8 +206,10 @@ const summary = {
   targets,
   bitsPerByte: bpb,
   rtn: { size: rtn.size, outputs: rtn.outputs },
-  lm,
-  encoder: enc,
+  // the rows without each workflow's full report (run `onnxforge variants` for those)
+  lm: { ...lm, rows: lm.rows.map(({ details: _d, ...r }) => r) },
+  encoder: { ...enc, rows: enc.rows.map(({ details: _d, ...r }) => r) },
+  accuracyLevel: { lm: accuracyLevel(lm), encoder: accuracyLevel(enc) },
 };
 mkdirSync('benchmarks/results', { recursive: true });
 writeFileAtomic('benchmarks/results/transformer.json', `${JSON.stringify(summary, null, 1)}\n`);
