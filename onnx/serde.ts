@@ -8,6 +8,7 @@
  * (no producer) that the checker reports; loading never fails on graph-level problems, only on bytes
  * that are not a protobuf model.
  */
+import { bytesEqual } from '../core/bytes.js';
 import { inputError } from '../core/errors.js';
 import {
   Attribute,
@@ -387,7 +388,7 @@ function sameTypeAndDims(a: Tensor, b: Tensor): boolean {
 
 function sameMessage(a: P, b: P, type: string): boolean {
   if (a === b) return true;
-  return Buffer.from(encode(a, type)).equals(Buffer.from(encode(b, type)));
+  return bytesEqual(encode(a, type), encode(b, type));
 }
 
 function opsetsFrom(list: unknown): OpsetImport[] {

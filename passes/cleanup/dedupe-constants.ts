@@ -5,6 +5,7 @@
  * kept copy (they are visible to every node), then the first in file order. Graph inputs (overridable
  * initializers) and graph outputs are never merged.
  */
+import { bytesEqual } from '../../core/bytes.js';
 import { constantOf, Graph, Node, Value } from '../../ir/ir.js';
 import type { Tensor } from '../../core/tensor.js';
 import { definePass } from '../pass.js';
@@ -30,7 +31,7 @@ function content(t: Tensor): Uint8Array | string {
 
 function sameContent(a: Uint8Array | string, b: Uint8Array | string): boolean {
   if (typeof a === 'string' || typeof b === 'string') return a === b;
-  return a.length === b.length && Buffer.compare(a, b) === 0;
+  return bytesEqual(a, b);
 }
 
 function dedupeGraph(g: Graph): { merged: number; bytes: number } {

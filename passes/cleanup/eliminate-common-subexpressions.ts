@@ -4,6 +4,7 @@
  * outputs. Scope is one graph at a time (subgraphs included). Nodes holding subgraphs, non-deterministic
  * ops and Constant nodes (see dedupe-constants) are left alone.
  */
+import { bytesBase64 } from '../../core/bytes.js';
 import { AttrType, Attribute, Node, topologicalOrder, Value } from '../../ir/ir.js';
 import { NONDETERMINISTIC } from './fold-constants.js';
 import { definePass } from '../pass.js';
@@ -16,7 +17,7 @@ function attrKey(a: Attribute): string | undefined {
     case AttrType.TENSOR: {
       const t = a.t;
       if (!t || t.isExternal || t.byteLength > MAX_ATTR_TENSOR_BYTES) return undefined;
-      const body = t.dataType === 8 ? JSON.stringify(t.strings()) : Buffer.from(t.bytes()).toString('base64');
+      const body = t.dataType === 8 ? JSON.stringify(t.strings()) : bytesBase64(t.bytes());
       return `${a.name}:T${t.dataType}[${t.dims}]${body}`;
     }
     case AttrType.GRAPH:
