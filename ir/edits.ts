@@ -15,18 +15,6 @@ export function removeIfUnused(node: Node): boolean {
   return true;
 }
 
-/**
- * Unique names across a model: a view of the model's name authority (`model.names`, ir/names.ts),
- * kept for code written against it. New code calls `model.names.fresh` directly.
- * @deprecated use `model.names`.
- */
-export class NameGen {
-  constructor(private readonly model: Model) {}
-  fresh(base: string): string {
-    return this.model.names.fresh(base);
-  }
-}
-
 /** Nodes in every graph of the model (subgraphs included). */
 export function countNodes(model: Model): number {
   let n = 0;

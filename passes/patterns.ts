@@ -190,15 +190,6 @@ export function perAxisVector(data: Float64Array, dims: readonly number[], rank:
   return new Float64Array(n).fill(data[0]!);
 }
 
-/**
- * A name not used anywhere in the model: `model.names.fresh(base)` (ir/names.ts). Kept as an alias for
- * fusion files written against it; new code calls `model.names.fresh` directly.
- * @deprecated use `model.names.fresh(base)`.
- */
-export function freshName(model: Model, base: string): string {
-  return model.names.fresh(base);
-}
-
 /** Builds a float tensor of `dtype` (float or double) from float64 values. */
 export function floatTensor(dtype: number, dims: readonly number[], data: Float64Array): Tensor {
   return dtype === DataType.DOUBLE ? Tensor.from(DataType.DOUBLE, dims, Float64Array.from(data)) : Tensor.from(DataType.FLOAT, dims, Float32Array.from(data));

@@ -23,7 +23,7 @@
 import { DataType } from '../../core/dtype.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../../ir/ir.js';
 import { Tensor } from '../../core/tensor.js';
-import { FreshNames } from './weights-int8.js';
+import type { NameAuthority } from '../../ir/names.js';
 
 export interface QOperatorReport {
   /** Converted units by op type. */
@@ -83,7 +83,7 @@ function sameConstant(a: Value | null, b: Value | null): boolean {
 /** Rewrites `model` (QDQ) into QOperator form in place. */
 export function toQOperator(model: Model): QOperatorReport {
   const g = model.graph;
-  const names = new FreshNames(g);
+  const names = g.names;
   const report: QOperatorReport = { converted: {}, kept: [] };
   const keep = (n: Node, reason: string) => report.kept.push({ node: n.name ?? n.label, op: n.opType, reason });
   let usesMs = false;
@@ -151,7 +151,7 @@ export function toQOperator(model: Model): QOperatorReport {
       repl = new Node(op, ins, []);
       for (const a of n.attributes) repl.setAttr(a);
     }
-    const y = new Value(names.next('qo'));
+    const y = new Value(names.numbered('qo'));
     y.type = out.type;
     repl.appendOutput(y);
     g.insertBefore(n, repl);
@@ -183,7 +183,7 @@ function removeIfDead(g: Graph, n: Node): boolean {
 }
 
 /** int8 zeros shaped like a weight scale (per tensor or per channel). */
-function zerosLike(g: Graph, names: FreshNames, scale: Value): Value {
+function zerosLike(g: Graph, names: NameAuthority, scale: Value): Value {
   const s = constantOf(scale)!;
-  return g.addInitializer(Tensor.from(DataType.INT8, s.dims, new Int8Array(s.size)), names.next('wzp'));
+  return g.addInitializer(Tensor.from(DataType.INT8, s.dims, new Int8Array(s.size)), names.numbered('wzp'));
 }

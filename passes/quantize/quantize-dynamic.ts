@@ -31,7 +31,8 @@ import { Attribute, constantOf, Graph, Model, Node, Value } from '../../ir/ir.js
 import { Tensor } from '../../core/tensor.js';
 import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';
-import { FreshNames, quantizeInt8 } from './weights-int8.js';
+import { quantizeInt8 } from './weights-int8.js';
+import type { NameAuthority } from '../../ir/names.js';
 
 export interface QuantizeDynamicOptions {
   /** Smallest MatMul/Gemm weight (K * N elements) that is quantized (default 16384). */
@@ -77,7 +78,7 @@ export async function quantizeDynamic(model: Model, options: QuantizeDynamicOpti
   if (options.prepare) prepare = await prepareForQuantization(model, ctx, { presets: 'default', minOpset: 13 });
   if ((model.opset('') ?? 1) < 11) throw inputError('QUANT_OPSET_TOO_OLD', `dynamic quantization needs opset 11 (DynamicQuantizeLinear); the model has opset ${model.opset('')}`);
   const g = model.graph;
-  const names = new FreshNames(g);
+  const names = g.names;
   const report: QuantizeDynamicReport = { quantized: {}, float: [], weightBytesBefore: 0, weightBytesAfter: 0 };
   if (prepare) report.prepare = prepare;
   const keep = (n: Node, reason: string) => report.float.push({ node: n.name ?? n.label, op: n.opType, reason });
@@ -117,8 +118,8 @@ function floatWeight(v: Value | null | undefined, what: string): Tensor | string
   return t;
 }
 
-function floatValue(g: Graph, names: FreshNames, stem: string, dims?: Array<number | string | undefined>): Value {
-  const v = new Value(names.take(stem));
+function floatValue(g: Graph, names: NameAuthority, stem: string, dims?: Array<number | string | undefined>): Value {
+  const v = new Value(names.fresh(stem));
   v.setTensorType(DataType.FLOAT, dims);
   return v;
 }
@@ -132,24 +133,24 @@ function shiftedUint8(q: Tensor): Tensor {
 }
 
 /** DynamicQuantizeLinear(A) -> MatMulInteger(., Bq[, 128 for uint8]) -> Cast -> Mul(a_s * s_B); returns the float product value. */
-function emitDynamicMatMul(g: Graph, names: FreshNames, before: Node, a: Value, int8: Tensor, bScales: Float32Array, stem: string, u8: boolean): Value {
-  const q = new Value(names.take(`${stem}_aq`));
+function emitDynamicMatMul(g: Graph, names: NameAuthority, before: Node, a: Value, int8: Tensor, bScales: Float32Array, stem: string, u8: boolean): Value {
+  const q = new Value(names.fresh(`${stem}_aq`));
   q.setTensorType(DataType.UINT8, a.shape);
-  const as = new Value(names.take(`${stem}_as`));
+  const as = new Value(names.fresh(`${stem}_as`));
   as.setTensorType(DataType.FLOAT, []);
-  const azp = new Value(names.take(`${stem}_azp`));
+  const azp = new Value(names.fresh(`${stem}_azp`));
   azp.setTensorType(DataType.UINT8, []);
   const dql = new Node('DynamicQuantizeLinear', [a], [q, as, azp]);
-  const bv = g.addInitializer(u8 ? shiftedUint8(int8) : int8, names.take(`${stem}_wq`));
-  const acc = new Value(names.take(`${stem}_i32`));
+  const bv = g.addInitializer(u8 ? shiftedUint8(int8) : int8, names.fresh(`${stem}_wq`));
+  const acc = new Value(names.fresh(`${stem}_i32`));
   acc.setTensorType(DataType.INT32);
   // int8: b_zero_point omitted (symmetric, zero point 0); uint8: zero point 128
-  const bzp = u8 ? [g.addInitializer(Tensor.from(DataType.UINT8, [], Uint8Array.of(128)), names.take(`${stem}_wzp`))] : [];
+  const bzp = u8 ? [g.addInitializer(Tensor.from(DataType.UINT8, [], Uint8Array.of(128)), names.fresh(`${stem}_wzp`))] : [];
   const mmi = new Node('MatMulInteger', [q, bv, azp, ...bzp], [acc]);
   const f = floatValue(g, names, `${stem}_f`);
   const cast = new Node('Cast', [acc], [f]);
   cast.setAttr(Attribute.int('to', DataType.FLOAT));
-  const sb = g.addInitializer(bScales.length === 1 ? Tensor.from(DataType.FLOAT, [], bScales) : Tensor.from(DataType.FLOAT, [bScales.length], bScales), names.take(`${stem}_ws`));
+  const sb = g.addInitializer(bScales.length === 1 ? Tensor.from(DataType.FLOAT, [], bScales) : Tensor.from(DataType.FLOAT, [bScales.length], bScales), names.fresh(`${stem}_ws`));
   const s = floatValue(g, names, `${stem}_s`, [bScales.length]);
   const mulS = new Node('Mul', [as, sb], [s]);
   const y = floatValue(g, names, `${stem}_y`);
@@ -158,7 +159,7 @@ function emitDynamicMatMul(g: Graph, names: FreshNames, before: Node, a: Value, 
   return y;
 }
 
-function quantizeMatMul(g: Graph, names: FreshNames, n: Node, minElements: number, qmax: 127 | 64, u8: boolean): Done {
+function quantizeMatMul(g: Graph, names: NameAuthority, n: Node, minElements: number, qmax: 127 | 64, u8: boolean): Done {
   const a = n.inputs[0];
   const t = floatWeight(n.inputs[1], 'B');
   if (typeof t === 'string') return t;
@@ -168,14 +169,14 @@ function quantizeMatMul(g: Graph, names: FreshNames, n: Node, minElements: numbe
   if (a.elemType !== undefined && a.elemType !== DataType.FLOAT) return 'A is not float32';
   if (t.size < minElements) return `B has ${t.size} elements, below minElements ${minElements} (int8 would not pay off)`;
   const w = quantizeInt8(t, 1, qmax);
-  const y = emitDynamicMatMul(g, names, n, a, w.q, w.scales, names.next('dm'), u8);
+  const y = emitDynamicMatMul(g, names, n, a, w.q, w.scales, names.numbered('dm'), u8);
   const out = n.outputs[0]!;
   out.replaceAllUsesWith(y);
   g.removeNode(n);
   return { before: t.byteLength, after: w.q.byteLength + w.scales.byteLength };
 }
 
-function quantizeGemm(g: Graph, names: FreshNames, n: Node, minElements: number, qmax: 127 | 64, u8: boolean): Done {
+function quantizeGemm(g: Graph, names: NameAuthority, n: Node, minElements: number, qmax: 127 | 64, u8: boolean): Done {
   const a = n.inputs[0];
   if (!a) return 'A is missing';
   if ((n.getFloat('alpha', 1) ?? 1) !== 1 || (n.getFloat('beta', 1) ?? 1) !== 1) return 'alpha or beta is not 1';
@@ -189,9 +190,9 @@ function quantizeGemm(g: Graph, names: FreshNames, n: Node, minElements: number,
   // B as [K, N]
   const kn = (n.getInt('transB', 0) ?? 0) === 1 ? transpose2d(t) : t;
   const w = quantizeInt8(kn, 1, qmax);
-  let y = emitDynamicMatMul(g, names, n, a, w.q, w.scales, names.next('dm'), u8);
+  let y = emitDynamicMatMul(g, names, n, a, w.q, w.scales, names.numbered('dm'), u8);
   if (c) {
-    const withBias = floatValue(g, names, names.next('dmb'));
+    const withBias = floatValue(g, names, names.numbered('dmb'));
     g.insertBefore(n, new Node('Add', [y, c], [withBias]));
     y = withBias;
   }
@@ -200,7 +201,7 @@ function quantizeGemm(g: Graph, names: FreshNames, n: Node, minElements: number,
   return { before: t.byteLength, after: w.q.byteLength + w.scales.byteLength };
 }
 
-function quantizeGather(g: Graph, names: FreshNames, n: Node, minElements: number): Done {
+function quantizeGather(g: Graph, names: NameAuthority, n: Node, minElements: number): Done {
   const t = floatWeight(n.inputs[0], 'the table');
   if (typeof t === 'string') return t;
   const idx = n.inputs[1];
@@ -211,12 +212,12 @@ function quantizeGather(g: Graph, names: FreshNames, n: Node, minElements: numbe
   if (t.size < minElements) return `the table has ${t.size} elements, below ${minElements}`;
   // one scale per row, full int8 range (no int8 arithmetic here, only storage)
   const w = quantizeInt8(t, 0, 127);
-  const stem = names.next('emb');
-  const tq = g.addInitializer(w.q, names.take(`${stem}_q`));
+  const stem = names.numbered('emb');
+  const tq = g.addInitializer(w.q, names.fresh(`${stem}_q`));
   const rows = t.dims[0]!;
   const scales = w.axis === undefined ? new Float32Array(rows).fill(w.scales[0]!) : w.scales;
-  const sv = g.addInitializer(Tensor.from(DataType.FLOAT, [rows, 1], scales), names.take(`${stem}_s`));
-  const gq = new Value(names.take(`${stem}_rows`));
+  const sv = g.addInitializer(Tensor.from(DataType.FLOAT, [rows, 1], scales), names.fresh(`${stem}_s`));
+  const gq = new Value(names.fresh(`${stem}_rows`));
   gq.setTensorType(DataType.INT8);
   const gatherQ = new Node('Gather', [tq, idx], [gq]);
   const f = floatValue(g, names, `${stem}_f`);
@@ -232,14 +233,14 @@ function quantizeGather(g: Graph, names: FreshNames, n: Node, minElements: numbe
   return { before: t.byteLength, after: w.q.byteLength + rows * 4 };
 }
 
-function quantizeLstm(g: Graph, names: FreshNames, n: Node, qmax: 127 | 64): Done {
+function quantizeLstm(g: Graph, names: NameAuthority, n: Node, qmax: 127 | 64): Done {
   const W = floatWeight(n.inputs[1], 'W');
   if (typeof W === 'string') return W;
   const R = floatWeight(n.inputs[2], 'R');
   if (typeof R === 'string') return R;
   if (W.dims.length !== 3 || R.dims.length !== 3) return 'W or R is not 3-D';
   if ((n.getInt('layout', 0) ?? 0) !== 0) return 'layout = 1 is not supported by DynamicQuantizeLSTM';
-  const stem = names.next('lstm');
+  const stem = names.numbered('lstm');
   // [D, 4H, I] -> [D, I, 4H]; per-channel scales along the 4H gate rows
   const wq = quantizeInt8(transposeLast2(W), 2, qmax);
   const rq = quantizeInt8(transposeLast2(R), 2, qmax);
@@ -247,14 +248,14 @@ function quantizeLstm(g: Graph, names: FreshNames, n: Node, qmax: 127 | 64): Don
   const gates = W.dims[1]!;
   const scaleOf = (q: { axis: number | undefined; scales: Float32Array }, name: string): [Value, Value] => {
     const s = q.axis === undefined ? new Float32Array(d * gates).fill(q.scales[0]!) : q.scales;
-    const sv = g.addInitializer(Tensor.from(DataType.FLOAT, [d, gates], s), names.take(`${stem}_${name}s`));
-    const zv = g.addInitializer(Tensor.from(DataType.INT8, [d, gates], new Int8Array(d * gates)), names.take(`${stem}_${name}zp`));
+    const sv = g.addInitializer(Tensor.from(DataType.FLOAT, [d, gates], s), names.fresh(`${stem}_${name}s`));
+    const zv = g.addInitializer(Tensor.from(DataType.INT8, [d, gates], new Int8Array(d * gates)), names.fresh(`${stem}_${name}zp`));
     return [sv, zv];
   };
   const [ws, wz] = scaleOf(wq, 'w');
   const [rs, rz] = scaleOf(rq, 'r');
-  const wv = g.addInitializer(wq.q, names.take(`${stem}_w`));
-  const rv = g.addInitializer(rq.q, names.take(`${stem}_r`));
+  const wv = g.addInitializer(wq.q, names.fresh(`${stem}_w`));
+  const rv = g.addInitializer(rq.q, names.fresh(`${stem}_r`));
   const ins: Array<Value | null> = [n.inputs[0] ?? null, wv, rv];
   for (let i = 3; i < 8; i++) ins.push(n.inputs[i] ?? null);
   ins.push(ws, wz, rs, rz);
@@ -264,7 +265,7 @@ function quantizeLstm(g: Graph, names: FreshNames, n: Node, qmax: 127 | 64): Don
   for (const a of n.attributes) if (a.name !== 'layout') q.setAttr(a);
   g.insertBefore(n, q);
   const fresh = outs.map((o) => {
-    const v = new Value(names.take(`${o.name}_dq`));
+    const v = new Value(names.fresh(`${o.name}_dq`));
     if (o.type) v.type = o.type;
     q.appendOutput(v);
     return v;

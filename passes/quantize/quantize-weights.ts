@@ -20,7 +20,7 @@ import { constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { DataType } from '../../core/dtype.js';
 import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';
-import { addTransposedMatMulWeightDq, addWeightDq, FreshNames, quantizeInt8, weightAxis } from './weights-int8.js';
+import { addTransposedMatMulWeightDq, addWeightDq, quantizeInt8, weightAxis } from './weights-int8.js';
 
 export const WEIGHTS_TAG_KEY = 'onnxforge.weights';
 export const WEIGHTS_TAG_INT8 = 'int8';
@@ -80,7 +80,7 @@ export async function quantizeWeights(model: Model, options: QuantizeWeightsOpti
   const ops = options.ops ? new Set(options.ops) : undefined;
   const report: QuantizeWeightsReport = { weights: 0, perChannel: 0, floatBytes: 0, int8Bytes: 0, keptFloat: 0, keptFloatBytes: 0, byOp: {}, transposedMatMul: 0 };
   if (prepare) report.prepare = prepare;
-  const names = new FreshNames(g);
+  const names = g.names;
 
   // every float constant of the main graph, once
   const candidates: Value[] = [];
@@ -112,7 +112,7 @@ export async function quantizeWeights(model: Model, options: QuantizeWeightsOpti
       t.dims.length === 2 &&
       (w.axis === undefined || w.axis === 1) &&
       v.uses.every((u) => u.node.graph === g && u.node.opType === 'MatMul' && u.node.opDomain === '' && u.index === 1);
-    const { out } = transposed ? addTransposedMatMulWeightDq(g, names, w, names.next('w')) : addWeightDq(g, names, w, names.next('w'));
+    const { out } = transposed ? addTransposedMatMulWeightDq(g, names, w, names.numbered('w')) : addWeightDq(g, names, w, names.numbered('w'));
     if (transposed) report.transposedMatMul++;
     v.replaceAllUsesWith(out);
     if (v.producer) g.removeNode(v.producer);

@@ -66,8 +66,15 @@ export function quantizeInt8(t: Tensor, axis: number | undefined, qmax: 127 | 64
   return { q, scale, axis: ax, scales: w.scales };
 }
 
-/** New names for the values a weight quantizer adds: the graph's name authority (ir/names.ts). */
-export class FreshNames {
+/** Where a weight quantizer's new names come from: the model's name authority (`g.names`, ir/names.ts). */
+export type NameSource = Pick<NameAuthority, 'fresh'>;
+
+/**
+ * The legacy view of the name authority, kept only while quantize-int4.ts and workflows/stream-int4.ts
+ * still construct it; new code passes `g.names`.
+ * @deprecated use `g.names` (`numbered` for `next`, `fresh` for `take`).
+ */
+export class FreshNames implements NameSource {
   private readonly names: NameAuthority;
   constructor(g: Graph) {
     this.names = g.names;
@@ -80,16 +87,19 @@ export class FreshNames {
   take(name: string): string {
     return this.names.fresh(name);
   }
+  fresh(name: string): string {
+    return this.names.fresh(name);
+  }
 }
 
 /**
  * Adds `q` and `scale` as initializers and a DequantizeLinear reading them (inserted at the top of
  * the graph). Returns the float output value.
  */
-export function addWeightDq(g: Graph, names: FreshNames, w: Int8Weight, stem: string): { out: Value; node: Node } {
-  const qv = g.addInitializer(w.q, names.take(`${stem}_q`));
-  const sv = g.addInitializer(w.scale, names.take(`${stem}_s`));
-  const out = new Value(names.take(stem));
+export function addWeightDq(g: Graph, names: NameSource, w: Int8Weight, stem: string): { out: Value; node: Node } {
+  const qv = g.addInitializer(w.q, names.fresh(`${stem}_q`));
+  const sv = g.addInitializer(w.scale, names.fresh(`${stem}_s`));
+  const out = new Value(names.fresh(stem));
   out.setTensorType(DataType.FLOAT, w.q.dims);
   // zero point omitted: symmetric int8 has zero point 0, and the int8 type comes from the data
   const dq = new Node('DequantizeLinear', [qv, sv], [out]);
@@ -107,19 +117,19 @@ export function addWeightDq(g: Graph, names: FreshNames, w: Int8Weight, stem: st
  * float FusedMatMul (transB) instead, which matches the float model (and is faster). `w` must be a
  * 2-D weight quantized per tensor or per column (axis 1).
  */
-export function addTransposedMatMulWeightDq(g: Graph, names: FreshNames, w: Int8Weight, stem: string): { out: Value; node: Node; transpose: Node } {
+export function addTransposedMatMulWeightDq(g: Graph, names: NameSource, w: Int8Weight, stem: string): { out: Value; node: Node; transpose: Node } {
   if (w.q.dims.length !== 2 || (w.axis !== undefined && w.axis !== 1)) {
     throw inputError('WEIGHTS_BAD_LAYOUT', `a transposed MatMul weight must be 2-D and quantized per tensor or along axis 1 (tensor '${stem}' has dims [${w.q.dims.join(', ')}], axis ${w.axis})`, { tensor: stem });
   }
   const [k, n] = w.q.dims as [number, number];
   const qt = transposeTensor(w.q, [1, 0]);
-  const qv = g.addInitializer(qt, names.take(`${stem}_q`));
-  const sv = g.addInitializer(w.scale, names.take(`${stem}_s`));
-  const mid = new Value(names.take(`${stem}_nk`));
+  const qv = g.addInitializer(qt, names.fresh(`${stem}_q`));
+  const sv = g.addInitializer(w.scale, names.fresh(`${stem}_s`));
+  const mid = new Value(names.fresh(`${stem}_nk`));
   mid.setTensorType(DataType.FLOAT, [n, k]);
   const dq = new Node('DequantizeLinear', [qv, sv], [mid]);
   if (w.axis !== undefined) dq.setAttr(Attribute.int('axis', 0));
-  const out = new Value(names.take(stem));
+  const out = new Value(names.fresh(stem));
   out.setTensorType(DataType.FLOAT, [k, n]);
   const tr = new Node('Transpose', [mid], [out]);
   tr.setAttr(Attribute.ints('perm', [1, 0]));
