@@ -13,8 +13,8 @@
  *    weights, seeded by name): one token through the float32 model and its streamed int4 in
  *    onnxruntime-node, logits compared (SQNR, cosine) against the int4 tolerance.
  *
- * Targets: peak RSS <= SCALE_RSS_MIB (default 1024 up to 3 GB, else 2048) and wall time <= 2x the
- * copy, both measured in this run; the output loads; the truncated check passes. Exit 1 when one is
+ * Targets: peak RSS <= SCALE_RSS_MIB (default 1024 up to 3 GB, else 2048) and wall time <=
+ * SCALE_TIME_RATIO (default 2) x the copy, both measured in this run; the output loads; the truncated check passes. Exit 1 when one is
  * missed. Everything is deleted at the end (SCALE_KEEP=1 keeps it). SCALE_DIR picks the folder.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -27,7 +27,8 @@ import { layersFor, llmBytes, LLM_7B_SHAPE, writeSyntheticLlm } from './scale-mo
 const GB = Number(process.env.SCALE_GB ?? 3);
 const RSS_MIB = Number(process.env.SCALE_RSS_MIB ?? (GB <= 3 ? 1024 : 2048));
 const CHECK_LAYERS = Number(process.env.SCALE_CHECK_LAYERS ?? 2);
-const TIME_RATIO = 2;
+/** Wall time bound, a multiple of the copy's (0: printed, not judged; CI, where other jobs share the CPU). */
+const TIME_RATIO = Number(process.env.SCALE_TIME_RATIO ?? 2);
 /** int4 tolerance of the truncated check: logits SQNR (dB) and cosine vs float32 (RTN, block 32, uniform random weights: ~7% relative error per weight). */
 const MIN_SQNR_DB = 12;
 const MIN_COSINE = 0.97;
@@ -124,26 +125,34 @@ async function main(): Promise<number> {
   const out = path.join(dir, 'llm-int4.onnx');
   const q = await quantize(model, out);
   log(`int4 streamed: ${(q.ms / 1000).toFixed(1)} s wall, peak RSS ${gib(q.peak)} (polled ${gib(q.polledPeak)}, own VmHWM ${gib(q.report.write.peakRssBytes ?? 0)}), output ${gib(q.report.write.outputBytes)} in ${q.report.write.dataFiles.length} data file(s); load average ${loadAverage()}`);
-  fs.rmSync(`${model}.data`, { force: true });
 
   const logits = oneToken(out);
   const loads = logits.length === shape.vocab && logits.every((x) => Number.isFinite(x));
   log(`the int4 output loads in onnxruntime-node: one token gives ${logits.length} logits${loads ? ', all finite' : ', NOT all finite'}`);
-  fs.rmSync(out, { force: true });
-  fs.rmSync(`${out}.data`, { force: true });
 
-  // the truncated copy: the first blocks of the same model, float32 vs streamed int4, one token
-  const small = path.join(dir, 'llm-truncated.onnx');
-  writeSyntheticLlm(small, { ...shape, layers: CHECK_LAYERS });
-  const smallQ = path.join(dir, 'llm-truncated-int4.onnx');
-  await quantize(small, smallQ);
-  const cmp = compare(oneToken(small), oneToken(smallQ));
-  log(`truncated copy (${CHECK_LAYERS} blocks): int4 vs float32 logits SQNR ${cmp.sqnrDb.toFixed(1)} dB, cosine ${cmp.cosine.toFixed(4)} (tolerance: >= ${MIN_SQNR_DB} dB, >= ${MIN_COSINE})`);
+  // float32 vs streamed int4, one token: the model itself when it has at most CHECK_LAYERS blocks,
+  // else a truncated copy (its first blocks: the same weights, seeded by name)
+  let cmp: ReturnType<typeof compare>;
+  let what: string;
+  if (shape.layers <= CHECK_LAYERS) {
+    cmp = compare(oneToken(model), logits);
+    what = `the model itself (${shape.layers} blocks)`;
+  } else {
+    fs.rmSync(`${model}.data`, { force: true });
+    fs.rmSync(`${out}.data`, { force: true });
+    const small = path.join(dir, 'llm-truncated.onnx');
+    writeSyntheticLlm(small, { ...shape, layers: CHECK_LAYERS });
+    const smallQ = path.join(dir, 'llm-truncated-int4.onnx');
+    await quantize(small, smallQ);
+    cmp = compare(oneToken(small), oneToken(smallQ));
+    what = `a truncated copy (${CHECK_LAYERS} blocks)`;
+  }
+  log(`${what}: int4 vs float32 logits SQNR ${cmp.sqnrDb.toFixed(1)} dB, cosine ${cmp.cosine.toFixed(4)} (tolerance: >= ${MIN_SQNR_DB} dB, >= ${MIN_COSINE})`);
 
   const ratio = q.ms / copyMs;
   const checks: Array<[string, boolean]> = [
     [`peak RSS ${gib(q.peak)} <= ${RSS_MIB} MiB`, q.peak <= RSS_MIB * 2 ** 20],
-    [`wall time ${(q.ms / 1000).toFixed(1)} s <= ${TIME_RATIO}x the copy (${(copyMs / 1000).toFixed(1)} s): ratio ${ratio.toFixed(2)}`, ratio <= TIME_RATIO],
+    [`wall time ${(q.ms / 1000).toFixed(1)} s <= ${TIME_RATIO}x the copy (${(copyMs / 1000).toFixed(1)} s): ratio ${ratio.toFixed(2)}${TIME_RATIO > 0 ? '' : ' (not judged: SCALE_TIME_RATIO=0)'}`, TIME_RATIO <= 0 || ratio <= TIME_RATIO],
     ['the int4 output loads in onnxruntime-node and gives finite logits', loads],
     [`truncated copy within the int4 tolerance`, cmp.finite && cmp.sqnrDb >= MIN_SQNR_DB && cmp.cosine >= MIN_COSINE],
   ];
