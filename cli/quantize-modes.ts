@@ -178,7 +178,7 @@ const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow
 };
 
 /** quantize-int4 options and the argument that carries each. */
-const INT4_FLAGS = { blockSize: 'blockSize', method: 'int4Method', symmetric: 'symmetric', format: 'format', accuracyLevel: 'accuracyLevel', embeddings: 'embeddings', keepInt8: 'keepInt8' } as const;
+const INT4_FLAGS = { blockSize: 'blockSize', method: 'int4Method', symmetric: 'symmetric', format: 'format', accuracyLevel: 'accuracyLevel', embeddings: 'embeddings', keepInt8: 'keepInt8', kernel: 'int4Kernel' } as const;
 
 const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow>> | StreamInt4Report> = {
   describe: 'int4 (weight-only: MatMul/Gemm as MatMulNBits, embeddings as GatherBlockQuantized; RTN, or GPTQ with --calibration)',
@@ -189,6 +189,7 @@ const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow
     'accuracy-level': passFlag(int4Pass, 'accuracyLevel', { describe: 'int4 mode: MatMulNBits accuracy_level, or auto (timed on this CPU)' }),
     embeddings: passFlag(int4Pass, 'embeddings', { describe: 'int4 mode: embedding tables as int4 GatherBlockQuantized, int8, or float' }),
     'keep-int8': passFlag(int4Pass, 'keepInt8', { describe: 'int4 mode: auto keeps the first/last layer at 8 bits when measured to pay; none' }),
+    'int4-kernel': passFlag(int4Pass, 'kernel', { describe: 'int4 mode: nbits (MatMulNBits), unpack (int4 in the file, unpacked to float32 weights at load), or auto (timed per weight shape on this CPU at sequence lengths 1 and 128; q4f16 mode: nbits)' }),
   },
   run: async (a, common) => {
     const bar = new ProgressBar({ label: 'int4', ...(a.json ? { enabled: false } : {}) });
@@ -219,7 +220,7 @@ const q4f16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeQ4f16Workfl
       ...common,
       ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}),
       pass: passOptionsFrom(convertFloat16Pass, { ...a, excludeOps: list(a.excludeOps), excludeNodes: list(a.excludeNodes) }, FP16_FLAGS),
-      int4: passOptionsFrom(int4Pass, { ...a, format: 'msft' }, INT4_FLAGS) as Partial<QuantizeInt4Options>,
+      int4: passOptionsFrom(int4Pass, { ...a, format: 'msft', int4Kernel: a.int4Kernel === undefined || a.int4Kernel === 'auto' ? 'nbits' : a.int4Kernel }, INT4_FLAGS) as Partial<QuantizeInt4Options>,
       progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
     }).finally(() => bar.done());
   },

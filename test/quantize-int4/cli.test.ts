@@ -47,7 +47,7 @@ describe('quantize --mode int4', () => {
   it('writes MatMulNBits / GatherBlockQuantized, much smaller, and GPTQ beats RTN on held-out inputs', async () => {
     const rtnOut = join(dir, 'rtn.onnx');
     const gptqOut = join(dir, 'gptq.onnx');
-    const rtn = await runCli([...base, '-o', rtnOut, '--int4-method', 'rtn', '--keep-int8', 'none', '--embeddings', 'float', '--accuracy-level', '0']);
+    const rtn = await runCli([...base, '-o', rtnOut, '--int4-method', 'rtn', '--keep-int8', 'none', '--embeddings', 'float', '--accuracy-level', '0', '--int4-kernel', 'nbits', '--block-size', '32']);
     expect(rtn.code, rtn.err).toBe(0);
     const r = JSON.parse(rtn.out);
     expect(r.schema).toBe('onnxforge.quantize-int4/1');
@@ -55,7 +55,7 @@ describe('quantize --mode int4', () => {
     const ops = (await loadModel(rtnOut)).graph.nodes.map((n) => n.opType);
     expect(ops.filter((o) => o === 'MatMulNBits').length).toBe(9); // 2 layers x 4 linears + the tied LM head
     expect(r.int4.accuracyLevel.chosen).toBe(0);
-    const gptq = await runCli([...base, '-o', gptqOut, '--calibration', join(dir, 'calib'), '--keep-int8', 'none', '--embeddings', 'float', '--accuracy-level', '0']);
+    const gptq = await runCli([...base, '-o', gptqOut, '--calibration', join(dir, 'calib'), '--keep-int8', 'none', '--embeddings', 'float', '--accuracy-level', '0', '--int4-kernel', 'nbits', '--block-size', '32']);
     expect(gptq.code, gptq.err).toBe(0);
     expect(JSON.parse(gptq.out).int4.method).toBe('gptq');
     const held = Array.from({ length: 4 }, (_, i) => transformerFeed(variant, 1, 32, { seed: 100 + i }));
@@ -71,7 +71,7 @@ describe('quantize --mode int4', () => {
     expect(JSON.parse(res.out).outputs.length).toBe(1);
     expect(res.code, res.err).toBe(0);
     const m = await loadModel(out);
-    const msft = await runCli([...base, '-o', join(dir, 'msft.onnx')]);
+    const msft = await runCli([...base, '-o', join(dir, 'msft.onnx'), '--int4-kernel', 'nbits']);
     expect((await loadModel(join(dir, 'msft.onnx'))).graph.nodes.map((n) => n.opType)).toContain('GatherBlockQuantized');
     expect(msft.code).toBe(0);
     const level = JSON.parse(msft.out).int4.accuracyLevel;
@@ -81,6 +81,40 @@ describe('quantize --mode int4', () => {
     const dq = m.graph.nodes.filter((n) => n.opType === 'DequantizeLinear' && n.getInt('block_size') === 64);
     expect(dq.length).toBeGreaterThan(0);
     expect(m.graph.nodes.some((n) => n.opDomain === 'com.microsoft')).toBe(false);
+  }, 120_000);
+
+  it('--int4-kernel unpack stores the same codes as constants onnxruntime folds: outputs match MatMulNBits, no contrib op, file as small', async () => {
+    const common = [...base, '--int4-method', 'rtn', '--keep-int8', 'none', '--accuracy-level', '0', '--embeddings', 'float'];
+    const nb = await runCli([...common, '-o', join(dir, 'nb.onnx'), '--int4-kernel', 'nbits']);
+    const up = await runCli([...common, '-o', join(dir, 'up.onnx'), '--int4-kernel', 'unpack']);
+    expect(nb.code, nb.err).toBe(0);
+    expect(up.code, up.err).toBe(0);
+    const m = await loadModel(join(dir, 'up.onnx'));
+    expect(m.graph.nodes.some((n) => n.opDomain === 'com.microsoft')).toBe(false);
+    expect(m.graph.nodes.filter((n) => n.opType === 'MatMul').length).toBeGreaterThanOrEqual(9);
+    const r = JSON.parse(up.out);
+    expect(r.int4.weights.filter((w: { bits: number }) => w.bits > 0).every((w: { kernel: string }) => w.kernel === 'unpacked')).toBe(true);
+    expect(r.size.ratio).toBeLessThan(JSON.parse(nb.out).size.ratio * 1.05);
+    // same codes, same arithmetic (dequantize, then float32 MatMul / Gather)
+    const held = Array.from({ length: 2 }, (_, i) => transformerFeed(variant, 1, 16, { seed: 200 + i }));
+    const ref = await reference(await loadModel(join(dir, 'nb.onnx')), held, nodeRunner);
+    expect(await relativeError(m, ref, nodeRunner)).toBeLessThan(1e-9);
+  }, 120_000);
+
+  it('default kernel auto: every 4-bit shape class timed against float32 at sequence lengths 1 and 128, decision reported', async () => {
+    const res = await runCli([...base, '-o', join(dir, 'auto.onnx')]);
+    expect(res.code, res.err).toBe(0);
+    const r = JSON.parse(res.out).int4;
+    expect(r.kernels.length).toBeGreaterThan(0);
+    for (const k of r.kernels) {
+      expect(k.timings.map((t: { seq: number }) => t.seq)).toEqual([1, 128]);
+      expect(k.chosen === 'unpacked' || [0, 1, 4].includes(k.chosen)).toBe(true);
+      expect(k.reason).toMatch(/float32 MatMul/);
+    }
+    const m = await loadModel(join(dir, 'auto.onnx'));
+    const nbits = m.graph.nodes.filter((n) => n.opType === 'MatMulNBits').length;
+    const unpackedClasses = r.kernels.filter((k: { chosen: unknown }) => k.chosen === 'unpacked').reduce((a: number, k: { weights: number }) => a + k.weights, 0);
+    expect(nbits + unpackedClasses).toBe(r.kernels.reduce((a: number, k: { weights: number }) => a + k.weights, 0));
   }, 120_000);
 });
 

@@ -21,7 +21,8 @@ export interface Q4f16WorkflowOptions extends Fp16WorkflowOptions {
 const PROBE_SAMPLES = 4;
 
 export function quantizeQ4f16Workflow(o: Q4f16WorkflowOptions): Promise<Fp16Report> {
-  const int4Options = resolveOptions(int4Pass, { ...o.int4 }) as QuantizeInt4Options;
+  // MatMulNBits (not unpacked float32 weights): the float16 step then halves its scales and activations
+  const int4Options = resolveOptions(int4Pass, { kernel: 'nbits', ...o.int4 }) as QuantizeInt4Options;
   return runHalfMode(o, {
     mode: 'q4f16',
     async before(model, inputs, random) {

@@ -1,59 +1,94 @@
 /**
  * Second moments of layer inputs on calibration data: for each named float tensor X whose last axis
- * has K elements, H = sum over every row x (all leading axes flattened) of x x^T, a K x K matrix in
- * float64. GPTQ uses H as the Hessian of a layer's squared output error; tr(D H D^T) is the squared
- * output error of a weight change D on the same data.
+ * has K elements, H = sum over every row x (all leading axes flattened) of x x^T, a K x K matrix.
+ * GPTQ uses H as the Hessian of a layer's squared output error; tr(D H D^T) is the squared output
+ * error of a weight change D on the same data.
+ *
+ * onnxruntime computes them: the model is run once per feed with, for each tensor, Reshape(X, [-1, K])
+ * -> Gemm(X, X, transA = 1) added as an extra output, so each feed returns one K x K matrix per tensor
+ * (computed by MLAS at the speed of the model's own MatMuls, not row by row in JS); the sums over feeds
+ * are taken in float64. The same run returns the model's own float outputs, the reference the int4
+ * pass measures its candidates against (no second float pass).
  */
+import { DataType } from '../../../core/dtype.js';
 import { inputError } from '../../../core/errors.js';
 import type { Feed } from '../../../core/host-tensor.js';
-import { augmentModel } from '../../../calibration/collect.js';
-import type { Model } from '../../../ir/ir.js';
+import { Tensor } from '../../../core/tensor.js';
+import { Attribute, Model, Node, Value } from '../../../ir/ir.js';
+import { cloneModel } from '../../../onnx/index.js';
 import type { Runner } from '../../../runtime/runner.js';
 
 export interface InputMoments {
   K: number;
   /** [K, K], symmetric. */
   hessian: Float64Array;
-  rows: number;
 }
 
-function accumulate(h: Float64Array, K: number, x: Float32Array): number {
-  const rows = x.length / K;
-  for (let r = 0; r < rows; r++) {
-    const base = r * K;
-    for (let i = 0; i < K; i++) {
-      const xi = x[base + i]!;
-      if (xi === 0) continue;
-      const hi = i * K;
-      for (let j = i; j < K; j++) h[hi + j]! += xi * x[base + j]!;
-    }
+export interface MomentsRun {
+  moments: Map<string, InputMoments>;
+  /** The model's float32 outputs per feed (feeds in order). */
+  outputs: Array<Record<string, Float32Array>>;
+}
+
+/** `model` with one extra [K, K] output per tensor: X^T X of the tensor flattened to [rows, K]. */
+function momentsModel(model: Model, tensors: ReadonlyMap<string, number>): { model: Model; outputs: Map<string, string> } {
+  const copy = cloneModel(model);
+  const g = copy.graph;
+  const byName = new Map<string, Value>();
+  for (const v of g.inputs) byName.set(v.name, v);
+  for (const n of g.nodes) for (const o of n.outputs) byName.set(o.name, o);
+  const names = copy.names;
+  const outputs = new Map<string, string>();
+  for (const [t, K] of tensors) {
+    const x = byName.get(t);
+    if (!x) throw inputError('INT4_CALIB_SHAPE', `layer input '${t}' is not a node output or graph input of the prepared model`, { tensor: t });
+    const shape = g.addInitializer(Tensor.from(DataType.INT64, [2], BigInt64Array.of(-1n, BigInt(K))), names.fresh(`${t}__rows_shape`));
+    const rows = new Value(names.fresh(`${t}__rows`));
+    const reshape = new Node('Reshape', [x, shape], [rows]);
+    reshape.name = rows.name;
+    const out = new Value(names.fresh(`${t}__moment`));
+    out.setTensorType(DataType.FLOAT, [K, K]);
+    const gemm = new Node('Gemm', [rows, rows], [out]);
+    gemm.name = out.name;
+    gemm.setAttr(Attribute.int('transA', 1));
+    g.insertNode(reshape);
+    g.insertNode(gemm);
+    g.addOutput(out);
+    outputs.set(t, out.name);
   }
-  return rows;
+  return { model: copy, outputs };
 }
 
 /** H for each tensor in `tensors` (name -> K) over `feeds`, running the model once per feed. */
-export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, tick?: () => void): Promise<Map<string, InputMoments>> {
-  const out = new Map<string, InputMoments>();
-  for (const [name, K] of tensors) out.set(name, { K, hessian: new Float64Array(K * K), rows: 0 });
-  if (tensors.size === 0 || feeds.length === 0) return out;
-  const session = await runner.open(augmentModel(model, [...tensors.keys()]), { graphOptimizationLevel: 'disabled' }, '(model with layer inputs exposed)');
+export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, tick?: () => void): Promise<MomentsRun> {
+  const moments = new Map<string, InputMoments>();
+  for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
+  const result: MomentsRun = { moments, outputs: [] };
+  if (feeds.length === 0) return result;
+  const { model: augmented, outputs } = momentsModel(model, tensors);
+  const modelOutputs = model.graph.outputs.map((o) => o.name);
+  const wanted = [...modelOutputs, ...outputs.values()];
+  const session = await runner.open(augmented, { graphOptimizationLevel: 'basic' }, '(model with layer input moments)');
   try {
     for (const feed of feeds) {
-      const res = await session.run(feed, [...tensors.keys()]);
-      for (const [name, m] of out) {
-        const t = res[name];
+      const res = await session.run(feed, wanted);
+      for (const [name, m] of moments) {
+        const t = res[outputs.get(name)!];
         if (!t || !(t.data instanceof Float32Array)) throw inputError('INT4_CALIB_NOT_FLOAT', `layer input '${name}' is not a float32 tensor on the calibration data`, { tensor: name });
-        if (t.dims[t.dims.length - 1] !== m.K) throw inputError('INT4_CALIB_SHAPE', `layer input '${name}' has last dim ${t.dims[t.dims.length - 1]} on the calibration data, the weight expects ${m.K}`, { tensor: name });
-        m.rows += accumulate(m.hessian, m.K, t.data);
+        const h = m.hessian;
+        const d = t.data;
+        for (let i = 0; i < d.length; i++) h[i]! += d[i]!;
       }
+      const outs: Record<string, Float32Array> = {};
+      for (const o of modelOutputs) {
+        const t = res[o];
+        if (t && t.data instanceof Float32Array) outs[o] = t.data;
+      }
+      result.outputs.push(outs);
       tick?.();
     }
   } finally {
     await session.dispose();
   }
-  for (const m of out.values()) {
-    const K = m.K;
-    for (let i = 0; i < K; i++) for (let j = i + 1; j < K; j++) m.hessian[j * K + i] = m.hessian[i * K + j]!;
-  }
-  return out;
+  return result;
 }

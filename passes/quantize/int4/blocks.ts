@@ -198,9 +198,12 @@ export function weightError(rows: Float32Array, q: BlockQuantized): { sse: numbe
   return { sse, energy };
 }
 
+/** Bytes of the packed zero points (MatMulNBits form; 0 when every one is the default). */
+export function zeroPointBytes(q: BlockQuantized): number {
+  return defaultZeroPoints(q) ? 0 : q.bits === 8 ? q.N * q.kBlocks : q.N * Math.ceil(q.kBlocks / 2);
+}
+
 /** Stored bytes of a quantized weight in MatMulNBits form (codes, float32 scales, zero points if any). */
 export function storedBytes(q: BlockQuantized): number {
-  const codes = (q.N * q.kBlocks * q.blockSize * q.bits) / 8;
-  const zps = defaultZeroPoints(q) ? 0 : q.bits === 8 ? q.N * q.kBlocks : q.N * Math.ceil(q.kBlocks / 2);
-  return codes + 4 * q.N * q.kBlocks + zps;
+  return (q.N * q.kBlocks * q.blockSize * q.bits) / 8 + 4 * q.N * q.kBlocks + zeroPointBytes(q);
 }

@@ -109,3 +109,74 @@ export function emitGatherBlockQuantized(g: Graph, names: NameAuthority, node: N
   replaceNode(g, node, n);
   return n;
 }
+
+/** Constants the unpacked weights of one graph share (created on first use). */
+export class UnpackConstants {
+  private readonly cache = new Map<string, Value>();
+  constructor(private readonly g: Graph) {}
+  get(key: string, make: () => Tensor): Value {
+    let v = this.cache.get(key);
+    if (!v) this.cache.set(key, (v = this.g.addInitializer(make(), this.g.names.fresh(`int4_${key}`))));
+    return v;
+  }
+}
+
+/** The codes of `q` for {@link unpackedWeight}: byte j of a block holds codes j (low nibble) and j + blockSize/2. */
+function splitCodes(q: BlockQuantized, layout: 'kn' | 'nk'): Uint8Array {
+  const { N, K, kBlocks, blockSize: bs } = q;
+  const per = q.bits === 4 ? bs / 2 : bs;
+  const out = new Uint8Array(N * kBlocks * per);
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < kBlocks; b++) {
+      for (let j = 0; j < per; j++) {
+        const k = b * bs + j;
+        const code = q.bits === 4 ? q.codes[n * K + k]! | (q.codes[n * K + k + per]! << 4) : q.codes[n * K + k]!;
+        out[layout === 'nk' ? (n * kBlocks + b) * per + j : (b * per + j) * N + n] = code;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The block-quantized weight `q` as a float32 value computed from constants only, [K, N] (MatMul's B,
+ * layout 'kn') or [N, K] (rows: an embedding table, Gemm's B with transB; layout 'nk'): 4-bit codes
+ * split into low and high nibbles (Mod 16, BitShift 4) and concatenated back into blocks, minus the
+ * zero points, times the scales. Every input is a constant, so onnxruntime folds the subgraph into one
+ * float32 initializer when the session is created (and prepacks it for MatMul): the file holds the
+ * codes, the running model a float32 weight at float32 speed. Needs opset 11 (BitShift).
+ */
+export function unpackedWeight(g: Graph, shared: UnpackConstants, q: BlockQuantized, stem: string, layout: 'kn' | 'nk'): Value {
+  const { N, K, kBlocks, blockSize: bs, bits } = q;
+  const names = g.names;
+  const blockAxis = layout === 'nk' ? 2 : 1;
+  const blockDims = (len: number) => (layout === 'nk' ? [N, kBlocks, len] : [kBlocks, len, N]);
+  const add = (op: string, inputs: Value[], attrs: Attribute[] = []): Value => {
+    const out = new Value(names.fresh(`${stem}_${op.toLowerCase()}`));
+    const n = new Node(op, inputs, [out]);
+    for (const a of attrs) n.setAttr(a);
+    g.insertNode(n, 0);
+    return out;
+  };
+  const per = bits === 4 ? bs / 2 : bs;
+  const codes = g.addInitializer(Tensor.fromBytes(DataType.UINT8, blockDims(per), splitCodes(q, layout)), names.fresh(`${stem}_q${bits}`));
+  let x: Value = codes;
+  if (bits === 4) {
+    const lo = add('Mod', [codes, shared.get('u8_16', () => Tensor.fromBytes(DataType.UINT8, [], Uint8Array.of(16)))]);
+    const hi = add('BitShift', [codes, shared.get('u8_4', () => Tensor.fromBytes(DataType.UINT8, [], Uint8Array.of(4)))], [Attribute.string('direction', 'RIGHT')]);
+    x = add('Concat', [lo, hi], [Attribute.int('axis', blockAxis)]);
+  }
+  x = add('Cast', [x], [Attribute.int('to', DataType.FLOAT)]);
+  if (defaultZeroPoints(q)) {
+    x = add('Sub', [x, shared.get(`zp${bits}`, () => Tensor.from(DataType.FLOAT, [], Float32Array.of(1 << (bits - 1))))]);
+  } else {
+    const zp = new Uint8Array(N * kBlocks);
+    for (let n = 0; n < N; n++) for (let b = 0; b < kBlocks; b++) zp[layout === 'nk' ? n * kBlocks + b : b * N + n] = q.zeroPoints[n * kBlocks + b]!;
+    x = add('Sub', [x, add('Cast', [g.addInitializer(Tensor.fromBytes(DataType.UINT8, blockDims(1), zp), names.fresh(`${stem}_zp`))], [Attribute.int('to', DataType.FLOAT)])]);
+  }
+  const sc = new Float32Array(N * kBlocks);
+  for (let n = 0; n < N; n++) for (let b = 0; b < kBlocks; b++) sc[layout === 'nk' ? n * kBlocks + b : b * N + n] = q.scales[n * kBlocks + b]!;
+  x = add('Mul', [x, g.addInitializer(Tensor.from(DataType.FLOAT, blockDims(1), sc), names.fresh(`${stem}_scales`))]);
+  const dims = layout === 'nk' ? [N, K] : [K, N];
+  return add('Reshape', [x, shared.get(`shape_${dims.join('x')}`, () => Tensor.from(DataType.INT64, [2], BigInt64Array.from(dims, BigInt)))]);
+}

@@ -11,7 +11,11 @@
  * which minimises ||X W^T - X Wq^T||^2 greedily, one input at a time. Inputs that are always zero in
  * the calibration data (H[k][k] = 0) get H[k][k] = 1 and weight 0.
  */
+import { DataType } from '../../../core/dtype.js';
 import { internalError } from '../../../core/errors.js';
+import { Tensor } from '../../../core/tensor.js';
+import { GraphBuilder } from '../../../ir/builder.js';
+import type { ModelSession, Runner } from '../../../runtime/runner.js';
 import { BlockQuantized, Bits, blockParams, codeOf, emptyBlocks } from './blocks.js';
 
 /** In-place lower Cholesky factor of the symmetric positive definite a (n x n); false if it is not. */
@@ -32,43 +36,49 @@ function cholesky(a: Float64Array, n: number): boolean {
   return true;
 }
 
-/** H^-1 from its lower Cholesky factor L (H = L L^T): L^-T L^-1. */
-function inverseFromCholesky(l: Float64Array, n: number): Float64Array {
-  // Linv, lower triangular, by forward substitution column by column
+/** The inverse of the lower triangular `l` (n x n), lower triangular; rows are built in order so every read is contiguous. */
+function lowerInverse(l: Float64Array, n: number): Float64Array {
   const inv = new Float64Array(n * n);
-  for (let c = 0; c < n; c++) {
-    for (let i = c; i < n; i++) {
-      let s = i === c ? 1 : 0;
-      for (let p = c; p < i; p++) s -= l[i * n + p]! * inv[p * n + c]!;
-      inv[i * n + c] = s / l[i * n + i]!;
-    }
-  }
-  const out = new Float64Array(n * n);
+  const acc = new Float64Array(n);
   for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = 0;
-      for (let p = i; p < n; p++) s += inv[p * n + i]! * inv[p * n + j]!;
-      out[i * n + j] = s;
-      out[j * n + i] = s;
+    acc.fill(0, 0, i);
+    for (let p = 0; p < i; p++) {
+      const lip = l[i * n + p]!;
+      if (lip === 0) continue;
+      const row = p * n;
+      for (let c = 0; c <= p; c++) acc[c]! += lip * inv[row + c]!;
     }
+    const d = l[i * n + i]!;
+    for (let c = 0; c < i; c++) inv[i * n + c] = -acc[c]! / d;
+    inv[i * n + i] = 1 / d;
   }
-  return out;
+  return inv;
 }
 
-/** The upper factor U (row-major, n x n) with H^-1 = U^T U, damping H until it factors. */
+/**
+ * The upper factor U (row-major, n x n) with H^-1 = U^T U, damping H until it factors. With J the
+ * order reversal, J H J = L L^T (lower Cholesky) gives H = R R^T with R = J L J upper triangular, so
+ * H^-1 = (R^-1)^T R^-1 and U = R^-1 = J L^-1 J: one Cholesky and one triangular inverse.
+ */
 export function inverseHessianFactor(hessian: Float64Array, n: number, damp: number): Float64Array {
   let mean = 0;
   for (let i = 0; i < n; i++) mean += hessian[i * n + i]!;
   mean = mean / n || 1;
   for (let d = damp; d < 1e3; d *= 10) {
-    const h = hessian.slice();
-    for (let i = 0; i < n; i++) h[i * n + i] = (h[i * n + i]! === 0 ? 1 : h[i * n + i]!) + d * mean;
+    const h = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) {
+      const src = (n - 1 - i) * n + n - 1;
+      for (let j = 0; j < n; j++) h[i * n + j] = hessian[src - j]!;
+      const diag = h[i * n + i]!;
+      h[i * n + i] = (diag === 0 ? 1 : diag) + d * mean;
+    }
     if (!cholesky(h, n)) continue;
-    const hinv = inverseFromCholesky(h, n);
-    if (!cholesky(hinv, n)) continue;
-    // hinv now holds C (lower) with H^-1 = C C^T; U = C^T
+    const inv = lowerInverse(h, n);
     const u = new Float64Array(n * n);
-    for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[j * n + i] = hinv[i * n + j]!;
+    for (let i = 0; i < n; i++) {
+      const src = (n - 1 - i) * n + n - 1;
+      for (let j = i; j < n; j++) u[i * n + j] = inv[src - j]!;
+    }
     return u;
   }
   throw internalError('INT4_GPTQ_HESSIAN', `the calibration Hessian (${n} x ${n}) does not factor even with heavy damping`);
@@ -76,12 +86,13 @@ export function inverseHessianFactor(hessian: Float64Array, n: number, damp: num
 
 /**
  * GPTQ of `rows` ([N, K]) given the calibration Hessian `hessian` ([K, K], sum of x x^T over the
- * layer's input rows).
+ * layer's input rows). `factor`: {@link inverseHessianFactor} of it, when already computed (layers
+ * reading the same input share it).
  */
-export function quantizeGptq(rows: Float32Array, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, damp = 0.01): BlockQuantized {
+export function quantizeGptq(rows: Float32Array, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, damp = 0.01, factor?: Float64Array): BlockQuantized {
   const w = Float64Array.from(rows);
   for (let k = 0; k < K; k++) if (hessian[k * K + k] === 0) for (let n = 0; n < N; n++) w[n * K + k] = 0;
-  const u = inverseHessianFactor(hessian, K, damp);
+  const u = factor ?? inverseHessianFactor(hessian, K, damp);
   const r = emptyBlocks(N, K, bits, blockSize, symmetric);
   for (let k = 0; k < K; k++) {
     const b = Math.floor(k / blockSize);
@@ -105,18 +116,44 @@ export function quantizeGptq(rows: Float32Array, N: number, K: number, hessian: 
   return r;
 }
 
-/** tr(D H D^T) for D = rows - dequant: the layer's squared output error summed over the calibration rows. */
-export function outputError(rows: Float32Array, dq: Float32Array, N: number, K: number, hessian: Float64Array): number {
-  let total = 0;
-  const d = new Float64Array(K);
-  for (let n = 0; n < N; n++) {
-    for (let k = 0; k < K; k++) d[k] = rows[n * K + k]! - dq[n * K + k]!;
-    for (let i = 0; i < K; i++) {
-      if (d[i] === 0) continue;
-      let s = 0;
-      for (let j = 0; j < K; j++) s += hessian[i * K + j]! * d[j]!;
-      total += d[i]! * s;
+/**
+ * Squared layer-output errors on the calibration rows, tr(D H D^T), of several approximations of the
+ * same weight rows ([N, K]) at once (D = rows - approximation; an all-zero approximation gives the
+ * output energy tr(W H W^T)), computed by onnxruntime: ReduceSum((D x H) * D) over a stacked D
+ * [m * N, K], one small session (dynamic N and K) for every layer.
+ */
+export class OutputErrorMeter {
+  private session?: Promise<ModelSession>;
+  constructor(private readonly runner: Runner) {}
+
+  private open(): Promise<ModelSession> {
+    if (!this.session) {
+      const b = new GraphBuilder({ opset: 13 });
+      const d = b.input('d', 'float', ['rows', 'k']);
+      const h = b.input('h', 'float', ['k', 'k']);
+      const [dh] = b.op('MatMul', [d, h]);
+      const [p] = b.op('Mul', [dh!, d]);
+      const [sum] = b.op('ReduceSum', [p!, b.initializer('axes', Tensor.from(DataType.INT64, [1], BigInt64Array.of(1n)))], { keepdims: 0 });
+      b.output(sum!, 'sum', 'float', ['rows']);
+      this.session = this.runner.open(b.model(), { intraOpNumThreads: 1 }, '(layer output error)');
     }
+    return this.session;
   }
-  return total;
+
+  async errors(rows: Float32Array, approximations: readonly Float32Array[], N: number, K: number, hessian: Float64Array): Promise<number[]> {
+    const m = approximations.length;
+    const d = new Float32Array(m * N * K);
+    approximations.forEach((x, a) => {
+      for (let i = 0; i < N * K; i++) d[a * N * K + i] = rows[i]! - x[i]!;
+    });
+    const out = await (await this.open()).run({ d: { type: 'float32', dims: [m * N, K], data: d }, h: { type: 'float32', dims: [K, K], data: Float32Array.from(hessian) } }, ['sum']);
+    const per = out['sum']!.data as Float32Array;
+    const totals = new Array<number>(m).fill(0);
+    for (let r = 0; r < m * N; r++) totals[Math.floor(r / N)]! += per[r]!;
+    return totals;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.session) await (await this.session).dispose();
+  }
 }

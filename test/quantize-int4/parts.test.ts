@@ -1,0 +1,88 @@
+/**
+ * Parts of the int4 pass: the GPTQ inverse-Hessian factor (H^-1 = U^T U, U upper), the lossless
+ * compaction of few-valued float constants (bit-exact after onnxruntime folds it back), and the
+ * layer-output errors computed in onnxruntime against the closed form.
+ */
+import { describe, expect, it } from 'vitest';
+import { DataType } from '../../core/dtype.js';
+import { Tensor } from '../../core/tensor.js';
+import { mulberry32 } from '../../data/generate.js';
+import { GraphBuilder } from '../../ir/builder.js';
+import { compactConstants } from '../../passes/quantize/int4/constants.js';
+import { inverseHessianFactor, OutputErrorMeter } from '../../passes/quantize/int4/gptq.js';
+import { nodeRunner } from '../../runtime/runner.js';
+
+function spd(n: number, seed: number): Float64Array {
+  const rand = mulberry32(seed);
+  const x = Array.from({ length: 3 * n * n }, () => rand() - 0.5);
+  const h = new Float64Array(n * n);
+  for (let r = 0; r < 3 * n; r++) for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) h[i * n + j]! += x[r * n + i]! * x[r * n + j]!;
+  return h;
+}
+
+describe('int4 parts', () => {
+  it('inverseHessianFactor: U upper triangular and U^T U times the damped H is the identity', () => {
+    const n = 24;
+    const h = spd(n, 3);
+    const damp = 0.01;
+    const u = inverseHessianFactor(h, n, damp);
+    let mean = 0;
+    for (let i = 0; i < n; i++) mean += h[i * n + i]! / n;
+    const hd = h.slice();
+    for (let i = 0; i < n; i++) hd[i * n + i]! += damp * mean;
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) expect(u[i * n + j]).toBe(0);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let k = 0; k < n; k++) {
+          let inv = 0; // (U^T U)[i][k]
+          for (let p = 0; p < n; p++) inv += u[p * n + i]! * u[p * n + k]!;
+          s += inv * hd[k * n + j]!;
+        }
+        expect(s).toBeCloseTo(i === j ? 1 : 0, 8);
+      }
+    }
+  });
+
+  it('compactConstants: a 0/-1e4 mask becomes uint8 codes and onnxruntime rebuilds it bit-exactly; other constants stay', async () => {
+    const b = new GraphBuilder({ opset: 17 });
+    const x = b.input('x', 'float', [64, 64]);
+    const mask = new Float32Array(64 * 64);
+    for (let i = 0; i < 64; i++) for (let j = i + 1; j < 64; j++) mask[i * 64 + j] = -1e4;
+    const rand = mulberry32(5);
+    const [y] = b.op('Add', [x, b.initializer('mask', Tensor.from(DataType.FLOAT, [64, 64], mask))]);
+    const [z] = b.op('Mul', [y!, b.initializer('dense', Tensor.from(DataType.FLOAT, [64, 64], Float32Array.from({ length: 4096 }, () => rand())))]);
+    b.output(z!, 'z', 'float');
+    const m = b.model();
+    const before = await nodeRunner.open(m);
+    const feed = { x: { type: 'float32' as const, dims: [64, 64], data: Float32Array.from({ length: 4096 }, () => rand() - 0.5) } };
+    const want = (await before.run(feed))['z']!.data as Float32Array;
+    await before.dispose();
+    const done = compactConstants(m, 1024);
+    expect(done.map((c) => [c.tensor, c.bytes])).toEqual([['mask', 4096 + 4]]);
+    expect(m.graph.initializerTensor(m.graph.initializers.get('dense')!)!.dataType).toBe(DataType.FLOAT);
+    const after = await nodeRunner.open(m);
+    const got = (await after.run(feed))['z']!.data as Float32Array;
+    await after.dispose();
+    expect(Array.from(got)).toEqual(Array.from(want));
+  });
+
+  it('OutputErrorMeter: tr(D H D^T) in onnxruntime matches the float64 closed form', async () => {
+    const K = 16;
+    const N = 5;
+    const h = spd(K, 7);
+    const rand = mulberry32(9);
+    const rows = Float32Array.from({ length: N * K }, () => rand() - 0.5);
+    const approx = Float32Array.from(rows, (v) => v + (rand() - 0.5) * 0.1);
+    const meter = new OutputErrorMeter(nodeRunner);
+    const [energy, err] = await meter.errors(rows, [new Float32Array(N * K), approx], N, K, h);
+    await meter.dispose();
+    const exact = (d: (i: number) => number) => {
+      let t = 0;
+      for (let n = 0; n < N; n++) for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) t += d(n * K + i) * h[i * K + j]! * d(n * K + j);
+      return t;
+    };
+    expect(energy! / exact((i) => rows[i]!)).toBeCloseTo(1, 4);
+    expect(err! / exact((i) => rows[i]! - approx[i]!)).toBeCloseTo(1, 4);
+  });
+});
