@@ -70,6 +70,9 @@ describe.skipIf(!chromium)('onnxforge in the browser (headless Chromium)', () =>
       if (m.type() === 'error') errors.push(`console: ${m.text()}`);
     });
     page.on('pageerror', (e) => errors.push(`pageerror: ${(e as Error).message}`));
+    page.on('response', (r) => {
+      if (r.status() >= 400) errors.push(`HTTP ${r.status()} ${r.url()}`);
+    });
     page.on('request', (r) => {
       const u = r.url();
       if (!u.startsWith(origin) && !u.startsWith('blob:') && !u.startsWith('data:')) foreign.push(u);
