@@ -236,7 +236,7 @@ function classifyMask(softIn: Value, scoresOut: (v: Value) => boolean): { scores
     const buf = slicedFromOrigin(ext);
     if (buf) {
       const filter = buf.toNumbers()[1] ?? 0;
-      if (filter < -1e4 && triangular(buf, (r, c, x) => (c <= r ? x === 0 : x === filter))) return { scores, mask: { kind: 'causal', filter, additive: ext }, nodes: [p] };
+      if (filter <= -1e4 && triangular(buf, (r, c, x) => (c <= r ? x === 0 : x === filter))) return { scores, mask: { kind: 'causal', filter, additive: ext }, nodes: [p] };
     }
     return { scores, mask: { kind: 'additive', additive: ext, why: 'the additive mask is neither a padding mask from a [B, T] input nor a causal buffer' }, nodes: [p] };
   }

@@ -24,6 +24,7 @@ import fuseRotary from '../../../passes/fusion/fuse-rotary.js';
 import { upgradeOpset } from '../../../passes/convert/upgrade-opset.js';
 import { TRANSFORMER_VARIANTS, transformerFeed, transformerVariant, type TransformerVariant } from '../../models/transformers.js';
 import { runCli } from '../../helpers/run-cli.js';
+import { buildLanguageModel } from '../../../train/lm/model.js';
 import { opCount, relativeError, runModel } from './helpers.js';
 import { testContext } from './ctx.js';
 
@@ -110,6 +111,16 @@ describe('fusions one by one', () => {
     const ga = [...g.graph.allNodes()].find((n) => n.opType === 'Attention')!;
     expect([ga.opDomain, ga.getInt('is_causal'), ga.getInt('q_num_heads'), ga.inputs.length]).toEqual(['', 1, 4, 3]);
     await expectSameOutputs(base, g, v);
+  });
+
+  it("attention on the project's own language model (train/lm: additive causal buffer of -1e4): unidirectional Attention, outputs kept", async () => {
+    const base = buildLanguageModel({ dModel: 64, heads: 4, layers: 2, ffn: 128, context: 64, seed: 3 }).model;
+    const { model, fused } = await transformerPreset(base, 'microsoft');
+    expect(fused['fuse-attention']).toBe(2);
+    expect([opCount(model, 'Softmax'), opCount(model, 'Attention')]).toEqual([0, 2]);
+    expect([...model.graph.allNodes()].filter((n) => n.opType === 'Attention').every((n) => n.getInt('unidirectional') === 1)).toBe(true);
+    const ids = (b: number, s: number, seed: number) => ({ input_ids: { type: 'int64' as const, dims: [b, s], data: BigInt64Array.from({ length: b * s }, (_, i) => BigInt((i * 37 + seed * 11) % 256)) } });
+    for (const feed of [ids(1, 48, 1), ids(2, 17, 2)]) expect(relativeError(await runModel(base, feed), await runModel(model, feed))).toBeLessThan(1e-4);
   });
 
   it('skip-layer-norm (not in the preset) fuses every residual Add + LayerNormalization with the projection bias and stays within 1e-4', async () => {
