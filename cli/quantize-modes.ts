@@ -23,9 +23,10 @@ import { quantizeQ4f16Workflow } from '../workflows/quantize/q4f16.js';
 import int4Pass, { type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
 import { renderInt4Report } from '../report/quantize-int4.js';
 import { quantizeInt4Workflow } from '../workflows/quantize/int4.js';
-import { renderStreamInt4Report, type StreamInt4Report } from '../report/stream.js';
+import { renderStreamInt4Report, renderStreamWeightsReport, type StreamInt4Report, type StreamWeightsReport } from '../report/stream.js';
 import { shouldStream, streamOptionsFrom, type StreamOptions } from '../workflows/stream.js';
 import { streamInt4Workflow } from '../workflows/stream-int4.js';
+import { streamWeightsWorkflow } from '../workflows/stream-weights.js';
 import { passFlag, passOptionsFrom } from './schema-options.js';
 
 /** The parsed arguments (yargs camelCase), flags of every mode included. */
@@ -51,7 +52,7 @@ export const SHARED_FLAGS: Record<string, Options> = {
   'per-channel': passFlag(staticPass, 'perChannel', { describe: 'one weight scale per output channel (--no-per-channel for per-tensor)', noDefault: true, defaultDescription: 'true' }),
   'reduce-range': passFlag(staticPass, 'reduceRange', { describe: 'int8 weights limited to [-64, 64] (avoids the saturation of AVX2 u8 x s8 pair sums; --no-reduce-range for full range)', noDefault: true, defaultDescription: `${staticPass.options.reduceRange!.default} (static), ${dynamicPass.options.reduceRange!.default} (dynamic)` }),
   'exclude-nodes': passFlag(staticPass, 'excludeNodes', { describe: 'node names left in float (comma-separated or repeated)' }),
-  stream: { type: 'boolean', describe: 'int4 mode: quantize tensor by tensor, for models larger than memory (no onnxruntime measurements; RTN); --no-stream never', defaultDescription: 'when the external data is over 2 GiB' },
+  stream: { type: 'boolean', describe: 'int4/weights/fp16 modes: convert tensor by tensor, for models larger than memory (no onnxruntime measurements; int4 RTN); --no-stream never', defaultDescription: 'when the external data is over 2 GiB' },
   resume: { type: 'boolean', describe: 'streaming: continue an interrupted run from its last finished tensor when the input is unchanged (size and modification time)' },
   'max-data-file-size': { type: 'string', describe: 'streaming: split the external data into files of at most this size (bytes, or 1500M, 2GiB, ...)', defaultDescription: 'one file' },
 };
@@ -139,24 +140,43 @@ const staticMode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeStaticWork
   render: renderQuantizeReport,
 };
 
-const weightsMode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeWeightsWorkflow>>> = {
+/** weights and fp16 modes, streamed when the model is larger than memory (or --stream). */
+async function streamedWeights(a: QuantizeArgs, common: QuantizeWorkflowOptions, mode: 'weights' | 'fp16'): Promise<StreamWeightsReport | undefined> {
+  const streaming = streamingFrom(a, `${mode} (streamed)`);
+  if (!(await shouldStream(common.model, streaming.options))) return undefined;
+  return streamWeightsWorkflow({
+    model: common.model,
+    output: common.output,
+    mode,
+    ...streaming.options,
+    ...(typeof a.minElements === 'number' ? { minElements: a.minElements } : {}),
+    ...(a.perChannel === false ? { perChannel: false } : {}),
+  }).finally(() => streaming.bar.done());
+}
+
+const isStreamed = (r: { schema?: string }): r is StreamWeightsReport => r.schema === 'onnxforge.quantize-stream/1';
+
+const weightsMode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeWeightsWorkflow>> | StreamWeightsReport> = {
   describe: 'weights (int8 weights + DequantizeLinear, float activations, tagged)',
   flags: {},
-  run: (a, common) => quantizeWeightsWorkflow({ ...common, pass: passOptionsFrom(weightsPass, a, { perChannel: 'perChannel', minElements: 'minElements' }) }),
-  render: renderQuantizeModeReport,
+  run: async (a, common) => (await streamedWeights(a, common, 'weights')) ?? quantizeWeightsWorkflow({ ...common, pass: passOptionsFrom(weightsPass, a, { perChannel: 'perChannel', minElements: 'minElements' }) }),
+  render: (r) => (isStreamed(r) ? renderStreamWeightsReport(r) : renderQuantizeModeReport(r)),
 };
 
 const dynamicMode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeDynamicWorkflow>>> = {
   describe: 'dynamic (MatMul/Gemm/Gather/LSTM int8, activations quantized at run time)',
   flags: {},
-  run: (a, common) => quantizeDynamicWorkflow({ ...common, pass: passOptionsFrom(dynamicPass, { ...a, excludeNodes: list(a.excludeNodes) }, { reduceRange: 'reduceRange', excludeNodes: 'excludeNodes', minElements: 'minElements' }) }),
+  run: (a, common) => {
+    if (a.stream === true || a.resume === true || a.maxDataFileSize !== undefined) throw inputError('USAGE_CONFLICT', '--mode dynamic is not streamed (--stream, --resume and --max-data-file-size apply to int4, weights and fp16)');
+    return quantizeDynamicWorkflow({ ...common, pass: passOptionsFrom(dynamicPass, { ...a, excludeNodes: list(a.excludeNodes) }, { reduceRange: 'reduceRange', excludeNodes: 'excludeNodes', minElements: 'minElements' }) });
+  },
   render: renderQuantizeModeReport,
 };
 
 /** convert-float16 options and the argument that carries each. */
 const FP16_FLAGS = { bf16: 'bf16', target: 'fp16Target', keepIoTypes: 'keepIoTypes', headroom: 'headroom', excludeOps: 'excludeOps', excludeNodes: 'excludeNodes' } as const;
 
-const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow>>> = {
+const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow>> | StreamWeightsReport> = {
   describe: 'fp16 (float16, or bfloat16 with --bf16; mixed precision where float16 overflows or onnxruntime has no float16 kernel)',
   flags: {
     bf16: passFlag(convertFloat16Pass, 'bf16', { describe: 'fp16 mode: bfloat16 instead of float16' }),
@@ -164,7 +184,9 @@ const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow
     'keep-io-types': passFlag(convertFloat16Pass, 'keepIoTypes', { describe: 'fp16 mode: float32 graph inputs and outputs (--no-keep-io-types for float16 ones)' }),
     headroom: passFlag(convertFloat16Pass, 'headroom', { describe: 'fp16 mode: a tensor stays float32 when its measured max |x| times this exceeds 65504' }),
   },
-  run: (a, common) => {
+  run: async (a, common) => {
+    const streamed = await streamedWeights(a, common, 'fp16');
+    if (streamed) return streamed;
     const bar = new ProgressBar({ label: 'measuring ranges', ...(a.json ? { enabled: false } : {}) });
     let ticks = 0;
     return quantizeFp16Workflow({
@@ -174,7 +196,7 @@ const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow
       progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
     }).finally(() => bar.done());
   },
-  render: renderFp16Report,
+  render: (r) => (isStreamed(r) ? renderStreamWeightsReport(r) : renderFp16Report(r)),
 };
 
 /** quantize-int4 options and the argument that carries each. */

@@ -44,6 +44,24 @@ export interface StreamInt4Report {
   write: StreamWriteReport;
 }
 
+export interface StreamWeightsReport {
+  schema: 'onnxforge.quantize-stream/1';
+  mode: 'weights' | 'fp16';
+  input: string;
+  output: string;
+  /** Weights converted (int8 behind DequantizeLinear, or float16 behind Cast) and float ones kept. */
+  converted: number;
+  keptFloat: number;
+  floatBytes: number;
+  bytes: number;
+  write: StreamWriteReport;
+}
+
+export function renderStreamWeightsReport(r: StreamWeightsReport): string {
+  const rows = [['converted weights', `${r.converted} (${formatBytes(r.floatBytes)} -> ${formatBytes(r.bytes)}), ${r.keptFloat} kept float32`], ...writeRows(r.write)];
+  return `${renderTable(['', ''], rows, { title: `quantize --mode ${r.mode} (streamed) ${r.input} -> ${r.output}` })}${notes(r.write.notes)}`;
+}
+
 export interface ConvertReport {
   schema: 'onnxforge.convert/1';
   input: string;

@@ -19,6 +19,8 @@ import { packCodes, packZeroPoints, quantizeRtn, rowsOfKN } from '../../passes/q
 import { Session } from '../../runtime/session.js';
 import { convertWorkflow } from '../../workflows/stream.js';
 import { streamInt4Workflow } from '../../workflows/stream-int4.js';
+import { streamWeightsWorkflow } from '../../workflows/stream-weights.js';
+import { quantizeInt8 } from '../../passes/quantize/weights-int8.js';
 import { writeSyntheticLlm } from '../../benchmarks/scale-model.js';
 
 let dir: string;
@@ -105,6 +107,40 @@ describe('streamed int4', () => {
     const r = await streamInt4Workflow({ model, output: out, calibration: 'random:4' });
     expect(r.write.notes.join('\n')).toMatch(/--calibration is not used when streaming: RTN/);
     expect(r.write.notes.join('\n')).toMatch(/no output error or latency/);
+  });
+});
+
+describe('streamed weights and fp16', () => {
+  const sqnr = (f: Float32Array, g: Float32Array) => {
+    let e = 0;
+    let s = 0;
+    for (let i = 0; i < f.length; i++) {
+      e += (f[i]! - g[i]!) ** 2;
+      s += f[i]! ** 2;
+    }
+    return 10 * Math.log10(s / e);
+  };
+
+  it('weights: the pass\'s int8 per channel behind DequantizeLinear, tagged, close to float32', async () => {
+    const out = path.join(dir, 'w8.onnx');
+    const r = await streamWeightsWorkflow({ model, output: out, mode: 'weights' });
+    expect(r.converted).toBe(7 * shape.layers + 2);
+    const q = await loadModel(out);
+    expect(q.metadata('onnxforge.weights')).toBe('int8');
+    const src = await loadModel(model);
+    const dq = q.graph.nodes.find((n) => n.opType === 'DequantizeLinear' && n.outputs[0]!.uses.some((u) => u.node.name === src.graph.nodes.find((m) => m.opType === 'MatMul')!.name))!;
+    const w = constantOf(src.graph.nodes.find((m) => m.opType === 'MatMul')!.inputs[1])!;
+    const ref = quantizeInt8(w, 1);
+    expect(Buffer.compare(constantOf(dq.inputs[0])!.bytes(), ref.q.bytes())).toBe(0);
+    expect(Buffer.compare(constantOf(dq.inputs[1])!.bytes(), ref.scale.bytes())).toBe(0);
+    expect(sqnr(await logits(model), await logits(out))).toBeGreaterThan(30);
+  });
+
+  it('fp16: float16 weights behind Casts, half the bytes, close to float32', async () => {
+    const out = path.join(dir, 'fp16.onnx');
+    const r = await streamWeightsWorkflow({ model, output: out, mode: 'fp16' });
+    expect(r.bytes).toBe(r.floatBytes / 2);
+    expect(sqnr(await logits(model), await logits(out))).toBeGreaterThan(50);
   });
 });
 
