@@ -24,7 +24,7 @@
  * place at the end; the staging folder is removed whatever happens.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { OnnxForgeError, inputError } from '../core/errors.js';
 import { toFloat64, type Feed, type HostTensor } from '../core/host-tensor.js';
 import { openDataSource, type Sample } from '../data/index.js';
@@ -361,7 +361,11 @@ export async function variantsWorkflow(o: VariantsWorkflowOptions): Promise<Vari
   const budget: VariantBudget = { ...DEFAULT_BUDGET, ...o.budget };
   const threads = o.threads ?? 1;
   const latencyRuns = o.latencyRuns ?? 20;
-  const metrics = await Promise.all((o.metrics ?? []).map((m) => loadMetric(m)));
+  // a default export is named after its file (the table's column reads 'accuracy.top1', not 'default.top1')
+  const metrics = await Promise.all((o.metrics ?? []).map(async (spec) => {
+    const m = await loadMetric(spec);
+    return m.name === 'default' ? { ...m, name: basename(spec.replace(/#.*$/, '')).replace(/\.[^.]+$/, '') } : m;
+  }));
   const input = await loadModel(o.model);
   const so = { intraOpNumThreads: threads, allowSpinning: false };
   const reference = await Session.create(o.model, so, o.model);

@@ -44,9 +44,9 @@ describe('onnxforge variants (CLI)', () => {
     expect(by.q4.sizeRatio).toBeLessThan(by.q8.sizeRatio);
     expect(by.q8.sizeRatio).toBeLessThan(0.7);
     expect(by.fp16.sizeRatio).toBeLessThan(0.7);
-    // the written files are what the rows say: MatMulNBits in q4, uint8 weights in uint8, float16 in fp16
-    const q4 = await loadModel(join(out, 'model_q4.onnx'));
-    expect(q4.graph.nodes.some((n) => n.opType === 'MatMulNBits')).toBe(true);
+    // the written files are what the rows say: uint8 weights in uint8, int8 in int8 (q4's form is the
+    // int4 pass's measured choice: MatMulNBits, or 4-bit storage unpacked at load where that runs faster)
+    expect(by.q4.recipe).toBe('quantize --mode int4');
     const u8 = await loadModel(join(out, 'model_uint8.onnx'));
     const mmi = u8.graph.nodes.filter((n) => n.opType === 'MatMulInteger');
     expect(mmi.length).toBeGreaterThan(0);
@@ -74,6 +74,30 @@ describe('onnxforge variants (CLI)', () => {
     expect(doc.shipNote).toContain('no variant meets the budget');
     expect(doc.rows[1].outOfBudget.join(' ')).toContain('size');
     expect(readdirSync(out).sort()).toEqual(['model.onnx', 'model_q4.onnx', 'variants.html', 'variants.json', 'variants.md']);
+  });
+
+  it('--eval with --metric: the metric per variant and for fp32, and the budget applies to it', async () => {
+    const evalFile = join(dir, 'eval.json');
+    const ids = (seed: number) => Array.from({ length: 16 }, (_, i) => (i * 37 + seed * 11) % SMALL.vocab);
+    writeFileSync(evalFile, JSON.stringify([1, 2, 3].map((s) => ({ input_ids: { dims: [1, 16], dtype: 'int64', data: ids(s) } }))));
+    const metric = join(dir, 'meanLogit.mjs');
+    // mean of the logits: a metric whose relative change the budget can judge
+    writeFileSync(metric, 'export default function meanLogit(outputs) { const d = outputs.logits.data; let s = 0; for (const x of d) s += x; return { mean: s / d.length }; }\n');
+    const out = join(dir, 'eval-out');
+    const r = await runCli(['variants', gpt2, '-o', out, '--variants', 'fp32,q8', '--eval', evalFile, '--metric', metric, '--max-metric-change', '0', '--latency-runs', '2', '--json']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.out);
+    expect(doc.samples).toBe(3);
+    expect(doc.measuredOn).toContain('--eval');
+    const ref = doc.reference.metrics.meanLogit.mean;
+    expect(Number.isFinite(ref)).toBe(true);
+    const [fp32, q8] = doc.rows;
+    expect(fp32.metrics.meanLogit.mean).toBeCloseTo(ref, 3);
+    expect(q8.metrics.meanLogit.mean).not.toBe(ref);
+    // --max-metric-change 0: any change puts a variant out of the budget
+    expect(q8.outOfBudget.join(' ')).toContain('meanLogit.mean');
+    expect(readFileSync(join(out, 'variants.md'), 'utf8')).toContain('meanLogit.mean');
   });
 
   it('a model without MatMul weights: q4/q4f16 rows explain INT4_NO_WEIGHTS, the rest are written (exit 0)', async () => {
