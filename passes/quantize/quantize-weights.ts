@@ -129,7 +129,7 @@ export async function quantizeWeights(model: Model, options: QuantizeWeightsOpti
 }
 
 
-const pass = definePass<{ minElements: number; perChannel: boolean; prepare: boolean }, QuantizeWeightsReport>({
+const pass = definePass<{ minElements: number; perChannel: boolean; prepare: boolean; transposeMatMul: boolean }, QuantizeWeightsReport>({
   name: 'quantize-weights',
   description: 'Weight compression: int8 weights (symmetric, per channel) behind DequantizeLinear, float activations; tags the model onnxforge.weights=int8.',
   idempotent: false,
@@ -137,9 +137,10 @@ const pass = definePass<{ minElements: number; perChannel: boolean; prepare: boo
     minElements: { type: 'integer', default: 256, min: 1, description: 'Smallest weight tensor (elements) that is compressed.' },
     perChannel: { type: 'boolean', default: true, description: 'One scale per output channel.' },
     prepare: { type: 'boolean', default: true, description: 'Run the default preset and upgrade to opset 13 first.' },
+    transposeMatMul: { type: 'boolean', default: true, description: 'Store 2-D MatMul weights transposed ([N, K] int8, DequantizeLinear axis 0, then Transpose), so that onnxruntime run raw does not fuse them into the 8-bit MatMulNBits, whose outputs differ from the float MatMul; false: DequantizeLinear axis 1 straight into the MatMul.' },
   },
   async run(model, o, ctx) {
-    const r = await quantizeWeights(model, { minElements: o.minElements, perChannel: o.perChannel, prepare: o.prepare }, ctx);
+    const r = await quantizeWeights(model, { minElements: o.minElements, perChannel: o.perChannel, prepare: o.prepare, transposeMatMul: o.transposeMatMul }, ctx);
     return { report: r, changed: r.weights > 0, stats: { weights: r.weights, perChannel: r.perChannel, floatBytes: r.floatBytes, int8Bytes: r.int8Bytes, keptFloat: r.keptFloat } };
   },
 });
