@@ -48,9 +48,15 @@ export interface PipelineFile {
   reports: string[];
   budgets: PipelineBudgets;
   latency: { runs: number; warmup: number; threads: number; skip: boolean };
+  /**
+   * The backend the model is for (default 'node'): 'wasm' gives the passes onnxruntime-web's WASM
+   * runner (the deploy preset's latency-aware quantization profiles there) and the job measures
+   * latency and accuracy there.
+   */
+  target: 'node' | 'wasm';
 }
 
-const TOP_KEYS = ['version', 'model', 'output', 'passes', 'data', 'metric', 'shapes', 'write', 'reports', 'budgets', 'latency'] as const;
+const TOP_KEYS = ['version', 'model', 'output', 'passes', 'data', 'metric', 'shapes', 'write', 'reports', 'budgets', 'latency', 'target'] as const;
 const DATA_KEYS = ['calibration', 'eval', 'verify'] as const;
 const DATA_ENTRY_KEYS = ['inputs', 'preprocess', 'limit', 'rtol', 'atol'] as const;
 const WRITE_KEYS = ['external-data', 'threshold', 'inline-data'] as const;
@@ -307,7 +313,13 @@ export function parsePipelineFile(text: string, file: string): PipelineFile {
     reports,
     budgets,
     latency,
+    target: 'node',
   };
+  if (o.target !== undefined) {
+    const t = v.string(o.target, 'target');
+    if (t !== 'node' && t !== 'wasm') v.fail('target', `must be node or wasm, got '${t}'`);
+    pf.target = t as 'node' | 'wasm';
+  }
   if (o.metric !== undefined) {
     const m = v.string(o.metric, 'metric');
     const hash = m.lastIndexOf('#');

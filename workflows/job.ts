@@ -16,6 +16,7 @@ import { evaluate } from './evaluate.js';
 import { measureLatency } from '../runtime/latency.js';
 import { loadMetric } from '../runtime/metrics.js';
 import { Session } from '../runtime/session.js';
+import { backendInfo, describeBackend, openSession, runnerFor, type BackendSession } from '../runtime/backend.js';
 import { BudgetEntry, modelFacts, newReport, ReportDocument } from '../report/document.js';
 import { writeReport } from '../report/files.js';
 import { optimize, OptimizeReport, passReport } from '../passes/manager.js';
@@ -36,7 +37,7 @@ function sourceOptions(e: DataSpecEntry, shapes: Record<string, number[]>): Data
   return o;
 }
 
-async function metricOf(session: Session, pf: PipelineFile): Promise<number | undefined> {
+async function metricOf(session: BackendSession, pf: PipelineFile): Promise<number | undefined> {
   if (!pf.metric || !pf.data.eval) return undefined;
   const metric = await loadMetric(pf.metric);
   const rep = await evaluate(session, undefined, openDataSource(parseDataSpec(pf.data.eval.inputs), session.inputs, sourceOptions(pf.data.eval, pf.shapes)), { metrics: [metric] });
@@ -82,6 +83,7 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
   }
   const opt: OptimizeReport = await optimize(model, pf.steps, {
     data,
+    ...(pf.target === 'wasm' ? { runner: runnerFor('wasm') } : {}),
     ...(verify ? { verify } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.onPass ? { onPass: (r) => options.onPass!(r.pass) } : {}),
@@ -97,12 +99,15 @@ export async function runJob(pf: PipelineFile, options: { logger?: Logger; onPas
     const ops = Object.entries(quant.quantizedOps).map(([op, n]) => `${n} ${op}`).join(', ');
     doc.notes = [...(doc.notes ?? []), `In int8: ${ops || 'nothing'}; kept in float: ${quant.float?.length ?? 0} quantizable nodes (listed under layers).`];
   }
+  if (pf.target === 'wasm') doc.notes = [...(doc.notes ?? []), `Target ${describeBackend(backendInfo('wasm'))}: the passes profiled and the job measured latency and accuracy there.`];
 
   // latency: original and result, interleaved in one process
   const budgets: BudgetEntry[] = [];
   if (latencyData?.ok) {
-    const a = await Session.create(originalBytes, { intraOpNumThreads: pf.latency.threads, allowSpinning: false }, 'original');
-    const b = await Session.create(outBytes, { intraOpNumThreads: pf.latency.threads, allowSpinning: false }, 'optimized');
+    // on the target: WASM runs on its own thread count (1 by default), not latency.threads
+    const so = pf.target === 'wasm' ? { allowSpinning: false } : { intraOpNumThreads: pf.latency.threads, allowSpinning: false };
+    const a = await openSession(pf.target, originalBytes, so, 'original');
+    const b = await openSession(pf.target, outBytes, so, 'optimized');
     try {
       const feeds = await latencyData.feeds(4);
       const lat = await measureLatency([a, b], feeds, { runs: pf.latency.runs, warmup: pf.latency.warmup });

@@ -6,6 +6,7 @@ import { renderMarkdown } from '../../report/markdown.js';
 interface Args {
   file: string;
   json?: boolean;
+  target?: 'node' | 'wasm';
 }
 
 export const runCommand: CommandModule<object, Args> = {
@@ -14,9 +15,11 @@ export const runCommand: CommandModule<object, Args> = {
   builder: (y) =>
     y
       .positional('file', { type: 'string', demandOption: true, describe: 'the pipeline file (see onnxforge init)' })
-      .option('json', { type: 'boolean', describe: 'print the report as JSON instead of a summary' }) as never,
+      .option('json', { type: 'boolean', describe: 'print the report as JSON instead of a summary' })
+      .option('target', { choices: ['node', 'wasm'] as const, describe: "the backend the model is for (overrides the file's target; default node): wasm profiles the deploy preset's latency-aware quantization and measures latency and accuracy in onnxruntime-web's WASM backend (1 thread)" }) as never,
   handler: async (args) => {
     const pf = readPipelineFile(args.file);
+    if (args.target) pf.target = args.target;
     const result = await runJob(pf, { onPass: (p) => process.stderr.isTTY && !process.env.CI && process.stderr.write(`\r  running ${p}...        `) });
     if (process.stderr.isTTY && !process.env.CI) process.stderr.write('\r\x1b[K');
     process.stdout.write(args.json ? `${JSON.stringify(result.report, null, 2)}\n` : renderMarkdown(result.report));

@@ -107,3 +107,21 @@ describe('gate --max-backend-drift', () => {
     expect(noModel.code).toBe(2);
   }, 300_000);
 });
+
+describe('the deploy preset with target wasm', () => {
+  it('run --target wasm: quantizes with WASM decisions, measures on WASM, writes a model WASM runs fast', async () => {
+    const out = join(dir, 'conv.deploy.onnx');
+    const file = join(dir, 'deploy.yaml');
+    writeFileSync(file, ['version: 1', `model: ${conv}`, `output: ${out}`, 'passes:', '  - preset: deploy', 'data:', '  calibration:', '    inputs: random:4', 'latency:', '  runs: 3', '  warmup: 1'].join('\n'));
+    const r = await runCli(['run', file, '--target', 'wasm', '--json']);
+    expect(r.code, r.err).toBe(0);
+    const rep = JSON.parse(r.out.slice(0, r.out.lastIndexOf('}') + 1));
+    expect(rep.notes.join(' ')).toContain('Target wasm: onnxruntime-web 1.30.0 (WASM), 1 thread, SIMD');
+    expect(slowIntegerKernels(loadModelSync(out), 'wasm')).toEqual([]);
+    // a bad target in the file is an input error naming the field
+    writeFileSync(file, ['version: 1', `model: ${conv}`, `output: ${out}`, 'target: webgpu', 'passes:', '  - preset: default'].join('\n'));
+    const bad = await runCli(['run', file]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('target');
+  }, 300_000);
+});
