@@ -38,7 +38,10 @@ export type { LoadWarning } from './serde.js';
 
 /** The default {@link LoadOptions.onWarning}: one line on stderr. */
 export function printLoadWarning(w: LoadWarning): void {
-  process.stderr.write(`warning[${w.code}] ${w.file ? `${w.file}: ` : ''}${w.message}\n`);
+  const line = `warning[${w.code}] ${w.file ? `${w.file}: ` : ''}${w.message}`;
+  // a browser has no process: the console's warning stream instead
+  if (typeof process !== 'undefined' && process.stderr) process.stderr.write(`${line}\n`);
+  else console.warn(line);
 }
 
 /**

@@ -84,7 +84,7 @@ describe.skipIf(!chromium)('onnxforge in the browser (headless Chromium)', () =>
   const settled = (page: Page, states: string[], timeout = 90_000) => page.waitForFunction((s: string[]) => s.includes(document.body.dataset.state ?? ''), { timeout, polling: 50 }, states);
 
   async function upload(page: Page, file: string): Promise<string> {
-    const input = await page.$('#file');
+    const input = await page.$('input#file');
     await input!.uploadFile(file);
     await settled(page, ['ready', 'error']);
     return page.$eval('body', (b) => b.dataset.state ?? '');

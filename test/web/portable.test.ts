@@ -28,11 +28,13 @@ describe('onnxforge/web catalog', () => {
 
   it('optimize and weight quantization on bytes write what the Node API writes', async () => {
     const bytes = new Uint8Array(fs.readFileSync(CLS));
-    const web = await optimizeModel(loadWebModel(bytes, { name: 'cls.onnx' }), { preset: 'default' }, { runner: nodeRunner });
-    const node = await loadModel(CLS);
-    await optimize(node, presetPipeline('default'));
-    expect(Buffer.from(web.bytes).equals(Buffer.from(serializeModel(node)))).toBe(true);
-    expect(web.report.records.length).toBeGreaterThan(0);
+    for (const preset of ['default', 'cleanup', 'fuse']) {
+      const web = await optimizeModel(loadWebModel(bytes, { name: 'cls.onnx' }), { preset }, { runner: nodeRunner });
+      const node = await loadModel(CLS);
+      await optimize(node, presetPipeline(preset));
+      expect(Buffer.from(web.bytes).equals(Buffer.from(serializeModel(node))), preset).toBe(true);
+      expect(web.report.records.length).toBeGreaterThan(0);
+    }
 
     const webW = await quantizeWeightsModel(loadWebModel(bytes, { name: 'cls.onnx' }), {}, { runner: nodeRunner });
     const nodeW = await loadModel(CLS);
