@@ -59,5 +59,7 @@ export { renderPruneReport, type PruneCommandReport } from './report/prune.js';
 export { distillWorkflow, type DistillWorkflowOptions, type DistillResult } from './workflows/distill.js';
 export { renderDistillReport, type DistillCommandReport } from './report/distill.js';
 export { optimizeWorkflow, type OptimizeWorkflowOptions } from './workflows/optimize.js';
+export { variantsWorkflow, VARIANT_FILES, VARIANT_NAMES, DEFAULT_BUDGET, type VariantsWorkflowOptions, type VariantsReport, type VariantRow, type VariantBudget, type VariantName } from './workflows/variants.js';
+export { renderVariantsHtml, renderVariantsMarkdown, renderVariantsTerminal } from './report/variants.js';
 export { renderOptimizeSummary, type OptimizeResult } from './report/optimize.js';
 export type { ProgressFactory, ProgressHandle } from './workflows/progress.js';
