@@ -172,8 +172,16 @@ describe.skipIf(!chromium)('onnxforge in the browser (headless Chromium)', () =>
       expect(text, name).toMatch(want);
       expect(await w.page.$eval('#setup', (s) => (s as HTMLElement).hidden), name).toBe(true);
     }
-    // the page still works after all of that
-    expect(await upload(w.page, CLS)).toBe('ready');
+    // the page still works after all of that, and takes a dropped file
+    const small = Array.from(serializeModel(b.model()));
+    await w.page.evaluate((data: number[]) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(data)], 'dropped.onnx'));
+      document.getElementById('drop')!.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, small);
+    await settled(w.page, ['ready', 'error']);
+    expect(await w.page.$eval('body', (x) => x.dataset.state)).toBe('ready');
+    expect(await w.page.$eval('#summary', (p) => p.textContent ?? '')).toContain('dropped.onnx');
     expect(w.errors).toEqual([]);
     expect(w.foreign).toEqual([]);
     await w.page.close();
