@@ -183,6 +183,7 @@ const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow
     'fp16-target': passFlag(convertFloat16Pass, 'target', { describe: 'fp16/q4f16 modes: cpu = float16 weights, float32 compute (what onnxruntime\'s CPU/WASM providers run fastest, measured); any = float16 compute wherever ONNX allows it (GPU/WebGPU)' }),
     'keep-io-types': passFlag(convertFloat16Pass, 'keepIoTypes', { describe: 'fp16 mode: float32 graph inputs and outputs (--no-keep-io-types for float16 ones)' }),
     headroom: passFlag(convertFloat16Pass, 'headroom', { describe: 'fp16 mode: a tensor stays float32 when its measured max |x| times this exceeds 65504' }),
+    'fuse-transformer': { type: 'boolean', describe: 'fp16/int4/q4f16 modes: run the transformer fusion preset first when it fuses something (default on; --no-fuse-transformer to skip)' },
   },
   run: async (a, common) => {
     const streamed = await streamedWeights(a, common, 'fp16');
@@ -191,6 +192,7 @@ const fp16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeFp16Workflow
     let ticks = 0;
     return quantizeFp16Workflow({
       ...common,
+      ...(a.fuseTransformer === false ? { fuseTransformer: false } : {}),
       ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}),
       pass: passOptionsFrom(convertFloat16Pass, { ...a, excludeOps: list(a.excludeOps), excludeNodes: list(a.excludeNodes) }, FP16_FLAGS),
       progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
@@ -224,6 +226,7 @@ const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow
     }
     return quantizeInt4Workflow({
       ...common,
+      ...(a.fuseTransformer === false ? { fuseTransformer: false } : {}),
       ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}),
       pass: passOptionsFrom(int4Pass, flags, INT4_FLAGS) as Partial<QuantizeInt4Options>,
       progress: () => ({ tick: () => bar.update(++ticks), done: () => bar.done() }),
@@ -240,6 +243,7 @@ const q4f16Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeQ4f16Workfl
     let ticks = 0;
     return quantizeQ4f16Workflow({
       ...common,
+      ...(a.fuseTransformer === false ? { fuseTransformer: false } : {}),
       ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}),
       pass: passOptionsFrom(convertFloat16Pass, { ...a, excludeOps: list(a.excludeOps), excludeNodes: list(a.excludeNodes) }, FP16_FLAGS),
       int4: passOptionsFrom(int4Pass, { ...a, format: 'msft', int4Kernel: a.int4Kernel === undefined || a.int4Kernel === 'auto' ? 'nbits' : a.int4Kernel }, INT4_FLAGS) as Partial<QuantizeInt4Options>,

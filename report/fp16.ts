@@ -3,6 +3,7 @@
  * rendering: size and latency beside float32, output error, non-finite outputs, and the conversion's
  * own account (ops in half, what stayed float32 and why, Casts added).
  */
+import type { FusionStep } from './quantize-int4.js';
 import type { ConvertFloat16Report } from '../passes/convert/convert-float16.js';
 import type { OutputError } from '../runtime/metrics.js';
 import { formatBytes, renderTable } from './table.js';
@@ -23,6 +24,8 @@ export interface Fp16Report {
   /** The int4 step of q4f16 (the int4 pass's report), when it ran. */
   int4?: unknown;
   conversion: ConvertFloat16Report;
+  /** The transformer fusion step run before the conversion. */
+  fusion?: FusionStep;
   notes: string[];
   wallMs: number;
 }
@@ -55,6 +58,7 @@ export function renderFp16Report(r: Fp16Report): string {
     `${c.halfNodes} nodes in ${c.half}${ops ? ` (${ops})` : ''}; ${c.rewrite.castsAdded} Casts added, ${c.rewrite.castsRetargeted} retargeted; ${c.rewrite.constantsConverted} constants stored in ${c.half} (${formatBytes(c.rewrite.floatBytes)} -> ${formatBytes(c.rewrite.halfBytes)}), ${c.rewrite.halfWeightsWithCast} of them read by float32 ops through a Cast; ranges: ${c.ranges.source}${c.ranges.samples ? ` (${c.ranges.samples} samples${c.ranges.skipped ? `, ${c.ranges.skipped} skipped: non-finite float32 outputs` : ''})` : ''}`,
   );
   if (c.keptFloat.length) parts.push(renderTable(['kept float32: reason', 'op', 'nodes', 'example'], keptRows(c), { title: `${c.keptFloat.length} float nodes stay float32` }));
+  if (r.fusion) parts.push(`transformer fusions first: ${r.fusion.reason}`);
   for (const n of [...c.notes, ...r.notes]) parts.push(`note: ${n}`);
   return parts.join('\n\n');
 }

@@ -8,6 +8,17 @@ import type { QuantizeInt4Report } from '../passes/quantize/quantize-int4.js';
 import type { OutputError } from '../runtime/metrics.js';
 import { formatBytes, renderTable } from './table.js';
 
+/** The transformer fusion step the int4, fp16 and q4f16 workflows run first. */
+export interface FusionStep {
+  preset: 'transformer';
+  /** True when the fused model was kept (the preset fused at least one operator). */
+  applied: boolean;
+  /** Fused operators added, by type. */
+  fused: Record<string, number>;
+  reason: string;
+  ms: number;
+}
+
 export interface Int4Report {
   schema: 'onnxforge.quantize-int4/1';
   mode: 'int4';
@@ -22,6 +33,8 @@ export interface Int4Report {
   /** Where the calibration feeds came from ('--calibration SPEC' or none). */
   calibration: string;
   int4: QuantizeInt4Report;
+  /** The transformer fusion step run before quantizing. */
+  fusion?: FusionStep;
   notes: string[];
   wallMs: number;
 }
@@ -56,6 +69,7 @@ export function renderInt4Report(r: Int4Report): string {
   }
   const ms = q.ms;
   parts.push(`time: prepare ${fmt(ms.prepare / 1000, 2)} s, calibration moments ${fmt(ms.moments / 1000, 2)} s, quantize ${fmt(ms.quantize / 1000, 2)} s, sensitivity ${fmt(ms.sensitivity / 1000, 2)} s, accuracy_level ${fmt(ms.accuracyLevel / 1000, 2)} s; whole command ${fmt(r.wallMs / 1000, 2)} s`);
+  if (r.fusion) parts.push(`transformer fusions first: ${r.fusion.reason}`);
   for (const n of r.notes) parts.push(`note: ${n}`);
   return parts.join('\n\n');
 }

@@ -48,6 +48,8 @@ describe('quantize --mode fp16 (CLI)', () => {
     expect(m.graph.outputs[0]!.elemType).toBe(DataType.FLOAT);
     const doc = JSON.parse(readFileSync(report, 'utf8'));
     expect(doc.mode).toBe('q4f16');
+    expect(doc.fusion.applied).toBe(true); // the transformer preset ran first: contrib ops converted too
+    expect(m.graph.nodes.some((n) => n.opDomain === 'com.microsoft' && n.opType !== 'MatMulNBits')).toBe(true);
     expect(doc.nonFinite.values).toBe(0);
     expect(doc.size.ratio).toBeLessThan(0.25);
   });

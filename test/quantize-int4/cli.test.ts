@@ -90,7 +90,7 @@ describe('quantize --mode int4', () => {
     expect(nb.code, nb.err).toBe(0);
     expect(up.code, up.err).toBe(0);
     const m = await loadModel(join(dir, 'up.onnx'));
-    expect(m.graph.nodes.some((n) => n.opDomain === 'com.microsoft')).toBe(false);
+    expect(m.graph.nodes.some((n) => n.opType === 'MatMulNBits' || n.opType === 'GatherBlockQuantized')).toBe(false);
     expect(m.graph.nodes.filter((n) => n.opType === 'MatMul').length).toBeGreaterThanOrEqual(9);
     const r = JSON.parse(up.out);
     expect(r.int4.weights.filter((w: { bits: number }) => w.bits > 0).every((w: { kernel: string }) => w.kernel === 'unpacked')).toBe(true);
@@ -99,6 +99,25 @@ describe('quantize --mode int4', () => {
     const held = Array.from({ length: 2 }, (_, i) => transformerFeed(variant, 1, 16, { seed: 200 + i }));
     const ref = await reference(await loadModel(join(dir, 'nb.onnx')), held, nodeRunner);
     expect(await relativeError(m, ref, nodeRunner)).toBeLessThan(1e-9);
+  }, 120_000);
+
+  it('runs the transformer fusions first (reported) and still quantizes every linear weight; --no-fuse-transformer skips them', async () => {
+    const common = [...base, '--int4-method', 'rtn', '--keep-int8', 'none', '--accuracy-level', '0', '--int4-kernel', 'nbits'];
+    const fused = await runCli([...common, '-o', join(dir, 'fused.onnx')]);
+    const plain = await runCli([...common, '-o', join(dir, 'plain.onnx'), '--no-fuse-transformer']);
+    expect(fused.code, fused.err).toBe(0);
+    expect(plain.code, plain.err).toBe(0);
+    const f = JSON.parse(fused.out);
+    const p = JSON.parse(plain.out);
+    expect(f.fusion.applied).toBe(true);
+    expect(p.fusion.applied).toBe(false);
+    const ops = async (path: string) => (await loadModel(path)).graph.nodes.map((n) => n.opType);
+    expect((await ops(join(dir, 'fused.onnx'))).some((o) => Object.keys(f.fusion.fused).includes(o))).toBe(true);
+    // GPT-2's one c_attn MatMul would be packed into com.microsoft.Attention: attention is then left
+    // unfused (reported), so the same weights become MatMulNBits
+    const count = async (path: string) => (await ops(path)).filter((o) => o === 'MatMulNBits').length;
+    expect(await count(join(dir, 'fused.onnx'))).toBe(await count(join(dir, 'plain.onnx')));
+    expect(f.outputs[0].sqnrDb).toBeGreaterThan(p.outputs[0].sqnrDb - 1);
   }, 120_000);
 
   it('default kernel auto: every 4-bit shape class timed against float32 at sequence lengths 1 and 128, decision reported', async () => {

@@ -18,6 +18,7 @@ import { measureLatency } from '../../runtime/latency.js';
 import type { UserMetric } from '../../runtime/metrics.js';
 import { Session, type ValueInfo } from '../../runtime/session.js';
 import { evaluate } from '../evaluate.js';
+import { fuseTransformer } from './int4.js';
 import { checkedBytes, evalDataOptions, loadQuantized, QuantizeWorkflowOptions, startQuantize } from './common.js';
 
 export interface Fp16WorkflowOptions extends QuantizeWorkflowOptions {
@@ -26,6 +27,8 @@ export interface Fp16WorkflowOptions extends QuantizeWorkflowOptions {
   /** convert-float16 pass options; the rest take the schema defaults. */
   pass?: Partial<ConvertFloat16Options>;
   progress?: (label: string, total: number) => { tick(n?: number): void; done(): void };
+  /** Run the transformer fusion preset first when it fuses something (default true). */
+  fuseTransformer?: boolean;
 }
 
 /** Non-finite elements of a float tensor (0 for other types). */
@@ -63,13 +66,15 @@ export interface HalfStep {
 
 export async function runHalfMode(o: Fp16WorkflowOptions, step: HalfStep): Promise<Fp16Report> {
   const t0 = performance.now();
-  const { model, fp32Model, fp32Bytes, threads, latencyRuns } = await startQuantize(o);
+  const start = await startQuantize(o);
+  const { fp32Model, fp32Bytes, threads, latencyRuns } = start;
   const so = { intraOpNumThreads: threads, allowSpinning: false };
   const fp32 = await Session.create(fp32Model, so, o.model);
   let half: Session | undefined;
   try {
     // in-domain random samples, described from the float32 model before it changes
-    const random = randomSamples(model, RANDOM_SAMPLES, o.shapes ?? {});
+    const random = randomSamples(start.model, RANDOM_SAMPLES, o.shapes ?? {});
+    const { model, step: fusion } = await fuseTransformer(start.model, { ...(o.fuseTransformer === false ? { skip: '--no-fuse-transformer' } : {}), keepWeights: step.mode === 'q4f16' });
     const int4 = step.before ? await step.before(model, fp32.inputs, random) : undefined;
     const calibration = o.calibration ? () => openDataSource(o.calibration!, fp32.inputs, { shapes: o.shapes ?? {} }) : undefined;
     const conversion = await convertFloat16(
@@ -95,6 +100,7 @@ export async function runHalfMode(o: Fp16WorkflowOptions, step: HalfStep): Promi
       evalSamples: 0,
       nonFinite: { samples: 0, values: 0, fp32Values: 0 },
       ...(int4 !== undefined ? { int4 } : {}),
+      fusion,
       conversion,
       notes: [],
       wallMs: 0,
