@@ -129,15 +129,8 @@ function layout(model: Model, base: string, threshold: number, align: number, ma
       }
       sizes[file] = offset + length;
       placed.push({ t, file, offset, length });
-      const location = names[Math.min(file, names.length - 1)]!;
-      return {
-        external_data: [
-          { key: 'location', value: location },
-          { key: 'offset', value: String(offset) },
-          { key: 'length', value: String(length) },
-        ],
-        data_location: 1,
-      };
+      const entries: Array<[string, string | number]> = [['location', names[Math.min(file, names.length - 1)]!], ['offset', offset], ['length', length]];
+      return { external_data: entries.map(([key, value]) => ({ key, value: String(value) })), data_location: 1 };
     }
     if (t.dataLocation === 1 && t.external) return { raw_data: t.bytes() };
     return undefined;
@@ -200,6 +193,21 @@ function formatBytes(n: number): string {
 function writeFully(fd: number, bytes: Uint8Array, pos: number): void {
   let off = 0;
   while (off < bytes.length) off += fs.writeSync(fd, bytes, off, bytes.length - off, pos + off);
+}
+
+/**
+ * Writes one tensor's data at `offset`: an unchanged external tensor copied from its file in chunks,
+ * anything else (derived tensors run their recipe here) written from its bytes, then dropped.
+ */
+function writeTensorAt(t: Tensor, fd: number, offset: number, length: number, dest: string, scratch: { buf?: Uint8Array }): void {
+  const ext = t.isExternal ? t.external : undefined;
+  if (ext?.source instanceof FileExternalSource) {
+    ext.source.copyTo(t, ext, fd, offset, (scratch.buf ??= new Uint8Array(COPY_CHUNK_BYTES)));
+    return;
+  }
+  const data = t.bytes();
+  if (data.length !== length) throw inputError('TENSOR_BAD_LENGTH', `tensor ${t.name}: ${data.length} bytes of data, dims [${t.dims.join(',')}] x ${t.dtype} need ${length}`, { tensor: t.name, file: dest });
+  writeFully(fd, data, offset);
 }
 
 function readJournal(work: string): Journal | undefined {
@@ -294,21 +302,13 @@ export function saveModelStreaming(model: Model, dest: string, options: StreamSa
     const ends = lay.sizes.map(() => 0);
     for (const p of lay.placed.slice(0, done)) ends[p.file] = p.offset + p.length;
     let written = resumedBytes;
-    let scratch: Uint8Array | undefined;
+    const scratch: { buf?: Uint8Array } = {};
     const zeros = new Uint8Array(align);
     for (let i = done; i < lay.placed.length; i++) {
       const { t, file, offset, length } = lay.placed[i]!;
       const fd = fds[file]!;
       if (offset > ends[file]!) writeFully(fd, zeros.subarray(0, offset - ends[file]!), ends[file]!);
-      const src = t.isExternal ? t.external!.source : undefined;
-      if (src instanceof FileExternalSource) {
-        scratch ??= new Uint8Array(COPY_CHUNK_BYTES);
-        src.copyTo(t, t.external!, fd, offset, scratch);
-      } else {
-        const bytes = t.bytes();
-        if (bytes.length !== length) throw inputError('TENSOR_BAD_LENGTH', `tensor ${t.name}: ${bytes.length} bytes of data, dims [${t.dims.join(',')}] x ${t.dtype} need ${length}`, { tensor: t.name, file: dest });
-        writeFully(fd, bytes, offset);
-      }
+      writeTensorAt(t, fd, offset, length, dest, scratch);
       ends[file] = offset + length;
       written += length;
       writeJournal(work, { version: 1, fingerprint, done: i + 1 });

@@ -24,7 +24,6 @@ import { inputFilesOf, readTensorRange } from '../onnx/stream.js';
 import { BlockQuantized, packCodes, packZeroPoints, quantizeRtn, type Bits } from '../passes/quantize/int4/blocks.js';
 import { MS_DOMAIN, replaceNode } from '../passes/quantize/int4/emit.js';
 import { checkBlockSize, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
-import { FreshNames } from '../passes/quantize/weights-int8.js';
 import type { StreamInt4Report, StreamInt4Weight } from '../report/stream.js';
 import { weightBytes, writeStreamed, type StreamOptions } from './stream.js';
 
@@ -178,7 +177,7 @@ function emit(g: Graph, node: Node, op: string, inputs: Array<Value | null>, att
 /** Rewrites the graph with derived int4 tensors; returns the per-weight rows. */
 function rewrite(model: Model, blockSize: number, symmetric: boolean, level: number, embeddings: 'int4' | 'int8' | 'float', minElements: number): StreamInt4Weight[] {
   const g = model.graph;
-  const names = new FreshNames(g);
+  const names = g.names;
   const rows: StreamInt4Weight[] = [];
   const replaced = new Set<Value>();
   for (const node of [...g.nodes]) {
@@ -221,12 +220,12 @@ function rewrite(model: Model, blockSize: number, symmetric: boolean, level: num
     const { K, N } = row;
     const kBlocks = K / blockSize;
     const part = sharedParts<keyof Parts>(() => quantizeStreamed(t, gather ? 'NK' : 'KN', N, K, bits, blockSize, symmetric));
-    const stem = names.next('q');
+    const stem = names.numbered('q');
     const blob = (blockSize * bits) / 8;
-    const codes = g.addInitializer(derivedTensor(DataType.UINT8, gather ? [N, kBlocks * blob] : [N, kBlocks, blob], () => part('codes')), names.take(`${stem}_q${bits}`));
-    const scales = g.addInitializer(derivedTensor(DataType.FLOAT, [N, kBlocks], () => part('scales')), names.take(`${stem}_scales`));
+    const codes = g.addInitializer(derivedTensor(DataType.UINT8, gather ? [N, kBlocks * blob] : [N, kBlocks, blob], () => part('codes')), names.fresh(`${stem}_q${bits}`));
+    const scales = g.addInitializer(derivedTensor(DataType.FLOAT, [N, kBlocks], () => part('scales')), names.fresh(`${stem}_scales`));
     const zpDims = bits === 8 ? [N, kBlocks] : [N, Math.ceil(kBlocks / 2)];
-    const zp = symmetric ? null : g.addInitializer(derivedTensor(DataType.UINT8, zpDims, () => part('zp')), names.take(`${stem}_zp`));
+    const zp = symmetric ? null : g.addInitializer(derivedTensor(DataType.UINT8, zpDims, () => part('zp')), names.fresh(`${stem}_zp`));
     if (gather) {
       emit(g, node, 'GatherBlockQuantized', zp ? [codes, node.inputs[1]!, scales, zp] : [codes, node.inputs[1]!, scales], { gather_axis: 0, quantize_axis: 1, block_size: blockSize, bits });
     } else {
