@@ -34,7 +34,9 @@ import type { Feed, HostTensor } from '../core/host-tensor.js';
 import { measureLatency } from '../runtime/latency.js';
 import { Session } from '../runtime/session.js';
 import { cls, det, rec } from './ocr-metrics.js';
-import { quantizeDynamic, quantizeStatic, quantizeWeights } from '../passes/api.js';
+import { quantizeDynamic, quantizeStatic } from '../passes/api.js';
+import { quantizeDynamicWorkflow } from '../workflows/quantize/dynamic.js';
+import { quantizeWeightsWorkflow } from '../workflows/quantize/weights.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const shared = join(root, '../shared');
@@ -74,15 +76,16 @@ function ratioText(x: number, target: number): string {
   return `${x.toFixed(3)} ${x <= target ? '(ok)' : `(MISSED, target <= ${target})`}`;
 }
 
-async function weights(runs: number, transposeMatMul: boolean): Promise<void> {
+async function weights(runs: number, transposeMatMul: boolean, outDir: string): Promise<void> {
   const rows: string[][] = [];
   for (const [name, c] of Object.entries(MODELS)) {
     const path = join(assets, c.file);
     const fp32Bytes = readFileSync(path);
-    const model = await loadModel(path);
-    const r = await quantizeWeights(model, { transposeMatMul });
-    const bytes = serializeModel(model);
-    const issues = checkModel(model);
+    // `onnxforge quantize <m> -o out --mode weights [--transpose-matmul false]`: its workflow, then the written file
+    const output = join(outDir, `${name}_weights.onnx`);
+    const r = (await quantizeWeightsWorkflow({ model: path, output, pass: { transposeMatMul } })).weights!;
+    const bytes = new Uint8Array(readFileSync(output));
+    const issues = checkModel(await loadModel(output));
     const fp32 = await Session.create(new Uint8Array(fp32Bytes), SO, 'FP32');
     const t0 = performance.now();
     const helper = await createCompressedSession(bytes, SO, 'helper');
@@ -166,10 +169,12 @@ async function dynamic(runs: number, outDir: string): Promise<void> {
   const c = MODELS.rec;
   const path = join(assets, c.file);
   const f = await loadModel(path);
-  const q = cloneModel(f);
-  const rep = await quantizeDynamic(q);
+  // `onnxforge quantize <rec> -o out --mode dynamic`: its workflow, then the written file
+  const output = join(outDir, 'rec_dynamic.onnx');
+  const rep = (await quantizeDynamicWorkflow({ model: path, output })).dynamic!;
+  const q = await loadModel(output);
   const fp32Bytes = serializeModel(f).byteLength;
-  const qBytes = serializeModel(q).byteLength;
+  const qBytes = readFileSync(output).byteLength;
   const a = await Session.create(path, SO, 'rec FP32');
   const prep = join(root, 'benchmarks/prep', c.prep);
   const spec = join(data, c.dev);
@@ -257,7 +262,7 @@ async function main(): Promise<void> {
   if (d >= 0) args.splice(d, 1);
   const only = new Set(args);
   const outDir = mkdtempSync(join(tmpdir(), 'onnxforge-bench-modes-'));
-  if (!only.size || only.has('weights')) await weights(runs, d < 0);
+  if (!only.size || only.has('weights')) await weights(runs, d < 0, outDir);
   if (!only.size || only.has('dynamic')) await dynamic(runs, outDir);
   if (!only.size || only.has('qop')) await qop(runs);
 }
