@@ -68,8 +68,12 @@ async function run(mode: Mode, compareLimit: number): Promise<void> {
     result = out.bytes;
   }
   post({ type: 'progress', value: 0.9, label: 'comparing with onnxruntime-web' });
-  if (bytes.byteLength <= compareLimit) post(await compare(bytes, result));
-  else post({ type: 'compare', rows: [{ what: 'size', original: formatBytes(bytes.byteLength), result: formatBytes(result.byteLength) }], note: `Latency and outputs are compared for models up to ${formatBytes(compareLimit)} (both models would be held by onnxruntime-web at once).` });
+  const sizeRow = { what: 'size', original: formatBytes(bytes.byteLength), result: formatBytes(result.byteLength) };
+  if (bytes.byteLength > compareLimit) post({ type: 'compare', rows: [sizeRow], note: `Latency and outputs are compared for models up to ${formatBytes(compareLimit)} (both models would be held by onnxruntime-web at once).` });
+  else {
+    // the result is offered even when onnxruntime-web cannot run one of the models
+    post(await compare(bytes, result).catch((e: unknown): FromWorker => ({ type: 'compare', rows: [sizeRow], note: `onnxruntime-web could not run the models: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}` })));
+  }
   const buf = result.byteOffset === 0 && result.byteLength === result.buffer.byteLength ? (result.buffer as ArrayBuffer) : result.slice().buffer;
   post({ type: 'result', name: outName(name, mode), bytes: buf, before: bytes.byteLength, after: result.byteLength, label: 'done' }, [buf]);
 }
