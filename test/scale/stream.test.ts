@@ -201,3 +201,13 @@ describe('readTensorRange', () => {
     expect(() => readTensorRange(t, 12, 8)).toThrow(/outside/);
   });
 });
+
+describe('progress in bytes', () => {
+  it('shows bytes done of the total, the rate and the time left', async () => {
+    const { ProgressBar } = await import('../../core/progress.js');
+    const bar = new ProgressBar({ label: 'int4 (streamed)', unit: 'bytes', enabled: false, total: 28e9 });
+    bar.update(7e9);
+    const text = bar.render(performance.now() + 10_000);
+    expect(text).toMatch(/^int4 \(streamed\) \[#+\.+\] 7\.0 GB\/28\.0 GB {2}[\d.]+ MB\/s {2}ETA \d+s$/);
+  });
+});
