@@ -27,6 +27,7 @@ import fuseLayerNorm from './fusion/fuse-layer-norm.js';
 import fuseMatmulAdd from './fusion/fuse-matmul-add.js';
 import fusePad from './fusion/fuse-pad.js';
 import fuseRmsNorm from './fusion/fuse-rms-norm.js';
+import fuseRotary from './fusion/fuse-rotary.js';
 import fuseShapeIntoReshape from './fusion/fuse-shape-into-reshape.js';
 import fuseSkipLayerNorm from './fusion/fuse-skip-layer-norm.js';
 import pruneMagnitude from './prune/prune-magnitude.js';
@@ -37,7 +38,7 @@ export const PORTABLE_PASSES: ReadonlyMap<string, Pass<any, any>> = new Map(
   [
     foldConstants, eliminateDead, eliminateIdentity, eliminateCommonSubexpressions, dedupeConstants, mergeConsecutive,
     fuseBatchnorm, fuseConvAffine, fuseConvInputAffine, fuseMatmulAdd, fusePad, fuseShapeIntoReshape, fuseHardswish, fuseLayerNorm, fuseGelu,
-    fuseAttention, fuseSkipLayerNorm, fuseBiasGelu, fuseRmsNorm, upgradeOpset, quantizeWeights, pruneMagnitude,
+    fuseAttention, fuseSkipLayerNorm, fuseBiasGelu, fuseRmsNorm, fuseRotary, upgradeOpset, quantizeWeights, pruneMagnitude,
   ].map((p) => [p.name, p]),
 );
 

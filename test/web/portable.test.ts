@@ -21,7 +21,7 @@ describe('onnxforge/web catalog', () => {
   it('holds the registry pass objects, and the presets the page offers resolve in it', () => {
     expect(PORTABLE_PASSES.size).toBeGreaterThan(15);
     for (const [name, pass] of PORTABLE_PASSES) expect(PASSES.get(name), name).toBe(pass);
-    for (const p of ['default', 'cleanup', 'fuse']) expect(isPortablePreset(p), p).toBe(true);
+    for (const p of ['default', 'cleanup', 'fuse', 'transformer']) expect(isPortablePreset(p), p).toBe(true);
     expect(isPortablePreset('deploy')).toBe(false);
     expect(portableCatalog.getPass('quantize-static')).toBeUndefined();
   });
