@@ -70,8 +70,8 @@ export function quantizeInt8(t: Tensor, axis: number | undefined, qmax: 127 | 64
 export type NameSource = Pick<NameAuthority, 'fresh'>;
 
 /**
- * The legacy view of the name authority, kept only while quantize-int4.ts and workflows/stream-int4.ts
- * still construct it; new code passes `g.names`.
+ * The legacy view of the name authority, kept only while quantize-int4.ts still constructs it
+ * (`addWeightDq(g, g.names, ...)` there lets it go); new code passes `g.names`.
  * @deprecated use `g.names` (`numbered` for `next`, `fresh` for `take`).
  */
 export class FreshNames implements NameSource {
