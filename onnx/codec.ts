@@ -146,12 +146,14 @@ export function decodeModel(bytes: Uint8Array, file: string, options: LoadOption
 }
 
 /**
- * Loads a model from bytes alone (no folder: external tensors stay unread and unchecked; reading one
- * fails). What `loadModelSync(bytes)` does for models without external data, with no file system.
+ * Loads a model from bytes with no file system: what `loadModelSync(bytes)` does for models without
+ * external data. External tensors read from `source` when one is given (the page: data files the user
+ * picked), else reading one fails; their locations are not checked against files here.
  */
-export function loadModelBytes(bytes: Uint8Array, options: Omit<LoadOptions, 'baseDir' | 'validateExternalData'> = {}): Model {
+export function loadModelBytes(bytes: Uint8Array, options: Omit<LoadOptions, 'baseDir' | 'validateExternalData'> & { source?: ExternalDataSource } = {}): Model {
+  const { source, ...rest } = options;
   const file = checkedBytesName(bytes, options.name);
-  return decodeModel(bytes, file, { ...options, validateExternalData: false });
+  return decodeModel(bytes, file, { ...rest, validateExternalData: false }, source ? { source, validate: () => {}, close: () => {} } : undefined);
 }
 
 /** The label of a model given as bytes; throws when they cannot be one protobuf. */

@@ -22,4 +22,4 @@ export { PRESETS, type Preset } from '../passes/presets.js';
 export { summarize, renderSummary, type ModelSummary } from '../report/inspect.js';
 export type { Runner, ModelSession } from '../runtime/runner-types.js';
 export { ortWebRunner, ortWebOptions, toOrt, fromOrt } from './ort-runner.js';
-export { loadWebModel, externalDataFiles, inspectModel, optimizeModel, quantizeWeightsModel, type WebLoadOptions, type WebWorkflowOptions, type WebOptimizeOptions, type WebResult } from './workflows.js';
+export { loadWebModel, decodeWebModel, missingDataFiles, missingDataError, DataFileSource, type DataFile, externalDataFiles, inspectModel, optimizeModel, quantizeWeightsModel, type WebLoadOptions, type WebWorkflowOptions, type WebOptimizeOptions, type WebResult } from './workflows.js';

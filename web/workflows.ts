@@ -7,6 +7,8 @@
  */
 import { checkError, inputError } from '../core/errors.js';
 import { assertValid, checkModel } from '../ir/checker.js';
+import { byteLengthOf } from '../core/dtype.js';
+import type { ExternalData, ExternalDataSource, Tensor } from '../core/tensor.js';
 import type { Model } from '../ir/ir.js';
 import { loadModelBytes, serializeModel, type LoadWarning } from '../onnx/codec.js';
 import { createPassContext, optimize, type OptimizeReport, type PassRecord } from '../passes/engine.js';
@@ -17,9 +19,35 @@ import weightsPass, { quantizeWeights, type QuantizeWeightsOptions, type Quantiz
 import { constantTensors, renderSummary, summarize, type ModelSummary } from '../report/inspect.js';
 import type { Runner } from '../runtime/runner-types.js';
 
+/** A data file external tensors read from: its size and a synchronous read (a worker's FileReaderSync). */
+export interface DataFile {
+  readonly size: number;
+  read(offset: number, length: number): Uint8Array;
+}
+
+/**
+ * External data from files the user gave, by location (the page asks for them). Reads are lazy, one
+ * tensor at a time; a location with no file, or a range outside its file, is an input error.
+ */
+export class DataFileSource implements ExternalDataSource {
+  readonly baseDir = '';
+  readonly files = new Map<string, DataFile>();
+
+  read(t: Tensor, ext: ExternalData): Uint8Array {
+    const f = this.files.get(ext.location);
+    const label = `tensor ${t.name ?? '(unnamed)'}`;
+    if (!f) throw inputError('EXTERNAL_MISSING', `${label}: its external data file ${ext.location} was not given`, { tensor: t.name });
+    const length = ext.length ?? byteLengthOf(t.dataType, t.dims.reduce((a, b) => a * b, 1));
+    if (ext.offset + length > f.size) throw inputError('EXTERNAL_OUT_OF_FILE', `${label}: bytes [${ext.offset}, ${ext.offset + length}) lie beyond the end of ${ext.location} (${f.size} bytes)`, { tensor: t.name, offset: ext.offset });
+    return f.read(ext.offset, length);
+  }
+}
+
 export interface WebLoadOptions {
   /** Label for messages (the file name). */
   name?: string;
+  /** Where external tensors read from; without it (or without a file it needs) such a model is refused. */
+  data?: DataFileSource;
   /** Told about each exporter quirk the loader repaired (the CLI prints these on stderr). */
   onWarning?: (w: LoadWarning) => void;
 }
@@ -35,6 +63,11 @@ export interface WebWorkflowOptions extends WebLoadOptions {
   onPass?: (r: PassRecord) => void;
 }
 
+/** The external data files a model's tensors name, not yet in `data` (empty: nothing missing). */
+export function missingDataFiles(model: Model, data?: DataFileSource): string[] {
+  return externalDataFiles(model).filter((f) => !data?.files.has(f));
+}
+
 /** The external data files a model's tensors name (empty for a single-file model). */
 export function externalDataFiles(model: Model): string[] {
   const files = new Set<string>();
@@ -43,17 +76,26 @@ export function externalDataFiles(model: Model): string[] {
 }
 
 /**
- * Loads a model from bytes (one decode; weights stay views of `bytes`). A model whose weights live in
- * external data files is refused with EXTERNAL_MISSING naming them: only its .onnx was given.
+ * Loads a model from bytes (one decode; weights stay views of `bytes`, external tensors read lazily
+ * from `o.data`). A model whose external data files are not all in `o.data` is refused with
+ * EXTERNAL_MISSING naming them; {@link decodeWebModel} returns it instead, to ask for them.
  */
 export function loadWebModel(bytes: Uint8Array, o: WebLoadOptions = {}): Model {
-  const name = o.name ?? 'model.onnx';
-  const model = loadModelBytes(bytes, { name, onWarning: o.onWarning ?? (() => {}) });
-  const external = externalDataFiles(model);
-  if (external.length) {
-    throw inputError('EXTERNAL_MISSING', `${name} keeps its weights in external data (${external.join(', ')}), which was not given: save it as one file (onnxforge convert --inline-data) or open it with the CLI`, { file: name });
-  }
+  const { model, missing } = decodeWebModel(bytes, o);
+  if (missing.length) throw missingDataError(o.name ?? 'model.onnx', missing);
   return model;
+}
+
+/** The model and the external data files it names that `o.data` lacks (they can be added to it later). */
+export function decodeWebModel(bytes: Uint8Array, o: WebLoadOptions = {}): { model: Model; missing: string[] } {
+  const name = o.name ?? 'model.onnx';
+  const model = loadModelBytes(bytes, { name, onWarning: o.onWarning ?? (() => {}), ...(o.data ? { source: o.data } : {}) });
+  return { model, missing: missingDataFiles(model, o.data) };
+}
+
+/** EXTERNAL_MISSING naming the data files a model needs. */
+export function missingDataError(name: string, missing: readonly string[]): Error {
+  return inputError('EXTERNAL_MISSING', `${name} keeps its weights in external data (${missing.join(', ')}), which was not given: choose the data file too, or save the model as one file (onnxforge convert --inline-data)`, { file: name });
 }
 
 /** `onnxforge inspect`'s summary of a loaded model, and its text form. */

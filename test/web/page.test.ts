@@ -86,7 +86,7 @@ describe.skipIf(!chromium)('onnxforge in the browser (headless Chromium)', () =>
   async function upload(page: Page, file: string): Promise<string> {
     const input = await page.$('input#file');
     await input!.uploadFile(file);
-    await settled(page, ['ready', 'error']);
+    await settled(page, ['ready', 'error', 'needs-data']);
     return page.$eval('body', (b) => b.dataset.state ?? '');
   }
 
@@ -155,14 +155,7 @@ describe.skipIf(!chromium)('onnxforge in the browser (headless Chromium)', () =>
     cases.push(['notes.onnx', new TextEncoder().encode('this is a text file, not a model\n'.repeat(20)), /not (a valid )?an? ONNX model|not a valid ONNX model/]);
     const cls = fs.readFileSync(CLS);
     cases.push(['truncated.onnx', cls.subarray(0, 200_000), /truncated|not a valid ONNX model/i]);
-    const b = new GraphBuilder({ opset: 17 });
-    const x = b.input('x', 'float32', [1, 64]);
-    const W = b.initializer('W', Tensor.from('float32', [64, 64], new Float32Array(4096).fill(0.5), 'W'));
-    b.output(b.op('MatMul', [x, W])[0]!, 'y', 'float32', [1, 64]);
-    const extDir = path.join(dir, 'ext');
-    fs.mkdirSync(extDir, { recursive: true });
-    saveModelSync(b.model(), path.join(extDir, 'external.onnx'), { externalData: true, threshold: 16 });
-    cases.push(['external.onnx', fs.readFileSync(path.join(extDir, 'external.onnx')), /external data \(external\.onnx\.data\)/]);
+    const b = smallMatMul();
     cases.push(['huge.onnx', new Uint8Array(3_000_000), /over this page's limit of 1\.9 MiB/]);
     for (const [name, bytes, want] of cases) {
       const file = path.join(dir, name);
@@ -173,7 +166,7 @@ describe.skipIf(!chromium)('onnxforge in the browser (headless Chromium)', () =>
       expect(await w.page.$eval('#setup', (s) => (s as HTMLElement).hidden), name).toBe(true);
     }
     // the page still works after all of that, and takes a dropped file
-    const small = Array.from(serializeModel(b.model()));
+    const small = Array.from(serializeModel(b));
     await w.page.evaluate((data: number[]) => {
       const dt = new DataTransfer();
       dt.items.add(new File([new Uint8Array(data)], 'dropped.onnx'));
@@ -182,6 +175,27 @@ describe.skipIf(!chromium)('onnxforge in the browser (headless Chromium)', () =>
     await settled(w.page, ['ready', 'error']);
     expect(await w.page.$eval('body', (x) => x.dataset.state)).toBe('ready');
     expect(await w.page.$eval('#summary', (p) => p.textContent ?? '')).toContain('dropped.onnx');
+    expect(w.errors).toEqual([]);
+    expect(w.foreign).toEqual([]);
+    await w.page.close();
+  }, 120_000);
+
+  it('a model with external data: the page asks for the data file, then writes what the CLI writes with --inline-data', async () => {
+    const extDir = path.join(dir, 'ext');
+    fs.mkdirSync(extDir, { recursive: true });
+    const model = path.join(extDir, 'external.onnx');
+    saveModelSync(smallMatMul(), model, { externalData: true, threshold: 16 });
+    const w = await openPage();
+    expect(await upload(w.page, model)).toBe('needs-data');
+    expect(await w.page.$eval('#message', (m) => m.textContent ?? '')).toMatch(/external data: choose external\.onnx\.data/);
+    const data = await w.page.$('input#data');
+    await data!.uploadFile(path.join(extDir, 'external.onnx.data'));
+    await settled(w.page, ['ready', 'error']);
+    expect(await w.page.$eval('body', (x) => x.dataset.state)).toBe('ready');
+    await runMode(w.page, 'preset:default');
+    const page = await downloadResult(w.page);
+    const fromCli = cli(['optimize', model, '--inline-data']);
+    expect(page.equals(fromCli), `page ${page.length} bytes vs CLI ${fromCli.length} bytes`).toBe(true);
     expect(w.errors).toEqual([]);
     expect(w.foreign).toEqual([]);
     await w.page.close();
@@ -232,3 +246,12 @@ describe.skipIf(!chromium)('onnxforge in the browser (headless Chromium)', () =>
     await w.page.close();
   }, 180_000);
 });
+
+/** y = x @ W, W 64 x 64 float32 (16 KiB). */
+function smallMatMul() {
+  const b = new GraphBuilder({ opset: 17 });
+  const x = b.input('x', 'float32', [1, 64]);
+  const W = b.initializer('W', Tensor.from('float32', [64, 64], Float32Array.from({ length: 4096 }, (_, i) => ((i % 13) - 6) / 8), 'W'));
+  b.output(b.op('MatMul', [x, W])[0]!, 'y', 'float32', [1, 64]);
+  return b.model();
+}

@@ -21,6 +21,8 @@ const output = $<HTMLElement>('output');
 const compareBody = $<HTMLTableElement>('compare').tBodies[0]!;
 const compareNote = $<HTMLParagraphElement>('compare-note');
 const download = $<HTMLAnchorElement>('download');
+const dataPicker = $<HTMLParagraphElement>('data-picker');
+const dataInput = $<HTMLInputElement>('data');
 
 const params = new URLSearchParams(location.search);
 const positive = (v: string | null, d: number) => (v !== null && Number(v) > 0 ? Number(v) : d);
@@ -45,10 +47,18 @@ function open(file: File): void {
   resultUrl = undefined;
   setup.hidden = true;
   output.hidden = true;
+  dataPicker.hidden = true;
   say('', 'info');
   state('loading');
   send({ type: 'open', file, limit });
 }
+
+dataInput.addEventListener('change', () => {
+  const files = [...(dataInput.files ?? [])];
+  if (!files.length) return;
+  state('loading');
+  send({ type: 'data', files });
+});
 
 fileInput.addEventListener('change', () => {
   const f = fileInput.files?.[0];
@@ -64,8 +74,12 @@ drop.addEventListener('drop', (e) => {
   drop.classList.remove('over');
   const files = e.dataTransfer?.files;
   if (!files || files.length === 0) return;
-  if (files.length > 1) say(`${files.length} files dropped: opening ${files[0]!.name} only (a model with external data cannot be opened here)`, 'info');
-  open(files[0]!);
+  // a model and its data files may be dropped together
+  const all = [...files];
+  const model = all.find((f) => /\.onnx$/i.test(f.name)) ?? all[0]!;
+  open(model);
+  const rest = all.filter((f) => f !== model);
+  if (rest.length) send({ type: 'data', files: rest });
 });
 
 runButton.addEventListener('click', () => {
@@ -82,7 +96,13 @@ runButton.addEventListener('click', () => {
 worker.addEventListener('message', (ev: MessageEvent<FromWorker>) => {
   const m = ev.data;
   switch (m.type) {
+    case 'needs-data':
+      say(`${m.name} keeps its weights in external data: choose ${m.files.join(', ')} (it is read here, a piece at a time, and never uploaded). The result is saved as one file.`, 'info');
+      dataPicker.hidden = false;
+      state('needs-data');
+      break;
     case 'summary':
+      dataPicker.hidden = true;
       summary.textContent = m.text;
       modeSelect.replaceChildren(...m.modes.map((x) => new Option(x.label, x.mode)));
       runButton.disabled = false;

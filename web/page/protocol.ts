@@ -4,7 +4,8 @@ export type Mode = `preset:${string}` | 'weights';
 
 export type ToWorker =
   | { type: 'open'; file: File; limit: number }
-  | { type: 'run'; mode: Mode; compareLimit: number };
+  | { type: 'run'; mode: Mode; compareLimit: number }
+  | { type: 'data'; files: File[] };
 
 export interface CompareRow {
   what: string;
@@ -14,6 +15,7 @@ export interface CompareRow {
 
 export type FromWorker =
   | { type: 'summary'; name: string; bytes: number; text: string; warnings: string[]; modes: Array<{ mode: Mode; label: string }> }
+  | { type: 'needs-data'; name: string; files: string[] }
   | { type: 'progress'; value: number; label: string }
   | { type: 'result'; name: string; bytes: ArrayBuffer; before: number; after: number; label: string }
   | { type: 'compare'; rows: CompareRow[]; note?: string }

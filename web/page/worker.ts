@@ -9,7 +9,7 @@ import type { Model } from '../../ir/ir.js';
 import { isPortablePreset } from '../../passes/portable.js';
 import { PRESETS } from '../../passes/presets.js';
 import { fromOrt, ortWebOptions, ortWebRunner } from '../ort-runner.js';
-import { inspectModel, loadWebModel, optimizeModel, quantizeWeightsModel } from '../workflows.js';
+import { DataFileSource, decodeWebModel, inspectModel, loadWebModel, missingDataFiles, optimizeModel, quantizeWeightsModel, type DataFile } from '../workflows.js';
 import { formatBytes, type CompareRow, type FromWorker, type Mode, type ToWorker } from './protocol.js';
 
 ort.env.wasm.wasmPaths = '/ort/';
@@ -20,9 +20,35 @@ const scope = self as unknown as { postMessage(m: FromWorker, transfer?: Transfe
 const post = (m: FromWorker, transfer: Transferable[] = []) => scope.postMessage(m, transfer);
 const runner = ortWebRunner(ort);
 
-let input: { bytes: Uint8Array; name: string } | undefined;
+let input: { bytes: Uint8Array; name: string; data: DataFileSource; warnings: string[] } | undefined;
 /** The model as loaded for the summary, used by the next run (one decode for the first run). */
 let loaded: Model | undefined;
+
+type SyncReader = new () => { readAsArrayBuffer(b: Blob): ArrayBuffer };
+const FileReaderSyncCtor = (globalThis as unknown as { FileReaderSync: SyncReader }).FileReaderSync;
+
+/** A picked data file, read a range at a time (FileReaderSync: workers only), never whole. */
+function dataFile(f: File): DataFile {
+  return { size: f.size, read: (offset, length) => new Uint8Array(new FileReaderSyncCtor().readAsArrayBuffer(f.slice(offset, offset + length))) };
+}
+
+/** The summary once every data file is there; else ask for the missing ones. */
+function report(model: Model): void {
+  const { name, bytes, data, warnings } = input!;
+  const missing = missingDataFiles(model, data);
+  if (missing.length) post({ type: 'needs-data', name, files: missing });
+  else post({ type: 'summary', name, bytes: bytes.byteLength, text: inspectModel(model, name, bytes.byteLength).text, warnings, modes: modes() });
+}
+
+function addData(files: File[]): void {
+  if (!input || !loaded) throw new Error('open the .onnx model first, then its data file');
+  const missing = missingDataFiles(loaded, input.data);
+  for (const f of files) {
+    const location = missing.find((m) => m === f.name || m.split('/').pop() === f.name);
+    if (location) input.data.files.set(location, dataFile(f));
+  }
+  report(loaded);
+}
 
 function modes(): Array<{ mode: Mode; label: string }> {
   const presets = Object.keys(PRESETS).filter((p) => isPortablePreset(p));
@@ -42,18 +68,19 @@ async function open(file: File, limit: number): Promise<void> {
   }
   const bytes = new Uint8Array(await file.arrayBuffer());
   const warnings: string[] = [];
-  const model = loadWebModel(bytes, { name: file.name, onWarning: (w) => warnings.push(`warning[${w.code}] ${w.message}`) });
-  input = { bytes, name: file.name };
+  const data = new DataFileSource();
+  const { model } = decodeWebModel(bytes, { name: file.name, data, onWarning: (w) => warnings.push(`warning[${w.code}] ${w.message}`) });
+  input = { bytes, name: file.name, data, warnings };
   loaded = model;
-  post({ type: 'summary', name: file.name, bytes: bytes.byteLength, text: inspectModel(model, file.name, bytes.byteLength).text, warnings, modes: modes() });
+  report(model);
 }
 
 const outName = (name: string, mode: Mode) => `${name.replace(/\.onnx$/i, '')}.${mode === 'weights' ? 'int8w' : mode.slice('preset:'.length)}.onnx`;
 
 async function run(mode: Mode, compareLimit: number): Promise<void> {
   if (!input) throw new Error('open a model first');
-  const { bytes, name } = input;
-  const model = loaded ?? loadWebModel(bytes, { name });
+  const { bytes, name, data } = input;
+  const model = loaded ?? loadWebModel(bytes, { name, data });
   loaded = undefined;
   post({ type: 'progress', value: 0.05, label: 'running' });
   let result: Uint8Array;
@@ -138,10 +165,11 @@ async function compare(a: Uint8Array, b: Uint8Array): Promise<FromWorker> {
   }
 }
 
+let queue: Promise<void> = Promise.resolve();
 scope.onmessage = (ev) => {
   const m = ev.data;
-  const work = m.type === 'open' ? open(m.file, m.limit) : run(m.mode, m.compareLimit);
-  work.catch((e: unknown) => {
+  // one message at a time (a drop of a model and its data file sends two)
+  queue = queue.then(() => (m.type === 'open' ? open(m.file, m.limit) : m.type === 'data' ? addData(m.files) : run(m.mode, m.compareLimit))).catch((e: unknown) => {
     loaded = undefined;
     if (isOnnxForgeError(e)) post({ type: 'error', code: e.code, message: e.message });
     else post({ type: 'error', message: e instanceof Error ? e.message : String(e) });
