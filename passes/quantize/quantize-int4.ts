@@ -35,7 +35,7 @@ import { bareContext } from '../bare-context.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';
 import { firstSamples } from './budget.js';
 import { toSampleSource } from './quantize-static.js';
-import { addWeightDq, FreshNames, quantizeInt8 } from './weights-int8.js';
+import { addWeightDq, quantizeInt8 } from './weights-int8.js';
 import type { NameAuthority } from '../../ir/names.js';
 import { collectInputMoments, InputMoments } from './int4/activations.js';
 import { Bits, BlockQuantized, defaultZeroPoints, dequantizeRows, quantizeRtn, rowsOfKN, storedBytes, zeroPointBytes } from './int4/blocks.js';
@@ -368,7 +368,7 @@ function apply(model: Model, cands: readonly Candidate[], plan: Plan, format: In
 /** Gather on an int8 per-row table behind DequantizeLinear (qdq format, or --embeddings int8). */
 function int8Gather(model: Model, names: NameAuthority, node: Node, c: Candidate, stem: string): void {
   const w = quantizeInt8(Tensor.from(DataType.FLOAT, [c.N, c.K], c.rows), 0);
-  const { out } = addWeightDq(model.graph, new FreshNames(model.graph), w, stem);
+  const { out } = addWeightDq(model.graph, names, w, stem);
   node.setInput(0, out);
 }
 
@@ -378,7 +378,7 @@ function int8MatMul(model: Model, names: NameAuthority, node: Node, input: Value
   for (let n = 0; n < c.N; n++) for (let k = 0; k < c.K; k++) kn[k * c.N + n] = c.rows[n * c.K + k]!;
   const w = quantizeInt8(Tensor.from(DataType.FLOAT, [c.K, c.N], kn), 1);
   const g = model.graph;
-  const { out } = addWeightDq(g, new FreshNames(g), w, stem);
+  const { out } = addWeightDq(g, names, w, stem);
   const mm = new Node('MatMul', [input, out], []);
   if (c.bias) {
     const mid = new Value(names.fresh(`${stem}_mm`));
