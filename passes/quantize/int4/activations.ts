@@ -59,7 +59,50 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>): { mod
   return { model: copy, outputs };
 }
 
-/** H for each tensor in `tensors` (name -> K) over `feeds`, running the model once per feed. */
+/** Feeds per run when they can be stacked on the batch axis. */
+const STACK = 8;
+
+/**
+ * `feeds` stacked in groups of up to {@link STACK} along axis 0 when that is safe: every graph input's
+ * first dimension is symbolic and every feed has the same inputs with the same dims (batch 1 windows of
+ * one length, as calibration sets are). Otherwise one group per feed.
+ */
+function stackFeeds(model: Model, feeds: readonly Feed[]): Feed[][] {
+  const single = feeds.map((f) => [f]);
+  const first = feeds[0];
+  if (!first) return single;
+  const dynamicBatch = model.graph.inputs.filter((v) => !model.graph.initializers.has(v.name)).every((v) => {
+    const d = v.shape?.[0];
+    return d === undefined || typeof d === 'string';
+  });
+  const sig = (f: Feed) => Object.keys(f).sort().map((k) => `${k}:${f[k]!.type}:${f[k]!.dims.join('x')}`).join('|');
+  if (!dynamicBatch || !feeds.every((f) => sig(f) === sig(first))) return single;
+  const groups: Feed[][] = [];
+  for (let i = 0; i < feeds.length; i += STACK) groups.push(feeds.slice(i, i + STACK));
+  return groups;
+}
+
+function concatFeeds(group: readonly Feed[]): Feed {
+  if (group.length === 1) return group[0]!;
+  const out: Feed = {};
+  for (const k of Object.keys(group[0]!)) {
+    const parts = group.map((f) => f[k]!);
+    const t = parts[0]!;
+    const data = new (t.data.constructor as { new (n: number): typeof t.data })(parts.reduce((a, p) => a + p.data.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      (data as Float32Array).set(p.data as Float32Array, at);
+      at += p.data.length;
+    }
+    out[k] = { type: t.type, dims: [parts.reduce((a, p) => a + p.dims[0]!, 0), ...t.dims.slice(1)], data };
+  }
+  return out;
+}
+
+/**
+ * H for each tensor in `tensors` (name -> K) over `feeds`, running the model on groups of feeds
+ * stacked on the batch axis where that is safe (one run per feed otherwise).
+ */
 export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, tick?: () => void): Promise<MomentsRun> {
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
@@ -70,8 +113,8 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
   const wanted = [...modelOutputs, ...outputs.values()];
   const session = await runner.open(augmented, { graphOptimizationLevel: 'basic' }, '(model with layer input moments)');
   try {
-    for (const feed of feeds) {
-      const res = await session.run(feed, wanted);
+    for (const group of stackFeeds(model, feeds)) {
+      const res = await session.run(concatFeeds(group), wanted);
       for (const [name, m] of moments) {
         const t = res[outputs.get(name)!];
         if (!t || !(t.data instanceof Float32Array)) throw inputError('INT4_CALIB_NOT_FLOAT', `layer input '${name}' is not a float32 tensor on the calibration data`, { tensor: name });
@@ -79,13 +122,21 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
         const d = t.data;
         for (let i = 0; i < d.length; i++) h[i]! += d[i]!;
       }
-      const outs: Record<string, Float32Array> = {};
-      for (const o of modelOutputs) {
-        const t = res[o];
-        if (t && t.data instanceof Float32Array) outs[o] = t.data;
+      // the model's own outputs, split back per feed (rows of the batch axis)
+      for (let j = 0; j < group.length; j++) {
+        const outs: Record<string, Float32Array> = {};
+        for (const o of modelOutputs) {
+          const t = res[o];
+          if (!t || !(t.data instanceof Float32Array)) continue;
+          if (group.length === 1) outs[o] = t.data;
+          else if (t.dims[0] === group.length) {
+            const per = t.data.length / group.length;
+            outs[o] = t.data.slice(j * per, (j + 1) * per);
+          }
+        }
+        result.outputs.push(outs);
       }
-      result.outputs.push(outs);
-      tick?.();
+      for (let j = 0; j < group.length; j++) tick?.();
     }
   } finally {
     await session.dispose();
