@@ -14,6 +14,8 @@
  * accuracy_level: both run the model; accuracy_level is 0 unless given), the default preset run
  * first, Gemm and MatMul of a transposed constant (left float), and the qdq format.
  */
+import * as os from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { DataType } from '../core/dtype.js';
 import { inputError } from '../core/errors.js';
 import { derivedTensor, sharedParts } from '../core/derived.js';
@@ -58,31 +60,32 @@ interface Parts {
  * `base`), written to the [N, kBlocks, blob] codes and [N, kBlocks] scales / zero points: the same
  * values as blocks.ts's `blockParams`, `codeOf` and `packCodes` on the transposed rows (same float
  * operations in the same order), without transposing: the inner loops run along n, so reads are
- * contiguous.
+ * contiguous. Columns n0 .. n1 - 1 only (a helper thread takes the other half; this function's source
+ * is what it runs, so it uses nothing but its arguments and Math).
  */
-function quantizeKNBlock(f: Float32Array, base: number, N: number, kb: number, kBlocks: number, blockSize: number, bits: Bits, symmetric: boolean, codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array, work: { a: Float64Array; b: Float64Array; tmp: Uint8Array }): void {
+function quantizeKNBlock(f: Float32Array, base: number, N: number, n0: number, n1: number, kb: number, kBlocks: number, blockSize: number, bits: Bits, symmetric: boolean, codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array, work: { a: Float64Array; b: Float64Array; tmp: Uint8Array }): void {
   const levels = (1 << bits) - 1;
   const mid = 1 << (bits - 1);
   const { a: lo, b: hi } = work;
-  lo.fill(0);
-  hi.fill(0);
+  lo.fill(0, n0, n1);
+  hi.fill(0, n0, n1);
   for (let j = 0; j < blockSize; j++) {
     const row = base + j * N;
     if (symmetric) {
       // lo holds the value of largest magnitude (the first one, as blockParams keeps it)
-      for (let n = 0; n < N; n++) {
+      for (let n = n0; n < n1; n++) {
         const x = f[row + n]!;
         if (Math.abs(x) > Math.abs(lo[n]!)) lo[n] = x;
       }
     } else {
-      for (let n = 0; n < N; n++) {
+      for (let n = n0; n < n1; n++) {
         const x = f[row + n]!;
         if (x < lo[n]!) lo[n] = x;
         if (x > hi[n]!) hi[n] = x;
       }
     }
   }
-  for (let n = 0; n < N; n++) {
+  for (let n = n0; n < n1; n++) {
     let scale: number;
     let zp = mid;
     if (symmetric) scale = Math.fround(lo[n]! / -mid);
@@ -104,7 +107,7 @@ function quantizeKNBlock(f: Float32Array, base: number, N: number, kb: number, k
   for (let j = 0; j < blockSize; j += per) {
     const r0 = base + j * N;
     const t0 = (j / per) * N;
-    for (let n = 0; n < N; n++) {
+    for (let n = n0; n < n1; n++) {
       const s = hi[n]!;
       const z = lo[n]!;
       let c0 = z;
@@ -125,10 +128,61 @@ function quantizeKNBlock(f: Float32Array, base: number, N: number, kb: number, k
     }
   }
   const stride = kBlocks * blob;
-  for (let n = 0; n < N; n++) {
+  for (let n = n0; n < n1; n++) {
     const at = n * stride + kb * blob;
     for (let i = 0; i < blob; i++) codes[at + i] = tmp[i * N + n]!;
   }
+}
+
+interface Helper {
+  start(job: Record<string, unknown>): void;
+  wait(): void;
+}
+
+let helperThread: Helper | null | undefined;
+
+/**
+ * A second thread for {@link quantizeKNBlock} (the other half of the columns of each slice), or
+ * undefined on one core, with ONNXFORGE_STREAM_THREADS=1, or where threads cannot start. The caller blocks on a shared flag
+ * (Atomics.wait) until the helper is done, so derived tensors stay synchronous recipes.
+ */
+function helper(): Helper | undefined {
+  if (helperThread !== undefined) return helperThread ?? undefined;
+  helperThread = null;
+  if (os.availableParallelism() < 2 || process.env.ONNXFORGE_STREAM_THREADS === '1') return undefined;
+  try {
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const src = `const { parentPort, workerData } = require('node:worker_threads');
+const quantizeKNBlock = (${quantizeKNBlock.toString()});
+const flag = workerData;
+let work;
+parentPort.on('message', (m) => {
+  if (!work || work.a.length < m.N) work = { a: new Float64Array(m.N), b: new Float64Array(m.N), tmp: new Uint8Array(((m.blockSize * m.bits) / 8) * m.N) };
+  const f = new Float32Array(m.f, 0, m.fLen);
+  const codes = new Uint8Array(m.codes), scales = new Float32Array(m.scales), zps = new Uint8Array(m.zeroPoints);
+  for (let b = 0; b < m.nb; b++) quantizeKNBlock(f, b * m.blockSize * m.N, m.N, m.n0, m.n1, m.b0 + b, m.kBlocks, m.blockSize, m.bits, m.symmetric, codes, scales, zps, work);
+  Atomics.store(flag, 0, 1);
+  Atomics.notify(flag, 0);
+});`;
+    const w = new Worker(src, { eval: true, workerData: flag });
+    w.unref();
+    let failed: Error | undefined;
+    w.on('error', (e) => (failed = e));
+    helperThread = {
+      start(job) {
+        Atomics.store(flag, 0, 0);
+        w.postMessage(job);
+      },
+      wait() {
+        while (Atomics.load(flag, 0) === 0) {
+          if (Atomics.wait(flag, 0, 0, 1000) === 'timed-out' && failed) throw failed;
+        }
+      },
+    };
+  } catch {
+    helperThread = null;
+  }
+  return helperThread ?? undefined;
 }
 
 /** RTN of a weight read slice by slice: `rows` is [N, K] (Gather table) or [K, N] (MatMul B, transposed per slice). */
@@ -152,15 +206,24 @@ function quantizeStreamed(t: Tensor, layout: 'NK' | 'KN', N: number, K: number, 
   } else {
     // B [K, N]: a slice of whole blocks of rows k is contiguous, quantized in place (no transpose)
     const blocksPer = Math.max(1, Math.floor(SLICE_BYTES / (4 * N * blockSize)));
-    const buf = new Uint8Array(Math.min(kBlocks, blocksPer) * blockSize * N * 4);
+    const h = N >= 512 ? helper() : undefined;
+    const shared = (n: number) => (h ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
+    const buf = new Uint8Array(shared(Math.min(kBlocks, blocksPer) * blockSize * N * 4));
+    const out = { codes: new Uint8Array(shared(codes.length)), scales: new Float32Array(shared(scales.byteLength)), zeroPoints: new Uint8Array(shared(zeroPoints.length)) };
     const work = { a: new Float64Array(N), b: new Float64Array(N), tmp: new Uint8Array(((blockSize * bits) / 8) * N) };
+    const half = h ? N >> 1 : N;
     for (let b0 = 0; b0 < kBlocks; b0 += blocksPer) {
       const nb = Math.min(blocksPer, kBlocks - b0);
       const n4 = nb * blockSize * N * 4;
-      const raw = readTensorRange(t, b0 * blockSize * N * 4, n4, buf.subarray(0, n4));
-      const f = new Float32Array(raw.buffer, raw.byteOffset, n4 / 4);
-      for (let b = 0; b < nb; b++) quantizeKNBlock(f, b * blockSize * N, N, b0 + b, kBlocks, blockSize, bits, symmetric, codes, scales, zeroPoints, work);
+      readTensorRange(t, b0 * blockSize * N * 4, n4, buf.subarray(0, n4));
+      const f = new Float32Array(buf.buffer, 0, n4 / 4);
+      h?.start({ f: buf.buffer, fLen: n4 / 4, N, n0: half, n1: N, b0, nb, kBlocks, blockSize, bits, symmetric, codes: out.codes.buffer, scales: out.scales.buffer, zeroPoints: out.zeroPoints.buffer });
+      for (let b = 0; b < nb; b++) quantizeKNBlock(f, b * blockSize * N, N, 0, half, b0 + b, kBlocks, blockSize, bits, symmetric, out.codes, out.scales, out.zeroPoints, work);
+      h?.wait();
     }
+    codes.set(out.codes);
+    scales.set(out.scales);
+    zeroPoints.set(out.zeroPoints);
   }
   const whole: BlockQuantized = { N, K, bits, blockSize, kBlocks, symmetric, codes: new Uint8Array(0), scales, zeroPoints };
   return { codes, scales: new Uint8Array(scales.buffer), zp: symmetric ? new Uint8Array(0) : packZeroPoints(whole).bytes };

@@ -65,9 +65,12 @@ describe('derived tensors', () => {
 });
 
 describe('streamed int4', () => {
-  for (const symmetric of [false, true]) {
-    it(`writes the int4 pass's RTN layout byte for byte (${symmetric ? 'symmetric' : 'zero points'})`, async () => {
-      const out = path.join(dir, `int4-${symmetric}.onnx`);
+  // the wide model's MatMuls have N >= 512: each slice is quantized on two threads
+  for (const [symmetric, wide] of [[false, false], [true, false], [false, true]] as const) {
+    it(`writes the int4 pass's RTN layout byte for byte (${symmetric ? 'symmetric' : 'zero points'}${wide ? ', two threads' : ''})`, async () => {
+      const model = wide ? path.join(dir, 'wide.onnx') : path.join(dir, 'llm.onnx');
+      if (wide) writeSyntheticLlm(model, { ...shape, d: 512, ff: 1024, vocab: 512 });
+      const out = path.join(dir, `int4-${symmetric}-${wide}.onnx`);
       const r = await streamInt4Workflow({ model, output: out, stream: true, pass: { symmetric } });
       expect(r.weights.filter((w) => w.op === 'MatMul' && w.bits === 4)).toHaveLength(7 * shape.layers + 1);
       expect(r.weights.find((w) => w.op === 'Gather')?.bits).toBe(8);
@@ -97,7 +100,7 @@ describe('streamed int4', () => {
         s += f[i]! ** 2;
       }
       expect(10 * Math.log10(s / e)).toBeGreaterThan(12);
-    });
+    }, 60_000);
   }
 
   it('refuses GPTQ and the qdq format, and says what streaming leaves out', async () => {
