@@ -7,7 +7,7 @@
  */
 import { inputError } from '../core/errors.js';
 import { elementCount, Feed, formatDims, float32ToFloat16Bits, HostTensor, isHostDType, zeros } from '../core/host-tensor.js';
-import type { ValueInfo } from '../runtime/session.js';
+import type { ValueInfo } from '../runtime/runner-types.js';
 
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;

@@ -6,6 +6,7 @@
  */
 import { inputError, OnnxForgeError } from '../core/errors.js';
 import type { ExternalDataSource, Tensor } from '../core/tensor.js';
+import { DerivedSource } from '../core/derived.js';
 import type { Graph, Model } from '../ir/ir.js';
 import { repeatedOpsets, sortNodes } from './normalize.js';
 import { type LoadWarning, modelFromProto, modelToProto, tensorFrom, tensorTo } from './serde.js';
@@ -154,6 +155,27 @@ export function loadModelBytes(bytes: Uint8Array, options: Omit<LoadOptions, 'ba
   const { source, ...rest } = options;
   const file = checkedBytesName(bytes, options.name);
   return decodeModel(bytes, file, { ...rest, validateExternalData: false }, source ? { source, validate: () => {}, close: () => {} } : undefined);
+}
+
+/**
+ * Round-trips a model through its proto form: a deep, independent copy sharing immutable tensor bytes.
+ * External tensors of the copy read from the original's data source (a file's folder, the page's data
+ * files); derived tensors (core/derived.ts) are not carried over.
+ */
+export function cloneModel(model: Model): Model {
+  const copy = modelFromProto(modelToProto(model), firstSource(model));
+  if (model.sourcePath) copy.sourcePath = model.sourcePath;
+  return copy;
+}
+
+function firstSource(model: Model): { source?: ExternalDataSource } {
+  for (const g of model.graph.allGraphs()) {
+    for (const v of g.initializers.values()) {
+      const s = g.initializerTensor(v)?.external?.source;
+      if (s && !(s instanceof DerivedSource)) return { source: s };
+    }
+  }
+  return {};
 }
 
 /** The label of a model given as bytes; throws when they cannot be one protobuf. */

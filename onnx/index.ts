@@ -17,7 +17,7 @@ import { encodeChunks, ProtoObject } from './wire.js';
 
 export { ORT_MEM_ADDR_MARKER, MAX_OPEN_DATA_FILES, FileExternalSource, checkLocation, forEachTensor, releaseModel, validateExternalData } from './external.js';
 export { DEFAULT_MAX_DEPTH } from './wire.js';
-export { MAX_PROTO_BYTES, MAX_SUBGRAPH_DEPTH, printLoadWarning, serializeModel, decodeTensor, encodeTensor, decodeMessage, type LoadOptions, type LoadWarning } from './codec.js';
+export { MAX_PROTO_BYTES, MAX_SUBGRAPH_DEPTH, printLoadWarning, serializeModel, cloneModel, decodeTensor, encodeTensor, decodeMessage, type LoadOptions, type LoadWarning } from './codec.js';
 
 /** Reads a model file through one descriptor (no FIFO can block, nothing over 2 GiB is read). */
 function readModelFile(src: string): Uint8Array {
@@ -450,20 +450,3 @@ function syncDir(dir: string): void {
   }
 }
 
-/** Round-trips a model through its proto form: a deep, independent copy sharing immutable tensor bytes. */
-export function cloneModel(model: Model): Model {
-  const proto = modelToProto(model);
-  const copy = modelFromProto(proto, firstSource(model));
-  if (model.sourcePath) copy.sourcePath = model.sourcePath;
-  return copy;
-}
-
-function firstSource(model: Model): { source?: FileExternalSource } {
-  for (const g of model.graph.allGraphs()) {
-    for (const v of g.initializers.values()) {
-      const s = g.initializerTensor(v)?.external?.source;
-      if (s instanceof FileExternalSource) return { source: s };
-    }
-  }
-  return {};
-}

@@ -25,11 +25,11 @@ import { inputError } from '../../core/errors.js';
 import { DataType, dtypeName } from '../../core/dtype.js';
 import type { Feed } from '../../core/host-tensor.js';
 import { constantOf, Model, Value } from '../../ir/ir.js';
-import type { Sample } from '../../data/index.js';
+import type { Sample } from '../../data/sample.js';
 import { generateFeeds, mulberry32 } from '../../data/generate.js';
-import type { ValueInfo } from '../../runtime/runner.js';
+import type { ValueInfo } from '../../runtime/runner-types.js';
 import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
-import { toSampleSource } from '../quantize/quantize-static.js';
+import { toSampleSource } from '../quantize/sample-source.js';
 import { HalfType, inferTypes, isFloat32, KeepReason, planConversion, TensorRange } from './float16/plan.js';
 import { applyPlan, RewriteStats } from './float16/rewrite.js';
 import { measureRanges } from './float16/ranges.js';
@@ -147,7 +147,7 @@ export function randomSamples(model: Model, count: number, shapes: Record<string
 }
 
 /** Converts `model` in place; returns what stayed float32 and why. */
-export async function convertFloat16(model: Model, options: ConvertFloat16Options = {}, ctx?: Partial<Pick<PassContext, 'progress' | 'runner'>>): Promise<ConvertFloat16Report> {
+export async function convertFloat16(model: Model, options: ConvertFloat16Options = {}, ctx: Partial<Pick<PassContext, 'progress'>> & Pick<PassContext, 'runner'>): Promise<ConvertFloat16Report> {
   const o = withSchemaDefaults(pass.options, options) as Required<Omit<ConvertFloat16Options, 'calibration' | 'ranges' | 'excludeOps' | 'excludeNodes' | 'shapes'>> & ConvertFloat16Options;
   if (!(o.headroom >= 1)) throw inputError('USAGE_BAD_VALUE', `headroom must be a number >= 1, got ${o.headroom}`);
   checkNotHalf(model);
@@ -164,7 +164,7 @@ export async function convertFloat16(model: Model, options: ConvertFloat16Option
     for (const n of g.nodes) for (const v of n.outputs) if (isFloat32(v) && !constantOf(v) && (v.uses.length > 0 || v.isGraphOutput)) tensors.add(v.name);
     const source = o.calibration !== undefined ? toSampleSource(o.calibration) : randomSamples(model, o.randomSamples, o.shapes ?? {});
     const bar = ctx?.progress?.('measuring ranges', 0);
-    const r = await measureRanges(model, [...tensors], source, () => bar?.tick(), ctx?.runner);
+    const r = await measureRanges(model, [...tensors], source, () => bar?.tick(), ctx.runner);
     bar?.done();
     ranges = r.ranges;
     rangeInfo = { source: o.calibration !== undefined ? 'calibration' : 'random', samples: r.samples, skipped: r.skipped, tensors: r.ranges.size };

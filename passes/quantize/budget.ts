@@ -32,7 +32,9 @@ import type { EmitResult } from './emit.js';
 import type { Placement } from './placement.js';
 import { BudgetTrial, rankSensitivity, searchAccuracyBudget, SensitivityEntry } from './search.js';
 
-export type SampleSource = () => AsyncIterable<Sample>;
+import { firstSamples, type SampleSource } from './sample-source.js';
+
+export { firstSamples, type SampleSource };
 
 /** One QDQ build of the prepared model with some units in float. */
 export interface Build {
@@ -170,17 +172,6 @@ function inputElements(s: Sample | undefined): number {
 
 /** An infinite SQNR (identical outputs) counts as this many dB. */
 const SQNR_CAP = 200;
-
-/** First `n` samples of a source. */
-export async function firstSamples(source: SampleSource, n: number): Promise<Sample[]> {
-  const out: Sample[] = [];
-  if (n <= 0) return out;
-  for await (const s of source()) {
-    out.push(s);
-    if (out.length >= n) break;
-  }
-  return out;
-}
 
 /** Candidate models scored against the float model on fixed samples (the float outputs computed once). */
 export interface OutputScorer {

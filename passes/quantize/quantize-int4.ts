@@ -29,12 +29,10 @@ import { inputError } from '../../core/errors.js';
 import type { Feed } from '../../core/host-tensor.js';
 import { Tensor } from '../../core/tensor.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
-import { cloneModel } from '../../onnx/index.js';
+import { cloneModel } from '../../onnx/codec.js';
 import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
-import { bareContext } from '../bare-context.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';
-import { firstSamples } from './budget.js';
-import { toSampleSource } from './quantize-static.js';
+import { firstSamples, toSampleSource } from './sample-source.js';
 import { addWeightDq, quantizeInt8 } from './weights-int8.js';
 import type { NameAuthority } from '../../ir/names.js';
 import { collectInputMoments, InputMoments } from './int4/activations.js';
@@ -391,7 +389,7 @@ function int8MatMul(model: Model, names: NameAuthority, node: Node, input: Value
 }
 
 /** Weight-only int4 quantization of `model` in place; `feeds` are the calibration inputs (may be empty). */
-export async function quantizeInt4(model: Model, data: Int4Data, options: QuantizeInt4Options = {}, ctx: PassContext = bareContext()): Promise<QuantizeInt4Report> {
+export async function quantizeInt4(model: Model, data: Int4Data, options: QuantizeInt4Options = {}, ctx: PassContext): Promise<QuantizeInt4Report> {
   const t0 = performance.now();
   const o = withSchemaDefaults(pass.options, options) as Required<QuantizeInt4Options>;
   checkBlockSize(o.blockSize);

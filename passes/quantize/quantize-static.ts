@@ -31,6 +31,7 @@ import { writeFileAtomic } from '../../core/files.js';
 import { constantOf, Model, Node, Value } from '../../ir/ir.js';
 import { cloneModel } from '../../onnx/index.js';
 import { nodeRunner, type OpProfileRow, type Runner, type SessionOptions } from '../../runtime/runner.js';
+import { toSampleSource } from './sample-source.js';
 import { AccuracyBudgetOptions, AccuracyReport, accuracySearch, Build, Builder, FIDELITY_SAMPLES, FidelityOptions, FidelityReport, fidelitySearch, firstSamples, OutputScorer, outputScorer, SampleSource, SCORER_BYTES } from './budget.js';
 import { AUTO_CLIP_WEIGHTS, chooseRecipe, Recipe, RecipeReport } from './auto-range.js';
 import { attributeProfiles, UnitTiming } from './search.js';
@@ -47,6 +48,7 @@ import { prepareForQuantization, PrepareReport } from './prepare.js';
 import { ActivationParams, activationParams } from './scales.js';
 
 export type { AccuracyBudgetOptions, AccuracyReport, FidelityOptions, FidelityReport, RecipeReport, SampleSource };
+export { toSampleSource };
 
 export interface QuantizeStaticOptions {
   method?: CalibrationMethod;
@@ -676,37 +678,6 @@ function checkNodeNames(model: Model, names: readonly string[]): void {
   }
 }
 
-
-/** Normalizes what a pipeline passes as data into a re-openable source. */
-export function toSampleSource(data: unknown): SampleSource {
-  if (typeof data === 'function') return data as SampleSource;
-  if (data && typeof (data as Iterable<unknown>)[Symbol.iterator] === 'function') {
-    const items = [...(data as Iterable<Sample | Feed>)];
-    return async function* () {
-      let i = 0;
-      for (const x of items) yield asSample(x, i++);
-    };
-  }
-  if (data && typeof (data as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
-    // a one-shot async iterable: read it once, then replay from memory
-    let cache: Sample[] | undefined;
-    return async function* () {
-      if (!cache) {
-        cache = [];
-        let i = 0;
-        for await (const x of data as AsyncIterable<Sample | Feed>) cache.push(asSample(x, i++));
-      }
-      yield* cache;
-    };
-  }
-  throw inputError('QUANT_NO_CALIBRATION', 'quantize-static needs calibration data (ctx.data.calibration, or --calibration SPEC on the command line)');
-}
-
-function asSample(x: Sample | Feed, i: number): Sample {
-  const s = x as Sample;
-  if (typeof s.id === 'string' && s.feed && typeof s.feed === 'object') return s;
-  return { id: `sample#${i}`, feed: x as Feed };
-}
 
 /** The pass's options as its schema resolves them (every key present; movingAverage may be unset). */
 export interface QuantizeStaticPassOptions extends Record<string, unknown> {

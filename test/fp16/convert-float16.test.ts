@@ -7,6 +7,7 @@ import { Graph, Model, Value } from '../../ir/ir.js';
 import { cloneModel } from '../../onnx/index.js';
 import { convertFloat16, type ConvertFloat16Options } from '../../passes/convert/convert-float16.js';
 import { getPass } from '../../passes/registry.js';
+import { nodeRunner } from '../../runtime/runner.js';
 import { TRANSFORMER_VARIANTS, transformerFeed } from '../models/transformers.js';
 import { castStructure, compareRuns, expectValid } from './helpers.js';
 
@@ -50,7 +51,7 @@ function decomposedLayerNorm(): Model {
 
 async function convert(m: Model, o: ConvertFloat16Options) {
   const c = cloneModel(m);
-  const r = await convertFloat16(c, o);
+  const r = await convertFloat16(c, o, { runner: nodeRunner });
   expectValid(c);
   castStructure(c, 0);
   return { c, r };
@@ -170,8 +171,8 @@ describe('convert-float16', () => {
 
   it('refuses a model that already holds float16', async () => {
     const m = decomposedLayerNorm();
-    await convertFloat16(m, { target: 'any' });
-    await expect(convertFloat16(m, { target: 'any' })).rejects.toMatchObject({ code: 'FP16_ALREADY_HALF', kind: 'input' });
+    await convertFloat16(m, { target: 'any' }, { runner: nodeRunner });
+    await expect(convertFloat16(m, { target: 'any' }, { runner: nodeRunner })).rejects.toMatchObject({ code: 'FP16_ALREADY_HALF', kind: 'input' });
   });
 
   it('leaves If nodes and their bodies float32 and says so', async () => {

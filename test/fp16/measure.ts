@@ -27,7 +27,7 @@ interface Variant {
 
 const fp16 = (o: ConvertFloat16Options) => async (m: Model, calibration?: Feed[]) => {
   const c = cloneModel(m);
-  const r = await convertFloat16(c, { ...o, ...(calibration ? { calibration } : {}) });
+  const r = await convertFloat16(c, { ...o, ...(calibration ? { calibration } : {}) }, createPassContext());
   console.error(`  ${JSON.stringify(o)}: ${r.halfNodes} half nodes, ${r.rewrite.castsAdded} Casts, kept ${JSON.stringify(r.keptByReason)}`);
   return c;
 };

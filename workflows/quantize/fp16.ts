@@ -16,6 +16,7 @@ import convertPass from '../../passes/convert/convert-float16.js';
 import type { Fp16Report } from '../../report/fp16.js';
 import { measureLatency } from '../../runtime/latency.js';
 import type { UserMetric } from '../../runtime/metrics.js';
+import { nodeRunner } from '../../runtime/runner.js';
 import { Session, type ValueInfo } from '../../runtime/session.js';
 import { evaluate } from '../evaluate.js';
 import { fuseTransformer } from './int4.js';
@@ -80,7 +81,7 @@ export async function runHalfMode(o: Fp16WorkflowOptions, step: HalfStep): Promi
     const conversion = await convertFloat16(
       model,
       { ...resolveOptions(convertPass, { ...o.pass }), ...o.pass, ...(calibration ? { calibration } : {}), ...(o.shapes ? { shapes: o.shapes } : {}) },
-      o.progress ? { progress: o.progress } : {},
+      { runner: nodeRunner, ...(o.progress ? { progress: o.progress } : {}) },
     );
     const bytes = checkedBytes(model, o.output);
     half = await loadQuantized(Session.create(bytes, so, o.output), o.output);

@@ -8,12 +8,12 @@
  */
 import { inputError } from '../../../core/errors.js';
 import type { Model } from '../../../ir/ir.js';
-import { augmentModelReduced, checkFiniteFeed, EXTREME_OUTPUTS } from '../../../calibration/collect.js';
-import type { Sample } from '../../../data/index.js';
-import { nodeRunner, type Runner } from '../../../runtime/runner.js';
+import { augmentModelReduced, checkFiniteFeed, EXTREME_OUTPUTS } from '../../../calibration/augment.js';
+import type { Sample } from '../../../data/sample.js';
+import type { Runner } from '../../../runtime/runner-types.js';
 import type { TensorRange } from './plan.js';
 
-export async function measureRanges(model: Model, tensors: readonly string[], source: () => AsyncIterable<Sample>, onSample?: () => void, runner: Runner = nodeRunner): Promise<{ ranges: Map<string, TensorRange>; samples: number; skipped: number }> {
+export async function measureRanges(model: Model, tensors: readonly string[], source: () => AsyncIterable<Sample>, onSample: (() => void) | undefined, runner: Runner): Promise<{ ranges: Map<string, TensorRange>; samples: number; skipped: number }> {
   const ranges = new Map<string, TensorRange>(tensors.map((t) => [t, { min: Infinity, max: -Infinity }]));
   let samples = 0;
   let skipped = 0;

@@ -15,8 +15,8 @@ import { inputError } from '../../../core/errors.js';
 import type { Feed } from '../../../core/host-tensor.js';
 import { Tensor } from '../../../core/tensor.js';
 import { Attribute, Model, Node, Value } from '../../../ir/ir.js';
-import { cloneModel } from '../../../onnx/index.js';
-import type { Runner } from '../../../runtime/runner.js';
+import { cloneModel } from '../../../onnx/codec.js';
+import type { Runner } from '../../../runtime/runner-types.js';
 
 export interface InputMoments {
   K: number;
@@ -111,7 +111,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
   const { model: augmented, outputs } = momentsModel(model, tensors);
   const modelOutputs = model.graph.outputs.map((o) => o.name);
   const wanted = [...modelOutputs, ...outputs.values()];
-  const session = await runner.open(augmented, { graphOptimizationLevel: 'basic' }, '(model with layer input moments)');
+  const session = await runner.open(augmented, { graphOptimizationLevel: (process.env.MOPT ?? 'basic') as 'basic', ...(process.env.MTHR ? { intraOpNumThreads: Number(process.env.MTHR) } : {}) }, '(model with layer input moments)');
   try {
     for (const group of stackFeeds(model, feeds)) {
       const res = await session.run(concatFeeds(group), wanted);

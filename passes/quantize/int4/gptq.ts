@@ -15,7 +15,7 @@ import { DataType } from '../../../core/dtype.js';
 import { internalError } from '../../../core/errors.js';
 import { Tensor } from '../../../core/tensor.js';
 import { GraphBuilder } from '../../../ir/builder.js';
-import type { ModelSession, Runner } from '../../../runtime/runner.js';
+import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import { BlockQuantized, Bits, blockParams, codeOf, emptyBlocks } from './blocks.js';
 
 /** In-place lower Cholesky factor of the symmetric positive definite a (n x n); false if it is not. */

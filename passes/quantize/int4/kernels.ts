@@ -16,7 +16,7 @@ import { Tensor } from '../../../core/tensor.js';
 import { mulberry32 } from '../../../data/generate.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 import type { Model } from '../../../ir/ir.js';
-import type { ModelSession, Runner } from '../../../runtime/runner.js';
+import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import { quantizeRtn, type Bits } from './blocks.js';
 import { emitMatMulNBits, MS_DOMAIN } from './emit.js';
 

@@ -6,7 +6,7 @@
  */
 import type { Feed } from '../../../core/host-tensor.js';
 import type { Model } from '../../../ir/ir.js';
-import type { ModelSession, Runner } from '../../../runtime/runner.js';
+import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 
 export interface Reference {
   feeds: readonly Feed[];
