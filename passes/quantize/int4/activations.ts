@@ -111,7 +111,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
   const { model: augmented, outputs } = momentsModel(model, tensors);
   const modelOutputs = model.graph.outputs.map((o) => o.name);
   const wanted = [...modelOutputs, ...outputs.values()];
-  const session = await runner.open(augmented, { graphOptimizationLevel: (process.env.MOPT ?? 'basic') as 'basic', ...(process.env.MTHR ? { intraOpNumThreads: Number(process.env.MTHR) } : {}) }, '(model with layer input moments)');
+  const session = await runner.open(augmented, { graphOptimizationLevel: 'basic' }, '(model with layer input moments)');
   try {
     for (const group of stackFeeds(model, feeds)) {
       const res = await session.run(concatFeeds(group), wanted);
