@@ -18,8 +18,9 @@ import { quantizeCommand } from './commands/quantize.js';
 import { optimizeCommand } from './commands/optimize.js';
 import { distillCommand } from './commands/distill.js';
 import { variantsCommand } from './commands/variants.js';
+import { tuneCommand } from './commands/tune.js';
 
-export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand, runCommand, initCommand, pruneCommand, benchCommand, compareCommand, distillCommand, variantsCommand];
+export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand, runCommand, initCommand, pruneCommand, benchCommand, compareCommand, distillCommand, variantsCommand, tuneCommand];
 
 /** Runs the CLI with `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {

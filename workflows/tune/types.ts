@@ -54,6 +54,8 @@ export interface TrialResult {
   error?: { code: string; message: string };
   /** The written candidate, put in the store by the worker (the search fetches the winner from there). */
   output?: ContentRef;
+  /** Latency-aware quantize-static's decisions file (onnxforge.quantize-decisions/1), put in the store: the winner's pipeline file replays it. */
+  decisions?: ContentRef;
   /** Candidate bytes / input bytes. */
   sizeRatio?: number;
   /** Candidate p50 / input p50, timed interleaved in the worker's process on `target`. */
