@@ -131,19 +131,20 @@ describe.skipIf(skipWhy !== undefined)('tune queue on Redis (BullMQ)', () => {
       clearInterval(watch);
       await executor.close();
     }
-    expect(killed).toBeDefined();
+    const hit = killed as { worker: WorkerProc; trial: string } | undefined;
+    if (!hit) throw new Error('no worker took a trial');
     // every trial once, through the callback and in the answer
     expect([...seen].sort()).toEqual(trials.map((t) => t.id).sort());
     expect(results.map((r) => r.id).sort()).toEqual(trials.map((t) => t.id).sort());
     // the killed worker's trial was finished by another worker, after BullMQ saw it stall
-    expect(killed.worker.log).not.toContain(`finished trial ${killed.trial}`);
-    const lost = results.find((r) => r.id === killed!.trial)!;
+    expect(hit.worker.log).not.toContain(`finished trial ${hit.trial}`);
+    const lost = results.find((r) => r.id === hit.trial)!;
     expect(lost.outcome).toBe('ok');
-    expect(lost.worker).not.toBe(killed.worker.id);
-    expect(workers.filter((w) => w !== killed!.worker).map((w) => w.id)).toContain(lost.worker);
+    expect(lost.worker).not.toBe(hit.worker.id);
+    expect(workers.filter((w) => w !== hit.worker).map((w) => w.id)).toContain(lost.worker);
     const queue = new Queue(parseQueueUrl(url).name, { connection: (await connectQueue(url)).connection });
     try {
-      const job = await Job.fromId(queue, killed.trial);
+      const job = await Job.fromId(queue, hit.trial);
       expect(job!.stalledCounter).toBeGreaterThanOrEqual(1);
     } finally {
       await queue.close();
@@ -160,8 +161,8 @@ describe.skipIf(skipWhy !== undefined)('tune queue on Redis (BullMQ)', () => {
     expect(best!.id).toBe(winner(local, 0.0625)!.id);
     expect(fs.existsSync(await store.fetchFile(best!.output!))).toBe(true);
 
-    for (const w of workers) if (w !== killed.worker) w.proc.kill('SIGTERM');
-    const exits = await Promise.all(workers.filter((w) => w !== killed!.worker).map((w) => new Promise<number | null>((ok) => (w.proc.exitCode !== null ? ok(w.proc.exitCode) : w.proc.once('exit', (c) => ok(c))))));
+    for (const w of workers) if (w !== hit.worker) w.proc.kill('SIGTERM');
+    const exits = await Promise.all(workers.filter((w) => w !== hit.worker).map((w) => new Promise<number | null>((ok) => (w.proc.exitCode !== null ? ok(w.proc.exitCode) : w.proc.once('exit', (c) => ok(c))))));
     expect(exits).toEqual([0, 0]);
   }, 90_000);
 });
