@@ -90,7 +90,11 @@ function startWorker(url: string): Promise<WorkerProc> {
   });
 }
 
-/** The trial a size search keeps: the smallest candidate within the accuracy budget (id breaks ties). */
+/**
+ * The trial a size search keeps: the smallest candidate within the accuracy budget. Ties go to the id,
+ * not to latency as in search.ts's `better`: candidates of equal size (two calibration methods
+ * quantizing the same layers) would otherwise be ordered by timing noise, in either run.
+ */
 function winner(rows: readonly TrialResult[], maxDrop: number): TrialResult | undefined {
   const ok = rows.filter((r) => r.outcome === 'ok' && r.sizeRatio !== undefined && (r.accuracyInput ?? 0) - (r.accuracy ?? -Infinity) <= maxDrop);
   return ok.sort((a, b) => a.sizeRatio! - b.sizeRatio! || (a.id < b.id ? -1 : 1))[0];
