@@ -128,7 +128,7 @@ export function tunePoints(r: TuneReport): { size: { label: string; x: number; y
   };
 }
 
-const CHART_NOTE = 'points are trial numbers; * marks the Pareto front (no other trial is both better on the objective and more accurate)';
+const CHART_NOTE = 'points are trial numbers; * marks the Pareto front of the trials within budget (no other such trial is at least as small, as fast and as accurate, and better in one)';
 
 export function renderTuneMarkdown(r: TuneReport): string {
   const t = tuneTable(r);

@@ -1,7 +1,7 @@
 /**
  * `onnxforge tune model.onnx -o best.onnx --eval SPEC --metric M [--calibration SPEC] [--objective
  * size|latency] [--max-accuracy-drop X] [--max-latency-ratio R] [--max-size-ratio S] [--target
- * node|wasm] [--space space.yaml] [--trials N] [--workers K] [--resume]`: parses the flags, runs the
+ * node|wasm] [--space space.yaml] [--trials N] [--workers K | --queue redis://HOST:PORT] [--resume]`: parses the flags, runs the
  * tune workflow (workflows/tune/tune.ts) with a progress bar and prints its report. No trial meeting
  * the budgets exits 1 after the reports are written.
  */
@@ -11,6 +11,7 @@ import { ProgressBar } from '../../core/progress.js';
 import { parseShapeArg } from '../../data/index.js';
 import { toJson } from '../../report/json.js';
 import { renderTuneTerminal } from '../../report/tune.js';
+import { QueueExecutor } from '../../workflows/tune/queue.js';
 import { tuneWorkflow } from '../../workflows/tune/tune.js';
 
 interface Args {
@@ -35,6 +36,7 @@ interface Args {
   patience: number;
   workers: number;
   store?: string;
+  queue?: string;
   resume: boolean;
   json: boolean;
 }
@@ -63,7 +65,8 @@ export const tuneCommand: CommandModule<object, Args> = {
       .option('space', { type: 'string', describe: 'search space file (YAML/JSON trials list) instead of the default space' })
       .option('trials', { type: 'number', default: 24, describe: 'most trials' })
       .option('patience', { type: 'number', default: 6, describe: 'stop when this many trials in a row left the Pareto front unchanged' })
-      .option('workers', { type: 'number', default: 1, describe: 'local child processes running trials (timing one at a time)' })
+      .option('workers', { type: 'number', default: 1, describe: 'local child processes running trials (timing one at a time); with --queue: trials kept in flight' })
+      .option('queue', { type: 'string', describe: 'run trials on a BullMQ queue in Redis (redis://HOST:PORT); workers: onnxforge worker --queue URL, with --store a folder they share' })
       .option('store', { type: 'string', describe: 'content store folder (default <stem>.tune-store beside the output)' })
       .option('resume', { type: 'boolean', default: false, describe: 'reuse finished trials from <stem>.tune.json' })
       .option('json', { type: 'boolean', default: false, describe: 'print the JSON report instead of the table' }) as never,
@@ -95,6 +98,7 @@ export const tuneCommand: CommandModule<object, Args> = {
       ...(a.limit !== undefined ? { limit: a.limit } : {}),
       ...(a.space !== undefined ? { space: a.space } : {}),
       ...(a.store !== undefined ? { store: a.store } : {}),
+      ...(a.queue !== undefined ? { executor: (store: string) => QueueExecutor.open(a.queue!, { store }) } : {}),
       onProgress: (e) => {
         bar.setLabel(`tune ${e.label}`);
         bar.update(e.done, e.total);

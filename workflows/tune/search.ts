@@ -8,7 +8,7 @@
  * - a pruning ratio waits for the smaller ratios of its ladder and is skipped once one of them failed
  *   the accuracy budget (a ratio that lost too much is not tried larger);
  * - it stops after `trials` trials, when the space is exhausted, or when the frontier stopped moving:
- *   `patience` trials in a row left the Pareto front of the budget-meeting trials (objective against
+ *   `patience` trials in a row left the Pareto front of the budget-meeting trials (size, latency,
  *   accuracy) unchanged while a winner exists.
  *
  * Resumed results (same trial id) are reused without running and count as trials.
@@ -82,15 +82,18 @@ export function better(a: TrialResult, b: TrialResult, o: TuneObjective): boolea
   return (a.accuracy ?? -Infinity) > (b.accuracy ?? -Infinity);
 }
 
-/** Marks the Pareto front (objective down, accuracy up) of the budget-meeting rows; returns the winner. */
+/**
+ * Marks the Pareto front of the budget-meeting rows over size, latency and accuracy (no other row is
+ * at least as good on all three and better on one); returns the winner (best objective, which is on it).
+ */
 export function markFront(rows: TuneRow[], o: TuneObjective): TuneRow | undefined {
   const ok = rows.filter((r) => r.failed.length === 0);
-  for (const r of rows) r.onFront = false;
-  for (const r of ok) {
-    const v = objectiveOf(r.result, o);
-    const acc = r.result.accuracy ?? -Infinity;
-    r.onFront = !ok.some((q) => q !== r && objectiveOf(q.result, o) <= v && (q.result.accuracy ?? -Infinity) >= acc && (objectiveOf(q.result, o) < v || (q.result.accuracy ?? -Infinity) > acc));
-  }
+  const dims = (r: TuneRow) => [r.result.sizeRatio ?? Infinity, r.result.latencyRatio ?? Infinity, -(r.result.accuracy ?? -Infinity)];
+  const dominates = (q: TuneRow, r: TuneRow) => {
+    const [a, b] = [dims(q), dims(r)];
+    return a.every((x, i) => x <= b[i]!) && a.some((x, i) => x < b[i]!);
+  };
+  for (const r of rows) r.onFront = r.failed.length === 0 && !ok.some((q) => q !== r && dominates(q, r));
   let win: TuneRow | undefined;
   for (const r of ok) if (!win || better(r.result, win.result, o)) win = r;
   return win;

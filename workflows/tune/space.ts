@@ -58,14 +58,18 @@ export interface ModelTraits {
 
 export function modelTraits(model: Model): ModelTraits {
   const t: ModelTraits = { convs: 0, matmuls: 0, floatWeights: 0 };
+  const seen = new Set<unknown>();
   for (const n of model.graph.allNodes()) {
     const w = constantOf(n.inputs[1]);
     if (n.opType === 'Conv' && w) t.convs++;
     if ((n.opType === 'MatMul' || n.opType === 'Gemm') && w && w.dims.length === 2) t.matmuls++;
-  }
-  for (const v of model.graph.initializers.values()) {
-    const c = model.graph.initializerTensor(v);
-    if (c && c.dataType === 1) t.floatWeights += c.dims.reduce((a, b) => a * b, 1);
+    // constants (initializers or Constant nodes) read by a node, each counted once
+    for (const v of n.inputs) {
+      const c = v && !seen.has(v) ? constantOf(v) : undefined;
+      if (!c) continue;
+      seen.add(v);
+      if (c.dataType === 1) t.floatWeights += c.dims.reduce((a, b) => a * b, 1);
+    }
   }
   return t;
 }

@@ -53,7 +53,7 @@ export interface TuneOptions {
   space?: string;
   trials: number;
   patience?: number;
-  /** Local child processes (1: in this process). */
+  /** Local child processes (1: in this process); with `executor`, the trials kept in flight on it. */
   workers: number;
   /** An executor opened by the caller (the queue), given the store URL; overrides `workers`. */
   executor?: (storeUrl: string) => Promise<TrialExecutor>;
@@ -125,6 +125,8 @@ export async function tuneWorkflow(o: TuneOptions): Promise<TuneResult> {
   const space: SpaceEntry[] = o.space ? readSpaceFile(o.space) : defaultSpace(modelTraits(model), { objective: o.objective, calibration: Boolean(o.calibration), train: Boolean(o.train) });
   const usable = space.filter((e) => !e.needsCalibration || o.calibration);
   const storeUrl = o.store ?? `${stem}.tune-store`;
+  // the executor first: an unreachable queue fails before anything (the store included) is written
+  const executor = o.executor ? await o.executor(storeUrl) : o.workers > 1 ? new LocalWorkersExecutor(o.workers, path.resolve(storeUrl)) : undefined;
   const store = openStore(storeUrl);
   const modelRef = await store.putFile(path.resolve(o.model));
   const extra = { ...(o.preprocess ? { preprocess: path.resolve(o.preprocess) } : {}), ...(o.limit !== undefined ? { limit: o.limit } : {}) };
@@ -140,7 +142,7 @@ export async function tuneWorkflow(o: TuneOptions): Promise<TuneResult> {
     return { id: canonicalHash(body), ...body };
   };
 
-  const executor = o.executor ? await o.executor(storeUrl) : o.workers > 1 ? new LocalWorkersExecutor(o.workers, store.url) : new InProcessExecutor(store);
+  const exec = executor ?? new InProcessExecutor(store);
   const report: TuneReport = {
     schema: TUNE_SCHEMA,
     input: { file: o.model, bytes: modelRef.bytes, hash: modelRef.hash },
@@ -149,7 +151,7 @@ export async function tuneWorkflow(o: TuneOptions): Promise<TuneResult> {
     metric: o.metric,
     target: o.target,
     threads: o.threads,
-    executor: executor.describe,
+    executor: exec.describe,
     timing: o.executor ? TIMING_EXECUTOR : o.workers > 1 ? TIMING_WORKERS : TIMING_IN_PROCESS,
     space: [],
     rows: [],
@@ -166,11 +168,11 @@ export async function tuneWorkflow(o: TuneOptions): Promise<TuneResult> {
     outcome = await search({
       space: usable,
       spec: specOf,
-      executor,
+      executor: exec,
       objective: o.objective,
       budgets: o.budgets,
       trials: o.trials,
-      concurrency: o.executor ? Math.max(o.workers, 2) : o.workers,
+      concurrency: o.workers,
       ...(o.patience !== undefined ? { patience: o.patience } : {}),
       ...(previous ? { previous } : {}),
       onStart: (e) => o.onProgress?.({ done: report.rows.length, total, label: e.label }),
@@ -182,7 +184,7 @@ export async function tuneWorkflow(o: TuneOptions): Promise<TuneResult> {
       },
     });
   } finally {
-    await executor.close();
+    await exec.close();
   }
   const ran = new Map(outcome.rows.map((r) => [r.label, r]));
   report.space = usable.map((e) => {
