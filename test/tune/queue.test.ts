@@ -196,6 +196,20 @@ describe('unreachable Redis', () => {
     expect((e as Error).message).toContain(url);
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(fs.existsSync(join(tmp, 'never'))).toBe(false);
+    // a server that accepts and never answers: bounded by the connect timeout, not ioredis' retries
+    const silent = createServer((sock) => sock.on('error', () => undefined));
+    await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', () => ok()));
+    const mute = `redis://127.0.0.1:${(silent.address() as { port: number }).port}`;
+    const t1 = Date.now();
+    const e2 = await QueueExecutor.open(mute, { store: join(tmp, 'never'), connectTimeoutMs: 1500 }).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    silent.close();
+    expect(isOnnxForgeError(e2) && e2.code).toBe('QUEUE_UNREACHABLE');
+    expect((e2 as Error).message).toContain(mute);
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(1400);
+    expect(Date.now() - t1).toBeLessThan(5000);
     for (const bad of ['http://127.0.0.1:6379', 'redis://127.0.0.1:6379/x', 'redis://127.0.0.1:6379?queue=a b']) {
       expect(() => parseQueueUrl(bad)).toThrow(/QUEUE_BAD_URL|expected redis|database number|queue name/);
     }

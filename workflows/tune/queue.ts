@@ -79,7 +79,8 @@ export function parseQueueUrl(url: string): QueueTarget {
 export async function connectQueue(url: string, timeoutMs = 3000): Promise<QueueTarget & { connection: ConnectionOptions }> {
   const target = parseQueueUrl(url);
   const probe = new Redis({ ...target.redis, lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
-  probe.on('error', () => undefined);
+  let cause: Error | undefined;
+  probe.on('error', (e: Error) => (cause = e));
   let timer: NodeJS.Timeout | undefined;
   try {
     const deadline = new Promise<never>((_, reject) => {
@@ -87,7 +88,8 @@ export async function connectQueue(url: string, timeoutMs = 3000): Promise<Queue
     });
     await Promise.race([probe.connect().then(() => probe.ping()), deadline]);
   } catch (e) {
-    throw inputError('QUEUE_UNREACHABLE', `--queue ${url}: Redis at ${target.redis.host}:${target.redis.port} is unreachable (${(e as Error).message || String(e)})`, { url });
+    const why = cause?.message || (e as Error).message || String(e);
+    throw inputError('QUEUE_UNREACHABLE', `--queue ${url}: Redis at ${target.redis.host}:${target.redis.port} is unreachable (${why})`, { url });
   } finally {
     clearTimeout(timer);
     probe.disconnect();
