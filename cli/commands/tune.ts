@@ -56,7 +56,7 @@ export const tuneCommand: CommandModule<object, Args> = {
       .option('limit', { type: 'number', describe: 'read at most this many samples of each data set' })
       .option('objective', { choices: ['size', 'latency'] as const, default: 'size' as const, describe: 'what the winner minimizes (ties within 2% go to the other one)' })
       .option('max-accuracy-drop', { type: 'number', describe: 'budget: input metric minus candidate metric' })
-      .option('max-latency-ratio', { type: 'number', describe: 'budget: candidate p50 / input p50 (interleaved)' })
+      .option('max-latency-ratio', { type: 'number', describe: 'budget: candidate p50 / input p50 (interleaved); objective size defaults to 1 (not slower)' })
       .option('max-size-ratio', { type: 'number', describe: 'budget: candidate bytes / input bytes' })
       .option('target', { choices: ['node', 'wasm'] as const, default: 'node' as const, describe: 'backend trials are built for and timed on' })
       .option('threads', { type: 'number', default: 1, describe: 'intra-op threads each trial is timed with' })

@@ -115,8 +115,16 @@ const TIMING_IN_PROCESS = 'one trial at a time in this process; input, candidate
 const TIMING_WORKERS = 'local workers take one shared timing lock, so one trial times at a time while the others build, calibrate and evaluate; each timed interleaved with the input and the reference workload (CPU time per run at 1 thread).';
 const TIMING_EXECUTOR = 'each trial timed in its worker interleaved with the input and the reference workload; latency ratios are candidate/input in that worker, and the reference ratio compares machines.';
 
-export async function tuneWorkflow(o: TuneOptions): Promise<TuneResult> {
-  validate(o);
+/**
+ * Objective size without a latency budget: the winner may not be slower than the input
+ * (`--max-latency-ratio` overrides it). A weight-compressed model run raw dequantizes at run time:
+ * the smallest file is often the slowest, which is rarely what "smallest within budget" means.
+ */
+export const SIZE_OBJECTIVE_LATENCY_BUDGET = 1.0;
+
+export async function tuneWorkflow(options: TuneOptions): Promise<TuneResult> {
+  validate(options);
+  const o: TuneOptions = options.objective === 'size' && options.budgets.maxLatencyRatio === undefined ? { ...options, budgets: { ...options.budgets, maxLatencyRatio: SIZE_OBJECTIVE_LATENCY_BUDGET } } : options;
   const t0 = performance.now();
   const stem = stemOf(path.resolve(o.output));
   const files = { results: `${stem}.tune.json`, markdown: `${stem}.tune.md`, html: `${stem}.tune.html` };
@@ -159,6 +167,7 @@ export async function tuneWorkflow(o: TuneOptions): Promise<TuneResult> {
     wallSeconds: 0,
     notes: [],
   };
+  if (o !== options) report.notes.push(`Objective size without --max-latency-ratio: the winner may not be slower than the input (latency <= ${SIZE_OBJECTIVE_LATENCY_BUDGET}x by default).`);
   if (usable.length < space.length) report.notes.push(`Without --calibration, ${space.length - usable.length} trials that need it were left out (static int8).`);
   if (o.resume && !previous) report.notes.push(`--resume: no results file ${files.results} yet; every trial ran.`);
   const total = Math.min(o.trials, usable.length);
