@@ -13,6 +13,7 @@
  * Redis that does not answer is bad input (QUEUE_UNREACHABLE, exit 2) after at most connectTimeoutMs:
  * ioredis retries forever by default, so the first connection is made by a probe that does not retry.
  */
+import * as path from 'node:path';
 import { Job, Queue, QueueEvents } from 'bullmq';
 import type { ConnectionOptions } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -136,7 +137,9 @@ export class QueueExecutor implements TrialExecutor {
     queue.on('error', () => undefined);
     events.on('error', () => undefined);
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
-    return new QueueExecutor(queue, events, options.store, { ...DEFAULT_TIMINGS, ...options.timings }, url);
+    // a folder path travels as an absolute path: a worker started elsewhere resolves it the same way
+    const store = /^[a-z][a-z0-9+.-]*:\/\//i.test(options.store) ? options.store : path.resolve(options.store);
+    return new QueueExecutor(queue, events, store, { ...DEFAULT_TIMINGS, ...options.timings }, url);
   }
 
   async run(trials: readonly TrialSpec[], onResult: (r: TrialResult) => void): Promise<TrialResult[]> {
