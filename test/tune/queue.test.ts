@@ -133,12 +133,19 @@ describe.skipIf(skipWhy !== undefined)('tune queue on Redis (BullMQ)', () => {
 
     const workers = await Promise.all([startWorker(url), startWorker(url), startWorker(url)]);
     let killed: { worker: WorkerProc; trial: string } | undefined;
-    // the first trial is the slowest (static int8): the worker that takes one is killed while it runs
+    let stopped: WorkerProc | undefined;
+    // the first trial is the slowest (static int8): the worker that takes one is killed while it runs;
+    // the next worker to take a trial gets SIGTERM, which lets it finish (and post) what it holds
     const watch = setInterval(() => {
       const w = workers.find((x) => x.taken.length > 0);
       if (!killed && w) {
         killed = { worker: w, trial: w.taken[0]! };
         w.proc.kill('SIGKILL');
+      }
+      const w2 = workers.find((x) => x !== killed?.worker && x.taken.length > 0);
+      if (killed && !stopped && w2) {
+        stopped = w2;
+        w2.proc.kill('SIGTERM');
       }
     }, 20);
     let queued: Awaited<ReturnType<typeof tuneWorkflow>>;
@@ -174,8 +181,15 @@ describe.skipIf(skipWhy !== undefined)('tune queue on Redis (BullMQ)', () => {
     expect(queued.report.winner).toBe(local.report.winner);
     expect(fs.readFileSync(join(tmp, 'queued', 'best.onnx'))).toEqual(fs.readFileSync(join(tmp, 'local', 'best.onnx')));
 
+    // the worker stopped by SIGTERM finished and posted every trial it took, then exited 0
+    const term = stopped as WorkerProc | undefined;
+    if (!term) throw new Error('no second worker took a trial');
+    for (const id of term.taken) {
+      expect(term.log).toContain(`finished trial ${id}`);
+      expect(queued.report.rows.find((r) => r.result.id === id)!.result.worker).toBe(term.id);
+    }
     const rest = workers.filter((w) => w !== hit.worker);
-    for (const w of rest) w.proc.kill('SIGTERM');
+    for (const w of rest) if (w !== term) w.proc.kill('SIGTERM');
     const exits = await Promise.all(rest.map((w) => new Promise<number | null>((ok) => (w.proc.exitCode !== null ? ok(w.proc.exitCode) : w.proc.once('exit', (c) => ok(c))))));
     expect(exits).toEqual([0, 0]);
   }, 90_000);
