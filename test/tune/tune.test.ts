@@ -136,5 +136,9 @@ describe('onnxforge tune (PaddleOCR cls)', () => {
     expect(rep.winner).toBeUndefined();
     expect(rep.closest?.[0]).toBe('quantize-weights');
     expect(rep.rows.every((x) => x.failed.includes('size'))).toBe(true);
+
+    // --resume with a results file that is not one: bad input, before any trial runs
+    writeFileSync(join(unmet.dir, 'best.tune.json'), '{"schema": "something else"}');
+    await expect(tuneWorkflow({ ...unmet.options, resume: true })).rejects.toMatchObject({ code: 'TUNE_RESULTS_INVALID', kind: 'input' });
   }, 60_000);
 });
