@@ -13,10 +13,12 @@ import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Job, Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isOnnxForgeError } from '../../core/errors.js';
 import { connectQueue, parseQueueUrl, QueueExecutor } from '../../workflows/tune/queue.js';
 import { tuneWorkflow, type TuneOptions } from '../../workflows/tune/tune.js';
+import { acquireTimingLock, timingLockKey } from '../../workflows/tune/worker.js';
 
 const REPO = resolve(__dirname, '../..');
 const BIN = join(REPO, 'bin/onnxforge.js');
@@ -193,6 +195,39 @@ describe.skipIf(skipWhy !== undefined)('tune queue on Redis (BullMQ)', () => {
     const exits = await Promise.all(rest.map((w) => new Promise<number | null>((ok) => (w.proc.exitCode !== null ? ok(w.proc.exitCode) : w.proc.once('exit', (c) => ok(c))))));
     expect(exits).toEqual([0, 0]);
   }, 90_000);
+});
+
+describe.skipIf(skipWhy !== undefined)('per-host timing lock', () => {
+  it('one holder at a time; a dead holder\'s key expires; a release never frees another holder\'s lock', async () => {
+    const redis = new Redis(parseQueueUrl(redisUrl!).redis);
+    try {
+      const key = `${timingLockKey()}:test-${process.pid}`;
+      const release1 = await acquireTimingLock(redis, key, 600);
+      let second: (() => void) | undefined;
+      const waiting = acquireTimingLock(redis, key, 600).then((r) => (second = r));
+      await new Promise((r) => setTimeout(r, 900)); // past the ttl: the holder's refreshes keep it
+      expect(second).toBeUndefined();
+      release1();
+      await waiting;
+      expect(second).toBeDefined();
+      second!();
+      await new Promise((r) => setTimeout(r, 50));
+      // a holder that died (no refreshes): its key expires and the next taker gets the lock
+      await redis.set(key, 'a dead worker', 'PX', 400);
+      const t0 = Date.now();
+      const release3 = await acquireTimingLock(redis, key, 600);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+      // a stale release (release1 again) leaves the current holder's lock in place
+      release1();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(await redis.exists(key)).toBe(1);
+      release3();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(await redis.exists(key)).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
+  });
 });
 
 describe('unreachable Redis', () => {

@@ -9,14 +9,20 @@
  * worker after about lockDuration. The child exits when its worker's IPC channel closes, so a killed
  * worker leaves no orphan trial behind.
  *
+ * Timing: every trial on one machine times under one lock (a Redis key per host name, taken with
+ * SET NX PX and refreshed while held), so workers sharing a machine build, calibrate and evaluate at
+ * once but never time at once; a holder that dies lets the key expire after TIMING_LOCK_TTL_MS.
+ *
  * Stopping: the first SIGINT/SIGTERM lets the running trials finish and posts them, then exits; a
  * second one stops at once (the unfinished job is left to the stalled-job check, so nothing is lost).
  */
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'bullmq';
 import type { Job } from 'bullmq';
-import { connectQueue, DEFAULT_TIMINGS } from './queue.js';
+import { Redis } from 'ioredis';
+import { connectQueue, DEFAULT_TIMINGS, parseQueueUrl } from './queue.js';
 import type { QueueTimings, TrialJobData } from './queue.js';
 import { openStore } from './store.js';
 import { runTrial } from './trial.js';
@@ -25,6 +31,34 @@ import type { TrialResult } from './types.js';
 const ENV_STORE = 'ONNXFORGE_WORKER_STORE';
 const ENV_CACHE = 'ONNXFORGE_WORKER_CACHE';
 const ENV_ID = 'ONNXFORGE_WORKER_ID';
+const ENV_QUEUE = 'ONNXFORGE_WORKER_QUEUE';
+
+/** How long a timing lock outlives its last refresh (it is refreshed every third of this while held). */
+export const TIMING_LOCK_TTL_MS = 30_000;
+/** Deletes the key only when it still holds the caller's token (another holder's lock is left alone). */
+const RELEASE_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const REFRESH_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+
+/** The key all workers on one host time under. */
+export function timingLockKey(host = hostname()): string {
+  return `onnxforge:tune:timing:${host}`;
+}
+
+/**
+ * Takes the lock `key` (waiting while another process holds it) and resolves to its release. The key
+ * expires `ttlMs` after the last refresh, so a holder killed while timing blocks others at most that long.
+ */
+export async function acquireTimingLock(redis: Redis, key: string, ttlMs = TIMING_LOCK_TTL_MS): Promise<() => void> {
+  const token = `${hostname()}:${process.pid}:${randomBytes(6).toString('hex')}`;
+  while ((await redis.set(key, token, 'PX', ttlMs, 'NX')) !== 'OK') await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
+  const refresh = setInterval(() => void redis.eval(REFRESH_IF_OURS, 1, key, token, String(ttlMs)).catch(() => undefined), Math.max(10, Math.floor(ttlMs / 3)));
+  return () => {
+    clearInterval(refresh);
+    void redis.eval(RELEASE_IF_OURS, 1, key, token).catch(() => undefined);
+  };
+}
+
+let lockClient: Redis | undefined;
 
 export interface TuneWorkerOptions {
   queue: string;
@@ -54,7 +88,13 @@ export default async function processTrialJob(job: Pick<Job<TrialJobData, TrialR
   const { spec, store: jobStore } = job.data;
   const store = openStore(process.env[ENV_STORE] || jobStore, process.env[ENV_CACHE] ? { cacheDir: process.env[ENV_CACHE] } : {});
   const worker = process.env[ENV_ID] || `${hostname()}:${process.pid}`;
-  return runTrial(spec, store.fetcher(), { store, worker });
+  const queueUrl = process.env[ENV_QUEUE];
+  if (queueUrl && !lockClient) {
+    lockClient = new Redis({ ...parseQueueUrl(queueUrl).redis, maxRetriesPerRequest: null, retryStrategy: (n: number) => Math.min(200 * n, 5000) });
+    lockClient.on('error', () => undefined);
+  }
+  const client = lockClient;
+  return runTrial(spec, store.fetcher(), { store, worker, ...(client ? { timingLock: () => acquireTimingLock(client, timingLockKey()) } : {}) });
 }
 
 /** Connects (QUEUE_UNREACHABLE within the timeout when Redis does not answer) and starts taking trials. */
@@ -62,7 +102,7 @@ export async function startTuneWorker(options: TuneWorkerOptions): Promise<TuneW
   const target = await connectQueue(options.queue, options.connectTimeoutMs);
   const t = { ...DEFAULT_TIMINGS, ...options.timings };
   const id = `${hostname()}:${process.pid}`;
-  const env: NodeJS.ProcessEnv = { ...process.env, [ENV_ID]: id };
+  const env: NodeJS.ProcessEnv = { ...process.env, [ENV_ID]: id, [ENV_QUEUE]: options.queue };
   if (options.store) env[ENV_STORE] = options.store;
   if (options.cacheDir) env[ENV_CACHE] = options.cacheDir;
   const emit = options.onEvent ?? (() => undefined);
