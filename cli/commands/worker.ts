@@ -19,7 +19,7 @@ export const workerCommand: CommandModule<object, Args> = {
       .option('queue', { type: 'string', demandOption: true, describe: 'the queue: redis://HOST:PORT[/DB][?queue=NAME]' })
       .option('store', { type: 'string', describe: 'the content store to read inputs from and write candidates to (folder or file:// URL; default: the one each job names)' })
       .option('cache', { type: 'string', describe: 'folder for fetched inputs (default: inside the store)' })
-      .option('concurrency', { type: 'number', default: 1, describe: 'trials run at once (more than 1 makes trials contend for cores)' })
+      .option('concurrency', { type: 'number', default: 1, describe: 'trials run at once (they time one at a time per host; building and evaluating share the cores)' })
       .option('lock-duration', { type: 'number', default: 60, describe: 'seconds a trial lock lasts unrenewed: a dead worker\'s trial is retried after about this' })
       .option('stalled-interval', { type: 'number', default: 30, describe: 'seconds between checks for trials of dead workers' }) as never,
   handler: async (args) => {
