@@ -19,8 +19,9 @@ import { optimizeCommand } from './commands/optimize.js';
 import { distillCommand } from './commands/distill.js';
 import { variantsCommand } from './commands/variants.js';
 import { tuneCommand } from './commands/tune.js';
+import { workerCommand } from './commands/worker.js';
 
-export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand, runCommand, initCommand, pruneCommand, benchCommand, compareCommand, distillCommand, variantsCommand, tuneCommand];
+export const commands: CommandModule<object, any>[] = [inspectCommand, convertCommand, gateCommand, quantizeCommand, optimizeCommand, reportCommand, runCommand, initCommand, pruneCommand, benchCommand, compareCommand, distillCommand, variantsCommand, workerCommand, tuneCommand];
 
 /** Runs the CLI with `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
