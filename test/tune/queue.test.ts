@@ -243,6 +243,21 @@ describe('unreachable Redis', () => {
     expect(fs.existsSync(join(tmp, 'never'))).toBe(false);
   }, 40_000);
 
+  it('tune --queue exits 2 naming the URL and writes nothing', async () => {
+    const port = await freePort();
+    const url = `redis://127.0.0.1:${port}`;
+    const out = join(tmp, 'tune-unreachable');
+    fs.mkdirSync(out);
+    const args = ['tune', CLS, '-o', join(out, 'best.onnx'), '--eval', CALIB, '--preprocess', join(REPO, 'benchmarks/prep/ocr-cls.json'), '--metric', METRIC, '--queue', url];
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('QUEUE_UNREACHABLE');
+    expect(r.stderr).toContain(url);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(fs.readdirSync(out)).toEqual([]);
+  }, 40_000);
+
   it('the executor fails with QUEUE_UNREACHABLE before anything is queued; a bad URL is QUEUE_BAD_URL', async () => {
     const port = await freePort();
     const url = `redis://127.0.0.1:${port}`;
