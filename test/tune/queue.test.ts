@@ -194,6 +194,11 @@ describe.skipIf(skipWhy !== undefined)('tune queue on Redis (BullMQ)', () => {
     for (const w of rest) if (w !== term) w.proc.kill('SIGTERM');
     const exits = await Promise.all(rest.map((w) => new Promise<number | null>((ok) => (w.proc.exitCode !== null ? ok(w.proc.exitCode) : w.proc.once('exit', (c) => ok(c))))));
     expect(exits).toEqual([0, 0]);
+
+    // the same search again with no worker alive: its jobs (id = trial id) are found finished, not re-added
+    const again = await tuneWorkflow({ ...searchOptions(join(tmp, 'again'), (store) => QueueExecutor.open(url, { store })), store: join(tmp, 'queued', 'store') });
+    expect(again.report.rows.map((r) => r.result).sort((a, b) => (a.id < b.id ? -1 : 1))).toEqual(queued.report.rows.map((r) => r.result).sort((a, b) => (a.id < b.id ? -1 : 1)));
+    expect(again.report.winner).toBe(queued.report.winner);
   }, 90_000);
 });
 
