@@ -1,6 +1,7 @@
 /**
  * Parts of the int4 pass: the GPTQ inverse-Hessian factor (H^-1 = U^T U, U upper), the lossless
- * compaction of few-valued float constants (bit-exact after onnxruntime folds it back), and the
+ * factor computed on halves with onnxruntime's MatMuls and the lazy-batch GPTQ (the same codes as the
+ * input-by-input loop), the lossless compaction of few-valued float constants (bit-exact after onnxruntime folds it back), and the
  * layer-output errors computed in onnxruntime against the closed form.
  */
 import { describe, expect, it } from 'vitest';
@@ -9,7 +10,8 @@ import { Tensor } from '../../core/tensor.js';
 import { mulberry32 } from '../../data/generate.js';
 import { GraphBuilder } from '../../ir/builder.js';
 import { compactConstants } from '../../passes/quantize/int4/constants.js';
-import { inverseHessianFactor, OutputErrorMeter } from '../../passes/quantize/int4/gptq.js';
+import { hessianFactor, inverseHessianFactor, OutputErrorMeter, quantizeGptq, quantizeGptqBlocked } from '../../passes/quantize/int4/gptq.js';
+import { Linalg } from '../../passes/quantize/int4/linalg.js';
 import { nodeRunner } from '../../runtime/runner.js';
 
 function spd(n: number, seed: number): Float64Array {
@@ -41,6 +43,35 @@ describe('int4 parts', () => {
         }
         expect(s).toBeCloseTo(i === j ? 1 : 0, 8);
       }
+    }
+  });
+
+  it('hessianFactor (halves, float64 MatMuls in onnxruntime) equals the JS factor, and blocked GPTQ writes the codes of the input-by-input loop', async () => {
+    const linalg = new Linalg(nodeRunner);
+    try {
+      // 200: halves of 128 and 72, a leaf of 8 past the last block; an always-zero input (zero row/column)
+      for (const [K, N, blockSize] of [[200, 24, 8], [256, 40, 64]] as const) {
+        const h = spd(K, K);
+        for (let i = 0; i < K; i++) h[5 * K + i] = h[i * K + 5] = 0;
+        const want = inverseHessianFactor(h, K, 0.01);
+        const u = await hessianFactor(h, K, 0.01, linalg);
+        let scale = 0;
+        for (let i = 0; i < K; i++) scale = Math.max(scale, Math.abs(want[i * K + i]!));
+        for (let i = 0; i < want.length; i++) expect(Math.abs(u[i]! - want[i]!)).toBeLessThan(1e-9 * scale);
+        const rand = mulberry32(K + N);
+        const rows = Float32Array.from({ length: N * K }, () => rand() - 0.5);
+        for (const symmetric of [false, true]) {
+          const a = quantizeGptq(rows, N, K, h, 4, blockSize, symmetric, 0.01, want);
+          const b = await quantizeGptqBlocked(rows, N, K, h, 4, blockSize, symmetric, u, linalg);
+          let same = 0;
+          for (let i = 0; i < a.codes.length; i++) if (a.codes[i] === b.codes[i]) same++;
+          // float64 sums in another order: a code may flip only on an exact rounding tie
+          expect(same / a.codes.length).toBeGreaterThan(0.999);
+          for (let i = 0; i < a.scales.length; i++) expect(b.scales[i]).toBeCloseTo(a.scales[i]!, 5);
+        }
+      }
+    } finally {
+      await linalg.dispose();
     }
   });
 

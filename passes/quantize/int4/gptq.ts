@@ -17,43 +17,7 @@ import { Tensor } from '../../../core/tensor.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import { BlockQuantized, Bits, blockParams, codeOf, emptyBlocks } from './blocks.js';
-
-/** In-place lower Cholesky factor of the symmetric positive definite a (n x n); false if it is not. */
-function cholesky(a: Float64Array, n: number): boolean {
-  for (let j = 0; j < n; j++) {
-    let d = a[j * n + j]!;
-    for (let p = 0; p < j; p++) d -= a[j * n + p]! * a[j * n + p]!;
-    if (!(d > 0)) return false;
-    const ljj = Math.sqrt(d);
-    a[j * n + j] = ljj;
-    for (let i = j + 1; i < n; i++) {
-      let s = a[i * n + j]!;
-      for (let p = 0; p < j; p++) s -= a[i * n + p]! * a[j * n + p]!;
-      a[i * n + j] = s / ljj;
-    }
-    for (let p = j + 1; p < n; p++) a[j * n + p] = 0;
-  }
-  return true;
-}
-
-/** The inverse of the lower triangular `l` (n x n), lower triangular; rows are built in order so every read is contiguous. */
-function lowerInverse(l: Float64Array, n: number): Float64Array {
-  const inv = new Float64Array(n * n);
-  const acc = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    acc.fill(0, 0, i);
-    for (let p = 0; p < i; p++) {
-      const lip = l[i * n + p]!;
-      if (lip === 0) continue;
-      const row = p * n;
-      for (let c = 0; c <= p; c++) acc[c]! += lip * inv[row + c]!;
-    }
-    const d = l[i * n + i]!;
-    for (let c = 0; c < i; c++) inv[i * n + c] = -acc[c]! / d;
-    inv[i * n + i] = 1 / d;
-  }
-  return inv;
-}
+import { block, cholesky, Linalg, lowerInverse } from './linalg.js';
 
 /**
  * The upper factor U (row-major, n x n) with H^-1 = U^T U, damping H until it factors. With J the
@@ -61,28 +25,54 @@ function lowerInverse(l: Float64Array, n: number): Float64Array {
  * H^-1 = (R^-1)^T R^-1 and U = R^-1 = J L^-1 J: one Cholesky and one triangular inverse.
  */
 export function inverseHessianFactor(hessian: Float64Array, n: number, damp: number): Float64Array {
+  const mean = meanDiagonal(hessian, n);
+  for (let d = damp; d < 1e3; d *= 10) {
+    const h = reversedDamped(hessian, n, d * mean);
+    if (!cholesky(h, n)) continue;
+    return reversedUpper(lowerInverse(h, n), n);
+  }
+  throw notFactoring(n);
+}
+
+/** {@link inverseHessianFactor} with the Cholesky factor and its inverse computed on halves, the MatMuls by onnxruntime (int4/linalg.ts). */
+export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg): Promise<Float64Array> {
+  const mean = meanDiagonal(hessian, n);
+  for (let d = damp; d < 1e3; d *= 10) {
+    const f = await linalg.choleskyInverse(reversedDamped(hessian, n, d * mean), n);
+    if (f) return reversedUpper(f.inv, n);
+  }
+  throw notFactoring(n);
+}
+
+function meanDiagonal(hessian: Float64Array, n: number): number {
   let mean = 0;
   for (let i = 0; i < n; i++) mean += hessian[i * n + i]!;
-  mean = mean / n || 1;
-  for (let d = damp; d < 1e3; d *= 10) {
-    const h = new Float64Array(n * n);
-    for (let i = 0; i < n; i++) {
-      const src = (n - 1 - i) * n + n - 1;
-      for (let j = 0; j < n; j++) h[i * n + j] = hessian[src - j]!;
-      const diag = h[i * n + i]!;
-      h[i * n + i] = (diag === 0 ? 1 : diag) + d * mean;
-    }
-    if (!cholesky(h, n)) continue;
-    const inv = lowerInverse(h, n);
-    const u = new Float64Array(n * n);
-    for (let i = 0; i < n; i++) {
-      const src = (n - 1 - i) * n + n - 1;
-      for (let j = i; j < n; j++) u[i * n + j] = inv[src - j]!;
-    }
-    return u;
-  }
-  throw internalError('INT4_GPTQ_HESSIAN', `the calibration Hessian (${n} x ${n}) does not factor even with heavy damping`);
+  return mean / n || 1;
 }
+
+/** J (H + lambda I) J, the order of rows and columns reversed; a zero diagonal (an input always 0) counts as 1. */
+function reversedDamped(hessian: Float64Array, n: number, lambda: number): Float64Array {
+  const h = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    const src = (n - 1 - i) * n + n - 1;
+    for (let j = 0; j < n; j++) h[i * n + j] = hessian[src - j]!;
+    const diag = h[i * n + i]!;
+    h[i * n + i] = (diag === 0 ? 1 : diag) + lambda;
+  }
+  return h;
+}
+
+/** U = J L^-1 J (upper) from the lower L^-1. */
+function reversedUpper(inv: Float64Array, n: number): Float64Array {
+  const u = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    const src = (n - 1 - i) * n + n - 1;
+    for (let j = i; j < n; j++) u[i * n + j] = inv[src - j]!;
+  }
+  return u;
+}
+
+const notFactoring = (n: number) => internalError('INT4_GPTQ_HESSIAN', `the calibration Hessian (${n} x ${n}) does not factor even with heavy damping`);
 
 /**
  * GPTQ of `rows` ([N, K]) given the calibration Hessian `hessian` ([K, K], sum of x x^T over the
@@ -111,6 +101,50 @@ export function quantizeGptq(rows: Float32Array, N: number, K: number, hessian: 
       const e = (w[row + k]! - Math.fround((q - z) * s)) / ukk;
       if (e === 0) continue;
       for (let j = k + 1; j < K; j++) w[row + j]! -= e * u[k * K + j]!;
+    }
+  }
+  return r;
+}
+
+/**
+ * {@link quantizeGptq} in the lazy-batch form of the GPTQ paper: the inputs are taken one quantization
+ * block at a time; within a block each rounding error updates the block's remaining inputs (JS), and
+ * the block's errors E [N, B] update every later input at once, W[:, k2:] -= E U[k1:k2, k2:], one
+ * float64 MatMul by onnxruntime. The same arithmetic as the input-by-input loop (every block's
+ * scale is still set from the weights as they are when the block starts), with the N K^2 / 2
+ * multiply-adds of the updates in MLAS instead of JS. `u`: {@link hessianFactor} of the damped Hessian.
+ */
+export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, u: Float64Array, linalg: Linalg): Promise<BlockQuantized> {
+  const w = Float64Array.from(rows);
+  for (let k = 0; k < K; k++) if (hessian[k * K + k] === 0) for (let n = 0; n < N; n++) w[n * K + k] = 0;
+  const r = emptyBlocks(N, K, bits, blockSize, symmetric);
+  for (let k1 = 0; k1 < K; k1 += blockSize) {
+    const k2 = Math.min(K, k1 + blockSize);
+    const width = k2 - k1;
+    const b = k1 / blockSize;
+    const err = new Float64Array(N * width);
+    for (let n = 0; n < N; n++) {
+      const row = n * K;
+      const p = blockParams(w, row + k1, row + k2, bits, symmetric);
+      r.scales[n * r.kBlocks + b] = p.scale;
+      r.zeroPoints[n * r.kBlocks + b] = p.zeroPoint;
+      for (let k = k1; k < k2; k++) {
+        const q = codeOf(w[row + k]!, p.scale, p.zeroPoint, bits);
+        r.codes[row + k] = q;
+        const e = (w[row + k]! - Math.fround((q - p.zeroPoint) * p.scale)) / u[k * K + k]!;
+        err[n * width + k - k1] = e;
+        if (e === 0) continue;
+        const uk = k * K;
+        for (let j = k + 1; j < k2; j++) w[row + j]! -= e * u[uk + j]!;
+      }
+    }
+    if (k2 === K) break;
+    const rest = K - k2;
+    const update = await linalg.matmul(err, N, width, block(u, K, k1, k2, k2, K), rest);
+    for (let n = 0; n < N; n++) {
+      const row = n * K + k2;
+      const o = n * rest;
+      for (let j = 0; j < rest; j++) w[row + j]! -= update[o + j]!;
     }
   }
   return r;
