@@ -1,6 +1,8 @@
 /**
  * The passes that need no onnxruntime-node and no file system: cleanup, the float-exact and transformer
- * fusions, the opset upgrade, int8 weight compression and magnitude pruning, with the registry's
+ * fusions, the opset upgrade, int8 weight compression, int4 weights (RTN; GPTQ and the timed kernel
+ * choices run through `ctx.runner`), float16 conversion (ranges through `ctx.runner`) and magnitude
+ * pruning, with the registry's
  * presets. The browser build (`onnxforge/web`) resolves pipelines through this catalog; a preset that
  * names a pass outside it (deploy's quantize-static) fails there with PIPELINE_UNKNOWN_PASS. The pass
  * objects are the registry's own (test/web/portable.test.ts checks), so a pipeline does the same here
@@ -31,6 +33,8 @@ import fuseRotary from './fusion/fuse-rotary.js';
 import fuseShapeIntoReshape from './fusion/fuse-shape-into-reshape.js';
 import fuseSkipLayerNorm from './fusion/fuse-skip-layer-norm.js';
 import pruneMagnitude from './prune/prune-magnitude.js';
+import convertFloat16 from './convert/convert-float16.js';
+import quantizeInt4 from './quantize/quantize-int4.js';
 import quantizeWeights from './quantize/quantize-weights.js';
 
 /** The portable passes by name. */
@@ -38,7 +42,7 @@ export const PORTABLE_PASSES: ReadonlyMap<string, Pass<any, any>> = new Map(
   [
     foldConstants, eliminateDead, eliminateIdentity, eliminateCommonSubexpressions, dedupeConstants, mergeConsecutive,
     fuseBatchnorm, fuseConvAffine, fuseConvInputAffine, fuseMatmulAdd, fusePad, fuseShapeIntoReshape, fuseHardswish, fuseLayerNorm, fuseGelu,
-    fuseAttention, fuseSkipLayerNorm, fuseBiasGelu, fuseRmsNorm, fuseRotary, upgradeOpset, quantizeWeights, pruneMagnitude,
+    fuseAttention, fuseSkipLayerNorm, fuseBiasGelu, fuseRmsNorm, fuseRotary, upgradeOpset, quantizeWeights, quantizeInt4, convertFloat16, pruneMagnitude,
   ].map((p) => [p.name, p]),
 );
 

@@ -5,19 +5,12 @@
  * first/last-layer decisions, with the time spent per phase.
  */
 import type { QuantizeInt4Report } from '../passes/quantize/quantize-int4.js';
+import type { FusionStep } from '../passes/transformer-step.js';
 import type { OutputError } from '../runtime/metrics.js';
 import { formatBytes, renderTable } from './table.js';
 
 /** The transformer fusion step the int4, fp16 and q4f16 workflows run first. */
-export interface FusionStep {
-  preset: 'transformer';
-  /** True when the fused model was kept (the preset fused at least one operator). */
-  applied: boolean;
-  /** Fused operators added, by type. */
-  fused: Record<string, number>;
-  reason: string;
-  ms: number;
-}
+export type { FusionStep };
 
 export interface Int4Report {
   schema: 'onnxforge.quantize-int4/1';

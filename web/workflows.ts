@@ -1,7 +1,8 @@
 /**
  * The CLI's workflows on bytes, for the browser: the same pipeline text, the same passes (the
  * registry's objects, through the portable catalog), the same defaults and the same serialization, so a
- * page produces the bytes `onnxforge optimize` and `onnxforge quantize --mode weights` write. What the
+ * page produces the bytes `onnxforge optimize` and `onnxforge quantize --mode weights|int4|fp16` write
+ * (int4: for options that make the CLI deterministic, see {@link quantizeInt4Model}). What the
  * CLI measures with onnxruntime-node (latency, output error) is left to the caller (the page measures
  * with onnxruntime-web). Nothing here touches files or the network.
  */
@@ -11,11 +12,16 @@ import { byteLengthOf } from '../core/dtype.js';
 import type { ExternalData, ExternalDataSource, Tensor } from '../core/tensor.js';
 import type { Model } from '../ir/ir.js';
 import { loadModelBytes, serializeModel, type LoadWarning } from '../onnx/codec.js';
+import convertPass, { convertFloat16, randomSamples, type ConvertFloat16Options, type ConvertFloat16Report } from '../passes/convert/convert-float16.js';
 import { createPassContext, optimize, type OptimizeReport, type PassRecord } from '../passes/engine.js';
+import type { PassContext } from '../passes/pass.js';
 import type { FusionTarget } from '../passes/fusion/transformer-target.js';
 import { parsePipelineIn, presetPipelineIn, resolveOptions, retarget } from '../passes/pipeline-core.js';
 import { portableCatalog } from '../passes/portable.js';
+import int4Pass, { quantizeInt4, type QuantizeInt4Options, type QuantizeInt4Report } from '../passes/quantize/quantize-int4.js';
 import weightsPass, { quantizeWeights, type QuantizeWeightsOptions, type QuantizeWeightsReport } from '../passes/quantize/quantize-weights.js';
+import { firstSamples } from '../passes/quantize/sample-source.js';
+import { fuseTransformerWith, type FusionStep } from '../passes/transformer-step.js';
 import { constantTensors, renderSummary, summarize, type ModelSummary } from '../report/inspect.js';
 import type { Runner } from '../runtime/runner-types.js';
 
@@ -140,7 +146,53 @@ export async function optimizeModel(model: Model, opts: WebOptimizeOptions, o: W
 export async function quantizeWeightsModel(model: Model, pass: Partial<QuantizeWeightsOptions>, o: WebWorkflowOptions): Promise<WebResult<QuantizeWeightsReport>> {
   const ctx = createPassContext({ catalog: portableCatalog, runner: o.runner });
   const report = await quantizeWeights(model, resolveOptions(weightsPass, { ...pass }) as QuantizeWeightsOptions, ctx);
+  return { bytes: checkedModelBytes(model, o.name), report };
+}
+
+/** The quantized model's bytes once the checker passed (the CLI's `checkedBytes`). */
+function checkedModelBytes(model: Model, name = 'model.onnx'): Uint8Array {
   const issues = checkModel(model);
-  if (issues.length) throw checkError('QUANT_INVALID_MODEL', `the quantized model fails the checker: ${issues.slice(0, 3).map((i) => `${i.code} ${i.message}`).join('; ')}`, { file: o.name ?? 'model.onnx' });
-  return { bytes: serializeModel(model), report };
+  if (issues.length) throw checkError('QUANT_INVALID_MODEL', `the quantized model fails the checker: ${issues.slice(0, 3).map((i) => `${i.code} ${i.message}`).join('; ')}`, { file: name });
+  return serializeModel(model);
+}
+
+export interface WebQuantizeOptions extends WebWorkflowOptions {
+  /** Run the transformer fusion preset first when it fuses something (default true, as the CLI). */
+  fuseTransformer?: boolean;
+  /** Progress of the pass's long phases (int4: quantizing weights; fp16: measuring ranges). */
+  progress?: PassContext['progress'];
+}
+
+/** Random samples int4's measurements run on without calibration data (the CLI's, workflows/quantize/int4.ts). */
+const INT4_RANDOM_SAMPLES = 4;
+
+/**
+ * `onnxforge quantize --mode int4` without calibration data on a loaded model: the transformer fusion
+ * step, then the quantize-int4 pass (RTN) with its first/last-layer measurement on the CLI's seeded
+ * in-domain random inputs, run through `o.runner`; the checker; the model's bytes (the fused copy's,
+ * when the fusion applied). The pass's timed choices (`kernel auto`, `accuracyLevel auto` with
+ * MatMulNBits) depend on the CPU: for the CLI's bytes, fix them (the page: kernel unpack) and give the
+ * CLI the same flags.
+ */
+export async function quantizeInt4Model(model: Model, pass: Partial<QuantizeInt4Options>, o: WebQuantizeOptions): Promise<WebResult<QuantizeInt4Report & { fusion: FusionStep }>> {
+  const passOptions = resolveOptions(int4Pass, { ...pass }) as QuantizeInt4Options;
+  const random = randomSamples(model, INT4_RANDOM_SAMPLES, {});
+  const skip = o.fuseTransformer === false ? '--no-fuse-transformer' : passOptions.format === 'qdq' ? 'format qdq writes standard operators only' : undefined;
+  const engine = { catalog: portableCatalog, runner: o.runner };
+  const fused = await fuseTransformerWith(model, { ...(skip ? { skip } : {}), keepWeights: true }, engine);
+  const probe = (await firstSamples(random, INT4_RANDOM_SAMPLES)).map((s) => s.feed);
+  const report = await quantizeInt4(fused.model, { calibration: [], probe }, passOptions, { ...createPassContext(engine), ...(o.progress ? { progress: o.progress } : {}) });
+  return { bytes: checkedModelBytes(fused.model, o.name), report: { ...report, fusion: fused.step } };
+}
+
+/**
+ * `onnxforge quantize --mode fp16` (or bf16) without calibration data on a loaded model: the
+ * transformer fusion step, then convert-float16 with its activation ranges measured on its seeded
+ * random inputs through `o.runner` (the page: onnxruntime-web), the checker, the model's bytes.
+ */
+export async function convertFloat16Model(model: Model, pass: Partial<ConvertFloat16Options>, o: WebQuantizeOptions): Promise<WebResult<ConvertFloat16Report & { fusion: FusionStep }>> {
+  const engine = { catalog: portableCatalog, runner: o.runner };
+  const fused = await fuseTransformerWith(model, o.fuseTransformer === false ? { skip: '--no-fuse-transformer' } : {}, engine);
+  const report = await convertFloat16(fused.model, { ...resolveOptions(convertPass, { ...pass }), ...pass }, { runner: o.runner, ...(o.progress ? { progress: o.progress } : {}) });
+  return { bytes: checkedModelBytes(fused.model, o.name), report: { ...report, fusion: fused.step } };
 }

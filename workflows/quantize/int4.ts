@@ -8,59 +8,27 @@
 import type { Feed } from '../../core/host-tensor.js';
 import { collectSamples, type Sample } from '../../data/index.js';
 import { measurementData } from '../../data/measure.js';
-import { cloneModel, saveModel } from '../../onnx/index.js';
-import { constantOf, type Model } from '../../ir/ir.js';
-import { TRANSFORMER_FUSIONS } from '../../passes/presets.js';
+import { saveModel } from '../../onnx/index.js';
+import type { Model } from '../../ir/ir.js';
+import { fuseTransformerWith, type FusionStep } from '../../passes/transformer-step.js';
 import { randomSamples } from '../../passes/convert/convert-float16.js';
-import { createPassContext, optimize } from '../../passes/manager.js';
+import { createPassContext } from '../../passes/manager.js';
 import type { PassContext } from '../../passes/pass.js';
-import { resolveOptions } from '../../passes/pipeline.js';
+import { registryCatalog, resolveOptions } from '../../passes/pipeline.js';
 import int4Pass, { quantizeInt4, type QuantizeInt4Options } from '../../passes/quantize/quantize-int4.js';
-import type { FusionStep, Int4Report } from '../../report/quantize-int4.js';
+import type { Int4Report } from '../../report/quantize-int4.js';
+import { nodeRunner } from '../../runtime/runner.js';
 import { measureLatency } from '../../runtime/latency.js';
 import { Session } from '../../runtime/session.js';
 import { evaluate } from '../evaluate.js';
 import { checkedBytes, evalDataOptions, loadQuantized, QuantizeWorkflowOptions, startQuantize } from './common.js';
 
-/** Operators the transformer preset fuses into (their count growing means the preset applied). */
-const FUSED_OPS = new Set(['Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'SkipLayerNormalization', 'SkipSimplifiedLayerNormalization', 'SimplifiedLayerNormalization', 'RMSNormalization', 'LayerNormalization', 'BiasGelu', 'FastGelu', 'Gelu', 'RotaryEmbedding']);
-
-function fusedOps(model: Model): Map<string, number> {
-  const m = new Map<string, number>();
-  for (const n of model.graph.nodes) if (FUSED_OPS.has(n.opType)) m.set(n.opType, (m.get(n.opType) ?? 0) + 1);
-  return m;
-}
-
-/** MatMul/Gemm nodes with a constant weight (what weight-only quantization can take). */
-function constantWeightLinears(model: Model): number {
-  return model.graph.nodes.filter((n) => n.opDomain === '' && (n.opType === 'MatMul' || n.opType === 'Gemm') && (constantOf(n.inputs[1]) !== undefined || constantOf(n.inputs[1]?.producer?.inputs[0]) !== undefined)).length;
-}
-
 /**
- * Runs the transformer preset (attention, LayerNorm, GELU, RMSNorm fusions) on a copy of `model` and
- * returns the copy when it fused something, else `model` unchanged (the preset upgrades the opset,
- * which a model it does not fuse gains nothing from). With `keepWeights` (int4, q4f16), when the
- * attention fusion packs Q/K/V weights into com.microsoft Attention (which MatMulNBits then cannot
- * quantize), the preset runs again without fuse-attention. `skip` (--no-fuse-transformer, or a
- * format without Microsoft operators) says why it does not run.
+ * The transformer fusion step (passes/transformer-step.ts) with the registry's passes and
+ * onnxruntime-node: the preset on a copy, kept when it fused something.
  */
-export async function fuseTransformer(model: Model, o: { skip?: string; keepWeights?: boolean } = {}): Promise<{ model: Model; step: FusionStep }> {
-  const t0 = performance.now();
-  if (o.skip) return { model, step: { preset: 'transformer', applied: false, fused: {}, reason: `skipped: ${o.skip}`, ms: 0 } };
-  const before = fusedOps(model);
-  let copy = cloneModel(model);
-  await optimize(copy, '@transformer');
-  let note = '';
-  if (o.keepWeights && constantWeightLinears(copy) < constantWeightLinears(model)) {
-    copy = cloneModel(model);
-    await optimize(copy, ['@default', 'upgrade-opset<to=20>', ...TRANSFORMER_FUSIONS.split(',').filter((p) => p !== 'fuse-attention'), 'eliminate-dead'].join(','));
-    note = '; attention left unfused: com.microsoft.Attention packs the Q/K/V weights, which int4 could then not quantize';
-  }
-  const fused: Record<string, number> = {};
-  for (const [op, n] of fusedOps(copy)) if (n > (before.get(op) ?? 0)) fused[op] = n - (before.get(op) ?? 0);
-  const applied = Object.keys(fused).length > 0;
-  const reason = applied ? `fused ${Object.entries(fused).map(([op, n]) => `${n} ${op}`).join(', ')}${note}` : `nothing to fuse: the model is kept as it was${note}`;
-  return { model: applied ? copy : model, step: { preset: 'transformer', applied, fused, reason, ms: performance.now() - t0 } };
+export function fuseTransformer(model: Model, o: { skip?: string; keepWeights?: boolean } = {}): Promise<{ model: Model; step: FusionStep }> {
+  return fuseTransformerWith(model, o, { catalog: registryCatalog, runner: nodeRunner });
 }
 
 export interface Int4WorkflowOptions extends QuantizeWorkflowOptions {
