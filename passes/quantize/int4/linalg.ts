@@ -5,7 +5,7 @@
  * {@link LEAF} rows factored in JS), and a float64 MatMul for GPTQ's cross-block updates. In JS the
  * same factor of a 512 x 512 Hessian took 140 ms; here it is a few milliseconds of MatMuls.
  */
-import type { ModelSession, Runner } from '../../../runtime/runner.js';
+import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 
 /** Largest block factored in JS (below it, onnxruntime's per-run overhead costs more than the arithmetic). */
