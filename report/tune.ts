@@ -88,13 +88,14 @@ function budgetText(r: TuneReport): string {
 
 /** The trial table shared by the three renderers. */
 export function tuneTable(r: TuneReport): { header: string[]; rows: string[][] } {
-  const header = ['#', 'trial', 'size x', 'latency x', 'vs reference', 'accuracy', 'drop', 's', 'worker', 'verdict'];
+  const header = ['#', 'trial', 'size x', 'latency x', 'vs reference', 'accuracy', 'drop', 'CPU/wall', 's', 'worker', 'verdict'];
+  const cpu = (t: TuneTrialResult) => (t.contention?.cpuOverWall !== undefined ? `${(t.contention.cpuOverWall * 100).toFixed(0)}%` : '-');
   const rows = r.rows.map((x) => {
     const t = x.result;
     const mark = x.label === r.winner ? 'WINNER' : x.onFront ? 'front' : '';
-    if (t.outcome === 'error') return [String(x.n), x.label, '-', '-', '-', '-', '-', fx(t.seconds, 0), t.worker, `error ${t.error?.code ?? ''}: ${t.error?.message ?? ''}`.slice(0, 120)];
+    if (t.outcome === 'error') return [String(x.n), x.label, '-', '-', '-', '-', '-', '-', fx(t.seconds, 0), t.worker, `error ${t.error?.code ?? ''}: ${t.error?.message ?? ''}`.slice(0, 120)];
     const verdict = x.failed.length ? `fails ${x.failed.join(', ')}` : 'meets budgets';
-    return [String(x.n), x.label, fx(t.sizeRatio, 3), fx(t.latencyRatio, 3), fx(t.referenceRatio, 3), fx(t.accuracy, 4), fx(x.accuracyDrop, 4), fx(t.seconds, 0), t.worker, `${verdict}${mark ? ` (${mark})` : ''}${x.reused ? ' [resumed]' : ''}`];
+    return [String(x.n), x.label, fx(t.sizeRatio, 3), fx(t.latencyRatio, 3), fx(t.referenceRatio, 3), fx(t.accuracy, 4), fx(x.accuracyDrop, 4), cpu(t), fx(t.seconds, 0), t.worker, `${verdict}${mark ? ` (${mark})` : ''}${x.reused ? ' [resumed]' : ''}`];
   });
   return { header, rows };
 }
@@ -102,7 +103,7 @@ export function tuneTable(r: TuneReport): { header: string[]; rows: string[][] }
 function summary(r: TuneReport): string[] {
   const lines = [
     `${r.input.file} (${r.input.bytes} bytes): objective ${r.objective}, budgets ${budgetText(r)}${r.metric ? `, metric ${r.metric}` : ''}; target ${r.target}, ${r.threads} thread(s); ${r.executor}.`,
-    `Timing: ${r.timing}`,
+    `Timing: ${r.timing} CPU/wall: the timing process's CPU time over wall time while it timed (100%: it had a core throughout).`,
     `${r.rows.length} trials in ${r.wallSeconds.toFixed(0)} s; stopped: ${r.stopped}.`,
   ];
   if (r.winner) lines.push(`Winner: ${r.winner} — ${r.rows.find((x) => x.label === r.winner)?.pipeline ?? ''}`);
