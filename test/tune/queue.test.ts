@@ -239,12 +239,19 @@ describe('unreachable Redis', () => {
   it('the worker exits 2 naming the URL within a few seconds', async () => {
     const port = await freePort();
     const url = `redis://127.0.0.1:${port}`;
+    const shared = join(tmp, 'worker-store');
+    fs.mkdirSync(shared);
     const t0 = Date.now();
-    const r = spawnSync(process.execPath, [BIN, 'worker', '--queue', url, '--store', join(tmp, 'never')], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, [BIN, 'worker', '--queue', url, '--store', shared], { encoding: 'utf8', timeout: 30_000 });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('QUEUE_UNREACHABLE');
     expect(r.stderr).toContain(url);
     expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(fs.readdirSync(shared)).toEqual([]);
+    // a store folder this machine does not have is refused, not created
+    const absent = spawnSync(process.execPath, [BIN, 'worker', '--queue', url, '--store', join(tmp, 'never')], { encoding: 'utf8', timeout: 30_000 });
+    expect(absent.status).toBe(2);
+    expect(absent.stderr).toContain('STORE_BAD_URL');
     expect(fs.existsSync(join(tmp, 'never'))).toBe(false);
   }, 40_000);
 

@@ -115,5 +115,7 @@ describe('content store (folder backend)', () => {
     const file = join(root, 'plain-file');
     fs.writeFileSync(file, 'x');
     expect(() => openStore(file)).toThrow(/not a folder/);
+    expect(() => openStore(join(root, 'absent'), { mustExist: true })).toThrow(/no such folder/);
+    expect(fs.existsSync(join(root, 'absent'))).toBe(false);
   });
 });

@@ -111,6 +111,8 @@ export async function hashFile(file: string): Promise<{ hash: string; bytes: num
 export interface StoreOptions {
   /** Where fetched content is materialized. Default: `<root>/.cache` for a folder store. */
   cacheDir?: string;
+  /** Refuse a folder that does not exist instead of creating it (a worker reads a store, never starts one). */
+  mustExist?: boolean;
 }
 
 /** A content-addressed store opened from its URL. */
@@ -315,7 +317,7 @@ function listFiles(dir: string): string[] {
   return out;
 }
 
-/** Opens a store from its URL: a folder path or `file://…` (created when missing). */
+/** Opens a store from its URL: a folder path or `file://…` (created when missing unless `mustExist`). */
 export function openStore(url: string, options: StoreOptions = {}): ContentStore {
   let root: string;
   if (/^file:\/\//i.test(url)) {
@@ -331,6 +333,7 @@ export function openStore(url: string, options: StoreOptions = {}): ContentStore
   }
   root = path.resolve(root);
   if (fs.existsSync(root) && !fs.statSync(root).isDirectory()) throw inputError('STORE_BAD_URL', `store ${url}: ${root} is not a folder`, { url });
+  if (options.mustExist && !fs.existsSync(root)) throw inputError('STORE_BAD_URL', `store ${url}: no such folder ${root} on this machine (give --store where the shared store is mounted)`, { url });
   fs.mkdirSync(root, { recursive: true });
   return new ContentStore(new FolderBackend(url, root), options.cacheDir ?? path.join(root, '.cache'));
 }

@@ -34,7 +34,7 @@ const ENV_ID = 'ONNXFORGE_WORKER_ID';
 const ENV_QUEUE = 'ONNXFORGE_WORKER_QUEUE';
 
 /** How long a timing lock outlives its last refresh (it is refreshed every third of this while held). */
-export const TIMING_LOCK_TTL_MS = 30_000;
+export const TIMING_LOCK_TTL_MS = 15_000;
 /** Deletes the key only when it still holds the caller's token (another holder's lock is left alone). */
 const RELEASE_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 const REFRESH_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
@@ -52,13 +52,28 @@ export async function acquireTimingLock(redis: Redis, key: string, ttlMs = TIMIN
   const token = `${hostname()}:${process.pid}:${randomBytes(6).toString('hex')}`;
   while ((await redis.set(key, token, 'PX', ttlMs, 'NX')) !== 'OK') await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
   const refresh = setInterval(() => void redis.eval(REFRESH_IF_OURS, 1, key, token, String(ttlMs)).catch(() => undefined), Math.max(10, Math.floor(ttlMs / 3)));
-  return () => {
+  let released: Promise<unknown> | undefined;
+  const release = () => {
     clearInterval(refresh);
-    void redis.eval(RELEASE_IF_OURS, 1, key, token).catch(() => undefined);
+    released ??= redis.eval(RELEASE_IF_OURS, 1, key, token).catch(() => undefined);
+    heldLocks.delete(release);
+    return released;
   };
+  heldLocks.add(release);
+  return () => void release();
 }
 
+/** Locks this process holds, released before it exits because its worker died. */
+const heldLocks = new Set<() => Promise<unknown>>();
 let lockClient: Redis | undefined;
+let watchingWorker = false;
+
+/** The trial child's exit when its worker is gone: free the timing lock for the host's other workers first. */
+function exitWithWorker(): void {
+  const pending = [...heldLocks].map((r) => r());
+  const bound = new Promise((r) => setTimeout(r, 1000));
+  void Promise.race([Promise.all(pending), bound]).finally(() => process.exit(1));
+}
 
 export interface TuneWorkerOptions {
   queue: string;
@@ -84,9 +99,12 @@ export interface TuneWorker {
 /** The sandboxed processor (runs in BullMQ's child process): one job in, its TrialResult out. */
 export default async function processTrialJob(job: Pick<Job<TrialJobData, TrialResult>, 'data'>): Promise<TrialResult> {
   // A worker killed with SIGKILL closes the IPC channel: stop the trial rather than run on unseen.
-  if (process.send) process.once('disconnect', () => process.exit(1));
+  if (process.send && !watchingWorker) {
+    watchingWorker = true;
+    process.once('disconnect', exitWithWorker);
+  }
   const { spec, store: jobStore } = job.data;
-  const store = openStore(process.env[ENV_STORE] || jobStore, process.env[ENV_CACHE] ? { cacheDir: process.env[ENV_CACHE] } : {});
+  const store = openStore(process.env[ENV_STORE] || jobStore, { mustExist: true, ...(process.env[ENV_CACHE] ? { cacheDir: process.env[ENV_CACHE] } : {}) });
   const worker = process.env[ENV_ID] || `${hostname()}:${process.pid}`;
   const queueUrl = process.env[ENV_QUEUE];
   if (queueUrl && !lockClient) {
@@ -99,6 +117,7 @@ export default async function processTrialJob(job: Pick<Job<TrialJobData, TrialR
 
 /** Connects (QUEUE_UNREACHABLE within the timeout when Redis does not answer) and starts taking trials. */
 export async function startTuneWorker(options: TuneWorkerOptions): Promise<TuneWorker> {
+  if (options.store) openStore(options.store, { mustExist: true });
   const target = await connectQueue(options.queue, options.connectTimeoutMs);
   const t = { ...DEFAULT_TIMINGS, ...options.timings };
   const id = `${hostname()}:${process.pid}`;
