@@ -1,5 +1,6 @@
 /**
  * Parts of the int4 pass: the GPTQ inverse-Hessian factor (H^-1 = U^T U, U upper), the lossless
+ * second moments X^T X from onnxruntime (wide inputs as symmetric blocks, feeds stacked), the
  * factor computed on halves with onnxruntime's MatMuls and the lazy-batch GPTQ (the same codes as the
  * input-by-input loop), the lossless compaction of few-valued float constants (bit-exact after onnxruntime folds it back), and the
  * layer-output errors computed in onnxruntime against the closed form.
@@ -12,6 +13,7 @@ import { GraphBuilder } from '../../ir/builder.js';
 import { compactConstants } from '../../passes/quantize/int4/constants.js';
 import { hessianFactor, inverseHessianFactor, OutputErrorMeter, quantizeGptq, quantizeGptqBlocked } from '../../passes/quantize/int4/gptq.js';
 import { Linalg } from '../../passes/quantize/int4/linalg.js';
+import { collectInputMoments } from '../../passes/quantize/int4/activations.js';
 import { nodeRunner } from '../../runtime/runner.js';
 
 function spd(n: number, seed: number): Float64Array {
@@ -73,6 +75,31 @@ describe('int4 parts', () => {
     } finally {
       await linalg.dispose();
     }
+  });
+
+  it('collectInputMoments: X^T X of narrow and wide (block-computed) inputs over stacked feeds equals the float64 sum', async () => {
+    const widths = [64, 256, 512];
+    const b = new GraphBuilder({ opset: 17 });
+    const rand = mulberry32(11);
+    widths.forEach((K, i) => {
+      const x = b.input(`x${i}`, 'float', ['batch', 3, K]);
+      const [y] = b.op('MatMul', [x, b.initializer(`w${i}`, Tensor.from(DataType.FLOAT, [K, 2], Float32Array.from({ length: 2 * K }, () => rand() - 0.5)))]);
+      b.output(y!, `y${i}`, 'float');
+    });
+    const feeds = Array.from({ length: 10 }, () => Object.fromEntries(widths.map((K, i) => [`x${i}`, { type: 'float32' as const, dims: [1, 3, K], data: Float32Array.from({ length: 3 * K }, () => rand() * 2 - 1) }])));
+    const run = await collectInputMoments(b.model(), new Map(widths.map((K, i) => [`x${i}`, K])), feeds, nodeRunner);
+    expect(run.outputs).toHaveLength(10);
+    widths.forEach((K, i) => {
+      const want = new Float64Array(K * K);
+      for (const f of feeds) {
+        const d = f[`x${i}`]!.data;
+        for (let r = 0; r < 3; r++) for (let p = 0; p < K; p++) for (let q = 0; q < K; q++) want[p * K + q]! += d[r * K + p]! * d[r * K + q]!;
+      }
+      const got = run.moments.get(`x${i}`)!.hessian;
+      let worst = 0;
+      for (let j = 0; j < want.length; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!) / (1 + Math.abs(want[j]!)));
+      expect(worst).toBeLessThan(1e-4);
+    });
   });
 
   it('compactConstants: a 0/-1e4 mask becomes uint8 codes and onnxruntime rebuilds it bit-exactly; other constants stay', async () => {

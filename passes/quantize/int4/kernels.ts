@@ -126,3 +126,46 @@ export async function measureKernels(classes: readonly KernelClass[], levels: re
     for (const row of sessions) for (const s of row) await s.dispose();
   }
 }
+
+/**
+ * The kernel rule (`--int4-kernel auto`, `--accuracy-level auto`): what the timings above measured,
+ * fixed, so the choice costs nothing at quantize time and does not move with the machine's load.
+ * Table: `npx tsx test/quantize-int4/kernel-table.ts` on this project's machine (AMD EPYC, AVX2 +
+ * AVX-512 VNNI, 1 thread, batch 1, 4 bits, block 64, two repeats at load 2-3), MatMulNBits time over
+ * float32 MatMul time at sequence 1 / 128:
+ *
+ *   K x N        level 0      level 1      level 4
+ *   128 x 512    1.00/1.06-1.19    0.96-0.98/1.01-1.06    0.89/1.44
+ *   512 x 128    0.95/1.09    0.92/1.07    0.83/1.11-1.21
+ *   256 x 1024   0.78/1.06    0.77/1.05    0.55/1.14-1.19
+ *   512 x 512    0.85/1.00    0.83/0.95    0.59/0.94-1.02
+ *   512 x 2048   0.81/1.04    0.79/1.03    0.35/0.92-0.93
+ *   640 x 640    0.79/1.08    0.78/1.07    0.47/0.97-0.99
+ *   768 x 768    0.72/0.84    0.71/0.83    0.38/0.81-0.90
+ *   1024 x 256   0.72/1.05    0.72/0.98    0.50/0.86-0.92
+ *   3072 x 768   0.72/1.00    0.69/1.00    0.24/0.74
+ *   2048 x 8192  0.33/1.00    0.33/1.00    0.13/0.71
+ *
+ * At sequence 1 every level beats float32 once the weight is large (a memory-bound product); at 128
+ * only level 4 (int8 activations, VNNI) does, and only from K = 768 on (every shape with K >= 768
+ * measured <= 0.92; below, it ran 0.92-1.45). Level 4's activation quantization measured a relative
+ * squared output error of at most 4.2e-5 on Gaussian inputs (~44 dB), far below a 4-bit weight's own.
+ */
+export const RULE_NBITS_MIN_K = 768;
+/** Largest relative squared output error of accuracy_level 4 in the table (activation quantization). */
+export const RULE_LEVEL4_ERROR = 4.2e-5;
+
+/**
+ * The rule's choice for a weight shape: `nbits` when MatMulNBits is the kernel anyway (--int4-kernel
+ * nbits, q4f16), else MatMulNBits only where the table has it clearly faster at both lengths.
+ * `level4Allowed`: level 4's error is within the tolerance for this shape's weights.
+ */
+export function kernelByRule(cls: KernelClass, nbits: boolean, level4Allowed: boolean): { chosen: 'unpacked' | number; reason: string } {
+  const table = 'the kernel table measured on this CPU (passes/quantize/int4/kernels.ts)';
+  if (nbits) {
+    const level = level4Allowed && cls.K >= 512 ? 4 : 1;
+    return { chosen: level, reason: `MatMulNBits accuracy_level ${level}: ${level === 4 ? 'K >= 512, where level 4 is the fastest at sequence 1 and 128' : 'K < 512, where level 1 is the fastest at sequence 128 (level 4 ran up to 1.45x float32)'} in ${table}` };
+  }
+  if (cls.K >= RULE_NBITS_MIN_K && level4Allowed) return { chosen: 4, reason: `MatMulNBits accuracy_level 4: K = ${cls.K} >= ${RULE_NBITS_MIN_K}, where it ran 0.13-0.50x float32 at sequence 1 and 0.71-0.92x at 128 in ${table}` };
+  return { chosen: 'unpacked', reason: `unpacked to float32 at load: ${cls.K < RULE_NBITS_MIN_K ? `K = ${cls.K} < ${RULE_NBITS_MIN_K}, where no MatMulNBits level was clearly faster than float32 at sequence 128 (0.92-1.45x)` : 'accuracy_level 4 costs more than the tolerance and levels 0/1 are not faster at sequence 128'} in ${table}` };
+}

@@ -2,10 +2,14 @@
  * Measurements on candidate models, against the float model on fixed calibration feeds:
  * - output error: sum of squared differences over every float output and feed, divided by the float
  *   outputs' energy (relative MSE; SQNR = -10 log10 of it);
- * Used to decide which layers keep 8 bits.
+ * Used to decide which layers keep 8 bits: {@link trialErrors} measures several settings of the
+ * first and last weights in one session (the weights as graph inputs fed per trial).
  */
 import type { Feed } from '../../../core/host-tensor.js';
-import type { Model } from '../../../ir/ir.js';
+import { DataType } from '../../../core/dtype.js';
+import { Tensor } from '../../../core/tensor.js';
+import { Attribute, Value, type Model } from '../../../ir/ir.js';
+import { cloneModel } from '../../../onnx/codec.js';
 import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 
 export interface Reference {
@@ -42,10 +46,10 @@ export async function reference(model: Model, feeds: readonly Feed[], runner: Ru
   }
 }
 
-async function errorOf(s: ModelSession, ref: Reference): Promise<number> {
+async function errorOf(s: ModelSession, ref: Reference, extra: Feed = {}): Promise<number> {
   let sse = 0;
   for (let i = 0; i < ref.feeds.length; i++) {
-    const o = floatOutputs(await s.run(ref.feeds[i]!));
+    const o = floatOutputs(await s.run({ ...ref.feeds[i]!, ...extra }));
     for (const [k, want] of Object.entries(ref.outputs[i]!)) {
       const got = o[k]!;
       for (let j = 0; j < want.length; j++) {
@@ -62,6 +66,53 @@ export async function relativeError(model: Model, ref: Reference, runner: Runner
   const s = await runner.open(model, SESSION, '(candidate model)');
   try {
     return await errorOf(s, ref);
+  } finally {
+    await s.dispose();
+  }
+}
+
+/**
+ * A weight input of one node: node index in the model's node list (the same in a clone), input index,
+ * and the dims of the float32 value given to it ([K, N] for MatMul and Gemm, whose transB and alpha
+ * are then reset; [rows, D] for a Gather table).
+ */
+export interface WeightSlot {
+  node: number;
+  input: number;
+  dims: [number, number];
+}
+
+/**
+ * Relative output errors against `ref` of `model` with weights replaced, one per trial, in one
+ * session: each `fixed` weight becomes a float32 constant, each of `varied` a graph input that trial t
+ * feeds with trials[t][i]. (Stands for the quantized model: onnxruntime unpacks a block-quantized
+ * weight to exactly these float32 values at load.)
+ */
+export async function trialErrors(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], trials: ReadonlyArray<readonly Float32Array[]>, ref: Reference, runner: Runner): Promise<number[]> {
+  const m = cloneModel(model);
+  const g = m.graph;
+  const nodes = [...g.nodes];
+  const put = (slot: WeightSlot, v: Value) => {
+    const node = nodes[slot.node]!;
+    node.setInput(slot.input, v);
+    if (node.opType === 'Gemm') {
+      node.setAttr(Attribute.int('transB', 0));
+      node.setAttr(Attribute.float('alpha', 1));
+    }
+  };
+  for (const [slot, data] of fixed) put(slot, g.addInitializer(Tensor.from(DataType.FLOAT, slot.dims, data), m.names.fresh('trial_weight')));
+  const names = varied.map((slot) => {
+    const v = new Value(m.names.fresh('trial_input'));
+    v.setTensorType(DataType.FLOAT, slot.dims);
+    g.addInput(v);
+    put(slot, v);
+    return v.name;
+  });
+  const s = await runner.open(m, SESSION, '(first/last layer trials)');
+  try {
+    const out: number[] = [];
+    for (const t of trials) out.push(await errorOf(s, ref, Object.fromEntries(names.map((n, i) => [n, { type: 'float32' as const, dims: varied[i]!.dims, data: t[i]! }]))));
+    return out;
   } finally {
     await s.dispose();
   }
