@@ -22,6 +22,8 @@ import { inputError } from '../../core/errors.js';
 import type { TrialExecutor, TrialResult, TrialSpec } from './types.js';
 
 export const DEFAULT_QUEUE_NAME = 'onnxforge-tune';
+/** How often the executor looks at its unfinished jobs besides listening for their events (ms). */
+const POLL_MS = 5000;
 
 /** What a job carries: the trial and the store its refs point into (a worker may override the store). */
 export interface TrialJobData {
@@ -163,10 +165,17 @@ export class QueueExecutor implements TrialExecutor {
       if (state === 'completed') settle(id, job.returnvalue);
       else if (state === 'failed') settle(id, errorRow(id, `trial ${id} failed on the queue after ${job.attemptsMade} attempt(s) and ${job.stalledCounter} stall(s): ${job.failedReason}`));
     };
-    const onCompleted = ({ jobId }: { jobId: string }) => void settleFromJob(jobId);
-    const onFailed = ({ jobId }: { jobId: string }) => void settleFromJob(jobId);
+    const added = new Set<string>();
+    const check = (id: string) => void settleFromJob(id).catch(() => undefined);
+    const onCompleted = ({ jobId }: { jobId: string }) => check(jobId);
+    const onFailed = ({ jobId }: { jobId: string }) => check(jobId);
     this.events.on('completed', onCompleted);
     this.events.on('failed', onFailed);
+    // Events are a stream read over one connection; should one be missed (a reconnect), the job's state
+    // still answers: look at the unfinished ones now and then.
+    const poll = setInterval(() => {
+      for (const id of pending.keys()) if (added.has(id)) check(id);
+    }, POLL_MS);
     try {
       const t = this.timings;
       for (const spec of trials) {
@@ -183,9 +192,11 @@ export class QueueExecutor implements TrialExecutor {
         const state = await job.getState();
         if (state === 'completed') await settleFromJob(spec.id);
         else if (state === 'failed') await job.retry('failed');
+        added.add(spec.id);
       }
       return await Promise.all([...results.values()]);
     } finally {
+      clearInterval(poll);
       this.events.off('completed', onCompleted);
       this.events.off('failed', onFailed);
     }
