@@ -14,6 +14,8 @@ export interface VariantsReportView {
   measuredOn: string;
   samples: number;
   threads: number;
+  /** The backend measured on (absent in reports written before --target). */
+  backend?: { backend: string; runtime: string; threads: number; simd?: boolean };
   latencyRuns: number;
   latencySettings: string[];
   reference: { latencyMs: Record<string, number>; metrics?: Record<string, Record<string, number>> };
@@ -75,7 +77,15 @@ export function variantsTable(r: VariantsReportView): { header: string[]; rows: 
 }
 
 function heading(r: VariantsReportView): string {
-  return `variants ${r.input} -> ${r.outDir}: fidelity vs the fp32 input on ${r.samples} samples of ${r.measuredOn}; latency x = median over ${r.latencyRuns} interleaved rounds of the variant's time / model.onnx's in the same round, ${r.threads} thread${r.threads === 1 ? '' : 's'}`;
+  return `variants ${r.input} -> ${r.outDir}: fidelity vs the fp32 input on ${r.samples} samples of ${r.measuredOn}; latency x = median over ${r.latencyRuns} interleaved rounds of the variant's time / model.onnx's in the same round, ${onBackend(r)}`;
+}
+
+/** 'onnxruntime-web 1.30.0 (WASM), 1 thread, SIMD' (older reports: the thread count). */
+function onBackend(r: VariantsReportView): string {
+  const b = r.backend;
+  const threads = b ? b.threads : r.threads;
+  const t = `${threads} thread${threads === 1 ? '' : 's'}`;
+  return b ? `${b.runtime}, ${t}${b.simd === undefined ? '' : b.simd ? ', SIMD' : ', no SIMD'}` : t;
 }
 
 export function renderVariantsTerminal(r: VariantsReportView): string {

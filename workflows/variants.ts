@@ -22,18 +22,27 @@
  * in one timing run (runtime/timer.ts, p50), file size. A variant that fails to build, load or run is
  * a row with its error. Files are built in a staging folder inside the output folder and renamed into
  * place at the end; the staging folder is removed whatever happens.
+ *
+ * `target` (default node) is the backend the set is for, as `quantize --target`: fidelity and latency
+ * are measured there (wasm: onnxruntime-web's WASM backend in this process, its own thread count, 1 by
+ * default), so a variant that does not load or run there is a failed row; the int8 variants (q8, int8,
+ * uint8) are checked against the target's integer kernels (runtime/backend-kernels.ts: a node with no
+ * fast kernel fails the row, QUANT_SLOW_KERNEL), and q4's measured choices (kernel, accuracy_level,
+ * first/last layers) are timed on the target.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { OnnxForgeError, inputError } from '../core/errors.js';
+import { checkError, OnnxForgeError, inputError } from '../core/errors.js';
 import { toFloat64, type Feed, type HostTensor } from '../core/host-tensor.js';
 import { openDataSource, type Sample } from '../data/index.js';
-import { loadModel } from '../onnx/index.js';
+import { loadModel, loadModelSync } from '../onnx/index.js';
 import { randomSamples } from '../passes/convert/convert-float16.js';
 import type { Model } from '../ir/ir.js';
 import { measureLatency } from '../runtime/latency.js';
 import { argmaxRows, loadMetric, type OutputError, type UserMetric } from '../runtime/metrics.js';
-import { Session } from '../runtime/session.js';
+import { backendInfo, openSession, type Backend, type BackendInfo, type BackendSession } from '../runtime/backend.js';
+import { slowIntegerKernels } from '../runtime/backend-kernels.js';
+import type { SessionOptions } from '../runtime/session.js';
 import { evaluate } from './evaluate.js';
 import { optimizeWorkflow } from './optimize.js';
 import { quantizeDynamicWorkflow } from './quantize/dynamic.js';
@@ -99,8 +108,10 @@ export interface VariantsWorkflowOptions {
   budget?: Partial<VariantBudget>;
   /** Output names treated as logits (default: outputs whose name contains 'logits'). */
   logits?: string[];
-  /** Intra-op threads (default 1). */
+  /** Intra-op threads (default 1; target node). */
   threads?: number;
+  /** The backend the variants are for (default 'node'): measured there, int8 kernels checked for it. */
+  target?: Backend;
   /** Timed rounds per latency setting, interleaved (default 20). */
   latencyRuns?: number;
   /** Extra latency settings on random inputs of these dims (e.g. seq 1 and 128), besides the measurement data. */
@@ -120,7 +131,7 @@ export interface VariantRow {
   file: string;
   /** What built it. */
   recipe: string;
-  /** Built, loaded by onnxruntime-node and run on every measured sample. */
+  /** Built, loaded by the target backend and run on every measured sample. */
   ok: boolean;
   /** Why not (build, load or run error), when not ok. */
   error?: { code?: string; message: string; stage: 'build' | 'load' | 'run' };
@@ -155,6 +166,8 @@ export interface VariantsReport {
   measuredOn: string;
   samples: number;
   threads: number;
+  /** The backend measured on: its runtime, threads and (WASM) SIMD. */
+  backend: BackendInfo;
   latencyRuns: number;
   latencySettings: string[];
   /** The float32 input as run: p50 ms per setting, and its metrics. */
@@ -205,7 +218,21 @@ async function quantizeThenFuse(o: VariantsWorkflowOptions, out: string, quantiz
   }
 }
 
-const dynamic = (weightType: 'int8' | 'uint8'): Builder => async (_src, out, o) => ({ recipe: `quantize --mode dynamic${weightType === 'uint8' ? ' (uint8 weights)' : ''}, then optimize --preset transformer`, details: await quantizeThenFuse(o, out, (src, tmp) => quantizeDynamicWorkflow({ ...common(src, tmp, o), pass: { weightType } })) });
+const dynamic = (weightType: 'int8' | 'uint8'): Builder => async (_src, out, o) => {
+  const details = await quantizeThenFuse(o, out, (src, tmp) => quantizeDynamicWorkflow({ ...common(src, tmp, o), pass: { weightType } }));
+  checkKernels(out, o.target ?? 'node');
+  return { recipe: `quantize --mode dynamic${weightType === 'uint8' ? ' (uint8 weights)' : ''}, then optimize --preset transformer`, details };
+};
+
+/** As `quantize --target`: an int8 variant with an integer node the target has no fast kernel for is not written. */
+function checkKernels(file: string, target: Backend): void {
+  if (target === 'node') return;
+  const slow = slowIntegerKernels(loadModelSync(file), target);
+  if (slow.length) {
+    rmSync(file, { force: true });
+    throw checkError('QUANT_SLOW_KERNEL', `--target ${target}: ${slow.length} node(s) would run without a fast kernel: ${slow.slice(0, 3).map((k) => `${k.node} (${k.op}: ${k.reason})`).join('; ')}`, { file });
+  }
+}
 
 const BUILDERS: Record<Exclude<VariantName, 'fp32'>, Builder> = {
   fp16: async (src, out, o) => ({ recipe: RECIPES.fp16, details: await quantizeFp16Workflow({ ...common(src, out, o), ...withCalibration(o) }) }),
@@ -213,7 +240,7 @@ const BUILDERS: Record<Exclude<VariantName, 'fp32'>, Builder> = {
   q8: (src, out, o, model) => dynamic(model.graph.nodes.some((n) => UINT8_OPS.has(n.opType)) ? 'uint8' : 'int8')(src, out, o, model),
   int8: dynamic('int8'),
   uint8: dynamic('uint8'),
-  q4: async (src, out, o) => ({ recipe: RECIPES.q4, details: await quantizeInt4Workflow({ ...common(src, out, o), ...withCalibration(o) }) }),
+  q4: async (src, out, o) => ({ recipe: RECIPES.q4, details: await quantizeInt4Workflow({ ...common(src, out, o), ...withCalibration(o), ...(o.target ? { target: o.target } : {}) }) }),
   q4f16: async (src, out, o) => ({ recipe: RECIPES.q4f16, details: await quantizeQ4f16Workflow({ ...common(src, out, o), ...withCalibration(o) }) }),
 };
 
@@ -331,7 +358,7 @@ export function describeBudget(b: VariantBudget): string {
 }
 
 /** Samples fidelity is measured on, and where they came from. */
-function measurementSamples(o: VariantsWorkflowOptions, inputs: Session['inputs'], model: Model): { spec: string; open: () => AsyncIterable<Sample> } {
+function measurementSamples(o: VariantsWorkflowOptions, inputs: BackendSession['inputs'], model: Model): { spec: string; open: () => AsyncIterable<Sample> } {
   const shapes = o.shapes ?? {};
   const spec = o.eval ?? o.calibration;
   if (spec) return { spec: `${o.eval ? '--eval' : '--calibration'} ${spec}`, open: () => openDataSource(spec, inputs, { shapes, limit: o.limit ?? 16 }) };
@@ -367,12 +394,14 @@ export async function variantsWorkflow(o: VariantsWorkflowOptions): Promise<Vari
     return m.name === 'default' ? { ...m, name: basename(spec.replace(/#.*$/, '')).replace(/\.[^.]+$/, '') } : m;
   }));
   const input = await loadModel(o.model);
-  const so = { intraOpNumThreads: threads, allowSpinning: false };
-  const reference = await Session.create(o.model, so, o.model);
+  const target = o.target ?? 'node';
+  // WASM sessions run on the backend's own thread count (1 by default), not --threads
+  const so: SessionOptions = target === 'wasm' ? { allowSpinning: false } : { intraOpNumThreads: threads, allowSpinning: false };
+  const reference = await openSession(target, o.model, so, o.model);
   const logits = o.logits ?? reference.outputs.map((x) => x.name).filter((n) => /logits/i.test(n));
   mkdirSync(dir, { recursive: true });
   const staging = mkdtempSync(join(dir, '.variants-staging-'));
-  const sessions: (Session | undefined)[] = [];
+  const sessions: (BackendSession | undefined)[] = [];
   const notes: string[] = [];
   try {
     // 1. build: fp32 first (the others start from it)
@@ -409,13 +438,13 @@ export async function variantsWorkflow(o: VariantsWorkflowOptions): Promise<Vari
     const fid = { name: 'fidelity', fn: fidelityMetric(logits) };
     let samples = 0;
     let refMetrics: Record<string, Record<string, number>> | undefined;
-    const live: { row: VariantRow; session: Session }[] = [];
+    const live: { row: VariantRow; session: BackendSession }[] = [];
     for (const [i, row] of rows.entries()) {
       if (!row.ok) continue;
       o.progress?.({ phase: 'measure', variant: row.variant, done: i, total: rows.length });
-      let s: Session;
+      let s: BackendSession;
       try {
-        s = await Session.create(join(staging, row.file), so, row.file);
+        s = await openSession(target, join(staging, row.file), so, row.file);
         sessions.push(s);
       } catch (e) {
         Object.assign(row, { ok: false, error: errorOf(e, 'load') });
@@ -482,6 +511,7 @@ export async function variantsWorkflow(o: VariantsWorkflowOptions): Promise<Vari
       measuredOn: data.spec,
       samples,
       threads,
+      backend: backendInfo(target, threads),
       latencyRuns,
       latencySettings: settings.map((s) => s.label),
       reference: { latencyMs: refLatency, ...(refMetrics ? { metrics: refMetrics } : {}) },

@@ -31,6 +31,7 @@ interface Args {
   maxSizeRatio?: number;
   latencyAt?: string[];
   threads: number;
+  target: 'node' | 'wasm';
   latencyRuns: number;
   json: boolean;
 }
@@ -55,7 +56,8 @@ export const variantsCommand: CommandModule<object, Args> = {
       .option('max-latency-ratio', { type: 'number', describe: 'budget: largest p50 latency ratio to fp32 (default: none)' })
       .option('max-size-ratio', { type: 'number', describe: 'budget: largest size ratio to fp32 (default: none)' })
       .option('latency-at', { type: 'string', array: true, describe: 'also time on random inputs of these dims: label:input=1,128[;dim=N] (repeatable)' })
-      .option('threads', { type: 'number', default: 1, describe: 'intra-op threads for latency and evaluation' })
+      .option('threads', { type: 'number', default: 1, describe: 'intra-op threads for latency and evaluation (target node)' })
+      .option('target', { type: 'string', choices: ['node', 'wasm'], default: 'node', describe: "the backend the variants are for: fidelity and latency measured there (wasm: onnxruntime-web's WASM backend, 1 thread), int8 variants checked for its fast integer kernels, q4's choices timed there" })
       .option('latency-runs', { type: 'number', default: 20, describe: 'timed rounds per latency setting (interleaved)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the JSON report instead of the table' }) as never,
   handler: async (a) => {
@@ -77,6 +79,7 @@ export const variantsCommand: CommandModule<object, Args> = {
       shapes: Object.fromEntries((a.shape ?? []).map(parseShapeArg)),
       budget,
       threads: a.threads,
+      target: a.target,
       latencyRuns: a.latencyRuns,
       latencyAt,
       ...(a.calibration !== undefined ? { calibration: a.calibration } : {}),

@@ -30,6 +30,7 @@ describe('onnxforge variants (CLI)', () => {
     expect(doc.schema).toBe('onnxforge.variants/1');
     expect(doc.rows.map((x: { file: string }) => x.file)).toEqual(FILES);
     expect(doc.latencySettings).toEqual(['data', 'seq1']);
+    expect(doc.backend).toMatchObject({ backend: 'node', threads: 1 });
     for (const row of doc.rows) {
       expect(row.ok, `${row.variant}: ${row.error?.message}`).toBe(true);
       expect(row.latencyMs.data).toBeGreaterThan(0);
@@ -62,6 +63,27 @@ describe('onnxforge variants (CLI)', () => {
     expect(html).toMatch(/<figure data-chart="fidelity"><svg [^>]*data-points="7"/);
     expect(html).toMatch(/<figure data-chart="latency"><svg [^>]*data-points="7"/);
     expect(existsSync(join(out, readdirSync(out).find((f) => f.startsWith('.variants-staging')) ?? 'none'))).toBe(false);
+  });
+
+  it('--target wasm: fidelity and latency measured on onnxruntime-web (WASM, 1 thread), the int8 variant checked for its kernels', async () => {
+    const out = join(dir, 'wasm');
+    const r = await runCli(['variants', gpt2, '-o', out, '--target', 'wasm', '--variants', 'fp32,int8,q4', '--latency-runs', '2', '--json']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.out);
+    expect(doc.backend.backend).toBe('wasm');
+    expect(doc.backend.runtime).toMatch(/^onnxruntime-web 1\.30\.0 \(WASM\)$/);
+    expect(doc.backend.threads).toBe(1);
+    expect(doc.reference.latencyMs.data).toBeGreaterThan(0);
+    expect(doc.rows.map((x: { variant: string }) => x.variant)).toEqual(['fp32', 'int8', 'q4']);
+    for (const row of doc.rows) {
+      expect(row.ok, `${row.variant}: ${row.error?.message}`).toBe(true);
+      expect(row.latencyMs.data).toBeGreaterThan(0);
+      expect(Number.isFinite(row.latencyRatio.data)).toBe(true);
+      expect(row.minCosine).toBeGreaterThan(0.99);
+    }
+    const md = readFileSync(join(out, 'variants.md'), 'utf8');
+    expect(md).toContain('onnxruntime-web 1.30.0 (WASM), 1 thread');
   });
 
   it('--variants builds a subset; a budget no variant meets says so and names no variant', async () => {

@@ -18,6 +18,7 @@ import { registryCatalog, resolveOptions } from '../../passes/pipeline.js';
 import int4Pass, { quantizeInt4, type QuantizeInt4Options } from '../../passes/quantize/quantize-int4.js';
 import type { Int4Report } from '../../report/quantize-int4.js';
 import { nodeRunner } from '../../runtime/runner.js';
+import { runnerFor, type Backend } from '../../runtime/backend.js';
 import { measureLatency } from '../../runtime/latency.js';
 import { Session } from '../../runtime/session.js';
 import { evaluate } from '../evaluate.js';
@@ -39,6 +40,11 @@ export interface Int4WorkflowOptions extends QuantizeWorkflowOptions {
   /** quantize-int4 pass options; the rest take the schema defaults. */
   pass?: Partial<QuantizeInt4Options>;
   progress?: PassContext['progress'];
+  /**
+   * The backend whose runner the pass's measurements use (first/last layers, kernel and accuracy_level
+   * timings; default node). The report's own latency and output error stay onnxruntime-node's.
+   */
+  target?: Backend;
 }
 
 /** Random samples the measurements use when no data is given. */
@@ -69,7 +75,7 @@ export async function quantizeInt4Workflow(o: Int4WorkflowOptions): Promise<Int4
     const { model, step: fusion } = await fuseTransformer(start.model, { ...(skip ? { skip } : {}), keepWeights: true });
     const calibration = o.calibration ? (await collectSamples(o.calibration, fp32.inputs, { shapes, limit: passOptions.calibrationSamples ?? 32 })).map((s) => s.feed) : [];
     const probe = calibration.length ? calibration : await feedsOf(random(), RANDOM_SAMPLES);
-    const int4 = await quantizeInt4(model, { calibration, probe }, passOptions, { ...createPassContext(), ...(o.progress ? { progress: o.progress } : {}) });
+    const int4 = await quantizeInt4(model, { calibration, probe }, passOptions, { ...createPassContext({ runner: runnerFor(o.target ?? 'node') }), ...(o.progress ? { progress: o.progress } : {}) });
     const bytes = checkedBytes(model, o.output);
     q = await loadQuantized(Session.create(bytes, so, o.output), o.output);
     const given = o.eval ? { spec: o.eval, flag: '--eval', options: evalDataOptions(o) } : o.calibration ? { spec: o.calibration, flag: '--calibration' } : undefined;
