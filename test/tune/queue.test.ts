@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isOnnxForgeError } from '../../core/errors.js';
 import { connectQueue, parseQueueUrl, QueueExecutor } from '../../workflows/tune/queue.js';
 import { tuneWorkflow, type TuneOptions } from '../../workflows/tune/tune.js';
+import type { TrialSpec } from '../../workflows/tune/types.js';
 import { acquireTimingLock, timingLockKey } from '../../workflows/tune/worker.js';
 
 const REPO = resolve(__dirname, '../..');
@@ -200,6 +201,31 @@ describe.skipIf(skipWhy !== undefined)('tune queue on Redis (BullMQ)', () => {
     expect(again.report.rows.map((r) => r.result).sort((a, b) => (a.id < b.id ? -1 : 1))).toEqual(queued.report.rows.map((r) => r.result).sort((a, b) => (a.id < b.id ? -1 : 1)));
     expect(again.report.winner).toBe(queued.report.winner);
   }, 90_000);
+});
+
+describe.skipIf(skipWhy !== undefined)('a job that fails on every attempt', () => {
+  it('is an error row (QUEUE_TRIAL_FAILED with the cause), and a re-run search runs it again', async () => {
+    const url = `${redisUrl!}?queue=fail-${process.pid}`;
+    const worker = await startWorker(url);
+    const missing = join(tmp, 'not-on-this-machine');
+    const ref = { hash: 'a'.repeat(64), name: 'm.onnx', bytes: 1 };
+    const spec: TrialSpec = { id: `fail-${process.pid}`, pipeline: 'quantize-dynamic', model: ref, eval: { kind: 'spec', spec: 'random:1' }, metric: METRIC, target: 'node', threads: 1, shapes: {}, latencyRuns: 1 };
+    const executor = await QueueExecutor.open(url, { store: missing });
+    try {
+      for (let round = 1; round <= 2; round++) {
+        const [r] = await executor.run([spec], () => undefined);
+        expect(r!.outcome).toBe('error');
+        expect(r!.error!.code).toBe('QUEUE_TRIAL_FAILED');
+        expect(r!.error!.message).toContain('STORE_BAD_URL');
+        expect(r!.error!.message).toContain('2 attempt(s)');
+        expect(worker.taken.filter((id) => id === spec.id).length).toBe(2 * round);
+      }
+    } finally {
+      await executor.close();
+      worker.proc.kill('SIGTERM');
+    }
+    expect(fs.existsSync(missing)).toBe(false);
+  }, 40_000);
 });
 
 describe.skipIf(skipWhy !== undefined)('per-host timing lock', () => {

@@ -188,10 +188,11 @@ export class QueueExecutor implements TrialExecutor {
           removeOnFail: false,
         });
         // The id existed (a resumed search, or the same trial twice): a finished job answers now; a
-        // failed one is run again, since a failed job means lost workers, not a failed trial.
+        // failed one is run again with fresh attempts, since a failed job means its workers died or
+        // could not run it (no store on that machine), not a failed trial.
         const state = await job.getState();
         if (state === 'completed') await settleFromJob(spec.id);
-        else if (state === 'failed') await job.retry('failed');
+        else if (state === 'failed') await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
         added.add(spec.id);
       }
       return await Promise.all([...results.values()]);

@@ -22,9 +22,10 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'bullmq';
 import type { Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import { isOnnxForgeError } from '../../core/errors.js';
 import { connectQueue, DEFAULT_TIMINGS, parseQueueUrl } from './queue.js';
 import type { QueueTimings, TrialJobData } from './queue.js';
-import { openStore } from './store.js';
+import { openStore, type ContentStore } from './store.js';
 import { runTrial } from './trial.js';
 import type { TrialResult } from './types.js';
 
@@ -104,7 +105,13 @@ export default async function processTrialJob(job: Pick<Job<TrialJobData, TrialR
     process.once('disconnect', exitWithWorker);
   }
   const { spec, store: jobStore } = job.data;
-  const store = openStore(process.env[ENV_STORE] || jobStore, { mustExist: true, ...(process.env[ENV_CACHE] ? { cacheDir: process.env[ENV_CACHE] } : {}) });
+  let store: ContentStore;
+  try {
+    store = openStore(process.env[ENV_STORE] || jobStore, { mustExist: true, ...(process.env[ENV_CACHE] ? { cacheDir: process.env[ENV_CACHE] } : {}) });
+  } catch (e) {
+    // the job fails (and is retried, perhaps by a worker that has the store): keep the code in its reason
+    throw isOnnxForgeError(e) ? new Error(e.format()) : e;
+  }
   const worker = process.env[ENV_ID] || `${hostname()}:${process.pid}`;
   const queueUrl = process.env[ENV_QUEUE];
   if (queueUrl && !lockClient) {
