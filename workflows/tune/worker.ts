@@ -11,7 +11,11 @@
  *
  * Timing: every trial on one machine times under one lock (a Redis key per host name, taken with
  * SET NX PX and refreshed while held), so workers sharing a machine build, calibrate and evaluate at
- * once but never time at once; a holder that dies lets the key expire after TIMING_LOCK_TTL_MS.
+ * once but never time at once. A trial child whose worker dies deletes its key before exiting; one
+ * that cannot (the machine is gone) lets it expire TIMING_LOCK_TTL_MS after its last refresh.
+ *
+ * The processor is this module's compiled file (dist/), forked by BullMQ: start workers from the
+ * built CLI (`onnxforge worker`), not from a test runner that transforms TypeScript in memory.
  *
  * Stopping: the first SIGINT/SIGTERM lets the running trials finish and posts them, then exits; a
  * second one stops at once (the unfinished job is left to the stalled-job check, so nothing is lost).
