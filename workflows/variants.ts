@@ -27,8 +27,8 @@
  * are measured there (wasm: onnxruntime-web's WASM backend in this process, its own thread count, 1 by
  * default), so a variant that does not load or run there is a failed row; the int8 variants (q8, int8,
  * uint8) are checked against the target's integer kernels (runtime/backend-kernels.ts: a node with no
- * fast kernel fails the row, QUANT_SLOW_KERNEL), and q4's measured choices (kernel, accuracy_level,
- * first/last layers) are timed on the target.
+ * fast kernel fails the row, QUANT_SLOW_KERNEL), and the measured choices of q4 and q4f16's int4 step
+ * (kernel, accuracy_level, first/last layers) are made on the target.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -241,7 +241,7 @@ const BUILDERS: Record<Exclude<VariantName, 'fp32'>, Builder> = {
   int8: dynamic('int8'),
   uint8: dynamic('uint8'),
   q4: async (src, out, o) => ({ recipe: RECIPES.q4, details: await quantizeInt4Workflow({ ...common(src, out, o), ...withCalibration(o), ...(o.target ? { target: o.target } : {}) }) }),
-  q4f16: async (src, out, o) => ({ recipe: RECIPES.q4f16, details: await quantizeQ4f16Workflow({ ...common(src, out, o), ...withCalibration(o) }) }),
+  q4f16: async (src, out, o) => ({ recipe: RECIPES.q4f16, details: await quantizeQ4f16Workflow({ ...common(src, out, o), ...withCalibration(o), ...(o.target ? { target: o.target } : {}) }) }),
 };
 
 function errorOf(e: unknown, stage: 'build' | 'load' | 'run'): NonNullable<VariantRow['error']> {

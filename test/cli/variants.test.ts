@@ -67,7 +67,7 @@ describe('onnxforge variants (CLI)', () => {
 
   it('--target wasm: fidelity and latency measured on onnxruntime-web (WASM, 1 thread), the int8 variant checked for its kernels', async () => {
     const out = join(dir, 'wasm');
-    const r = await runCli(['variants', gpt2, '-o', out, '--target', 'wasm', '--variants', 'fp32,int8,q4', '--latency-runs', '2', '--json']);
+    const r = await runCli(['variants', gpt2, '-o', out, '--target', 'wasm', '--variants', 'fp32,int8,q4,q4f16', '--latency-runs', '2', '--json']);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.out);
@@ -75,7 +75,7 @@ describe('onnxforge variants (CLI)', () => {
     expect(doc.backend.runtime).toMatch(/^onnxruntime-web 1\.30\.0 \(WASM\)$/);
     expect(doc.backend.threads).toBe(1);
     expect(doc.reference.latencyMs.data).toBeGreaterThan(0);
-    expect(doc.rows.map((x: { variant: string }) => x.variant)).toEqual(['fp32', 'int8', 'q4']);
+    expect(doc.rows.map((x: { variant: string }) => x.variant)).toEqual(['fp32', 'int8', 'q4', 'q4f16']);
     for (const row of doc.rows) {
       expect(row.ok, `${row.variant}: ${row.error?.message}`).toBe(true);
       expect(row.latencyMs.data).toBeGreaterThan(0);

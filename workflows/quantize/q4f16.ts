@@ -10,11 +10,14 @@ import { createPassContext } from '../../passes/manager.js';
 import { resolveOptions } from '../../passes/pipeline.js';
 import int4Pass, { quantizeInt4, type QuantizeInt4Options } from '../../passes/quantize/quantize-int4.js';
 import type { Fp16Report } from '../../report/fp16.js';
+import { runnerFor, type Backend } from '../../runtime/backend.js';
 import { type Fp16WorkflowOptions, runHalfMode } from './fp16.js';
 
 export interface Q4f16WorkflowOptions extends Fp16WorkflowOptions {
   /** quantize-int4 pass options; the rest take the schema defaults. */
   int4?: Partial<QuantizeInt4Options>;
+  /** The backend whose runner the int4 step's measurements use (accuracy_level timings, first/last layers; default node). */
+  target?: Backend;
 }
 
 /** Random samples the int4 step measures on when no calibration data is given. */
@@ -29,7 +32,7 @@ export function quantizeQ4f16Workflow(o: Q4f16WorkflowOptions): Promise<Fp16Repo
       const calibration = o.calibration ? (await collectSamples(o.calibration, inputs, { shapes: o.shapes ?? {}, limit: int4Options.calibrationSamples ?? 32 })).map((s) => s.feed) : [];
       const probe: Feed[] = [...calibration];
       if (!probe.length) for await (const s of random()) if (probe.length < PROBE_SAMPLES) probe.push(s.feed);
-      const { prepare: _p, ...int4 } = await quantizeInt4(model, { calibration, probe }, int4Options, { ...createPassContext(), ...(o.progress ? { progress: o.progress } : {}) });
+      const { prepare: _p, ...int4 } = await quantizeInt4(model, { calibration, probe }, int4Options, { ...createPassContext({ runner: runnerFor(o.target ?? 'node') }), ...(o.progress ? { progress: o.progress } : {}) });
       return int4;
     },
   });
