@@ -15,9 +15,11 @@
  * - the first and last layers (the weights read first and last in the graph) stay at 8 bits
  *   (MatMulNBits bits 8) when 8 bits there cut the model's output error by at least `keepGain`
  *   (relative) — the accuracy cliff of int4 at the ends of a network; each decision is reported;
- * - `accuracyLevel auto`: MatMulNBits accuracy_level 0 (float), 1 (fp32) and 4 (int8 activations)
- *   are timed interleaved on this CPU and the fastest is taken among those whose output SQNR is
- *   within `levelToleranceDb` (0.5 dB) of the best; the figures are reported.
+ * - `accuracyLevel auto` / `kernel auto`: MatMulNBits accuracy_level 0 (float), 1 (fp32) and 4 (int8
+ *   activations) against float32, from the kernel table measured on this CPU (int4/kernels.ts: a
+ *   rule, so nothing is timed at quantize time and the choice does not move with the machine's
+ *   load); `measure` times them interleaved on this CPU instead and takes the fastest among those
+ *   whose output SQNR is within `levelToleranceDb` (0.5 dB) of the best; the figures are reported.
  *
  * `format qdq` writes the standard ONNX form instead (opset 21): an int4 (symmetric) or uint4
  * DequantizeLinear with `block_size` feeding a plain MatMul; embeddings and 8-bit layers as int8
@@ -29,7 +31,6 @@ import { inputError } from '../../core/errors.js';
 import type { Feed } from '../../core/host-tensor.js';
 import { Tensor } from '../../core/tensor.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
-import { cloneModel } from '../../onnx/codec.js';
 import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
 import { prepareForQuantization, PrepareReport } from './prepare.js';
 import { firstSamples, toSampleSource } from './sample-source.js';
@@ -39,9 +40,10 @@ import { collectInputMoments, InputMoments } from './int4/activations.js';
 import { Bits, BlockQuantized, defaultZeroPoints, dequantizeRows, quantizeRtn, rowsOfKN, storedBytes, zeroPointBytes } from './int4/blocks.js';
 import { emitGatherBlockQuantized, emitMatMulNBits, emitQdqMatMul, MS_DOMAIN, replaceNode, UnpackConstants, unpackedWeight } from './int4/emit.js';
 import { compactConstants, type CompactedConstant } from './int4/constants.js';
-import { classKey, KernelClass, KernelTiming, measureKernels } from './int4/kernels.js';
-import { inverseHessianFactor, OutputErrorMeter, quantizeGptq } from './int4/gptq.js';
-import { reference, Reference, referenceOf, relativeError, sqnrDb } from './int4/probe.js';
+import { classKey, KernelClass, kernelByRule, KernelTiming, measureKernels, RULE_LEVEL4_ERROR } from './int4/kernels.js';
+import { hessianFactor, OutputErrorMeter, quantizeGptqBlocked } from './int4/gptq.js';
+import { Linalg } from './int4/linalg.js';
+import { reference, Reference, referenceOf, sqnrDb, trialErrors, type WeightSlot } from './int4/probe.js';
 
 export type Int4Method = 'rtn' | 'gptq';
 
@@ -62,13 +64,15 @@ export interface QuantizeInt4Options {
   /**
    * How a 4-bit or 8-bit MatMul/Gemm weight runs (format msft): 'nbits' as MatMulNBits; 'unpack' as
    * constants that onnxruntime folds into a float32 weight at load (int4 in the file, float32 speed);
-   * 'auto' (default) times both per weight shape on this CPU at sequence lengths 1 and 128 and takes
+   * 'auto' (default) follows the kernel table measured on this CPU (int4/kernels.ts kernelByRule:
+   * MatMulNBits accuracy_level 4 from K = 768 on, else unpacked), the same choice on every run;
+   * 'measure' times both per weight shape on this CPU at sequence lengths 1 and 128 and takes
    * MatMulNBits only where it is at least 5% faster than the float32 MatMul at both (KERNEL_MARGIN). Embeddings: 'nbits'
    * GatherBlockQuantized, otherwise unpacked.
    */
-  kernel?: 'auto' | 'nbits' | 'unpack';
+  kernel?: 'auto' | 'measure' | 'nbits' | 'unpack';
   /** 'auto' (measured) or a MatMulNBits accuracy_level. */
-  accuracyLevel?: 'auto' | '0' | '1' | '2' | '3' | '4';
+  accuracyLevel?: 'auto' | 'measure' | '0' | '1' | '2' | '3' | '4';
   /** Embedding tables: block-quantized like the weights ('int4'), int8 per row, or left float. */
   embeddings?: 'int4' | 'int8' | 'float';
   /** 'auto': first/last layers measured and kept at 8 bits where that pays; 'none': all 4 bits. */
@@ -428,11 +432,12 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   }
   ms.moments = performance.now() - t;
 
-  // one inverse Hessian factor per layer input (q, k and v read the same one)
-  const factors = new Map<string, Float64Array>();
-  const factorOf = (name: string, m: InputMoments): Float64Array => {
+  // one inverse Hessian factor per layer input (q, k and v read the same one), computed by onnxruntime's MatMuls
+  const linalg = new Linalg(ctx.runner);
+  const factors = new Map<string, Promise<Float64Array>>();
+  const factorOf = (name: string, m: InputMoments): Promise<Float64Array> => {
     let f = factors.get(name);
-    if (!f) factors.set(name, (f = inverseHessianFactor(m.hessian, m.K, o.damp)));
+    if (!f) factors.set(name, (f = hessianFactor(m.hessian, m.K, o.damp, linalg)));
     return f;
   };
 
@@ -443,7 +448,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   for (const c of cands) {
     const m = c.op === 'Gather' ? undefined : moments.get(c.input.name);
     const rtn = quantizeRtn(c.rows, c.N, c.K, 4, o.blockSize, o.symmetric);
-    c.q4 = method === 'gptq' && m ? quantizeGptq(c.rows, c.N, c.K, m.hessian, 4, o.blockSize, o.symmetric, o.damp, factorOf(c.input.name, m)) : rtn;
+    c.q4 = method === 'gptq' && m ? await quantizeGptqBlocked(c.rows, c.N, c.K, m.hessian, 4, o.blockSize, o.symmetric, await factorOf(c.input.name, m), linalg) : rtn;
     c.report.method = method;
     c.report.weightError = relWeightError(c.rows, c.q4);
     if (m) {
@@ -461,35 +466,37 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   }
   } finally {
     await meter.dispose();
+    await linalg.dispose();
   }
   bar?.done();
   ms.quantize = performance.now() - t;
 
-  const plan: Plan = { bits: new Map(), level: o.accuracyLevel === 'auto' ? 0 : Number(o.accuracyLevel), kernel: new Map() };
-  const levelReport: QuantizeInt4Report['accuracyLevel'] = { chosen: plan.level, measured: [], reason: o.accuracyLevel === 'auto' ? '' : 'given (--accuracy-level)' };
+  const levelAuto = o.accuracyLevel === 'auto' || o.accuracyLevel === 'measure';
+  const plan: Plan = { bits: new Map(), level: levelAuto ? 0 : Number(o.accuracyLevel), kernel: new Map() };
+  const levelReport: QuantizeInt4Report['accuracyLevel'] = { chosen: plan.level, measured: [], reason: levelAuto ? '' : 'given (--accuracy-level)' };
   const keep: KeepDecision[] = [];
   const q8 = (c: Candidate): BlockQuantized => (c.q8 ??= quantizeRtn(c.rows, c.N, c.K, 8, o.blockSize, o.symmetric));
-  const variant = (p: Plan): Model => {
-    const m = cloneModel(model);
-    apply(m, cands, p, o.format, o.embeddings);
-    return m;
-  };
 
-  // first/last layers at 8 bits where that pays, measured on the model's outputs
+  // first/last layers at 8 bits where that pays, measured on the model's outputs: one session, the two
+  // end weights fed as inputs (all 4-bit, first at 8, last at 8), every other weight at its quantized value
   t = performance.now();
   const layers = cands.filter((c) => c.op !== 'Gather');
   if (o.keepInt8 === 'auto' && probeFeeds.length > 0 && layers.length >= 3) {
     ref ??= await reference(model, probeFeeds, ctx.runner);
     const ends: Array<[Candidate, 'first' | 'last']> = [[layers[0]!, 'first'], [layers[layers.length - 1]!, 'last']];
-    for (const [c] of ends) q8(c);
-    const errorAll4 = await relativeError(variant(plan), ref, ctx.runner);
-    for (const [c, position] of ends) {
-      const errorWith8 = await relativeError(variant({ ...plan, bits: new Map([[c.index, 8]]) }), ref, ctx.runner);
-      const gain = errorAll4 > 0 ? (errorAll4 - errorWith8) / errorAll4 : 0;
+    const slot = (c: Candidate): WeightSlot => ({ node: c.index, input: c.op === 'Gather' ? 0 : 1, dims: c.op === 'Gather' ? [c.N, c.K] : [c.K, c.N] });
+    // the float32 weight onnxruntime computes with: table rows for a Gather, [K, N] for MatMul/Gemm
+    const value = (c: Candidate, q: BlockQuantized): Float32Array => (c.op === 'Gather' ? dequantizeRows(q) : rowsOfKN(dequantizeRows(q), c.N, c.K));
+    const fixed = cands.filter((c) => !ends.some(([e]) => e === c)).map((c): [WeightSlot, Float32Array] => [slot(c), value(c, c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8') ? q8(c) : c.q4!)]);
+    const [first, last] = ends.map(([c]) => [value(c, c.q4!), value(c, q8(c))]) as [[Float32Array, Float32Array], [Float32Array, Float32Array]];
+    const [errorAll4, ...with8] = await trialErrors(model, fixed, ends.map(([c]) => slot(c)), [[first[0], last[0]], [first[1], last[0]], [first[0], last[1]]], ref, ctx.runner);
+    ends.forEach(([c, position], i) => {
+      const errorWith8 = with8[i]!;
+      const gain = errorAll4! > 0 ? (errorAll4! - errorWith8) / errorAll4! : 0;
       const kept = gain >= o.keepGain;
-      keep.push({ tensor: c.tensor, position, errorAll4, errorWith8, gain, kept });
+      keep.push({ tensor: c.tensor, position, errorAll4: errorAll4!, errorWith8, gain, kept });
       if (kept) plan.bits.set(c.index, 8);
-    }
+    });
   }
   for (const c of layers) {
     if (plan.bits.get(c.index) === 8) {
@@ -502,15 +509,15 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   }
   ms.sensitivity = performance.now() - t;
 
-  // kernels and accuracy_level, timed on this CPU per weight shape class
+  // kernels and accuracy_level per weight shape class: the rule from the kernel table (int4/kernels.ts), or timed on this CPU (measure)
   t = performance.now();
   const kernels: KernelDecision[] = [];
   if (o.format === 'msft') {
-    const levels = o.accuracyLevel === 'auto' ? [0, 1, 4] : [Number(o.accuracyLevel)];
+    const levels = o.accuracyLevel === 'auto' || o.accuracyLevel === 'measure' ? [0, 1, 4] : [Number(o.accuracyLevel)];
     const unpackAll = o.kernel === 'unpack';
     for (const c of cands) {
       // embeddings and 8-bit layers: unpacked unless MatMulNBits/GatherBlockQuantized is asked for
-      if (unpackAll || (o.kernel === 'auto' && (c.op === 'Gather' || plan.bits.get(c.index) === 8))) plan.kernel.set(c.index, 'unpack');
+      if (unpackAll || ((o.kernel === 'auto' || o.kernel === 'measure') && (c.op === 'Gather' || plan.bits.get(c.index) === 8))) plan.kernel.set(c.index, 'unpack');
     }
     const classes = new Map<string, { cls: KernelClass; members: Candidate[] }>();
     for (const c of layers) {
@@ -520,7 +527,8 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       if (!classes.has(key)) classes.set(key, { cls, members: [] });
       classes.get(key)!.members.push(c);
     }
-    if (classes.size > 0 && (o.kernel === 'auto' || levels.length > 1)) {
+    const timed = o.kernel === 'measure' || o.accuracyLevel === 'measure';
+    if (classes.size > 0 && timed) {
       const measured = await measureKernels([...classes.values()].map((x) => x.cls), levels, KERNEL_SEQS, ctx.runner, o.latencyRuns);
       for (const [i, { cls, members }] of [...classes.values()].entries()) {
         const m = measured[i]!;
@@ -530,7 +538,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
         const worst = (l: number) => Math.max(...m.timings.map((t) => t.levelMs[l]! / t.fp32Ms));
         const best = (allowed.length ? allowed : [levels[0]!]).reduce((a, b) => (worst(b) < worst(a) ? b : a));
         const ratios = m.timings.map((t) => `${(t.levelMs[best]! / t.fp32Ms).toFixed(2)}x at ${t.seq}`).join(', ');
-        const nbits = o.kernel === 'nbits' || worst(best) <= KERNEL_MARGIN;
+        const nbits = o.kernel === 'nbits' || (o.kernel !== 'unpack' && worst(best) <= KERNEL_MARGIN);
         kernels.push({
           shape: classKey(cls),
           weights: members.length,
@@ -543,21 +551,32 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
         });
         for (const c of members) plan.kernel.set(c.index, nbits ? best : 'unpack');
       }
+    } else if (classes.size > 0) {
+      // the rule from the kernel table measured on this CPU (int4/kernels.ts): no timing at quantize time
+      for (const { cls, members } of classes.values()) {
+        const weightError = members.reduce((a, c) => a + c.report.weightError, 0) / members.length;
+        const level4 = levels.includes(4) && 10 * Math.log10((weightError + RULE_LEVEL4_ERROR) / (weightError || 1e-12)) <= o.levelToleranceDb;
+        const given = o.accuracyLevel === 'auto' ? undefined : Number(o.accuracyLevel);
+        const rule = kernelByRule(cls, o.kernel === 'nbits', level4);
+        const chosen = given !== undefined && rule.chosen !== 'unpacked' ? given : rule.chosen;
+        kernels.push({ shape: classKey(cls), weights: members.length, timings: [], levelError: level4 ? { 4: RULE_LEVEL4_ERROR } : {}, chosen, reason: given !== undefined && rule.chosen !== 'unpacked' ? `MatMulNBits accuracy_level ${given} (--accuracy-level)` : rule.reason });
+        for (const c of members) plan.kernel.set(c.index, chosen === 'unpacked' ? 'unpack' : chosen);
+      }
     }
     const used = layers.map((c) => plan.kernel.get(c.index)).filter((k): k is number => typeof k === 'number');
-    if (o.accuracyLevel !== 'auto') {
+    if (!levelAuto) {
       levelReport.reason = 'given (--accuracy-level)';
     } else if (used.length) {
       const counts = new Map<number, number>();
       for (const l of used) counts.set(l, (counts.get(l) ?? 0) + 1);
       plan.level = [...counts].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
       levelReport.chosen = plan.level;
-      levelReport.reason = `fastest on this CPU per weight shape (1 thread, interleaved, sequence lengths ${KERNEL_SEQS.join(' and ')}) among the levels whose activation quantization costs at most ${o.levelToleranceDb} dB; the level of most MatMulNBits layers`;
+      levelReport.reason = `${o.kernel === 'measure' || o.accuracyLevel === 'measure' ? `fastest on this CPU per weight shape (timed: 1 thread, interleaved, sequence lengths ${KERNEL_SEQS.join(' and ')})` : 'fastest per weight shape in the kernel table measured on this CPU (int4/kernels.ts; --accuracy-level measure times it)'} among the levels whose activation quantization costs at most ${o.levelToleranceDb} dB; the level of most MatMulNBits layers`;
     } else {
       levelReport.reason = 'no layer runs as MatMulNBits (unpacked to float32 at load: see kernels)';
     }
     for (const l of [0, 1, 4]) {
-      const per = kernels.filter((k) => k.timings.every((t) => t.levelMs[l] !== undefined));
+      const per = kernels.filter((k) => k.timings.length > 0 && k.timings.every((t) => t.levelMs[l] !== undefined));
       if (!per.length) continue;
       const ms = per.reduce((a, k) => a + k.timings[k.timings.length - 1]!.levelMs[l]! * k.weights, 0);
       const err = Math.max(...per.map((k) => k.levelError[l] ?? 0));
@@ -615,8 +634,8 @@ const pass = definePass<
     method: { type: 'enum', values: ['auto', 'rtn', 'gptq'], default: 'auto', description: 'rtn: round each block to nearest; gptq: spread rounding errors using the calibration inputs of each layer (needs calibration data); auto: gptq with calibration data, rtn without.' },
     symmetric: { type: 'boolean', default: false, description: 'No zero points (blocks centred on 0); default: a 4-bit zero point per block.' },
     format: { type: 'enum', values: ['msft', 'qdq'], default: 'msft', description: 'msft: com.microsoft MatMulNBits/GatherBlockQuantized; qdq: ONNX opset 21 int4 DequantizeLinear with block_size feeding MatMul.' },
-    kernel: { type: 'enum', values: ['auto', 'nbits', 'unpack'], default: 'auto', description: 'format msft: nbits runs MatMul weights as MatMulNBits (embeddings as GatherBlockQuantized); unpack stores the codes as constants onnxruntime folds into float32 weights at load (small file, float32 speed); auto times both per weight shape on this CPU at sequence lengths 1 and 128 and uses MatMulNBits where it is at least 5% faster at both (8-bit layers and embeddings unpacked).' },
-    accuracyLevel: { type: 'enum', values: ['auto', '0', '1', '2', '3', '4'], default: 'auto', description: 'MatMulNBits accuracy_level; auto times 0, 1 and 4 on this CPU and keeps the fastest whose output SQNR is within levelToleranceDb of the best.' },
+    kernel: { type: 'enum', values: ['auto', 'measure', 'nbits', 'unpack'], default: 'auto', description: 'format msft: nbits runs MatMul weights as MatMulNBits (embeddings as GatherBlockQuantized); unpack stores the codes as constants onnxruntime folds into float32 weights at load (small file, float32 speed); auto follows the kernel table measured on this CPU (int4/kernels.ts: MatMulNBits accuracy_level 4 where K >= 768, else unpacked; nothing timed, the same choice on every run); measure times both per weight shape on this CPU at sequence lengths 1 and 128 and uses MatMulNBits where it is at least 5% faster at both (8-bit layers and embeddings unpacked).' },
+    accuracyLevel: { type: 'enum', values: ['auto', 'measure', '0', '1', '2', '3', '4'], default: 'auto', description: 'MatMulNBits accuracy_level; auto takes the fastest per weight shape in the kernel table measured on this CPU (4 from K >= 512, else 1) when its activation error is within levelToleranceDb; measure times 0, 1 and 4 on this CPU instead.' },
     embeddings: { type: 'enum', values: ['int4', 'int8', 'float'], default: 'int8', description: 'Embedding tables (Gather on a constant): GatherBlockQuantized at 4 or 8 bits (qdq format: int8 per row behind DequantizeLinear), or float. Default int8: measured on the trained LM, int4 tables cost 5.5% bits per byte, int8 0.8%.' },
     keepInt8: { type: 'enum', values: ['auto', 'none'], default: 'auto', description: 'auto: the first and last layers stay at 8 bits when that cuts the output error by keepGain (measured on calibration data).' },
     keepGain: { type: 'number', default: 0.2, min: 0, max: 1, description: 'Relative cut of the model output error that keeps a first/last layer at 8 bits.' },
@@ -625,7 +644,7 @@ const pass = definePass<
     calibrationSamples: { type: 'integer', default: 32, min: 1, description: 'Calibration samples read.' },
     damp: { type: 'number', default: 0.01, min: 0, exclusiveMin: true, max: 1, description: 'GPTQ damping, a fraction of the mean Hessian diagonal.' },
     levelToleranceDb: { type: 'number', default: 0.5, min: 0, description: 'accuracy_level auto: levels whose output SQNR is within this many dB of the best compete on latency.' },
-    latencyRuns: { type: 'integer', default: 20, min: 1, description: 'Timed rounds per accuracy_level candidate.' },
+    latencyRuns: { type: 'integer', default: 20, min: 1, description: 'Timed rounds per accuracy_level candidate (kernel or accuracyLevel measure).' },
     prepare: { type: 'boolean', default: true, description: 'Run the default preset first (folds constant transposes of weights).' },
     presets: { type: 'string', default: 'default', description: 'Presets run first (comma-separated; missing ones are skipped).' },
   },

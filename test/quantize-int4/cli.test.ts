@@ -11,6 +11,7 @@ import { Tensor } from '../../core/tensor.js';
 import { GraphBuilder } from '../../ir/builder.js';
 import { loadModel, saveModel } from '../../onnx/index.js';
 import { reference, relativeError } from '../../passes/quantize/int4/probe.js';
+import { RULE_NBITS_MIN_K } from '../../passes/quantize/int4/kernels.js';
 import { nodeRunner } from '../../runtime/runner.js';
 import { runCli } from '../helpers/run-cli.js';
 import { transformerFeed, transformerVariant } from '../models/transformers.js';
@@ -71,7 +72,7 @@ describe('quantize --mode int4', () => {
     expect(JSON.parse(res.out).outputs.length).toBe(1);
     expect(res.code, res.err).toBe(0);
     const m = await loadModel(out);
-    const msft = await runCli([...base, '-o', join(dir, 'msft.onnx'), '--int4-kernel', 'nbits']);
+    const msft = await runCli([...base, '-o', join(dir, 'msft.onnx'), '--int4-kernel', 'nbits', '--accuracy-level', 'measure']);
     expect((await loadModel(join(dir, 'msft.onnx'))).graph.nodes.map((n) => n.opType)).toContain('GatherBlockQuantized');
     expect(msft.code).toBe(0);
     const level = JSON.parse(msft.out).int4.accuracyLevel;
@@ -120,8 +121,29 @@ describe('quantize --mode int4', () => {
     expect(f.outputs[0].sqnrDb).toBeGreaterThan(p.outputs[0].sqnrDb - 1);
   }, 120_000);
 
-  it('default kernel auto: every 4-bit shape class timed against float32 at sequence lengths 1 and 128, decision reported', async () => {
-    const res = await runCli([...base, '-o', join(dir, 'auto.onnx')]);
+  it('default kernel auto: the rule from the kernel table, nothing timed, the same decisions on every run', async () => {
+    const runs = [];
+    for (const name of ['rule-a.onnx', 'rule-b.onnx']) {
+      const res = await runCli([...base, '-o', join(dir, name)]);
+      expect(res.code, res.err).toBe(0);
+      runs.push(JSON.parse(res.out).int4);
+    }
+    const [a, b] = runs;
+    expect(a.kernels.length).toBeGreaterThan(0);
+    expect(b.kernels).toEqual(a.kernels);
+    expect(b.accuracyLevel).toEqual(a.accuracyLevel);
+    for (const k of a.kernels) {
+      expect(k.timings).toEqual([]);
+      expect(k.reason).toMatch(/kernel table/);
+      const K = Number(k.shape.split('x')[0]);
+      expect(k.chosen).toBe(K >= RULE_NBITS_MIN_K ? 4 : 'unpacked');
+    }
+    const m = await loadModel(join(dir, 'rule-a.onnx'));
+    expect(m.graph.nodes.filter((n) => n.opType === 'MatMulNBits').length).toBe(a.kernels.filter((k: { chosen: unknown }) => k.chosen !== 'unpacked').reduce((s: number, k: { weights: number }) => s + k.weights, 0));
+  }, 120_000);
+
+  it('kernel measure: every 4-bit shape class timed against float32 at sequence lengths 1 and 128, decision reported', async () => {
+    const res = await runCli([...base, '-o', join(dir, 'auto.onnx'), '--int4-kernel', 'measure']);
     expect(res.code, res.err).toBe(0);
     const r = JSON.parse(res.out).int4;
     expect(r.kernels.length).toBeGreaterThan(0);

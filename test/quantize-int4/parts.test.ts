@@ -13,6 +13,7 @@ import { GraphBuilder } from '../../ir/builder.js';
 import { compactConstants } from '../../passes/quantize/int4/constants.js';
 import { hessianFactor, inverseHessianFactor, OutputErrorMeter, quantizeGptq, quantizeGptqBlocked } from '../../passes/quantize/int4/gptq.js';
 import { Linalg } from '../../passes/quantize/int4/linalg.js';
+import { kernelByRule } from '../../passes/quantize/int4/kernels.js';
 import { collectInputMoments } from '../../passes/quantize/int4/activations.js';
 import { nodeRunner } from '../../runtime/runner.js';
 
@@ -100,6 +101,19 @@ describe('int4 parts', () => {
       for (let j = 0; j < want.length; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!) / (1 + Math.abs(want[j]!)));
       expect(worst).toBeLessThan(1e-4);
     });
+  });
+
+  it('kernelByRule: MatMulNBits accuracy_level 4 from K = 768 (when level 4 is allowed), else unpacked; with nbits forced, level 4 from K = 512, else 1', () => {
+    const cls = (K: number, N: number) => ({ K, N, bits: 4 as const, blockSize: 64, symmetric: false });
+    expect(kernelByRule(cls(128, 512), false, true).chosen).toBe('unpacked');
+    expect(kernelByRule(cls(512, 2048), false, true).chosen).toBe('unpacked');
+    expect(kernelByRule(cls(768, 768), false, true).chosen).toBe(4);
+    expect(kernelByRule(cls(3072, 768), false, true).chosen).toBe(4);
+    expect(kernelByRule(cls(3072, 768), false, false).chosen).toBe('unpacked');
+    expect(kernelByRule(cls(128, 128), true, true).chosen).toBe(1);
+    expect(kernelByRule(cls(512, 128), true, true).chosen).toBe(4);
+    expect(kernelByRule(cls(512, 128), true, false).chosen).toBe(1);
+    for (const r of [kernelByRule(cls(128, 512), false, true), kernelByRule(cls(1024, 256), false, true)]) expect(r.reason).toMatch(/kernel table/);
   });
 
   it('compactConstants: a 0/-1e4 mask becomes uint8 codes and onnxruntime rebuilds it bit-exactly; other constants stay', async () => {

@@ -9,7 +9,7 @@ import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 
 /** Largest block factored in JS (below it, onnxruntime's per-run overhead costs more than the arithmetic). */
-const LEAF = 64;
+const LEAF = 128;
 
 /** In-place lower Cholesky factor of the symmetric positive definite a (n x n); false if it is not. */
 export function cholesky(a: Float64Array, n: number): boolean {
