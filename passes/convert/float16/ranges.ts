@@ -5,20 +5,13 @@
  * a tensor that reaches infinity or NaN in float32 (an attention mask times finfo.min on an
  * out-of-domain input) is recorded with an infinite range, so the plan keeps it float32. Samples on
  * which the model's own outputs are not finite are skipped (and counted): they are outside its domain.
- * Samples of one shape run stacked 8 at a time on a dynamic batch axis (min and max over a stack are
- * those over its samples); a stack whose outputs are not finite runs again sample by sample.
  */
 import { inputError } from '../../../core/errors.js';
 import type { Model } from '../../../ir/ir.js';
 import { augmentModelReduced, checkFiniteFeed, EXTREME_OUTPUTS } from '../../../calibration/augment.js';
-import type { Feed } from '../../../core/host-tensor.js';
 import type { Sample } from '../../../data/sample.js';
-import { concatFeeds, stackFeeds } from '../../quantize/int4/activations.js';
 import type { Runner } from '../../../runtime/runner-types.js';
 import type { TensorRange } from './plan.js';
-
-/** Samples per stacked run. */
-const STACK = 8;
 
 export async function measureRanges(model: Model, tensors: readonly string[], source: () => AsyncIterable<Sample>, onSample: (() => void) | undefined, runner: Runner): Promise<{ ranges: Map<string, TensorRange>; samples: number; skipped: number }> {
   const ranges = new Map<string, TensorRange>(tensors.map((t) => [t, { min: Infinity, max: -Infinity }]));
@@ -29,14 +22,16 @@ export async function measureRanges(model: Model, tensors: readonly string[], so
   const outputs = tensors.flatMap((t, k) => (outputNames.has(t) ? [k] : []));
   const session = await runner.open(augmentModelReduced(model, tensors), { graphOptimizationLevel: 'all' }, '(range model)');
   try {
-    // min/max of every tensor on one feed, or undefined when the model's own outputs are not finite on it
-    const extremes = async (feed: Feed): Promise<[Float32Array, Float32Array] | undefined> => {
-      const out = await session.run(feed, EXTREME_OUTPUTS);
+    for await (const s of source()) {
+      checkFiniteFeed(s.feed, s.id);
+      const out = await session.run(s.feed, EXTREME_OUTPUTS);
       const mins = out[EXTREME_OUTPUTS[0]]!.data as Float32Array;
       const maxs = out[EXTREME_OUTPUTS[1]]!.data as Float32Array;
-      return outputs.some((k) => !Number.isFinite(mins[k]!) || !Number.isFinite(maxs[k]!)) ? undefined : [mins, maxs];
-    };
-    const fold = ([mins, maxs]: [Float32Array, Float32Array], n: number) => {
+      // a sample on which the float32 model's own outputs are not finite is outside its domain
+      if (outputs.some((k) => !Number.isFinite(mins[k]!) || !Number.isFinite(maxs[k]!))) {
+        skipped++;
+        continue;
+      }
       tensors.forEach((t, k) => {
         const r = ranges.get(t)!;
         const mn = mins[k]!;
@@ -45,30 +40,9 @@ export async function measureRanges(model: Model, tensors: readonly string[], so
         r.min = Math.min(r.min, mn !== mn ? -Infinity : mn);
         r.max = Math.max(r.max, mx !== mx ? Infinity : mx);
       });
-      samples += n;
-      for (let i = 0; i < n; i++) onSample?.();
-    };
-    const pending: Feed[] = [];
-    const flush = async () => {
-      for (const group of stackFeeds(model, pending.splice(0))) {
-        const r = await extremes(concatFeeds(group));
-        if (r) fold(r, group.length);
-        else if (group.length === 1) skipped++;
-        else {
-          for (const f of group) {
-            const one = await extremes(f);
-            if (one) fold(one, 1);
-            else skipped++;
-          }
-        }
-      }
-    };
-    for await (const s of source()) {
-      checkFiniteFeed(s.feed, s.id);
-      pending.push(s.feed);
-      if (pending.length >= STACK) await flush();
+      samples++;
+      onSample?.();
     }
-    await flush();
   } finally {
     await session.dispose().catch(() => undefined);
   }
