@@ -210,10 +210,10 @@ const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow
     'block-size': passFlag(int4Pass, 'blockSize', { describe: 'int4 mode: weights per block (a power of two from 16 to 256 dividing K)' }),
     'int4-method': passFlag(int4Pass, 'method', { describe: 'int4 mode: rtn, gptq (needs --calibration), or auto (gptq with --calibration, rtn without)' }),
     symmetric: passFlag(int4Pass, 'symmetric', { describe: 'int4 mode: no zero points' }),
-    'accuracy-level': passFlag(int4Pass, 'accuracyLevel', { describe: 'int4 mode: MatMulNBits accuracy_level, or auto (timed on this CPU)' }),
+    'accuracy-level': passFlag(int4Pass, 'accuracyLevel', { describe: 'int4 mode: MatMulNBits accuracy_level; auto (from the kernel table measured on this CPU: 4 where it is faster, nothing timed) or measure (timed now, on this CPU)' }),
     embeddings: passFlag(int4Pass, 'embeddings', { describe: 'int4 mode: embedding tables as int4 GatherBlockQuantized, int8, or float' }),
     'keep-int8': passFlag(int4Pass, 'keepInt8', { describe: 'int4 mode: auto keeps the first/last layer at 8 bits when measured to pay; none' }),
-    'int4-kernel': passFlag(int4Pass, 'kernel', { describe: 'int4 mode: nbits (MatMulNBits), unpack (int4 in the file, unpacked to float32 weights at load), or auto (timed per weight shape on this CPU at sequence lengths 1 and 128; q4f16 mode: nbits)' }),
+    'int4-kernel': passFlag(int4Pass, 'kernel', { describe: 'int4 mode: nbits (MatMulNBits), unpack (int4 in the file, unpacked to float32 weights at load), auto (the kernel table measured on this CPU: MatMulNBits from K = 768, else unpack; nothing timed) or measure (timed per weight shape now at sequence lengths 1 and 128); q4f16 mode: nbits' }),
   },
   run: async (a, common) => {
     const bar = new ProgressBar({ label: 'int4', ...(a.json ? { enabled: false } : {}) });
