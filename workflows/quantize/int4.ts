@@ -61,7 +61,11 @@ async function feedsOf(samples: AsyncIterable<Sample>, n: number): Promise<Feed[
 
 export async function quantizeInt4Workflow(o: Int4WorkflowOptions): Promise<Int4Report> {
   const t0 = performance.now();
-  const passOptions = resolveOptions(int4Pass, { ...o.pass }) as QuantizeInt4Options;
+  // kernel auto follows the kernel table measured with onnxruntime-node's kernels (int4/kernels.ts);
+  // for the WASM backend, whose kernels differ, it times them there instead
+  const pass = { ...o.pass };
+  if (o.target === 'wasm' && (pass.kernel ?? 'auto') === 'auto') pass.kernel = 'measure';
+  const passOptions = resolveOptions(int4Pass, pass) as QuantizeInt4Options;
   const start = await startQuantize(o);
   const { fp32Model, fp32Bytes, threads, latencyRuns } = start;
   const so = { intraOpNumThreads: threads, allowSpinning: false };
