@@ -11,6 +11,7 @@ import { Tensor } from '../../../core/tensor.js';
 import { Attribute, Value, type Model } from '../../../ir/ir.js';
 import { cloneModel } from '../../../onnx/codec.js';
 import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
+import { concatFeeds, stackFeeds } from './activations.js';
 
 export interface Reference {
   feeds: readonly Feed[];
@@ -46,17 +47,33 @@ export async function reference(model: Model, feeds: readonly Feed[], runner: Ru
   }
 }
 
-async function errorOf(s: ModelSession, ref: Reference, extra: Feed = {}): Promise<number> {
+async function errorOf(s: ModelSession, ref: Reference, extra: Feed = {}, groups?: readonly Feed[][]): Promise<number> {
   let sse = 0;
-  for (let i = 0; i < ref.feeds.length; i++) {
-    const o = floatOutputs(await s.run({ ...ref.feeds[i]!, ...extra }));
-    for (const [k, want] of Object.entries(ref.outputs[i]!)) {
-      const got = o[k]!;
-      for (let j = 0; j < want.length; j++) {
-        const d = got[j]! - want[j]!;
-        sse += Number.isFinite(d) ? d * d : Infinity;
-      }
+  let i = 0;
+  for (const group of groups ?? ref.feeds.map((f) => [f])) {
+    const wants = ref.outputs.slice(i, i + group.length);
+    const o = floatOutputs(await s.run({ ...(group.length === 1 ? group[0]! : concatFeeds(group)), ...extra }));
+    // a stacked run's outputs hold the feeds' outputs one after the other (batch axis first); else one run per feed
+    const stacked = Object.keys(wants[0]!).every((k) => o[k]?.length === wants.reduce((a, w) => a + w[k]!.length, 0));
+    const outs = [o];
+    if (!stacked) {
+      outs.length = 0;
+      for (const f of group) outs.push(floatOutputs(await s.run({ ...f, ...extra })));
     }
+    for (const k of Object.keys(wants[0]!)) {
+      let at = 0;
+      wants.forEach((w, j) => {
+        const got = outs[stacked ? 0 : j]![k]!;
+        const want = w[k]!;
+        const from = stacked ? at : 0;
+        for (let e = 0; e < want.length; e++) {
+          const d = got[from + e]! - want[e]!;
+          sse += Number.isFinite(d) ? d * d : Infinity;
+        }
+        at += want.length;
+      });
+    }
+    i += group.length;
   }
   return ref.energy > 0 ? sse / ref.energy : sse;
 }
@@ -111,7 +128,9 @@ export async function trialErrors(model: Model, fixed: ReadonlyArray<[WeightSlot
   const s = await runner.open(m, SESSION, '(first/last layer trials)');
   try {
     const out: number[] = [];
-    for (const t of trials) out.push(await errorOf(s, ref, Object.fromEntries(names.map((n, i) => [n, { type: 'float32' as const, dims: varied[i]!.dims, data: t[i]! }]))));
+    // the probe feeds stacked on the batch axis where the model allows it (stackFeeds), one run per group
+    const groups = stackFeeds(model, ref.feeds);
+    for (const t of trials) out.push(await errorOf(s, ref, Object.fromEntries(names.map((n, i) => [n, { type: 'float32' as const, dims: varied[i]!.dims, data: t[i]! }])), groups));
     return out;
   } finally {
     await s.dispose();
