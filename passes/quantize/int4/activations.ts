@@ -99,15 +99,21 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>): { mod
   return { model: copy, outputs };
 }
 
-/** Adds the block X_i^T X_j at (i, j) of h (K x K) and its transpose at (j, i). */
+/** Adds the block X_i^T X_j at (i, j) of h (K x K); {@link mirrorBlocks} fills (j, i) at the end. */
 function addBlock(h: Float64Array, K: number, b: MomentBlock, d: Float32Array): void {
   const { i, j, size } = b;
   for (let r = 0; r < size; r++) {
     const at = (i * size + r) * K + j * size;
     for (let c = 0; c < size; c++) h[at + c]! += d[r * size + c]!;
   }
-  if (i === j) return;
-  for (let r = 0; r < size; r++) for (let c = 0; c < size; c++) h[(j * size + c) * K + i * size + r]! += d[r * size + c]!;
+}
+
+/** The upper blocks of h from the lower ones (h symmetric), once after every run is summed. */
+function mirrorBlocks(h: Float64Array, K: number, blocks: readonly MomentBlock[]): void {
+  for (const { i, j, size } of blocks) {
+    if (i === j) continue;
+    for (let r = 0; r < size; r++) for (let c = 0; c < size; c++) h[(j * size + c) * K + i * size + r] = h[(i * size + r) * K + j * size + c]!;
+  }
 }
 
 /** Feeds per run when they can be stacked on the batch axis. */
@@ -192,5 +198,6 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
   } finally {
     await session.dispose();
   }
+  for (const [name, m] of moments) mirrorBlocks(m.hessian, m.K, outputs.get(name)!);
   return result;
 }
