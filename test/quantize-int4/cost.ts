@@ -1,0 +1,54 @@
+/**
+ * `npx tsx test/quantize-int4/cost.ts [rounds]`: where quantizing the trained LM costs time. Per round:
+ * the yardstick of bench:transformer's cost target (one fp32 pass over 32 calibration windows + load
+ * + save), then q4 (load, transformer preset, quantize-int4 with its phases: prepare, moments, quantize
+ * (GPTQ), sensitivity (first/last layer), accuracyLevel (kernel choice), save) and fp16 (load, preset,
+ * convert-float16 with its ranges, save), one JSON line each; later rounds show the cost with the JIT warm.
+ */
+import { join } from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir, loadavg } from 'node:os';
+import { loadModel, saveModel, cloneModel } from '../../onnx/index.js';
+import { Session } from '../../runtime/session.js';
+import { createPassContext } from '../../passes/manager.js';
+import { quantizeInt4 } from '../../passes/quantize/quantize-int4.js';
+import { convertFloat16 } from '../../passes/convert/convert-float16.js';
+import { fuseTransformer } from '../../workflows/quantize/int4.js';
+import { languageModelCalibrationFeeds, trainedLanguageModel } from '../../train/lm/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'onnxforge-cost-'));
+const path = await trainedLanguageModel();
+const feeds = languageModelCalibrationFeeds({ count: 32 });
+const reps = Number(process.argv[2] ?? 2);
+console.log(`load ${loadavg()[0]!.toFixed(2)}`);
+for (let r = 0; r < reps; r++) {
+  let t0 = performance.now();
+  const s = await Session.create(path, { intraOpNumThreads: 1, allowSpinning: false });
+  for (const f of feeds) await s.run(f);
+  await s.dispose();
+  const m0 = await loadModel(path);
+  await saveModel(m0, join(dir, 'y.onnx'));
+  const yard = performance.now() - t0;
+
+  t0 = performance.now();
+  const m = await loadModel(path);
+  const tl = performance.now() - t0;
+  const { model } = await fuseTransformer(m, { keepWeights: true });
+  const tf = performance.now() - t0 - tl;
+  const rep = await quantizeInt4(model, { calibration: feeds, probe: feeds }, {}, createPassContext());
+  const t1 = performance.now();
+  await saveModel(model, join(dir, 'q4.onnx'));
+  const ts = performance.now() - t1;
+  const q4 = performance.now() - t0;
+
+  t0 = performance.now();
+  const m2 = await loadModel(path);
+  const { model: f16 } = await fuseTransformer(m2, {});
+  const tf2 = performance.now() - t0;
+  const c = await convertFloat16(f16, { calibration: feeds }, createPassContext());
+  const tc = performance.now() - t0 - tf2;
+  await saveModel(f16, join(dir, 'f16.onnx'));
+  const fp16 = performance.now() - t0;
+  console.log(JSON.stringify({ yard: Math.round(yard), q4: Math.round(q4), q4ratio: +(q4 / yard).toFixed(2), load: Math.round(tl), fuse: Math.round(tf), phases: Object.fromEntries(Object.entries(rep.ms).map(([k, v]) => [k, Math.round(v)])), save: Math.round(ts), kernels: rep.kernels.map((k) => `${k.shape}x${k.weights}:${k.chosen}`), keep: rep.keepInt8.map((k) => `${k.position}:${k.kept}:${k.gain.toFixed(2)}`), level: rep.accuracyLevel.chosen, fp16: Math.round(fp16), fp16ratio: +(fp16 / yard).toFixed(2), fp16fuse: Math.round(tf2), fp16convert: Math.round(tc), fp16ranges: c.ranges }));
+}
+console.log(`load ${loadavg()[0]!.toFixed(2)}`);
