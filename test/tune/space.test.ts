@@ -37,6 +37,13 @@ describe('tune space', () => {
     expect(bare.some((e) => e.family === 'static' || /quantize-static/.test(e.pipeline))).toBe(false);
     expect(bare.filter((e) => e.family === 'prune').every((e) => /distill/.test(e.pipeline))).toBe(true);
     expect(size.filter((e) => e.family === 'prune').some((e) => /distill/.test(e.pipeline))).toBe(false);
+    // int4 only with block sizes dividing every K: none for K = 120, 32 first (and 16) when 64 does not divide
+    expect(defaultSpace({ ...traits, matmuls: 2, int4Blocks: [] }, { objective: 'size', calibration: true, train: false }).some((e) => e.family === 'int4')).toBe(false);
+    expect(defaultSpace({ ...traits, matmuls: 2, int4Blocks: [16, 32] }, { objective: 'size', calibration: true, train: false }).filter((e) => e.family === 'int4').map((e) => [e.pipeline, e.after])).toEqual([
+      ['quantize-int4<blockSize=32>', undefined],
+      ['quantize-int4<blockSize=16>', 'int4 block 32'],
+    ]);
+    expect(defaultSpace({ ...traits, matmuls: 2, int4Blocks: [16, 32, 64, 128, 256] }, { objective: 'size', calibration: true, train: false }).filter((e) => e.family === 'int4').map((e) => e.pipeline)).toEqual(['quantize-int4', 'quantize-int4<blockSize=32>', 'quantize-int4<blockSize=128>']);
     // int4 and dynamic only where MatMul/Gemm weights exist
     expect(defaultSpace({ convs: 3, matmuls: 0, floatWeights: 10 }, { objective: 'size', calibration: true, train: false }).some((e) => e.family === 'int4' || e.family === 'dynamic')).toBe(false);
   });

@@ -54,15 +54,25 @@ export interface ModelTraits {
   matmuls: number;
   /** Elements of float32 constants (fp16 and weight compression have something to do). */
   floatWeights: number;
+  /** int4 block sizes (16..256) that divide K of every MatMul weight int4 would quantize (>= 1024 values). */
+  int4Blocks?: number[];
 }
+
+const INT4_BLOCKS = [16, 32, 64, 128, 256];
+const INT4_MIN_ELEMENTS = 1024;
 
 export function modelTraits(model: Model): ModelTraits {
   const t: ModelTraits = { convs: 0, matmuls: 0, floatWeights: 0 };
   const seen = new Set<unknown>();
+  let blocks = INT4_BLOCKS;
   for (const n of model.graph.allNodes()) {
     const w = constantOf(n.inputs[1]);
     if (n.opType === 'Conv' && w) t.convs++;
-    if ((n.opType === 'MatMul' || n.opType === 'Gemm') && w && w.dims.length === 2) t.matmuls++;
+    if ((n.opType === 'MatMul' || n.opType === 'Gemm') && w && w.dims.length === 2) {
+      t.matmuls++;
+      const [k, m] = w.dims as [number, number];
+      if (n.opType === 'MatMul' && k * m >= INT4_MIN_ELEMENTS) blocks = blocks.filter((b) => k % b === 0);
+    }
     // constants (initializers or Constant nodes) read by a node, each counted once
     for (const v of n.inputs) {
       const c = v && !seen.has(v) ? constantOf(v) : undefined;
@@ -71,6 +81,7 @@ export function modelTraits(model: Model): ModelTraits {
       if (c.dataType === 1) t.floatWeights += c.dims.reduce((a, b) => a * b, 1);
     }
   }
+  t.int4Blocks = blocks;
   return t;
 }
 
@@ -112,9 +123,19 @@ export function defaultSpace(traits: ModelTraits, o: SpaceOptions): SpaceEntry[]
   if (traits.floatWeights > 0) add('int8 weights', 'weights', 'quantize-weights', 1, 22, {});
   if (traits.matmuls > 0) {
     add('int8 dynamic', 'dynamic', 'quantize-dynamic', 8, 6);
-    add('int4 block 64', 'int4', 'quantize-int4', 6, 14);
-    add('int4 block 32', 'int4', 'quantize-int4<blockSize=32>', 7, 16, { after: 'int4 block 64' });
-    add('int4 block 128', 'int4', 'quantize-int4<blockSize=128>', 11, 17, { after: 'int4 block 64' });
+    // int4 only with block sizes that divide every K (PaddleOCR rec's K = 120 takes none): the pass's
+    // default 64 first, then one size down (more accurate) and one up (smaller)
+    const blocks = traits.int4Blocks ?? INT4_BLOCKS;
+    const first = blocks.includes(64) ? 64 : blocks[blocks.length - 1];
+    if (first !== undefined) {
+      const at = blocks.indexOf(first);
+      const label = (b: number) => `int4 block ${b}`;
+      add(label(first), 'int4', first === 64 ? 'quantize-int4' : `quantize-int4<blockSize=${first}>`, 6, 14);
+      const down = blocks[at - 1];
+      const up = blocks[at + 1];
+      if (down !== undefined) add(label(down), 'int4', `quantize-int4<blockSize=${down}>`, 7, 16, { after: label(first) });
+      if (up !== undefined) add(label(up), 'int4', `quantize-int4<blockSize=${up}>`, 11, 17, { after: label(first) });
+    }
   }
   if (traits.floatWeights > 0) add('fp16 weights', 'fp16', 'convert-float16', 14, 20);
   add('preset fuse', 'preset', '@default,@fuse', 30, 2);
