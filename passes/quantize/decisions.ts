@@ -180,9 +180,9 @@ export function checkDecisions(doc: DecisionsDocument, model: Model, file: strin
   return doc.float;
 }
 
-/** The compact record in the quantized model's metadata_props (no timings: the same decisions give the same bytes); float layers in the decisions file's order (model order), int8 sorted. */
+/** The compact record in the quantized model's metadata_props (no timings: the same decisions give the same bytes); both lists sorted, so a hand-edited file with its layers in another order gives the same bytes. */
 export function decisionsMetadata(layers: { hash: string }, float: readonly string[], int8: readonly string[]): string {
-  return JSON.stringify({ schema: DECISIONS_SCHEMA, layers: layers.hash, float: [...float], int8: [...int8].sort() });
+  return JSON.stringify({ schema: DECISIONS_SCHEMA, layers: layers.hash, float: [...float].sort(), int8: [...int8].sort() });
 }
 
 /** The document as written (two-space JSON, trailing newline). */
