@@ -3,7 +3,7 @@
  *
  * Judged on the CLI's defaults: the same workflow `onnxforge distill --teacher cls --prune-channels
  * 0.3 --data ../shared/data/ocr/calib --preprocess benchmarks/prep/ocr-cls.json` runs
- * (`prunedStudent` then `distillModel`, passes/distill.ts) with no option of its own: the student is
+ * (`distillWorkflow`, workflows/distill.ts, the function the command calls) with no option of its own: the student is
  * the teacher pruned with prune-channels' defaults, trained with the distill pass's defaults (see
  * DISTILL_OPTIONS) on the 79 calib lines as the data reader gives them (each in the rotation its
  * label says). No label enters the loss. The dev lines (161) are only scored (agreement per epoch
@@ -19,15 +19,15 @@
  *
  * Experiments only (the headline never sets them): DISTILL_<OPTION> overrides any distill pass
  * option (DISTILL_EPOCHS, DISTILL_LR, DISTILL_FLIP, DISTILL_KEPT_FEATURES, ...), DISTILL_PRUNE_<OPTION>
- * any prune-channels option (DISTILL_PRUNE_SCOPE, DISTILL_PRUNE_ROUND_TO, ...), DISTILL_BOTH_ROTATIONS=1
- * trains on every calib line in both rotations (158 samples), DISTILL_THREADS (training threads,
+ * any prune-channels option (DISTILL_PRUNE_SCOPE, DISTILL_PRUNE_ROUND_TO, ...),
+ * DISTILL_THREADS (training threads,
  * default onnxruntime's), DISTILL_RUNS (latency rounds), DISTILL_SAVE (write the distilled student there).
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { collectSamples, loadPreprocess, Sample } from '../data/index.js';
-import { decodePng, preprocessImage } from '../data/image.js';
+import { collectSamples, Sample } from '../data/index.js';
 import { Model } from '../ir/ir.js';
 import { cloneModel, loadModelSync, saveModel, serializeModel } from '../onnx/index.js';
 import type { OptionsSchema } from '../passes/pass.js';
@@ -38,7 +38,8 @@ import { formatBytes, renderTable } from '../report/table.js';
 import { measureLatency } from '../runtime/latency.js';
 import { Session } from '../runtime/session.js';
 import { argmaxRows } from '../runtime/metrics.js';
-import { distillModel, quantizeStatic } from '../passes/api.js';
+import { quantizeStatic } from '../passes/api.js';
+import { distillWorkflow } from '../workflows/distill.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const data = join(root, '../shared/data/ocr');
@@ -65,22 +66,8 @@ const runs = Number(process.env.DISTILL_RUNS ?? 300);
 const threads = process.env.DISTILL_THREADS ? Number(process.env.DISTILL_THREADS) : undefined;
 const distillOverrides = envOptions('DISTILL', DISTILL_OPTIONS) as Partial<DistillPassOptions>;
 const pruneOverrides = envOptions('DISTILL_PRUNE', PRUNE_CHANNELS_OPTIONS) as Partial<PruneChannelsOptions>;
-const bothRotationsSet = process.env.DISTILL_BOTH_ROTATIONS === '1';
 const ONE = { intraOpNumThreads: 1, allowSpinning: false };
 const t0 = performance.now();
-
-/** Every calib line in both rotations (an experiment: the label only picks the rotation). */
-function bothRotations(): Sample[] {
-  const prep = loadPreprocess(prepPath).inputs.x!;
-  const dir = join(data, 'calib');
-  const out: Sample[] = [];
-  const files = readdirSync(dir).filter((f) => f.endsWith('.png')).sort();
-  for (const f of files) {
-    const img = decodePng(new Uint8Array(readFileSync(join(dir, f))), f);
-    for (const rotate180 of [false, true]) out.push({ id: `${f}${rotate180 ? ' (rotated)' : ''}`, feed: { x: preprocessImage(img, prep, { rotate180 }, f) } });
-  }
-  return out;
-}
 
 async function wrongLines(model: Model, dev: Sample[]): Promise<{ wrong: number; preds: Int32Array }> {
   const s = await Session.create(serializeModel(model), ONE);
@@ -105,30 +92,40 @@ await probe.dispose();
 const dev = await collectSamples(join(data, 'dev'), inputs, { preprocess: prepPath });
 // the training data exactly as `--data ../shared/data/ocr/calib --preprocess ...` reads it
 const calib = await collectSamples(join(data, 'calib'), inputs, { preprocess: prepPath });
-const train = bothRotationsSet ? bothRotations() : calib;
 
 // the CLI's student: prune-channels<ratio=0.3> with the pass defaults
-const { student, pruning: prune, kept } = prunedStudent(teacher, { ratio: 0.3, ...pruneOverrides });
-const pruned = cloneModel(student);
-const tuned = [...Object.entries(pruneOverrides).map(([k, v]) => `prune ${k}=${String(v)}`), ...Object.entries(distillOverrides).map(([k, v]) => `${k}=${String(v)}`), ...(bothRotationsSet ? ['both rotations'] : [])];
+const { student: pruned, pruning: prune } = prunedStudent(teacher, { ratio: 0.3, ...pruneOverrides });
+const tuned = [...Object.entries(pruneOverrides).map(([k, v]) => `prune ${k}=${String(v)}`), ...Object.entries(distillOverrides).map(([k, v]) => `${k}=${String(v)}`)];
 const d = { ...Object.fromEntries(Object.entries(DISTILL_OPTIONS).map(([k, s]) => [k, s.default])), ...distillOverrides } as DistillPassOptions;
 console.log(
-  `bench:distill: cls, ${tuned.length ? `EXPERIMENT (not the defaults: ${tuned.join(', ')})` : 'CLI defaults'}: prune-channels 30% (${prune.criterion}, scope ${prune.scope}, cost ${prune.cost}, maxRatio ${prune.maxRatio}, roundTo ${prune.roundTo}; channels ${prune.channelsBefore} -> ${prune.channelsAfter}); ${train.length} training samples, ${d.augment} cached augmented copies each, ${d.online} of each batch fresh (flip ${d.flip}, mixup ${d.mixup}), ${d.epochs} epochs, batch ${d.batch}, ${d.optimizer} lr ${d.lr} ${d.schedule}, T ${d.temperature}, kept-channel features every ${d.keptFeatures} (weight ${d.featureWeight}), seed ${d.seed}, training threads ${threads ?? 'onnxruntime default'}`,
+  `bench:distill: cls, ${tuned.length ? `EXPERIMENT (not the defaults: ${tuned.join(', ')})` : 'CLI defaults'}: prune-channels 30% (${prune.criterion}, scope ${prune.scope}, cost ${prune.cost}, maxRatio ${prune.maxRatio}, roundTo ${prune.roundTo}; channels ${prune.channelsBefore} -> ${prune.channelsAfter}); ${calib.length} training samples, ${d.augment} cached augmented copies each, ${d.online} of each batch fresh (flip ${d.flip}, mixup ${d.mixup}), ${d.epochs} epochs, batch ${d.batch}, ${d.optimizer} lr ${d.lr} ${d.schedule}, T ${d.temperature}, kept-channel features every ${d.keptFeatures} (weight ${d.featureWeight}), seed ${d.seed}, training threads ${threads ?? 'onnxruntime default'}`,
 );
 
 const tRes = await wrongLines(teacher, dev);
 const pRes = await wrongLines(pruned, dev);
 const epochLines: string[][] = [];
-const r = await distillModel(student, teacher, train, {
-  ...distillOverrides,
-  kept,
-  heldOut: dev,
-  ...(threads ? { session: { intraOpNumThreads: threads } } : {}),
+const work = mkdtempSync(join(tmpdir(), 'onnxforge-bench-distill-'));
+const pruneOptions = Object.entries(pruneOverrides).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('|') : String(v)}`).join(';');
+const { report } = await distillWorkflow({
+  teacher: teacherPath,
+  pruneChannels: 0.3,
+  ...(pruneOptions ? { pruneOptions } : {}),
+  data: join(data, 'calib'),
+  preprocess: prepPath,
+  eval: join(data, 'dev'),
+  output: join(work, 'student.onnx'),
+  pass: distillOverrides,
+  progress: false,
+  latencyRuns: 5,
+  ...(threads ? { threads } : {}),
   onEpoch: (e) => {
     epochLines.push([String(e.epoch), Number.isNaN(e.meanLoss) ? '-' : e.meanLoss.toFixed(4), e.agreement.toFixed(4), e.epoch ? e.lr.toExponential(2) : '-', e.seconds.toFixed(1)]);
     if (e.epoch) process.stderr.write(`  epoch ${e.epoch}: loss ${e.meanLoss.toFixed(4)}, dev agreement ${e.agreement.toFixed(4)}, ${e.seconds.toFixed(1)} s\n`);
   },
 });
+const r = report.distill;
+const student = loadModelSync(join(work, 'student.onnx'));
+rmSync(work, { recursive: true, force: true });
 const dRes = await wrongLines(student, dev);
 if (process.env.DISTILL_SAVE) await saveModel(student, process.env.DISTILL_SAVE);
 

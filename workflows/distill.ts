@@ -53,6 +53,8 @@ export interface DistillWorkflowOptions {
   latencyRuns?: number;
   /** The training's own progress bar (default true). */
   progress?: boolean;
+  /** Called after each epoch (epoch 0: before training) with its loss and held-out agreement. */
+  onEpoch?: DistillModelOptions['onEpoch'];
   logger?: Logger;
 }
 
@@ -126,6 +128,7 @@ export async function distillWorkflow(o: DistillWorkflowOptions): Promise<Distil
     if (kept) opts.kept = kept;
     if (o.labels) opts.labelOf = labelReader(o.labels);
     if (evalSet) opts.heldOut = evalSet;
+    if (o.onEpoch) opts.onEpoch = o.onEpoch;
     const d = await distillModel(student, teacher, data, opts);
 
     const issues = checkModel(student);
