@@ -159,13 +159,16 @@ describe.skipIf(!chromium)('onnxforge in the browser (headless Chromium)', () =>
     expect(await upload(w.page, file)).toBe('ready');
     const modes = await w.page.$$eval('#mode option', (o) => o.map((x) => (x as HTMLOptionElement).value));
     expect(modes).toEqual(expect.arrayContaining(['int4', 'fp16']));
-    const labels: string[] = [];
-    const watchLabels = setInterval(() => void w.page.$eval('#progress-label', (l) => l.textContent ?? '').then((t) => labels.push(t), () => undefined), 20);
-    try {
-      await runMode(w.page, 'int4');
-    } finally {
-      clearInterval(watchLabels);
-    }
+    // every label the page shows, recorded in the page as it is set (polling from here missed the short
+    // per-weight labels under load)
+    await w.page.evaluate(() => {
+      const seen: string[] = [];
+      (globalThis as unknown as { __labels: string[] }).__labels = seen;
+      const el = document.getElementById('progress-label')!;
+      new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, { childList: true, characterData: true, subtree: true });
+    });
+    await runMode(w.page, 'int4');
+    const labels = await w.page.evaluate(() => (globalThis as unknown as { __labels: string[] }).__labels);
     const q4 = await downloadResult(w.page);
     expect(await w.page.$eval('#download', (a) => (a as HTMLAnchorElement).download)).toBe('gpt2.q4.onnx');
     const rows = await w.page.$$eval('#compare tbody tr', (r) => r.map((x) => x.textContent ?? ''));
