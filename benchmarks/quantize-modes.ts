@@ -8,14 +8,15 @@
  *   difference raw vs helper and vs FP32 on dev samples; task accuracy through the helper.
  * - dynamic: rec (MatMul/Gemm int8, wrong exact lines of dev vs FP32, latency, fused ops as
  *   onnxruntime runs them), a batch-1 MLP 768-3072-768-768 and an LSTM 512/512 x 16 steps.
- * - qop: the static QDQ model of cls turned into QOperator form (outputs vs QDQ, latency).
+ * - qop: cls through `quantize --mode static` in QDQ and in QOperator form (`--format qop`): outputs vs QDQ, latency.
+ *   Every model here is made by the workflow the command runs (the synthetic MLP/LSTM written to a file first).
  *
  *   `--direct-matmul`: MatMul weights as DequantizeLinear(axis 1) -> MatMul (the old layout, which
  *   onnxruntime run raw fuses into the 8-bit MatMulNBits) instead of the transposed layout.
  *
  * Run: npm run bench:quantize-modes [-- weights|dynamic|qop ...] [--runs N] [--direct-matmul]
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +25,6 @@ import { checkModel } from '../ir/checker.js';
 import type { Model } from '../ir/ir.js';
 import { cloneModel, loadModel, serializeModel } from '../onnx/index.js';
 import { buildLstm, buildMlp, seededUniform } from '../passes/quantize/dynamic-models.js';
-import { toQOperator } from '../passes/quantize/qop.js';
 
 import '../passes/registry.js';
 import { renderTable } from '../report/table.js';
@@ -34,9 +34,9 @@ import type { Feed, HostTensor } from '../core/host-tensor.js';
 import { measureLatency } from '../runtime/latency.js';
 import { Session } from '../runtime/session.js';
 import { cls, det, rec } from './ocr-metrics.js';
-import { quantizeDynamic, quantizeStatic } from '../passes/api.js';
 import { quantizeDynamicWorkflow } from '../workflows/quantize/dynamic.js';
 import { quantizeWeightsWorkflow } from '../workflows/quantize/weights.js';
+import { quantizeStaticWorkflow } from '../workflows/quantize/static.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const shared = join(root, '../shared');
@@ -157,9 +157,13 @@ async function dynamic(runs: number, outDir: string): Promise<void> {
     ['MLP 768-3072-768-768, batch 1', () => buildMlp([768, 3072, 768, 768]), { x: { type: 'float32', dims: [1, 768], data: seededUniform(768, 1, 3) } }, 0.5],
     ['LSTM 512/512, 16 steps, batch 1', () => buildLstm(512, 512, 16), { x: { type: 'float32', dims: [16, 1, 512], data: seededUniform(16 * 512, 1, 3) } }, 0.5],
   ] as const) {
+    // `onnxforge quantize <file> --mode dynamic` on the built model: its workflow, then the written file
     const f = build();
-    const q = cloneModel(f);
-    await quantizeDynamic(q);
+    const src = join(outDir, `${name.split(' ')[0]!.toLowerCase()}.onnx`);
+    writeFileSync(src, serializeModel(f));
+    const dst = src.replace(/\.onnx$/, '_dynamic.onnx');
+    await quantizeDynamicWorkflow({ model: src, output: dst, latencyRuns: 1 });
+    const q = await loadModel(dst);
     const r = await runPair(name.split(' ')[0]!, f, q, [feed as unknown as Feed], runs * 5, outDir);
     rows.push([name, `${r.fpMs.toFixed(3)} ms`, `${r.qMs.toFixed(3)} ms`, ratioText(r.ratio, target), r.diff.toExponential(2), r.fused]);
   }
@@ -210,18 +214,23 @@ async function dynamic(runs: number, outDir: string): Promise<void> {
   );
 }
 
-async function qop(runs: number): Promise<void> {
+async function qop(runs: number, outDir: string): Promise<void> {
   const c = MODELS.cls;
   const path = join(assets, c.file);
   const prep = join(root, 'benchmarks/prep', c.prep);
-  const base = await loadModel(path);
   const probe = await Session.create(path, SO);
   const inputs = probe.inputs;
   await probe.dispose();
-  const qdq = cloneModel(base);
-  await quantizeStatic(qdq, () => openDataSource(join(data, 'calib'), inputs, { preprocess: prep, limit: 64 }), { sessionOptions: { intraOpNumThreads: 1 }, reduceRange: true });
-  const q = cloneModel(qdq);
-  const st = toQOperator(q);
+  // `onnxforge quantize <cls> --mode static --calibration calib --preprocess ... [--format qop]` on the
+  // CLI's defaults, latency-aware off so that both forms come from one recipe (its profile is load-dependent)
+  const files = { qdq: join(outDir, 'cls_static_qdq.onnx'), qop: join(outDir, 'cls_static_qop.onnx') };
+  let converted = '';
+  for (const format of ['qdq', 'qop'] as const) {
+    await quantizeStaticWorkflow({ model: path, output: files[format], calibration: join(data, 'calib'), preprocess: prep, format, pass: { latencyAware: 'off' }, latencyRuns: 1 });
+  }
+  const qdq = await loadModel(files.qdq);
+  const q = await loadModel(files.qop);
+  converted = `${q.graph.nodes.filter((n) => /^QLinear|Integer$/.test(n.opType)).length} QLinear/Integer nodes`;
   const a = await Session.create(path, SO, 'FP32');
   const b = await Session.create(serializeModel(qdq), SO, 'QDQ');
   const d = await Session.create(serializeModel(q), SO, 'QOperator');
@@ -245,7 +254,7 @@ async function qop(runs: number): Promise<void> {
         ['static QDQ', (serializeModel(qdq).byteLength / 1e6).toFixed(3), pb.toFixed(2), (pb / pa).toFixed(3), acc[1]!],
         ['static QOperator', (serializeModel(q).byteLength / 1e6).toFixed(3), pd.toFixed(2), (pd / pa).toFixed(3), acc[2]!],
       ],
-      { title: `QOperator form of the static cls model: ${JSON.stringify(st.converted)}; max |QOperator - QDQ| = ${diff.toExponential(2)}; checker ${checkModel(q).length ? 'issues' : 'ok'}` },
+      { title: `QOperator form of the static cls model (${converted}); max |QOperator - QDQ| = ${diff.toExponential(2)}; checker ${checkModel(q).length ? 'issues' : 'ok'}` },
     ),
   );
 }
@@ -264,7 +273,7 @@ async function main(): Promise<void> {
   const outDir = mkdtempSync(join(tmpdir(), 'onnxforge-bench-modes-'));
   if (!only.size || only.has('weights')) await weights(runs, d < 0, outDir);
   if (!only.size || only.has('dynamic')) await dynamic(runs, outDir);
-  if (!only.size || only.has('qop')) await qop(runs);
+  if (!only.size || only.has('qop')) await qop(runs, outDir);
 }
 
 await main();
