@@ -271,8 +271,12 @@ export class Value {
     }
     if (swap) {
       const mine = this.name;
-      this.name = other.name;
+      const theirs = other.name;
+      // initializer maps are keyed by name: note which entries must follow the swap
+      const keyed = [this, other].filter((v) => v.graph?.initializers.get(v === this ? mine : theirs) === v);
+      this.name = theirs;
       other.name = mine;
+      for (const g of new Set(keyed.map((v) => v.graph!))) g.rekeyInitializers();
       const g = other.graph;
       const vi = g ? g.valueInfo.indexOf(this) : -1;
       if (g && vi >= 0 && !g.valueInfo.includes(other)) g.valueInfo[vi] = other;
@@ -600,6 +604,17 @@ export class Graph {
     if (this.initializers.get(v.name) === v) {
       this.initializers.delete(v.name);
       this.tensors.delete(v);
+    }
+  }
+
+  /** Re-keys the initializer map (and the tensors' names) after values were renamed, keeping its order. */
+  rekeyInitializers(): void {
+    const entries = [...this.initializers.values()];
+    this.initializers.clear();
+    for (const v of entries) {
+      this.initializers.set(v.name, v);
+      const t = this.tensors.get(v);
+      if (t) t.name = v.name;
     }
   }
 

@@ -65,6 +65,26 @@ describe('Value.replaceAllUsesWith', () => {
     expect(v.name).toBe('other');
   });
 
+  it('an initializer that gives its name away is re-keyed in the initializer map (and can then be removed)', () => {
+    const b = new GraphBuilder({ opset: 17 });
+    const x = b.input('x', 'float32', [2]);
+    const w = b.initializer('w', Tensor.from(DataType.FLOAT, [2], Float32Array.of(1, 2)));
+    b.output(b.node('Add', [x, w], {}, { name: 'add', names: ['s'] }).output(0), 'y');
+    const m = b.model();
+    const g = m.graph;
+    const n = g.insertNode(new Node('Neg', [x], [new Value(m.names.fresh('neg'))]), 0);
+    const out = n.output(0);
+    expect(w.replaceAllUsesWith(out, { takeName: true })).toBe(true);
+    expect(out.name).toBe('w');
+    expect(w.name).toBe('neg');
+    expect(g.initializers.get('neg')).toBe(w);
+    expect(g.initializers.has('w')).toBe(false);
+    expect(g.initializerTensor(w)!.name).toBe('neg');
+    g.removeInitializer(w);
+    expect(g.initializers.size).toBe(0);
+    expect(bookkeepingProblems(m)).toEqual([]);
+  });
+
   it('replaceWithInitializer keeps the name of a graph output and gives the node output a fresh spare', () => {
     const { m, g, y } = chain();
     const init = replaceWithInitializer(g, y, Tensor.from(DataType.FLOAT, [2], Float32Array.of(1, 2)));
