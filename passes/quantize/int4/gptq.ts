@@ -15,9 +15,9 @@ import { DataType } from '../../../core/dtype.js';
 import { internalError } from '../../../core/errors.js';
 import { Tensor } from '../../../core/tensor.js';
 import { GraphBuilder } from '../../../ir/builder.js';
-import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
+import type { Model } from '../../../ir/ir.js';
 import { BlockQuantized, Bits, blockParams, codeOf, emptyBlocks } from './blocks.js';
-import { block, cholesky, Linalg, lowerInverse } from './linalg.js';
+import { block, cholesky, LazySession, Linalg, lowerInverse } from './linalg.js';
 
 /**
  * The upper factor U (row-major, n x n) with H^-1 = U^T U, damping H until it factors. With J the
@@ -156,22 +156,18 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
  * output energy tr(W H W^T)), computed by onnxruntime: ReduceSum((D x H) * D) over a stacked D
  * [m * N, K], one small session (dynamic N and K) for every layer.
  */
-export class OutputErrorMeter {
-  private session?: Promise<ModelSession>;
-  constructor(private readonly runner: Runner) {}
+export class OutputErrorMeter extends LazySession {
+  protected readonly label = '(layer output error)';
 
-  private open(): Promise<ModelSession> {
-    if (!this.session) {
-      const b = new GraphBuilder({ opset: 13 });
-      const d = b.input('d', 'float', ['rows', 'k']);
-      const h = b.input('h', 'float', ['k', 'k']);
-      const [dh] = b.op('MatMul', [d, h]);
-      const [p] = b.op('Mul', [dh!, d]);
-      const [sum] = b.op('ReduceSum', [p!, b.initializer('axes', Tensor.from(DataType.INT64, [1], BigInt64Array.of(1n)))], { keepdims: 0 });
-      b.output(sum!, 'sum', 'float', ['rows']);
-      this.session = this.runner.open(b.model(), { intraOpNumThreads: 1 }, '(layer output error)');
-    }
-    return this.session;
+  protected build(): Model {
+    const b = new GraphBuilder({ opset: 13 });
+    const d = b.input('d', 'float', ['rows', 'k']);
+    const h = b.input('h', 'float', ['k', 'k']);
+    const [dh] = b.op('MatMul', [d, h]);
+    const [p] = b.op('Mul', [dh!, d]);
+    const [sum] = b.op('ReduceSum', [p!, b.initializer('axes', Tensor.from(DataType.INT64, [1], BigInt64Array.of(1n)))], { keepdims: 0 });
+    b.output(sum!, 'sum', 'float', ['rows']);
+    return b.model();
   }
 
   async errors(rows: Float32Array, approximations: readonly Float32Array[], N: number, K: number, hessian: Float64Array): Promise<number[]> {
@@ -185,9 +181,5 @@ export class OutputErrorMeter {
     const totals = new Array<number>(m).fill(0);
     for (let r = 0; r < m * N; r++) totals[Math.floor(r / N)]! += per[r]!;
     return totals;
-  }
-
-  async dispose(): Promise<void> {
-    if (this.session) await (await this.session).dispose();
   }
 }

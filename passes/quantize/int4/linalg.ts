@@ -7,6 +7,7 @@
  */
 import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import { GraphBuilder } from '../../../ir/builder.js';
+import type { Model } from '../../../ir/ir.js';
 
 /** Largest block factored in JS (below it, onnxruntime's per-run overhead costs more than the arithmetic). */
 const LEAF = 128;
@@ -64,20 +65,36 @@ function transpose(a: Float64Array, rows: number, cols: number): Float64Array {
   return t;
 }
 
-/** float64 MatMul in onnxruntime (one session, dynamic shapes); `dispose` when done. */
-export class Linalg {
+/**
+ * One small onnxruntime session with dynamic shapes, built from `build()` on first use and run many
+ * times (1 intra-op thread); `dispose` when done.
+ */
+export abstract class LazySession {
   private session?: Promise<ModelSession>;
   constructor(private readonly runner: Runner) {}
 
-  private open(): Promise<ModelSession> {
-    if (!this.session) {
-      const b = new GraphBuilder({ opset: 13 });
-      const x = b.input('a', 'double', ['m', 'k']);
-      const y = b.input('b', 'double', ['k', 'n']);
-      b.output(b.op('MatMul', [x, y])[0]!, 'c', 'double', ['m', 'n']);
-      this.session = this.runner.open(b.model(), { intraOpNumThreads: 1 }, '(float64 MatMul)');
-    }
-    return this.session;
+  protected abstract readonly label: string;
+  protected abstract build(): Model;
+
+  protected open(): Promise<ModelSession> {
+    return (this.session ??= this.runner.open(this.build(), { intraOpNumThreads: 1 }, this.label));
+  }
+
+  async dispose(): Promise<void> {
+    if (this.session) await (await this.session).dispose();
+  }
+}
+
+/** float64 MatMul in onnxruntime (one session, dynamic shapes); `dispose` when done. */
+export class Linalg extends LazySession {
+  protected readonly label = '(float64 MatMul)';
+
+  protected build(): Model {
+    const b = new GraphBuilder({ opset: 13 });
+    const x = b.input('a', 'double', ['m', 'k']);
+    const y = b.input('b', 'double', ['k', 'n']);
+    b.output(b.op('MatMul', [x, y])[0]!, 'c', 'double', ['m', 'n']);
+    return b.model();
   }
 
   /** a [m, k] x b [k, n]. */
@@ -124,9 +141,5 @@ export class Linalg {
       inv.set(bottom.inv.subarray(r * n2, (r + 1) * n2), o + n1);
     }
     return { l, inv };
-  }
-
-  async dispose(): Promise<void> {
-    if (this.session) await (await this.session).dispose();
   }
 }
