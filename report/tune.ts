@@ -16,20 +16,37 @@ export interface TuneBudgets {
   maxSizeRatio?: number;
 }
 
-/** A trial's measured result (structurally workflows/tune/types.ts' TrialResult). */
+/** A file in the content-addressed store (sha256 of its bytes, hex). */
+export interface TuneContentRef {
+  hash: string;
+  /** The file's base name, for messages and for readers that dispatch on the extension. */
+  name: string;
+  bytes: number;
+}
+
+/** A trial's measured result: what a worker posts (workflows/tune/types.ts' TrialResult) and a row of this report. */
 export interface TuneTrialResult {
   id: string;
   outcome: 'ok' | 'error';
+  /** For 'error': the catalogued code and message (a trial that throws is a row, not a crashed search). */
   error?: { code: string; message: string };
-  output?: { hash: string; name: string; bytes: number };
-  decisions?: { hash: string; name: string; bytes: number };
+  /** The written candidate, put in the store by the worker (the search fetches the winner from there). */
+  output?: TuneContentRef;
+  /** Latency-aware quantize-static's decisions file (onnxforge.quantize-decisions/1), put in the store: the winner's pipeline file replays it. */
+  decisions?: TuneContentRef;
+  /** Candidate bytes / input bytes. */
   sizeRatio?: number;
+  /** Candidate p50 / input p50, timed interleaved in the worker's process on `target`. */
   latencyRatio?: number;
+  /** Candidate p50 / the reference workload's p50 in the same process (the gate's portable figure). */
   referenceRatio?: number;
+  /** The metric on `eval` for the input model and for the candidate. */
   accuracyInput?: number;
   accuracy?: number;
+  /** Wall time of the whole trial, and which worker ran it (host:pid). */
   seconds: number;
   worker: string;
+  /** How contended the worker's machine was while it timed (runtime/timer.ts' record). */
   contention?: Record<string, number>;
 }
 

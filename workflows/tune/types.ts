@@ -7,13 +7,10 @@
  * milliseconds from different machines.
  */
 
+import type { TuneContentRef, TuneTrialResult } from '../../report/tune.js';
+
 /** A file in the content-addressed store (sha256 of its bytes, hex). */
-export interface ContentRef {
-  hash: string;
-  /** The file's base name, for messages and for readers that dispatch on the extension. */
-  name: string;
-  bytes: number;
-}
+export type ContentRef = TuneContentRef;
 
 /**
  * A data spec a trial reads: either a spec that needs no files (`random:8:1`), or a folder/file tree
@@ -44,33 +41,10 @@ export interface TrialSpec {
   latencyRuns: number;
 }
 
-export type TrialOutcome = 'ok' | 'error';
+export type TrialOutcome = TrialResult['outcome'];
 
-/** What a trial measured. Budgets are judged by the search, not by the worker. */
-export interface TrialResult {
-  id: string;
-  outcome: TrialOutcome;
-  /** For 'error': the catalogued code and message (a trial that throws is a row, not a crashed search). */
-  error?: { code: string; message: string };
-  /** The written candidate, put in the store by the worker (the search fetches the winner from there). */
-  output?: ContentRef;
-  /** Latency-aware quantize-static's decisions file (onnxforge.quantize-decisions/1), put in the store: the winner's pipeline file replays it. */
-  decisions?: ContentRef;
-  /** Candidate bytes / input bytes. */
-  sizeRatio?: number;
-  /** Candidate p50 / input p50, timed interleaved in the worker's process on `target`. */
-  latencyRatio?: number;
-  /** Candidate p50 / the reference workload's p50 in the same process (the gate's portable figure). */
-  referenceRatio?: number;
-  /** The metric on `eval` for the input model and for the candidate. */
-  accuracyInput?: number;
-  accuracy?: number;
-  /** Wall time of the whole trial, and which worker ran it (host:pid). */
-  seconds: number;
-  worker: string;
-  /** How contended the worker's machine was while it timed (runtime/timer.ts' record). */
-  contention?: Record<string, number>;
-}
+/** What a trial measured (the report's row type: report/tune.ts). Budgets are judged by the search, not by the worker. */
+export type TrialResult = TuneTrialResult;
 
 /** Runs trials somewhere. One instance per search; `close` releases processes and connections. */
 export interface TrialExecutor {
