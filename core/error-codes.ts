@@ -264,7 +264,7 @@ export const ERROR_CODES = {
   TUNE_BUDGET_UNMET: { kind: 'check', meaning: 'no tune trial met every budget; the report lists the closest trials and no model was written' },
   TUNE_RESULTS_INVALID: { kind: 'input', meaning: 'a tune results file given to --resume is not JSON or not an onnxforge.tune results file' },
   TUNE_TRIAL_FAILED: { kind: 'internal', meaning: 'a tune trial threw an error without a catalogued code (recorded as an error row; the search goes on)' },
-  TUNE_WORKER_DIED: { kind: 'check', meaning: 'a local tune worker process exited during a trial (recorded as an error row; the search goes on)' },
+  TUNE_WORKER_DIED: { kind: 'check', meaning: 'a tune trial took its local worker process down at every start (it is retried once in a fresh worker; then recorded as an error row and the search goes on)' },
   UPGRADE_DOWNGRADE: { kind: 'input', meaning: 'upgrade-opset was asked for an opset lower than the model\'s' },
   UPGRADE_TARGET_TOO_NEW: { kind: 'input', meaning: 'upgrade-opset was asked for an opset beyond the changelog it knows' },
   UPGRADE_UNKNOWN_OP: { kind: 'input', meaning: 'upgrade-opset does not know how an operator changed between the two opsets' },

@@ -46,6 +46,8 @@ export interface TuneTrialResult {
   /** Wall time of the whole trial, and which worker ran it (host:pid). */
   seconds: number;
   worker: string;
+  /** How often the trial was started when more than once (its worker exited during an earlier start). */
+  attempts?: number;
   /** How contended the worker's machine was while it timed (runtime/timer.ts' record). */
   contention?: Record<string, number>;
 }
@@ -112,7 +114,8 @@ export function tuneTable(r: TuneReport): { header: string[]; rows: string[][] }
     const mark = x.label === r.winner ? 'WINNER' : x.onFront ? 'front' : '';
     if (t.outcome === 'error') return [String(x.n), x.label, '-', '-', '-', '-', '-', '-', fx(t.seconds, 0), t.worker, `error ${t.error?.code ?? ''}: ${t.error?.message ?? ''}`.slice(0, 120)];
     const verdict = x.failed.length ? `fails ${x.failed.join(', ')}` : 'meets budgets';
-    return [String(x.n), x.label, fx(t.sizeRatio, 3), fx(t.latencyRatio, 3), fx(t.referenceRatio, 3), fx(t.accuracy, 4), fx(x.accuracyDrop, 4), cpu(t), fx(t.seconds, 0), t.worker, `${verdict}${mark ? ` (${mark})` : ''}${x.reused ? ' [resumed]' : ''}`];
+    const retried = t.attempts && t.attempts > 1 ? ` [start ${t.attempts}: a worker died]` : '';
+    return [String(x.n), x.label, fx(t.sizeRatio, 3), fx(t.latencyRatio, 3), fx(t.referenceRatio, 3), fx(t.accuracy, 4), fx(x.accuracyDrop, 4), cpu(t), fx(t.seconds, 0), t.worker, `${verdict}${mark ? ` (${mark})` : ''}${x.reused ? ' [resumed]' : ''}${retried}`];
   });
   return { header, rows };
 }

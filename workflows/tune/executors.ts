@@ -2,6 +2,11 @@
  * Trial executors on this machine: in this process (one trial at a time), or `--workers K` child
  * processes (`child_process.fork` of local-worker.ts), each taking one trial at a time over IPC.
  *
+ * A worker that exits during a trial (killed, out of memory, a user metric that crashes the process)
+ * loses nothing: the trial goes back to the front of the queue and runs again in a fresh worker, up
+ * to MAX_ATTEMPTS starts; only a trial that takes its worker down every time becomes a
+ * TUNE_WORKER_DIED row (the search goes on). The result of a retried trial records its `attempts`.
+ *
  * Latency under concurrent trials: the workers share one timing lock held here, so only one trial
  * times at once while the others build, calibrate and evaluate; the timed trial also measures its
  * ratios interleaved (input, candidate, reference workload in alternating rounds) and, at one thread,
@@ -50,16 +55,28 @@ function workerEntry(): { path: string; execArgv: string[] } {
   return { path: here.replace(/executors\.(ts|js)$/, 'local-worker.js'), execArgv: [] };
 }
 
+/** How often a local trial is started before a worker exit during it becomes its result. */
+export const MAX_ATTEMPTS = 2;
+
+interface Job {
+  spec: TrialSpec;
+  done: (r: TrialResult) => void;
+  /** Starts so far, this one included once dispatched. */
+  attempts: number;
+  /** Exits of earlier attempts, for the error row. */
+  deaths: string[];
+}
+
 interface Slot {
   child: ChildProcess;
-  busy?: { spec: TrialSpec; done: (r: TrialResult) => void; t0: number };
+  busy?: Job & { t0: number };
 }
 
 /** K child processes on this machine; one trial each at a time; one timing lock for all. */
 export class LocalWorkersExecutor implements TrialExecutor {
   readonly describe: string;
   private readonly slots: Slot[] = [];
-  private readonly queue: { spec: TrialSpec; done: (r: TrialResult) => void }[] = [];
+  private readonly queue: Job[] = [];
   private lockHolder: Slot | undefined;
   private readonly lockWaiters: Slot[] = [];
   private closed = false;
@@ -79,6 +96,8 @@ export class LocalWorkersExecutor implements TrialExecutor {
                 onResult(r);
                 resolve(r);
               },
+              attempts: 0,
+              deaths: [],
             });
             this.dispatch();
           }),
@@ -102,7 +121,8 @@ export class LocalWorkersExecutor implements TrialExecutor {
       if (!slot && this.slots.length < this.k) slot = this.spawn();
       if (!slot) return;
       const job = this.queue.shift()!;
-      slot.busy = { ...job, t0: performance.now() };
+      job.attempts++;
+      slot.busy = Object.assign(job, { t0: performance.now() });
       slot.child.send({ type: 'trial', spec: job.spec, store: this.storeUrl } satisfies ToWorker);
     }
   }
@@ -130,7 +150,7 @@ export class LocalWorkersExecutor implements TrialExecutor {
       const job = slot.busy;
       slot.busy = undefined;
       this.release(slot);
-      job?.done(m.result);
+      job?.done(job.attempts > 1 ? { ...m.result, attempts: job.attempts } : m.result);
       this.dispatch();
     }
   }
@@ -140,13 +160,17 @@ export class LocalWorkersExecutor implements TrialExecutor {
     this.release(slot);
     const job = slot.busy;
     if (job) {
-      job.done({
-        id: job.spec.id,
-        outcome: 'error',
-        error: { code: 'TUNE_WORKER_DIED', message: `local worker ${slot.child.pid} exited (${signal ?? `code ${code}`}) during the trial` },
-        seconds: (performance.now() - job.t0) / 1000,
-        worker: `local:${slot.child.pid}`,
-      });
+      job.deaths.push(`local worker ${slot.child.pid} exited (${signal ?? `code ${code}`})`);
+      if (job.attempts < MAX_ATTEMPTS && !this.closed) this.queue.unshift(job);
+      else
+        job.done({
+          id: job.spec.id,
+          outcome: 'error',
+          error: { code: 'TUNE_WORKER_DIED', message: `the trial took its worker down ${job.attempts} times: ${job.deaths.join('; ')}` },
+          seconds: (performance.now() - job.t0) / 1000,
+          worker: `local:${slot.child.pid}`,
+          attempts: job.attempts,
+        });
     }
     this.dispatch();
   }
