@@ -36,7 +36,7 @@ import { Session } from '../runtime/session.js';
 import { transformerVariant } from '../test/models/transformers.js';
 import { languageModelCalibrationFeeds, languageModelFidelity, trainedLanguageModel } from '../train/lm/index.js';
 import { fuseTransformer, quantizeInt4Workflow } from '../workflows/quantize/int4.js';
-import int4Pass, { quantizeInt4, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
+import int4Pass, { quantizeInt4, quantizesPackedAttention, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
 import { resolveOptions } from '../passes/pipeline.js';
 import { variantsWorkflow, type VariantsReport, type VariantRow } from '../workflows/variants.js';
 
@@ -168,9 +168,10 @@ async function transformMs(fn: (m: Model) => Promise<Model>): Promise<number> {
   return performance.now() - t0;
 }
 const int4Step = async (m: Model, options: Partial<QuantizeInt4Options>): Promise<Model> => {
-  const { model } = await fuseTransformer(m, { keepWeights: true });
+  const passOptions = resolveOptions(int4Pass, options) as QuantizeInt4Options;
+  const { model } = await fuseTransformer(m, { keepWeights: true, attentionWeights: quantizesPackedAttention(passOptions) });
   const feeds = await calibrationFeeds();
-  await quantizeInt4(model, { calibration: feeds, probe: feeds }, resolveOptions(int4Pass, options) as QuantizeInt4Options, createPassContext());
+  await quantizeInt4(model, { calibration: feeds, probe: feeds }, passOptions, createPassContext());
   return model;
 };
 const fp16Step = async (m: Model): Promise<Model> => {

@@ -31,26 +31,39 @@ function fusedOps(model: Model): Map<string, number> {
   return m;
 }
 
-/** MatMul/Gemm nodes with a constant weight (what weight-only quantization can take). */
-function constantWeightLinears(model: Model): number {
-  return model.graph.nodes.filter((n) => n.opDomain === '' && (n.opType === 'MatMul' || n.opType === 'Gemm') && (constantOf(n.inputs[1]) !== undefined || constantOf(n.inputs[1]?.producer?.inputs[0]) !== undefined)).length;
+/**
+ * Constant weight values weight-only quantization can take: MatMul/Gemm weights (also behind a
+ * Transpose), and with `attention` the packed Q/K/V weight of com.microsoft Attention (int4 unpacked).
+ */
+function quantizableWeightValues(model: Model, attention: boolean): number {
+  let n = 0;
+  for (const node of model.graph.nodes) {
+    const linear = node.opDomain === '' && (node.opType === 'MatMul' || node.opType === 'Gemm');
+    if (!linear && !(attention && node.opDomain === 'com.microsoft' && node.opType === 'Attention')) continue;
+    n += (constantOf(node.inputs[1]) ?? constantOf(node.inputs[1]?.producer?.inputs[0]))?.size ?? 0;
+  }
+  return n;
 }
 
 /**
  * Runs the transformer preset on a copy of `model` and returns the copy when it fused something, else
  * `model` unchanged (the preset upgrades the opset, which a model it does not fuse gains nothing from).
- * With `keepWeights` (int4, q4f16), when the attention fusion packs Q/K/V weights into com.microsoft
- * Attention (which MatMulNBits then cannot quantize), the preset runs again without fuse-attention.
+ * With `keepWeights` (int4, q4f16), when the fusions leave fewer weight values the quantizer can take
+ * (the attention fusion packs Q/K/V weights into com.microsoft Attention, which MatMulNBits cannot
+ * quantize), the preset runs again without fuse-attention; `attentionWeights` says the quantizer takes
+ * Attention's packed weight too (int4 with kernel auto or measure: quantize-int4's quantizesPackedAttention),
+ * so a fused Attention is kept and the quantized model runs the fp32 model's attention.
  * `skip` (--no-fuse-transformer, or a format without Microsoft operators) says why it does not run.
  */
-export async function fuseTransformerWith(model: Model, o: { skip?: string; keepWeights?: boolean }, engine: Pick<EngineOptions, 'catalog' | 'runner'>): Promise<{ model: Model; step: FusionStep }> {
+export async function fuseTransformerWith(model: Model, o: { skip?: string; keepWeights?: boolean; attentionWeights?: boolean }, engine: Pick<EngineOptions, 'catalog' | 'runner'>): Promise<{ model: Model; step: FusionStep }> {
   const t0 = performance.now();
   if (o.skip) return { model, step: { preset: 'transformer', applied: false, fused: {}, reason: `skipped: ${o.skip}`, ms: 0 } };
   const before = fusedOps(model);
   let copy = cloneModel(model);
   await optimize(copy, '@transformer', engine);
   let note = '';
-  if (o.keepWeights && constantWeightLinears(copy) < constantWeightLinears(model)) {
+  const attention = o.attentionWeights === true;
+  if (o.keepWeights && quantizableWeightValues(copy, attention) < quantizableWeightValues(model, attention)) {
     copy = cloneModel(model);
     await optimize(copy, ['@default', 'upgrade-opset<to=20>', ...TRANSFORMER_FUSIONS.split(',').filter((p) => p !== 'fuse-attention'), 'eliminate-dead'].join(','), engine);
     note = '; attention left unfused: com.microsoft.Attention packs the Q/K/V weights, which int4 could then not quantize';

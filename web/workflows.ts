@@ -18,7 +18,7 @@ import type { PassContext } from '../passes/pass.js';
 import type { FusionTarget } from '../passes/fusion/transformer-target.js';
 import { parsePipelineIn, presetPipelineIn, resolveOptions, retarget } from '../passes/pipeline-core.js';
 import { portableCatalog } from '../passes/portable.js';
-import int4Pass, { quantizeInt4, type QuantizeInt4Options, type QuantizeInt4Report } from '../passes/quantize/quantize-int4.js';
+import int4Pass, { quantizeInt4, quantizesPackedAttention, type QuantizeInt4Options, type QuantizeInt4Report } from '../passes/quantize/quantize-int4.js';
 import weightsPass, { quantizeWeights, type QuantizeWeightsOptions, type QuantizeWeightsReport } from '../passes/quantize/quantize-weights.js';
 import { firstSamples } from '../passes/quantize/sample-source.js';
 import { fuseTransformerWith, type FusionStep } from '../passes/transformer-step.js';
@@ -179,7 +179,7 @@ export async function quantizeInt4Model(model: Model, pass: Partial<QuantizeInt4
   const random = randomSamples(model, INT4_RANDOM_SAMPLES, {});
   const skip = o.fuseTransformer === false ? '--no-fuse-transformer' : passOptions.format === 'qdq' ? 'format qdq writes standard operators only' : undefined;
   const engine = { catalog: portableCatalog, runner: o.runner };
-  const fused = await fuseTransformerWith(model, { ...(skip ? { skip } : {}), keepWeights: true }, engine);
+  const fused = await fuseTransformerWith(model, { ...(skip ? { skip } : {}), keepWeights: true, attentionWeights: quantizesPackedAttention(passOptions) }, engine);
   const probe = (await firstSamples(random, INT4_RANDOM_SAMPLES)).map((s) => s.feed);
   const report = await quantizeInt4(fused.model, { calibration: [], probe }, passOptions, { ...createPassContext(engine), ...(o.progress ? { progress: o.progress } : {}) });
   return { bytes: checkedModelBytes(fused.model, o.name), report: { ...report, fusion: fused.step } };

@@ -14,8 +14,9 @@
  *   model_q4.onnx         quantize --mode int4 (MatMulNBits)
  *   model_q4f16.onnx      quantize --mode q4f16
  *
- * The quantized variants are built from model.onnx (as transformers.js builds every dtype from one
- * export). Measured on the evaluation data, else the calibration data, else in-domain random inputs
+ * fp16 is built from model.onnx (as transformers.js builds every dtype from one export); the int8
+ * variants, q4 and q4f16 from the input model (the int8 ones fused after quantization, q4 and q4f16
+ * through int4's own transformer step), so that their weights stay quantizable. Measured on the evaluation data, else the calibration data, else in-domain random inputs
  * (token ids within the vocabulary, masks of ones; symbolic dims get a default): fidelity against the
  * float32 INPUT (max abs error, cosine, SQNR; KL divergence and top-1 agreement on logits outputs;
  * non-finite values; the user's metrics with --eval), latency of every variant interleaved with fp32
@@ -240,8 +241,9 @@ const BUILDERS: Record<Exclude<VariantName, 'fp32'>, Builder> = {
   q8: (src, out, o, model) => dynamic(model.graph.nodes.some((n) => UINT8_OPS.has(n.opType)) ? 'uint8' : 'int8')(src, out, o, model),
   int8: dynamic('int8'),
   uint8: dynamic('uint8'),
-  // int4 from the INPUT model: its own transformer step leaves attention unfused where a fused Attention
-  // would pack Q/K/V into one weight int4 cannot take (from model.onnx the trained LM's q4 was 0.345x, not 0.175x)
+  // int4 from the INPUT model, through its own transformer step: q4 (kernel auto) keeps the fused Attention and
+  // quantizes its packed Q/K/V weight (unpacked at load, the fp32 model's attention); q4f16 (kernel nbits) leaves
+  // attention unfused so that Q/K/V run as MatMulNBits, which a model.onnx with Attention already fused would prevent
   q4: async (_src, out, o) => ({ recipe: RECIPES.q4, details: await quantizeInt4Workflow({ ...common(o.model, out, o), ...withCalibration(o), ...(o.target ? { target: o.target } : {}) }) }),
   q4f16: async (_src, out, o) => ({ recipe: RECIPES.q4f16, details: await quantizeQ4f16Workflow({ ...common(o.model, out, o), ...withCalibration(o), ...(o.target ? { target: o.target } : {}) }) }),
 };

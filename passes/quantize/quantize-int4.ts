@@ -3,7 +3,9 @@
  * [K, N] float matrix, and every Gemm with a constant B (transA 0; alpha folded into the weight, a
  * constant [N] C times beta as the bias), becomes com.microsoft MatMulNBits: B in blocks of
  * `blockSize` inputs, 4 bits per weight with one float scale (and, unless `symmetric`, one 4-bit
- * zero point) per block, Y = A x dequant(B) (+ bias). Embedding tables (Gather on axis 0 of a
+ * zero point) per block, Y = A x dequant(B) (+ bias). The packed Q/K/V weight [H, 3H] of a fused
+ * com.microsoft Attention is block-quantized the same way and always unpacked (constants onnxruntime
+ * folds into the float32 weight at load; Attention has no int4 form). Embedding tables (Gather on axis 0 of a
  * constant [V, D]) become com.microsoft GatherBlockQuantized, at 8 bits by default (int4 tables cost the
  * trained LM most of its bits-per-byte loss). Layouts: int4/blocks.ts.
  *
@@ -99,7 +101,7 @@ export interface Int4WeightReport {
   /** The weight tensor's name and the node that read it. */
   tensor: string;
   node: string;
-  op: 'MatMul' | 'Gemm' | 'Gather';
+  op: 'MatMul' | 'Gemm' | 'Gather' | 'Attention';
   K: number;
   N: number;
   /** 4 or 8 bits, or 0 when left float. */
@@ -173,7 +175,7 @@ export interface QuantizeInt4Report {
 interface Candidate {
   index: number;
   node: Node;
-  op: 'MatMul' | 'Gemm' | 'Gather';
+  op: 'MatMul' | 'Gemm' | 'Gather' | 'Attention';
   weight: Value;
   tensor: string;
   /** The activation (A of MatMul/Gemm, ids of Gather). */
@@ -200,6 +202,19 @@ const KERNEL_MARGIN = 0.95;
 const BLOCK_MIN = 16;
 const BLOCK_MAX = 256;
 
+/**
+ * Whether a fused com.microsoft Attention suits the pass with options `o` (the transformer step keeps
+ * it then, passes/transformer-step.ts attentionWeights): format msft with the pass's own kernel choice
+ * (auto, the default, or measure), where its packed Q/K/V weight is stored as int4 codes that
+ * onnxruntime unpacks to float32 at load, so the quantized model runs the fp32 model's fused attention
+ * (on the trained LM attention left unfused cost q4 1.19x / 1.06x of fp32 at seq 1 / 128). A kernel
+ * given explicitly keeps every linear weight a MatMul of its own: nbits (Attention takes only a float
+ * weight, so Q, K and V could not be MatMulNBits) and unpack (MatMuls on unpacked constants).
+ */
+export function quantizesPackedAttention(o: Pick<QuantizeInt4Options, 'format' | 'kernel'>): boolean {
+  return (o.format ?? 'msft') === 'msft' && (o.kernel ?? 'auto') !== 'nbits' && o.kernel !== 'unpack';
+}
+
 /** Checks --block-size: a power of two in 16..256. */
 export function checkBlockSize(b: number): void {
   if (!Number.isInteger(b) || b < BLOCK_MIN || b > BLOCK_MAX || (b & (b - 1)) !== 0) {
@@ -218,9 +233,11 @@ function findCandidates(model: Model, o: Required<Pick<QuantizeInt4Options, 'blo
   const skip = (node: Node, op: Candidate['op'], tensor: string, t: Tensor | undefined, reason: string) =>
     skipped.push({ tensor, node: labelOf(node), op, K: t?.dims[0] ?? 0, N: t?.dims[1] ?? 0, bits: 0, method: 'float', blockSize: 0, reason, weightError: 0, floatBytes: t?.byteLength ?? 0, bytes: t?.byteLength ?? 0 });
   g.nodes.forEach((node, index) => {
-    if (node.opDomain !== '') return;
-    const op = node.opType;
-    if (op !== 'MatMul' && op !== 'Gemm' && op !== 'Gather') return;
+    // com.microsoft Attention (the transformer preset's fusion): its packed Q/K/V weight [H, 3H] is input 1
+    const attention = node.opDomain === MS_DOMAIN && node.opType === 'Attention';
+    if (node.opDomain !== '' && !attention) return;
+    const op = attention ? 'Attention' : node.opType;
+    if (op !== 'MatMul' && op !== 'Gemm' && op !== 'Gather' && op !== 'Attention') return;
     const wIndex = op === 'Gather' ? 0 : 1;
     let weight = node.inputs[wIndex];
     let t = constantOf(weight);
@@ -236,6 +253,7 @@ function findCandidates(model: Model, o: Required<Pick<QuantizeInt4Options, 'blo
       }
     }
     if (!weight || !t || t.dataType !== DataType.FLOAT) return;
+    if (op === 'Attention' && o.format !== 'msft') return skip(node, 'Attention', weight.name, t, "format qdq: com.microsoft Attention's packed Q/K/V weight stays float (the standard form quantizes MatMul weights)");
     const input = node.inputs[op === 'Gather' ? 1 : 0]!;
     if (t.dims.length !== 2) return skip(node, op as Candidate['op'], weight.name, t, `weight has rank ${t.dims.length} (2-D only)`);
     if (t.size < o.minElements) return skip(node, op as Candidate['op'], weight.name, t, `fewer than ${o.minElements} values`);
@@ -253,7 +271,7 @@ function findCandidates(model: Model, o: Required<Pick<QuantizeInt4Options, 'blo
     } else if (op === 'MatMul' && transposed) {
       [N, K] = t.dims as [number, number];
       rows = w;
-    } else if (op === 'MatMul') {
+    } else if (op === 'MatMul' || op === 'Attention') {
       [K, N] = t.dims as [number, number];
       rows = rowsOfKN(w, K, N);
     } else {
@@ -516,8 +534,9 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     const levels = o.accuracyLevel === 'auto' || o.accuracyLevel === 'measure' ? [0, 1, 4] : [Number(o.accuracyLevel)];
     const unpackAll = o.kernel === 'unpack';
     for (const c of cands) {
-      // embeddings and 8-bit layers: unpacked unless MatMulNBits/GatherBlockQuantized is asked for
-      if (unpackAll || ((o.kernel === 'auto' || o.kernel === 'measure') && (c.op === 'Gather' || plan.bits.get(c.index) === 8))) plan.kernel.set(c.index, 'unpack');
+      // embeddings and 8-bit layers: unpacked unless MatMulNBits/GatherBlockQuantized is asked for;
+      // Attention's packed weight always (the operator takes a float weight: no MatMulNBits form)
+      if (unpackAll || c.op === 'Attention' || ((o.kernel === 'auto' || o.kernel === 'measure') && (c.op === 'Gather' || plan.bits.get(c.index) === 8))) plan.kernel.set(c.index, 'unpack');
     }
     const classes = new Map<string, { cls: KernelClass; members: Candidate[] }>();
     for (const c of layers) {
