@@ -55,18 +55,10 @@ interface Parts {
   zp: Uint8Array;
 }
 
-/**
- * RTN of block `kb` of every column n of B [K, N] (rows kb * blockSize .. + blockSize of `f`, from
- * `base`), written to the [N, kBlocks, blob] codes and [N, kBlocks] scales / zero points: the same
- * values as blocks.ts's `blockParams`, `codeOf` and `packCodes` on the transposed rows (same float
- * operations in the same order), without transposing: the inner loops run along n, so reads are
- * contiguous. Columns n0 .. n1 - 1 only (a helper thread takes the other half; this function's source
- * is what it runs, so it uses nothing but its arguments and Math).
- */
-function quantizeKNBlock(f: Float32Array, base: number, N: number, n0: number, n1: number, kb: number, kBlocks: number, blockSize: number, bits: Bits, symmetric: boolean, codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array, work: { a: Float64Array; b: Float64Array; tmp: Uint8Array }): void {
-  const levels = (1 << bits) - 1;
-  const mid = 1 << (bits - 1);
-  const { a: lo, b: hi } = work;
+type KNWork = { a: Float64Array; b: Float64Array; tmp: Uint8Array };
+
+/** Per column n in n0..n1: the block's min into lo and max into hi (both from 0), or (symmetric) the value of largest magnitude into lo. */
+function knRange(f: Float32Array, base: number, N: number, n0: number, n1: number, blockSize: number, symmetric: boolean, lo: Float64Array, hi: Float64Array): void {
   lo.fill(0, n0, n1);
   hi.fill(0, n0, n1);
   for (let j = 0; j < blockSize; j++) {
@@ -85,6 +77,12 @@ function quantizeKNBlock(f: Float32Array, base: number, N: number, n0: number, n
       }
     }
   }
+}
+
+/** Scale and zero point per column from {@link knRange}'s lo/hi, written out and left in hi (scale) and lo (zero point). */
+function knParams(n0: number, n1: number, kb: number, kBlocks: number, bits: Bits, symmetric: boolean, lo: Float64Array, hi: Float64Array, scales: Float32Array, zeroPoints: Uint8Array): void {
+  const levels = (1 << bits) - 1;
+  const mid = 1 << (bits - 1);
   for (let n = n0; n < n1; n++) {
     let scale: number;
     let zp = mid;
@@ -99,10 +97,11 @@ function quantizeKNBlock(f: Float32Array, base: number, N: number, n0: number, n
     hi[n] = scale;
     lo[n] = zp;
   }
-  // codes row by row into `tmp` ([blockSize / 2 or blockSize][N], contiguous writes along n), then
-  // each column's blob copied to its place (one contiguous run of `blob` bytes per n)
-  const blob = (blockSize * bits) / 8;
-  const tmp = work.tmp;
+}
+
+/** Codes row by row into `tmp` ([blockSize / 2 or blockSize][N], contiguous writes along n). */
+function knCodes(f: Float32Array, base: number, N: number, n0: number, n1: number, blockSize: number, bits: Bits, lo: Float64Array, hi: Float64Array, tmp: Uint8Array): void {
+  const levels = (1 << bits) - 1;
   const per = bits === 8 ? 1 : 2;
   for (let j = 0; j < blockSize; j += per) {
     const r0 = base + j * N;
@@ -127,11 +126,34 @@ function quantizeKNBlock(f: Float32Array, base: number, N: number, n0: number, n
       tmp[t0 + n] = (c0 & 15) | ((c1 & 15) << 4);
     }
   }
+}
+
+/** Each column's blob copied from `tmp` to its place in the [N, kBlocks, blob] codes (one contiguous run of `blob` bytes per n). */
+function knScatter(N: number, n0: number, n1: number, kb: number, kBlocks: number, blob: number, tmp: Uint8Array, codes: Uint8Array): void {
   const stride = kBlocks * blob;
   for (let n = n0; n < n1; n++) {
     const at = n * stride + kb * blob;
     for (let i = 0; i < blob; i++) codes[at + i] = tmp[i * N + n]!;
   }
+}
+
+/**
+ * RTN of block `kb` of every column n of B [K, N] (rows kb * blockSize .. + blockSize of `f`, from
+ * `base`), written to the [N, kBlocks, blob] codes and [N, kBlocks] scales / zero points: the same
+ * values as blocks.ts's `blockParams`, `codeOf` and `packCodes` on the transposed rows (same float
+ * operations in the same order), without transposing: the inner loops run along n, so reads are
+ * contiguous. Columns n0 .. n1 - 1 only (a helper thread takes the other half; these functions'
+ * sources are what it runs, so they use nothing but their arguments and Math).
+ *
+ * Four functions, not one: V8 compiled the single function on-stack while its first loop was hot,
+ * before the later loops had run, and deoptimized at each of them ("insufficient type feedback"),
+ * until it stopped optimizing it: ~43 ns per weight instead of ~6 on the 28 GB model.
+ */
+function quantizeKNBlock(f: Float32Array, base: number, N: number, n0: number, n1: number, kb: number, kBlocks: number, blockSize: number, bits: Bits, symmetric: boolean, codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array, work: KNWork): void {
+  knRange(f, base, N, n0, n1, blockSize, symmetric, work.a, work.b);
+  knParams(n0, n1, kb, kBlocks, bits, symmetric, work.a, work.b, scales, zeroPoints);
+  knCodes(f, base, N, n0, n1, blockSize, bits, work.a, work.b, work.tmp);
+  knScatter(N, n0, n1, kb, kBlocks, (blockSize * bits) / 8, work.tmp, codes);
 }
 
 interface Helper {
@@ -153,7 +175,7 @@ function helper(): Helper | undefined {
   try {
     const flag = new Int32Array(new SharedArrayBuffer(4));
     const src = `const { parentPort, workerData } = require('node:worker_threads');
-const quantizeKNBlock = (${quantizeKNBlock.toString()});
+${[knRange, knParams, knCodes, knScatter, quantizeKNBlock].map((fn) => `const ${fn.name} = (${fn.toString()});`).join('\n')}
 const flag = workerData;
 let work;
 parentPort.on('message', (m) => {
@@ -185,6 +207,23 @@ parentPort.on('message', (m) => {
   return helperThread ?? undefined;
 }
 
+const scratchBuffers = new Map<string, ArrayBuffer | SharedArrayBuffer>();
+
+/**
+ * A scratch buffer of at least `bytes`, kept for the next weight (shared with the helper thread when
+ * there is one). Reused rather than allocated per weight: a SharedArrayBuffer the helper has seen is
+ * freed only after both threads collect it, and the helper allocates too little to collect often, so
+ * fresh buffers per weight piled up (3.7 GiB peak RSS on the 28 GB model, against 0.4 GiB before).
+ */
+function scratch(h: Helper | undefined, key: string, bytes: number): ArrayBuffer | SharedArrayBuffer {
+  const k = `${h ? 'shared' : 'plain'}:${key}`;
+  const have = scratchBuffers.get(k);
+  if (have && have.byteLength >= bytes) return have;
+  const b = h ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+  scratchBuffers.set(k, b);
+  return b;
+}
+
 /** RTN of a weight read slice by slice: `rows` is [N, K] (Gather table) or [K, N] (MatMul B, transposed per slice). */
 function quantizeStreamed(t: Tensor, layout: 'NK' | 'KN', N: number, K: number, bits: Bits, blockSize: number, symmetric: boolean): Parts {
   const kBlocks = Math.ceil(K / blockSize);
@@ -207,9 +246,12 @@ function quantizeStreamed(t: Tensor, layout: 'NK' | 'KN', N: number, K: number, 
     // B [K, N]: a slice of whole blocks of rows k is contiguous, quantized in place (no transpose)
     const blocksPer = Math.max(1, Math.floor(SLICE_BYTES / (4 * N * blockSize)));
     const h = N >= 512 ? helper() : undefined;
-    const shared = (n: number) => (h ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
-    const buf = new Uint8Array(shared(Math.min(kBlocks, blocksPer) * blockSize * N * 4));
-    const out = { codes: new Uint8Array(shared(codes.length)), scales: new Float32Array(shared(scales.byteLength)), zeroPoints: new Uint8Array(shared(zeroPoints.length)) };
+    const buf = new Uint8Array(scratch(h, 'slice', Math.min(kBlocks, blocksPer) * blockSize * N * 4));
+    const out = {
+      codes: new Uint8Array(scratch(h, 'codes', codes.length), 0, codes.length).fill(0),
+      scales: new Float32Array(scratch(h, 'scales', scales.byteLength), 0, scales.length).fill(0),
+      zeroPoints: new Uint8Array(scratch(h, 'zeroPoints', zeroPoints.length), 0, zeroPoints.length).fill(0),
+    };
     const work = { a: new Float64Array(N), b: new Float64Array(N), tmp: new Uint8Array(((blockSize * bits) / 8) * N) };
     const half = h ? N >> 1 : N;
     for (let b0 = 0; b0 < kBlocks; b0 += blocksPer) {
