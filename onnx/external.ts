@@ -241,6 +241,19 @@ export class FileExternalSource implements ExternalDataSource {
   }
 
   /**
+   * The open descriptor and file position of bytes [from, from + length) of a tensor's data, checked
+   * as {@link readRange} checks them, for a reader on another thread (streamed int4's read-ahead).
+   * The descriptor stays valid until another data file of this source is opened.
+   */
+  span(t: Tensor, ext: ExternalData, from: number, length: number): { fd: number; position: number } {
+    const r = this.locate(t, ext);
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(length) || from < 0 || length < 0 || from + length > r.length) {
+      throw inputError('EXTERNAL_OUT_OF_FILE', `${tensorLabel(t)}: range [${from}, ${from + length}) is outside its ${r.length} bytes`, { tensor: t.name, file: this.file });
+    }
+    return { fd: this.fd(r.rel, t), position: r.offset + from };
+  }
+
+  /**
    * Streams a tensor's data into `outFd` at `outPos` in chunks of {@link COPY_CHUNK_BYTES}, so that
    * copying never holds more than one chunk in memory. Returns the bytes written.
    */

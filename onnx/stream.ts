@@ -356,6 +356,12 @@ export function saveModelStreaming(model: Model, dest: string, options: StreamSa
   return res;
 }
 
+/** Descriptor and position of bytes [from, from + length) of a file-backed tensor's data (for a reader thread), else undefined. */
+export function tensorSpan(t: Tensor, from: number, length: number): { fd: number; position: number } | undefined {
+  const src = t.isExternal ? t.external!.source : undefined;
+  return src instanceof FileExternalSource ? src.span(t, t.external!, from, length) : undefined;
+}
+
 /** Reads bytes [from, from + length) of a tensor's data without reading the rest (external data by pread). */
 export function readTensorRange(t: Tensor, from: number, length: number, into?: Uint8Array): Uint8Array {
   const src = t.isExternal ? t.external!.source : undefined;

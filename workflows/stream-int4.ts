@@ -22,7 +22,7 @@ import { derivedTensor, sharedParts } from '../core/derived.js';
 import { Tensor } from '../core/tensor.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../ir/ir.js';
 import { loadModel } from '../onnx/index.js';
-import { inputFilesOf, readTensorRange } from '../onnx/stream.js';
+import { inputFilesOf, readTensorRange, tensorSpan } from '../onnx/stream.js';
 import { BlockQuantized, packCodes, packZeroPoints, quantizeRtn, type Bits } from '../passes/quantize/int4/blocks.js';
 import { MS_DOMAIN, replaceNode } from '../passes/quantize/int4/emit.js';
 import { checkBlockSize, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
@@ -230,6 +230,59 @@ function scratch(h: Helper | undefined, key: string, bytes: number): ArrayBuffer
   return b;
 }
 
+interface Reader {
+  start(job: { fd: number; position: number; length: number; buf: ArrayBufferLike }): void;
+  /** Blocks until the read ends; false when it failed or fell short (the caller reads again itself). */
+  wait(): boolean;
+}
+
+let readerThread: Reader | null | undefined;
+
+/** A thread that reads the next slice of a weight (pread on the source's descriptor) while the others quantize. */
+function reader(): Reader | undefined {
+  if (readerThread !== undefined) return readerThread ?? undefined;
+  readerThread = null;
+  if (process.env.ONNXFORGE_STREAM_THREADS === '1') return undefined;
+  try {
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const src = `const { parentPort, workerData } = require('node:worker_threads');
+const fs = require('node:fs');
+const flag = workerData;
+parentPort.on('message', (m) => {
+  let status = 1;
+  try {
+    const buf = new Uint8Array(m.buf, 0, m.length);
+    for (let done = 0; done < m.length; ) {
+      const got = fs.readSync(m.fd, buf, done, m.length - done, m.position + done);
+      if (got <= 0) { status = 2; break; }
+      done += got;
+    }
+  } catch { status = 2; }
+  Atomics.store(flag, 0, status);
+  Atomics.notify(flag, 0);
+});`;
+    const w = new Worker(src, { eval: true, workerData: flag });
+    w.unref();
+    let failed = false;
+    w.on('error', () => (failed = true));
+    readerThread = {
+      start(job) {
+        Atomics.store(flag, 0, 0);
+        w.postMessage(job);
+      },
+      wait() {
+        while (Atomics.load(flag, 0) === 0) {
+          if (Atomics.wait(flag, 0, 0, 1000) === 'timed-out' && failed) return false;
+        }
+        return Atomics.load(flag, 0) === 1;
+      },
+    };
+  } catch {
+    readerThread = null;
+  }
+  return readerThread ?? undefined;
+}
+
 /** RTN of a weight read slice by slice: `rows` is [N, K] (Gather table) or [K, N] (MatMul B, transposed per slice). */
 function quantizeStreamed(t: Tensor, layout: 'NK' | 'KN', N: number, K: number, bits: Bits, blockSize: number, symmetric: boolean): Parts {
   const kBlocks = Math.ceil(K / blockSize);
@@ -260,14 +313,34 @@ function quantizeStreamed(t: Tensor, layout: 'NK' | 'KN', N: number, K: number, 
     };
     const work = { a: new Float64Array(N), b: new Float64Array(N), tmp: new Uint8Array(((blockSize * bits) / 8) * N) };
     const half = h ? N >> 1 : N;
-    for (let b0 = 0; b0 < kBlocks; b0 += blocksPer) {
-      const nb = Math.min(blocksPer, kBlocks - b0);
-      const n4 = nb * blockSize * N * 4;
-      readTensorRange(t, b0 * blockSize * N * 4, n4, buf.subarray(0, n4));
-      const f = new Float32Array(buf.buffer, 0, n4 / 4);
-      h?.start({ f: buf.buffer, fLen: n4 / 4, N, n0: half, n1: N, b0, nb, kBlocks, blockSize, bits, symmetric, codes: out.codes.buffer, scales: out.scales.buffer, zeroPoints: out.zeroPoints.buffer });
-      for (let b = 0; b < nb; b++) quantizeKNBlock(f, b * blockSize * N, N, 0, half, b0 + b, kBlocks, blockSize, bits, symmetric, out.codes, out.scales, out.zeroPoints, work);
-      h?.wait();
+    // read-ahead: while both threads quantize slice i, a reader thread reads slice i + 1 into the other buffer
+    const rd = h ? reader() : undefined;
+    const bufs = [buf, rd ? new Uint8Array(scratch(h, 'slice-ahead', buf.length)) : buf];
+    const sliceBytes = (b0: number) => Math.min(blocksPer, kBlocks - b0) * blockSize * N * 4;
+    const readAhead = (b0: number, into: Uint8Array): boolean => {
+      if (!rd || b0 >= kBlocks) return false;
+      const at = tensorSpan(t, b0 * blockSize * N * 4, sliceBytes(b0));
+      if (at) rd.start({ ...at, length: sliceBytes(b0), buf: into.buffer });
+      return Boolean(at);
+    };
+    let slot = 0;
+    let ahead = false;
+    try {
+      for (let b0 = 0; b0 < kBlocks; b0 += blocksPer) {
+        const nb = Math.min(blocksPer, kBlocks - b0);
+        const n4 = nb * blockSize * N * 4;
+        const cur = bufs[slot]!;
+        // a failed read-ahead is read again here, where its error is reported with the tensor's name
+        if (!ahead || !rd!.wait()) readTensorRange(t, b0 * blockSize * N * 4, n4, cur.subarray(0, n4));
+        ahead = readAhead(b0 + blocksPer, bufs[1 - slot]!);
+        const f = new Float32Array(cur.buffer, 0, n4 / 4);
+        h?.start({ f: cur.buffer, fLen: n4 / 4, N, n0: half, n1: N, b0, nb, kBlocks, blockSize, bits, symmetric, codes: out.codes.buffer, scales: out.scales.buffer, zeroPoints: out.zeroPoints.buffer });
+        for (let b = 0; b < nb; b++) quantizeKNBlock(f, b * blockSize * N, N, 0, half, b0 + b, kBlocks, blockSize, bits, symmetric, out.codes, out.scales, out.zeroPoints, work);
+        h?.wait();
+        if (rd) slot = 1 - slot;
+      }
+    } finally {
+      if (ahead) rd!.wait();
     }
     codes.set(out.codes);
     scales.set(out.scales);
