@@ -162,6 +162,42 @@ function quantizeKNBlock(f: Float32Array, base: number, N: number, n0: number, n
   knScatter(N, n0, n1, kb, kBlocks, (blockSize * bits) / 8, work.tmp, codes);
 }
 
+/**
+ * A worker thread the caller blocks on (Atomics.wait on a shared flag), so derived tensors stay
+ * synchronous recipes. `body` defines `run(m)`, which handles one job and returns its status (> 0);
+ * `wait` returns that status, or the thread's error if it died. Undefined where threads cannot start.
+ */
+function blockingThread(body: string): { start(job: object): void; wait(): number | Error } | undefined {
+  try {
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const src = `const { parentPort, workerData } = require('node:worker_threads');
+const flag = workerData;
+${body}
+parentPort.on('message', (m) => {
+  Atomics.store(flag, 0, run(m));
+  Atomics.notify(flag, 0);
+});`;
+    const w = new Worker(src, { eval: true, workerData: flag });
+    w.unref();
+    let failed: Error | undefined;
+    w.on('error', (e) => (failed = e));
+    return {
+      start(job) {
+        Atomics.store(flag, 0, 0);
+        w.postMessage(job);
+      },
+      wait() {
+        while (Atomics.load(flag, 0) === 0) {
+          if (Atomics.wait(flag, 0, 0, 1000) === 'timed-out' && failed) return failed;
+        }
+        return Atomics.load(flag, 0);
+      },
+    };
+  } catch {
+    return undefined;
+  }
+}
+
 interface Helper {
   start(job: Record<string, unknown>): void;
   wait(): void;
@@ -171,44 +207,29 @@ let helperThread: Helper | null | undefined;
 
 /**
  * A second thread for {@link quantizeKNBlock} (the other half of the columns of each slice), or
- * undefined on one core, with ONNXFORGE_STREAM_THREADS=1, or where threads cannot start. The caller blocks on a shared flag
- * (Atomics.wait) until the helper is done, so derived tensors stay synchronous recipes.
+ * undefined on one core, with ONNXFORGE_STREAM_THREADS=1, or where threads cannot start.
  */
 function helper(): Helper | undefined {
   if (helperThread !== undefined) return helperThread ?? undefined;
   helperThread = null;
   if (os.availableParallelism() < 2 || process.env.ONNXFORGE_STREAM_THREADS === '1') return undefined;
-  try {
-    const flag = new Int32Array(new SharedArrayBuffer(4));
-    const src = `const { parentPort, workerData } = require('node:worker_threads');
-${[knRange, knParams, knCodes, knScatter, quantizeKNBlock].map((fn) => `const ${fn.name} = (${fn.toString()});`).join('\n')}
-const flag = workerData;
+  const t = blockingThread(`${[knRange, knParams, knCodes, knScatter, quantizeKNBlock].map((fn) => `const ${fn.name} = (${fn.toString()});`).join('\n')}
 let work;
-parentPort.on('message', (m) => {
+function run(m) {
   if (!work || work.a.length < m.N) work = { a: new Float64Array(m.N), b: new Float64Array(m.N), tmp: new Uint8Array(((m.blockSize * m.bits) / 8) * m.N) };
   const f = new Float32Array(m.f, 0, m.fLen);
   const codes = new Uint8Array(m.codes), scales = new Float32Array(m.scales), zps = new Uint8Array(m.zeroPoints);
   for (let b = 0; b < m.nb; b++) quantizeKNBlock(f, b * m.blockSize * m.N, m.N, m.n0, m.n1, m.b0 + b, m.kBlocks, m.blockSize, m.bits, m.symmetric, codes, scales, zps, work);
-  Atomics.store(flag, 0, 1);
-  Atomics.notify(flag, 0);
-});`;
-    const w = new Worker(src, { eval: true, workerData: flag });
-    w.unref();
-    let failed: Error | undefined;
-    w.on('error', (e) => (failed = e));
+  return 1;
+}`);
+  if (t) {
     helperThread = {
-      start(job) {
-        Atomics.store(flag, 0, 0);
-        w.postMessage(job);
-      },
+      start: (job) => t.start(job),
       wait() {
-        while (Atomics.load(flag, 0) === 0) {
-          if (Atomics.wait(flag, 0, 0, 1000) === 'timed-out' && failed) throw failed;
-        }
+        const r = t.wait();
+        if (r instanceof Error) throw r;
       },
     };
-  } catch {
-    helperThread = null;
   }
   return helperThread ?? undefined;
 }
@@ -243,43 +264,21 @@ function reader(): Reader | undefined {
   if (readerThread !== undefined) return readerThread ?? undefined;
   readerThread = null;
   if (process.env.ONNXFORGE_STREAM_THREADS === '1') return undefined;
-  try {
-    const flag = new Int32Array(new SharedArrayBuffer(4));
-    const src = `const { parentPort, workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-const flag = workerData;
-parentPort.on('message', (m) => {
-  let status = 1;
+  const t = blockingThread(`const fs = require('node:fs');
+function run(m) {
   try {
     const buf = new Uint8Array(m.buf, 0, m.length);
     for (let done = 0; done < m.length; ) {
       const got = fs.readSync(m.fd, buf, done, m.length - done, m.position + done);
-      if (got <= 0) { status = 2; break; }
+      if (got <= 0) return 2;
       done += got;
     }
-  } catch { status = 2; }
-  Atomics.store(flag, 0, status);
-  Atomics.notify(flag, 0);
-});`;
-    const w = new Worker(src, { eval: true, workerData: flag });
-    w.unref();
-    let failed = false;
-    w.on('error', () => (failed = true));
-    readerThread = {
-      start(job) {
-        Atomics.store(flag, 0, 0);
-        w.postMessage(job);
-      },
-      wait() {
-        while (Atomics.load(flag, 0) === 0) {
-          if (Atomics.wait(flag, 0, 0, 1000) === 'timed-out' && failed) return false;
-        }
-        return Atomics.load(flag, 0) === 1;
-      },
-    };
+    return 1;
   } catch {
-    readerThread = null;
+    return 2;
   }
+}`);
+  if (t) readerThread = { start: (job) => t.start(job), wait: () => t.wait() === 1 };
   return readerThread ?? undefined;
 }
 
