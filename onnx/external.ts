@@ -229,12 +229,18 @@ export class FileExternalSource implements ExternalDataSource {
     return out;
   }
 
-  /** Reads bytes [from, from + length) of a tensor's data (a part of a large tensor; streaming passes). */
-  readRange(t: Tensor, ext: ExternalData, from: number, length: number, into?: Uint8Array): Uint8Array {
+  /** {@link locate}, and bytes [from, from + length) checked to lie within the tensor's data. */
+  private locateRange(t: Tensor, ext: ExternalData, from: number, length: number): ExternalRange {
     const r = this.locate(t, ext);
     if (!Number.isSafeInteger(from) || !Number.isSafeInteger(length) || from < 0 || length < 0 || from + length > r.length) {
       throw inputError('EXTERNAL_OUT_OF_FILE', `${tensorLabel(t)}: range [${from}, ${from + length}) is outside its ${r.length} bytes`, { tensor: t.name, file: this.file });
     }
+    return r;
+  }
+
+  /** Reads bytes [from, from + length) of a tensor's data (a part of a large tensor; streaming passes). */
+  readRange(t: Tensor, ext: ExternalData, from: number, length: number, into?: Uint8Array): Uint8Array {
+    const r = this.locateRange(t, ext, from, length);
     const out = into ?? new Uint8Array(length);
     this.pread(r.rel, t, out, 0, length, r.offset + from);
     return out;
@@ -246,10 +252,7 @@ export class FileExternalSource implements ExternalDataSource {
    * The descriptor stays valid until another data file of this source is opened.
    */
   span(t: Tensor, ext: ExternalData, from: number, length: number): { fd: number; position: number } {
-    const r = this.locate(t, ext);
-    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(length) || from < 0 || length < 0 || from + length > r.length) {
-      throw inputError('EXTERNAL_OUT_OF_FILE', `${tensorLabel(t)}: range [${from}, ${from + length}) is outside its ${r.length} bytes`, { tensor: t.name, file: this.file });
-    }
+    const r = this.locateRange(t, ext, from, length);
     return { fd: this.fd(r.rel, t), position: r.offset + from };
   }
 
