@@ -169,7 +169,7 @@ async function transformMs(fn: (m: Model) => Promise<Model>): Promise<number> {
 }
 const int4Step = async (m: Model, options: Partial<QuantizeInt4Options>): Promise<Model> => {
   const passOptions = resolveOptions(int4Pass, options) as QuantizeInt4Options;
-  const { model } = await fuseTransformer(m, { keepWeights: true, attentionWeights: quantizesPackedAttention(passOptions) });
+  const { model } = await fuseTransformer(m, { keepWeights: true, attentionWeights: (w) => quantizesPackedAttention(passOptions, w) });
   const feeds = await calibrationFeeds();
   await quantizeInt4(model, { calibration: feeds, probe: feeds }, passOptions, createPassContext());
   return model;

@@ -31,16 +31,24 @@ function fusedOps(model: Model): Map<string, number> {
   return m;
 }
 
+/** Which packed Q/K/V weights ([K, N] of com.microsoft Attention) the quantizer takes: all, none, or by shape. */
+export type AttentionWeights = boolean | ((weight: { K: number; N: number }) => boolean);
+
 /**
  * Constant weight values weight-only quantization can take: MatMul/Gemm weights (also behind a
- * Transpose), and with `attention` the packed Q/K/V weight of com.microsoft Attention (int4 unpacked).
+ * Transpose), and the packed Q/K/V weights of com.microsoft Attention that `attention` accepts (int4 unpacked).
  */
-function quantizableWeightValues(model: Model, attention: boolean): number {
+function quantizableWeightValues(model: Model, attention: AttentionWeights): number {
   let n = 0;
   for (const node of model.graph.nodes) {
     const linear = node.opDomain === '' && (node.opType === 'MatMul' || node.opType === 'Gemm');
-    if (!linear && !(attention && node.opDomain === 'com.microsoft' && node.opType === 'Attention')) continue;
-    n += (constantOf(node.inputs[1]) ?? constantOf(node.inputs[1]?.producer?.inputs[0]))?.size ?? 0;
+    const w = constantOf(node.inputs[1]) ?? (linear ? constantOf(node.inputs[1]?.producer?.inputs[0]) : undefined);
+    if (!w) continue;
+    if (!linear) {
+      if (node.opDomain !== 'com.microsoft' || node.opType !== 'Attention' || w.dims.length !== 2) continue;
+      if (!(typeof attention === 'function' ? attention({ K: w.dims[0]!, N: w.dims[1]! }) : attention)) continue;
+    }
+    n += w.size;
   }
   return n;
 }
@@ -50,23 +58,23 @@ function quantizableWeightValues(model: Model, attention: boolean): number {
  * `model` unchanged (the preset upgrades the opset, which a model it does not fuse gains nothing from).
  * With `keepWeights` (int4, q4f16), when the fusions leave fewer weight values the quantizer can take
  * (the attention fusion packs Q/K/V weights into com.microsoft Attention, which MatMulNBits cannot
- * quantize), the preset runs again without fuse-attention; `attentionWeights` says the quantizer takes
- * Attention's packed weight too (int4 with kernel auto or measure: quantize-int4's quantizesPackedAttention),
+ * quantize), the preset runs again without fuse-attention; `attentionWeights` says which of Attention's
+ * packed weights the quantizer takes too (int4: quantize-int4's quantizesPackedAttention, by shape),
  * so a fused Attention is kept and the quantized model runs the fp32 model's attention.
  * `skip` (--no-fuse-transformer, or a format without Microsoft operators) says why it does not run.
  */
-export async function fuseTransformerWith(model: Model, o: { skip?: string; keepWeights?: boolean; attentionWeights?: boolean }, engine: Pick<EngineOptions, 'catalog' | 'runner'>): Promise<{ model: Model; step: FusionStep }> {
+export async function fuseTransformerWith(model: Model, o: { skip?: string; keepWeights?: boolean; attentionWeights?: AttentionWeights }, engine: Pick<EngineOptions, 'catalog' | 'runner'>): Promise<{ model: Model; step: FusionStep }> {
   const t0 = performance.now();
   if (o.skip) return { model, step: { preset: 'transformer', applied: false, fused: {}, reason: `skipped: ${o.skip}`, ms: 0 } };
   const before = fusedOps(model);
   let copy = cloneModel(model);
   await optimize(copy, '@transformer', engine);
   let note = '';
-  const attention = o.attentionWeights === true;
+  const attention = o.attentionWeights ?? false;
   if (o.keepWeights && quantizableWeightValues(copy, attention) < quantizableWeightValues(model, attention)) {
     copy = cloneModel(model);
     await optimize(copy, ['@default', 'upgrade-opset<to=20>', ...TRANSFORMER_FUSIONS.split(',').filter((p) => p !== 'fuse-attention'), 'eliminate-dead'].join(','), engine);
-    note = '; attention left unfused: com.microsoft.Attention packs the Q/K/V weights, which int4 could then not quantize';
+    note = '; attention left unfused so that int4 runs the Q/K/V weights as MatMuls of their own (com.microsoft.Attention packs them into one float weight)';
   }
   const fused: Record<string, number> = {};
   for (const [op, n] of fusedOps(copy)) if (n > (before.get(op) ?? 0)) fused[op] = n - (before.get(op) ?? 0);

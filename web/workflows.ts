@@ -179,7 +179,7 @@ export async function quantizeInt4Model(model: Model, pass: Partial<QuantizeInt4
   const random = randomSamples(model, INT4_RANDOM_SAMPLES, {});
   const skip = o.fuseTransformer === false ? '--no-fuse-transformer' : passOptions.format === 'qdq' ? 'format qdq writes standard operators only' : undefined;
   const engine = { catalog: portableCatalog, runner: o.runner };
-  const fused = await fuseTransformerWith(model, { ...(skip ? { skip } : {}), keepWeights: true, attentionWeights: quantizesPackedAttention(passOptions) }, engine);
+  const fused = await fuseTransformerWith(model, { ...(skip ? { skip } : {}), keepWeights: true, attentionWeights: (w) => quantizesPackedAttention(passOptions, w) }, engine);
   const probe = (await firstSamples(random, INT4_RANDOM_SAMPLES)).map((s) => s.feed);
   const report = await quantizeInt4(fused.model, { calibration: [], probe }, passOptions, { ...createPassContext(engine), ...(o.progress ? { progress: o.progress } : {}) });
   return { bytes: checkedModelBytes(fused.model, o.name), report: { ...report, fusion: fused.step } };

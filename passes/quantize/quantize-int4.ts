@@ -42,7 +42,7 @@ import { collectInputMoments, InputMoments } from './int4/activations.js';
 import { Bits, BlockQuantized, defaultZeroPoints, dequantizeRows, quantizeRtn, rowsOfKN, storedBytes, zeroPointBytes } from './int4/blocks.js';
 import { emitGatherBlockQuantized, emitMatMulNBits, emitQdqMatMul, MS_DOMAIN, replaceNode, UnpackConstants, unpackedWeight } from './int4/emit.js';
 import { compactConstants, type CompactedConstant } from './int4/constants.js';
-import { classKey, KernelClass, kernelByRule, KernelTiming, measureKernels, RULE_LEVEL4_ERROR } from './int4/kernels.js';
+import { classKey, KernelClass, kernelByRule, KernelTiming, measureKernels, nbitsByRule, RULE_LEVEL4_ERROR } from './int4/kernels.js';
 import { hessianFactor, OutputErrorMeter, quantizeGptqBlocked } from './int4/gptq.js';
 import { Linalg } from './int4/linalg.js';
 import { reference, Reference, referenceOf, sqnrDb, trialErrors, type WeightSlot } from './int4/probe.js';
@@ -203,16 +203,24 @@ const BLOCK_MIN = 16;
 const BLOCK_MAX = 256;
 
 /**
- * Whether a fused com.microsoft Attention suits the pass with options `o` (the transformer step keeps
- * it then, passes/transformer-step.ts attentionWeights): format msft with the pass's own kernel choice
- * (auto, the default, or measure), where its packed Q/K/V weight is stored as int4 codes that
- * onnxruntime unpacks to float32 at load, so the quantized model runs the fp32 model's fused attention
- * (on the trained LM attention left unfused cost q4 1.19x / 1.06x of fp32 at seq 1 / 128). A kernel
- * given explicitly keeps every linear weight a MatMul of its own: nbits (Attention takes only a float
- * weight, so Q, K and V could not be MatMulNBits) and unpack (MatMuls on unpacked constants).
+ * Whether a fused com.microsoft Attention whose packed Q/K/V weight is `weight` ([K, N] = [hidden,
+ * 3 x hidden]) suits the pass with options `o` (the transformer step keeps it then,
+ * passes/transformer-step.ts attentionWeights). Format msft with kernel auto (the default) or measure
+ * stores the packed weight as int4 codes that onnxruntime unpacks to float32 at load, so the quantized
+ * model runs the fp32 model's fused attention: with kernel auto, where the kernel table would unpack
+ * the Q/K/V projections anyway (K < RULE_NBITS_MIN_K: the trained LM's unfused attention cost q4 1.19x /
+ * 1.06x of fp32 at seq 1 / 128), not where it would run them as MatMulNBits (at hidden 768 and 1024, unfused
+ * attention with MatMulNBits Q/K/V measured 0.15-0.30x fp32 at seq 1 against 0.31-0.42x fused, and
+ * 0.69-0.83x against 0.76-0.84x at 128, and less memory after load: benchmarks/int4-attention.ts); kernel measure keeps it at
+ * every width (its timings need the unfused model; not measured). A kernel given explicitly keeps
+ * every linear weight a MatMul of its own: nbits (Attention takes only a float weight, so Q, K and V
+ * could not be MatMulNBits) and unpack (MatMuls on unpacked constants). Without `weight`: whether
+ * the pass can take a packed weight at all.
  */
-export function quantizesPackedAttention(o: Pick<QuantizeInt4Options, 'format' | 'kernel'>): boolean {
-  return (o.format ?? 'msft') === 'msft' && (o.kernel ?? 'auto') !== 'nbits' && o.kernel !== 'unpack';
+export function quantizesPackedAttention(o: Pick<QuantizeInt4Options, 'format' | 'kernel'>, weight?: { K: number; N: number }): boolean {
+  const kernel = o.kernel ?? 'auto';
+  if ((o.format ?? 'msft') !== 'msft' || kernel === 'nbits' || kernel === 'unpack') return false;
+  return weight === undefined || kernel === 'measure' || !nbitsByRule(weight.K);
 }
 
 /** Checks --block-size: a power of two in 16..256. */

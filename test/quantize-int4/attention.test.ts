@@ -15,6 +15,7 @@ import type { Feed } from '../../core/host-tensor.js';
 import type { Model } from '../../ir/ir.js';
 import { loadModel, saveModel } from '../../onnx/index.js';
 import { reference, relativeError } from '../../passes/quantize/int4/probe.js';
+import { RULE_NBITS_MIN_K } from '../../passes/quantize/int4/kernels.js';
 import { quantizeInt4, quantizesPackedAttention, type QuantizeInt4Options } from '../../passes/quantize/quantize-int4.js';
 import { createPassContext } from '../../passes/manager.js';
 import { nodeRunner } from '../../runtime/runner.js';
@@ -42,6 +43,37 @@ describe('int4 with the fused com.microsoft Attention', () => {
     expect(quantizesPackedAttention({ kernel: 'nbits' })).toBe(false);
     expect(quantizesPackedAttention({ format: 'qdq' })).toBe(false);
   });
+
+  it('kernel auto keeps it only where the kernel table would unpack Q/K/V anyway (K < 768); from hidden 768 on they run as MatMulNBits', () => {
+    expect(RULE_NBITS_MIN_K).toBe(768);
+    for (const hidden of [128, 256, 512, 640]) expect(quantizesPackedAttention({}, { K: hidden, N: 3 * hidden }), `hidden ${hidden}`).toBe(true);
+    for (const hidden of [768, 1024, 4096]) expect(quantizesPackedAttention({ kernel: 'auto' }, { K: hidden, N: 3 * hidden }), `hidden ${hidden}`).toBe(false);
+    // measure keeps it (not timed); an explicit kernel or qdq never takes it
+    expect(quantizesPackedAttention({ kernel: 'measure' }, { K: 768, N: 2304 })).toBe(true);
+    for (const o of [{ kernel: 'nbits' as const }, { kernel: 'unpack' as const }, { format: 'qdq' as const }]) expect(quantizesPackedAttention(o, { K: 128, N: 384 })).toBe(false);
+  });
+
+  it('quantize --mode int4 (workflow, defaults) at hidden 768: attention unfused, Q/K/V as MatMulNBits; hidden 128 keeps the fused Attention', async () => {
+    const variant = transformerVariant('bert-ts17');
+    for (const hidden of [768, 128]) {
+      const input = join(dir, `bert-${hidden}.onnx`);
+      await saveModel(variant.build({ hidden, heads: hidden / 64, ffn: 2 * hidden, layers: 1, vocab: 256, maxPositions: 64 }), input);
+      const r = await quantizeInt4Workflow({ model: input, output: join(dir, `bert-${hidden}-q4.onnx`), latencyRuns: 2, pass: { method: 'rtn', keepInt8: 'none' } });
+      const m = await loadModel(join(dir, `bert-${hidden}-q4.onnx`));
+      const linear = r.int4.weights.filter((w) => w.op === 'MatMul');
+      if (hidden === 768) {
+        expect(ops(m, 'Attention').length).toBe(0);
+        expect(r.fusion?.reason).toMatch(/left unfused/);
+        // Q, K, V, the output projection and the FFN's two: all MatMulNBits
+        expect(linear.length).toBe(6);
+        expect(linear.every((w) => w.kernel === 'MatMulNBits')).toBe(true);
+        expect(ops(m, 'MatMulNBits').length).toBe(6);
+      } else {
+        expect(ops(m, 'Attention').length).toBe(1);
+        expect(r.int4.weights.filter((w) => w.op === 'Attention').map((w) => w.kernel)).toEqual(['unpacked']);
+      }
+    }
+  }, 120_000);
 
   for (const name of ['gpt2-ts17', 'bert-ts17']) {
     it(`${name}: the packed Q/K/V weight at 4 bits, unpacked and folded at load; outputs as with attention unfused`, async () => {

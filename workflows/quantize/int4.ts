@@ -10,7 +10,7 @@ import { collectSamples, type Sample } from '../../data/index.js';
 import { measurementData } from '../../data/measure.js';
 import { saveModel } from '../../onnx/index.js';
 import type { Model } from '../../ir/ir.js';
-import { fuseTransformerWith, type FusionStep } from '../../passes/transformer-step.js';
+import { fuseTransformerWith, type AttentionWeights, type FusionStep } from '../../passes/transformer-step.js';
 import { randomSamples } from '../../passes/convert/convert-float16.js';
 import { createPassContext } from '../../passes/manager.js';
 import type { PassContext } from '../../passes/pass.js';
@@ -28,7 +28,7 @@ import { checkedBytes, evalDataOptions, loadQuantized, QuantizeWorkflowOptions, 
  * The transformer fusion step (passes/transformer-step.ts) with the registry's passes and
  * onnxruntime-node: the preset on a copy, kept when it fused something.
  */
-export function fuseTransformer(model: Model, o: { skip?: string; keepWeights?: boolean; attentionWeights?: boolean } = {}): Promise<{ model: Model; step: FusionStep }> {
+export function fuseTransformer(model: Model, o: { skip?: string; keepWeights?: boolean; attentionWeights?: AttentionWeights } = {}): Promise<{ model: Model; step: FusionStep }> {
   return fuseTransformerWith(model, o, { catalog: registryCatalog, runner: nodeRunner });
 }
 
@@ -76,8 +76,8 @@ export async function quantizeInt4Workflow(o: Int4WorkflowOptions): Promise<Int4
     // in-domain random samples (token ids within the vocabulary), described before the model changes
     const random = randomSamples(start.model, RANDOM_SAMPLES, shapes);
     const skip = o.fuseTransformer === false ? '--no-fuse-transformer' : passOptions.format === 'qdq' ? 'format qdq writes standard operators only (the preset writes com.microsoft ones)' : undefined;
-    // a fused Attention is kept where int4 quantizes its packed weight (kernel auto or measure): the fp32 model's attention
-    const { model, step: fusion } = await fuseTransformer(start.model, { ...(skip ? { skip } : {}), keepWeights: true, attentionWeights: quantizesPackedAttention(passOptions) });
+    // a fused Attention is kept where int4 takes its packed weight (kernel auto below hidden 768, or measure): the fp32 model's attention
+    const { model, step: fusion } = await fuseTransformer(start.model, { ...(skip ? { skip } : {}), keepWeights: true, attentionWeights: (w) => quantizesPackedAttention(passOptions, w) });
     const calibration = o.calibration ? (await collectSamples(o.calibration, fp32.inputs, { shapes, limit: passOptions.calibrationSamples ?? 32 })).map((s) => s.feed) : [];
     const probe = calibration.length ? calibration : await feedsOf(random(), RANDOM_SAMPLES);
     const int4 = await quantizeInt4(model, { calibration, probe }, passOptions, { ...createPassContext({ runner: runnerFor(o.target ?? 'node') }), ...(o.progress ? { progress: o.progress } : {}) });

@@ -152,6 +152,9 @@ export async function measureKernels(classes: readonly KernelClass[], levels: re
  * squared output error of at most 4.2e-5 on Gaussian inputs (~44 dB), far below a 4-bit weight's own.
  */
 export const RULE_NBITS_MIN_K = 768;
+
+/** Whether the rule runs a weight with input length K as MatMulNBits (level 4 allowed; kernel auto). */
+export const nbitsByRule = (K: number): boolean => K >= RULE_NBITS_MIN_K;
 /** Largest relative squared output error of accuracy_level 4 in the table (activation quantization). */
 export const RULE_LEVEL4_ERROR = 4.2e-5;
 
@@ -166,6 +169,6 @@ export function kernelByRule(cls: KernelClass, nbits: boolean, level4Allowed: bo
     const level = level4Allowed && cls.K >= 512 ? 4 : 1;
     return { chosen: level, reason: `MatMulNBits accuracy_level ${level}: ${level === 4 ? 'K >= 512, where level 4 is the fastest at sequence 1 and 128' : 'K < 512, where level 1 is the fastest at sequence 128 (level 4 ran up to 1.45x float32)'} in ${table}` };
   }
-  if (cls.K >= RULE_NBITS_MIN_K && level4Allowed) return { chosen: 4, reason: `MatMulNBits accuracy_level 4: K = ${cls.K} >= ${RULE_NBITS_MIN_K}, where it ran 0.13-0.50x float32 at sequence 1 and 0.71-0.92x at 128 in ${table}` };
+  if (nbitsByRule(cls.K) && level4Allowed) return { chosen: 4, reason: `MatMulNBits accuracy_level 4: K = ${cls.K} >= ${RULE_NBITS_MIN_K}, where it ran 0.13-0.50x float32 at sequence 1 and 0.71-0.92x at 128 in ${table}` };
   return { chosen: 'unpacked', reason: `unpacked to float32 at load: ${cls.K < RULE_NBITS_MIN_K ? `K = ${cls.K} < ${RULE_NBITS_MIN_K}, where no MatMulNBits level was clearly faster than float32 at sequence 128 (0.92-1.45x)` : 'accuracy_level 4 costs more than the tolerance and levels 0/1 are not faster at sequence 128'} in ${table}` };
 }
