@@ -222,7 +222,8 @@ const int4Mode: QuantizeModeEntry<Awaited<ReturnType<typeof quantizeInt4Workflow
     if (flags.format !== 'msft' && flags.format !== 'qdq') throw inputError('USAGE_BAD_VALUE', `--format ${String(flags.format)}: int4 mode writes msft or qdq`, { field: 'format' });
     const streaming = streamingFrom(a, 'int4 (streamed)');
     if (await shouldStream(common.model, streaming.options)) {
-      return streamInt4Workflow({ model: common.model, output: common.output, ...streaming.options, ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}), pass: passOptionsFrom(int4Pass, flags, INT4_FLAGS) as Partial<QuantizeInt4Options> }).finally(() => streaming.bar.done());
+      const log = a.json ? undefined : (line: string) => void process.stderr.write(`${line}\n`);
+      return streamInt4Workflow({ model: common.model, output: common.output, ...streaming.options, ...(a.calibration !== undefined ? { calibration: a.calibration as string } : {}), ...(log ? { log } : {}), pass: passOptionsFrom(int4Pass, flags, INT4_FLAGS) as Partial<QuantizeInt4Options> }).finally(() => streaming.bar.done());
     }
     return quantizeInt4Workflow({
       ...common,

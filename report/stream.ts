@@ -26,9 +26,32 @@ export interface StreamInt4Weight {
   N: number;
   /** 4 or 8, or 0 when left float. */
   bits: number;
+  /** How a quantized weight was rounded: GPTQ on the calibration data, or round to nearest. */
+  method?: 'rtn' | 'gptq';
   reason?: string;
   floatBytes: number;
   bytes: number;
+}
+
+/** The layer-by-layer calibration of streamed GPTQ (workflows/stream-gptq.ts). */
+export interface StreamCalibrationReport {
+  /** Calibration samples, and the onnxruntime runs they made (samples stacked on the batch axis where possible). */
+  samples: number;
+  runs: number;
+  /** Parts of the graph run one at a time, and the initializer bytes each may read. */
+  segments: number;
+  segmentBytes: number;
+  largestSegmentBytes: number;
+  /** Activations kept in memory before spilling, and the most held at once. */
+  activationBudgetBytes: number;
+  peakActivationBytes: number;
+  /** Activation bytes written to disk (and tensors), and the folder (removed at the end). */
+  spilledBytes: number;
+  spilledTensors: number;
+  spillDir?: string;
+  gptqWeights: number;
+  /** Milliseconds: the segments' runs, GPTQ, and the whole calibration. */
+  ms: { calibrate: number; gptq: number; total: number };
 }
 
 export interface StreamInt4Report {
@@ -36,7 +59,9 @@ export interface StreamInt4Report {
   mode: 'int4';
   input: string;
   output: string;
-  method: 'rtn';
+  method: 'rtn' | 'gptq';
+  /** GPTQ's layer-by-layer calibration (method gptq). */
+  calibration?: StreamCalibrationReport;
   blockSize: number;
   symmetric: boolean;
   accuracyLevel: number;
@@ -101,7 +126,15 @@ export function renderStreamInt4Report(r: StreamInt4Report): string {
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   const weights = renderTable(['weights', 'count'], [...counts].map(([k, n]) => [k, String(n)]), { title: 'weights' });
-  return `${head}\n${weights}${notes(r.write.notes)}`;
+  const c = r.calibration;
+  const calibration = c
+    ? `\n${renderTable(['', ''], [
+        ['calibration', `${c.samples} samples (${c.runs} runs) through ${c.segments} segment${c.segments === 1 ? '' : 's'} of at most ${formatBytes(c.segmentBytes)} of weights (largest ${formatBytes(c.largestSegmentBytes)})`],
+        ['activations', `at most ${formatBytes(c.peakActivationBytes)} in memory (budget ${formatBytes(c.activationBudgetBytes)}); ${c.spilledBytes ? `${formatBytes(c.spilledBytes)} in ${c.spilledTensors} tensors spilled to ${c.spillDir ?? 'disk'} (removed)` : 'nothing spilled'}`],
+        ['time', `${(c.ms.calibrate / 1000).toFixed(1)} s running segments, ${(c.ms.gptq / 1000).toFixed(1)} s GPTQ of ${c.gptqWeights} weights`],
+      ], { title: 'GPTQ, layer by layer' })}`
+    : '';
+  return `${head}\n${weights}${calibration}${notes(r.write.notes)}`;
 }
 
 export function renderConvertReport(r: ConvertReport): string {

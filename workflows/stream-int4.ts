@@ -8,13 +8,19 @@
  * of a weight is byte for byte what the pass writes for it with RTN. Memory per weight: its quantized
  * output and one slice (~16 MiB) of its input.
  *
- * What streaming leaves out, and says in the report: GPTQ (its calibration runs the whole model in
- * onnxruntime; streaming it one layer at a time with activations spilled to disk is not implemented,
- * so `auto` is RTN here and `gptq` is refused), the measured choices (first/last layer at 8 bits,
- * accuracy_level: both run the model; accuracy_level is 0 unless given), the default preset run
- * first, Gemm and MatMul of a transposed constant (left float), and the qdq format.
+ * With calibration data (`auto` or `gptq`), the MatMul weights are GPTQ's instead: workflows/stream-gptq.ts
+ * runs the model segment by segment on the calibration data before writing (activations between
+ * segments kept in memory up to a budget, spilled to disk beyond it), quantizes each weight with the
+ * in-memory pass's GPTQ and keeps the result in a temporary file that the weight's derived tensors
+ * read back; embeddings stay RTN (8 bits), as in memory.
+ *
+ * What streaming leaves out, and says in the report: the measured choices (first/last layer at 8 bits,
+ * accuracy_level: both run the whole model; accuracy_level is 0 unless given), the default preset and
+ * the transformer fusion run first, Gemm and MatMul of a transposed constant (left float), and the
+ * qdq format.
  */
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { DataType } from '../core/dtype.js';
 import { inputError } from '../core/errors.js';
@@ -28,13 +34,20 @@ import { MS_DOMAIN, replaceNode } from '../passes/quantize/int4/emit.js';
 import { checkBlockSize, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
 import type { StreamInt4Report, StreamInt4Weight } from '../report/stream.js';
 import { weightBytes, writeStreamed, type StreamOptions } from './stream.js';
+import { streamGptq, type GptqTarget, type StreamGptq } from './stream-gptq.js';
+import { collectSamples } from '../data/index.js';
+import { inputInfos } from '../passes/convert/convert-float16.js';
 
 export interface StreamInt4Options extends StreamOptions {
   model: string;
   output: string;
   pass?: Partial<QuantizeInt4Options>;
-  /** Calibration data was given (GPTQ would use it; streaming cannot, and says so). */
+  /** Calibration data (a data spec): GPTQ, layer by layer (method auto or gptq). */
   calibration?: string;
+  /** Streamed GPTQ's budgets (default: workflows/stream-gptq.ts picks them); tests force spilling with a small activation budget. */
+  gptq?: { segmentBytes?: number; activationBytes?: number };
+  /** Progress lines of the calibration (segments, spilled bytes). */
+  log?: (line: string) => void;
 }
 
 
@@ -357,52 +370,75 @@ function emit(g: Graph, node: Node, op: string, inputs: Array<Value | null>, att
   return n;
 }
 
-/** Rewrites the graph with derived int4 tensors; returns the per-weight rows. */
-function rewrite(model: Model, blockSize: number, symmetric: boolean, level: number, embeddings: 'int4' | 'int8' | 'float', minElements: number): StreamInt4Weight[] {
+interface StreamCandidate {
+  op: StreamInt4Weight['op'];
+  weight: Value;
+  t: Tensor;
+  row: StreamInt4Weight;
+}
+
+/**
+ * What streaming does with `node`'s weight: undefined when it reads none (not a MatMul, Gather or Gemm
+ * of a constant 2-D float32 initializer), else its report row, with `reason` when it stays float.
+ * A MatMul whose K the block size does not divide is an input error.
+ */
+function candidateOf(node: Node, blockSize: number, embeddings: 'int4' | 'int8' | 'float', minElements: number): StreamCandidate | undefined {
+  if (node.opDomain !== '' || (node.opType !== 'MatMul' && node.opType !== 'Gather' && node.opType !== 'Gemm')) return undefined;
+  const op = node.opType as StreamInt4Weight['op'];
+  const gather = op === 'Gather';
+  const wv = node.inputs[gather ? 0 : 1];
+  const t = constantOf(wv);
+  if (!wv || !t || t.dataType !== DataType.FLOAT || t.dims.length !== 2 || wv.producer) return undefined;
+  const label = node.name ?? node.label;
+  const row: StreamInt4Weight = { tensor: wv.name, node: label, op, K: 0, N: 0, bits: 0, floatBytes: t.byteLength, bytes: t.byteLength };
+  const [d0, d1] = t.dims as [number, number];
+  [row.K, row.N] = gather ? [d1, d0] : [d0, d1];
+  const c = { op, weight: wv, t, row };
+  const skip = (reason: string) => ((row.reason = reason), c);
+  if (op === 'Gemm') return skip('Gemm is not streamed (MatMul and Gather are): left float');
+  if (t.size < minElements) return skip(`fewer than ${minElements} values`);
+  if (gather && (node.getInt('axis', 0) ?? 0) !== 0) return skip('Gather on an axis other than 0');
+  if (gather && embeddings === 'float') return skip('embeddings left float (--embeddings float)');
+  if (row.K % blockSize !== 0) {
+    if (gather) return skip(`row length ${row.K} is not a multiple of block size ${blockSize}`);
+    throw inputError('INT4_BLOCK_NOT_DIVIDING', `--block-size ${blockSize} does not divide K = ${row.K} of weight '${wv.name}' (node ${label})`, { tensor: wv.name, node: label, field: 'block-size' });
+  }
+  return c;
+}
+
+/** The MatMuls streaming quantizes at 4 bits (GPTQ's targets). */
+function matmulTargets(model: Model, blockSize: number, minElements: number): GptqTarget[] {
+  const out: GptqTarget[] = [];
+  for (const node of model.graph.nodes) {
+    const c = candidateOf(node, blockSize, 'int8', minElements);
+    if (c && c.op === 'MatMul' && !c.row.reason) out.push({ node, weight: c.t, K: c.row.K, N: c.row.N });
+  }
+  return out;
+}
+
+/**
+ * Rewrites the graph with derived int4 tensors; returns the per-weight rows. `gptq` gives the parts
+ * of the MatMuls GPTQ quantized (the rest are RTN).
+ */
+function rewrite(model: Model, blockSize: number, symmetric: boolean, level: number, embeddings: 'int4' | 'int8' | 'float', minElements: number, gptq?: StreamGptq): StreamInt4Weight[] {
   const g = model.graph;
   const names = g.names;
   const rows: StreamInt4Weight[] = [];
   const replaced = new Set<Value>();
   for (const node of [...g.nodes]) {
-    if (node.opDomain !== '' || (node.opType !== 'MatMul' && node.opType !== 'Gather' && node.opType !== 'Gemm')) continue;
-    const op = node.opType as StreamInt4Weight['op'];
+    const c = candidateOf(node, blockSize, embeddings, minElements);
+    if (!c) continue;
+    const { op, t, row } = c;
+    const wv = c.weight;
     const gather = op === 'Gather';
-    const wv = node.inputs[gather ? 0 : 1];
-    const t = constantOf(wv);
-    if (!wv || !t || t.dataType !== DataType.FLOAT || t.dims.length !== 2 || wv.producer) continue;
-    const label = node.name ?? node.label;
-    const row: StreamInt4Weight = { tensor: wv.name, node: label, op, K: 0, N: 0, bits: 0, floatBytes: t.byteLength, bytes: t.byteLength };
     rows.push(row);
-    const [d0, d1] = t.dims as [number, number];
-    [row.K, row.N] = gather ? [d1, d0] : [d0, d1];
-    const skip = (reason: string) => void (row.reason = reason);
-    if (op === 'Gemm') {
-      skip('Gemm is not streamed (MatMul and Gather are): left float');
-      continue;
-    }
-    if (t.size < minElements) {
-      skip(`fewer than ${minElements} values`);
-      continue;
-    }
-    if (gather && (node.getInt('axis', 0) ?? 0) !== 0) {
-      skip('Gather on an axis other than 0');
-      continue;
-    }
-    if (gather && embeddings === 'float') {
-      skip('embeddings left float (--embeddings float)');
-      continue;
-    }
-    if (row.K % blockSize !== 0) {
-      if (gather) {
-        skip(`row length ${row.K} is not a multiple of block size ${blockSize}`);
-        continue;
-      }
-      throw inputError('INT4_BLOCK_NOT_DIVIDING', `--block-size ${blockSize} does not divide K = ${row.K} of weight '${wv.name}' (node ${label})`, { tensor: wv.name, node: label, field: 'block-size' });
-    }
+    if (row.reason) continue;
     const bits: Bits = gather && embeddings === 'int8' ? 8 : 4;
     const { K, N } = row;
     const kBlocks = K / blockSize;
-    const part = sharedParts<keyof Parts>(() => quantizeStreamed(t, gather ? 'NK' : 'KN', N, K, bits, blockSize, symmetric));
+    const own = gather ? undefined : gptq?.parts(node);
+    row.method = own ? 'gptq' : 'rtn';
+    const part = sharedParts<keyof Parts>(own ?? (() => quantizeStreamed(t, gather ? 'NK' : 'KN', N, K, bits, blockSize, symmetric)));
     const stem = names.numbered('q');
     const blob = (blockSize * bits) / 8;
     const codes = g.addInitializer(derivedTensor(DataType.UINT8, gather ? [N, kBlocks * blob] : [N, kBlocks, blob], () => part('codes')), names.fresh(`${stem}_q${bits}`));
@@ -431,13 +467,14 @@ export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamIn
   const blockSize = p.blockSize ?? 32;
   checkBlockSize(blockSize);
   const symmetric = p.symmetric ?? false;
-  const notes: string[] = ['streamed tensor by tensor: the model was not run in onnxruntime, so no output error or latency against float32 is measured'];
-  if (p.method === 'gptq') throw inputError('USAGE_CONFLICT', '--int4-method gptq is not available when streaming (GPTQ\'s calibration runs the whole model in onnxruntime; layer-by-layer calibration with activations spilled to disk is not implemented): use --int4-method rtn, or --no-stream on a model that fits in memory');
-  if (o.calibration) notes.push('--calibration is not used when streaming: RTN (GPTQ needs the whole model in onnxruntime)');
+  const method: 'rtn' | 'gptq' = p.method === 'rtn' || p.method === 'gptq' ? p.method : o.calibration ? 'gptq' : 'rtn';
+  if (method === 'gptq' && !o.calibration) throw inputError('INT4_GPTQ_NEEDS_DATA', '--int4-method gptq needs calibration data (--calibration SPEC)', { field: 'calibration' });
+  const notes: string[] = [`streamed tensor by tensor: ${method === 'gptq' ? 'the model was run in onnxruntime only segment by segment for calibration' : 'the model was not run in onnxruntime'}, so no output error or latency against float32 is measured`];
   if ((p.format ?? 'msft') !== 'msft') throw inputError('USAGE_CONFLICT', '--format qdq is not available when streaming (msft only)');
   const level = p.accuracyLevel === undefined || p.accuracyLevel === 'auto' ? 0 : Number(p.accuracyLevel);
   if (p.accuracyLevel === undefined || p.accuracyLevel === 'auto') notes.push('accuracy_level 0: auto times the levels in onnxruntime, which streaming does not (give --accuracy-level)');
   if ((p.keepInt8 ?? 'auto') === 'auto') notes.push('first/last layers at 4 bits: keep-int8 auto measures them in onnxruntime, which streaming does not');
+  if (o.calibration && method === 'rtn') notes.push('--calibration is not used: --int4-method rtn');
   const model = await loadModel(o.model);
   for (const n of model.graph.allNodes()) {
     if (n.opType === 'MatMulNBits' || n.opType === 'DequantizeLinear' || n.opType === 'GatherBlockQuantized') {
@@ -445,9 +482,34 @@ export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamIn
     }
   }
   const input = { bytes: weightBytes(model), files: inputFilesOf(model) };
-  const weights = rewrite(model, blockSize, symmetric, level, p.embeddings ?? 'int8', p.minElements ?? 1024);
-  if (!weights.some((w) => w.op === 'MatMul' && w.bits > 0)) throw inputError('INT4_NO_WEIGHTS', 'no MatMul with a constant 2-D float32 initializer to quantize');
-  const fingerprint = JSON.stringify({ mode: 'int4-stream', blockSize, symmetric, level, embeddings: p.embeddings ?? 'int8', minElements: p.minElements ?? 1024 });
-  const write = writeStreamed(model, o.output, o, fingerprint, t0, notes, input);
-  return { schema: 'onnxforge.quantize-stream/1', mode: 'int4', input: o.model, output: o.output, method: 'rtn', blockSize, symmetric, accuracyLevel: level, weights, write };
+  const minElements = p.minElements ?? 1024;
+  const targets = matmulTargets(model, blockSize, minElements);
+  if (!targets.length) throw inputError('INT4_NO_WEIGHTS', 'no MatMul with a constant 2-D float32 initializer to quantize');
+  const samples = p.calibrationSamples ?? 32;
+  const damp = p.damp ?? 0.01;
+  let gptq: StreamGptq | undefined;
+  if (method === 'gptq') {
+    const feeds = (await collectSamples(o.calibration!, inputInfos(model), { limit: samples })).map((s) => s.feed);
+    gptq = await streamGptq(model, targets, feeds, {
+      blockSize,
+      symmetric,
+      damp,
+      tempParent: path.dirname(path.resolve(o.output)),
+      ...(o.gptq?.segmentBytes !== undefined ? { segmentBytes: o.gptq.segmentBytes } : {}),
+      ...(o.gptq?.activationBytes !== undefined ? { activationBytes: o.gptq.activationBytes } : {}),
+      ...(o.log ? { log: o.log } : {}),
+    });
+    const c = gptq.report;
+    notes.push(`GPTQ layer by layer: ${c.samples} calibration samples through ${c.segments} segment${c.segments === 1 ? '' : 's'}; ${c.spilledBytes ? `${c.spilledBytes} bytes of activations spilled to ${c.spillDir} (removed)` : 'no activation spilled'}`);
+  }
+  try {
+    const weights = rewrite(model, blockSize, symmetric, level, p.embeddings ?? 'int8', minElements, gptq);
+    const fingerprint = JSON.stringify({ mode: 'int4-stream', blockSize, symmetric, level, embeddings: p.embeddings ?? 'int8', minElements, ...(method === 'gptq' ? { method, calibration: o.calibration, samples, damp } : {}) });
+    const write = writeStreamed(model, o.output, o, fingerprint, t0, notes, input);
+    const report: StreamInt4Report = { schema: 'onnxforge.quantize-stream/1', mode: 'int4', input: o.model, output: o.output, method, blockSize, symmetric, accuracyLevel: level, weights, write };
+    if (gptq) report.calibration = gptq.report;
+    return report;
+  } finally {
+    gptq?.dispose();
+  }
 }

@@ -102,7 +102,7 @@ function checkNotHalf(model: Model): void {
 }
 
 /** Model inputs as onnxruntime would describe them, symbolic dims resolved for random samples. */
-function inputInfos(model: Model): ValueInfo[] {
+export function inputInfos(model: Model): ValueInfo[] {
   const g = model.graph;
   return g.inputs
     .filter((v) => !constantOf(v) && !g.initializers.has(v.name))

@@ -103,12 +103,11 @@ describe('streamed int4', () => {
     }, 60_000);
   }
 
-  it('refuses GPTQ and the qdq format, and says what streaming leaves out', async () => {
+  it('refuses the qdq format, and says what streaming leaves out (GPTQ: test/scale/stream-gptq.test.ts)', async () => {
     const out = path.join(dir, 'never.onnx');
-    await expect(streamInt4Workflow({ model, output: out, pass: { method: 'gptq' } })).rejects.toThrow(/gptq is not available when streaming/);
     await expect(streamInt4Workflow({ model, output: out, pass: { format: 'qdq' } })).rejects.toThrow(/qdq is not available/);
-    const r = await streamInt4Workflow({ model, output: out, calibration: 'random:4' });
-    expect(r.write.notes.join('\n')).toMatch(/--calibration is not used when streaming: RTN/);
+    const r = await streamInt4Workflow({ model, output: out, calibration: 'random:4', pass: { method: 'rtn' } });
+    expect(r.write.notes.join('\n')).toMatch(/--calibration is not used: --int4-method rtn/);
     expect(r.write.notes.join('\n')).toMatch(/no output error or latency/);
   });
 });

@@ -161,17 +161,57 @@ export function concatFeeds(group: readonly Feed[]): Feed {
  * stacked on the batch axis where that is safe (one run per feed otherwise).
  */
 export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, tick?: () => void): Promise<MomentsRun> {
+  const result: MomentsRun = { moments: new Map(), outputs: [] };
+  if (feeds.length === 0) {
+    for (const [name, K] of tensors) result.moments.set(name, { K, hessian: new Float64Array(K * K) });
+    return result;
+  }
+  const groups = stackFeeds(model, feeds);
+  const modelOutputs = model.graph.outputs.map((o) => o.name);
+  result.moments = await accumulateInputMoments(model, tensors, groups.length, (i) => concatFeeds(groups[i]!), runner, modelOutputs, (i, res) => {
+    const group = groups[i]!;
+    // the model's own outputs, split back per feed (rows of the batch axis)
+    for (let j = 0; j < group.length; j++) {
+      const outs: Record<string, Float32Array> = {};
+      for (const o of modelOutputs) {
+        const t = res[o];
+        if (!t || !(t.data instanceof Float32Array)) continue;
+        if (group.length === 1) outs[o] = t.data;
+        else if (t.dims[0] === group.length) {
+          const per = t.data.length / group.length;
+          outs[o] = t.data.slice(j * per, (j + 1) * per);
+        }
+      }
+      result.outputs.push(outs);
+    }
+    for (let j = 0; j < group.length; j++) tick?.();
+  });
+  return result;
+}
+
+/**
+ * H for each tensor in `tensors` (name -> K) over `runs` runs of `model`, the feed of run i from
+ * `feedOf(i)` (feeds already stacked as {@link stackFeeds} groups them), summed in float64 in run order.
+ * `keep` names further outputs of each run handed to `onRun` (the streamed GPTQ keeps the activations a
+ * later part of the model reads). One session (optimization level basic) for every run.
+ */
+export async function accumulateInputMoments(
+  model: Model,
+  tensors: ReadonlyMap<string, number>,
+  runs: number,
+  feedOf: (i: number) => Feed | Promise<Feed>,
+  runner: Runner,
+  keep: readonly string[],
+  onRun: (i: number, res: Feed) => void | Promise<void>,
+): Promise<Map<string, InputMoments>> {
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
-  const result: MomentsRun = { moments, outputs: [] };
-  if (feeds.length === 0) return result;
   const { model: augmented, outputs } = momentsModel(model, tensors);
-  const modelOutputs = model.graph.outputs.map((o) => o.name);
-  const wanted = [...modelOutputs, ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output))];
+  const wanted = [...keep, ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output))];
   const session = await runner.open(augmented, { graphOptimizationLevel: 'basic' }, '(model with layer input moments)');
   try {
-    for (const group of stackFeeds(model, feeds)) {
-      const res = await session.run(concatFeeds(group), wanted);
+    for (let i = 0; i < runs; i++) {
+      const res = await session.run(await feedOf(i), wanted);
       for (const [name, m] of moments) {
         for (const b of outputs.get(name)!) {
           const t = res[b.output];
@@ -179,25 +219,11 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
           addBlock(m.hessian, m.K, b, t.data);
         }
       }
-      // the model's own outputs, split back per feed (rows of the batch axis)
-      for (let j = 0; j < group.length; j++) {
-        const outs: Record<string, Float32Array> = {};
-        for (const o of modelOutputs) {
-          const t = res[o];
-          if (!t || !(t.data instanceof Float32Array)) continue;
-          if (group.length === 1) outs[o] = t.data;
-          else if (t.dims[0] === group.length) {
-            const per = t.data.length / group.length;
-            outs[o] = t.data.slice(j * per, (j + 1) * per);
-          }
-        }
-        result.outputs.push(outs);
-      }
-      for (let j = 0; j < group.length; j++) tick?.();
+      await onRun(i, res);
     }
   } finally {
     await session.dispose();
   }
   for (const [name, m] of moments) mirrorBlocks(m.hessian, m.K, outputs.get(name)!);
-  return result;
+  return moments;
 }
