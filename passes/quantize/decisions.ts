@@ -10,10 +10,18 @@
  * time 107-194 µs, their paired ratio stayed 1.9-2.8). The estimate is the gate's statistic over the
  * trial ratios (runtime/timer.ts): the median of their lowest third, its noise the spread of that
  * lowest third. A layer changes precision from the default (int8) only when the slowdown clearly
- * exceeds both the noise and the margin, and is worth `minUs` per run:
+ * exceeds both the noise and the margin, and is worth it per run:
  *
- *   float  when  ratio - 1 > max(margin, noise)  and  (ratio - 1) * float µs > minUs
+ *   float  when  ratio - 1 > max(margin, noise)  and  (ratio - 1) * float µs > worth
  *   int8   otherwise; 'uncertain' when ratio - 1 + noise > margin (the measurement cannot tell).
+ *   worth = max(minUs, minShare * the float model's time per run)
+ *
+ * The worth floor is relative to the whole model on purpose: a layer whose slowdown is a thousandth of
+ * the model's time changes nothing any latency measurement of the model can see (the gate's noise on a
+ * quiet machine is about 1%), while its absolute slowdown of a few µs sits right at any fixed µs floor
+ * and drifts across it from run to run (measured on PaddleOCR rec at load 0: two 10 µs convolutions,
+ * 1.46x and 1.52x slower in int8, i.e. 4.8-5.5 µs per run against the old fixed 5 µs floor, were
+ * float in some runs and int8 in others, so the file changed).
  *
  * Ties and uncertain layers go to int8 (the default precision, the smaller model). The margin is
  * wide (30%) on purpose: on rec the layers between 1.05x and 1.3x slower in int8 sum to well under 1%
@@ -46,6 +54,8 @@ export const DECISION_DEFAULTS = {
   margin: 0.3,
   /** Least slowdown per run (µs) worth a float layer. */
   minUs: 5,
+  /** Least slowdown per run, as a share of the float model's time per run, worth a float layer. */
+  minShare: 0.001,
 };
 
 export type Choice = 'int8' | 'float';
@@ -78,7 +88,7 @@ export interface DecisionsDocument {
   /** Every measured layer, as the last round that profiled it saw it. */
   decisions: LayerDecision[];
   /** How it was measured: trials per round, rounds, margins, and the machine's contention meanwhile. */
-  measured: { trials: number; rounds: number; margin: number; minUs: number; seconds: number; contention?: Contention };
+  measured: { trials: number; rounds: number; margin: number; minUs: number; minShare?: number; modelUs?: number; seconds: number; contention?: Contention };
   recordedAt: string;
 }
 
@@ -93,11 +103,12 @@ export function floorOf(samples: readonly number[]): { value: number; noise: num
 
 /**
  * Decides one layer from its paired per-trial float and int8 times (µs per run; index k = trial k):
- * float only when int8 is slower beyond the measured noise, the margin and `minUs`; otherwise int8.
+ * float only when int8 is slower beyond the measured noise, the margin and the worth floor
+ * (max(`minUs`, `minShare` x `modelUs`), the float model's time per run); otherwise int8.
  */
-export function decideLayer(floatTrials: readonly number[], int8Trials: readonly number[], opts: { margin?: number; minUs?: number } = {}): Omit<LayerDecision, 'node' | 'op' | 'round'> {
+export function decideLayer(floatTrials: readonly number[], int8Trials: readonly number[], opts: { margin?: number; minUs?: number; minShare?: number; modelUs?: number } = {}): Omit<LayerDecision, 'node' | 'op' | 'round'> {
   const margin = opts.margin ?? DECISION_DEFAULTS.margin;
-  const minUs = opts.minUs ?? DECISION_DEFAULTS.minUs;
+  const minUs = Math.max(opts.minUs ?? DECISION_DEFAULTS.minUs, (opts.minShare ?? DECISION_DEFAULTS.minShare) * (opts.modelUs ?? 0));
   const f = floorOf(floatTrials).value;
   const q = floorOf(int8Trials).value;
   const ratios = floatTrials.flatMap((fu, k) => (fu > 0 && int8Trials[k] !== undefined ? [int8Trials[k]! / fu] : []));
@@ -107,7 +118,7 @@ export function decideLayer(floatTrials: readonly number[], int8Trials: readonly
   const noise = ratios.length < 3 ? Infinity : r.noise;
   const excess = r.value - 1;
   const base = { ratio: r.value, floatUs: f, int8Us: q, noiseUs: Number.isFinite(noise) ? noise * f : f };
-  const figures = `int8 ${r.value.toFixed(2)}x float (${q.toFixed(0)} vs ${f.toFixed(0)} µs per run), noise ±${Number.isFinite(noise) ? noise.toFixed(2) : '?'}x, margin ${margin.toFixed(2)}x and ${minUs} µs`;
+  const figures = `int8 ${r.value.toFixed(2)}x float (${q.toFixed(0)} vs ${f.toFixed(0)} µs per run), noise ±${Number.isFinite(noise) ? noise.toFixed(2) : '?'}x, margin ${margin.toFixed(2)}x and ${Number(minUs.toFixed(1))} µs`;
   if (excess > Math.max(margin, noise) && excess * f > minUs) return { ...base, choice: 'float', certainty: 'clear', why: `slower in int8 beyond noise and margin: ${figures}` };
   if (excess + (Number.isFinite(noise) ? noise : Infinity) <= margin || excess * f <= minUs) return { ...base, choice: 'int8', certainty: 'clear', why: `not slower in int8 beyond the margin: ${figures}` };
   return { ...base, choice: 'int8', certainty: 'uncertain', why: `uncertain (slowdown within the noise), int8 by rule: ${figures}` };

@@ -35,7 +35,7 @@ import { toSampleSource } from './sample-source.js';
 import { AccuracyBudgetOptions, AccuracyReport, accuracySearch, Build, Builder, FIDELITY_SAMPLES, FidelityOptions, FidelityReport, fidelitySearch, firstSamples, OutputScorer, outputScorer, SampleSource, SCORER_BYTES } from './budget.js';
 import { AUTO_CLIP_WEIGHTS, chooseRecipe, Recipe, RecipeReport } from './auto-range.js';
 import { attributeProfiles, UnitTiming } from './search.js';
-import { checkDecisions, decideLayer, formatDecisions, parseDecisions, DECISION_DEFAULTS, DecisionsDocument, DECISIONS_METADATA_KEY, DECISIONS_SCHEMA, decisionsMetadata, LayerDecision, layerListHash, readDecisions } from './decisions.js';
+import { checkDecisions, decideLayer, floorOf, formatDecisions, parseDecisions, DECISION_DEFAULTS, DecisionsDocument, DECISIONS_METADATA_KEY, DECISIONS_SCHEMA, decisionsMetadata, LayerDecision, layerListHash, readDecisions } from './decisions.js';
 import { contentionProbe, relativeSpread, type Contention } from '../../runtime/timer.js';
 import type { Sample } from '../../data/index.js';
 import type { Feed } from '../../core/host-tensor.js';
@@ -87,7 +87,8 @@ export interface QuantizeStaticOptions {
    * Profiling of the latency-aware choice: `trials` int8/float profile pairs per round (default 12),
    * each of `runs` passes over `feeds` calibration samples; a layer goes to float only when its paired
    * int8/float ratio exceeds 1 + max(`margin`, its noise) (default margin 0.3) and the slowdown is
-   * worth `minUs` per run (default 5 µs); see passes/quant/decisions.ts.
+   * worth it per run: at least `minUs` (default 5 µs) and `minShare` of the float model's time per run
+   * (default 0.001); see passes/quant/decisions.ts.
    */
   latency?: {
     feeds?: number;
@@ -96,6 +97,7 @@ export interface QuantizeStaticOptions {
     trials?: number;
     margin?: number;
     minUs?: number;
+    minShare?: number;
     profiler?: Profiler;
     /** Called after each round with every live layer's per-trial float and int8 times (µs), for analysis. */
     onTrials?: (round: number, trials: Map<string, { floatUs: number[]; int8Us: number[] }>) => void;
@@ -487,6 +489,7 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
   const trials = lo.trials ?? DECISION_DEFAULTS.trials;
   const margin = lo.margin ?? DECISION_DEFAULTS.margin;
   const minUs = lo.minUs ?? DECISION_DEFAULTS.minUs;
+  const minShare = lo.minShare ?? DECISION_DEFAULTS.minShare;
   if (!Number.isInteger(trials) || trials < 1) throw inputError('QUANT_BAD_OPTION', `latency trials must be a positive integer, got ${trials}`);
   const feeds = await firstFeeds(source, lo.feeds ?? 2);
   const label = (i: number) => nodes[i]!.name ?? nodes[i]!.label;
@@ -539,8 +542,10 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
     }
     lo.onTrials?.(rounds, new Map([...perUnit].map(([i, e]) => [label(i), { floatUs: e.f, int8Us: e.q }])));
     let changed = false;
+    // the float model's time per run (the gate's estimator over every trial so far: the float model is the same each round)
+    const modelUs = floorOf(floatTotals).value;
     for (const [i, e] of [...perUnit].sort((x, y) => x[0] - y[0])) {
-      const d: LayerDecision = { node: label(i), op: nodes[i]!.opType, ...decideLayer(e.f, e.q, { margin, minUs }), round: rounds };
+      const d: LayerDecision = { node: label(i), op: nodes[i]!.opType, ...decideLayer(e.f, e.q, { margin, minUs, minShare, modelUs }), round: rounds };
       decisions.set(i, d);
       if (d.choice !== 'float' || floats.has(i)) continue;
       changed = true;
@@ -560,7 +565,7 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
     layers: layerListHash(prepared),
     float: [...floatedIdx].sort((a, b) => a - b).map(label),
     decisions: all,
-    measured: { trials, rounds, margin, minUs, seconds, contention },
+    measured: { trials, rounds, margin, minUs, minShare, modelUs: Number(floorOf(floatTotals).value.toFixed(1)), seconds, contention },
     recordedAt: new Date().toISOString(),
   };
   return {

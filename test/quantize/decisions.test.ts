@@ -58,6 +58,18 @@ describe('the margin rule', () => {
     expect(decideLayer([4, 4, 4], [8, 8, 8], { minUs: 2 })).toMatchObject({ choice: 'float' });
   });
 
+  it('a slowdown under a thousandth of the model time per run is not worth a float layer', () => {
+    // 1.5x slower, 6 µs per run: worth it in a 2 ms model (floor max(5, 2) µs), not in a 20 ms one (floor 20 µs)
+    expect(decideLayer([12, 12, 12, 12], [18, 18, 18, 18], { modelUs: 2000 })).toMatchObject({ choice: 'float', certainty: 'clear' });
+    const big = decideLayer([12, 12, 12, 12], [18, 18, 18, 18], { modelUs: 20000 });
+    expect(big).toMatchObject({ choice: 'int8', certainty: 'clear' });
+    expect(big.why).toMatch(/margin 0\.30x and 20 µs$/);
+    // the share is an option: 0.0001 of 20 ms is 2 µs, so the 6 µs slowdown floats again
+    expect(decideLayer([12, 12, 12, 12], [18, 18, 18, 18], { modelUs: 20000, minShare: 0.0001 })).toMatchObject({ choice: 'float' });
+    // a big layer's slowdown clears the floor: 1.5x of 200 µs is 100 µs per run
+    expect(decideLayer([200, 200, 200, 200], [300, 300, 300, 300], { modelUs: 20000 })).toMatchObject({ choice: 'float' });
+  });
+
   it('with fewer than 3 trials or no float time nothing is clear enough to float', () => {
     expect(decideLayer([100], [300])).toMatchObject({ choice: 'int8', certainty: 'uncertain' });
     expect(decideLayer([0, 0, 0], [30, 30, 30])).toMatchObject({ choice: 'int8', certainty: 'clear' });
