@@ -71,6 +71,8 @@ async function quantizeOnce(name: string, out: string, decisions?: { file: strin
     ...(decisions ? { pass: { decisions: decisions.file, updateDecisions: decisions.update } } : {}),
   });
   const l = r.quantization.latency;
+  // every run's measured decisions beside its model (kept with REPRO_KEEP), to see which layers moved
+  if (l) fs.writeFileSync(`${out}.latency.json`, JSON.stringify(l, null, 1));
   const meta = loadModelSync(out).metadata(DECISIONS_METADATA_KEY);
   const floatLayers = meta ? (JSON.parse(meta) as { float: string[] }).float : [];
   return {
@@ -82,6 +84,22 @@ async function quantizeOnce(name: string, out: string, decisions?: { file: strin
     uncertain: l?.decisions.filter((d) => d.certainty === 'uncertain').length ?? 0,
     ...(l?.contention ? { contention: l.contention } : {}),
   };
+}
+
+/** Prints the layers in which each run outside the largest group of equal files differs from it. */
+function describeOutliers(runs: readonly RunResult[]): void {
+  const count = new Map<string, number>();
+  for (const r of runs) count.set(r.hash, (count.get(r.hash) ?? 0) + 1);
+  const major = runs.find((r) => count.get(r.hash) === Math.max(...count.values()));
+  if (!major) return;
+  const base = new Set(major.floatLayers);
+  runs.forEach((r, i) => {
+    if (r.hash === major.hash) return;
+    const own = new Set(r.floatLayers);
+    const more = r.floatLayers.filter((n) => !base.has(n));
+    const fewer = major.floatLayers.filter((n) => !own.has(n));
+    console.log(`  run ${i + 1} differs from the largest group: float also [${more.join(' ')}], int8 instead [${fewer.join(' ')}]${more.length + fewer.length === 0 ? ' (same float set: other bytes)' : ''}`);
+  });
 }
 
 async function main(): Promise<void> {
@@ -108,6 +126,7 @@ async function main(): Promise<void> {
             console.log(`  load ${load} ${name} replay ${i + 1}: ${r.hash.slice(0, 12)} ${r.seconds.toFixed(0)} s`);
           }
           const same = largestGroup(measured.map((r) => r.hash));
+          describeOutliers(measured);
           const replaySame = largestGroup(replays.map((r) => r.hash));
           const replayEqualsRecorder = replays.filter((r) => r.hash === measured[0]!.hash).length;
           const floats = measured.map((r) => r.floatLayers.length);
