@@ -30,14 +30,16 @@ import type { Feed, HostTensor } from '../core/host-tensor.js';
 import { fromBytes, onnxDataType } from '../core/host-tensor.js';
 import type { Tensor } from '../core/tensor.js';
 import type { Model, Node, Value } from '../ir/ir.js';
-import { cloneModel } from '../onnx/index.js';
-import { readTensorRange } from '../onnx/stream.js';
+import { checkLocation, cloneModel, FileExternalSource, forEachTensor } from '../onnx/index.js';
+import { readTensorRange, writeModelReferences } from '../onnx/stream.js';
 import { accumulateInputMoments, concatFeeds, stackFeeds } from '../passes/quantize/int4/activations.js';
 import { packCodes, packZeroPoints, rowsOfKN } from '../passes/quantize/int4/blocks.js';
 import { hessianFactor, quantizeGptqBlocked } from '../passes/quantize/int4/gptq.js';
 import { Linalg } from '../passes/quantize/int4/linalg.js';
 import type { StreamCalibrationReport } from '../report/stream.js';
 import { nodeRunner } from '../runtime/runner.js';
+import type { Runner } from '../runtime/runner-types.js';
+import { peakRss } from './stream.js';
 
 /** A MatMul whose constant B [K, N] GPTQ quantizes. */
 export interface GptqTarget {
@@ -218,6 +220,54 @@ function subModel(model: Model, keep: ReadonlySet<number>, inputs: ReadonlyMap<s
 }
 
 /**
+ * A runner that hands onnxruntime each model as a file in `dir()` whose external tensors keep
+ * referencing the input's data files (hard-linked into that folder under their locations; onnxruntime
+ * refuses data paths that resolve outside the model's folder, symbolic links included): onnxruntime
+ * reads a segment's weights itself, without the three copies in JS that serializing them inline takes
+ * (the tensors read, the encoded model, onnxruntime's parse of it). Where the files cannot be linked
+ * (another file system), models go to onnxruntime serialized, weights inline.
+ */
+function fileRunner(model: Model, dir: () => string): Runner {
+  const targets = new Map<string, string>();
+  forEachTensor(model, (t) => {
+    const s = t.external?.source;
+    if (t.isExternal && s instanceof FileExternalSource) {
+      const loc = checkLocation(t.external!.location, t);
+      targets.set(loc, path.join(s.baseDir, loc));
+    }
+  });
+  let linked: boolean | undefined;
+  let n = 0;
+  return {
+    ...nodeRunner,
+    async open(m, options, name) {
+      if (typeof m === 'string' || m instanceof Uint8Array) return nodeRunner.open(m, options, name);
+      const d = dir();
+      if (linked === undefined) {
+        try {
+          for (const [loc, target] of targets) {
+            const link = path.join(d, loc);
+            fs.mkdirSync(path.dirname(link), { recursive: true });
+            fs.linkSync(path.resolve(target), link);
+          }
+          linked = true;
+        } catch {
+          linked = false;
+        }
+      }
+      if (!linked) return nodeRunner.open(m, options, name);
+      const file = path.join(d, `onnxforge-segment-${n++}.onnx`);
+      writeModelReferences(m, file);
+      try {
+        return await nodeRunner.open(file, options, name);
+      } finally {
+        fs.rmSync(file, { force: true });
+      }
+    },
+  };
+}
+
+/**
  * Calibrates and quantizes `targets` segment by segment over `feeds` (see the file header); the
  * quantized weights wait in the temporary folder until {@link StreamGptq.dispose}.
  */
@@ -234,6 +284,7 @@ export async function streamGptq(model: Model, targets: readonly GptqTarget[], f
   const activationBytes = o.activationBytes ?? autoActivationBytes();
   const store = new ActivationStore(activationBytes, dir);
   const files = new Map<Node, { file: string; codes: number; scales: number }>();
+  const runner = fileRunner(model, dir);
   try {
     const byNode = new Map(targets.map((t) => [t.node, t]));
     const index = new Map(g.nodes.map((n, i) => [n, i]));
@@ -287,7 +338,7 @@ export async function streamGptq(model: Model, targets: readonly GptqTarget[], f
         const firstFeed = new Map(inputNames.map((name) => [name, store.get(name, 0)]));
         const sub = subModel(model, keep, firstFeed, outputs);
         const feedOf = (r: number): Feed => Object.fromEntries(inputNames.map((name) => [name, r === 0 ? firstFeed.get(name)! : store.get(name, r)]));
-        const hessians = await accumulateInputMoments(sub, moments, groups.length, feedOf, nodeRunner, outputs, (r, res) => {
+        const hessians = await accumulateInputMoments(sub, moments, groups.length, feedOf, runner, outputs, (r, res) => {
           for (const name of outputs) store.put(name, r, res[name]!);
         });
         firstFeed.clear();
@@ -317,7 +368,8 @@ export async function streamGptq(model: Model, targets: readonly GptqTarget[], f
           files.set(n, { file, codes: codes.length, scales: scales.length });
         }
         ms.gptq += performance.now() - t;
-        log(`gptq segment ${k + 1}/${segments.length}: ${own.length} weight${own.length === 1 ? '' : 's'}, ${(bytes[k]! / MIB).toFixed(0)} MiB of weights read; activations ${(store.inMemory / MIB).toFixed(1)} MiB in memory, ${(store.spilledBytes / MIB).toFixed(1)} MiB spilled so far${store.spilledBytes ? ` to ${tempDir}` : ''}`);
+        const rss = peakRss();
+        log(`gptq segment ${k + 1}/${segments.length}: ${own.length} weight${own.length === 1 ? '' : 's'}, ${(bytes[k]! / MIB).toFixed(0)} MiB of weights read; activations ${(store.inMemory / MIB).toFixed(1)} MiB in memory, ${(store.spilledBytes / MIB).toFixed(1)} MiB spilled so far${store.spilledBytes ? ` to ${tempDir}` : ''}${rss !== undefined ? `; peak RSS ${(rss / MIB).toFixed(0)} MiB` : ''}`);
       }
     } finally {
       await linalg.dispose();

@@ -140,15 +140,28 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
     }
     if (k2 === K) break;
     const rest = K - k2;
-    const update = await linalg.matmul(err, N, width, block(u, K, k1, k2, k2, K), rest);
-    for (let n = 0; n < N; n++) {
-      const row = n * K + k2;
-      const o = n * rest;
-      for (let j = 0; j < rest; j++) w[row + j]! -= update[o + j]!;
+    const ub = block(u, K, k1, k2, k2, K);
+    // rows of E in chunks: each output (onnxruntime's and its copy in JS) at most UPDATE_BYTES, not N x rest
+    const chunk = Math.max(1, Math.floor(UPDATE_BYTES / (8 * rest)));
+    for (let n0 = 0; n0 < N; n0 += chunk) {
+      const n1 = Math.min(N, n0 + chunk);
+      const update = await linalg.matmul(err.subarray(n0 * width, n1 * width), n1 - n0, width, ub, rest);
+      for (let n = n0; n < n1; n++) {
+        const row = n * K + k2;
+        const o = (n - n0) * rest;
+        for (let j = 0; j < rest; j++) w[row + j]! -= update[o + j]!;
+      }
     }
   }
   return r;
 }
+
+/**
+ * Bytes of one update product in {@link quantizeGptqBlocked}. Each element of E U is the same dot
+ * product whatever the number of rows per MatMul, so chunking changes no value; it bounds memory: an
+ * LM head [32000, 1024] took 0.26 GB per block's product, twice (onnxruntime's buffer and JS's copy).
+ */
+const UPDATE_BYTES = 16 << 20;
 
 /**
  * Squared layer-output errors on the calibration rows, tr(D H D^T), of several approximations of the
