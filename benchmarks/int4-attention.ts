@@ -14,6 +14,7 @@
  * sequence 1 and 128, 1 thread, in interleaved rounds (runtime/timer.ts; each ratio is the median over
  * rounds of variant / fp32 in the same round), and reads each model's resident memory in a child
  * process: RSS after creating the session and after one run at sequence 128, minus the RSS before.
+ * INT4_ATTENTION_LAYERS (default 2) and INT4_ATTENTION_ROUNDS (default 30) change the depth and rounds.
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
