@@ -166,7 +166,7 @@ async function main(): Promise<number> {
   log(`int4 streamed (${q.report.method}): ${(q.ms / 1000).toFixed(1)} s wall, peak RSS ${gib(q.peak)} (polled ${gib(q.polledPeak)}, own VmHWM ${gib(q.report.write.peakRssBytes ?? 0)}), output ${gib(q.report.write.outputBytes)} in ${q.report.write.dataFiles.length} data file(s); load average ${loadAverage()}`);
   const c = q.report.calibration;
   if (c) {
-    log(`  GPTQ: ${c.samples} samples x ${SEQ} tokens through ${c.segments} segments of <= ${gib(c.segmentBytes)} of weights (largest ${gib(c.largestSegmentBytes)}); ${(c.ms.calibrate / 1000).toFixed(1)} s running segments, ${(c.ms.gptq / 1000).toFixed(1)} s GPTQ of ${c.gptqWeights} weights`);
+    log(`  GPTQ: ${c.samples} samples x ${SEQ} tokens through ${c.segments} segments of <= ${gib(c.segmentBytes)} of weights and moments (largest ${gib(c.largestSegmentBytes)}); ${(c.ms.calibrate / 1000).toFixed(1)} s running segments, ${(c.ms.gptq / 1000).toFixed(1)} s GPTQ of ${c.gptqWeights} weights`);
     log(`  activations: at most ${(c.peakActivationBytes / 2 ** 20).toFixed(1)} MiB in memory (budget ${(c.activationBudgetBytes / 2 ** 20).toFixed(1)} MiB), ${(c.spilledBytes / 2 ** 20).toFixed(1)} MiB in ${c.spilledTensors} tensors spilled${c.spillDir ? ` to ${c.spillDir}` : ''}`);
   }
 

@@ -38,7 +38,7 @@ export interface StreamCalibrationReport {
   /** Calibration samples, and the onnxruntime runs they made (samples stacked on the batch axis where possible). */
   samples: number;
   runs: number;
-  /** Parts of the graph run one at a time, and the initializer bytes each may read. */
+  /** Parts of the graph run one at a time, and the bytes of initializers and input moments each may hold. */
   segments: number;
   segmentBytes: number;
   largestSegmentBytes: number;
@@ -129,7 +129,7 @@ export function renderStreamInt4Report(r: StreamInt4Report): string {
   const c = r.calibration;
   const calibration = c
     ? `\n${renderTable(['', ''], [
-        ['calibration', `${c.samples} samples (${c.runs} runs) through ${c.segments} segment${c.segments === 1 ? '' : 's'} of at most ${formatBytes(c.segmentBytes)} of weights (largest ${formatBytes(c.largestSegmentBytes)})`],
+        ['calibration', `${c.samples} samples (${c.runs} runs) through ${c.segments} segment${c.segments === 1 ? '' : 's'} of at most ${formatBytes(c.segmentBytes)} of weights and moments (largest ${formatBytes(c.largestSegmentBytes)})`],
         ['activations', `at most ${formatBytes(c.peakActivationBytes)} in memory (budget ${formatBytes(c.activationBudgetBytes)}); ${c.spilledBytes ? `${formatBytes(c.spilledBytes)} in ${c.spilledTensors} tensors spilled to ${c.spillDir ?? 'disk'} (removed)` : 'nothing spilled'}`],
         ['time', `${(c.ms.calibrate / 1000).toFixed(1)} s running segments, ${(c.ms.gptq / 1000).toFixed(1)} s GPTQ of ${c.gptqWeights} weights`],
       ], { title: 'GPTQ, layer by layer' })}`

@@ -3,7 +3,8 @@
  * run one part of the model at a time. The graph stays in memory, the weights stay lazy.
  *
  * 1. The graph, in topological order up to the last weight to quantize, is cut into segments of at
- *    most `segmentBytes` of initializer bytes (a node reading more than that is a segment of its own).
+ *    most `segmentBytes` of initializer bytes and float64 input moments (K x K per weighted MatMul
+ *    input, all held during the segment's run; a node needing more is a segment of its own).
  * 2. Each segment becomes a sub-model: its inputs are the activations entering it (graph inputs and
  *    values earlier segments produced), its outputs the values later segments read; nodes that feed
  *    neither those nor a weighted MatMul's input are left out. onnxruntime runs it, with the moments
@@ -53,7 +54,7 @@ export interface StreamGptqOptions {
   blockSize: number;
   symmetric: boolean;
   damp: number;
-  /** Initializer bytes per segment (default: twice the largest weight, at least {@link MIN_SEGMENT_BYTES}). */
+  /** Initializer and moment bytes per segment (default: twice the largest weight, at least {@link MIN_SEGMENT_BYTES}). */
   segmentBytes?: number;
   /** Activation bytes kept in memory before spilling (default {@link autoActivationBytes}). */
   activationBytes?: number;
@@ -162,8 +163,12 @@ function initializersOf(model: Model, n: Node): Map<Value, Tensor> {
 
 const readsOf = (n: Node): Value[] => [...n.inputs, ...n.implicitInputs()].filter((v): v is Value => v !== null);
 
-/** Node indices per segment: consecutive nodes (topological order) up to index `last`, at most `budget` initializer bytes each. */
-function cut(model: Model, last: number, budget: number): { segments: number[][]; bytes: number[] } {
+/**
+ * Node indices per segment: consecutive nodes (topological order) up to index `last`, at most `budget`
+ * bytes each of initializers and of the float64 moments (K x K) of the targets' inputs, which the
+ * segment's run holds together.
+ */
+function cut(model: Model, last: number, budget: number, targets: ReadonlyMap<Node, GptqTarget>): { segments: number[][]; bytes: number[] } {
   const segments: number[][] = [];
   const bytes: number[] = [];
   let cur: number[] = [];
@@ -172,6 +177,8 @@ function cut(model: Model, last: number, budget: number): { segments: number[][]
   model.graph.nodes.slice(0, last + 1).forEach((n, i) => {
     let add = 0;
     for (const [v, t] of initializersOf(model, n)) if (!seen.has(v)) add += t.byteLength;
+    const tg = targets.get(n);
+    if (tg && !seen.has(n.inputs[0]!)) add += 8 * tg.K * tg.K;
     if (cur.length && size > 0 && size + add > budget) {
       segments.push(cur);
       bytes.push(size);
@@ -182,6 +189,7 @@ function cut(model: Model, last: number, budget: number): { segments: number[][]
     cur.push(i);
     size += add;
     for (const v of initializersOf(model, n).keys()) seen.add(v);
+    if (tg) seen.add(n.inputs[0]!);
   });
   if (cur.length) {
     segments.push(cur);
@@ -292,7 +300,7 @@ export async function streamGptq(model: Model, targets: readonly GptqTarget[], f
     let largest = 0;
     for (const v of g.initializers.values()) largest = Math.max(largest, g.initializerTensor(v)?.byteLength ?? 0);
     const segmentBytes = o.segmentBytes ?? Math.max(2 * largest, MIN_SEGMENT_BYTES);
-    const { segments, bytes } = cut(model, last, segmentBytes);
+    const { segments, bytes } = cut(model, last, segmentBytes, byNode);
     const segmentOf = new Map<Node, number>();
     segments.forEach((s, k) => s.forEach((i) => segmentOf.set(g.nodes[i]!, k)));
     // the last segment that reads each activation (graph inputs and node outputs)
@@ -345,8 +353,10 @@ export async function streamGptq(model: Model, targets: readonly GptqTarget[], f
         dropRead(k);
         ms.calibrate += performance.now() - t;
         t = performance.now();
-        // one inverse Hessian factor per layer input (q, k and v read the same one)
+        // one inverse Hessian factor per layer input (q, k and v read the same one), both dropped after the input's last weight
         const factors = new Map<string, Promise<Float64Array>>();
+        const readers = new Map<string, number>();
+        for (const n of own) readers.set(n.inputs[0]!.name, (readers.get(n.inputs[0]!.name) ?? 0) + 1);
         for (const n of own) {
           const tg = byNode.get(n)!;
           const m = hessians.get(n.inputs[0]!.name)!;
@@ -366,10 +376,16 @@ export async function streamGptq(model: Model, targets: readonly GptqTarget[], f
             fs.closeSync(fd);
           }
           files.set(n, { file, codes: codes.length, scales: scales.length });
+          const left = readers.get(n.inputs[0]!.name)! - 1;
+          readers.set(n.inputs[0]!.name, left);
+          if (left === 0) {
+            hessians.delete(n.inputs[0]!.name);
+            factors.delete(n.inputs[0]!.name);
+          }
         }
         ms.gptq += performance.now() - t;
         const rss = peakRss();
-        log(`gptq segment ${k + 1}/${segments.length}: ${own.length} weight${own.length === 1 ? '' : 's'}, ${(bytes[k]! / MIB).toFixed(0)} MiB of weights read; activations ${(store.inMemory / MIB).toFixed(1)} MiB in memory, ${(store.spilledBytes / MIB).toFixed(1)} MiB spilled so far${store.spilledBytes ? ` to ${tempDir}` : ''}${rss !== undefined ? `; peak RSS ${(rss / MIB).toFixed(0)} MiB` : ''}`);
+        log(`gptq segment ${k + 1}/${segments.length}: ${own.length} weight${own.length === 1 ? '' : 's'}, ${(bytes[k]! / MIB).toFixed(0)} MiB of weights and moments; activations ${(store.inMemory / MIB).toFixed(1)} MiB in memory, ${(store.spilledBytes / MIB).toFixed(1)} MiB spilled so far${store.spilledBytes ? ` to ${tempDir}` : ''}; RSS ${(process.memoryUsage().rss / MIB).toFixed(0)} MiB${rss !== undefined ? `, peak ${(rss / MIB).toFixed(0)} MiB` : ''}`);
       }
     } finally {
       await linalg.dispose();
