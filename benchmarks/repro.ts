@@ -10,6 +10,10 @@
  * Environment: REPRO_RUNS (default 10), REPRO_LOADS (default 0,1), REPRO_MODELS (default rec,det),
  * REPRO_DATA (default ../shared/data/ocr), REPRO_REPLAYS (default REPRO_RUNS), REPRO_KEEP=1 keeps
  * the models and decisions files.
+ * REPRO_REPLAY_FROM=DIR replays only: for each model and load, REPRO_REPLAYS replays of
+ * DIR/<model>-load<load>.decisions.json, compared with the model that recorded it
+ * (DIR/<model>-<load>-0.onnx), as a kept directory of an earlier run holds them. Replays do not
+ * profile, so they can run apart from (and beside) the measured runs.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -102,7 +106,32 @@ function describeOutliers(runs: readonly RunResult[]): void {
   });
 }
 
+async function replayOnly(from: string): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxforge-replay-'));
+  try {
+    for (const load of LOADS) {
+      for (const name of WHICH) {
+        const recorded = sha(path.join(from, `${name}-${load}-0.onnx`));
+        const decisions = path.join(from, `${name}-load${load}.decisions.json`);
+        const hashes: string[] = [];
+        const secs: number[] = [];
+        for (let i = 0; i < REPLAYS; i++) {
+          const r = await quantizeOnce(name, path.join(dir, `${name}-replay-${i}.onnx`), { file: decisions, update: false });
+          hashes.push(r.hash);
+          secs.push(r.seconds);
+          console.log(`  ${name} (recorded at load ${load}) replay ${i + 1}: ${r.hash.slice(0, 12)} ${r.hash === recorded ? 'equal to' : 'DIFFERS from'} the recording run, ${r.seconds.toFixed(0)} s`);
+        }
+        const equal = hashes.filter((h) => h === recorded).length;
+        console.log(`| ${name} | ${decisions} | ${largestGroup(hashes)} of ${hashes.length} byte-identical, ${equal} equal to the recording run (${recorded.slice(0, 12)}) | ${(secs.reduce((a, b) => a + b, 0) / Math.max(1, secs.length)).toFixed(0)} s |`);
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.env.REPRO_REPLAY_FROM) return replayOnly(process.env.REPRO_REPLAY_FROM);
   const t0 = Date.now();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxforge-repro-'));
   const rows: string[] = [];
