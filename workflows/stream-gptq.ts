@@ -228,6 +228,45 @@ function subModel(model: Model, keep: ReadonlySet<number>, inputs: ReadonlyMap<s
 }
 
 /**
+ * What segment `seg` (node indices) runs: its targets (`own`), the values it hands on (`outputs`: those
+ * produced here that `later` says a later segment reads), the moments of its targets' inputs (name ->
+ * K), the nodes those need within the segment (`keep`), and the activations entering it (`inputNames`).
+ */
+function planSegment(model: Model, seg: readonly number[], later: (name: string) => boolean, targets: ReadonlyMap<Node, GptqTarget>) {
+  const g = model.graph;
+  const nodes = seg.map((i) => g.nodes[i]!);
+  const own = nodes.filter((n) => targets.has(n));
+  const produced = new Set(nodes.flatMap((n) => n.outputs.map((v) => v.name)));
+  const outputs = [...produced].filter(later);
+  const moments = new Map(own.map((n) => [n.inputs[0]!.name, targets.get(n)!.K]));
+  const keep = new Set<number>();
+  const need = [...outputs, ...moments.keys()];
+  const producerIndex = new Map<string, number>();
+  for (const i of seg) for (const v of g.nodes[i]!.outputs) producerIndex.set(v.name, i);
+  while (need.length) {
+    const i = producerIndex.get(need.pop()!);
+    if (i === undefined || keep.has(i)) continue;
+    keep.add(i);
+    for (const v of readsOf(g.nodes[i]!)) need.push(v.name);
+  }
+  const reads = [...keep].flatMap((i) => readsOf(g.nodes[i]!).map((v) => v.name));
+  const inputNames = [...new Set([...reads, ...moments.keys()])].filter((name) => !produced.has(name) && !g.initializers.has(name));
+  return { own, outputs, moments, keep, inputNames };
+}
+
+/** The rows [N, K] of a target's weight B [K, N], read from its external data (nothing cached). */
+function weightRows(t: GptqTarget): Float32Array {
+  const raw = readTensorRange(t.weight, 0, t.K * t.N * 4, new Uint8Array(t.K * t.N * 4));
+  return rowsOfKN(new Float32Array(raw.buffer, raw.byteOffset, t.K * t.N), t.K, t.N);
+}
+
+/** GPTQ of one weight (the in-memory pass's quantizeGptqBlocked) in MatMulNBits' layouts. */
+async function quantizeWeight(t: GptqTarget, hessian: Float64Array, factor: Float64Array, o: StreamGptqOptions, linalg: Linalg): Promise<GptqParts> {
+  const q = await quantizeGptqBlocked(weightRows(t), t.N, t.K, hessian, 4, o.blockSize, o.symmetric, factor, linalg);
+  return { codes: packCodes(q), scales: new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength), zp: o.symmetric ? new Uint8Array(0) : packZeroPoints(q).bytes };
+}
+
+/**
  * A runner that hands onnxruntime each model as a file in `dir()` whose external tensors keep
  * referencing the input's data files (hard-linked into that folder under their locations; onnxruntime
  * refuses data paths that resolve outside the model's folder, symbolic links included): onnxruntime
@@ -321,24 +360,7 @@ export async function streamGptq(model: Model, targets: readonly GptqTarget[], f
     try {
       for (const [k, seg] of segments.entries()) {
         let t = performance.now();
-        const nodes = seg.map((i) => g.nodes[i]!);
-        const own = nodes.filter((n) => byNode.has(n));
-        const produced = new Set(nodes.flatMap((n) => n.outputs.map((v) => v.name)));
-        // outputs: values a later segment reads; moments: the inputs of this segment's targets
-        const outputs = [...produced].filter((name) => (lastRead.get(name) ?? -1) > k);
-        const moments = new Map(own.map((n) => [n.inputs[0]!.name, byNode.get(n)!.K]));
-        // the nodes those depend on, within the segment
-        const keep = new Set<number>();
-        const need = [...outputs, ...moments.keys()];
-        const producerIndex = new Map<string, number>();
-        for (const i of seg) for (const v of g.nodes[i]!.outputs) producerIndex.set(v.name, i);
-        while (need.length) {
-          const i = producerIndex.get(need.pop()!);
-          if (i === undefined || keep.has(i)) continue;
-          keep.add(i);
-          for (const v of readsOf(g.nodes[i]!)) need.push(v.name);
-        }
-        const inputNames = [...new Set([...keep].flatMap((i) => readsOf(g.nodes[i]!).map((v) => v.name)).concat([...moments.keys()]))].filter((name) => !produced.has(name) && !g.initializers.has(name));
+        const { own, outputs, moments, keep, inputNames } = planSegment(model, seg, (name) => (lastRead.get(name) ?? -1) > k, byNode);
         if (!outputs.length && !moments.size) {
           dropRead(k);
           continue;
@@ -358,24 +380,18 @@ export async function streamGptq(model: Model, targets: readonly GptqTarget[], f
         const readers = new Map<string, number>();
         for (const n of own) readers.set(n.inputs[0]!.name, (readers.get(n.inputs[0]!.name) ?? 0) + 1);
         for (const n of own) {
-          const tg = byNode.get(n)!;
           const m = hessians.get(n.inputs[0]!.name)!;
-          const raw = readTensorRange(tg.weight, 0, tg.K * tg.N * 4, new Uint8Array(tg.K * tg.N * 4));
-          const rows = rowsOfKN(new Float32Array(raw.buffer, raw.byteOffset, tg.K * tg.N), tg.K, tg.N);
           let f = factors.get(n.inputs[0]!.name);
           if (!f) factors.set(n.inputs[0]!.name, (f = hessianFactor(m.hessian, m.K, o.damp, linalg)));
-          const q = await quantizeGptqBlocked(rows, tg.N, tg.K, m.hessian, 4, o.blockSize, o.symmetric, await f, linalg);
-          const codes = packCodes(q);
-          const scales = new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength);
-          const zp = o.symmetric ? new Uint8Array(0) : packZeroPoints(q).bytes;
+          const parts = await quantizeWeight(byNode.get(n)!, m.hessian, await f, o, linalg);
           const file = path.join(dir(), `weight-${files.size}.bin`);
           const fd = fs.openSync(file, 'w');
           try {
-            for (const b of [codes, scales, zp]) fs.writeSync(fd, b);
+            for (const b of [parts.codes, parts.scales, parts.zp]) fs.writeSync(fd, b);
           } finally {
             fs.closeSync(fd);
           }
-          files.set(n, { file, codes: codes.length, scales: scales.length });
+          files.set(n, { file, codes: parts.codes.length, scales: parts.scales.length });
           const left = readers.get(n.inputs[0]!.name)! - 1;
           readers.set(n.inputs[0]!.name, left);
           if (left === 0) {
