@@ -114,6 +114,20 @@ describe('streamed GPTQ', () => {
     expect((err as OnnxForgeError).code).toBe('INT4_GPTQ_NEEDS_DATA');
   }, 60_000);
 
+  it('through the CLI: the report and the progress lines say what was spilled and where', async () => {
+    const out = path.join(dir, 'cli.onnx');
+    const r = await runCli(['quantize', model, '-o', out, '--mode', 'int4', '--stream', '--calibration', calibration]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/method gptq/);
+    expect(r.out).toMatch(/GPTQ, layer by layer/);
+    expect(r.out).toMatch(/6 samples \(6 runs\) through 1 segment of at most/);
+    expect(r.out).toMatch(/nothing spilled/);
+    expect(r.err).toMatch(/gptq segment 1\/1: 15 weights/);
+    const json = await runCli(['quantize', model, '-o', out, '--mode', 'int4', '--stream', '--calibration', calibration, '--json']);
+    expect(JSON.parse(json.out).calibration.gptqWeights).toBe(MATMULS);
+    expect(json.err).not.toMatch(/gptq segment/);
+  }, 60_000);
+
   it('calibration data of the wrong type or shape: exit 2, nothing written, no temporary folder', async () => {
     const bad = path.join(dir, 'bad.json');
     const wrong = [
