@@ -31,7 +31,7 @@ import { loadModel } from '../onnx/index.js';
 import { inputFilesOf, readTensorRange, tensorSpan } from '../onnx/stream.js';
 import { BlockQuantized, packCodes, packZeroPoints, quantizeRtn, type Bits } from '../passes/quantize/int4/blocks.js';
 import { MS_DOMAIN, replaceNode } from '../passes/quantize/int4/emit.js';
-import { checkBlockSize, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
+import { checkBlockSize, DEFAULT_BLOCK_SIZE, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
 import type { StreamInt4Report, StreamInt4Weight } from '../report/stream.js';
 import { weightBytes, writeStreamed, type StreamOptions } from './stream.js';
 import { streamGptq, type GptqTarget, type StreamGptq } from './stream-gptq.js';
@@ -464,7 +464,7 @@ function rewrite(model: Model, blockSize: number, symmetric: boolean, level: num
 export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamInt4Report> {
   const t0 = performance.now();
   const p = o.pass ?? {};
-  const blockSize = p.blockSize ?? 32;
+  const blockSize = p.blockSize ?? DEFAULT_BLOCK_SIZE;
   checkBlockSize(blockSize);
   const symmetric = p.symmetric ?? false;
   const method: 'rtn' | 'gptq' = p.method === 'rtn' || p.method === 'gptq' ? p.method : o.calibration ? 'gptq' : 'rtn';

@@ -21,6 +21,7 @@ import { convertWorkflow } from '../../workflows/stream.js';
 import { streamInt4Workflow } from '../../workflows/stream-int4.js';
 import { streamWeightsWorkflow } from '../../workflows/stream-weights.js';
 import { quantizeInt8 } from '../../passes/quantize/weights-int8.js';
+import { DEFAULT_BLOCK_SIZE } from '../../passes/quantize/quantize-int4.js';
 import { writeSyntheticLlm } from '../../benchmarks/scale-model.js';
 
 let dir: string;
@@ -83,7 +84,7 @@ describe('streamed int4', () => {
         const w = src.graph.nodes.find((m) => m.name === n.name && m.opType === 'MatMul')!.inputs[1]!;
         const t = constantOf(w)!;
         const [K, N] = t.dims as [number, number];
-        const ref = quantizeRtn(rowsOfKN(t.toFloat32(), K, N), N, K, 4, 32, symmetric);
+        const ref = quantizeRtn(rowsOfKN(t.toFloat32(), K, N), N, K, 4, DEFAULT_BLOCK_SIZE, symmetric);
         expect(Buffer.compare(constantOf(n.inputs[1])!.bytes(), packCodes(ref))).toBe(0);
         expect(Buffer.compare(constantOf(n.inputs[2])!.bytes(), new Uint8Array(ref.scales.buffer))).toBe(0);
         if (symmetric) expect(n.inputs[3]).toBeUndefined();
