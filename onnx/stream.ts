@@ -178,9 +178,11 @@ function fileKey(p: string): string | undefined {
   }
 }
 
-/** The free bytes of the file system holding `dir`. */
+/** The free bytes of the file system holding `dir` (its nearest existing folder: outputs may go to one not made yet). */
 export function statfsFreeBytes(dir: string): number {
-  const s = fs.statfsSync(dir);
+  let d = path.resolve(dir);
+  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
+  const s = fs.statfsSync(d);
   return Number(s.bavail) * Number(s.bsize);
 }
 

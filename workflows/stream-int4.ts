@@ -28,7 +28,7 @@ import { derivedTensor, sharedParts } from '../core/derived.js';
 import { Tensor } from '../core/tensor.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../ir/ir.js';
 import { loadModel } from '../onnx/index.js';
-import { inputFilesOf, readTensorRange, tensorSpan } from '../onnx/stream.js';
+import { inputFilesOf, readTensorRange, statfsFreeBytes, tensorSpan } from '../onnx/stream.js';
 import { BlockQuantized, packCodes, packZeroPoints, quantizeRtn, type Bits } from '../passes/quantize/int4/blocks.js';
 import { MS_DOMAIN, replaceNode } from '../passes/quantize/int4/emit.js';
 import { checkBlockSize, DEFAULT_BLOCK_SIZE, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
@@ -460,6 +460,22 @@ function rewrite(model: Model, blockSize: number, symmetric: boolean, level: num
   return rows;
 }
 
+/**
+ * GPTQ writes every quantized weight to a temporary folder beside the output before the streaming
+ * writer copies them into it, so the destination must hold both: checked before calibration starts
+ * (the writer's own guard runs only after it, when the temporary files already take their space).
+ */
+function checkGptqSpace(o: StreamInt4Options, targets: readonly GptqTarget[], blockSize: number, symmetric: boolean, inputBytes: number): void {
+  const temp = targets.reduce((a, t) => a + quantizedBytes(t.N, t.K, 4, blockSize, symmetric), 0);
+  const floatTargets = targets.reduce((a, t) => a + t.K * t.N * 4, 0);
+  const output = Math.max(0, inputBytes - floatTargets) + temp;
+  const dir = path.dirname(path.resolve(o.output));
+  const free = (o.freeBytes ?? statfsFreeBytes)(dir);
+  if (temp + output > free) {
+    throw inputError('OUTPUT_NO_SPACE', `${o.output}: GPTQ needs about ${temp + output} bytes at the destination (${temp} of temporary quantized weights, then about ${output} for the output) but ${dir} has ${free} bytes free; nothing written`, { file: o.output });
+  }
+}
+
 /** Streams `quantize --mode int4` (see the file header). */
 export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamInt4Report> {
   const t0 = performance.now();
@@ -489,6 +505,7 @@ export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamIn
   const damp = p.damp ?? 0.01;
   let gptq: StreamGptq | undefined;
   if (method === 'gptq') {
+    checkGptqSpace(o, targets, blockSize, symmetric, input.bytes);
     const feeds = (await collectSamples(o.calibration!, inputInfos(model), { limit: samples })).map((s) => s.feed);
     gptq = await streamGptq(model, targets, feeds, {
       blockSize,

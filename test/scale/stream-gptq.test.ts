@@ -114,6 +114,18 @@ describe('streamed GPTQ', () => {
     expect((err as OnnxForgeError).code).toBe('INT4_GPTQ_NEEDS_DATA');
   }, 60_000);
 
+  it('checks before calibrating that the destination holds the temporary quantized weights and the output', async () => {
+    const out = path.join(dir, 'full.onnx');
+    // enough for the output alone (the RTN run's size) but not for GPTQ's temporary weights beside it
+    const rtn = await streamInt4Workflow({ model, output: path.join(dir, 'space-rtn.onnx'), stream: true, pass: { method: 'rtn' } });
+    const outputBytes = rtn.write.outputBytes;
+    const err = await streamInt4Workflow({ model, output: out, stream: true, calibration, freeBytes: () => outputBytes }).catch((e: unknown) => e);
+    expect((err as OnnxForgeError).code).toBe('OUTPUT_NO_SPACE');
+    expect((err as Error).message).toMatch(/GPTQ needs about \d+ bytes at the destination \(\d+ of temporary quantized weights/);
+    expect(fs.existsSync(out)).toBe(false);
+    expect(leftovers()).toEqual([]);
+  }, 60_000);
+
   it('through the CLI: the report and the progress lines say what was spilled and where', async () => {
     const out = path.join(dir, 'cli.onnx');
     const r = await runCli(['quantize', model, '-o', out, '--mode', 'int4', '--stream', '--calibration', calibration]);
