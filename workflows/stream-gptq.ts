@@ -175,8 +175,9 @@ function cut(model: Model, last: number, budget: number, targets: ReadonlyMap<No
   let size = 0;
   let seen = new Set<Value>();
   model.graph.nodes.slice(0, last + 1).forEach((n, i) => {
+    const inits = initializersOf(model, n);
     let add = 0;
-    for (const [v, t] of initializersOf(model, n)) if (!seen.has(v)) add += t.byteLength;
+    for (const [v, t] of inits) if (!seen.has(v)) add += t.byteLength;
     const tg = targets.get(n);
     if (tg && !seen.has(n.inputs[0]!)) add += 8 * tg.K * tg.K;
     if (cur.length && size > 0 && size + add > budget) {
@@ -188,7 +189,7 @@ function cut(model: Model, last: number, budget: number, targets: ReadonlyMap<No
     }
     cur.push(i);
     size += add;
-    for (const v of initializersOf(model, n).keys()) seen.add(v);
+    for (const v of inits.keys()) seen.add(v);
     if (tg) seen.add(n.inputs[0]!);
   });
   if (cur.length) {

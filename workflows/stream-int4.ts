@@ -31,7 +31,8 @@ import { loadModel } from '../onnx/index.js';
 import { inputFilesOf, readTensorRange, statfsFreeBytes, tensorSpan } from '../onnx/stream.js';
 import { BlockQuantized, packCodes, packZeroPoints, quantizeRtn, type Bits } from '../passes/quantize/int4/blocks.js';
 import { MS_DOMAIN, replaceNode } from '../passes/quantize/int4/emit.js';
-import { checkBlockSize, DEFAULT_BLOCK_SIZE, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
+import int4Pass, { checkBlockSize, type QuantizeInt4Options } from '../passes/quantize/quantize-int4.js';
+import { resolveOptions } from '../passes/pipeline.js';
 import type { StreamInt4Report, StreamInt4Weight } from '../report/stream.js';
 import { weightBytes, writeStreamed, type StreamOptions } from './stream.js';
 import { streamGptq, type GptqTarget, type StreamGptq } from './stream-gptq.js';
@@ -479,17 +480,19 @@ function checkGptqSpace(o: StreamInt4Options, targets: readonly GptqTarget[], bl
 /** Streams `quantize --mode int4` (see the file header). */
 export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamInt4Report> {
   const t0 = performance.now();
-  const p = o.pass ?? {};
-  const blockSize = p.blockSize ?? DEFAULT_BLOCK_SIZE;
+  // the pass's own defaults and checks (the same as in memory): one source, so the two paths cannot drift apart
+  const p = resolveOptions(int4Pass, o.pass ?? {}) as Required<QuantizeInt4Options>;
+  const blockSize = p.blockSize;
   checkBlockSize(blockSize);
-  const symmetric = p.symmetric ?? false;
+  const symmetric = p.symmetric;
   const method: 'rtn' | 'gptq' = p.method === 'rtn' || p.method === 'gptq' ? p.method : o.calibration ? 'gptq' : 'rtn';
   if (method === 'gptq' && !o.calibration) throw inputError('INT4_GPTQ_NEEDS_DATA', '--int4-method gptq needs calibration data (--calibration SPEC)', { field: 'calibration' });
   const notes: string[] = [`streamed tensor by tensor: ${method === 'gptq' ? 'the model was run in onnxruntime only segment by segment for calibration' : 'the model was not run in onnxruntime'}, so no output error or latency against float32 is measured`];
-  if ((p.format ?? 'msft') !== 'msft') throw inputError('USAGE_CONFLICT', '--format qdq is not available when streaming (msft only)');
-  const level = p.accuracyLevel === undefined || p.accuracyLevel === 'auto' ? 0 : Number(p.accuracyLevel);
-  if (p.accuracyLevel === undefined || p.accuracyLevel === 'auto') notes.push('accuracy_level 0: auto times the levels in onnxruntime, which streaming does not (give --accuracy-level)');
-  if ((p.keepInt8 ?? 'auto') === 'auto') notes.push('first/last layers at 4 bits: keep-int8 auto measures them in onnxruntime, which streaming does not');
+  if (p.format !== 'msft') throw inputError('USAGE_CONFLICT', '--format qdq is not available when streaming (msft only)');
+  const measured = p.accuracyLevel === 'auto' || p.accuracyLevel === 'measure';
+  const level = measured ? 0 : Number(p.accuracyLevel);
+  if (measured) notes.push(`accuracy_level 0: ${p.accuracyLevel} times the levels in onnxruntime, which streaming does not (give --accuracy-level)`);
+  if (p.keepInt8 === 'auto') notes.push('first/last layers at 4 bits: keep-int8 auto measures them in onnxruntime, which streaming does not');
   if (o.calibration && method === 'rtn') notes.push('--calibration is not used: --int4-method rtn');
   const model = await loadModel(o.model);
   for (const n of model.graph.allNodes()) {
@@ -498,11 +501,11 @@ export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamIn
     }
   }
   const input = { bytes: weightBytes(model), files: inputFilesOf(model) };
-  const minElements = p.minElements ?? 1024;
+  const minElements = p.minElements;
   const targets = matmulTargets(model, blockSize, minElements);
   if (!targets.length) throw inputError('INT4_NO_WEIGHTS', 'no MatMul with a constant 2-D float32 initializer to quantize');
-  const samples = p.calibrationSamples ?? 32;
-  const damp = p.damp ?? 0.01;
+  const samples = p.calibrationSamples;
+  const damp = p.damp;
   let gptq: StreamGptq | undefined;
   if (method === 'gptq') {
     checkGptqSpace(o, targets, blockSize, symmetric, input.bytes);
@@ -520,8 +523,8 @@ export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamIn
     notes.push(`GPTQ layer by layer: ${c.samples} calibration samples through ${c.segments} segment${c.segments === 1 ? '' : 's'}; ${c.spilledBytes ? `${c.spilledBytes} bytes of activations spilled to ${c.spillDir} (removed)` : 'no activation spilled'}`);
   }
   try {
-    const weights = rewrite(model, blockSize, symmetric, level, p.embeddings ?? 'int8', minElements, gptq);
-    const fingerprint = JSON.stringify({ mode: 'int4-stream', blockSize, symmetric, level, embeddings: p.embeddings ?? 'int8', minElements, ...(method === 'gptq' ? { method, calibration: o.calibration, samples, damp } : {}) });
+    const weights = rewrite(model, blockSize, symmetric, level, p.embeddings, minElements, gptq);
+    const fingerprint = JSON.stringify({ mode: 'int4-stream', blockSize, symmetric, level, embeddings: p.embeddings, minElements, ...(method === 'gptq' ? { method, calibration: o.calibration, samples, damp } : {}) });
     const write = writeStreamed(model, o.output, o, fingerprint, t0, notes, input);
     const report: StreamInt4Report = { schema: 'onnxforge.quantize-stream/1', mode: 'int4', input: o.model, output: o.output, method, blockSize, symmetric, accuracyLevel: level, weights, write };
     if (gptq) report.calibration = gptq.report;

@@ -107,6 +107,12 @@ describe('streamed int4', () => {
   it('refuses the qdq format, and says what streaming leaves out (GPTQ: test/scale/stream-gptq.test.ts)', async () => {
     const out = path.join(dir, 'never.onnx');
     await expect(streamInt4Workflow({ model, output: out, pass: { format: 'qdq' } })).rejects.toThrow(/qdq is not available/);
+    // the pass's own option checks, as in memory
+    await expect(streamInt4Workflow({ model, output: out, pass: { damp: 5 } })).rejects.toMatchObject({ code: 'PIPELINE_BAD_OPTION' });
+    expect(fs.existsSync(out)).toBe(false);
+    const m = await streamInt4Workflow({ model, output: out, pass: { accuracyLevel: 'measure' } });
+    expect(m.accuracyLevel).toBe(0);
+    expect(m.write.notes.join('\n')).toMatch(/accuracy_level 0: measure times the levels in onnxruntime/);
     const r = await streamInt4Workflow({ model, output: out, calibration: 'random:4', pass: { method: 'rtn' } });
     expect(r.write.notes.join('\n')).toMatch(/--calibration is not used: --int4-method rtn/);
     expect(r.write.notes.join('\n')).toMatch(/no output error or latency/);
