@@ -83,7 +83,7 @@ export function renderLatencyDecisions(l: Omit<LatencyReport, 'document'>): stri
   const rows = l.decisions.filter((d) => floatSet.has(d.node) || d.certainty === 'uncertain');
   const how = l.source === 'replayed'
     ? `replayed from ${l.file ?? 'a decisions file'} (no profiling)`
-    : `measured: ${l.rounds} profiling rounds of ${l.trials} int8/float trials, ${fmt(l.seconds, 0)} s${l.contention ? `, ${describeContention(l.contention)}` : ''}${l.file ? `; written to ${l.file}` : ''}`;
+    : `measured: ${l.rounds} profiling rounds of ${l.trials} int8/float trials${l.extendedRounds ? ` (${l.extraTrials} more in ${l.extendedRounds} of them, a layer near the worth floor)` : ''}, ${fmt(l.seconds, 0)} s${l.contention ? `, ${describeContention(l.contention)}` : ''}${l.file ? `; written to ${l.file}` : ''}`;
   const title = `latency-aware decisions ${how}: ${l.floated.length} layers kept float (prefer ${l.prefer}, float weights cost ${formatBytes(l.extraBytes)} more than int8), ${l.kept.length} int8 of which ${uncertain.length} uncertain (within the noise: int8 by rule)`;
   if (rows.length === 0) return title;
   return renderTable(['layer', 'op', 'choice', 'float µs', 'int8 µs', 'int8/float', 'noise µs', 'why'], rows.map((d) => [d.node, d.op, floatSet.has(d.node) ? 'float' : `${d.choice} (${d.certainty})`, fmt(d.floatUs, 0), fmt(d.int8Us, 0), fmt(d.ratio, 2), fmt(d.noiseUs, 1), d.why.split(':')[0]!]), { title });

@@ -23,6 +23,14 @@
  * 1.46x and 1.52x slower in int8, i.e. 4.8-5.5 µs per run against the old fixed 5 µs floor, were
  * float in some runs and int8 in others, so the file changed).
  *
+ * Near the floor, measure longer. Any floor has layers near it; what moves them across it from run to
+ * run is the noise of 12 trials, not the layer (measured on PaddleOCR det at load 1: p2o.Conv.48, 10x
+ * slower in int8, slowdown 80-95 µs per run against a floor of 70-78 µs in the runs whose trials were
+ * quiet, 62-70 µs in the two runs whose lowest third of ratios spread by 48-79 µs, and those two
+ * kept it int8). So when a layer is clearly slower by its ratio and its slowdown sits within its noise
+ * (or `nearWorth`, 25%) of the floor, the round takes `extraTrials` (24) more trials of the same
+ * builds, once, and decides every layer on all of them.
+ *
  * Ties and uncertain layers go to int8 (the default precision, the smaller model). The margin is
  * wide (30%) on purpose: on rec the layers between 1.05x and 1.3x slower in int8 sum to well under 1%
  * of the model's time, while their ratios drift by 0.1 from one run to the next under load, so
@@ -56,6 +64,14 @@ export const DECISION_DEFAULTS = {
   minUs: 5,
   /** Least slowdown per run, as a share of the float model's time per run, worth a float layer. */
   minShare: 0.001,
+  /**
+   * Trials a round adds, once, when some layer is clearly slower in int8 but its slowdown per run sits
+   * near the worth floor (within its noise, or within `nearWorth` of the floor): the decision is then
+   * made on all the round's trials, so a noisy draw of 12 does not move it across the floor.
+   */
+  extraTrials: 24,
+  /** Band around the worth floor (a share of it) inside which a clearly slower layer gets the extra trials. */
+  nearWorth: 0.25,
 };
 
 export type Choice = 'int8' | 'float';
@@ -77,6 +93,12 @@ export interface LayerDecision {
   why: string;
   /** Profiling round that decided it (1-based). */
   round: number;
+  /** Trials it was decided on (the round's, with the extra trials when some layer sat near the worth floor). */
+  trials?: number;
+  /** The worth floor it was held against (µs per run): max(minUs, minShare x the float model's time). */
+  worthUs?: number;
+  /** Clearly slower in int8, with a slowdown per run near the worth floor: the round took extra trials. */
+  nearWorth?: boolean;
 }
 
 export interface DecisionsDocument {
@@ -88,7 +110,7 @@ export interface DecisionsDocument {
   /** Every measured layer, as the last round that profiled it saw it. */
   decisions: LayerDecision[];
   /** How it was measured: trials per round, rounds, margins, and the machine's contention meanwhile. */
-  measured: { trials: number; rounds: number; margin: number; minUs: number; minShare?: number; modelUs?: number; seconds: number; contention?: Contention };
+  measured: { trials: number; extraTrials?: number; extendedRounds?: number; rounds: number; margin: number; minUs: number; minShare?: number; modelUs?: number; seconds: number; contention?: Contention };
   recordedAt: string;
 }
 
@@ -106,18 +128,23 @@ export function floorOf(samples: readonly number[]): { value: number; noise: num
  * float only when int8 is slower beyond the measured noise, the margin and the worth floor
  * (max(`minUs`, `minShare` x `modelUs`), the float model's time per run); otherwise int8.
  */
-export function decideLayer(floatTrials: readonly number[], int8Trials: readonly number[], opts: { margin?: number; minUs?: number; minShare?: number; modelUs?: number } = {}): Omit<LayerDecision, 'node' | 'op' | 'round'> {
+export function decideLayer(floatTrials: readonly number[], int8Trials: readonly number[], opts: { margin?: number; minUs?: number; minShare?: number; modelUs?: number; nearWorth?: number } = {}): Omit<LayerDecision, 'node' | 'op' | 'round'> {
   const margin = opts.margin ?? DECISION_DEFAULTS.margin;
   const minUs = Math.max(opts.minUs ?? DECISION_DEFAULTS.minUs, (opts.minShare ?? DECISION_DEFAULTS.minShare) * (opts.modelUs ?? 0));
+  const band = opts.nearWorth ?? DECISION_DEFAULTS.nearWorth;
   const f = floorOf(floatTrials).value;
   const q = floorOf(int8Trials).value;
   const ratios = floatTrials.flatMap((fu, k) => (fu > 0 && int8Trials[k] !== undefined ? [int8Trials[k]! / fu] : []));
-  if (ratios.length === 0) return { ratio: NaN, floatUs: f, int8Us: q, noiseUs: 0, choice: 'int8', certainty: 'clear', why: 'no float kernel time profiled for it: int8 (default)' };
+  const worthUs = Number(minUs.toFixed(1));
+  if (ratios.length === 0) return { ratio: NaN, floatUs: f, int8Us: q, noiseUs: 0, choice: 'int8', certainty: 'clear', why: 'no float kernel time profiled for it: int8 (default)', trials: 0, worthUs };
   const r = floorOf(ratios);
   // fewer than 3 trials: the spread is unknown, so nothing is clear
   const noise = ratios.length < 3 ? Infinity : r.noise;
   const excess = r.value - 1;
-  const base = { ratio: r.value, floatUs: f, int8Us: q, noiseUs: Number.isFinite(noise) ? noise * f : f };
+  const noiseUs = Number.isFinite(noise) ? noise * f : f;
+  // clearly slower by the ratio, and the slowdown per run within its noise (or the band) of the floor
+  const nearWorth = excess > Math.max(margin, noise) && Math.abs(excess * f - minUs) <= Math.max(noiseUs, band * minUs);
+  const base = { ratio: r.value, floatUs: f, int8Us: q, noiseUs, trials: ratios.length, worthUs, ...(nearWorth ? { nearWorth } : {}) };
   const figures = `int8 ${r.value.toFixed(2)}x float (${q.toFixed(0)} vs ${f.toFixed(0)} µs per run), noise ±${Number.isFinite(noise) ? noise.toFixed(2) : '?'}x, margin ${margin.toFixed(2)}x and ${Number(minUs.toFixed(1))} µs`;
   if (excess > Math.max(margin, noise) && excess * f > minUs) return { ...base, choice: 'float', certainty: 'clear', why: `slower in int8 beyond noise and margin: ${figures}` };
   if (excess + (Number.isFinite(noise) ? noise : Infinity) <= margin || excess * f <= minUs) return { ...base, choice: 'int8', certainty: 'clear', why: `not slower in int8 beyond the margin: ${figures}` };

@@ -88,7 +88,8 @@ export interface QuantizeStaticOptions {
    * each of `runs` passes over `feeds` calibration samples; a layer goes to float only when its paired
    * int8/float ratio exceeds 1 + max(`margin`, its noise) (default margin 0.3) and the slowdown is
    * worth it per run: at least `minUs` (default 5 µs) and `minShare` of the float model's time per run
-   * (default 0.001); see passes/quant/decisions.ts.
+   * (default 0.001); a round in which some clearly slower layer's slowdown sits near that floor takes
+   * `extraTrials` more pairs (default 24) before deciding; see passes/quantize/decisions.ts.
    */
   latency?: {
     feeds?: number;
@@ -98,6 +99,8 @@ export interface QuantizeStaticOptions {
     margin?: number;
     minUs?: number;
     minShare?: number;
+    extraTrials?: number;
+    nearWorth?: number;
     profiler?: Profiler;
     /** Called after each round with every live layer's per-trial float and int8 times (µs), for analysis. */
     onTrials?: (round: number, trials: Map<string, { floatUs: number[]; int8Us: number[] }>) => void;
@@ -140,6 +143,9 @@ export interface LatencyReport {
   rounds: number;
   /** int8/float profile pairs per round. */
   trials: number;
+  /** Rounds that took `extraTrials` more pairs because a clearly slower layer sat near the worth floor. */
+  extendedRounds?: number;
+  extraTrials?: number;
   prefer: 'speed' | 'size';
   /** Per layer: choice, float µs, int8 µs, noise, why (the recorded ones when replayed). */
   decisions: LayerDecision[];
@@ -490,6 +496,9 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
   const margin = lo.margin ?? DECISION_DEFAULTS.margin;
   const minUs = lo.minUs ?? DECISION_DEFAULTS.minUs;
   const minShare = lo.minShare ?? DECISION_DEFAULTS.minShare;
+  const extraTrials = lo.extraTrials ?? DECISION_DEFAULTS.extraTrials;
+  const nearWorth = lo.nearWorth ?? DECISION_DEFAULTS.nearWorth;
+  if (!Number.isInteger(extraTrials) || extraTrials < 0) throw inputError('QUANT_BAD_OPTION', `latency extraTrials must be a non-negative integer, got ${extraTrials}`);
   if (!Number.isInteger(trials) || trials < 1) throw inputError('QUANT_BAD_OPTION', `latency trials must be a positive integer, got ${trials}`);
   const feeds = await firstFeeds(source, lo.feeds ?? 2);
   const label = (i: number) => nodes[i]!.name ?? nodes[i]!.label;
@@ -513,6 +522,7 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
     return rows;
   };
   let rounds = 0;
+  let extendedRounds = 0;
   for (; rounds < (lo.rounds ?? 3); ) {
     const b = await build(floats, weightOnly, 'descriptive');
     const live = new Set<number>();
@@ -526,26 +536,38 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
     rounds++;
     const int8 = new Set<Node>([...b.int8Idx].map((i) => nodes[i]!));
     const perUnit = new Map<number, { f: number[]; q: number[] }>();
-    for (let k = 0; k < trials; k++) {
-      const quantFirst = k % 2 === 0;
-      const first = await timedProfile(quantFirst ? b.model : prepared);
-      const second = await timedProfile(quantFirst ? prepared : b.model);
-      const [quantRows, floatRows] = quantFirst ? [first, second] : [second, first];
-      floatTotals.push(floatRows.reduce((a, r) => a + r.totalUs, 0));
-      for (const t of attributeProfiles(prepared, unitMap, floatRows, quantRows, int8)) {
-        if (!live.has(t.index)) continue;
-        const e = perUnit.get(t.index) ?? { f: [], q: [] };
-        e.f.push(t.floatUs);
-        e.q.push(t.int8Us);
-        perUnit.set(t.index, e);
+    const decide = () => {
+      // the float model's time per run (the gate's estimator over every trial so far: the float model is the same each round)
+      const modelUs = floorOf(floatTotals).value;
+      return [...perUnit].sort((x, y) => x[0] - y[0]).map(([i, e]): [number, LayerDecision] => [i, { node: label(i), op: nodes[i]!.opType, ...decideLayer(e.f, e.q, { margin, minUs, minShare, modelUs, nearWorth }), round: rounds }]);
+    };
+    const profileTrials = async (from: number, to: number) => {
+      for (let k = from; k < to; k++) {
+        const quantFirst = k % 2 === 0;
+        const first = await timedProfile(quantFirst ? b.model : prepared);
+        const second = await timedProfile(quantFirst ? prepared : b.model);
+        const [quantRows, floatRows] = quantFirst ? [first, second] : [second, first];
+        floatTotals.push(floatRows.reduce((a, r) => a + r.totalUs, 0));
+        for (const t of attributeProfiles(prepared, unitMap, floatRows, quantRows, int8)) {
+          if (!live.has(t.index)) continue;
+          const e = perUnit.get(t.index) ?? { f: [], q: [] };
+          e.f.push(t.floatUs);
+          e.q.push(t.int8Us);
+          perUnit.set(t.index, e);
+        }
       }
+    };
+    await profileTrials(0, trials);
+    let decided = decide();
+    // a layer near the worth floor: the same builds, more trials, and every layer decided on all of them
+    if (extraTrials > 0 && decided.some(([, d]) => d.nearWorth)) {
+      await profileTrials(trials, trials + extraTrials);
+      extendedRounds++;
+      decided = decide();
     }
     lo.onTrials?.(rounds, new Map([...perUnit].map(([i, e]) => [label(i), { floatUs: e.f, int8Us: e.q }])));
     let changed = false;
-    // the float model's time per run (the gate's estimator over every trial so far: the float model is the same each round)
-    const modelUs = floorOf(floatTotals).value;
-    for (const [i, e] of [...perUnit].sort((x, y) => x[0] - y[0])) {
-      const d: LayerDecision = { node: label(i), op: nodes[i]!.opType, ...decideLayer(e.f, e.q, { margin, minUs, minShare, modelUs }), round: rounds };
+    for (const [i, d] of decided) {
       decisions.set(i, d);
       if (d.choice !== 'float' || floats.has(i)) continue;
       changed = true;
@@ -565,13 +587,15 @@ async function latencySearch(prepared: Model, nodes: Node[], source: SampleSourc
     layers: layerListHash(prepared),
     float: [...floatedIdx].sort((a, b) => a - b).map(label),
     decisions: all,
-    measured: { trials, rounds, margin, minUs, minShare, modelUs: Number(floorOf(floatTotals).value.toFixed(1)), seconds, contention },
+    measured: { trials, extraTrials, extendedRounds, rounds, margin, minUs, minShare, modelUs: Number(floorOf(floatTotals).value.toFixed(1)), seconds, contention },
     recordedAt: new Date().toISOString(),
   };
   return {
     source: 'measured',
     rounds,
     trials,
+    extendedRounds,
+    extraTrials,
     prefer,
     decisions: all,
     contention,

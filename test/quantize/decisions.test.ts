@@ -70,6 +70,21 @@ describe('the margin rule', () => {
     expect(decideLayer([200, 200, 200, 200], [300, 300, 300, 300], { modelUs: 20000 })).toMatchObject({ choice: 'float' });
   });
 
+  it('flags a clearly slower layer whose slowdown sits near the worth floor (it gets extra trials)', () => {
+    // 1.5x slower, 6 µs per run, floor 6 µs (0.001 x 6 ms): near it
+    const near = decideLayer([12, 12, 12, 12], [18, 18, 18, 18], { modelUs: 6000 });
+    expect(near).toMatchObject({ nearWorth: true, worthUs: 6, trials: 4 });
+    // 7.5 µs against 6: within the 25% band; 9 µs: outside it and outside the noise (none here)
+    expect(decideLayer([15, 15, 15], [22.5, 22.5, 22.5], { modelUs: 6000 }).nearWorth).toBe(true);
+    expect(decideLayer([18, 18, 18], [27, 27, 27], { modelUs: 6000 }).nearWorth).toBeUndefined();
+    // noisy trials widen the band: 8 µs slowdown (1.8x of 10 µs) against 6 is outside the 25% band,
+    // but its ratio noise 0.5 x 10 µs = 5 µs reaches the floor
+    expect(decideLayer([10, 10, 10], [17, 18, 22], { modelUs: 6000 }).nearWorth).toBe(true);
+    expect(decideLayer([10, 10, 10], [18, 18, 18], { modelUs: 6000 }).nearWorth).toBeUndefined();
+    // within the margin by its ratio: the floor does not matter, no extra trials
+    expect(decideLayer([30, 30, 30], [36, 36, 36], { modelUs: 6000 }).nearWorth).toBeUndefined();
+  });
+
   it('with fewer than 3 trials or no float time nothing is clear enough to float', () => {
     expect(decideLayer([100], [300])).toMatchObject({ choice: 'int8', certainty: 'uncertain' });
     expect(decideLayer([0, 0, 0], [30, 30, 30])).toMatchObject({ choice: 'int8', certainty: 'clear' });
@@ -143,6 +158,24 @@ describe('latency-aware decisions through quantize-static (noisy fake profiler)'
     expect(doc.measured.trials).toBe(12);
     const meta = JSON.parse(model.metadata(DECISIONS_METADATA_KEY)!) as { schema: string; layers: string; float: string[]; int8: string[] };
     expect(meta).toEqual({ schema: DECISIONS_SCHEMA, layers: doc.layers.hash, float: ['conv2'], int8: ['conv1'] });
+  });
+
+  it('measures longer in a round where a clearly slower layer sits near the worth floor', async () => {
+    // conv1: ~2.4x slower but ~5.5 µs per run against the 5 µs floor; conv2 clearly worth float
+    const p = noisyProfiler({ conv1: 4, conv2: 100 }, { conv1: 9.5, conv2: 300 }, 11, 0.1);
+    const report = await quantizeStatic(convRelu(), calib, { latencyAware: 'on', latency: { profiler: p.profiler, runs: 1, feeds: 1 } });
+    const l = report.latency!;
+    const byNode = Object.fromEntries(l.decisions.map((d) => [d.node, d]));
+    expect(byNode.conv1).toMatchObject({ nearWorth: true, trials: 36, worthUs: 5 });
+    expect(l.extendedRounds).toBeGreaterThanOrEqual(1);
+    expect(l.document!.measured).toMatchObject({ trials: 12, extraTrials: 24, extendedRounds: l.extendedRounds });
+    // every extended round profiles 36 pairs instead of 12
+    expect(p.calls()).toBe(2 * (12 * l.rounds + 24 * l.extendedRounds!));
+    // extraTrials 0 turns it off
+    const q = noisyProfiler({ conv1: 4, conv2: 100 }, { conv1: 9.5, conv2: 300 }, 11, 0.1);
+    const off = await quantizeStatic(convRelu(), calib, { latencyAware: 'on', latency: { profiler: q.profiler, runs: 1, feeds: 1, extraTrials: 0 } });
+    expect(off.latency!.extendedRounds).toBe(0);
+    expect(q.calls()).toBe(2 * 12 * off.latency!.rounds);
   });
 
   it('replays a recorded decisions file without profiling, byte for byte', async () => {
