@@ -41,7 +41,7 @@ export function renderInt4Report(r: Int4Report): string {
   if (r.latency) rows.push([`latency p50 (${r.latency.threads} thread)`, `${fmt(r.latency.fp32Ms, 3)} ms`, `${fmt(r.latency.ms, 3)} ms`, fmt(r.latency.ratio, 3)]);
   const parts = [
     renderTable(['', 'FP32', 'INT4', 'ratio'], rows, {
-      title: `quantize --mode int4 ${r.input} -> ${r.output} (${q.format}, method ${q.method}, block ${q.blockSize}, ${q.symmetric ? 'symmetric' : 'zero points'}, accuracy_level ${q.accuracyLevel.chosen}; calibration: ${r.calibration})`,
+      title: `quantize --mode int4 ${r.input} -> ${r.output} (${q.format}, method ${q.method}${q.method === 'gptq' ? ` (moments on ${q.momentSamples} of ${q.calibrationSamples} samples)` : ''}, block ${q.blockSize}, ${q.symmetric ? 'symmetric' : 'zero points'}, accuracy_level ${q.accuracyLevel.chosen}; calibration: ${r.calibration})`,
     }),
   ];
   if (r.outputs.length) {

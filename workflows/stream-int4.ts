@@ -37,6 +37,7 @@ import type { StreamInt4Report, StreamInt4Weight } from '../report/stream.js';
 import { weightBytes, writeStreamed, type StreamOptions } from './stream.js';
 import { streamGptq, type GptqTarget, type StreamGptq } from './stream-gptq.js';
 import { collectSamples } from '../data/index.js';
+import { evenlySpaced } from '../passes/quantize/sample-source.js';
 import { inputInfos } from '../passes/convert/convert-float16.js';
 
 export interface StreamInt4Options extends StreamOptions {
@@ -509,7 +510,9 @@ export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamIn
   let gptq: StreamGptq | undefined;
   if (method === 'gptq') {
     checkGptqSpace(o, targets, blockSize, symmetric, input.bytes);
-    const feeds = (await collectSamples(o.calibration!, inputInfos(model), { limit: samples })).map((s) => s.feed);
+    const read = (await collectSamples(o.calibration!, inputInfos(model), { limit: samples })).map((s) => s.feed);
+    // the in-memory pass's moment samples (evenly spaced), so both paths quantize on the same data
+    const feeds = evenlySpaced(read, p.momentSamples);
     gptq = await streamGptq(model, targets, feeds, {
       blockSize,
       symmetric,
@@ -520,11 +523,11 @@ export async function streamInt4Workflow(o: StreamInt4Options): Promise<StreamIn
       ...(o.log ? { log: o.log } : {}),
     });
     const c = gptq.report;
-    notes.push(`GPTQ layer by layer: ${c.samples} calibration samples through ${c.segments} segment${c.segments === 1 ? '' : 's'}; ${c.spilledBytes ? `${c.spilledBytes} bytes of activations spilled to ${c.spillDir} (removed)` : 'no activation spilled'}`);
+    notes.push(`GPTQ layer by layer: ${c.samples} of ${read.length} calibration samples (evenly spaced: the pass's momentSamples) through ${c.segments} segment${c.segments === 1 ? '' : 's'}; ${c.spilledBytes ? `${c.spilledBytes} bytes of activations spilled to ${c.spillDir} (removed)` : 'no activation spilled'}`);
   }
   try {
     const weights = rewrite(model, blockSize, symmetric, level, p.embeddings, minElements, gptq);
-    const fingerprint = JSON.stringify({ mode: 'int4-stream', blockSize, symmetric, level, embeddings: p.embeddings, minElements, ...(method === 'gptq' ? { method, calibration: o.calibration, samples, damp } : {}) });
+    const fingerprint = JSON.stringify({ mode: 'int4-stream', blockSize, symmetric, level, embeddings: p.embeddings, minElements, ...(method === 'gptq' ? { method, calibration: o.calibration, samples, momentSamples: p.momentSamples, damp } : {}) });
     const write = writeStreamed(model, o.output, o, fingerprint, t0, notes, input);
     const report: StreamInt4Report = { schema: 'onnxforge.quantize-stream/1', mode: 'int4', input: o.model, output: o.output, method, blockSize, symmetric, accuracyLevel: level, weights, write };
     if (gptq) report.calibration = gptq.report;

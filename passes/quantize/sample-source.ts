@@ -52,3 +52,14 @@ export async function firstSamples(source: SampleSource, n: number): Promise<Sam
   }
   return out;
 }
+
+/**
+ * At most `max` of `items`, evenly spaced over them (item floor(i * n / max) for i = 0 .. max - 1, in
+ * order), or all of them when there are no more than `max`: a deterministic subset that spans the whole
+ * set rather than its start.
+ */
+export function evenlySpaced<T>(items: readonly T[], max: number): T[] {
+  const n = items.length;
+  if (n <= max) return [...items];
+  return Array.from({ length: Math.max(0, max) }, (_, i) => items[Math.floor((i * n) / max)]!);
+}

@@ -52,7 +52,7 @@ describe('int4 parts', () => {
   it('hessianFactor (halves, float64 MatMuls in onnxruntime) equals the JS factor, and blocked GPTQ writes the codes of the input-by-input loop', async () => {
     const linalg = new Linalg(nodeRunner);
     try {
-      // 200: halves of 128 and 72, a leaf of 8 past the last block; an always-zero input (zero row/column)
+      // 200: halves of 128 and 72 (leaves of 64 and 8 past them); an always-zero input (zero row/column)
       for (const [K, N, blockSize] of [[200, 24, 8], [256, 40, 64]] as const) {
         const h = spd(K, K);
         for (let i = 0; i < K; i++) h[5 * K + i] = h[i * K + 5] = 0;

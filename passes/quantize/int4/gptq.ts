@@ -38,8 +38,8 @@ export function inverseHessianFactor(hessian: Float64Array, n: number, damp: num
 export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg): Promise<Float64Array> {
   const mean = meanDiagonal(hessian, n);
   for (let d = damp; d < 1e3; d *= 10) {
-    const f = await linalg.choleskyInverse(reversedDamped(hessian, n, d * mean), n);
-    if (f) return reversedUpper(f.inv, n);
+    const inv = await linalg.choleskyInverse(reversedDamped(hessian, n, d * mean), n);
+    if (inv) return reversedUpper(inv, n);
   }
   throw notFactoring(n);
 }
@@ -121,23 +121,7 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
   for (let k1 = 0; k1 < K; k1 += blockSize) {
     const k2 = Math.min(K, k1 + blockSize);
     const width = k2 - k1;
-    const b = k1 / blockSize;
-    const err = new Float64Array(N * width);
-    for (let n = 0; n < N; n++) {
-      const row = n * K;
-      const p = blockParams(w, row + k1, row + k2, bits, symmetric);
-      r.scales[n * r.kBlocks + b] = p.scale;
-      r.zeroPoints[n * r.kBlocks + b] = p.zeroPoint;
-      for (let k = k1; k < k2; k++) {
-        const q = codeOf(w[row + k]!, p.scale, p.zeroPoint, bits);
-        r.codes[row + k] = q;
-        const e = (w[row + k]! - Math.fround((q - p.zeroPoint) * p.scale)) / u[k * K + k]!;
-        err[n * width + k - k1] = e;
-        if (e === 0) continue;
-        const uk = k * K;
-        for (let j = k + 1; j < k2; j++) w[row + j]! -= e * u[uk + j]!;
-      }
-    }
+    const err = quantizeBlock(w, r, u, k1, k2);
     if (k2 === K) break;
     const rest = K - k2;
     const ub = block(u, K, k1, k2, k2, K);
@@ -145,15 +129,53 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
     const chunk = Math.max(1, Math.floor(UPDATE_BYTES / (8 * rest)));
     for (let n0 = 0; n0 < N; n0 += chunk) {
       const n1 = Math.min(N, n0 + chunk);
-      const update = await linalg.matmul(err.subarray(n0 * width, n1 * width), n1 - n0, width, ub, rest);
-      for (let n = n0; n < n1; n++) {
-        const row = n * K + k2;
-        const o = (n - n0) * rest;
-        for (let j = 0; j < rest; j++) w[row + j]! -= update[o + j]!;
-      }
+      subtractRows(w, K, k2, await linalg.matmul(err.subarray(n0 * width, n1 * width), n1 - n0, width, ub, rest), n0, n1);
     }
   }
   return r;
+}
+
+/*
+ * The loops of quantizeGptqBlocked live in plain functions: V8 compiles a hot loop inside an async
+ * function less well than in a plain one (this in-block loop: 0.78 against 0.46 ms in a micro-benchmark).
+ */
+
+/**
+ * One quantization block (inputs k1..k2) of every row of `w` ([N, K], updated in place): the block's
+ * scale and zero point from the weights as they are now, then input by input the code, its scaled
+ * rounding error e, and the update of the block's remaining inputs. Returns E ([N, k2 - k1]).
+ */
+function quantizeBlock(w: Float64Array, r: BlockQuantized, u: Float64Array, k1: number, k2: number): Float64Array {
+  const { N, K, bits, symmetric } = r;
+  const width = k2 - k1;
+  const b = k1 / r.blockSize;
+  const err = new Float64Array(N * width);
+  for (let n = 0; n < N; n++) {
+    const row = n * K;
+    const p = blockParams(w, row + k1, row + k2, bits, symmetric);
+    r.scales[n * r.kBlocks + b] = p.scale;
+    r.zeroPoints[n * r.kBlocks + b] = p.zeroPoint;
+    for (let k = k1; k < k2; k++) {
+      const q = codeOf(w[row + k]!, p.scale, p.zeroPoint, bits);
+      r.codes[row + k] = q;
+      const e = (w[row + k]! - Math.fround((q - p.zeroPoint) * p.scale)) / u[k * K + k]!;
+      err[n * width + k - k1] = e;
+      if (e === 0) continue;
+      const uk = k * K;
+      for (let j = k + 1; j < k2; j++) w[row + j]! -= e * u[uk + j]!;
+    }
+  }
+  return err;
+}
+
+/** w[n, k2..K] -= update[n - n0, :] for rows n0..n1 of `w` ([N, K]). */
+function subtractRows(w: Float64Array, K: number, k2: number, update: Float64Array, n0: number, n1: number): void {
+  const rest = K - k2;
+  for (let n = n0; n < n1; n++) {
+    const row = n * K + k2;
+    const o = (n - n0) * rest;
+    for (let j = 0; j < rest; j++) w[row + j]! -= update[o + j]!;
+  }
 }
 
 /**
@@ -185,14 +207,25 @@ export class OutputErrorMeter extends LazySession {
 
   async errors(rows: Float32Array, approximations: readonly Float32Array[], N: number, K: number, hessian: Float64Array): Promise<number[]> {
     const m = approximations.length;
-    const d = new Float32Array(m * N * K);
-    approximations.forEach((x, a) => {
-      for (let i = 0; i < N * K; i++) d[a * N * K + i] = rows[i]! - x[i]!;
-    });
-    const out = await (await this.open()).run({ d: { type: 'float32', dims: [m * N, K], data: d }, h: { type: 'float32', dims: [K, K], data: Float32Array.from(hessian) } }, ['sum']);
-    const per = out['sum']!.data as Float32Array;
-    const totals = new Array<number>(m).fill(0);
-    for (let r = 0; r < m * N; r++) totals[Math.floor(r / N)]! += per[r]!;
-    return totals;
+    const out = await (await this.open()).run({ d: { type: 'float32', dims: [m * N, K], data: differences(rows, approximations) }, h: { type: 'float32', dims: [K, K], data: Float32Array.from(hessian) } }, ['sum']);
+    return sumsOf(out['sum']!.data as Float32Array, m, N);
   }
+}
+
+/** The rows minus each approximation, stacked ([m * N, K]). */
+function differences(rows: Float32Array, approximations: readonly Float32Array[]): Float32Array {
+  const size = rows.length;
+  const d = new Float32Array(approximations.length * size);
+  approximations.forEach((x, a) => {
+    const at = a * size;
+    for (let i = 0; i < size; i++) d[at + i] = rows[i]! - x[i]!;
+  });
+  return d;
+}
+
+/** Per approximation, the sum of its N row errors. */
+function sumsOf(per: Float32Array, m: number, N: number): number[] {
+  const totals = new Array<number>(m).fill(0);
+  for (let r = 0; r < m * N; r++) totals[Math.floor(r / N)]! += per[r]!;
+  return totals;
 }
