@@ -4,6 +4,9 @@
  * + save), then q4 (load, transformer preset, quantize-int4 with its phases: prepare, moments, quantize
  * (GPTQ), sensitivity (first/last layer), accuracyLevel (kernel choice), save) and fp16 (load, preset,
  * convert-float16 with its ranges, save), one JSON line each; later rounds show the cost with the JIT warm.
+ * `yardCpu`/`q4Cpu`: this process's CPU time (all threads) of the yardstick and of q4, steadier than wall
+ * time on a loaded machine (wall time includes waiting for a core; onnxruntime's moments session may use
+ * more than one thread, which CPU time counts and wall time does not).
  */
 import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
@@ -20,17 +23,24 @@ const dir = mkdtempSync(join(tmpdir(), 'onnxforge-cost-'));
 const path = await trainedLanguageModel();
 const feeds = languageModelCalibrationFeeds({ count: 32 });
 const reps = Number(process.argv[2] ?? 2);
+const cpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 console.log(`load ${loadavg()[0]!.toFixed(2)}`);
 for (let r = 0; r < reps; r++) {
   let t0 = performance.now();
+  let c0 = cpu();
   const s = await Session.create(path, { intraOpNumThreads: 1, allowSpinning: false });
   for (const f of feeds) await s.run(f);
   await s.dispose();
   const m0 = await loadModel(path);
   await saveModel(m0, join(dir, 'y.onnx'));
   const yard = performance.now() - t0;
+  const yardCpu = cpu() - c0;
 
   t0 = performance.now();
+  c0 = cpu();
   const m = await loadModel(path);
   const tl = performance.now() - t0;
   const { model } = await fuseTransformer(m, { keepWeights: true, attentionWeights: true });
@@ -40,6 +50,7 @@ for (let r = 0; r < reps; r++) {
   await saveModel(model, join(dir, 'q4.onnx'));
   const ts = performance.now() - t1;
   const q4 = performance.now() - t0;
+  const q4Cpu = cpu() - c0;
 
   t0 = performance.now();
   const m2 = await loadModel(path);
@@ -49,6 +60,6 @@ for (let r = 0; r < reps; r++) {
   const tc = performance.now() - t0 - tf2;
   await saveModel(f16, join(dir, 'f16.onnx'));
   const fp16 = performance.now() - t0;
-  console.log(JSON.stringify({ yard: Math.round(yard), q4: Math.round(q4), q4ratio: +(q4 / yard).toFixed(2), load: Math.round(tl), fuse: Math.round(tf), phases: Object.fromEntries(Object.entries(rep.ms).map(([k, v]) => [k, Math.round(v)])), save: Math.round(ts), kernels: rep.kernels.map((k) => `${k.shape}x${k.weights}:${k.chosen}`), keep: rep.keepInt8.map((k) => `${k.position}:${k.kept}:${k.gain.toFixed(2)}`), level: rep.accuracyLevel.chosen, fp16: Math.round(fp16), fp16ratio: +(fp16 / yard).toFixed(2), fp16fuse: Math.round(tf2), fp16convert: Math.round(tc), fp16ranges: c.ranges }));
+  console.log(JSON.stringify({ yard: Math.round(yard), q4: Math.round(q4), q4ratio: +(q4 / yard).toFixed(2), yardCpu: Math.round(yardCpu), q4Cpu: Math.round(q4Cpu), q4CpuRatio: +(q4Cpu / yardCpu).toFixed(2), load: Math.round(tl), fuse: Math.round(tf), phases: Object.fromEntries(Object.entries(rep.ms).map(([k, v]) => [k, Math.round(v)])), save: Math.round(ts), kernels: rep.kernels.map((k) => `${k.shape}x${k.weights}:${k.chosen}`), keep: rep.keepInt8.map((k) => `${k.position}:${k.kept}:${k.gain.toFixed(2)}`), level: rep.accuracyLevel.chosen, fp16: Math.round(fp16), fp16ratio: +(fp16 / yard).toFixed(2), fp16fuse: Math.round(tf2), fp16convert: Math.round(tc), fp16ranges: c.ranges }));
 }
 console.log(`load ${loadavg()[0]!.toFixed(2)}`);

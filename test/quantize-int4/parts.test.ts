@@ -14,6 +14,7 @@ import { compactConstants } from '../../passes/quantize/int4/constants.js';
 import { hessianFactor, inverseHessianFactor, OutputErrorMeter, quantizeGptq, quantizeGptqBlocked } from '../../passes/quantize/int4/gptq.js';
 import { Linalg } from '../../passes/quantize/int4/linalg.js';
 import { kernelByRule } from '../../passes/quantize/int4/kernels.js';
+import { roundHalfUp } from '../../passes/quantize/int4/blocks.js';
 import { collectInputMoments } from '../../passes/quantize/int4/activations.js';
 import { nodeRunner } from '../../runtime/runner.js';
 
@@ -101,6 +102,13 @@ describe('int4 parts', () => {
       for (let j = 0; j < want.length; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!) / (1 + Math.abs(want[j]!)));
       expect(worst).toBeLessThan(1e-4);
     });
+  });
+
+  it('roundHalfUp is Math.round (halves up, the float64 cases where x + 0.5 rounds up to an integer included)', () => {
+    const rand = mulberry32(3);
+    const xs = [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999999999999994, -0.49999999999999994, 1.4999999999999998, 2.4999999999999996, -2.5000000000000004, 7.499999999999999, -1e-300, 0, 15.5, -16.5];
+    for (let i = 0; i < 20000; i++) xs.push((rand() - 0.5) * 40, Math.floor((rand() - 0.5) * 40) + 0.5);
+    for (const x of xs) expect(roundHalfUp(x) + 0).toBe(Math.round(x) + 0);
   });
 
   it('kernelByRule: MatMulNBits accuracy_level 4 from K = 768 (when level 4 is allowed), else unpacked; with nbits forced, level 4 from K = 512, else 1', () => {

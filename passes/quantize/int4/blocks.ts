@@ -74,13 +74,23 @@ export function blockParams(values: ArrayLike<number>, from: number, to: number,
   }
   const scale = Math.fround((hi - lo) / levels);
   if (scale === 0) return { scale: 0, zeroPoint: mid };
-  return { scale, zeroPoint: Math.min(levels, Math.max(0, Math.round(-lo / scale))) };
+  return { scale, zeroPoint: Math.min(levels, Math.max(0, roundHalfUp(-lo / scale))) };
+}
+
+/**
+ * Math.round(x) (the nearest integer, halves up) for |x| < 2^52, ~4x faster in V8's loops: floor(x +
+ * 0.5), less one where x + 0.5 rounded up to the next integer (x just below a half: 0.5 - 2^-54 + 0.5
+ * is 1 in float64), which the exact comparison x < q - 0.5 finds.
+ */
+export function roundHalfUp(x: number): number {
+  const q = Math.floor(x + 0.5);
+  return x < q - 0.5 ? q - 1 : q;
 }
 
 /** The code of `w` in a block with `scale` and `zeroPoint`. */
 export function codeOf(w: number, scale: number, zeroPoint: number, bits: Bits): number {
   if (scale === 0) return zeroPoint;
-  const q = Math.round(w / scale) + zeroPoint;
+  const q = roundHalfUp(w / scale) + zeroPoint;
   return q < 0 ? 0 : q > (1 << bits) - 1 ? (1 << bits) - 1 : q;
 }
 
@@ -108,11 +118,14 @@ export function quantizeRtn(rows: Float32Array, N: number, K: number, bits: Bits
 
 /** The float rows ([N, K]) the codes stand for: (q - z) * s, in float32 as onnxruntime computes it. */
 export function dequantizeRows(q: BlockQuantized): Float32Array {
-  const out = new Float32Array(q.N * q.K);
-  for (let n = 0; n < q.N; n++) {
-    for (let k = 0; k < q.K; k++) {
-      const b = n * q.kBlocks + Math.floor(k / q.blockSize);
-      out[n * q.K + k] = Math.fround((q.codes[n * q.K + k]! - q.zeroPoints[b]!) * q.scales[b]!);
+  const { N, K, blockSize, kBlocks, codes, scales, zeroPoints } = q;
+  const out = new Float32Array(N * K);
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < kBlocks; b++) {
+      const s = scales[n * kBlocks + b]!;
+      const z = zeroPoints[n * kBlocks + b]!;
+      const to = n * K + Math.min(K, (b + 1) * blockSize);
+      for (let i = n * K + b * blockSize; i < to; i++) out[i] = Math.fround((codes[i]! - z) * s);
     }
   }
   return out;

@@ -107,58 +107,88 @@ export function quantizeGptq(rows: Float32Array, N: number, K: number, hessian: 
 }
 
 /**
- * {@link quantizeGptq} in the lazy-batch form of the GPTQ paper: the inputs are taken one quantization
- * block at a time; within a block each rounding error updates the block's remaining inputs (JS), and
- * the block's errors E [N, B] update every later input at once, W[:, k2:] -= E U[k1:k2, k2:], one
- * float64 MatMul by onnxruntime. The same arithmetic as the input-by-input loop (every block's
- * scale is still set from the weights as they are when the block starts), with the N K^2 / 2
- * multiply-adds of the updates in MLAS instead of JS. `u`: {@link hessianFactor} of the damped Hessian.
+ * {@link quantizeGptq} in the lazy-batch form of the GPTQ paper: the inputs are taken {@link SPAN} at a
+ * time; within a span each rounding error updates the span's remaining inputs (JS, float64), and the
+ * span's errors E [N, S] update every later input at once, W[:, k2:] -= E U[k1:k2, k2:], one float32
+ * MatMul by onnxruntime (the reference GPTQ computes in float32 throughout; W stays float64 here).
+ * A quantization block's scale and zero point are set from the weights as they are when the block
+ * starts, every earlier span's update applied, as in the input-by-input loop. `u`:
+ * {@link hessianFactor} of the damped Hessian.
  */
 export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, u: Float64Array, linalg: Linalg): Promise<BlockQuantized> {
   const w = Float64Array.from(rows);
   for (let k = 0; k < K; k++) if (hessian[k * K + k] === 0) for (let n = 0; n < N; n++) w[n * K + k] = 0;
   const r = emptyBlocks(N, K, bits, blockSize, symmetric);
-  for (let k1 = 0; k1 < K; k1 += blockSize) {
-    const k2 = Math.min(K, k1 + blockSize);
+  // spans never straddle a quantization block (block sizes are powers of two from 16)
+  const span = blockSize % SPAN === 0 ? SPAN : blockSize;
+  for (let k1 = 0; k1 < K; k1 += span) {
+    const k2 = Math.min(K, k1 + span);
     const width = k2 - k1;
-    const err = quantizeBlock(w, r, u, k1, k2);
+    if (k1 % blockSize === 0) setBlockParams(w, r, k1);
+    const err = quantizeSpan(w, r, u, k1, k2);
     if (k2 === K) break;
     const rest = K - k2;
-    const ub = block(u, K, k1, k2, k2, K);
+    const ub = Float32Array.from(block(u, K, k1, k2, k2, K));
     // rows of E in chunks: each output (onnxruntime's and its copy in JS) at most UPDATE_BYTES, not N x rest
-    const chunk = Math.max(1, Math.floor(UPDATE_BYTES / (8 * rest)));
+    const chunk = Math.max(1, Math.floor(UPDATE_BYTES / (4 * rest)));
     for (let n0 = 0; n0 < N; n0 += chunk) {
       const n1 = Math.min(N, n0 + chunk);
-      subtractRows(w, K, k2, await linalg.matmul(err.subarray(n0 * width, n1 * width), n1 - n0, width, ub, rest), n0, n1);
+      subtractRows(w, K, k2, await linalg.matmul32(err.subarray(n0 * width, n1 * width), n1 - n0, width, ub, rest), n0, n1);
     }
   }
   return r;
 }
 
-/*
- * The loops of quantizeGptqBlocked live in plain functions: V8 compiles a hot loop inside an async
- * function less well than in a plain one (this in-block loop: 0.78 against 0.46 ms in a micro-benchmark).
+/**
+ * Inputs per lazy update. The in-span updates cost JS N K (S - 1) / 2 multiply-adds, the updates
+ * after each span N K^2 / (2 S) subtractions in JS plus one onnxruntime call. CPU time of GPTQ on the
+ * trained LM's 13 weights (block 64, 4 runs each, load 3.4): spans of 64 81-133 ms, 32 60-82, 16
+ * 55-87, 8 89-125 (the calls' overhead).
  */
+const SPAN = 16;
 
 /**
- * One quantization block (inputs k1..k2) of every row of `w` ([N, K], updated in place): the block's
- * scale and zero point from the weights as they are now, then input by input the code, its scaled
- * rounding error e, and the update of the block's remaining inputs. Returns E ([N, k2 - k1]).
+ * Bytes of one update product in {@link quantizeGptqBlocked}. Each element of E U is the same dot
+ * product whatever the number of rows per MatMul, so chunking changes no value; it bounds memory: an
+ * LM head [32000, 1024] took 0.26 GB per block's product, twice (onnxruntime's buffer and JS's copy).
  */
-function quantizeBlock(w: Float64Array, r: BlockQuantized, u: Float64Array, k1: number, k2: number): Float64Array {
-  const { N, K, bits, symmetric } = r;
-  const width = k2 - k1;
+const UPDATE_BYTES = 16 << 20;
+
+/*
+ * The loops of quantizeGptqBlocked live in plain functions: V8 compiles a hot loop inside an async
+ * function less well than in a plain one (the in-block loop: 0.78 against 0.46 ms in a micro-benchmark).
+ */
+
+/** Scale and zero point of quantization block k1 / blockSize of every row of `w` ([N, K]), from its weights now. */
+function setBlockParams(w: Float64Array, r: BlockQuantized, k1: number): void {
+  const { N, K, bits, symmetric, kBlocks } = r;
   const b = k1 / r.blockSize;
-  const err = new Float64Array(N * width);
+  const k2 = Math.min(K, k1 + r.blockSize);
+  for (let n = 0; n < N; n++) {
+    const p = blockParams(w, n * K + k1, n * K + k2, bits, symmetric);
+    r.scales[n * kBlocks + b] = p.scale;
+    r.zeroPoints[n * kBlocks + b] = p.zeroPoint;
+  }
+}
+
+/**
+ * Inputs k1..k2 (inside one quantization block) of every row of `w` ([N, K], updated in place): input
+ * by input the code, its scaled rounding error e, and the update of the span's remaining inputs.
+ * Returns E ([N, k2 - k1], float32 for the MatMul of the later inputs' update).
+ */
+function quantizeSpan(w: Float64Array, r: BlockQuantized, u: Float64Array, k1: number, k2: number): Float32Array {
+  const { N, K, bits, kBlocks } = r;
+  const width = k2 - k1;
+  const b = Math.floor(k1 / r.blockSize);
+  const err = new Float32Array(N * width);
   for (let n = 0; n < N; n++) {
     const row = n * K;
-    const p = blockParams(w, row + k1, row + k2, bits, symmetric);
-    r.scales[n * r.kBlocks + b] = p.scale;
-    r.zeroPoints[n * r.kBlocks + b] = p.zeroPoint;
+    const scale = r.scales[n * kBlocks + b]!;
+    const zeroPoint = r.zeroPoints[n * kBlocks + b]!;
     for (let k = k1; k < k2; k++) {
-      const q = codeOf(w[row + k]!, p.scale, p.zeroPoint, bits);
+      const q = codeOf(w[row + k]!, scale, zeroPoint, bits);
       r.codes[row + k] = q;
-      const e = (w[row + k]! - Math.fround((q - p.zeroPoint) * p.scale)) / u[k * K + k]!;
+      const e = (w[row + k]! - Math.fround((q - zeroPoint) * scale)) / u[k * K + k]!;
       err[n * width + k - k1] = e;
       if (e === 0) continue;
       const uk = k * K;
@@ -169,7 +199,7 @@ function quantizeBlock(w: Float64Array, r: BlockQuantized, u: Float64Array, k1: 
 }
 
 /** w[n, k2..K] -= update[n - n0, :] for rows n0..n1 of `w` ([N, K]). */
-function subtractRows(w: Float64Array, K: number, k2: number, update: Float64Array, n0: number, n1: number): void {
+function subtractRows(w: Float64Array, K: number, k2: number, update: Float32Array, n0: number, n1: number): void {
   const rest = K - k2;
   for (let n = n0; n < n1; n++) {
     const row = n * K + k2;
@@ -177,13 +207,6 @@ function subtractRows(w: Float64Array, K: number, k2: number, update: Float64Arr
     for (let j = 0; j < rest; j++) w[row + j]! -= update[o + j]!;
   }
 }
-
-/**
- * Bytes of one update product in {@link quantizeGptqBlocked}. Each element of E U is the same dot
- * product whatever the number of rows per MatMul, so chunking changes no value; it bounds memory: an
- * LM head [32000, 1024] took 0.26 GB per block's product, twice (onnxruntime's buffer and JS's copy).
- */
-const UPDATE_BYTES = 16 << 20;
 
 /**
  * Squared layer-output errors on the calibration rows, tr(D H D^T), of several approximations of the
