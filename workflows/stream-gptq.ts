@@ -35,7 +35,7 @@ import { checkLocation, cloneModel, FileExternalSource, forEachTensor } from '..
 import { readTensorRange, writeModelReferences } from '../onnx/stream.js';
 import { accumulateInputMoments, concatFeeds, stackFeeds } from '../passes/quantize/int4/activations.js';
 import { packCodes, packZeroPoints, rowsOfKN } from '../passes/quantize/int4/blocks.js';
-import { hessianFactor, quantizeGptqBlocked } from '../passes/quantize/int4/gptq.js';
+import { hessianFactor, quantizeGptqBlocked, type GptqFactor } from '../passes/quantize/int4/gptq.js';
 import { Linalg } from '../passes/quantize/int4/linalg.js';
 import type { StreamCalibrationReport } from '../report/stream.js';
 import { nodeRunner } from '../runtime/runner.js';
@@ -262,8 +262,8 @@ function weightRows(t: GptqTarget): Float32Array {
 }
 
 /** GPTQ of one weight (the in-memory pass's quantizeGptqBlocked) in MatMulNBits' layouts. */
-async function quantizeWeight(t: GptqTarget, hessian: Float64Array, factor: Float64Array, o: StreamGptqOptions, linalg: Linalg): Promise<GptqParts> {
-  const q = await quantizeGptqBlocked(weightRows(t), t.N, t.K, hessian, 4, o.blockSize, o.symmetric, factor, linalg);
+async function quantizeWeight(t: GptqTarget, hessian: Float64Array, factor: GptqFactor, o: StreamGptqOptions, linalg: Linalg): Promise<GptqParts> {
+  const { q } = await quantizeGptqBlocked(weightRows(t), t.N, t.K, hessian, 4, o.blockSize, o.symmetric, factor, linalg);
   return { codes: packCodes(q), scales: new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength), zp: o.symmetric ? new Uint8Array(0) : packZeroPoints(q).bytes };
 }
 
@@ -377,7 +377,7 @@ export async function streamGptq(model: Model, targets: readonly GptqTarget[], f
         ms.calibrate += performance.now() - t;
         t = performance.now();
         // one inverse Hessian factor per layer input (q, k and v read the same one), both dropped after the input's last weight
-        const factors = new Map<string, Promise<Float64Array>>();
+        const factors = new Map<string, Promise<GptqFactor>>();
         const readers = new Map<string, number>();
         for (const n of own) readers.set(n.inputs[0]!.name, (readers.get(n.inputs[0]!.name) ?? 0) + 1);
         for (const n of own) {

@@ -43,7 +43,7 @@ import { Bits, BlockQuantized, defaultZeroPoints, dequantizeRows, quantizeRtn, r
 import { emitGatherBlockQuantized, emitMatMulNBits, emitQdqMatMul, MS_DOMAIN, replaceNode, UnpackConstants, unpackedWeight } from './int4/emit.js';
 import { compactConstants, type CompactedConstant } from './int4/constants.js';
 import { classKey, KernelClass, kernelByRule, KernelTiming, measureKernels, nbitsByRule, RULE_LEVEL4_ERROR } from './int4/kernels.js';
-import { hessianFactor, OutputErrorMeter, quantizeGptqBlocked } from './int4/gptq.js';
+import { GptqFactor, hessianFactor, OutputErrorMeter, quantizeGptqBlocked } from './int4/gptq.js';
 import { Linalg } from './int4/linalg.js';
 import { reference, Reference, referenceOf, sqnrDb, trialErrors, type WeightSlot } from './int4/probe.js';
 
@@ -481,8 +481,8 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
 
   // one inverse Hessian factor per layer input (q, k and v read the same one), computed by onnxruntime's MatMuls
   const linalg = new Linalg(ctx.runner);
-  const factors = new Map<string, Promise<Float64Array>>();
-  const factorOf = (name: string, m: InputMoments): Promise<Float64Array> => {
+  const factors = new Map<string, Promise<GptqFactor>>();
+  const factorOf = (name: string, m: InputMoments): Promise<GptqFactor> => {
     let f = factors.get(name);
     if (!f) factors.set(name, (f = hessianFactor(m.hessian, m.K, o.damp, linalg)));
     return f;
@@ -495,13 +495,15 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   for (const c of cands) {
     const m = c.op === 'Gather' ? undefined : moments.get(c.input.name);
     const rtn = quantizeRtn(c.rows, c.N, c.K, 4, o.blockSize, o.symmetric);
-    c.q4 = method === 'gptq' && m ? await quantizeGptqBlocked(c.rows, c.N, c.K, m.hessian, 4, o.blockSize, o.symmetric, await factorOf(c.input.name, m), linalg) : rtn;
+    // moments exist only for GPTQ (and never for a Gather): GPTQ's own output error comes from its run
+    const gptq = m ? await quantizeGptqBlocked(c.rows, c.N, c.K, m.hessian, 4, o.blockSize, o.symmetric, await factorOf(c.input.name, m), linalg) : undefined;
+    c.q4 = gptq ? gptq.q : rtn;
     c.report.method = method;
     c.dq4 = dequantizeRows(c.q4);
     c.report.weightError = relWeightError(c.rows, c.dq4);
-    if (m) {
-      const [energy, gptq, rtnError] = (await meter.errors(c.rows, [new Float32Array(c.rows.length), c.dq4, c.q4 === rtn ? c.dq4 : dequantizeRows(rtn)], c.N, c.K, m.hessian)) as [number, number, number];
-      c.report.outputError = gptq / (energy || 1);
+    if (m && gptq) {
+      const [energy, rtnError] = (await meter.errors(c.rows, [new Float32Array(c.rows.length), dequantizeRows(rtn)], c.N, c.K, m.hessian)) as [number, number];
+      c.report.outputError = gptq.outputError / (energy || 1);
       c.report.rtnOutputError = rtnError / (energy || 1);
     }
     if (c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8')) {

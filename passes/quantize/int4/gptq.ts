@@ -16,7 +16,7 @@ import { internalError } from '../../../core/errors.js';
 import { Tensor } from '../../../core/tensor.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 import type { Model } from '../../../ir/ir.js';
-import { BlockQuantized, Bits, blockParams, codeOf, emptyBlocks } from './blocks.js';
+import { BlockQuantized, Bits, blockParams, codeOf, dequantizeRows, emptyBlocks } from './blocks.js';
 import { block, cholesky, LazySession, Linalg, lowerInverse } from './linalg.js';
 
 /**
@@ -34,12 +34,18 @@ export function inverseHessianFactor(hessian: Float64Array, n: number, damp: num
   throw notFactoring(n);
 }
 
+/** U of the damped Hessian H + lambda I (inputs always zero counting 1 on the diagonal), and lambda. */
+export interface GptqFactor {
+  u: Float64Array;
+  lambda: number;
+}
+
 /** {@link inverseHessianFactor} with the Cholesky factor and its inverse computed on halves, the MatMuls by onnxruntime (int4/linalg.ts). */
-export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg): Promise<Float64Array> {
+export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg): Promise<GptqFactor> {
   const mean = meanDiagonal(hessian, n);
   for (let d = damp; d < 1e3; d *= 10) {
     const inv = await linalg.choleskyInverse(reversedDamped(hessian, n, d * mean), n);
-    if (inv) return reversedUpper(inv, n);
+    if (inv) return { u: reversedUpper(inv, n), lambda: d * mean };
   }
   throw notFactoring(n);
 }
@@ -106,19 +112,29 @@ export function quantizeGptq(rows: Float32Array, N: number, K: number, hessian: 
   return r;
 }
 
+/** GPTQ's codes, and the squared layer-output error they leave on the calibration data. */
+export interface GptqResult {
+  q: BlockQuantized;
+  /** tr(D H D^T), D = rows - dequant(q) ({@link gptqOutputError}). */
+  outputError: number;
+}
+
 /**
  * {@link quantizeGptq} in the lazy-batch form of the GPTQ paper: the inputs are taken {@link SPAN} at a
  * time; within a span each rounding error updates the span's remaining inputs (JS, float64), and the
  * span's errors E [N, S] update every later input at once, W[:, k2:] -= E U[k1:k2, k2:], one float32
  * MatMul by onnxruntime (the reference GPTQ computes in float32 throughout; W stays float64 here).
  * A quantization block's scale and zero point are set from the weights as they are when the block
- * starts, every earlier span's update applied, as in the input-by-input loop. `u`:
- * {@link hessianFactor} of the damped Hessian.
+ * starts, every earlier span's update applied, as in the input-by-input loop. `factor`:
+ * {@link hessianFactor} of the Hessian.
  */
-export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, u: Float64Array, linalg: Linalg): Promise<BlockQuantized> {
+export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, factor: GptqFactor, linalg: Linalg): Promise<GptqResult> {
+  const { u, lambda } = factor;
   const w = Float64Array.from(rows);
   for (let k = 0; k < K; k++) if (hessian[k * K + k] === 0) for (let n = 0; n < N; n++) w[n * K + k] = 0;
+  const start = Float64Array.from(w);
   const r = emptyBlocks(N, K, bits, blockSize, symmetric);
+  let sumE2 = 0;
   // spans never straddle a quantization block (block sizes are powers of two from 16)
   const span = blockSize % SPAN === 0 ? SPAN : blockSize;
   for (let k1 = 0; k1 < K; k1 += span) {
@@ -126,17 +142,39 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
     const width = k2 - k1;
     if (k1 % blockSize === 0) setBlockParams(w, r, k1);
     const err = quantizeSpan(w, r, u, k1, k2);
+    sumE2 += sumOfSquares(err);
     if (k2 === K) break;
     const rest = K - k2;
     const ub = Float32Array.from(block(u, K, k1, k2, k2, K));
+    const err32 = Float32Array.from(err);
     // rows of E in chunks: each output (onnxruntime's and its copy in JS) at most UPDATE_BYTES, not N x rest
     const chunk = Math.max(1, Math.floor(UPDATE_BYTES / (4 * rest)));
     for (let n0 = 0; n0 < N; n0 += chunk) {
       const n1 = Math.min(N, n0 + chunk);
-      subtractRows(w, K, k2, await linalg.matmul32(err.subarray(n0 * width, n1 * width), n1 - n0, width, ub, rest), n0, n1);
+      subtractRows(w, K, k2, await linalg.matmul32(err32.subarray(n0 * width, n1 * width), n1 - n0, width, ub, rest), n0, n1);
     }
   }
-  return r;
+  return { q: r, outputError: gptqOutputError(sumE2, lambda, start, r) };
+}
+
+/**
+ * The layer-output error GPTQ leaves, from its own run: the weight change is D = E U (E the scaled
+ * rounding errors, every update being linear), and U (H + lambda I + Z) U^T = I (Z: 1 on the diagonal
+ * of the inputs always zero, whose columns of D are zero), so tr(D H D^T) = ||E||^2 - lambda ||D||^2
+ * without the N K^2 multiply-adds of the quadratic form. Exact up to rounding: E is computed in
+ * float64, the lazy updates in float32 (agrees with {@link OutputErrorMeter} to ~1e-5 relative).
+ */
+function gptqOutputError(sumE2: number, lambda: number, start: Float64Array, q: BlockQuantized): number {
+  const dq = dequantizeRows(q);
+  let d2 = 0;
+  for (let i = 0; i < dq.length; i++) d2 += (start[i]! - dq[i]!) ** 2;
+  return sumE2 - lambda * d2;
+}
+
+function sumOfSquares(x: Float32Array | Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i]! * x[i]!;
+  return s;
 }
 
 /**
@@ -174,13 +212,13 @@ function setBlockParams(w: Float64Array, r: BlockQuantized, k1: number): void {
 /**
  * Inputs k1..k2 (inside one quantization block) of every row of `w` ([N, K], updated in place): input
  * by input the code, its scaled rounding error e, and the update of the span's remaining inputs.
- * Returns E ([N, k2 - k1], float32 for the MatMul of the later inputs' update).
+ * Returns E ([N, k2 - k1]).
  */
-function quantizeSpan(w: Float64Array, r: BlockQuantized, u: Float64Array, k1: number, k2: number): Float32Array {
+function quantizeSpan(w: Float64Array, r: BlockQuantized, u: Float64Array, k1: number, k2: number): Float64Array {
   const { N, K, bits, kBlocks } = r;
   const width = k2 - k1;
   const b = Math.floor(k1 / r.blockSize);
-  const err = new Float32Array(N * width);
+  const err = new Float64Array(N * width);
   for (let n = 0; n < N; n++) {
     const row = n * K;
     const scale = r.scales[n * kBlocks + b]!;
