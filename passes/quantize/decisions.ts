@@ -7,14 +7,24 @@
  * trial gives a paired ratio int8 / float: both sides were timed within a second of each other, so
  * a period of load on the machine inflates both and largely cancels (measured on PaddleOCR rec on
  * this 2-core VM at load average 14: a layer's float time moved 48-81 µs across trials, its int8
- * time 107-194 µs, their paired ratio stayed 1.9-2.8). The estimate is the gate's statistic over the
- * trial ratios (runtime/timer.ts): the median of their lowest third, its noise the spread of that
- * lowest third. A layer changes precision from the default (int8) only when the slowdown clearly
- * exceeds both the noise and the margin, and is worth it per run:
+ * time 107-194 µs, their paired ratio stayed 1.9-2.8). The estimate is the median of the trial
+ * ratios, its noise the width of the median's distribution-free confidence interval (the order
+ * statistics n/2 - sqrt(n) to n/2 + sqrt(n), ~95%; all of them below 5 trials). A layer changes
+ * precision from the default (int8) only when the slowdown clearly exceeds both the noise and the
+ * margin, and is worth it per run:
  *
  *   float  when  ratio - 1 > max(margin, noise)  and  (ratio - 1) * float µs > worth
  *   int8   otherwise; 'uncertain' when ratio - 1 + noise > margin (the measurement cannot tell).
  *   worth = max(minUs, minShare * the float model's time per run)
+ *
+ * Why the median of the paired ratios and not the gate's median of the lowest third: the gate times
+ * one model, whose time load can only inflate, so the fast trials are the true ones. A paired ratio
+ * is not one-sided (load on the float side lowers it, on the int8 side raises it), and some int8
+ * kernels vary by themselves: PaddleOCR det's p2o.Conv.48 took 60-183 µs in int8 across 36 trials of
+ * one run while its float time (8-12 µs) and its neighbours' (±3%) stayed put. The lowest third
+ * of its ratios put its slowdown at 73 µs against a worth floor of 73 µs, and resampling 12 of those
+ * 36 trials landed it at or under the floor 44% of the time (so 2 of 10 runs wrote another file); the
+ * median put it at 87-89 µs, under the floor in 0.3% of resamples of 12 and never of 36.
  *
  * The worth floor is relative to the whole model on purpose: a layer whose slowdown is a thousandth of
  * the model's time changes nothing any latency measurement of the model can see (the gate's noise on a
@@ -23,13 +33,10 @@
  * 1.46x and 1.52x slower in int8, i.e. 4.8-5.5 µs per run against the old fixed 5 µs floor, were
  * float in some runs and int8 in others, so the file changed).
  *
- * Near the floor, measure longer. Any floor has layers near it; what moves them across it from run to
- * run is the noise of 12 trials, not the layer (measured on PaddleOCR det at load 1: p2o.Conv.48, 10x
- * slower in int8, slowdown 80-95 µs per run against a floor of 70-78 µs in the runs whose trials were
- * quiet, 62-70 µs in the two runs whose lowest third of ratios spread by 48-79 µs, and those two
- * kept it int8). So when a layer is clearly slower by its ratio and its slowdown sits within its noise
- * (or `nearWorth`, 25%) of the floor, the round takes `extraTrials` (24) more trials of the same
- * builds, once, and decides every layer on all of them.
+ * Near the floor, measure longer. Any floor has layers near it in some model, and 12 trials are few
+ * for a layer whose int8 time varies by itself. So when a layer is clearly slower by its ratio and
+ * its slowdown sits within its noise (or `nearWorth`, 25%) of the floor, the round takes
+ * `extraTrials` (24) more trials of the same builds, once, and decides every layer on all of them.
  *
  * Ties and uncertain layers go to int8 (the default precision, the smaller model). The margin is
  * wide (30%) on purpose: on rec the layers between 1.05x and 1.3x slower in int8 sum to well under 1%
@@ -81,12 +88,12 @@ export interface LayerDecision {
   node: string;
   op: string;
   choice: Choice;
-  /** int8 / float time: median of the lowest third of the paired trial ratios. */
+  /** int8 / float time: median of the paired trial ratios. */
   ratio: number;
   /** Per-side estimates per run (µs): median of the lowest third of each side's trials. */
   floatUs: number;
   int8Us: number;
-  /** Noise of the ratio (spread of its lowest third), in µs of the float time. */
+  /** Noise of the ratio (width of its median's confidence interval), in µs of the float time. */
   noiseUs: number;
   /** clear: beyond noise and margin in one direction; uncertain: the measurement cannot tell (int8 by rule). */
   certainty: 'clear' | 'uncertain';
@@ -114,6 +121,19 @@ export interface DecisionsDocument {
   recordedAt: string;
 }
 
+/**
+ * Median of the samples and the width of its distribution-free confidence interval: the order
+ * statistics floor(n/2 - sqrt(n)) to ceil(n/2 + sqrt(n)) - 1 (0-based, clamped; ~95% from n = 12 on).
+ */
+export function medianWithNoise(samples: readonly number[]): { value: number; noise: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  const n = s.length;
+  if (n === 0) return { value: 0, noise: 0 };
+  const lo = Math.max(0, Math.floor(n / 2 - Math.sqrt(n)));
+  const hi = Math.min(n - 1, Math.ceil(n / 2 + Math.sqrt(n)) - 1);
+  return { value: median(s), noise: s[hi]! - s[lo]! };
+}
+
 /** The gate's statistic: median of the lowest third (at least 3) of the samples, and the spread of that third. */
 export function floorOf(samples: readonly number[]): { value: number; noise: number } {
   const s = [...samples].sort((a, b) => a - b);
@@ -137,7 +157,7 @@ export function decideLayer(floatTrials: readonly number[], int8Trials: readonly
   const ratios = floatTrials.flatMap((fu, k) => (fu > 0 && int8Trials[k] !== undefined ? [int8Trials[k]! / fu] : []));
   const worthUs = Number(minUs.toFixed(1));
   if (ratios.length === 0) return { ratio: NaN, floatUs: f, int8Us: q, noiseUs: 0, choice: 'int8', certainty: 'clear', why: 'no float kernel time profiled for it: int8 (default)', trials: 0, worthUs };
-  const r = floorOf(ratios);
+  const r = medianWithNoise(ratios);
   // fewer than 3 trials: the spread is unknown, so nothing is clear
   const noise = ratios.length < 3 ? Infinity : r.noise;
   const excess = r.value - 1;

@@ -483,9 +483,10 @@ function perCall(rows: readonly OpProfileRow[]): OpProfileRow[] {
 /**
  * The latency-aware choice, measured: each round profiles the current int8 build and the float model
  * in `trials` pairs (alternating which goes first, so both see the same load), charges every kernel to
- * its compute layer per trial, and decides each layer from its per-trial times with the gate's
- * estimator on the paired int8/float ratios and a noise margin (passes/quant/decisions.ts: float only
- * when int8 is slower beyond the noise and the margin; uncertain layers stay int8). Layers returned to float move Q/DQ boundaries onto
+ * its compute layer per trial, and decides each layer from the median of its paired int8/float
+ * trial ratios with a noise margin (passes/quantize/decisions.ts: float only when int8 is slower
+ * beyond the noise and the margin; uncertain layers stay int8; more trials when a clearly slower
+ * layer sits near the worth floor). Layers returned to float move Q/DQ boundaries onto
  * their neighbours, so the next round profiles the new build, until no layer changes.
  */
 async function latencySearch(prepared: Model, nodes: Node[], source: SampleSource, options: QuantizeStaticOptions, floats: Map<number, string>, weightOnly: Set<number>, prefer: 'speed' | 'size', build: Builder): Promise<LatencyReport> {

@@ -2,7 +2,8 @@
  * Reproducible latency-aware decisions (passes/quant/decisions.ts), with injected profilers and never
  * real timings:
  * - the margin rule: a layer goes to float only when int8 is slower beyond the measured noise and the
- *   margin; a difference within the noise is 'uncertain' and stays int8;
+ *   margin (median of the paired trial ratios, noise the width of its confidence interval); a
+ *   difference within the noise is 'uncertain' and stays int8;
  * - through quantize-static with a noisy fake profiler: different noise draws give the same decisions
  *   and byte-identical models, and the report and metadata_props record them;
  * - replay: the recorded document gives the same bytes without profiling; documents for another model,
@@ -16,7 +17,7 @@ import { mulberry32 } from '../../data/index.js';
 import type { Model } from '../../ir/ir.js';
 import { serializeModel } from '../../onnx/index.js';
 import { quantizeStatic } from '../../passes/api.js';
-import { decideLayer, DECISIONS_METADATA_KEY, DECISIONS_SCHEMA, DecisionsDocument, floorOf, layerListHash, readDecisions } from '../../passes/quantize/decisions.js';
+import { decideLayer, DECISIONS_METADATA_KEY, DECISIONS_SCHEMA, DecisionsDocument, floorOf, layerListHash, medianWithNoise, readDecisions } from '../../passes/quantize/decisions.js';
 import { Profiler, writeDecisions } from '../../passes/quantize/quantize-static.js';
 import type { OpProfileRow } from '../../runtime/profile.js';
 import { convRelu, gaussianSource, residual } from './models.js';
@@ -28,6 +29,24 @@ describe('the margin rule', () => {
   it('estimates by the median of the lowest third of the trials, noise by its spread', () => {
     expect(floorOf([10, 50, 11, 12, 40, 13])).toEqual({ value: 11, noise: 2 });
     expect(floorOf([100, 104, 101, 300, 102, 103, 250, 105, 106])).toEqual({ value: 101, noise: 2 });
+  });
+
+  it('estimates a ratio by the median of the trials, its noise by the median\'s ~95% confidence interval', () => {
+    // 12 trials: order statistics 3rd to 10th
+    expect(medianWithNoise([12, 1, 11, 2, 10, 3, 9, 4, 8, 5, 7, 6])).toEqual({ value: 6.5, noise: 7 });
+    // 36 trials: 13th to 24th; 3 trials: all of them
+    expect(medianWithNoise(Array.from({ length: 36 }, (_, i) => i + 1))).toEqual({ value: 18.5, noise: 11 });
+    expect(medianWithNoise([1.15, 1.55, 1.35])).toEqual({ value: 1.35, noise: expect.closeTo(0.4, 10) });
+  });
+
+  it('an int8 kernel that varies by itself is judged by its median, not by its fastest trials', () => {
+    // float 10 µs steady; int8 60-180 µs (as PaddleOCR det's p2o.Conv.48): median ratio 10, lowest third 7
+    const f = Array(12).fill(10);
+    const q = [60, 70, 80, 90, 100, 100, 100, 100, 110, 120, 150, 180];
+    // worth floor 80 µs (0.1% of 80 ms): a 90 µs slowdown is worth a float layer; the lowest third's 60 µs was not
+    const d = decideLayer(f, q, { modelUs: 80000 });
+    expect(d).toMatchObject({ choice: 'float', certainty: 'clear', ratio: 10 });
+    expect((floorOf(q.map((x) => x / 10)).value - 1) * 10).toBeLessThan(80);
   });
 
   it('decides on paired trial ratios, so a period of load on both sides cancels', () => {
