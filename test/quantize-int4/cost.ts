@@ -3,7 +3,8 @@
  * the yardstick of bench:transformer's cost target (one fp32 pass over 32 calibration windows + load
  * + save), then q4 (load, transformer preset, quantize-int4 with its phases: prepare, moments, quantize
  * (GPTQ), sensitivity (first/last layer), accuracyLevel (kernel choice), save) and fp16 (load, preset,
- * convert-float16 with its ranges, save), one JSON line each; later rounds show the cost with the JIT warm.
+ * convert-float16 with its ranges, save) and q4f16 (as bench:transformer builds it: int4 with MatMulNBits
+ * kernels, then convert-float16), one JSON line each; later rounds show the cost with the JIT warm.
  * `yardCpu`/`q4Cpu`: this process's CPU time (all threads) of the yardstick and of q4, steadier than wall
  * time on a loaded machine (wall time includes waiting for a core; onnxruntime's moments session may use
  * more than one thread, which CPU time counts and wall time does not).
@@ -14,7 +15,7 @@ import { tmpdir, loadavg } from 'node:os';
 import { loadModel, saveModel, cloneModel } from '../../onnx/index.js';
 import { Session } from '../../runtime/session.js';
 import { createPassContext } from '../../passes/manager.js';
-import { quantizeInt4 } from '../../passes/quantize/quantize-int4.js';
+import { quantizeInt4, quantizesPackedAttention } from '../../passes/quantize/quantize-int4.js';
 import { convertFloat16 } from '../../passes/convert/convert-float16.js';
 import { fuseTransformer } from '../../workflows/quantize/int4.js';
 import { languageModelCalibrationFeeds, trainedLanguageModel } from '../../train/lm/index.js';
@@ -60,6 +61,16 @@ for (let r = 0; r < reps; r++) {
   const tc = performance.now() - t0 - tf2;
   await saveModel(f16, join(dir, 'f16.onnx'));
   const fp16 = performance.now() - t0;
-  console.log(JSON.stringify({ yard: Math.round(yard), q4: Math.round(q4), q4ratio: +(q4 / yard).toFixed(2), yardCpu: Math.round(yardCpu), q4Cpu: Math.round(q4Cpu), q4CpuRatio: +(q4Cpu / yardCpu).toFixed(2), load: Math.round(tl), fuse: Math.round(tf), phases: Object.fromEntries(Object.entries(rep.ms).map(([k, v]) => [k, Math.round(v)])), save: Math.round(ts), kernels: rep.kernels.map((k) => `${k.shape}x${k.weights}:${k.chosen}`), keep: rep.keepInt8.map((k) => `${k.position}:${k.kept}:${k.gain.toFixed(2)}`), level: rep.accuracyLevel.chosen, fp16: Math.round(fp16), fp16ratio: +(fp16 / yard).toFixed(2), fp16fuse: Math.round(tf2), fp16convert: Math.round(tc), fp16ranges: c.ranges }));
+
+  // q4f16 as bench:transformer builds it: int4 with MatMulNBits kernels, then convert-float16 with its ranges
+  t0 = performance.now();
+  const nbits = { kernel: 'nbits' as const };
+  const { model: m4 } = await fuseTransformer(await loadModel(path), { keepWeights: true, attentionWeights: (w) => quantizesPackedAttention(nbits, w) });
+  await quantizeInt4(m4, { calibration: feeds, probe: feeds }, nbits, createPassContext());
+  const tq = performance.now() - t0;
+  await convertFloat16(m4, { calibration: feeds }, createPassContext());
+  await saveModel(m4, join(dir, 'q4f16.onnx'));
+  const q4f16 = performance.now() - t0;
+  console.log(JSON.stringify({ yard: Math.round(yard), q4: Math.round(q4), q4ratio: +(q4 / yard).toFixed(2), yardCpu: Math.round(yardCpu), q4Cpu: Math.round(q4Cpu), q4CpuRatio: +(q4Cpu / yardCpu).toFixed(2), load: Math.round(tl), fuse: Math.round(tf), phases: Object.fromEntries(Object.entries(rep.ms).map(([k, v]) => [k, Math.round(v)])), save: Math.round(ts), kernels: rep.kernels.map((k) => `${k.shape}x${k.weights}:${k.chosen}`), keep: rep.keepInt8.map((k) => `${k.position}:${k.kept}:${k.gain.toFixed(2)}`), level: rep.accuracyLevel.chosen, fp16: Math.round(fp16), fp16ratio: +(fp16 / yard).toFixed(2), fp16fuse: Math.round(tf2), fp16convert: Math.round(tc), fp16ranges: c.ranges, q4f16: Math.round(q4f16), q4f16ratio: +(q4f16 / yard).toFixed(2), q4f16int4: Math.round(tq) }));
 }
 console.log(`load ${loadavg()[0]!.toFixed(2)}`);
