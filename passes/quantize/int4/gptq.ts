@@ -16,7 +16,7 @@ import { internalError } from '../../../core/errors.js';
 import { Tensor } from '../../../core/tensor.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 import type { Model } from '../../../ir/ir.js';
-import { BlockQuantized, Bits, blockParams, codeOf, dequantizeRows, emptyBlocks } from './blocks.js';
+import { BlockQuantized, Bits, blockParams, codeOf, emptyBlocks } from './blocks.js';
 import { block, cholesky, LazySession, Linalg, lowerInverse } from './linalg.js';
 
 /**
@@ -132,7 +132,6 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
   const { u, lambda } = factor;
   const w = Float64Array.from(rows);
   for (let k = 0; k < K; k++) if (hessian[k * K + k] === 0) for (let n = 0; n < N; n++) w[n * K + k] = 0;
-  const start = Float64Array.from(w);
   const r = emptyBlocks(N, K, bits, blockSize, symmetric);
   let sumE2 = 0;
   // spans never straddle a quantization block (block sizes are powers of two from 16)
@@ -154,7 +153,7 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
       subtractRows(w, K, k2, await linalg.matmul32(err32.subarray(n0 * width, n1 * width), n1 - n0, width, ub, rest), n0, n1);
     }
   }
-  return { q: r, outputError: gptqOutputError(sumE2, lambda, start, r) };
+  return { q: r, outputError: gptqOutputError(sumE2, lambda, rows, hessian, r) };
 }
 
 /**
@@ -164,10 +163,17 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
  * without the N K^2 multiply-adds of the quadratic form. Exact up to rounding: E is computed in
  * float64, the lazy updates in float32 (agrees with {@link OutputErrorMeter} to ~1e-5 relative).
  */
-function gptqOutputError(sumE2: number, lambda: number, start: Float64Array, q: BlockQuantized): number {
-  const dq = dequantizeRows(q);
+function gptqOutputError(sumE2: number, lambda: number, rows: Float32Array, hessian: Float64Array, q: BlockQuantized): number {
+  const { N, K, blockSize, kBlocks, codes, scales, zeroPoints } = q;
   let d2 = 0;
-  for (let i = 0; i < dq.length; i++) d2 += (start[i]! - dq[i]!) ** 2;
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      if (hessian[k * K + k] === 0) continue; // an input always zero: its column of D is zero
+      const b = n * kBlocks + Math.floor(k / blockSize);
+      const i = n * K + k;
+      d2 += (rows[i]! - Math.fround((codes[i]! - zeroPoints[b]!) * scales[b]!)) ** 2;
+    }
+  }
   return sumE2 - lambda * d2;
 }
 
