@@ -45,7 +45,7 @@ import { compactConstants, type CompactedConstant } from './int4/constants.js';
 import { classKey, KernelClass, kernelByRule, KernelTiming, measureKernels, nbitsByRule, RULE_LEVEL4_ERROR } from './int4/kernels.js';
 import { GptqFactor, hessianFactor, OutputErrorMeter, quantizeGptqBlocked } from './int4/gptq.js';
 import { Linalg } from './int4/linalg.js';
-import { reference, Reference, referenceOf, sqnrDb, trialErrors, type WeightSlot } from './int4/probe.js';
+import { endTrials, reference, Reference, referenceOf, sqnrDb, type WeightSlot } from './int4/probe.js';
 
 export type Int4Method = 'rtn' | 'gptq';
 
@@ -543,7 +543,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     };
     const fixed = cands.filter((c) => !ends.some(([e]) => e === c)).map((c): [WeightSlot, Float32Array] => [slot(c), value(c, c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8') ? q8(c) : c.q4!)]);
     const [first, last] = ends.map(([c]) => [value(c, c.q4!), value(c, q8(c))]) as [[Float32Array, Float32Array], [Float32Array, Float32Array]];
-    const [errorAll4, ...with8] = await trialErrors(model, fixed, ends.map(([c]) => slot(c)), [[first[0], last[0]], [first[1], last[0]], [first[0], last[1]]], ref, ctx.runner);
+    const [errorAll4, ...with8] = await endTrials(model, fixed, slot(ends[0]![0]), first, slot(ends[1]![0]), last, ref, ctx.runner);
     ends.forEach(([c, position], i) => {
       const errorWith8 = with8[i]!;
       const gain = errorAll4! > 0 ? (errorAll4! - errorWith8) / errorAll4! : 0;

@@ -17,6 +17,8 @@ import { kernelByRule } from '../../passes/quantize/int4/kernels.js';
 import { dequantizeRows, roundHalfUp } from '../../passes/quantize/int4/blocks.js';
 import { collectInputMoments } from '../../passes/quantize/int4/activations.js';
 import { nodeRunner } from '../../runtime/runner.js';
+import type { Runner } from '../../runtime/runner-types.js';
+import { endTrials, reference, trialErrors, type WeightSlot } from '../../passes/quantize/int4/probe.js';
 
 function spd(n: number, seed: number): Float64Array {
   const rand = mulberry32(seed);
@@ -53,7 +55,7 @@ describe('int4 parts', () => {
   it('hessianFactor (halves, float64 MatMuls in onnxruntime) equals the JS factor, and blocked GPTQ writes the codes of the input-by-input loop', async () => {
     const linalg = new Linalg(nodeRunner);
     try {
-      // 200: halves of 128 and 72 (leaves of 64 and 8 past them); an always-zero input (zero row/column)
+      // 200: halves of 128 and 72 (leaves of 32 and 8 past them); an always-zero input (zero row/column)
       for (const [K, N, blockSize] of [[200, 24, 8], [256, 40, 64]] as const) {
         const h = spd(K, K);
         for (let i = 0; i < K; i++) h[5 * K + i] = h[i * K + 5] = 0;
@@ -108,6 +110,43 @@ describe('int4 parts', () => {
       for (let j = 0; j < want.length; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!) / (1 + Math.abs(want[j]!)));
       expect(worst).toBeLessThan(1e-4);
     });
+  });
+
+  it('endTrials: a last weight reaching the output linearly (plain, through a bias Add) gets its 8-bit trial from the all-4-bit run, equal to a pass of the model; otherwise three passes', async () => {
+    const rand = mulberry32(21);
+    const w = (r: number, c: number) => Float32Array.from({ length: r * c }, () => rand() - 0.5);
+    for (const tail of ['plain', 'bias', 'relu'] as const) {
+      const b = new GraphBuilder({ opset: 17 });
+      const x = b.input('x', 'float', ['batch', 5, 8]);
+      const [h] = b.op('MatMul', [x, b.initializer('w0', Tensor.from(DataType.FLOAT, [8, 16], w(8, 16)))]);
+      const [r] = b.op('Relu', [h!]);
+      const [mid] = b.op('MatMul', [r!, b.initializer('w1', Tensor.from(DataType.FLOAT, [16, 16], w(16, 16)))]);
+      const [y] = b.op('MatMul', [mid!, b.initializer('w2', Tensor.from(DataType.FLOAT, [16, 4], w(16, 4)))]);
+      const [out] = tail === 'plain' ? [y] : b.op(tail === 'bias' ? 'Add' : 'Relu', tail === 'bias' ? [y!, b.initializer('b2', Tensor.from(DataType.FLOAT, [4], w(1, 4)))] : [y!]);
+      b.output(out!, 'out', 'float');
+      const model = b.model();
+      const feeds = Array.from({ length: 3 }, () => ({ x: { type: 'float32' as const, dims: [1, 5, 8], data: w(5, 8) } }));
+      const ref = await reference(model, feeds, nodeRunner);
+      const slot = (node: number, K: number, N: number): WeightSlot => ({ node, input: 1, dims: [K, N] });
+      const first = slot(0, 8, 16);
+      const last = slot(3, 16, 4);
+      const fixed: Array<[WeightSlot, Float32Array]> = [[slot(2, 16, 16), w(16, 16)]];
+      const f: [Float32Array, Float32Array] = [w(8, 16), w(8, 16)];
+      const l: [Float32Array, Float32Array] = [w(16, 4), w(16, 4)];
+      // model passes of the trials' session: two when the last weight's trial comes from the all-4-bit run
+      let passes = 0;
+      const counting: Runner = {
+        ...nodeRunner,
+        open: async (m, o, name) => {
+          const session = await nodeRunner.open(m, o, name);
+          return name === '(first/last layer trials)' ? { name: session.name, inputs: session.inputs, outputs: session.outputs, run: (feed, names) => (passes++, session.run(feed, names)), dispose: () => session.dispose() } : session;
+        },
+      };
+      const got = await endTrials(model, fixed, first, f, last, l, ref, counting);
+      expect(passes).toBe(tail === 'relu' ? 3 : 2);
+      const want = await trialErrors(model, fixed, [first, last], [[f[0], l[0]], [f[1], l[0]], [f[0], l[1]]], ref, nodeRunner);
+      got.forEach((e, i) => expect(e / want[i]!).toBeCloseTo(1, 5));
+    }
   });
 
   it('roundHalfUp is Math.round (halves up, the float64 cases where x + 0.5 rounds up to an integer included)', () => {

@@ -9,8 +9,12 @@ import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 import type { Model } from '../../../ir/ir.js';
 
-/** Largest block factored in JS (below it, onnxruntime's per-run overhead costs more than the arithmetic). */
-const LEAF = 64;
+/**
+ * Largest block factored in JS (below it, onnxruntime's per-run overhead costs more than the arithmetic).
+ * CPU time of the trained LM's ten 128-wide and three 512-wide factors: 128 ~20 / ~46 ms, 64 ~13 / ~42,
+ * 32 ~10 / ~35 (3 runs each, load ~2.5).
+ */
+const LEAF = 32;
 
 /** In-place lower Cholesky factor of the symmetric positive definite a (n x n); false if it is not. */
 export function cholesky(a: Float64Array, n: number): boolean {

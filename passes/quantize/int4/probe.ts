@@ -2,13 +2,14 @@
  * Measurements on candidate models, against the float model on fixed calibration feeds:
  * - output error: sum of squared differences over every float output and feed, divided by the float
  *   outputs' energy (relative MSE; SQNR = -10 log10 of it);
- * Used to decide which layers keep 8 bits: {@link trialErrors} measures several settings of the
+ * Used to decide which layers keep 8 bits: {@link endTrials} measures several settings of the
  * first and last weights in one session (the weights as graph inputs fed per trial).
  */
 import type { Feed } from '../../../core/host-tensor.js';
 import { DataType } from '../../../core/dtype.js';
 import { Tensor } from '../../../core/tensor.js';
-import { Attribute, Value, type Model } from '../../../ir/ir.js';
+import { Attribute, constantOf, Value, type Model } from '../../../ir/ir.js';
+import { Linalg } from './linalg.js';
 import { cloneModel } from '../../../onnx/codec.js';
 import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import { concatFeeds, stackFeeds } from './activations.js';
@@ -47,10 +48,17 @@ export async function reference(model: Model, feeds: readonly Feed[], runner: Ru
   }
 }
 
-async function errorOf(s: ModelSession, ref: Reference, extra: Feed = {}, groups?: readonly Feed[][]): Promise<number> {
-  let sse = 0;
+/** Outputs of one run rewritten into those of another weight setting (see {@link endTrials}). */
+type OutputVariant = (outputs: Record<string, Float32Array>) => Promise<Record<string, Float32Array>>;
+
+/**
+ * Relative output errors against `ref` of one run of `s` per probe group (stacked feeds, or one run
+ * per feed when the outputs do not stack) with `extra` fed: the run's own, then each variant's.
+ */
+async function errorsOf(s: ModelSession, ref: Reference, extra: Feed, groups: readonly Feed[][], variants: readonly OutputVariant[] = []): Promise<number[]> {
+  const sse = new Array<number>(1 + variants.length).fill(0);
   let i = 0;
-  for (const group of groups ?? ref.feeds.map((f) => [f])) {
+  for (const group of groups) {
     const wants = ref.outputs.slice(i, i + group.length);
     const o = floatOutputs(await s.run({ ...(group.length === 1 ? group[0]! : concatFeeds(group)), ...extra }));
     // a stacked run's outputs hold the feeds' outputs one after the other (batch axis first); else one run per feed
@@ -60,17 +68,23 @@ async function errorOf(s: ModelSession, ref: Reference, extra: Feed = {}, groups
       outs.length = 0;
       for (const f of group) outs.push(floatOutputs(await s.run({ ...f, ...extra })));
     }
+    const settings: Array<Array<Record<string, Float32Array>>> = [];
+    for (const out of outs) {
+      const all = [out];
+      for (const v of variants) all.push(await v(out));
+      settings.push(all);
+    }
     for (const k of Object.keys(wants[0]!)) {
       let at = 0;
       wants.forEach((w, j) => {
         const want = w[k]!;
-        sse += squaredError(outs[stacked ? 0 : j]![k]!, stacked ? at : 0, want);
+        settings[stacked ? 0 : j]!.forEach((out, t) => (sse[t]! += squaredError(out[k]!, stacked ? at : 0, want)));
         at += want.length;
       });
     }
     i += group.length;
   }
-  return ref.energy > 0 ? sse / ref.energy : sse;
+  return sse.map((e) => (ref.energy > 0 ? e / ref.energy : e));
 }
 
 /**
@@ -90,7 +104,7 @@ function squaredError(got: Float32Array, from: number, want: Float32Array): numb
 export async function relativeError(model: Model, ref: Reference, runner: Runner): Promise<number> {
   const s = await runner.open(model, SESSION, '(candidate model)');
   try {
-    return await errorOf(s, ref);
+    return (await errorsOf(s, ref, {}, ref.feeds.map((f) => [f])))[0]!;
   } finally {
     await s.dispose();
   }
@@ -108,12 +122,10 @@ export interface WeightSlot {
 }
 
 /**
- * Relative output errors against `ref` of `model` with weights replaced, one per trial, in one
- * session: each `fixed` weight becomes a float32 constant, each of `varied` a graph input that trial t
- * feeds with trials[t][i]. (Stands for the quantized model: onnxruntime unpacks a block-quantized
- * weight to exactly these float32 values at load.)
+ * `model` with weights replaced, in one session: each `fixed` weight a float32 constant, each of
+ * `varied` a graph input (named in `inputs`), and `observe` (values of the model) extra outputs.
  */
-export async function trialErrors(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], trials: ReadonlyArray<readonly Float32Array[]>, ref: Reference, runner: Runner): Promise<number[]> {
+async function trialSession(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], runner: Runner, observe: readonly string[] = []): Promise<{ session: ModelSession; inputs: string[] }> {
   const m = cloneModel(model);
   const g = m.graph;
   const nodes = [...g.nodes];
@@ -126,23 +138,104 @@ export async function trialErrors(model: Model, fixed: ReadonlyArray<[WeightSlot
     }
   };
   for (const [slot, data] of fixed) put(slot, g.addInitializer(Tensor.from(DataType.FLOAT, slot.dims, data), m.names.fresh('trial_weight')));
-  const names = varied.map((slot) => {
+  const inputs = varied.map((slot) => {
     const v = new Value(m.names.fresh('trial_input'));
     v.setTensorType(DataType.FLOAT, slot.dims);
     g.addInput(v);
     put(slot, v);
     return v.name;
   });
-  const s = await runner.open(m, SESSION, '(first/last layer trials)');
+  for (const name of observe) {
+    const v = nodes.flatMap((n) => n.outputs).find((x) => x.name === name);
+    if (v && !v.isGraphOutput) g.addOutput(v);
+  }
+  return { session: await runner.open(m, SESSION, '(first/last layer trials)'), inputs };
+}
+
+const fedWith = (inputs: readonly string[], slots: readonly WeightSlot[], values: readonly Float32Array[]): Feed => Object.fromEntries(inputs.map((n, i) => [n, { type: 'float32' as const, dims: slots[i]!.dims, data: values[i]! }]));
+
+/**
+ * Relative output errors against `ref` of `model` with weights replaced, one per trial, in one
+ * session: each `fixed` weight becomes a float32 constant, each of `varied` a graph input that trial t
+ * feeds with trials[t][i]. (Stands for the quantized model: onnxruntime unpacks a block-quantized
+ * weight to exactly these float32 values at load.)
+ */
+export async function trialErrors(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], trials: ReadonlyArray<readonly Float32Array[]>, ref: Reference, runner: Runner): Promise<number[]> {
+  const { session, inputs } = await trialSession(model, fixed, varied, runner);
   try {
     const out: number[] = [];
     // the probe feeds stacked on the batch axis where the model allows it (stackFeeds), one run per group
     const groups = stackFeeds(model, ref.feeds);
-    for (const t of trials) out.push(await errorOf(s, ref, Object.fromEntries(names.map((n, i) => [n, { type: 'float32' as const, dims: varied[i]!.dims, data: t[i]! }])), groups));
+    for (const t of trials) out.push((await errorsOf(session, ref, fedWith(inputs, varied, t), groups))[0]!);
     return out;
   } finally {
-    await s.dispose();
+    await session.dispose();
   }
+}
+
+/**
+ * The graph output that the MatMul/Gemm weight in `slot` reaches linearly, with the weight's input:
+ * the node's output is a graph output itself, or only an Add of a constant (a bias) reads it and
+ * that Add's output is one. Then the output with another weight W' is Y + X (W' - W).
+ */
+function linearOutput(model: Model, slot: WeightSlot): { input: string; output: string } | undefined {
+  const node = model.graph.nodes[slot.node];
+  if (!node || node.opDomain !== '' || (node.opType !== 'MatMul' && node.opType !== 'Gemm') || slot.input !== 1 || node.outputs.length !== 1) return undefined;
+  const x = node.inputs[0];
+  const y = node.outputs[0]!;
+  if (!x?.producer) return undefined; // observed as an extra output of the trial model
+  if (y.isGraphOutput) return y.uses.length === 0 ? { input: x.name, output: y.name } : undefined;
+  const add = y.uses.length === 1 ? y.uses[0]!.node : undefined;
+  if (!add || add.opType !== 'Add' || add.opDomain !== '' || !add.outputs[0]?.isGraphOutput || add.outputs[0].uses.length > 0) return undefined;
+  const other = add.inputs.find((v) => v !== y);
+  return other && constantOf(other) ? { input: x.name, output: add.outputs[0].name } : undefined;
+}
+
+/**
+ * The first/last-layer trials: relative output errors of `model` with every `fixed` weight, and the
+ * first and last weights at 4 bits, first at 8, last at 8 (values [4-bit, 8-bit] in each slot's dims).
+ * When the last weight reaches a graph output linearly ({@link linearOutput}, as an LM head does),
+ * its 8-bit trial is the all-4-bit run's output plus X (W8 - W4) (one float32 MatMul) instead of a
+ * third pass of the model; the other weights' inputs are the same in both settings.
+ */
+export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, first: WeightSlot, firstValues: readonly [Float32Array, Float32Array], last: WeightSlot, lastValues: readonly [Float32Array, Float32Array], ref: Reference, runner: Runner): Promise<[number, number, number]> {
+  const slots = [first, last];
+  const linear = linearOutput(model, last);
+  if (!linear) {
+    const [all4, first8, last8] = await trialErrors(model, fixed, slots, [[firstValues[0], lastValues[0]], [firstValues[1], lastValues[0]], [firstValues[0], lastValues[1]]], ref, runner);
+    return [all4!, first8!, last8!];
+  }
+  const { session, inputs } = await trialSession(model, fixed, slots, runner, [linear.input]);
+  const linalg = new Linalg(runner);
+  try {
+    const [K, N] = last.dims;
+    const delta = difference(lastValues[1], lastValues[0]);
+    const last8: OutputVariant = async (o) => {
+      const x = o[linear.input]!;
+      return { ...o, [linear.output]: sum(o[linear.output]!, await linalg.matmul32(x, x.length / K, K, delta, N)) };
+    };
+    const groups = stackFeeds(model, ref.feeds);
+    const [all4, with8Last] = await errorsOf(session, ref, fedWith(inputs, slots, [firstValues[0], lastValues[0]]), groups, [last8]);
+    const [with8First] = await errorsOf(session, ref, fedWith(inputs, slots, [firstValues[1], lastValues[0]]), groups);
+    return [all4!, with8First!, with8Last!];
+  } finally {
+    await linalg.dispose();
+    await session.dispose();
+  }
+}
+
+/** a - b, elementwise, float32. */
+function difference(a: Float32Array, b: Float32Array): Float32Array {
+  const d = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) d[i] = a[i]! - b[i]!;
+  return d;
+}
+
+/** a + b, elementwise, float32. */
+function sum(a: Float32Array, b: Float32Array): Float32Array {
+  const d = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) d[i] = a[i]! + b[i]!;
+  return d;
 }
 
 export const sqnrDb = (relative: number): number => (relative > 0 ? -10 * Math.log10(relative) : Infinity);
