@@ -162,12 +162,14 @@ export function decideLayer(floatTrials: readonly number[], int8Trials: readonly
   const noise = ratios.length < 3 ? Infinity : r.noise;
   const excess = r.value - 1;
   const noiseUs = Number.isFinite(noise) ? noise * f : f;
+  const clearlySlower = excess > Math.max(margin, noise);
+  const slowdownUs = excess * f;
   // clearly slower by the ratio, and the slowdown per run within its noise (or the band) of the floor
-  const nearWorth = excess > Math.max(margin, noise) && Math.abs(excess * f - minUs) <= Math.max(noiseUs, band * minUs);
+  const nearWorth = clearlySlower && Math.abs(slowdownUs - minUs) <= Math.max(noiseUs, band * minUs);
   const base = { ratio: r.value, floatUs: f, int8Us: q, noiseUs, trials: ratios.length, worthUs, ...(nearWorth ? { nearWorth } : {}) };
-  const figures = `int8 ${r.value.toFixed(2)}x float (${q.toFixed(0)} vs ${f.toFixed(0)} µs per run), noise ±${Number.isFinite(noise) ? noise.toFixed(2) : '?'}x, margin ${margin.toFixed(2)}x and ${Number(minUs.toFixed(1))} µs`;
-  if (excess > Math.max(margin, noise) && excess * f > minUs) return { ...base, choice: 'float', certainty: 'clear', why: `slower in int8 beyond noise and margin: ${figures}` };
-  if (excess + (Number.isFinite(noise) ? noise : Infinity) <= margin || excess * f <= minUs) return { ...base, choice: 'int8', certainty: 'clear', why: `not slower in int8 beyond the margin: ${figures}` };
+  const figures = `int8 ${r.value.toFixed(2)}x float (${q.toFixed(0)} vs ${f.toFixed(0)} µs per run), noise ±${Number.isFinite(noise) ? noise.toFixed(2) : '?'}x, margin ${margin.toFixed(2)}x and ${worthUs} µs`;
+  if (clearlySlower && slowdownUs > minUs) return { ...base, choice: 'float', certainty: 'clear', why: `slower in int8 beyond noise and margin: ${figures}` };
+  if (excess + (Number.isFinite(noise) ? noise : Infinity) <= margin || slowdownUs <= minUs) return { ...base, choice: 'int8', certainty: 'clear', why: `not slower in int8 beyond the margin: ${figures}` };
   return { ...base, choice: 'int8', certainty: 'uncertain', why: `uncertain (slowdown within the noise), int8 by rule: ${figures}` };
 }
 
