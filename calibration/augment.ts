@@ -47,16 +47,34 @@ export function augmentModel(model: Model, tensors: readonly string[]): Model {
 export const EXTREME_OUTPUTS: [string, string] = ['__onnxforge_calib_min', '__onnxforge_calib_max'];
 
 /**
+ * With `{ sums: true }`, a third output: every tensor's sum, NaN exactly when the tensor holds a NaN
+ * (or both infinities). onnxruntime's ReduceMin/ReduceMax do not reliably propagate NaN (which
+ * element wins depends on the vectorized path: a NaN tensor of 48 elements gave min NaN, the same
+ * values stacked 8 times gave min 0); a sum always does.
+ */
+export const SUM_OUTPUT = '__onnxforge_calib_sum';
+
+/**
  * The augmented model for min/max calibration: ReduceMin and ReduceMax (all axes, keepdims 1) of each
  * tensor, reshaped to [1] and concatenated into two [T] graph outputs, so onnxruntime returns two
  * small tensors per sample whatever the number of tensors (per-output overhead dominates otherwise).
  * Min and max propagate NaN and infinity, which the caller then rejects.
  */
-export function augmentModelReduced(model: Model, tensors: readonly string[]): Model {
+export function augmentModelReduced(model: Model, tensors: readonly string[], o: { sums?: boolean } = {}): Model {
   const copy = cloneModel(model);
-  const g = copy.graph;
+  addExtremeOutputs(copy, tensors, o);
+  return copy;
+}
+
+/**
+ * Adds {@link EXTREME_OUTPUTS} (min and max of each of `tensors`, as {@link augmentModelReduced}
+ * builds them), and {@link SUM_OUTPUT} with `sums`, to `model` in place: for a copy that carries other
+ * extra outputs too (the int4 pass's moments model measures the float16 plan's ranges in the same run).
+ */
+export function addExtremeOutputs(model: Model, tensors: readonly string[], o: { sums?: boolean } = {}): void {
+  const g = model.graph;
   const byName = valuesByName(g);
-  const fresh = (base: string) => copy.names.fresh(base);
+  const fresh = (base: string) => model.names.fresh(base);
   const one = g.addInitializer(Tensor.from(DataType.INT64, [1], BigInt64Array.of(1n)), fresh('__onnxforge_calib_shape1'));
   const add = (op: string, inputs: Value[], name: string, attrs: Attribute[] = []): Value => {
     const out = new Value(fresh(name));
@@ -66,15 +84,17 @@ export function augmentModelReduced(model: Model, tensors: readonly string[]): M
     g.insertNode(node);
     return out;
   };
-  const parts: [Value[], Value[]] = [[], []];
+  const ops = o.sums ? ['ReduceMin', 'ReduceMax', 'ReduceSum'] : ['ReduceMin', 'ReduceMax'];
+  const parts: Value[][] = ops.map(() => []);
   for (const t of tensors) {
     const v = calibrationTarget(byName, t);
-    ['ReduceMin', 'ReduceMax'].forEach((op, i) => {
+    ops.forEach((op, i) => {
+      // no axes: all of them, at every opset
       const r = add(op, [v], `${t}__calib_${op}`, [Attribute.int('keepdims', 1)]);
       parts[i]!.push(add('Reshape', [r, one], `${t}__calib_${op}_1`));
     });
   }
-  EXTREME_OUTPUTS.forEach((name, i) => {
+  (o.sums ? [...EXTREME_OUTPUTS, SUM_OUTPUT] : EXTREME_OUTPUTS).forEach((name, i) => {
     const out = new Value(name);
     out.setTensorType(DataType.FLOAT, [tensors.length]);
     const node = new Node('Concat', parts[i]!, [out]);
@@ -83,7 +103,23 @@ export function augmentModelReduced(model: Model, tensors: readonly string[]): M
     g.insertNode(node);
     g.addOutput(out);
   });
-  return copy;
+}
+
+/**
+ * Widens `ranges` (tensor -> {min, max}, every tensor present) by one run's outputs of a model
+ * augmented with `{ sums: true }`: `[mins, maxs, sums]`, element k for `tensors[k]`. NaN anywhere in
+ * a tensor (its sum NaN) makes its range the widest (-Infinity, Infinity); infinities are kept.
+ */
+export function widenRanges(ranges: Map<string, { min: number; max: number }>, tensors: readonly string[], out: Feed): void {
+  const [mins, maxs, sums] = [...EXTREME_OUTPUTS, SUM_OUTPUT].map((name) => out[name]!.data as Float32Array) as [Float32Array, Float32Array, Float32Array];
+  for (let k = 0; k < tensors.length; k++) {
+    const r = ranges.get(tensors[k]!)!;
+    const nan = sums[k] !== sums[k];
+    const mn = mins[k]!;
+    const mx = maxs[k]!;
+    r.min = Math.min(r.min, nan || mn !== mn ? -Infinity : mn);
+    r.max = Math.max(r.max, nan || mx !== mx ? Infinity : mx);
+  }
 }
 
 /** Rejects NaN and infinite values in a sample's float inputs, naming the sample and the input. */

@@ -146,6 +146,19 @@ export function randomSamples(model: Model, count: number, shapes: Record<string
   };
 }
 
+/**
+ * The tensors whose activation ranges the plan reads: every float32 graph input and every used
+ * float32 node output of the main graph that is not a constant. Element types must be known
+ * ({@link inferTypes} first): a value of unknown type is not listed.
+ */
+export function rangeTensors(model: Model): string[] {
+  const g = model.graph;
+  const tensors = new Set<string>();
+  for (const v of g.inputs) if (isFloat32(v) && !constantOf(v)) tensors.add(v.name);
+  for (const n of g.nodes) for (const v of n.outputs) if (isFloat32(v) && !constantOf(v) && (v.uses.length > 0 || v.isGraphOutput)) tensors.add(v.name);
+  return [...tensors];
+}
+
 /** Converts `model` in place; returns what stayed float32 and why. */
 export async function convertFloat16(model: Model, options: ConvertFloat16Options = {}, ctx: Partial<Pick<PassContext, 'progress'>> & Pick<PassContext, 'runner'>): Promise<ConvertFloat16Report> {
   const o = withSchemaDefaults(pass.options, options) as Required<Omit<ConvertFloat16Options, 'calibration' | 'ranges' | 'excludeOps' | 'excludeNodes' | 'shapes'>> & ConvertFloat16Options;
@@ -159,12 +172,10 @@ export async function convertFloat16(model: Model, options: ConvertFloat16Option
   let ranges = o.ranges;
   let rangeInfo: ConvertFloat16Report['ranges'] = { source: ranges ? 'given' : 'none', samples: 0, tensors: ranges?.size ?? 0 };
   if (!ranges && (o.calibration !== undefined || o.randomSamples > 0)) {
-    const tensors = new Set<string>();
-    for (const v of g.inputs) if (isFloat32(v) && !constantOf(v)) tensors.add(v.name);
-    for (const n of g.nodes) for (const v of n.outputs) if (isFloat32(v) && !constantOf(v) && (v.uses.length > 0 || v.isGraphOutput)) tensors.add(v.name);
+    const tensors = rangeTensors(model);
     const source = o.calibration !== undefined ? toSampleSource(o.calibration) : randomSamples(model, o.randomSamples, o.shapes ?? {});
     const bar = ctx?.progress?.('measuring ranges', 0);
-    const r = await measureRanges(model, [...tensors], source, () => bar?.tick(), ctx.runner);
+    const r = await measureRanges(model, tensors, source, () => bar?.tick(), ctx.runner);
     bar?.done();
     ranges = r.ranges;
     rangeInfo = { source: o.calibration !== undefined ? 'calibration' : 'random', samples: r.samples, skipped: r.skipped, tensors: r.ranges.size };

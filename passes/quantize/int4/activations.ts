@@ -9,7 +9,10 @@
  * column parts, H being symmetric), so each feed returns one K x K matrix per tensor
  * (computed by MLAS at the speed of the model's own MatMuls, not row by row in JS); the sums over feeds
  * are taken in float64. The same run returns the model's own float outputs, the reference the int4
- * pass measures its candidates against (no second float pass).
+ * pass measures its candidates against (no second float pass), and, when asked, the min and max of
+ * further tensors (q4f16: the float16 plan's activation ranges): ReduceMin/ReduceMax outputs as the
+ * calibration augmenter builds them, reduced over all axes of the stacked feeds, so the min of a run
+ * is the min over its feeds.
  */
 import { DataType } from '../../../core/dtype.js';
 import { inputError } from '../../../core/errors.js';
@@ -17,6 +20,7 @@ import type { Feed } from '../../../core/host-tensor.js';
 import { Tensor } from '../../../core/tensor.js';
 import { Attribute, Model, Node, Value } from '../../../ir/ir.js';
 import { cloneModel } from '../../../onnx/codec.js';
+import { addExtremeOutputs, EXTREME_OUTPUTS, SUM_OUTPUT, widenRanges } from '../../../calibration/augment.js';
 import type { Runner } from '../../../runtime/runner-types.js';
 
 export interface InputMoments {
@@ -29,6 +33,14 @@ export interface MomentsRun {
   moments: Map<string, InputMoments>;
   /** The model's float32 outputs per feed (feeds in order). */
   outputs: Array<Record<string, Float32Array>>;
+  /**
+   * Min and max of each tensor asked for over every feed (NaN: the widest range; infinities kept),
+   * as float16/ranges.ts measureRanges measures them. Absent when none were asked for, and when a
+   * feed's float inputs or the model's float outputs among those tensors are not finite on some feed:
+   * measureRanges skips such a sample (or refuses its inputs), which a stacked run cannot do, so the
+   * caller measures on its own then.
+   */
+  ranges?: Map<string, { min: number; max: number }>;
 }
 
 /** One block of a moment: rows i*size.., columns j*size.. of H (and, mirrored, the block (j, i)). */
@@ -51,9 +63,13 @@ function partsOf(K: number): number {
   return 1;
 }
 
-/** `model` with extra outputs per tensor: the blocks X_i^T X_j (i >= j) of X flattened to [rows, K]. */
-function momentsModel(model: Model, tensors: ReadonlyMap<string, number>): { model: Model; outputs: Map<string, MomentBlock[]> } {
+/**
+ * `model` with extra outputs per tensor: the blocks X_i^T X_j (i >= j) of X flattened to [rows, K];
+ * and the min and max of each of `extremes` ({@link EXTREME_OUTPUTS}) when there are any.
+ */
+function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extremes: readonly string[]): { model: Model; outputs: Map<string, MomentBlock[]> } {
   const copy = cloneModel(model);
+  if (extremes.length > 0) addExtremeOutputs(copy, extremes, { sums: true });
   const g = copy.graph;
   const byName = new Map<string, Value>();
   for (const v of g.inputs) byName.set(v.name, v);
@@ -156,11 +172,19 @@ export function concatFeeds(group: readonly Feed[]): Feed {
   return out;
 }
 
+/** True when every element of a float tensor's data is finite (other types: true). */
+function allFinite(data: Feed[string]['data']): boolean {
+  if (!(data instanceof Float32Array || data instanceof Float64Array)) return true;
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) return false;
+  return true;
+}
+
 /**
  * H for each tensor in `tensors` (name -> K) over `feeds`, running the model on groups of feeds
- * stacked on the batch axis where that is safe (one run per feed otherwise).
+ * stacked on the batch axis where that is safe (one run per feed otherwise); with `rangeTensors`, also
+ * their min and max over the feeds ({@link MomentsRun.ranges}), from the same runs.
  */
-export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, tick?: () => void): Promise<MomentsRun> {
+export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, tick?: () => void, rangeTensors?: readonly string[]): Promise<MomentsRun> {
   const result: MomentsRun = { moments: new Map(), outputs: [] };
   if (feeds.length === 0) {
     for (const [name, K] of tensors) result.moments.set(name, { K, hessian: new Float64Array(K * K) });
@@ -168,8 +192,18 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
   }
   const groups = stackFeeds(model, feeds);
   const modelOutputs = model.graph.outputs.map((o) => o.name);
+  const extremes = rangeTensors ?? [];
+  let ranges = rangeTensors ? new Map(extremes.map((t) => [t, { min: Infinity, max: -Infinity }])) : undefined;
+  // measureRanges refuses non-finite inputs and skips a sample whose float outputs (among the tensors) are not finite
+  if (ranges && !feeds.every((f) => Object.values(f).every((t) => allFinite(t.data)))) ranges = undefined;
+  const checked = new Set(extremes);
+  const outputsChecked = modelOutputs.filter((o) => checked.has(o));
   result.moments = await accumulateInputMoments(model, tensors, groups.length, (i) => concatFeeds(groups[i]!), runner, modelOutputs, (i, res) => {
     const group = groups[i]!;
+    if (ranges && extremes.length > 0) {
+      if (outputsChecked.every((o) => allFinite(res[o]!.data))) widenRanges(ranges, extremes, res);
+      else ranges = undefined;
+    }
     // the model's own outputs, split back per feed (rows of the batch axis)
     for (let j = 0; j < group.length; j++) {
       const outs: Record<string, Float32Array> = {};
@@ -185,7 +219,8 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
       result.outputs.push(outs);
     }
     for (let j = 0; j < group.length; j++) tick?.();
-  });
+  }, extremes);
+  if (ranges) result.ranges = ranges;
   return result;
 }
 
@@ -193,7 +228,8 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
  * H for each tensor in `tensors` (name -> K) over `runs` runs of `model`, the feed of run i from
  * `feedOf(i)` (feeds already stacked as {@link stackFeeds} groups them), summed in float64 in run order.
  * `keep` names further outputs of each run handed to `onRun` (the streamed GPTQ keeps the activations a
- * later part of the model reads). One session (optimization level basic, no spinning threads) for every run.
+ * later part of the model reads). `extremes`: tensors whose min and max ({@link EXTREME_OUTPUTS}) each
+ * run also returns to `onRun`. One session (optimization level basic, no spinning threads) for every run.
  */
 export async function accumulateInputMoments(
   model: Model,
@@ -203,11 +239,12 @@ export async function accumulateInputMoments(
   runner: Runner,
   keep: readonly string[],
   onRun: (i: number, res: Feed) => void | Promise<void>,
+  extremes: readonly string[] = [],
 ): Promise<Map<string, InputMoments>> {
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
-  const { model: augmented, outputs } = momentsModel(model, tensors);
-  const wanted = [...keep, ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output))];
+  const { model: augmented, outputs } = momentsModel(model, tensors, extremes);
+  const wanted = [...keep, ...(extremes.length > 0 ? [...EXTREME_OUTPUTS, SUM_OUTPUT] : []), ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output))];
   // onnxruntime's default threads, not spinning between ops: on the shared 2-core machine spinning
   // threads fought the other processes (the trained LM's 32 windows: 250-470 ms with spinning, 190-205
   // ms without, the same moments bit for bit)
