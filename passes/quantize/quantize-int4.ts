@@ -54,6 +54,12 @@ export interface Int4Data {
   calibration: readonly Feed[];
   /** Inputs for the sensitivity and accuracy_level measurements (random inputs when no calibration is given). */
   probe?: readonly Feed[];
+  /**
+   * Float tensors whose min and max the moments run (GPTQ) also measures, handed to `onRanges` with the
+   * number of samples they were measured on (q4f16: the float16 plan's activation ranges, from the
+   * float model, without a pass of its own). Not called when there is no moments run (RTN).
+   */
+  ranges?: { tensors: readonly string[]; onRanges(ranges: ReadonlyMap<string, { min: number; max: number }>, samples: number): void };
 }
 export type Int4Format = 'msft' | 'qdq';
 
@@ -471,8 +477,9 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   if (momentFeeds.length > 0) {
     const wanted = new Map<string, number>();
     for (const c of cands) if (c.op !== 'Gather') wanted.set(c.input.name, c.K);
-    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner);
+    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, undefined, data.ranges?.tensors);
     moments = run.moments;
+    if (data.ranges && run.ranges) data.ranges.onRanges(run.ranges, momentFeeds.length);
     // probe samples among the moments' samples (the default with calibration data): that run gave the float reference
     const at = new Map(momentFeeds.map((f, i) => [f, i]));
     if (probeFeeds.every((f) => at.has(f))) ref = referenceOf(probeFeeds, probeFeeds.map((f) => run.outputs[at.get(f)!]!));

@@ -1,8 +1,8 @@
 /**
- * Parts of the int4 pass: the GPTQ inverse-Hessian factor (H^-1 = U^T U, U upper), the lossless
- * second moments X^T X from onnxruntime (wide inputs as symmetric blocks, feeds stacked), the
- * factor computed on halves with onnxruntime's MatMuls and the lazy-batch GPTQ (the same codes as the
- * input-by-input loop), the lossless compaction of few-valued float constants (bit-exact after onnxruntime folds it back), and the
+ * Parts of the int4 pass: the blocked Cholesky factor (panels, onnxruntime's trailing updates), GPTQ
+ * in error-feedback form against the paper's input-by-input loop with U from the inverse, the lossless
+ * second moments X^T X from onnxruntime (wide inputs as symmetric blocks, feeds stacked), the lossless
+ * compaction of few-valued float constants (bit-exact after onnxruntime folds it back), and the
  * layer-output errors computed in onnxruntime against the closed form.
  */
 import { describe, expect, it } from 'vitest';
@@ -11,10 +11,10 @@ import { Tensor } from '../../core/tensor.js';
 import { mulberry32 } from '../../data/generate.js';
 import { GraphBuilder } from '../../ir/builder.js';
 import { compactConstants } from '../../passes/quantize/int4/constants.js';
-import { hessianFactor, inverseHessianFactor, OutputErrorMeter, quantizeGptq, quantizeGptqBlocked } from '../../passes/quantize/int4/gptq.js';
-import { Linalg } from '../../passes/quantize/int4/linalg.js';
+import { hessianFactor, OutputErrorMeter, quantizeGptqBlocked } from '../../passes/quantize/int4/gptq.js';
+import { cholesky, Linalg } from '../../passes/quantize/int4/linalg.js';
 import { kernelByRule } from '../../passes/quantize/int4/kernels.js';
-import { dequantizeRows, roundHalfUp } from '../../passes/quantize/int4/blocks.js';
+import { blockParams, codeOf, dequantizeRows, emptyBlocks, roundHalfUp, type BlockQuantized } from '../../passes/quantize/int4/blocks.js';
 import { collectInputMoments } from '../../passes/quantize/int4/activations.js';
 import { nodeRunner } from '../../runtime/runner.js';
 import type { Runner } from '../../runtime/runner-types.js';
@@ -28,57 +28,124 @@ function spd(n: number, seed: number): Float64Array {
   return h;
 }
 
-describe('int4 parts', () => {
-  it('inverseHessianFactor: U upper triangular and U^T U times the damped H is the identity', () => {
-    const n = 24;
-    const h = spd(n, 3);
-    const damp = 0.01;
-    const u = inverseHessianFactor(h, n, damp);
-    let mean = 0;
-    for (let i = 0; i < n; i++) mean += h[i * n + i]! / n;
-    const hd = h.slice();
-    for (let i = 0; i < n; i++) hd[i * n + i]! += damp * mean;
-    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) expect(u[i * n + j]).toBe(0);
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let k = 0; k < n; k++) {
-          let inv = 0; // (U^T U)[i][k]
-          for (let p = 0; p < n; p++) inv += u[p * n + i]! * u[p * n + k]!;
-          s += inv * hd[k * n + j]!;
-        }
-        expect(s).toBeCloseTo(i === j ? 1 : 0, 8);
+/** H + lambda I, lambda = damp * mean(diag H); a zero diagonal (an input always 0) counts as 1. */
+function damped(h: Float64Array, n: number, damp: number): Float64Array {
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += h[i * n + i]! / n;
+  const hd = h.slice();
+  for (let i = 0; i < n; i++) hd[i * n + i] = (hd[i * n + i] === 0 ? 1 : hd[i * n + i]!) + damp * (mean || 1);
+  return hd;
+}
+
+/**
+ * The reference: the GPTQ paper's form, U = upper Cholesky factor of (H + lambda I)^-1 computed the
+ * plain way (invert, factor), and its input-by-input loop, all in float64.
+ */
+function paperGptq(rows: Float32Array, N: number, K: number, h: Float64Array, blockSize: number, symmetric: boolean, damp: number): BlockQuantized {
+  const hd = damped(h, K, damp);
+  // inverse by Gauss-Jordan, then the upper factor U (H^-1 = U^T U: U = L^T, L the lower factor of H^-1)
+  const inv = new Float64Array(K * K);
+  for (let i = 0; i < K; i++) inv[i * K + i] = 1;
+  const a = hd.slice();
+  for (let c = 0; c < K; c++) {
+    const p = a[c * K + c]!;
+    for (let j = 0; j < K; j++) {
+      a[c * K + j]! /= p;
+      inv[c * K + j]! /= p;
+    }
+    for (let r = 0; r < K; r++) {
+      if (r === c) continue;
+      const f = a[r * K + c]!;
+      for (let j = 0; j < K; j++) {
+        a[r * K + j]! -= f * a[c * K + j]!;
+        inv[r * K + j]! -= f * inv[c * K + j]!;
       }
+    }
+  }
+  expect(cholesky(inv, K)).toBe(true);
+  const u = new Float64Array(K * K);
+  for (let i = 0; i < K; i++) for (let j = i; j < K; j++) u[i * K + j] = inv[j * K + i]!;
+  const w = Float64Array.from(rows);
+  for (let k = 0; k < K; k++) if (h[k * K + k] === 0) for (let n = 0; n < N; n++) w[n * K + k] = 0;
+  const r = emptyBlocks(N, K, 4, blockSize, symmetric);
+  for (let k = 0; k < K; k++) {
+    const b = Math.floor(k / blockSize);
+    for (let n = 0; n < N; n++) {
+      const row = n * K;
+      if (k % blockSize === 0) {
+        const p = blockParams(w, row + k, row + Math.min(K, k + blockSize), 4, symmetric);
+        r.scales[n * r.kBlocks + b] = p.scale;
+        r.zeroPoints[n * r.kBlocks + b] = p.zeroPoint;
+      }
+      const s = r.scales[n * r.kBlocks + b]!;
+      const z = r.zeroPoints[n * r.kBlocks + b]!;
+      const q = codeOf(w[row + k]!, s, z, 4);
+      r.codes[row + k] = q;
+      const e = (w[row + k]! - Math.fround((q - z) * s)) / u[k * K + k]!;
+      for (let j = k + 1; j < K; j++) w[row + j]! -= e * u[k * K + j]!;
+    }
+  }
+  return r;
+}
+
+describe('int4 parts', () => {
+  it('Linalg.cholesky (panels, trailing updates by onnxruntime) factors H: L L^T = H, L lower; false when H is not positive definite', async () => {
+    const linalg = new Linalg(nodeRunner);
+    try {
+      // 200: panels of 64 with updates by onnxruntime and the last ones in JS; 40: one panel in JS
+      for (const n of [200, 40]) {
+        const h = spd(n, n);
+        const l = h.slice();
+        expect(await linalg.cholesky(l, n)).toBe(true);
+        let worst = 0;
+        for (let i = 0; i < n; i++) {
+          for (let j = 0; j < n; j++) {
+            if (j > i) expect(l[i * n + j]).toBe(0);
+            let s = 0;
+            for (let p = 0; p < n; p++) s += l[i * n + p]! * l[j * n + p]!;
+            worst = Math.max(worst, Math.abs(s - h[i * n + j]!) / h[i * n + i]!);
+          }
+        }
+        expect(worst).toBeLessThan(1e-10);
+        const bad = h.slice();
+        bad[(n - 1) * n + n - 1] = -1;
+        expect(await linalg.cholesky(bad, n)).toBe(false);
+      }
+    } finally {
+      await linalg.dispose();
     }
   });
 
-  it('hessianFactor (halves, float64 MatMuls in onnxruntime) equals the JS factor, and blocked GPTQ writes the codes of the input-by-input loop', async () => {
+  it("blocked GPTQ in error-feedback form writes the codes of the paper's input-by-input loop (U from the inverse), and its own output error is tr(D H D^T)", async () => {
     const linalg = new Linalg(nodeRunner);
     try {
-      // 200: halves of 128 and 72 (leaves of 32 and 8 past them); an always-zero input (zero row/column)
+      // an always-zero input (zero row/column); blocks of 8 (spans of 8) and 64 (spans of 32)
       for (const [K, N, blockSize] of [[200, 24, 8], [256, 40, 64]] as const) {
         const h = spd(K, K);
         for (let i = 0; i < K; i++) h[5 * K + i] = h[i * K + 5] = 0;
-        const want = inverseHessianFactor(h, K, 0.01);
         const factor = await hessianFactor(h, K, 0.01, linalg);
-        const { u } = factor;
-        let scale = 0;
-        for (let i = 0; i < K; i++) scale = Math.max(scale, Math.abs(want[i * K + i]!));
-        for (let i = 0; i < want.length; i++) expect(Math.abs(u[i]! - want[i]!)).toBeLessThan(1e-9 * scale);
+        // B^T B = H + lambda I: B[k][j] = M[k][j] diag[k] (j < k), B[k][k] = diag[k]
+        const hd = damped(h, K, 0.01);
+        const B = (k: number, j: number) => (j === k ? factor.diag[k]! : j < k ? factor.m[k * K + j]! * factor.diag[k]! : 0);
+        for (const [i, j] of [[0, 0], [7, 3], [K - 1, K - 1], [K - 1, 0], [100, 150]] as const) {
+          let s = 0;
+          for (let p = 0; p < K; p++) s += B(p, i) * B(p, j);
+          expect(Math.abs(s - hd[i * K + j]!)).toBeLessThan(1e-9 * hd[i * K + i]!);
+        }
         const rand = mulberry32(K + N);
         const rows = Float32Array.from({ length: N * K }, () => rand() - 0.5);
         for (const symmetric of [false, true]) {
-          const a = quantizeGptq(rows, N, K, h, 4, blockSize, symmetric, 0.01, want);
+          const a = paperGptq(rows, N, K, h, blockSize, symmetric, 0.01);
           const { q: b, outputError } = await quantizeGptqBlocked(rows, N, K, h, 4, blockSize, symmetric, factor, linalg);
-          // GPTQ's own account of its layer-output error: tr(D H D^T) of the codes it wrote
           const meter = new OutputErrorMeter(nodeRunner);
-          const [measured] = await meter.errors(rows, [dequantizeRows(b)], N, K, h);
+          const [measured, reference] = (await meter.errors(rows, [dequantizeRows(b), dequantizeRows(a)], N, K, h)) as [number, number];
           await meter.dispose();
-          expect(outputError / measured!).toBeCloseTo(1, 3);
+          expect(outputError / measured).toBeCloseTo(1, 3);
           let same = 0;
           for (let i = 0; i < a.codes.length; i++) if (a.codes[i] === b.codes[i]) same++;
-          // the lazy updates in float32: a code may flip only where w / scale lies within ~1e-6 of a half
+          // float32 weights and updates against float64: a code may flip only where w / scale lies next to a half
           expect(same / a.codes.length).toBeGreaterThan(0.999);
+          expect(Math.abs(measured / reference - 1)).toBeLessThan(1e-3);
           for (let i = 0; i < a.scales.length; i++) expect(b.scales[i]).toBeCloseTo(a.scales[i]!, 5);
         }
       }

@@ -58,12 +58,10 @@ export function rowsOfKN(w: Float32Array, K: number, N: number): Float32Array {
 
 /** Scale and zero point of one block of values by RTN (see the file header). */
 export function blockParams(values: ArrayLike<number>, from: number, to: number, bits: Bits, symmetric: boolean): { scale: number; zeroPoint: number } {
-  const levels = (1 << bits) - 1;
-  const mid = 1 << (bits - 1);
   if (symmetric) {
     let v = 0;
     for (let i = from; i < to; i++) if (Math.abs(values[i]!) > Math.abs(v)) v = values[i]!;
-    return { scale: Math.fround(v / -mid), zeroPoint: mid };
+    return symmetricParams(v, bits);
   }
   let lo = 0;
   let hi = 0;
@@ -72,8 +70,20 @@ export function blockParams(values: ArrayLike<number>, from: number, to: number,
     if (x < lo) lo = x;
     if (x > hi) hi = x;
   }
+  return asymmetricParams(lo, hi, bits);
+}
+
+/** Symmetric RTN parameters of a block whose value of largest magnitude (the first such) is `v`. */
+export function symmetricParams(v: number, bits: Bits): { scale: number; zeroPoint: number } {
+  const mid = 1 << (bits - 1);
+  return { scale: Math.fround(v / -mid), zeroPoint: mid };
+}
+
+/** Asymmetric RTN parameters of a block with lo = min(0, min w), hi = max(0, max w). */
+export function asymmetricParams(lo: number, hi: number, bits: Bits): { scale: number; zeroPoint: number } {
+  const levels = (1 << bits) - 1;
   const scale = Math.fround((hi - lo) / levels);
-  if (scale === 0) return { scale: 0, zeroPoint: mid };
+  if (scale === 0) return { scale: 0, zeroPoint: 1 << (bits - 1) };
   return { scale, zeroPoint: Math.min(levels, Math.max(0, roundHalfUp(-lo / scale))) };
 }
 

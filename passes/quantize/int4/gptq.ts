@@ -1,51 +1,48 @@
 /**
  * GPTQ (Frantar et al., 2022) for block quantization: quantize the inputs k of a weight one at a time
- * and spread each one's rounding error over the inputs not yet quantized, weighted by the inverse
- * Hessian of the layer's squared output error on calibration activations X (rows x K):
+ * and spread each one's rounding error over the inputs not yet quantized, so as to minimise the
+ * layer's squared output error ||X W^T - X Wq^T||^2 on calibration activations X (rows x K), whose
+ * Hessian is H = X^T X + lambda I (lambda = damp * mean(diag H)). The paper's form uses U, the upper
+ * Cholesky factor of H^-1:
  *
- *   H = X^T X + lambda I,  lambda = damp * mean(diag H)
- *   U = upper Cholesky factor of H^-1 (H^-1 = U^T U)
- *   for k = 0 .. K-1 (a block's scale and zero point are set from the current weights when k starts it):
- *     q_k = quant(w_k),  e = (w_k - dequant(q_k)) / U[k][k],  w_j -= e * U[k][j]  for j > k
+ *   for k = 0 .. K-1:  q_k = quant(w_k),  e = (w_k - dequant(q_k)) / U[k][k],  w_j -= e * U[k][j] (j > k)
  *
- * which minimises ||X W^T - X Wq^T||^2 greedily, one input at a time. Inputs that are always zero in
- * the calibration data (H[k][k] = 0) get H[k][k] = 1 and weight 0.
+ * Computed here in the equivalent error-feedback form (GPTQ as Babai's nearest-plane algorithm), which
+ * needs only a Cholesky factor, no inverse: with H = B^T B, B lower triangular (B = U^-T), the weight
+ * input k is quantized as it stands after the feedback of every earlier input's error against the
+ * original weights, d_j = w_j - dequant(q_j):
+ *
+ *   w'_k = w_k + sum_{j<k} M[k][j] d_j,   M[k][j] = B[k][j] / B[k][k],   q_k = quant(w'_k)
+ *
+ * (from d = U^T e: e_k = (B d)_k and w'_k - dequant(q_k) = e_k / B[k][k]; the same codes in exact
+ * arithmetic). B comes from the lower Cholesky factor L of H with its order reversed, J H J = L L^T,
+ * B = J L^T J. A block's scale and zero point are set from the weights w' as they are when k starts
+ * it. Inputs always zero in the calibration data (H[k][k] = 0) get H[k][k] = 1 and weight 0.
  */
 import { DataType } from '../../../core/dtype.js';
 import { internalError } from '../../../core/errors.js';
 import { Tensor } from '../../../core/tensor.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 import type { Model } from '../../../ir/ir.js';
-import { BlockQuantized, Bits, blockParams, codeOf, emptyBlocks } from './blocks.js';
-import { block, cholesky, LazySession, Linalg, lowerInverse } from './linalg.js';
+import { asymmetricParams, BlockQuantized, Bits, codeOf, emptyBlocks, symmetricParams } from './blocks.js';
+import { LazySession, Linalg } from './linalg.js';
 
 /**
- * The upper factor U (row-major, n x n) with H^-1 = U^T U, damping H until it factors. With J the
- * order reversal, J H J = L L^T (lower Cholesky) gives H = R R^T with R = J L J upper triangular, so
- * H^-1 = (R^-1)^T R^-1 and U = R^-1 = J L^-1 J: one Cholesky and one triangular inverse.
+ * The error-feedback coefficients of one Hessian: `m` (K x K row-major, strictly lower: M[k][j] =
+ * B[k][j] / B[k][k]), `diag` (B[k][k]) and the damping lambda that made H + lambda I factor.
  */
-export function inverseHessianFactor(hessian: Float64Array, n: number, damp: number): Float64Array {
-  const mean = meanDiagonal(hessian, n);
-  for (let d = damp; d < 1e3; d *= 10) {
-    const h = reversedDamped(hessian, n, d * mean);
-    if (!cholesky(h, n)) continue;
-    return reversedUpper(lowerInverse(h, n), n);
-  }
-  throw notFactoring(n);
-}
-
-/** U of the damped Hessian H + lambda I (inputs always zero counting 1 on the diagonal), and lambda. */
 export interface GptqFactor {
-  u: Float64Array;
+  m: Float64Array;
+  diag: Float64Array;
   lambda: number;
 }
 
-/** {@link inverseHessianFactor} with the Cholesky factor and its inverse computed on halves, the MatMuls by onnxruntime (int4/linalg.ts). */
+/** {@link GptqFactor} of the damped Hessian (damping raised tenfold until it factors); the Cholesky factor by onnxruntime's Gemms (int4/linalg.ts). */
 export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg): Promise<GptqFactor> {
   const mean = meanDiagonal(hessian, n);
   for (let d = damp; d < 1e3; d *= 10) {
-    const inv = await linalg.choleskyInverse(reversedDamped(hessian, n, d * mean), n);
-    if (inv) return { u: reversedUpper(inv, n), lambda: d * mean };
+    const l = reversedDamped(hessian, n, d * mean);
+    if (await linalg.cholesky(l, n)) return { ...feedback(l, n), lambda: d * mean };
   }
   throw notFactoring(n);
 }
@@ -68,133 +65,102 @@ function reversedDamped(hessian: Float64Array, n: number, lambda: number): Float
   return h;
 }
 
-/** U = J L^-1 J (upper) from the lower L^-1. */
-function reversedUpper(inv: Float64Array, n: number): Float64Array {
-  const u = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    const src = (n - 1 - i) * n + n - 1;
-    for (let j = i; j < n; j++) u[i * n + j] = inv[src - j]!;
+/** M and diag(B) from the lower factor L of J H J: B[k][j] = L[n-1-j][n-1-k]. */
+function feedback(l: Float64Array, n: number): { m: Float64Array; diag: Float64Array } {
+  const m = new Float64Array(n * n);
+  const diag = new Float64Array(n);
+  for (let k = 0; k < n; k++) {
+    const col = n - 1 - k;
+    const bkk = l[col * n + col]!;
+    diag[k] = bkk;
+    for (let j = 0; j < k; j++) m[k * n + j] = l[(n - 1 - j) * n + col]! / bkk;
   }
-  return u;
+  return { m, diag };
 }
 
 const notFactoring = (n: number) => internalError('INT4_GPTQ_HESSIAN', `the calibration Hessian (${n} x ${n}) does not factor even with heavy damping`);
 
-/**
- * GPTQ of `rows` ([N, K]) given the calibration Hessian `hessian` ([K, K], sum of x x^T over the
- * layer's input rows). `factor`: {@link inverseHessianFactor} of it, when already computed (layers
- * reading the same input share it).
- */
-export function quantizeGptq(rows: Float32Array, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, damp = 0.01, factor?: Float64Array): BlockQuantized {
-  const w = Float64Array.from(rows);
-  for (let k = 0; k < K; k++) if (hessian[k * K + k] === 0) for (let n = 0; n < N; n++) w[n * K + k] = 0;
-  const u = factor ?? inverseHessianFactor(hessian, K, damp);
-  const r = emptyBlocks(N, K, bits, blockSize, symmetric);
-  for (let k = 0; k < K; k++) {
-    const b = Math.floor(k / blockSize);
-    const ukk = u[k * K + k]!;
-    for (let n = 0; n < N; n++) {
-      const row = n * K;
-      if (k % blockSize === 0) {
-        const p = blockParams(w, row + k, row + Math.min(K, k + blockSize), bits, symmetric);
-        r.scales[n * r.kBlocks + b] = p.scale;
-        r.zeroPoints[n * r.kBlocks + b] = p.zeroPoint;
-      }
-      const s = r.scales[n * r.kBlocks + b]!;
-      const z = r.zeroPoints[n * r.kBlocks + b]!;
-      const q = codeOf(w[row + k]!, s, z, bits);
-      r.codes[row + k] = q;
-      const e = (w[row + k]! - Math.fround((q - z) * s)) / ukk;
-      if (e === 0) continue;
-      for (let j = k + 1; j < K; j++) w[row + j]! -= e * u[k * K + j]!;
-    }
-  }
-  return r;
-}
-
 /** GPTQ's codes, and the squared layer-output error they leave on the calibration data. */
 export interface GptqResult {
   q: BlockQuantized;
-  /** tr(D H D^T), D = rows - dequant(q) ({@link gptqOutputError}). */
+  /**
+   * tr(D H D^T), D = rows - dequant(q), from the run: e = B d per row, B^T B = H + lambda I (+1 on the
+   * diagonal of inputs always zero, whose columns of D are zero), so tr(D H D^T) = ||E||^2 - lambda
+   * ||D||^2 without the N K^2 multiply-adds of the quadratic form.
+   */
   outputError: number;
 }
 
 /**
- * {@link quantizeGptq} in the lazy-batch form of the GPTQ paper: the inputs are taken {@link SPAN} at a
- * time; within a span each rounding error updates the span's remaining inputs (JS, float64), and the
- * span's errors E [N, S] update every later input at once, W[:, k2:] -= E U[k1:k2, k2:], one float32
- * MatMul by onnxruntime (the reference GPTQ computes in float32 throughout; W stays float64 here).
- * A quantization block's scale and zero point are set from the weights as they are when the block
- * starts, every earlier span's update applied, as in the input-by-input loop. `factor`:
- * {@link hessianFactor} of the Hessian.
+ * GPTQ of `rows` ([N, K]) given the calibration Hessian `hessian` ([K, K], sum of x x^T over the
+ * layer's input rows) and its {@link hessianFactor}, in the lazy-batch form of the GPTQ paper: the
+ * inputs are taken {@link SPAN} at a time; within a span each input's errors feed the span's later
+ * inputs in JS, and the span's errors D [S, N] feed every later input at once, W'[k2:] += M[k2:,
+ * k1:k2] D, one float32 Gemm by onnxruntime. The weights are held as B [K, N] (input k's weights for
+ * every output contiguous), so every loop runs along N and each update is one contiguous block;
+ * float32 as in the reference GPTQ, the errors' sums in float64.
  */
 export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, factor: GptqFactor, linalg: Linalg): Promise<GptqResult> {
-  const { u, lambda } = factor;
-  const w = Float64Array.from(rows);
-  for (let k = 0; k < K; k++) if (hessian[k * K + k] === 0) for (let n = 0; n < N; n++) w[n * K + k] = 0;
+  const { m, diag, lambda } = factor;
+  const orig = transposed(rows, N, K, hessian);
+  const w = orig.slice();
   const r = emptyBlocks(N, K, bits, blockSize, symmetric);
-  let sumE2 = 0;
+  const sums = { e2: 0, d2: 0 };
+  const s = new Float64Array(N);
+  const z = new Float64Array(N);
   // spans never straddle a quantization block (block sizes are powers of two from 16)
   const span = blockSize % SPAN === 0 ? SPAN : blockSize;
+  const d = new Float32Array(span * N);
   for (let k1 = 0; k1 < K; k1 += span) {
     const k2 = Math.min(K, k1 + span);
     const width = k2 - k1;
-    if (k1 % blockSize === 0) setBlockParams(w, r, k1);
-    const err = quantizeSpan(w, r, u, k1, k2);
-    sumE2 += sumOfSquares(err);
+    if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : await blockStartWeights(w, orig, m, K, N, k1, Math.min(K, k1 + blockSize), linalg), k1 === 0 ? 0 : k1, r, k1, s, z);
+    quantizeSpan(w, orig, r, m, diag, k1, k2, s, z, d, sums);
     if (k2 === K) break;
-    const rest = K - k2;
-    const ub = Float32Array.from(block(u, K, k1, k2, k2, K));
-    const err32 = Float32Array.from(err);
-    // rows of E in chunks: each output (onnxruntime's and its copy in JS) at most UPDATE_BYTES, not N x rest
-    const chunk = Math.max(1, Math.floor(UPDATE_BYTES / (4 * rest)));
-    for (let n0 = 0; n0 < N; n0 += chunk) {
-      const n1 = Math.min(N, n0 + chunk);
-      subtractRows(w, K, k2, await linalg.matmul32(err32.subarray(n0 * width, n1 * width), n1 - n0, width, ub, rest), n0, n1);
+    // rows of the update in chunks of at most UPDATE_BYTES (each also copied back into w)
+    const chunk = Math.max(1, Math.floor(UPDATE_BYTES / (4 * N)));
+    for (let i0 = k2; i0 < K; i0 += chunk) {
+      const i1 = Math.min(K, i0 + chunk);
+      const y = await linalg.gemm32(coefficients(m, K, i0, i1, k1, k2), i1 - i0, width, d.subarray(0, width * N), N, w.subarray(i0 * N, i1 * N));
+      w.set(y, i0 * N);
     }
   }
-  return { q: r, outputError: gptqOutputError(sumE2, lambda, rows, hessian, r) };
+  return { q: r, outputError: sums.e2 - lambda * sums.d2 };
 }
 
-/**
- * The layer-output error GPTQ leaves, from its own run: the weight change is D = E U (E the scaled
- * rounding errors, every update being linear), and U (H + lambda I + Z) U^T = I (Z: 1 on the diagonal
- * of the inputs always zero, whose columns of D are zero), so tr(D H D^T) = ||E||^2 - lambda ||D||^2
- * without the N K^2 multiply-adds of the quadratic form. Exact up to rounding: E is computed in
- * float64, the lazy updates in float32 (agrees with {@link OutputErrorMeter} to ~1e-5 relative).
- */
-function gptqOutputError(sumE2: number, lambda: number, rows: Float32Array, hessian: Float64Array, q: BlockQuantized): number {
-  const { N, K, blockSize, kBlocks, codes, scales, zeroPoints } = q;
-  let d2 = 0;
+/** The rows [N, K] as B [K, N] in float32, inputs always zero (H[k][k] = 0) set to 0. */
+function transposed(rows: Float32Array, N: number, K: number, hessian: Float64Array): Float32Array {
+  const w = new Float32Array(K * N);
   for (let n = 0; n < N; n++) {
-    for (let k = 0; k < K; k++) {
-      if (hessian[k * K + k] === 0) continue; // an input always zero: its column of D is zero
-      const b = n * kBlocks + Math.floor(k / blockSize);
-      const i = n * K + k;
-      d2 += (rows[i]! - Math.fround((codes[i]! - zeroPoints[b]!) * scales[b]!)) ** 2;
-    }
+    const row = n * K;
+    for (let k = 0; k < K; k++) w[k * N + n] = rows[row + k]!;
   }
-  return sumE2 - lambda * d2;
+  for (let k = 0; k < K; k++) if (hessian[k * K + k] === 0) w.fill(0, k * N, (k + 1) * N);
+  return w;
 }
 
-function sumOfSquares(x: Float32Array | Float64Array): number {
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += x[i]! * x[i]!;
-  return s;
+/** M[i0:i1, k1:k2] as float32 [i1 - i0, k2 - k1]. */
+function coefficients(m: Float64Array, K: number, i0: number, i1: number, k1: number, k2: number): Float32Array {
+  const width = k2 - k1;
+  const out = new Float32Array((i1 - i0) * width);
+  for (let i = i0; i < i1; i++) {
+    const at = (i - i0) * width;
+    const row = i * K;
+    for (let j = k1; j < k2; j++) out[at + j - k1] = m[row + j]!;
+  }
+  return out;
 }
 
 /**
- * Inputs per lazy update. The in-span updates cost JS N K (S - 1) / 2 multiply-adds, the updates
- * after each span N K^2 / (2 S) subtractions in JS plus one onnxruntime call. CPU time of GPTQ on the
- * trained LM's 13 weights (block 64, 4 runs each, load 3.4): spans of 64 81-133 ms, 32 60-82, 16
- * 55-87, 8 89-125 (the calls' overhead).
+ * Inputs per lazy update. A span costs JS N S (S - 1) / 2 multiply-adds for its in-span feedback and
+ * one onnxruntime call for the rest.
  */
-const SPAN = 16;
+const SPAN = 32;
 
 /**
- * Bytes of one update product in {@link quantizeGptqBlocked}. Each element of E U is the same dot
- * product whatever the number of rows per MatMul, so chunking changes no value; it bounds memory: an
- * LM head [32000, 1024] took 0.26 GB per block's product, twice (onnxruntime's buffer and JS's copy).
+ * Bytes of one update product in {@link quantizeGptqBlocked}: chunking by rows of W changes no value
+ * (each element is the same dot product); it bounds memory: an LM head [32000, 1024] took 0.26 GB per
+ * product, twice (onnxruntime's buffer and JS's copy).
  */
 const UPDATE_BYTES = 16 << 20;
 
@@ -203,53 +169,109 @@ const UPDATE_BYTES = 16 << 20;
  * function less well than in a plain one (the in-block loop: 0.78 against 0.46 ms in a micro-benchmark).
  */
 
-/** Scale and zero point of quantization block k1 / blockSize of every row of `w` ([N, K]), from its weights now. */
-function setBlockParams(w: Float64Array, r: BlockQuantized, k1: number): void {
+/**
+ * The weights of inputs k1..k2 (a quantization block) as GPTQ's input-by-input loop holds them when
+ * k1 starts the block: compensated for every earlier input's rounding error, as if the block's inputs
+ * stayed continuous (each later input's value then also depends on the block's earlier ones). The
+ * error feedback F = w' - w the block's rows have received (from inputs before k1) is only the direct
+ * part; with the block's own coefficients M_bb (strictly lower), that state is w + (I + M_bb)^-1 F
+ * (B_bb^-1 B_bp d_p, the optimal compensation of the block's inputs for the earlier errors d_p).
+ * Returns [k2 - k1, N] (float32, one Gemm by onnxruntime).
+ */
+async function blockStartWeights(w: Float32Array, orig: Float32Array, m: Float64Array, K: number, N: number, k1: number, k2: number, linalg: Linalg): Promise<Float32Array> {
+  const f = w.slice(k1 * N, k2 * N);
+  subtractInPlace(f, orig.subarray(k1 * N, k2 * N));
+  return linalg.gemm32(unitLowerInverse(m, K, k1, k2), k2 - k1, k2 - k1, f, N, orig.slice(k1 * N, k2 * N));
+}
+
+/** a -= b, elementwise. */
+function subtractInPlace(a: Float32Array, b: Float32Array): void {
+  for (let i = 0; i < a.length; i++) a[i]! -= b[i]!;
+}
+
+/** (I + M[k1:k2, k1:k2])^-1 (M strictly lower: unit lower triangular, by forward substitution), float32 [k2 - k1, k2 - k1]. */
+function unitLowerInverse(m: Float64Array, K: number, k1: number, k2: number): Float32Array {
+  const n = k2 - k1;
+  const t = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    t[i * n + i] = 1;
+    const row = (k1 + i) * K + k1;
+    for (let j = 0; j < i; j++) {
+      let s = 0;
+      for (let p = j; p < i; p++) s -= m[row + p]! * t[p * n + j]!;
+      t[i * n + j] = s;
+    }
+  }
+  return Float32Array.from(t);
+}
+
+/**
+ * Scale and zero point of quantization block k1 / blockSize of every output, from the weights of its
+ * inputs ([K, N] rows k1 - from ..): the same values as blocks.ts blockParams on each output's row
+ * (same comparisons in the same order), left in s and z for the block's codes.
+ */
+function setBlockParams(w: Float32Array, from: number, r: BlockQuantized, k1: number, s: Float64Array, z: Float64Array): void {
   const { N, K, bits, symmetric, kBlocks } = r;
   const b = k1 / r.blockSize;
   const k2 = Math.min(K, k1 + r.blockSize);
+  // s: min or (symmetric) the value of largest magnitude; z: max
+  s.fill(0);
+  z.fill(0);
+  for (let k = k1 - from; k < k2 - from; k++) {
+    const row = k * N;
+    if (symmetric) {
+      for (let n = 0; n < N; n++) {
+        const x = w[row + n]!;
+        if (Math.abs(x) > Math.abs(s[n]!)) s[n] = x;
+      }
+    } else {
+      for (let n = 0; n < N; n++) {
+        const x = w[row + n]!;
+        if (x < s[n]!) s[n] = x;
+        if (x > z[n]!) z[n] = x;
+      }
+    }
+  }
   for (let n = 0; n < N; n++) {
-    const p = blockParams(w, n * K + k1, n * K + k2, bits, symmetric);
-    r.scales[n * kBlocks + b] = p.scale;
-    r.zeroPoints[n * kBlocks + b] = p.zeroPoint;
+    const p = symmetric ? symmetricParams(s[n]!, bits) : asymmetricParams(s[n]!, z[n]!, bits);
+    r.scales[n * kBlocks + b] = s[n] = p.scale;
+    r.zeroPoints[n * kBlocks + b] = z[n] = p.zeroPoint;
   }
 }
 
 /**
- * Inputs k1..k2 (inside one quantization block) of every row of `w` ([N, K], updated in place): input
- * by input the code, its scaled rounding error e, and the update of the span's remaining inputs.
- * Returns E ([N, k2 - k1]).
+ * Inputs k1..k2 (inside one quantization block) of every output: input by input the codes from w',
+ * the errors d against the original weights (into `d`, [k2 - k1, N]) and their feedback into the
+ * span's later inputs; sums of e^2 = ((w' - dequant) B[k][k])^2 and d^2 into `sums`.
  */
-function quantizeSpan(w: Float64Array, r: BlockQuantized, u: Float64Array, k1: number, k2: number): Float64Array {
-  const { N, K, bits, kBlocks } = r;
-  const width = k2 - k1;
-  const b = Math.floor(k1 / r.blockSize);
-  const err = new Float64Array(N * width);
-  for (let n = 0; n < N; n++) {
-    const row = n * K;
-    const scale = r.scales[n * kBlocks + b]!;
-    const zeroPoint = r.zeroPoints[n * kBlocks + b]!;
-    for (let k = k1; k < k2; k++) {
-      const q = codeOf(w[row + k]!, scale, zeroPoint, bits);
-      r.codes[row + k] = q;
-      const e = (w[row + k]! - Math.fround((q - zeroPoint) * scale)) / u[k * K + k]!;
-      err[n * width + k - k1] = e;
-      if (e === 0) continue;
-      const uk = k * K;
-      for (let j = k + 1; j < k2; j++) w[row + j]! -= e * u[uk + j]!;
+function quantizeSpan(w: Float32Array, orig: Float32Array, r: BlockQuantized, m: Float64Array, diag: Float64Array, k1: number, k2: number, s: Float64Array, z: Float64Array, d: Float32Array, sums: { e2: number; d2: number }): void {
+  const { N, K, bits, codes } = r;
+  let e2 = 0;
+  let d2 = 0;
+  for (let k = k1; k < k2; k++) {
+    const row = k * N;
+    const at = (k - k1) * N;
+    const bkk = diag[k]!;
+    for (let n = 0; n < N; n++) {
+      const x = w[row + n]!;
+      const q = codeOf(x, s[n]!, z[n]!, bits);
+      codes[n * K + k] = q;
+      const dq = Math.fround((q - z[n]!) * s[n]!);
+      const e = (x - dq) * bkk;
+      const dn = orig[row + n]! - dq;
+      d[at + n] = dn;
+      e2 += e * e;
+      d2 += dn * dn;
+    }
+    for (let j = k + 1; j < k2; j++) {
+      const c = m[j * K + k]!;
+      if (c === 0) continue;
+      const rj = j * N;
+      for (let n = 0; n < N; n++) w[rj + n]! += c * d[at + n]!;
     }
   }
-  return err;
-}
-
-/** w[n, k2..K] -= update[n - n0, :] for rows n0..n1 of `w` ([N, K]). */
-function subtractRows(w: Float64Array, K: number, k2: number, update: Float32Array, n0: number, n1: number): void {
-  const rest = K - k2;
-  for (let n = n0; n < n1; n++) {
-    const row = n * K + k2;
-    const o = (n - n0) * rest;
-    for (let j = 0; j < rest; j++) w[row + j]! -= update[o + j]!;
-  }
+  sums.e2 += e2;
+  sums.d2 += d2;
 }
 
 /**
