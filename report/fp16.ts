@@ -44,6 +44,17 @@ function keptRows(c: ConvertFloat16Report): string[][] {
   return [...groups.values()].sort((a, b) => b.count - a.count).map((g) => [g.reason, g.op, String(g.count), g.example.slice(0, 90)]);
 }
 
+/** Where the activation ranges came from, in words. */
+function rangesLine(r: ConvertFloat16Report['ranges']): string {
+  const parts: string[] = [];
+  if (r.samples) parts.push(`${r.samples} samples${r.skipped ? `, ${r.skipped} skipped: non-finite float32 outputs` : ''}`);
+  if (r.on) parts.push(`measured on ${r.on}`);
+  if (r.filled?.evaluated.length) parts.push(`${r.filled.evaluated.length} tensors computed from constants evaluated exactly`);
+  if (r.filled?.measured.length) parts.push(`${r.filled.measured.length} tensors it did not name measured here on ${r.filled.samples} samples`);
+  if (r.unmeasured?.length) parts.push(`${r.unmeasured.length} float32 activations without a range (${r.unmeasured.slice(0, 3).join(', ')})`);
+  return `${r.source}${parts.length ? ` (${parts.join('; ')})` : ''}`;
+}
+
 export function renderFp16Report(r: Fp16Report): string {
   const c = r.conversion;
   const name = c.half === 'float16' ? 'FP16' : 'BF16';
@@ -55,7 +66,7 @@ export function renderFp16Report(r: Fp16Report): string {
   }
   const ops = Object.entries(c.halfOps).sort((a, b) => b[1] - a[1]).map(([op, n]) => `${op} ${n}`).join(', ');
   parts.push(
-    `${c.halfNodes} nodes in ${c.half}${ops ? ` (${ops})` : ''}; ${c.rewrite.castsAdded} Casts added, ${c.rewrite.castsRetargeted} retargeted; ${c.rewrite.constantsConverted} constants stored in ${c.half} (${formatBytes(c.rewrite.floatBytes)} -> ${formatBytes(c.rewrite.halfBytes)}), ${c.rewrite.halfWeightsWithCast} of them read by float32 ops through a Cast; ranges: ${c.ranges.source}${c.ranges.samples ? ` (${c.ranges.samples} samples${c.ranges.skipped ? `, ${c.ranges.skipped} skipped: non-finite float32 outputs` : ''})` : ''}`,
+    `${c.halfNodes} nodes in ${c.half}${ops ? ` (${ops})` : ''}; ${c.rewrite.castsAdded} Casts added, ${c.rewrite.castsRetargeted} retargeted; ${c.rewrite.constantsConverted} constants stored in ${c.half} (${formatBytes(c.rewrite.floatBytes)} -> ${formatBytes(c.rewrite.halfBytes)}), ${c.rewrite.halfWeightsWithCast} of them read by float32 ops through a Cast; ranges: ${rangesLine(c.ranges)}`,
   );
   if (c.keptFloat.length) parts.push(renderTable(['kept float32: reason', 'op', 'nodes', 'example'], keptRows(c), { title: `${c.keptFloat.length} float nodes stay float32` }));
   if (r.fusion) parts.push(`transformer fusions first: ${r.fusion.reason}`);

@@ -32,7 +32,7 @@ import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
 import { toSampleSource } from '../quantize/sample-source.js';
 import { HalfType, inferTypes, isFloat32, KeepReason, planConversion, TensorRange } from './float16/plan.js';
 import { applyPlan, RewriteStats } from './float16/rewrite.js';
-import { measureRanges } from './float16/ranges.js';
+import { constantRanges, measureRanges } from './float16/ranges.js';
 
 export interface ConvertFloat16Options {
   /** bfloat16 instead of float16. */
@@ -50,8 +50,19 @@ export interface ConvertFloat16Options {
   randomSamples?: number;
   /** Dims of symbolic input dimensions for random samples, by input or dim name (default 8 each). */
   shapes?: Record<string, number[]>;
-  /** Ranges measured elsewhere (skips measuring). */
+  /** Ranges measured elsewhere (skips measuring; reported as source 'given'). */
   ranges?: ReadonlyMap<string, TensorRange>;
+  /** Ranges measured on the data before the conversion was called, with what they were measured on (skips measuring). */
+  measuredRanges?: MeasuredRanges;
+}
+
+/** Activation ranges measured before the conversion (q4f16: in the int4 step's moments run), and on what. */
+export interface MeasuredRanges {
+  ranges: ReadonlyMap<string, TensorRange>;
+  source: 'calibration' | 'random';
+  samples: number;
+  /** On which model and in which run, for the report (e.g. "the float32 model, in the int4 step's moments run"). */
+  on: string;
 }
 
 export interface KeptFloatEntry {
@@ -66,7 +77,23 @@ export interface ConvertFloat16Report {
   target: 'cpu' | 'any';
   keepIoTypes: boolean;
   /** Where activation ranges came from. */
-  ranges: { source: 'calibration' | 'random' | 'given' | 'none'; samples: number; tensors: number; /** Samples skipped: the float32 model's outputs were not finite on them. */ skipped?: number };
+  ranges: {
+    source: 'calibration' | 'random' | 'given' | 'none';
+    samples: number;
+    tensors: number;
+    /** Samples skipped: the float32 model's outputs were not finite on them. */
+    skipped?: number;
+    /** Measured before the conversion: on which model, in which run. */
+    on?: string;
+    /**
+     * Ranges measured before the conversion: tensors of the model converted that they do not name
+     * (the int4 step's rebuilt constants), filled here: computed from constants only and evaluated
+     * exactly, or measured on the data (`measured`, on `samples` samples).
+     */
+    filled?: { evaluated: string[]; measured: string[]; samples?: number };
+    /** Float32 activations without any range (the plan sees no range problem in them). */
+    unmeasured?: string[];
+  };
   /** Nodes computing in half, by op type. */
   halfOps: Record<string, number>;
   halfNodes: number;
@@ -169,14 +196,37 @@ export async function convertFloat16(model: Model, options: ConvertFloat16Option
   const g = model.graph;
 
   // activation ranges: every float32 graph input and node output of the main graph
-  let ranges = o.ranges;
-  let rangeInfo: ConvertFloat16Report['ranges'] = { source: ranges ? 'given' : 'none', samples: 0, tensors: ranges?.size ?? 0 };
-  if (!ranges && (o.calibration !== undefined || o.randomSamples > 0)) {
-    const tensors = rangeTensors(model);
+  const m = o.measuredRanges;
+  let ranges = m?.ranges ?? o.ranges;
+  let rangeInfo: ConvertFloat16Report['ranges'] = m ? { source: m.source, samples: m.samples, tensors: m.ranges.size, on: m.on } : { source: ranges ? 'given' : 'none', samples: 0, tensors: ranges?.size ?? 0 };
+  const canMeasure = o.calibration !== undefined || o.randomSamples > 0;
+  const measure = async (tensors: string[]) => {
     const source = o.calibration !== undefined ? toSampleSource(o.calibration) : randomSamples(model, o.randomSamples, o.shapes ?? {});
     const bar = ctx?.progress?.('measuring ranges', 0);
     const r = await measureRanges(model, tensors, source, () => bar?.tick(), ctx.runner);
     bar?.done();
+    return r;
+  };
+  if (m) {
+    // names the earlier measurement does not know: evaluated when computed from constants, else measured here
+    const known = new Map(m.ranges);
+    const missing = rangeTensors(model).filter((t) => !known.has(t));
+    const evaluated = constantRanges(model, missing);
+    for (const [t, r] of evaluated) known.set(t, r);
+    let rest = missing.filter((t) => !evaluated.has(t));
+    const filled: NonNullable<ConvertFloat16Report['ranges']['filled']> = { evaluated: [...evaluated.keys()], measured: [] };
+    if (rest.length > 0 && canMeasure) {
+      const r = await measure(rest);
+      for (const [t, x] of r.ranges) known.set(t, x);
+      filled.measured = rest;
+      filled.samples = r.samples;
+      rest = [];
+    }
+    ranges = known;
+    rangeInfo = { ...rangeInfo, tensors: known.size, ...(missing.length ? { filled } : {}), ...(rest.length ? { unmeasured: rest } : {}) };
+  }
+  if (!ranges && canMeasure) {
+    const r = await measure(rangeTensors(model));
     ranges = r.ranges;
     rangeInfo = { source: o.calibration !== undefined ? 'calibration' : 'random', samples: r.samples, skipped: r.skipped, tensors: r.ranges.size };
   }

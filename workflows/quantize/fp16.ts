@@ -10,7 +10,8 @@ import { measurementData } from '../../data/measure.js';
 import { openDataSource, type Sample } from '../../data/index.js';
 import type { Model } from '../../ir/ir.js';
 import { saveModel } from '../../onnx/index.js';
-import { convertFloat16, randomSamples, type ConvertFloat16Options } from '../../passes/convert/convert-float16.js';
+import { convertFloat16, randomSamples, type ConvertFloat16Options, type ConvertFloat16Report, type MeasuredRanges } from '../../passes/convert/convert-float16.js';
+import type { FusionStep } from '../../passes/transformer-step.js';
 import { resolveOptions } from '../../passes/pipeline.js';
 import convertPass from '../../passes/convert/convert-float16.js';
 import type { Fp16Report } from '../../report/fp16.js';
@@ -60,9 +61,48 @@ export interface HalfStep {
   mode: Fp16Report['mode'];
   /**
    * Runs before the conversion (q4f16's int4 step) with the model's declared inputs and the in-domain
-   * random samples; returns its report section.
+   * random samples; returns its report section and, when it measured them on the way, the activation
+   * ranges the conversion takes instead of measuring its own.
    */
-  before?(model: Model, inputs: readonly ValueInfo[], random: () => AsyncIterable<Sample>): Promise<unknown>;
+  before?(model: Model, inputs: readonly ValueInfo[], random: () => AsyncIterable<Sample>): Promise<{ report: unknown; ranges?: MeasuredRanges }>;
+}
+
+/** The options of {@link halfTransform}: the workflow's, without what only its checks read. */
+export type HalfTransformOptions = Pick<Fp16WorkflowOptions, 'calibration' | 'shapes' | 'pass' | 'progress' | 'fuseTransformer'>;
+
+export interface HalfTransform {
+  /** The converted model (the loaded model changed in place, or the fused copy). */
+  model: Model;
+  fusion: FusionStep;
+  /** The step before the conversion's report section (q4f16: the int4 pass's report). */
+  before?: unknown;
+  conversion: ConvertFloat16Report;
+  /** In-domain random samples described from the float32 model (masks all ones, token ids over the vocabulary). */
+  random: () => AsyncIterable<Sample>;
+}
+
+/**
+ * What `quantize --mode fp16/q4f16` does to the model, without the workflow's checks of the result
+ * (checker, onnxruntime load, comparison with float32, latency) and without writing it: the
+ * transformer preset, the step before (q4f16's int4 step), convert-float16 with its ranges. `model` is
+ * the float32 model as loaded; `inputs` its inputs as onnxruntime declares them (the data readers
+ * shape the calibration samples by them). bench:transformer times exactly this.
+ */
+export async function halfTransform(model: Model, inputs: readonly ValueInfo[], o: HalfTransformOptions, step: HalfStep): Promise<HalfTransform> {
+  // in-domain random samples, described from the float32 model before it changes
+  const random = randomSamples(model, RANDOM_SAMPLES, o.shapes ?? {});
+  const { model: fused, step: fusion } = await fuseTransformer(model, { ...(o.fuseTransformer === false ? { skip: '--no-fuse-transformer' } : {}), keepWeights: step.mode === 'q4f16' });
+  const before = step.before ? await step.before(fused, inputs, random) : undefined;
+  // ranges from the step before (q4f16 with GPTQ: its moments run), else measured here on the calibration
+  // data (else random inputs); with ranges given, the data is read only for tensors they do not name
+  const given = before?.ranges;
+  const calibration = o.calibration ? () => openDataSource(o.calibration!, inputs, { shapes: o.shapes ?? {} }) : undefined;
+  const conversion = await convertFloat16(
+    fused,
+    { ...resolveOptions(convertPass, { ...o.pass }), ...o.pass, ...(given ? { measuredRanges: given } : {}), ...(calibration ? { calibration } : {}), ...(o.shapes ? { shapes: o.shapes } : {}) },
+    { runner: nodeRunner, ...(o.progress ? { progress: o.progress } : {}) },
+  );
+  return { model: fused, fusion, ...(before ? { before: before.report } : {}), conversion, random };
 }
 
 export async function runHalfMode(o: Fp16WorkflowOptions, step: HalfStep): Promise<Fp16Report> {
@@ -73,16 +113,7 @@ export async function runHalfMode(o: Fp16WorkflowOptions, step: HalfStep): Promi
   const fp32 = await Session.create(fp32Model, so, o.model);
   let half: Session | undefined;
   try {
-    // in-domain random samples, described from the float32 model before it changes
-    const random = randomSamples(start.model, RANDOM_SAMPLES, o.shapes ?? {});
-    const { model, step: fusion } = await fuseTransformer(start.model, { ...(o.fuseTransformer === false ? { skip: '--no-fuse-transformer' } : {}), keepWeights: step.mode === 'q4f16' });
-    const int4 = step.before ? await step.before(model, fp32.inputs, random) : undefined;
-    const calibration = o.calibration ? () => openDataSource(o.calibration!, fp32.inputs, { shapes: o.shapes ?? {} }) : undefined;
-    const conversion = await convertFloat16(
-      model,
-      { ...resolveOptions(convertPass, { ...o.pass }), ...o.pass, ...(calibration ? { calibration } : {}), ...(o.shapes ? { shapes: o.shapes } : {}) },
-      { runner: nodeRunner, ...(o.progress ? { progress: o.progress } : {}) },
-    );
+    const { model, fusion, before: int4, conversion, random } = await halfTransform(start.model, fp32.inputs, o, step);
     const bytes = checkedBytes(model, o.output);
     half = await loadQuantized(Session.create(bytes, so, o.output), o.output);
     // measured on the evaluation data, else the calibration data, else in-domain random samples (the
