@@ -29,6 +29,8 @@ export interface ShapeAnalysis {
   shapeValue(v: Value | null | undefined): ShapeValue | undefined;
   /** Nodes whose op inference does not cover (for --explain). */
   readonly unknownOps: Set<string>;
+  /** Every graph was walked in topological order (false when one has a cycle). */
+  readonly sorted: boolean;
 }
 
 const SMALL = 64;
@@ -67,6 +69,25 @@ function setInfo(v: Value, info: Info): void {
   }
   if (elem === undefined && dims === undefined) return;
   v.setTensorType(elem ?? 0, dims);
+}
+
+/** Sets output `i` of a node (when it has one). */
+function setOut(out: readonly Value[], i: number, info: Info): void {
+  const o = out[i];
+  if (o) setInfo(o, info);
+}
+
+/** Info with the fields that are known (set one by one: conditional spreads cost more than inference itself). */
+function infoWith(elem: number | undefined, dims: SymDim[] | undefined): Info {
+  const info: Info = {};
+  if (elem !== undefined) info.elem = elem;
+  if (dims) info.dims = dims;
+  return info;
+}
+
+/** Info with `dims` and element type `elem`, by default the first input's (`x`). */
+function withDims(x: Info, dims: SymDim[] | undefined, elem = x.elem): Info {
+  return infoWith(elem, dims);
 }
 
 const sameDim = (a: SymDim, b: SymDim) => a !== undefined && a === b;
@@ -150,6 +171,7 @@ const COMPARE = new Set(['Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEq
 
 class Inference implements ShapeAnalysis {
   readonly unknownOps = new Set<string>();
+  sorted = true;
   private readonly sv = new Map<Value, ShapeValue>();
 
   constructor(private readonly opset: number) {}
@@ -171,6 +193,7 @@ class Inference implements ShapeAnalysis {
       order = topologicalOrder(g);
     } catch {
       order = g.nodes;
+      this.sorted = false;
     }
     for (const n of order) {
       for (const sg of n.subgraphs()) this.graph(sg);
@@ -193,70 +216,65 @@ class Inference implements ShapeAnalysis {
     }
     const x = infoOf(n.input(0));
     const out = n.outputs;
-    const set = (i: number, info: Info) => {
-      const o = out[i];
-      if (o) setInfo(o, info);
-    };
     const op = n.opType;
     if (SAME_SHAPE.has(op)) {
-      set(0, x);
-      if (op === 'Dropout' && out[1]) set(1, { elem: DataType.BOOL, ...(x.dims ? { dims: x.dims } : {}) });
-      if (op === 'LayerNormalization') for (let i = 1; i < out.length; i++) set(i, { elem: DataType.FLOAT });
+      setOut(out, 0, x);
+      if (op === 'Dropout' && out[1]) setOut(out, 1, infoWith(DataType.BOOL, x.dims));
+      if (op === 'LayerNormalization') for (let i = 1; i < out.length; i++) setOut(out, i, { elem: DataType.FLOAT });
       return;
     }
-    if (BOOL_SAME.has(op)) return set(0, { elem: DataType.BOOL, ...(x.dims ? { dims: x.dims } : {}) });
+    if (BOOL_SAME.has(op)) return setOut(out, 0, infoWith(DataType.BOOL, x.dims));
     if (BROADCAST.has(op) || COMPARE.has(op) || op === 'Where') {
       const ins = n.inputs.map(infoOf);
       const dims = broadcastSym(ins.map((i) => i.dims));
       const elem = COMPARE.has(op) ? DataType.BOOL : op === 'Where' ? ins[1]?.elem : x.elem;
-      set(0, { ...(elem !== undefined ? { elem } : {}), ...(dims ? { dims } : {}) });
+      setOut(out, 0, infoWith(elem, dims));
       if (!COMPARE.has(op) && op !== 'Where') this.arith(n);
       return;
     }
-    const withDims = (dims: SymDim[] | undefined, elem = x.elem): Info => ({ ...(elem !== undefined ? { elem } : {}), ...(dims ? { dims } : {}) });
     switch (op) {
       case 'Constant': {
         const c = constantOf(out[0]);
-        if (c) set(0, { elem: c.dataType, dims: [...c.dims] });
+        if (c) setOut(out, 0, { elem: c.dataType, dims: [...c.dims] });
         return;
       }
       case 'Cast': {
-        set(0, withDims(x.dims, n.getInt('to')));
+        setOut(out, 0, withDims(x, x.dims, n.getInt('to')));
         const s = this.shapeValue(n.input(0));
         const to = n.getInt('to');
         if (s && (to === DataType.INT64 || to === DataType.INT32)) this.setSV(out[0]!, s);
         return;
       }
       case 'CastLike':
-        return set(0, withDims(x.dims, infoOf(n.input(1)).elem));
+        return setOut(out, 0, withDims(x, x.dims, infoOf(n.input(1)).elem));
       case 'Shape': {
         const r = x.dims?.length;
-        if (r === undefined) return set(0, { elem: DataType.INT64 });
+        if (r === undefined) return setOut(out, 0, { elem: DataType.INT64 });
         let s = n.getInt('start', 0);
         let e = n.getInt('end', r);
         s = Math.min(Math.max(normAxis(s, r), 0), r);
         e = Math.min(Math.max(normAxis(e, r), 0), r);
         const vals = x.dims!.slice(s, Math.max(s, e));
-        set(0, { elem: DataType.INT64, dims: [vals.length] });
+        setOut(out, 0, { elem: DataType.INT64, dims: [vals.length] });
         this.setSV(out[0]!, { scalar: false, vals });
         return;
       }
       case 'Size':
-        return set(0, { elem: DataType.INT64, dims: [] });
+        return setOut(out, 0, { elem: DataType.INT64, dims: [] });
       case 'Conv':
       case 'ConvInteger':
       case 'QLinearConv': {
         const w = infoOf(n.input(op === 'QLinearConv' ? 3 : 1));
-        if (!x.dims || !w.dims) return set(0, withDims(undefined));
+        if (!x.dims || !w.dims) return setOut(out, 0, withDims(x, undefined));
         const kernel = n.getInts('kernel_shape') ?? (w.dims.slice(2).every((d) => typeof d === 'number') ? (w.dims.slice(2) as number[]) : undefined);
-        if (!kernel) return set(0, withDims(undefined));
+        if (!kernel) return setOut(out, 0, withDims(x, undefined));
         const sp = poolDims(n, x.dims, kernel, 'Conv');
         const elem = op === 'ConvInteger' ? DataType.INT32 : op === 'QLinearConv' ? infoOf(n.input(7)).elem : x.elem;
-        return set(0, withDims(sp ? [x.dims[0], w.dims[0], ...sp] : undefined, elem));
+        return setOut(out, 0, withDims(x, sp ? [x.dims[0], w.dims[0], ...sp] : undefined, elem));
       }
       case 'ConvTranspose': {
         const w = infoOf(n.input(1));
-        if (!x.dims || !w.dims) return set(0, withDims(undefined));
+        if (!x.dims || !w.dims) return setOut(out, 0, withDims(x, undefined));
         const sp = x.dims.length - 2;
         const group = n.getInt('group', 1);
         const c = typeof w.dims[1] === 'number' ? (w.dims[1] as number) * group : undefined;
@@ -275,55 +293,55 @@ class Inference implements ShapeAnalysis {
           else if (auto === 'SAME_UPPER' || auto === 'SAME_LOWER') dims.push(d * strides[i]!);
           else dims.push(strides[i]! * (d - 1) + opad[i]! + (kernel[i]! - 1) * dil[i]! + 1 - pads[i]! - pads[i + sp]!);
         }
-        return set(0, withDims(dims));
+        return setOut(out, 0, withDims(x, dims));
       }
       case 'MaxPool':
       case 'AveragePool':
       case 'LpPool': {
         const kernel = n.getInts('kernel_shape');
-        if (!x.dims || !kernel) return set(0, withDims(undefined));
+        if (!x.dims || !kernel) return setOut(out, 0, withDims(x, undefined));
         const sp = poolDims(n, x.dims, kernel, op);
-        set(0, withDims(sp ? [x.dims[0], x.dims[1], ...sp] : undefined));
-        if (out[1]) set(1, withDims(sp ? [x.dims[0], x.dims[1], ...sp] : undefined, DataType.INT64));
+        setOut(out, 0, withDims(x, sp ? [x.dims[0], x.dims[1], ...sp] : undefined));
+        if (out[1]) setOut(out, 1, withDims(x, sp ? [x.dims[0], x.dims[1], ...sp] : undefined, DataType.INT64));
         return;
       }
       case 'GlobalAveragePool':
       case 'GlobalMaxPool':
       case 'GlobalLpPool':
-        return set(0, withDims(x.dims ? [x.dims[0], x.dims[1], ...x.dims.slice(2).map(() => 1)] : undefined));
+        return setOut(out, 0, withDims(x, x.dims ? [x.dims[0], x.dims[1], ...x.dims.slice(2).map(() => 1)] : undefined));
       case 'MatMul':
       case 'MatMulInteger': {
         const b = infoOf(n.input(1));
         const elem = op === 'MatMulInteger' ? DataType.INT32 : x.elem;
-        if (!x.dims || !b.dims || x.dims.length === 0 || b.dims.length === 0) return set(0, withDims(undefined, elem));
+        if (!x.dims || !b.dims || x.dims.length === 0 || b.dims.length === 0) return setOut(out, 0, withDims(x, undefined, elem));
         const a1 = x.dims.length === 1 ? [1, x.dims[0]] : x.dims;
         const b1 = b.dims.length === 1 ? [b.dims[0], 1] : b.dims;
         const batch = broadcastSym([a1.slice(0, -2), b1.slice(0, -2)]);
-        if (!batch) return set(0, withDims(undefined, elem));
+        if (!batch) return setOut(out, 0, withDims(x, undefined, elem));
         const dims = [...batch];
         if (x.dims.length > 1) dims.push(a1[a1.length - 2]);
         if (b.dims.length > 1) dims.push(b1[b1.length - 1]);
-        return set(0, withDims(dims, elem));
+        return setOut(out, 0, withDims(x, dims, elem));
       }
       case 'Gemm': {
         const b = infoOf(n.input(1));
-        if (!x.dims || !b.dims || x.dims.length !== 2 || b.dims.length !== 2) return set(0, withDims(undefined));
+        if (!x.dims || !b.dims || x.dims.length !== 2 || b.dims.length !== 2) return setOut(out, 0, withDims(x, undefined));
         const m = n.getInt('transA', 0) ? x.dims[1] : x.dims[0];
         const k = n.getInt('transB', 0) ? b.dims[0] : b.dims[1];
-        return set(0, withDims([m, k]));
+        return setOut(out, 0, withDims(x, [m, k]));
       }
       case 'Flatten': {
-        if (!x.dims) return set(0, withDims(undefined));
+        if (!x.dims) return setOut(out, 0, withDims(x, undefined));
         const r = x.dims.length;
         const axis = normAxis(n.getInt('axis', 1), r);
         const prod = (ds: SymDim[]) => (ds.every((d) => typeof d === 'number') ? ds.reduce<number>((a, d) => a * (d as number), 1) : ds.length === 1 ? ds[0] : undefined);
-        return set(0, withDims([prod(x.dims.slice(0, axis)), prod(x.dims.slice(axis))]));
+        return setOut(out, 0, withDims(x, [prod(x.dims.slice(0, axis)), prod(x.dims.slice(axis))]));
       }
       case 'Reshape': {
         const s = this.opset >= 5 ? this.shapeValue(n.input(1)) : { scalar: false, vals: n.getInts('shape') ?? [] };
         if (!s) {
           const si = infoOf(n.input(1));
-          return set(0, withDims(si.dims && typeof si.dims[0] === 'number' ? new Array<SymDim>(si.dims[0]).fill(undefined) : undefined));
+          return setOut(out, 0, withDims(x, si.dims && typeof si.dims[0] === 'number' ? new Array<SymDim>(si.dims[0]).fill(undefined) : undefined));
         }
         const allowzero = n.getInt('allowzero', 0) === 1;
         const dims: SymDim[] = s.vals.map((d, i) => (d === 0 && !allowzero ? x.dims?.[i] : d === -1 ? -1 : d));
@@ -344,19 +362,19 @@ class Inference implements ShapeAnalysis {
             dims[neg] = ok && left.length === 1 ? left[0] : ok && left.length === 0 ? 1 : undefined;
           } else dims[neg] = undefined;
         }
-        return set(0, withDims(dims));
+        return setOut(out, 0, withDims(x, dims));
       }
       case 'Transpose': {
-        if (!x.dims) return set(0, withDims(undefined));
+        if (!x.dims) return setOut(out, 0, withDims(x, undefined));
         const r = x.dims.length;
         const perm = n.getInts('perm') ?? x.dims.map((_, i) => r - 1 - i);
-        set(0, withDims(perm.map((p) => x.dims![p])));
+        setOut(out, 0, withDims(x, perm.map((p) => x.dims![p])));
         return;
       }
       case 'Concat': {
         const ins = n.inputs.map(infoOf);
         const first = ins.find((i) => i.dims)?.dims;
-        if (!first || ins.some((i) => !i.dims || i.dims.length !== first.length)) return set(0, withDims(undefined));
+        if (!first || ins.some((i) => !i.dims || i.dims.length !== first.length)) return setOut(out, 0, withDims(x, undefined));
         const axis = normAxis(n.getInt('axis', 0), first.length);
         const dims = first.map((d, k) => {
           if (k === axis) {
@@ -366,7 +384,7 @@ class Inference implements ShapeAnalysis {
           for (const i of ins) if (typeof i.dims![k] === 'number') return i.dims![k];
           return d;
         });
-        set(0, withDims(dims));
+        setOut(out, 0, withDims(x, dims));
         const svs = n.inputs.map((v) => this.shapeValue(v));
         if (svs.every((s) => s && !s.scalar)) this.setSV(out[0]!, { scalar: false, vals: svs.flatMap((s) => s!.vals) });
         return;
@@ -374,10 +392,10 @@ class Inference implements ShapeAnalysis {
       case 'Unsqueeze':
       case 'Squeeze': {
         const axes = this.opset >= 13 ? ints(n.input(1)) : n.getInts('axes');
-        if (!x.dims) return set(0, withDims(undefined));
+        if (!x.dims) return setOut(out, 0, withDims(x, undefined));
         let dims: SymDim[] | undefined;
         if (op === 'Unsqueeze') {
-          if (!axes) return set(0, withDims(undefined));
+          if (!axes) return setOut(out, 0, withDims(x, undefined));
           const r = x.dims.length + axes.length;
           const ax = new Set(axes.map((a) => normAxis(a, r)));
           dims = [];
@@ -385,11 +403,11 @@ class Inference implements ShapeAnalysis {
           for (let i = 0; i < r; i++) dims.push(ax.has(i) ? 1 : x.dims[k++]);
         } else {
           const r = x.dims.length;
-          if (!axes && x.dims.some((d) => typeof d !== 'number')) return set(0, withDims(undefined));
+          if (!axes && x.dims.some((d) => typeof d !== 'number')) return setOut(out, 0, withDims(x, undefined));
           const ax = new Set(axes ? axes.map((a) => normAxis(a, r)) : x.dims.flatMap((d, i) => (d === 1 ? [i] : [])));
           dims = x.dims.filter((_, i) => !ax.has(i));
         }
-        set(0, withDims(dims));
+        setOut(out, 0, withDims(x, dims));
         const s = this.shapeValue(n.input(0));
         if (s && op === 'Unsqueeze' && s.scalar) this.setSV(out[0]!, { scalar: false, vals: s.vals });
         if (s && op === 'Squeeze' && !s.scalar && s.vals.length === 1 && dims.length === 0) this.setSV(out[0]!, { scalar: true, vals: s.vals });
@@ -408,8 +426,8 @@ class Inference implements ShapeAnalysis {
           ends = n.getInts('ends');
           axes = n.getInts('axes');
         }
-        if (!x.dims) return set(0, withDims(undefined));
-        if (!starts || !ends) return set(0, withDims(x.dims.map(() => undefined)));
+        if (!x.dims) return setOut(out, 0, withDims(x, undefined));
+        if (!starts || !ends) return setOut(out, 0, withDims(x, x.dims.map(() => undefined)));
         const r = x.dims.length;
         axes ??= starts.map((_, i) => i);
         steps ??= starts.map(() => 1);
@@ -426,7 +444,7 @@ class Inference implements ShapeAnalysis {
           } else if (starts[i] === 0 && st === 1 && ends[i]! >= 2 ** 31 - 1) dims[a] = d;
           else dims[a] = undefined;
         }
-        set(0, withDims(dims));
+        setOut(out, 0, withDims(x, dims));
         const s = this.shapeValue(n.input(0));
         if (s && !s.scalar && r === 1) {
           const [st, sp, cnt] = sel[0]!;
@@ -439,9 +457,9 @@ class Inference implements ShapeAnalysis {
       }
       case 'Gather': {
         const idx = infoOf(n.input(1));
-        if (!x.dims || !idx.dims) return set(0, withDims(undefined));
+        if (!x.dims || !idx.dims) return setOut(out, 0, withDims(x, undefined));
         const axis = normAxis(n.getInt('axis', 0), x.dims.length);
-        set(0, withDims([...x.dims.slice(0, axis), ...idx.dims, ...x.dims.slice(axis + 1)]));
+        setOut(out, 0, withDims(x, [...x.dims.slice(0, axis), ...idx.dims, ...x.dims.slice(axis + 1)]));
         const s = this.shapeValue(n.input(0));
         const iv = ints(n.input(1));
         if (s && !s.scalar && iv && axis === 0) {
@@ -455,21 +473,21 @@ class Inference implements ShapeAnalysis {
         const s = this.shapeValue(n.input(0));
         const si = infoOf(n.input(0));
         const dims = s ? s.vals : si.dims && typeof si.dims[0] === 'number' ? new Array<SymDim>(si.dims[0]).fill(undefined) : undefined;
-        return set(0, withDims(dims, t ? t.dataType : DataType.FLOAT));
+        return setOut(out, 0, withDims(x, dims, t ? t.dataType : DataType.FLOAT));
       }
       case 'Expand': {
         const s = this.shapeValue(n.input(1));
         const si = infoOf(n.input(1));
         const target = s ? s.vals : si.dims && typeof si.dims[0] === 'number' ? new Array<SymDim>(si.dims[0]).fill(undefined) : undefined;
-        return set(0, withDims(target && x.dims ? broadcastSym([x.dims, target]) : undefined));
+        return setOut(out, 0, withDims(x, target && x.dims ? broadcastSym([x.dims, target]) : undefined));
       }
       case 'Tile': {
         const reps = ints(n.input(1));
-        return set(0, withDims(x.dims && reps ? x.dims.map((d, i) => (typeof d === 'number' ? d * reps[i]! : reps[i] === 1 ? d : undefined)) : undefined));
+        return setOut(out, 0, withDims(x, x.dims && reps ? x.dims.map((d, i) => (typeof d === 'number' ? d * reps[i]! : reps[i] === 1 ? d : undefined)) : undefined));
       }
       case 'Pad': {
         const pads = this.opset >= 11 ? ints(n.input(1)) : n.getInts('pads');
-        if (!x.dims || !pads) return set(0, withDims(x.dims?.map(() => undefined)));
+        if (!x.dims || !pads) return setOut(out, 0, withDims(x, x.dims?.map(() => undefined)));
         const axes = this.opset >= 18 && n.input(3) ? ints(n.input(3)) : undefined;
         const r = x.dims.length;
         const ax = axes ? axes.map((a) => normAxis(a, r)) : x.dims.map((_, i) => i);
@@ -479,18 +497,18 @@ class Inference implements ShapeAnalysis {
           const add = pads[i]! + pads[i + ax.length]!;
           dims[a] = typeof d === 'number' ? d + add : add === 0 ? d : undefined;
         });
-        return set(0, withDims(dims));
+        return setOut(out, 0, withDims(x, dims));
       }
       case 'Resize':
       case 'Upsample': {
-        if (!x.dims) return set(0, withDims(undefined));
+        if (!x.dims) return setOut(out, 0, withDims(x, undefined));
         const scalesIdx = op === 'Upsample' || this.opset < 11 ? 1 : 2;
         const sizes = op === 'Resize' && this.opset >= 11 && n.input(3) ? ints(n.input(3)) : undefined;
-        if (sizes && sizes.length === x.dims.length) return set(0, withDims(sizes));
+        if (sizes && sizes.length === x.dims.length) return setOut(out, 0, withDims(x, sizes));
         const sc = constantOf(n.input(scalesIdx));
         const scales = sc && sc.size === x.dims.length ? Array.from(sc.toFloat32()) : op === 'Upsample' ? n.getFloats('scales') : undefined;
-        if (!scales) return set(0, withDims(x.dims.map(() => undefined)));
-        return set(0, withDims(x.dims.map((d, i) => (typeof d === 'number' ? Math.floor(d * scales[i]!) : scales[i] === 1 ? d : undefined))));
+        if (!scales) return setOut(out, 0, withDims(x, x.dims.map(() => undefined)));
+        return setOut(out, 0, withDims(x, x.dims.map((d, i) => (typeof d === 'number' ? Math.floor(d * scales[i]!) : scales[i] === 1 ? d : undefined))));
       }
       case 'Split': {
         if (!x.dims) return;
@@ -507,7 +525,7 @@ class Inference implements ShapeAnalysis {
           else if (given || chunk === undefined || typeof d !== 'number') dims[axis] = undefined;
           else if (numOutputs !== undefined) dims[axis] = i < out.length - 1 ? chunk : d - chunk * (out.length - 1);
           else dims[axis] = d % out.length === 0 ? d / out.length : undefined;
-          setInfo(o, withDims(dims));
+          setInfo(o, withDims(x, dims));
         });
         return;
       }
@@ -524,23 +542,23 @@ class Inference implements ShapeAnalysis {
       case 'ArgMin': {
         const isArg = op.startsWith('Arg');
         const elem = isArg ? DataType.INT64 : x.elem;
-        if (!x.dims) return set(0, withDims(undefined, elem));
+        if (!x.dims) return setOut(out, 0, withDims(x, undefined, elem));
         const r = x.dims.length;
         const since = op === 'ReduceSum' ? 13 : 18;
         let axes: number[] | undefined = isArg ? [n.getInt('axis', 0)] : this.opset >= since ? (n.input(1) ? ints(n.input(1)) : []) : (n.getInts('axes') ?? []);
-        if (!axes) return set(0, withDims(undefined, elem));
+        if (!axes) return setOut(out, 0, withDims(x, undefined, elem));
         if (axes.length === 0) {
-          if (n.getInt('noop_with_empty_axes', 0) === 1) return set(0, withDims(x.dims, elem));
+          if (n.getInt('noop_with_empty_axes', 0) === 1) return setOut(out, 0, withDims(x, x.dims, elem));
           axes = x.dims.map((_, i) => i);
         }
         const ax = new Set(axes.map((a) => normAxis(a, r)));
         const keep = n.getInt('keepdims', 1) === 1;
-        return set(0, withDims(keep ? x.dims.map((d, i) => (ax.has(i) ? 1 : d)) : x.dims.filter((_, i) => !ax.has(i)), elem));
+        return setOut(out, 0, withDims(x, keep ? x.dims.map((d, i) => (ax.has(i) ? 1 : d)) : x.dims.filter((_, i) => !ax.has(i)), elem));
       }
       case 'Range': {
         const [s, l, d] = [ints(n.input(0)), ints(n.input(1)), ints(n.input(2))];
         const len = s && l && d && d[0] ? Math.max(Math.ceil((l[0]! - s[0]!) / d[0]!), 0) : undefined;
-        return set(0, withDims([len]));
+        return setOut(out, 0, withDims(x, [len]));
       }
       case 'LSTM':
       case 'GRU':
@@ -549,8 +567,8 @@ class Inference implements ShapeAnalysis {
         const dirs = n.getString('direction', 'forward') === 'bidirectional' ? 2 : 1;
         const layout = n.getInt('layout', 0);
         const [seq, batch] = x.dims ? (layout === 0 ? [x.dims[0], x.dims[1]] : [x.dims[1], x.dims[0]]) : [undefined, undefined];
-        set(0, withDims(layout === 0 ? [seq, dirs, batch, hidden] : [batch, seq, dirs, hidden]));
-        for (let i = 1; i < out.length; i++) set(i, withDims(layout === 0 ? [dirs, batch, hidden] : [batch, dirs, hidden]));
+        setOut(out, 0, withDims(x, layout === 0 ? [seq, dirs, batch, hidden] : [batch, seq, dirs, hidden]));
+        for (let i = 1; i < out.length; i++) setOut(out, i, withDims(x, layout === 0 ? [dirs, batch, hidden] : [batch, dirs, hidden]));
         return;
       }
       case 'If': {

@@ -119,18 +119,32 @@ function graphLabel(g: Graph): string {
   return `graph ${g.name ?? '(main)'}`;
 }
 
-function checkGraph(g: Graph, defined: Map<string, string>, issues: CheckIssue[], model: Model, importedDomains: Set<string>, topLevel: boolean): void {
+/**
+ * Where a value name was defined: the sentence of a duplicate-name issue, written only when one is
+ * found (building it for every value took a third of a check).
+ */
+interface Definition {
+  what: 'input of' | 'initializer of' | 'sparse initializer of' | 'output of node';
+  /** The graph's label, or the node whose output it is. */
+  of: string | Node;
+}
+
+function describe(d: Definition): string {
+  return `${d.what} ${typeof d.of === 'string' ? d.of : d.of.label}`;
+}
+
+function checkGraph(g: Graph, defined: Map<string, Definition>, issues: CheckIssue[], model: Model, importedDomains: Set<string>, topLevel: boolean): void {
   const where = graphLabel(g);
-  const define = (v: Value, what: string) => {
+  const define = (v: Value, d: Definition) => {
     if (v.name === '') return;
     const prev = defined.get(v.name);
     if (prev !== undefined) {
-      issues.push({ code: 'IR_DUPLICATE_NAME', message: `${where}: "${v.name}" is defined twice (${prev}, and ${what})`, tensor: v.name, graph: g.name });
-    } else defined.set(v.name, what);
+      issues.push({ code: 'IR_DUPLICATE_NAME', message: `${where}: "${v.name}" is defined twice (${describe(prev)}, and ${describe(d)})`, tensor: v.name, graph: g.name });
+    } else defined.set(v.name, d);
   };
-  for (const v of g.inputs) define(v, `input of ${where}`);
+  for (const v of g.inputs) define(v, { what: 'input of', of: where });
   for (const v of g.initializers.values()) {
-    if (!g.inputs.includes(v)) define(v, `initializer of ${where}`);
+    if (!g.inputs.includes(v)) define(v, { what: 'initializer of', of: where });
     const t = g.initializerTensor(v);
     if (t) checkTensor(t, where, issues);
   }
@@ -145,7 +159,7 @@ function checkGraph(g: Graph, defined: Map<string, string>, issues: CheckIssue[]
       }
     }
   }
-  for (const s of g.sparseInitializers) define(s.value, `sparse initializer of ${where}`);
+  for (const s of g.sparseInitializers) define(s.value, { what: 'sparse initializer of', of: where });
   for (const v of g.danglingValues) {
     const readers = v.uses.map((u) => u.node.label);
     issues.push({
@@ -158,7 +172,7 @@ function checkGraph(g: Graph, defined: Map<string, string>, issues: CheckIssue[]
   }
   const nodeNames = new Map<string, Node>();
   for (const n of g.nodes) {
-    for (const o of n.outputs) define(o, `output of node ${n.label}`);
+    for (const o of n.outputs) define(o, { what: 'output of node', of: n });
     if (n.opType === '') issues.push({ code: 'IR_NO_OP_TYPE', message: `${where}: a node has no op_type (${n.label})`, node: n.name });
     if (n.name) {
       const other = nodeNames.get(n.name);
@@ -176,27 +190,29 @@ function checkGraph(g: Graph, defined: Map<string, string>, issues: CheckIssue[]
       for (const t of a.tensors ?? []) checkTensor(t, `attribute ${a.name} of node ${n.label}`, issues);
     }
   }
-  // topological order and cycles
-  try {
-    const order = topologicalOrder(g);
-    const pos = new Map<Node, number>(g.nodes.map((n, i) => [n, i]));
-    for (let i = 0; i < order.length; i++) {
-      if (order[i] !== g.nodes[i]) {
-        const n = g.nodes[i]!;
-        const late = [...n.inputs, ...n.implicitInputs()].find((v) => v?.producer?.graph === g && pos.get(v.producer)! > i);
-        issues.push({
-          code: 'IR_NOT_TOPOLOGICAL',
-          message: `${where}: node ${n.label} comes before ${late?.producer?.label ?? 'a producer of one of its inputs'}`,
-          node: n.name,
-        });
-        break;
+  // topological order and cycles (sorted only when a node reads a value produced at or after it)
+  if (!inOrder(g)) {
+    try {
+      const order = topologicalOrder(g);
+      const pos = new Map<Node, number>(g.nodes.map((n, i) => [n, i]));
+      for (let i = 0; i < order.length; i++) {
+        if (order[i] !== g.nodes[i]) {
+          const n = g.nodes[i]!;
+          const late = [...n.inputs, ...n.implicitInputs()].find((v) => v?.producer?.graph === g && pos.get(v.producer)! > i);
+          issues.push({
+            code: 'IR_NOT_TOPOLOGICAL',
+            message: `${where}: node ${n.label} comes before ${late?.producer?.label ?? 'a producer of one of its inputs'}`,
+            node: n.name,
+          });
+          break;
+        }
       }
+    } catch (e) {
+      const err = e as { code?: InputErrorCode; message: string; details?: { node?: string } };
+      const issue: CheckIssue = { code: err.code ?? 'IR_CYCLE', message: err.message };
+      if (err.details?.node) issue.node = err.details.node;
+      issues.push(issue);
     }
-  } catch (e) {
-    const err = e as { code?: InputErrorCode; message: string; details?: { node?: string } };
-    const issue: CheckIssue = { code: err.code ?? 'IR_CYCLE', message: err.message };
-    if (err.details?.node) issue.node = err.details.node;
-    issues.push(issue);
   }
   // A graph output listed twice is accepted (onnxruntime does); a subgraph may not return an outer value
   // as it is (onnxruntime asks for an Identity in between)
@@ -210,6 +226,26 @@ function checkGraph(g: Graph, defined: Map<string, string>, issues: CheckIssue[]
   }
   checkReferences(g, where, issues);
   for (const n of g.nodes) for (const sub of n.subgraphs()) checkGraph(sub, defined, issues, model, importedDomains, false);
+}
+
+/**
+ * True when every node of `g` reads only values produced by earlier nodes of `g` (or outside it): then
+ * `topologicalOrder(g)` (Kahn's algorithm that keeps the original order where it can) returns the nodes
+ * as they are and throws nothing, so there is nothing to report.
+ */
+function inOrder(g: Graph): boolean {
+  const seen = new Set<Node>();
+  for (const n of g.nodes) {
+    if (seen.has(n)) return false;
+    const reads = n.attributes.some((a) => a.g || a.graphs?.length) ? [...n.inputs, ...n.implicitInputs()] : n.inputs;
+    for (const v of reads) {
+      let p = v?.producer;
+      while (p && p.graph !== g && p.graph?.parentNode) p = p.graph.parentNode;
+      if (p && p.graph === g && !seen.has(p)) return false;
+    }
+    seen.add(n);
+  }
+  return true;
 }
 
 /** Values defined in `g` itself: inputs, initializers, sparse initializers and outputs of its nodes. */

@@ -697,14 +697,23 @@ export class Graph {
   *allNodes(): Generator<Node> {
     for (const n of this.nodes) {
       yield n;
-      for (const g of n.subgraphs()) yield* g.allNodes();
+      // the attributes' subgraphs in order (n.subgraphs() without its arrays: passes walk every graph often)
+      for (const a of n.attributes) {
+        if (a.g) yield* a.g.allNodes();
+        if (a.graphs) for (const g of a.graphs) yield* g.allNodes();
+      }
     }
   }
 
   /** Every graph: this one and nested subgraphs. */
   *allGraphs(): Generator<Graph> {
     yield this;
-    for (const n of this.nodes) for (const g of n.subgraphs()) yield* g.allGraphs();
+    for (const n of this.nodes) {
+      for (const a of n.attributes) {
+        if (a.g) yield* a.g.allGraphs();
+        if (a.graphs) for (const g of a.graphs) yield* g.allGraphs();
+      }
+    }
   }
 
   /** Values read in this graph (or nested subgraphs) that are defined in an enclosing scope. */

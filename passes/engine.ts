@@ -171,6 +171,22 @@ export class PassManager {
     let baselineIssues = checking ? issueKeys(model) : new Set<string>();
     const verifier = o.verify ? await Verifier.create(o.runner, model, o.verify) : undefined;
     let maxDiff = 0;
+    // shared analyses (PassContext.analysis), dropped whenever a pass changes the model
+    const analyses = new Map<string, { model: Model; value: unknown }>();
+    const analysis = <T>(m: Model, key: string, compute: () => { value: T; reuse: boolean }): T => {
+      const hit = analyses.get(key);
+      if (hit && hit.model === m) return hit.value as T;
+      const r = compute();
+      if (r.reuse) analyses.set(key, { model: m, value: r.value });
+      else analyses.delete(key);
+      return r.value;
+    };
+    // what every pass's context shares (createPassContext's, made once; explain names the pass)
+    const base = createPassContext({ ...o, reports });
+    // the size after one pass is the size before the next, and a pass that reports no change left the
+    // model as it was (the fixed point relies on that too): sizes are measured after changes only
+    let nodesNow = report.nodesBefore;
+    let bytesNow = report.bytesBefore;
     try {
       for (let it = 1; it <= cap; it++) {
         report.iterations = it;
@@ -178,15 +194,19 @@ export class PassManager {
         for (const s of this.steps) {
           if (it > 1 && s.pass.idempotent === false) continue;
           const name = s.pass.name;
-          const ctx = createPassContext({ ...o, reports }, name, (e) => {
-            if (o.explain && it === 1) explanations.push(e);
-          });
+          const ctx: PassContext = {
+            ...base,
+            explain: (e) => {
+              if (o.explain && it === 1) explanations.push({ pass: name, ...e });
+            },
+            analysis,
+          };
           if (s.pass.minOpset !== undefined && (model.opset('') ?? 0) < s.pass.minOpset) {
             ctx.explain({ reason: `needs opset ${s.pass.minOpset}, the model has ${model.opset('') ?? 'none'}` });
             continue;
           }
-          const nodesBefore = countNodes(model);
-          const bytesBefore = weightBytes(model);
+          const nodesBefore = nodesNow;
+          const bytesBefore = bytesNow;
           const start = performance.now();
           let res: PassResult;
           try {
@@ -195,15 +215,20 @@ export class PassManager {
             if (isOnnxForgeError(e)) throw e;
             throw internalError('PASS_FAILED', `pass '${name}' failed: ${(e as Error).message}`, { pass: name });
           }
+          const ms = performance.now() - start;
+          if (res.changed) {
+            nodesNow = countNodes(model);
+            bytesNow = weightBytes(model);
+          }
           const rec: PassRecord = {
             pass: name,
             iteration: it,
             changed: res.changed,
-            ms: performance.now() - start,
+            ms,
             nodesBefore,
-            nodesAfter: countNodes(model),
+            nodesAfter: nodesNow,
             bytesBefore,
-            bytesAfter: weightBytes(model),
+            bytesAfter: bytesNow,
             stats: res.stats ?? {},
           };
           if (res.report !== undefined) {
@@ -213,6 +238,7 @@ export class PassManager {
           }
           if (res.changed) {
             any = true;
+            analyses.clear();
             if (checking) {
               const now = issueKeys(model);
               const fresh = [...now].filter((k) => !baselineIssues.has(k));

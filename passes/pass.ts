@@ -70,6 +70,13 @@ export interface PassContext {
   reportOf<R>(pass: Pass<any, R>): R | undefined;
   /** Progress reporting for long passes (no-op when not a TTY). */
   progress?(label: string, total: number): { tick(n?: number): void; done(): void };
+  /**
+   * Analyses the passes of one pipeline run share (LLVM's analysis manager): the value `compute`
+   * returned earlier in this run for `model` under `key`, else `compute`'s (kept when it says `reuse`).
+   * The manager drops them all when a pass reports a change, so a pass reads one before it changes
+   * the model itself. Absent outside the manager (see passes/analyses.ts).
+   */
+  analysis?<T>(model: Model, key: string, compute: () => { value: T; reuse: boolean }): T;
 }
 
 export interface PassResult<R = unknown> {

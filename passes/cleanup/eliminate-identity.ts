@@ -9,7 +9,8 @@
  * can take over that name (a node output of the same graph that is no graph output itself).
  */
 import { constantOf, Node, Value } from '../../ir/ir.js';
-import { inferShapes, elemTypeOf, symbolicShape, SymDim } from '../../analysis/shape-inference.js';
+import { elemTypeOf, symbolicShape, SymDim } from '../../analysis/shape-inference.js';
+import { sharedShapes } from '../analyses.js';
 import { definePass, Match, matched, noMatch } from '../pass.js';
 
 const INT_MAX_END = 2 ** 31 - 1;
@@ -126,7 +127,7 @@ export default definePass<Record<string, never>>({
   description: 'Removes Identity, inference Dropout and nodes that do nothing (same-type Cast, same-shape Reshape/Expand, identity Transpose, zero Pad, full Slice, x+0, x*1).',
   options: {},
   run(model, _o, ctx) {
-    inferShapes(model);
+    sharedShapes(model, ctx);
     const opset = model.opset('') ?? 1;
     let removed = 0;
     const byOp: Record<string, number> = {};

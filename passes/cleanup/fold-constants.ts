@@ -20,7 +20,8 @@
 import { DataType } from '../../core/dtype.js';
 import { evaluateNode, hasKernel } from '../../analysis/eval/index.js';
 import { Attribute, constantOf, Graph, Model, Node, Value } from '../../ir/ir.js';
-import { inferShapes, ShapeAnalysis, staticShape } from '../../analysis/shape-inference.js';
+import { ShapeAnalysis, staticShape } from '../../analysis/shape-inference.js';
+import { sharedShapes } from '../analyses.js';
 import { Tensor } from '../../core/tensor.js';
 import { definePass, PassContext } from '../pass.js';
 import { replaceWithInitializer } from '../../ir/edits.js';
@@ -55,7 +56,7 @@ export default definePass<Options>({
   },
   async run(model, o, ctx) {
     const stats: Stats = { folded: 0, foldedByRuntime: 0, lifted: 0, skippedTooLarge: 0 };
-    const analysis = inferShapes(model);
+    const analysis = sharedShapes(model, ctx);
     conditionCone = ifConditionCone(model);
     const opset = model.opset('') ?? 1;
     for (const g of [...model.graph.allGraphs()]) {

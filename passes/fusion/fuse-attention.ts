@@ -22,9 +22,9 @@
  *   Any additive mask is passed as `attn_mask`; a Where causal mask becomes `is_causal`.
  */
 import { DataType } from '../../core/dtype.js';
-import { inferShapes } from '../../analysis/shape-inference.js';
 import { Tensor } from '../../core/tensor.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
+import { sharedShapes } from '../analyses.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
 import { insertNodeBefore, notApplicable, onlyUsedBy, replaceChain, scalarConstant } from '../patterns.js';
 import { FusionTarget, GENERIC_OPSET, inputProducers, msNode, producerOf, removeDeadProducers, targetPass } from './transformer-target.js';
@@ -193,6 +193,17 @@ function triangular(t: Tensor, keep: (i: number, j: number, x: number) => boolea
   return true;
 }
 
+/** Results of {@link triangular} by buffer and test in this pass run (every layer slices the same buffer). */
+let causalTests = new WeakMap<Tensor, Map<string, boolean>>();
+
+function triangularOnce(t: Tensor, test: 'additive' | 'bool', keep: (i: number, j: number, x: number) => boolean): boolean {
+  let byTest = causalTests.get(t);
+  if (!byTest) causalTests.set(t, (byTest = new Map()));
+  let r = byTest.get(test);
+  if (r === undefined) byTest.set(test, (r = triangular(t, keep)));
+  return r;
+}
+
 /** Slices of `buf` on axes 2 and 3 starting at 0 (one Slice on both axes, or two). */
 function slicedFromOrigin(v: Value | null | undefined): Tensor | undefined {
   let cur = v;
@@ -236,8 +247,9 @@ function classifyMask(softIn: Value, scoresOut: (v: Value) => boolean): { scores
     // additive causal buffer (0 on/below the diagonal, a large negative value above)
     const buf = slicedFromOrigin(ext);
     if (buf) {
-      const filter = buf.toNumbers()[1] ?? 0;
-      if (filter <= -1e4 && triangular(buf, (r, c, x) => (c <= r ? x === 0 : x === filter))) return { scores, mask: { kind: 'causal', filter, additive: ext }, nodes: [p] };
+      // element 1 only (toNumbers() of a 256 x 256 buffer made a 65536-element array per attention)
+      const filter = buf.dataType === DataType.FLOAT && buf.size > 1 ? (buf.data() as Float32Array)[1]! : (buf.toNumbers()[1] ?? 0);
+      if (filter <= -1e4 && triangularOnce(buf, 'additive', (r, c, x) => (c <= r ? x === 0 : x === filter))) return { scores, mask: { kind: 'causal', filter, additive: ext }, nodes: [p] };
     }
     return { scores, mask: { kind: 'additive', additive: ext, why: 'the additive mask is neither a padding mask from a [B, T] input nor a causal buffer' }, nodes: [p] };
   }
@@ -245,7 +257,7 @@ function classifyMask(softIn: Value, scoresOut: (v: Value) => boolean): { scores
     const filter = scalarConstant(p.input(2));
     if (!scoresOut(p.input(1)!) || filter === undefined) return 'the Softmax input is a Where that does not select between the scores and a constant';
     const buf = slicedFromOrigin(p.input(0));
-    if (!buf || buf.dataType !== DataType.BOOL || !triangular(buf, (r, c, x) => (c <= r) === (x !== 0))) return 'the Where condition is not a Slice of a lower-triangular (causal) buffer';
+    if (!buf || buf.dataType !== DataType.BOOL || !triangularOnce(buf, 'bool', (r, c, x) => (c <= r) === (x !== 0))) return 'the Where condition is not a Slice of a lower-triangular (causal) buffer';
     return { scores: p.input(1)!, mask: { kind: 'causal', filter }, nodes: [p] };
   }
   return { scores: softIn, mask: { kind: 'none' }, nodes: [] };
@@ -297,12 +309,19 @@ function packQkv(ps: Projection[]): { w: Tensor; b: Tensor } {
   const cols = ps.map((p) => p.w.dims[1]!);
   const total = cols.reduce((a, c) => a + c, 0);
   const w = new Float32Array(rows * total);
+  const wBytes = new Uint8Array(w.buffer);
   const b = new Float32Array(total);
   let off = 0;
   ps.forEach((p, k) => {
-    const src = p.w.toFloat32();
     const n = cols[k]!;
-    for (let r = 0; r < rows; r++) w.set(src.subarray(r * n, (r + 1) * n), r * total + off);
+    // rows copied as raw little-endian bytes: a weight loaded from a file is a view at any byte offset,
+    // which toFloat32() copies whole before the rows are copied again
+    const raw = p.w.bytes();
+    if (raw.length === rows * n * 4) for (let r = 0; r < rows; r++) wBytes.set(raw.subarray(r * n * 4, (r + 1) * n * 4), (r * total + off) * 4);
+    else {
+      const src = p.w.toFloat32();
+      for (let r = 0; r < rows; r++) w.set(src.subarray(r * n, (r + 1) * n), r * total + off);
+    }
     if (p.b) b.set(p.b.toFloat32(), off);
     off += n;
   });
@@ -479,5 +498,8 @@ export default targetPass({
   stats: { fused: 'attention' },
   genericOpset: GENERIC_OPSET,
   // typed outputs let later fusions (skip-layer-norm) tell ranks
-  prepare: (model) => void inferShapes(model),
+  prepare: (model, ctx) => {
+    causalTests = new WeakMap();
+    sharedShapes(model, ctx);
+  },
 });

@@ -13,8 +13,8 @@
  * gamma must be a constant [H] vector; the intermediates must have no readers outside the pattern.
  */
 import { DataType } from '../../core/dtype.js';
-import { inferShapes } from '../../analysis/shape-inference.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
+import { sharedShapes } from '../analyses.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
 import { insertNodeBefore, isScalar, notApplicable, onlyUsedBy, rankOf, reduceAxes, replaceChain, scalarConstant } from '../patterns.js';
 import { FusionTarget, GENERIC_OPSET, MS_DOMAIN, msNode, producerOf, targetPass } from './transformer-target.js';
@@ -137,5 +137,5 @@ export default targetPass({
   patterns: PATTERNS,
   stats: { fused: 'rms-norm' },
   genericOpset: GENERIC_OPSET,
-  prepare: (model) => void inferShapes(model),
+  prepare: (model, ctx) => void sharedShapes(model, ctx),
 });

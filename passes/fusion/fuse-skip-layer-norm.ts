@@ -11,8 +11,8 @@
  * generic the pass explains and leaves the model alone.
  */
 import { DataType } from '../../core/dtype.js';
-import { inferShapes } from '../../analysis/shape-inference.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
+import { sharedShapes } from '../analyses.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
 import { notApplicable, rankOf, replaceChain } from '../patterns.js';
 import { msNode, producerOf, targetPass } from './transformer-target.js';
@@ -103,5 +103,5 @@ export default targetPass({
   description: 'Replace Add(+bias) -> LayerNormalization over the last axis by com.microsoft.SkipLayerNormalization (target microsoft only).',
   patterns: PATTERNS,
   stats: { fused: 'skip-layer-norm' },
-  prepare: (model) => void inferShapes(model),
+  prepare: (model, ctx) => void sharedShapes(model, ctx),
 });

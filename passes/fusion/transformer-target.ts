@@ -5,7 +5,7 @@
  * factory that runs the pattern set of the chosen target with the greedy driver.
  */
 import { Model, Node, Value } from '../../ir/ir.js';
-import { definePass, type Pass, type Pattern } from '../pass.js';
+import { definePass, type Pass, type PassContext, type Pattern } from '../pass.js';
 import { applyPatterns } from '../patterns.js';
 
 export type FusionTarget = 'microsoft' | 'generic';
@@ -43,8 +43,8 @@ export interface TargetPassSpec {
   stats: Record<string, string>;
   /** Default-domain opset the generic patterns need (checked only for target generic). */
   genericOpset?: number;
-  /** Runs once before the patterns (e.g. shape inference the matchers read). */
-  prepare?(model: Model): void;
+  /** Runs once before the patterns (e.g. shape inference the matchers read: sharedShapes). */
+  prepare?(model: Model, ctx: PassContext): void;
 }
 
 /** A pass with `target` and `maxIterations` options that runs the chosen target's patterns. */
@@ -69,7 +69,7 @@ export function targetPass(spec: TargetPassSpec): Pass<{ target: FusionTarget; m
           return { changed: false };
         }
       }
-      spec.prepare?.(model);
+      spec.prepare?.(model, ctx);
       const r = applyPatterns(model, patterns, ctx, { passName: spec.name, maxIterations: options.maxIterations });
       const stats: Record<string, number> = {};
       for (const [stat, pattern] of Object.entries(spec.stats)) stats[stat] = r.rewrites[pattern] ?? 0;
