@@ -11,7 +11,7 @@ import { Tensor } from '../../core/tensor.js';
 import { mulberry32 } from '../../data/generate.js';
 import { GraphBuilder } from '../../ir/builder.js';
 import { compactConstants } from '../../passes/quantize/int4/constants.js';
-import { hessianFactor, OutputErrorMeter, quantizeGptqBlocked } from '../../passes/quantize/int4/gptq.js';
+import { hessianFactor, outputErrors, quantizeGptqBlocked } from '../../passes/quantize/int4/gptq.js';
 import { cholesky, Linalg } from '../../passes/quantize/int4/linalg.js';
 import { kernelByRule } from '../../passes/quantize/int4/kernels.js';
 import { blockParams, codeOf, dequantizeRows, emptyBlocks, roundHalfUp, type BlockQuantized } from '../../passes/quantize/int4/blocks.js';
@@ -137,9 +137,7 @@ describe('int4 parts', () => {
         for (const symmetric of [false, true]) {
           const a = paperGptq(rows, N, K, h, blockSize, symmetric, 0.01);
           const { q: b, outputError } = await quantizeGptqBlocked(rows, N, K, h, 4, blockSize, symmetric, factor, linalg);
-          const meter = new OutputErrorMeter(nodeRunner);
-          const [measured, reference] = (await meter.errors(rows, [dequantizeRows(b), dequantizeRows(a)], N, K, h)) as [number, number];
-          await meter.dispose();
+          const [measured, reference] = (await outputErrors(linalg, rows, [dequantizeRows(b), dequantizeRows(a)], N, K, h)) as [number, number];
           expect(outputError / measured).toBeCloseTo(1, 3);
           let same = 0;
           for (let i = 0; i < a.codes.length; i++) if (a.codes[i] === b.codes[i]) same++;
@@ -209,7 +207,8 @@ describe('int4 parts', () => {
           return name === '(first/last layer trials)' ? { name: session.name, inputs: session.inputs, outputs: session.outputs, run: (feed, names) => (passes++, session.run(feed, names)), dispose: () => session.dispose() } : session;
         },
       };
-      const got = await endTrials(model, fixed, first, f, last, l, ref, counting);
+      const linalg = new Linalg(nodeRunner);
+      const got = await endTrials(model, fixed, first, f, last, l, ref, counting, linalg).finally(() => linalg.dispose());
       expect(passes).toBe(tail === 'relu' ? 3 : 2);
       const want = await trialErrors(model, fixed, [first, last], [[f[0], l[0]], [f[1], l[0]], [f[0], l[1]]], ref, nodeRunner);
       got.forEach((e, i) => expect(e / want[i]!).toBeCloseTo(1, 5));
@@ -259,16 +258,17 @@ describe('int4 parts', () => {
     expect(Array.from(got)).toEqual(Array.from(want));
   });
 
-  it('OutputErrorMeter: tr(D H D^T) in onnxruntime matches the float64 closed form', async () => {
+  it('outputErrors: tr(D H D^T) by onnxruntime matches the float64 closed form', async () => {
     const K = 16;
     const N = 5;
     const h = spd(K, 7);
     const rand = mulberry32(9);
     const rows = Float32Array.from({ length: N * K }, () => rand() - 0.5);
     const approx = Float32Array.from(rows, (v) => v + (rand() - 0.5) * 0.1);
-    const meter = new OutputErrorMeter(nodeRunner);
-    const [energy, err] = await meter.errors(rows, [new Float32Array(N * K), approx], N, K, h);
-    await meter.dispose();
+    const linalg = new Linalg(nodeRunner);
+    const [energy, zeros, err] = await outputErrors(linalg, rows, ['zero', new Float32Array(N * K), approx], N, K, h);
+    await linalg.dispose();
+    expect(zeros).toBe(energy);
     const exact = (d: (i: number) => number) => {
       let t = 0;
       for (let n = 0; n < N; n++) for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) t += d(n * K + i) * h[i * K + j]! * d(n * K + j);

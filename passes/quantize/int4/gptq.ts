@@ -19,13 +19,9 @@
  * B = J L^T J. A block's scale and zero point are set from the weights w' as they are when k starts
  * it. Inputs always zero in the calibration data (H[k][k] = 0) get H[k][k] = 1 and weight 0.
  */
-import { DataType } from '../../../core/dtype.js';
 import { internalError } from '../../../core/errors.js';
-import { Tensor } from '../../../core/tensor.js';
-import { GraphBuilder } from '../../../ir/builder.js';
-import type { Model } from '../../../ir/ir.js';
 import { asymmetricParams, BlockQuantized, Bits, codeOf, emptyBlocks, symmetricParams } from './blocks.js';
-import { LazySession, Linalg } from './linalg.js';
+import type { Linalg } from './linalg.js';
 
 /**
  * The error-feedback coefficients of one Hessian: `m` (K x K row-major, strictly lower: M[k][j] =
@@ -277,44 +273,34 @@ function quantizeSpan(w: Float32Array, orig: Float32Array, r: BlockQuantized, m:
 /**
  * Squared layer-output errors on the calibration rows, tr(D H D^T), of several approximations of the
  * same weight rows ([N, K]) at once (D = rows - approximation; an all-zero approximation gives the
- * output energy tr(W H W^T)), computed by onnxruntime: ReduceSum((D x H) * D) over a stacked D
- * [m * N, K], one small session (dynamic N and K) for every layer.
+ * output energy tr(W H W^T)): D H as one float32 Gemm by onnxruntime over the stacked D [m * N, K],
+ * then the row sums of (D H) * D.
  */
-export class OutputErrorMeter extends LazySession {
-  protected readonly label = '(layer output error)';
-
-  protected build(): Model {
-    const b = new GraphBuilder({ opset: 13 });
-    const d = b.input('d', 'float', ['rows', 'k']);
-    const h = b.input('h', 'float', ['k', 'k']);
-    const [dh] = b.op('MatMul', [d, h]);
-    const [p] = b.op('Mul', [dh!, d]);
-    const [sum] = b.op('ReduceSum', [p!, b.initializer('axes', Tensor.from(DataType.INT64, [1], BigInt64Array.of(1n)))], { keepdims: 0 });
-    b.output(sum!, 'sum', 'float', ['rows']);
-    return b.model();
-  }
-
-  async errors(rows: Float32Array, approximations: readonly Float32Array[], N: number, K: number, hessian: Float64Array): Promise<number[]> {
-    const m = approximations.length;
-    const out = await (await this.open()).run({ d: { type: 'float32', dims: [m * N, K], data: differences(rows, approximations) }, h: { type: 'float32', dims: [K, K], data: Float32Array.from(hessian) } }, ['sum']);
-    return sumsOf(out['sum']!.data as Float32Array, m, N);
-  }
+export async function outputErrors(linalg: Linalg, rows: Float32Array, approximations: ReadonlyArray<Float32Array | 'zero'>, N: number, K: number, hessian: Float64Array | Float32Array): Promise<number[]> {
+  const d = differences(rows, approximations);
+  const dh = await linalg.gemm32(d, approximations.length * N, K, hessian instanceof Float32Array ? hessian : Float32Array.from(hessian), K);
+  return sumsOf(dh, d, approximations.length, N * K);
 }
 
-/** The rows minus each approximation, stacked ([m * N, K]). */
-function differences(rows: Float32Array, approximations: readonly Float32Array[]): Float32Array {
+/** The rows minus each approximation ('zero': the rows themselves), stacked ([m * N, K]). */
+function differences(rows: Float32Array, approximations: ReadonlyArray<Float32Array | 'zero'>): Float32Array {
   const size = rows.length;
   const d = new Float32Array(approximations.length * size);
   approximations.forEach((x, a) => {
     const at = a * size;
-    for (let i = 0; i < size; i++) d[at + i] = rows[i]! - x[i]!;
+    if (x === 'zero') d.set(rows, at);
+    else for (let i = 0; i < size; i++) d[at + i] = rows[i]! - x[i]!;
   });
   return d;
 }
 
-/** Per approximation, the sum of its N row errors. */
-function sumsOf(per: Float32Array, m: number, N: number): number[] {
+/** Per approximation, the sum of (D H) * D over its `size` elements. */
+function sumsOf(dh: Float32Array, d: Float32Array, m: number, size: number): number[] {
   const totals = new Array<number>(m).fill(0);
-  for (let r = 0; r < m * N; r++) totals[Math.floor(r / N)]! += per[r]!;
+  for (let a = 0; a < m; a++) {
+    let s = 0;
+    for (let i = a * size; i < (a + 1) * size; i++) s += dh[i]! * d[i]!;
+    totals[a] = s;
+  }
   return totals;
 }

@@ -9,7 +9,7 @@ import type { Feed } from '../../../core/host-tensor.js';
 import { DataType } from '../../../core/dtype.js';
 import { Tensor } from '../../../core/tensor.js';
 import { Attribute, constantOf, Value, type Model } from '../../../ir/ir.js';
-import { Linalg } from './linalg.js';
+import type { Linalg } from './linalg.js';
 import { cloneModel } from '../../../onnx/codec.js';
 import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import { concatFeeds, stackFeeds } from './activations.js';
@@ -198,7 +198,7 @@ function linearOutput(model: Model, slot: WeightSlot): { input: string; output: 
  * its 8-bit trial is the all-4-bit run's output plus X (W8 - W4) (one float32 MatMul) instead of a
  * third pass of the model; the other weights' inputs are the same in both settings.
  */
-export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, first: WeightSlot, firstValues: readonly [Float32Array, Float32Array], last: WeightSlot, lastValues: readonly [Float32Array, Float32Array], ref: Reference, runner: Runner): Promise<[number, number, number]> {
+export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, first: WeightSlot, firstValues: readonly [Float32Array, Float32Array], last: WeightSlot, lastValues: readonly [Float32Array, Float32Array], ref: Reference, runner: Runner, linalg: Linalg): Promise<[number, number, number]> {
   const slots = [first, last];
   const linear = linearOutput(model, last);
   if (!linear) {
@@ -206,7 +206,6 @@ export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, 
     return [all4!, first8!, last8!];
   }
   const { session, inputs } = await trialSession(model, fixed, slots, runner, [linear.input]);
-  const linalg = new Linalg(runner);
   try {
     const [K, N] = last.dims;
     const delta = difference(lastValues[1], lastValues[0]);
@@ -219,7 +218,6 @@ export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, 
     const [with8First] = await errorsOf(session, ref, fedWith(inputs, slots, [firstValues[1], lastValues[0]]), groups);
     return [all4!, with8First!, with8Last!];
   } finally {
-    await linalg.dispose();
     await session.dispose();
   }
 }
