@@ -47,33 +47,27 @@ export function augmentModel(model: Model, tensors: readonly string[]): Model {
 export const EXTREME_OUTPUTS: [string, string] = ['__onnxforge_calib_min', '__onnxforge_calib_max'];
 
 /**
- * With `{ sums: true }`, a third output: every tensor's sum, NaN exactly when the tensor holds a NaN
- * (or both infinities). onnxruntime's ReduceMin/ReduceMax do not reliably propagate NaN (which
- * element wins depends on the vectorized path: a NaN tensor of 48 elements gave min NaN, the same
- * values stacked 8 times gave min 0); a sum always does.
- */
-export const SUM_OUTPUT = '__onnxforge_calib_sum';
-
-/**
  * The augmented model for min/max calibration: ReduceMin and ReduceMax (all axes, keepdims 1) of each
  * tensor, reshaped to [1] and concatenated into two [T] graph outputs, so onnxruntime returns two
  * small tensors per sample whatever the number of tensors (per-output overhead dominates otherwise).
  * Min and max propagate NaN and infinity, which the caller then rejects.
  */
-export function augmentModelReduced(model: Model, tensors: readonly string[], o: { sums?: boolean } = {}): Model {
+export function augmentModelReduced(model: Model, tensors: readonly string[]): Model {
   const copy = cloneModel(model);
-  addExtremeOutputs(copy, tensors, o);
+  const reduce = reducer(copy);
+  const parts: [Value[], Value[]] = [[], []];
+  for (const t of tensors) {
+    const v = calibrationTarget(reduce.byName, t);
+    parts[0].push(reduce.op('ReduceMin', v, t));
+    parts[1].push(reduce.op('ReduceMax', v, t));
+  }
+  EXTREME_OUTPUTS.forEach((name, i) => reduce.output(name, parts[i]!));
   return copy;
 }
 
-/**
- * Adds {@link EXTREME_OUTPUTS} (min and max of each of `tensors`, as {@link augmentModelReduced}
- * builds them), and {@link SUM_OUTPUT} with `sums`, to `model` in place: for a copy that carries other
- * extra outputs too (the int4 pass's moments model measures the float16 plan's ranges in the same run).
- */
-export function addExtremeOutputs(model: Model, tensors: readonly string[], o: { sums?: boolean } = {}): void {
+/** Builds reductions of a model's tensors to [1] and their concatenation as a graph output. */
+function reducer(model: Model): { byName: Map<string, Value>; op(op: string, v: Value, t: string): Value; output(name: string, parts: Value[]): void } {
   const g = model.graph;
-  const byName = valuesByName(g);
   const fresh = (base: string) => model.names.fresh(base);
   const one = g.addInitializer(Tensor.from(DataType.INT64, [1], BigInt64Array.of(1n)), fresh('__onnxforge_calib_shape1'));
   const add = (op: string, inputs: Value[], name: string, attrs: Attribute[] = []): Value => {
@@ -84,39 +78,69 @@ export function addExtremeOutputs(model: Model, tensors: readonly string[], o: {
     g.insertNode(node);
     return out;
   };
-  const ops = o.sums ? ['ReduceMin', 'ReduceMax', 'ReduceSum'] : ['ReduceMin', 'ReduceMax'];
-  const parts: Value[][] = ops.map(() => []);
-  for (const t of tensors) {
-    const v = calibrationTarget(byName, t);
-    ops.forEach((op, i) => {
-      // no axes: all of them, at every opset
-      const r = add(op, [v], `${t}__calib_${op}`, [Attribute.int('keepdims', 1)]);
-      parts[i]!.push(add('Reshape', [r, one], `${t}__calib_${op}_1`));
-    });
-  }
-  (o.sums ? [...EXTREME_OUTPUTS, SUM_OUTPUT] : EXTREME_OUTPUTS).forEach((name, i) => {
-    const out = new Value(name);
-    out.setTensorType(DataType.FLOAT, [tensors.length]);
-    const node = new Node('Concat', parts[i]!, [out]);
-    node.name = name;
-    node.setAttr(Attribute.int('axis', 0));
-    g.insertNode(node);
-    g.addOutput(out);
-  });
+  return {
+    byName: valuesByName(g),
+    // no axes: all of them, at every opset
+    op: (op, v, t) => add('Reshape', [add(op, [v], `${t}__calib_${op}`, [Attribute.int('keepdims', 1)]), one], `${t}__calib_${op}_1`),
+    output(name, parts) {
+      const out = new Value(name);
+      out.setTensorType(DataType.FLOAT, [parts.length]);
+      const node = new Node('Concat', parts, [out]);
+      node.name = name;
+      node.setAttr(Attribute.int('axis', 0));
+      g.insertNode(node);
+      g.addOutput(out);
+    },
+  };
+}
+
+/** Graph output of {@link addRangeOutput}: min, max and sum of each tensor, [3 T] (tensor k at 3k, 3k + 1, 3k + 2). */
+export const RANGE_OUTPUT = '__onnxforge_ranges';
+
+/** A copy of `model` with {@link RANGE_OUTPUT} (the float16 plan's ranges, float16/ranges.ts). */
+export function augmentModelRanges(model: Model, tensors: readonly string[]): Model {
+  const copy = cloneModel(model);
+  addRangeOutput(copy, tensors);
+  return copy;
 }
 
 /**
- * Widens `ranges` (tensor -> {min, max}, every tensor present) by one run's outputs of a model
- * augmented with `{ sums: true }`: `[mins, maxs, sums]`, element k for `tensors[k]`. NaN anywhere in
- * a tensor (its sum NaN) makes its range the widest (-Infinity, Infinity); infinities are kept.
+ * Adds {@link RANGE_OUTPUT} to `model` in place, as its last node: ReduceMin, ReduceMax and ReduceSum
+ * of each tensor (for a copy that carries other extra outputs too: the int4 pass's moments model
+ * measures the float16 plan's ranges in the same run). The sum is NaN exactly when the tensor holds a
+ * NaN (or both infinities): onnxruntime's ReduceMin/ReduceMax do not reliably propagate NaN (which
+ * element wins depends on the vectorized path: a NaN tensor of 48 elements gave min NaN, the same
+ * values stacked 8 times gave min 0).
+ *
+ * Node order: onnxruntime orders a graph by a depth-first walk from its last leaf node, entering the
+ * input with the highest node index first. The reductions are added last tensor first, so that walk
+ * starts from the first tensor and each tensor is reduced right after it is computed and freed then.
+ * Reduced at the end of the graph (as {@link augmentModelReduced} does), every activation was alive at
+ * once: the trained LM on 8 stacked samples took ~140 MB more memory and ~205 ms for each of its first
+ * two runs, against ~2 MB and ~18 ms in this order.
  */
-export function widenRanges(ranges: Map<string, { min: number; max: number }>, tensors: readonly string[], out: Feed): void {
-  const [mins, maxs, sums] = [...EXTREME_OUTPUTS, SUM_OUTPUT].map((name) => out[name]!.data as Float32Array) as [Float32Array, Float32Array, Float32Array];
+export function addRangeOutput(model: Model, tensors: readonly string[]): void {
+  const reduce = reducer(model);
+  const parts: Value[][] = [];
+  for (let k = tensors.length - 1; k >= 0; k--) {
+    const t = tensors[k]!;
+    const v = calibrationTarget(reduce.byName, t);
+    parts[k] = ['ReduceMin', 'ReduceMax', 'ReduceSum'].map((op) => reduce.op(op, v, t));
+  }
+  reduce.output(RANGE_OUTPUT, parts.flat());
+}
+
+/**
+ * Widens `ranges` (tensor -> {min, max}, every tensor present) by one run's {@link RANGE_OUTPUT} of
+ * `tensors`. NaN anywhere in a tensor (its sum NaN) makes its range the widest (-Infinity, Infinity);
+ * infinities are kept.
+ */
+export function widenRanges(ranges: Map<string, { min: number; max: number }>, tensors: readonly string[], out: Float32Array): void {
   for (let k = 0; k < tensors.length; k++) {
     const r = ranges.get(tensors[k]!)!;
-    const nan = sums[k] !== sums[k];
-    const mn = mins[k]!;
-    const mx = maxs[k]!;
+    const mn = out[3 * k]!;
+    const mx = out[3 * k + 1]!;
+    const nan = out[3 * k + 2] !== out[3 * k + 2];
     r.min = Math.min(r.min, nan || mn !== mn ? -Infinity : mn);
     r.max = Math.max(r.max, nan || mx !== mx ? Infinity : mx);
   }

@@ -20,7 +20,7 @@ import type { Feed } from '../../../core/host-tensor.js';
 import { Tensor } from '../../../core/tensor.js';
 import { Attribute, Model, Node, Value } from '../../../ir/ir.js';
 import { cloneModel } from '../../../onnx/codec.js';
-import { addExtremeOutputs, EXTREME_OUTPUTS, SUM_OUTPUT, widenRanges } from '../../../calibration/augment.js';
+import { addRangeOutput, RANGE_OUTPUT, widenRanges } from '../../../calibration/augment.js';
 import type { Runner } from '../../../runtime/runner-types.js';
 
 export interface InputMoments {
@@ -65,11 +65,10 @@ function partsOf(K: number): number {
 
 /**
  * `model` with extra outputs per tensor: the blocks X_i^T X_j (i >= j) of X flattened to [rows, K];
- * and the min and max of each of `extremes` ({@link EXTREME_OUTPUTS}) when there are any.
+ * and the min, max and sum of each of `extremes` ({@link RANGE_OUTPUT}) when there are any.
  */
 function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extremes: readonly string[]): { model: Model; outputs: Map<string, MomentBlock[]> } {
   const copy = cloneModel(model);
-  if (extremes.length > 0) addExtremeOutputs(copy, extremes, { sums: true });
   const g = copy.graph;
   const byName = new Map<string, Value>();
   for (const v of g.inputs) byName.set(v.name, v);
@@ -112,6 +111,8 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
     }
     outputs.set(t, blocks);
   }
+  // last: the range output's node order wants it to be the graph's last leaf (calibration/augment.ts)
+  if (extremes.length > 0) addRangeOutput(copy, extremes);
   return { model: copy, outputs };
 }
 
@@ -201,7 +202,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
   result.moments = await accumulateInputMoments(model, tensors, groups.length, (i) => concatFeeds(groups[i]!), runner, modelOutputs, (i, res) => {
     const group = groups[i]!;
     if (ranges && extremes.length > 0) {
-      if (outputsChecked.every((o) => allFinite(res[o]!.data))) widenRanges(ranges, extremes, res);
+      if (outputsChecked.every((o) => allFinite(res[o]!.data))) widenRanges(ranges, extremes, res[RANGE_OUTPUT]!.data as Float32Array);
       else ranges = undefined;
     }
     // the model's own outputs, split back per feed (rows of the batch axis)
@@ -228,7 +229,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
  * H for each tensor in `tensors` (name -> K) over `runs` runs of `model`, the feed of run i from
  * `feedOf(i)` (feeds already stacked as {@link stackFeeds} groups them), summed in float64 in run order.
  * `keep` names further outputs of each run handed to `onRun` (the streamed GPTQ keeps the activations a
- * later part of the model reads). `extremes`: tensors whose min and max ({@link EXTREME_OUTPUTS}) each
+ * later part of the model reads). `extremes`: tensors whose min, max and sum ({@link RANGE_OUTPUT}) each
  * run also returns to `onRun`. One session (optimization level basic, no spinning threads) for every run.
  */
 export async function accumulateInputMoments(
@@ -244,7 +245,7 @@ export async function accumulateInputMoments(
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
   const { model: augmented, outputs } = momentsModel(model, tensors, extremes);
-  const wanted = [...keep, ...(extremes.length > 0 ? [...EXTREME_OUTPUTS, SUM_OUTPUT] : []), ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output))];
+  const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output))];
   // onnxruntime's default threads, not spinning between ops: on the shared 2-core machine spinning
   // threads fought the other processes (the trained LM's 32 windows: 250-470 ms with spinning, 190-205
   // ms without, the same moments bit for bit)
