@@ -7,7 +7,7 @@
  * the measured ranges do not name: it is evaluated exactly, and a mask beyond float16 keeps its Add
  * float32 as before. Without GPTQ (RTN) the conversion measures its ranges itself.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -28,6 +28,7 @@ import { fuseTransformer } from '../../workflows/quantize/int4.js';
 import { q4f16Transform } from '../../workflows/quantize/q4f16.js';
 import { inputInfos } from '../../passes/convert/convert-float16.js';
 import { transformerVariant } from '../models/transformers.js';
+import { writeFeedsJson } from '../helpers/feeds-file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'q4f16-ranges-'));
 
@@ -36,9 +37,7 @@ async function calibrationFile(name: string, model: Model, dims: number[] = [1, 
   const feeds: Feed[] = [];
   const shapes = Object.fromEntries(inputInfos(model).map((i) => [i.name, dims]));
   for await (const x of randomSamples(model, 16, shapes)()) feeds.push(x.feed);
-  const path = join(dir, `${name}.json`);
-  writeFileSync(path, JSON.stringify(feeds.map((f) => Object.fromEntries(Object.entries(f).map(([k, t]) => [k, { dims: t.dims, dtype: t.type, data: Array.from(t.data as ArrayLike<number | bigint>, Number) }])))));
-  return path;
+  return writeFeedsJson(join(dir, `${name}.json`), feeds);
 }
 
 const rangeKept = (c: ConvertFloat16Report) => c.keptFloat.filter((k) => k.reason === 'overflow' || k.reason === 'underflow').map((k) => `${k.node}: ${k.reason}`).sort();

@@ -2,10 +2,11 @@
  * `npx tsx test/quantize-int4/cost.ts [rounds]`: where quantizing the trained LM costs time. Per round:
  * the yardstick of bench:transformer's cost target (one fp32 pass over 32 calibration windows + load
  * + save), then q4 (load, transformer preset, quantize-int4 with its phases: prepare, moments, quantize
- * (GPTQ), sensitivity (first/last layer), accuracyLevel (kernel choice), save) and fp16 (load, preset,
- * convert-float16 with its ranges, save) and q4f16 (as bench:transformer builds it: int4 with MatMulNBits
- * kernels, then convert-float16), one JSON line each; later rounds show the cost with the JIT warm.
- * `yardCpu`/`q4Cpu`: this process's CPU time (all threads) of the yardstick and of q4, steadier than wall
+ * (GPTQ), sensitivity (first/last layer), accuracyLevel (kernel choice), save) and fp16 and q4f16 (load,
+ * the transform the CLI workflows run: workflows/quantize/fp16.ts halfTransform and q4f16Transform, as
+ * bench:transformer times them, with the calibration windows read from a JSON data file as
+ * `--calibration` reads them; save), one JSON line each; later rounds show the cost with the JIT warm.
+ * `yardCpu`/`q4Cpu` (and the `CpuRatio`s of q4, fp16, q4f16): this process's CPU time (all threads), steadier than wall
  * time on a loaded machine (wall time includes waiting for a core; onnxruntime's moments session may use
  * more than one thread, which CPU time counts and wall time does not).
  */
@@ -15,15 +16,24 @@ import { tmpdir, loadavg } from 'node:os';
 import { loadModel, saveModel, cloneModel } from '../../onnx/index.js';
 import { Session } from '../../runtime/session.js';
 import { createPassContext } from '../../passes/manager.js';
-import { quantizeInt4, quantizesPackedAttention } from '../../passes/quantize/quantize-int4.js';
-import { convertFloat16 } from '../../passes/convert/convert-float16.js';
+import { quantizeInt4 } from '../../passes/quantize/quantize-int4.js';
 import { fuseTransformer } from '../../workflows/quantize/int4.js';
+import { halfTransform } from '../../workflows/quantize/fp16.js';
+import { q4f16Transform } from '../../workflows/quantize/q4f16.js';
 import { languageModelCalibrationFeeds, trainedLanguageModel } from '../../train/lm/index.js';
+import { writeFeedsJson } from '../helpers/feeds-file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'onnxforge-cost-'));
 const path = await trainedLanguageModel();
 const feeds = languageModelCalibrationFeeds({ count: 32 });
 const reps = Number(process.argv[2] ?? 2);
+const calibration = writeFeedsJson(join(dir, 'calibration.json'), feeds);
+const inputs = await (async () => {
+  const s = await Session.create(path, {});
+  const i = s.inputs;
+  await s.dispose();
+  return i;
+})();
 const cpu = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
@@ -54,23 +64,21 @@ for (let r = 0; r < reps; r++) {
   const q4Cpu = cpu() - c0;
 
   t0 = performance.now();
-  const m2 = await loadModel(path);
-  const { model: f16 } = await fuseTransformer(m2, {});
-  const tf2 = performance.now() - t0;
-  const c = await convertFloat16(f16, { calibration: feeds }, createPassContext());
-  const tc = performance.now() - t0 - tf2;
-  await saveModel(f16, join(dir, 'f16.onnx'));
+  c0 = cpu();
+  const f16 = await halfTransform(await loadModel(path), inputs, { calibration }, { mode: 'fp16' });
+  const tc = performance.now() - t0 - f16.fusion.ms;
+  await saveModel(f16.model, join(dir, 'f16.onnx'));
   const fp16 = performance.now() - t0;
+  const fp16Cpu = cpu() - c0;
 
-  // q4f16 as bench:transformer builds it: int4 with MatMulNBits kernels, then convert-float16 with its ranges
+  // q4f16 as the CLI (and bench:transformer) makes it: int4 with MatMulNBits kernels, then convert-float16 on the ranges of its moments run
   t0 = performance.now();
-  const nbits = { kernel: 'nbits' as const };
-  const { model: m4 } = await fuseTransformer(await loadModel(path), { keepWeights: true, attentionWeights: (w) => quantizesPackedAttention(nbits, w) });
-  await quantizeInt4(m4, { calibration: feeds, probe: feeds }, nbits, createPassContext());
-  const tq = performance.now() - t0;
-  await convertFloat16(m4, { calibration: feeds }, createPassContext());
-  await saveModel(m4, join(dir, 'q4f16.onnx'));
+  c0 = cpu();
+  const q4f = await q4f16Transform(await loadModel(path), inputs, { calibration });
+  const q4fMs = (q4f.before as { ms: Record<string, number> }).ms;
+  await saveModel(q4f.model, join(dir, 'q4f16.onnx'));
   const q4f16 = performance.now() - t0;
-  console.log(JSON.stringify({ yard: Math.round(yard), q4: Math.round(q4), q4ratio: +(q4 / yard).toFixed(2), yardCpu: Math.round(yardCpu), q4Cpu: Math.round(q4Cpu), q4CpuRatio: +(q4Cpu / yardCpu).toFixed(2), load: Math.round(tl), fuse: Math.round(tf), phases: Object.fromEntries(Object.entries(rep.ms).map(([k, v]) => [k, Math.round(v)])), save: Math.round(ts), kernels: rep.kernels.map((k) => `${k.shape}x${k.weights}:${k.chosen}`), keep: rep.keepInt8.map((k) => `${k.position}:${k.kept}:${k.gain.toFixed(2)}`), level: rep.accuracyLevel.chosen, fp16: Math.round(fp16), fp16ratio: +(fp16 / yard).toFixed(2), fp16fuse: Math.round(tf2), fp16convert: Math.round(tc), fp16ranges: c.ranges, q4f16: Math.round(q4f16), q4f16ratio: +(q4f16 / yard).toFixed(2), q4f16int4: Math.round(tq) }));
+  const q4f16Cpu = cpu() - c0;
+  console.log(JSON.stringify({ yard: Math.round(yard), q4: Math.round(q4), q4ratio: +(q4 / yard).toFixed(2), yardCpu: Math.round(yardCpu), q4Cpu: Math.round(q4Cpu), q4CpuRatio: +(q4Cpu / yardCpu).toFixed(2), load: Math.round(tl), fuse: Math.round(tf), phases: Object.fromEntries(Object.entries(rep.ms).map(([k, v]) => [k, Math.round(v)])), save: Math.round(ts), kernels: rep.kernels.map((k) => `${k.shape}x${k.weights}:${k.chosen}`), keep: rep.keepInt8.map((k) => `${k.position}:${k.kept}:${k.gain.toFixed(2)}`), level: rep.accuracyLevel.chosen, fp16: Math.round(fp16), fp16ratio: +(fp16 / yard).toFixed(2), fp16CpuRatio: +(fp16Cpu / yardCpu).toFixed(2), fp16fuse: Math.round(f16.fusion.ms), fp16convert: Math.round(tc), fp16ranges: f16.conversion.ranges, q4f16: Math.round(q4f16), q4f16ratio: +(q4f16 / yard).toFixed(2), q4f16CpuRatio: +(q4f16Cpu / yardCpu).toFixed(2), q4f16fuse: Math.round(q4f.fusion.ms), q4f16int4: Object.fromEntries(Object.entries(q4fMs).map(([k, v]) => [k, Math.round(v)])), q4f16convert: Math.round(q4f16 - q4f.fusion.ms - q4fMs.total!), q4f16ranges: q4f.conversion.ranges }));
 }
 console.log(`load ${loadavg()[0]!.toFixed(2)}`);
