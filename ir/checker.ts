@@ -20,7 +20,7 @@
  */
 import { inputError, InputErrorCode } from '../core/errors.js';
 import { byteLengthOf, DataType, dtypeInfo } from '../core/dtype.js';
-import { Graph, Model, Node, OpsetImport, topologicalOrder, Value } from './ir.js';
+import { Graph, inTopologicalOrder, Model, Node, OpsetImport, topologicalOrder, Value } from './ir.js';
 import { Tensor } from '../core/tensor.js';
 
 export interface CheckIssue {
@@ -191,7 +191,7 @@ function checkGraph(g: Graph, defined: Map<string, Definition>, issues: CheckIss
     }
   }
   // topological order and cycles (sorted only when a node reads a value produced at or after it)
-  if (!inOrder(g)) {
+  if (!inTopologicalOrder(g)) {
     try {
       const order = topologicalOrder(g);
       const pos = new Map<Node, number>(g.nodes.map((n, i) => [n, i]));
@@ -226,26 +226,6 @@ function checkGraph(g: Graph, defined: Map<string, Definition>, issues: CheckIss
   }
   checkReferences(g, where, issues);
   for (const n of g.nodes) for (const sub of n.subgraphs()) checkGraph(sub, defined, issues, model, importedDomains, false);
-}
-
-/**
- * True when every node of `g` reads only values produced by earlier nodes of `g` (or outside it): then
- * `topologicalOrder(g)` (Kahn's algorithm that keeps the original order where it can) returns the nodes
- * as they are and throws nothing, so there is nothing to report.
- */
-function inOrder(g: Graph): boolean {
-  const seen = new Set<Node>();
-  for (const n of g.nodes) {
-    if (seen.has(n)) return false;
-    const reads = n.attributes.some((a) => a.g || a.graphs?.length) ? [...n.inputs, ...n.implicitInputs()] : n.inputs;
-    for (const v of reads) {
-      let p = v?.producer;
-      while (p && p.graph !== g && p.graph?.parentNode) p = p.graph.parentNode;
-      if (p && p.graph === g && !seen.has(p)) return false;
-    }
-    seen.add(n);
-  }
-  return true;
 }
 
 /** Values defined in `g` itself: inputs, initializers, sparse initializers and outputs of its nodes. */

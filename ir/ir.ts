@@ -763,6 +763,7 @@ export class Graph {
    * out and put back elsewhere, turn the old order into the new one.
    */
   toposort(): number {
+    if (inTopologicalOrder(this)) return 0;
     const order = topologicalOrder(this);
     const moved = movedCount(this.nodes, order);
     if (moved > 0) {
@@ -794,8 +795,30 @@ function movedCount(before: readonly Node[], after: readonly Node[]): number {
   return after.length - tails.length;
 }
 
+/**
+ * True when every node of `g` reads only values produced by earlier nodes of `g` (or outside it, or by
+ * subgraphs of earlier nodes): the order {@link topologicalOrder} keeps as it is.
+ */
+export function inTopologicalOrder(g: Graph): boolean {
+  const seen = new Set<Node>();
+  for (const n of g.nodes) {
+    if (seen.has(n)) return false;
+    const reads = n.attributes.some((a) => a.g || a.graphs?.length) ? [...n.inputs, ...n.implicitInputs()] : n.inputs;
+    for (const v of reads) {
+      let p = v?.producer;
+      while (p && p.graph !== g && p.graph?.parentNode) p = p.graph.parentNode;
+      if (p && p.graph === g && !seen.has(p)) return false;
+    }
+    seen.add(n);
+  }
+  return true;
+}
+
 /** Returns the nodes of `g` in a topological order (stable) or throws IR_CYCLE naming the nodes. */
 export function topologicalOrder(g: Graph): Node[] {
+  // a graph in order (the common case: loaded files are sorted, rewrites keep it) is its own order;
+  // Kahn's algorithm below, which keeps the original order where it can, would return the same
+  if (inTopologicalOrder(g)) return [...g.nodes];
   const nodes = g.nodes;
   const index = new Map<Node, number>();
   nodes.forEach((n, i) => index.set(n, i));

@@ -290,15 +290,17 @@ export class FileExternalSource implements ExternalDataSource {
 // ---------------------------------------------------------------------------------------------
 // Walking every tensor of a model
 
+function sparseTensors(s: SparseTensor | undefined, fn: (t: Tensor) => void): void {
+  if (s?.values) fn(s.values);
+  if (s?.indices) fn(s.indices);
+}
+
+// no closure per attribute: under tsx (esbuild keepNames) each one cost a defineProperty per call
 function attributeTensors(a: Attribute, fn: (t: Tensor) => void): void {
   if (a.t) fn(a.t);
   for (const t of a.tensors ?? []) fn(t);
-  const sparse = (s: SparseTensor | undefined) => {
-    if (s?.values) fn(s.values);
-    if (s?.indices) fn(s.indices);
-  };
-  sparse(a.sparseTensor);
-  for (const s of a.sparseTensors ?? []) sparse(s);
+  sparseTensors(a.sparseTensor, fn);
+  for (const s of a.sparseTensors ?? []) sparseTensors(s, fn);
 }
 
 function graphTensors(g: Graph, fn: (t: Tensor) => void): void {
