@@ -182,25 +182,37 @@ function paddingSource(v: Value | null | undefined): [Value, boolean] | undefine
   return [m, ex !== undefined];
 }
 
-/** Lower- (`lower`) or upper-triangular test of a constant [1, 1, M, M] (or [M, M]) buffer. */
-function triangular(t: Tensor, keep: (i: number, j: number, x: number) => boolean): boolean {
+/**
+ * Triangular test of a constant [1, 1, M, M] (or [M, M]) buffer: every element on or below the
+ * diagonal is `low` (or any nonzero value) and every element above it is `high`.
+ */
+function triangular(t: Tensor, low: number | 'nonzero', high: number): boolean {
   const d = t.dims;
   if (d.length < 2 || d.slice(0, -2).some((x) => x !== 1) || d[d.length - 1] !== d[d.length - 2]) return false;
   const m = d[d.length - 1]!;
-  // bool and float32 buffers read in place (a 256 x 256 causal buffer as number[] cost ~1.5 ms per attention)
+  // bool and float32 buffers read in place (a 256 x 256 causal buffer as number[] cost ~1.5 ms per attention),
+  // compared in the loops (a test function called per element cost ~2 ms more on a cold start)
   const data: ArrayLike<number> = t.dataType === DataType.BOOL || t.dataType === DataType.FLOAT ? (t.data() as Uint8Array | Float32Array) : t.toNumbers();
-  for (let i = 0; i < m; i++) for (let j = 0; j < m; j++) if (!keep(i, j, data[i * m + j]!)) return false;
+  for (let i = 0; i < m; i++) {
+    const row = i * m;
+    for (let j = 0; j <= i; j++) {
+      const x = data[row + j];
+      if (low === 'nonzero' ? x === 0 : x !== low) return false;
+    }
+    for (let j = i + 1; j < m; j++) if (data[row + j] !== high) return false;
+  }
   return true;
 }
 
 /** Results of {@link triangular} by buffer and test in this pass run (every layer slices the same buffer). */
 let causalTests = new WeakMap<Tensor, Map<string, boolean>>();
 
-function triangularOnce(t: Tensor, test: 'additive' | 'bool', keep: (i: number, j: number, x: number) => boolean): boolean {
+/** An additive causal buffer: 0 on and below the diagonal, `filter` (from the buffer itself) above; a bool one: true, false. */
+function triangularOnce(t: Tensor, test: 'additive' | 'bool', filter = 0): boolean {
   let byTest = causalTests.get(t);
   if (!byTest) causalTests.set(t, (byTest = new Map()));
   let r = byTest.get(test);
-  if (r === undefined) byTest.set(test, (r = triangular(t, keep)));
+  if (r === undefined) byTest.set(test, (r = test === 'additive' ? triangular(t, 0, filter) : triangular(t, 'nonzero', 0)));
   return r;
 }
 
@@ -249,7 +261,7 @@ function classifyMask(softIn: Value, scoresOut: (v: Value) => boolean): { scores
     if (buf) {
       // element 1 only (toNumbers() of a 256 x 256 buffer made a 65536-element array per attention)
       const filter = buf.dataType === DataType.FLOAT && buf.size > 1 ? (buf.data() as Float32Array)[1]! : (buf.toNumbers()[1] ?? 0);
-      if (filter <= -1e4 && triangularOnce(buf, 'additive', (r, c, x) => (c <= r ? x === 0 : x === filter))) return { scores, mask: { kind: 'causal', filter, additive: ext }, nodes: [p] };
+      if (filter <= -1e4 && triangularOnce(buf, 'additive', filter)) return { scores, mask: { kind: 'causal', filter, additive: ext }, nodes: [p] };
     }
     return { scores, mask: { kind: 'additive', additive: ext, why: 'the additive mask is neither a padding mask from a [B, T] input nor a causal buffer' }, nodes: [p] };
   }
@@ -257,7 +269,7 @@ function classifyMask(softIn: Value, scoresOut: (v: Value) => boolean): { scores
     const filter = scalarConstant(p.input(2));
     if (!scoresOut(p.input(1)!) || filter === undefined) return 'the Softmax input is a Where that does not select between the scores and a constant';
     const buf = slicedFromOrigin(p.input(0));
-    if (!buf || buf.dataType !== DataType.BOOL || !triangularOnce(buf, 'bool', (r, c, x) => (c <= r) === (x !== 0))) return 'the Where condition is not a Slice of a lower-triangular (causal) buffer';
+    if (!buf || buf.dataType !== DataType.BOOL || !triangularOnce(buf, 'bool')) return 'the Where condition is not a Slice of a lower-triangular (causal) buffer';
     return { scores: p.input(1)!, mask: { kind: 'causal', filter }, nodes: [p] };
   }
   return { scores: softIn, mask: { kind: 'none' }, nodes: [] };
