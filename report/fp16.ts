@@ -51,6 +51,7 @@ function rangesLine(r: ConvertFloat16Report['ranges']): string {
   if (r.on) parts.push(`measured on ${r.on}`);
   if (r.filled?.evaluated.length) parts.push(`${r.filled.evaluated.length} tensors computed from constants evaluated exactly`);
   if (r.filled?.measured.length) parts.push(`${r.filled.measured.length} tensors it did not name measured here on ${r.filled.samples} samples`);
+  if (r.notNeeded) parts.push('not measured: no node could compute in half whatever the ranges');
   if (r.unmeasured?.length) parts.push(`${r.unmeasured.length} float32 activations without a range (${r.unmeasured.slice(0, 3).join(', ')})`);
   return `${r.source}${parts.length ? ` (${parts.join('; ')})` : ''}`;
 }

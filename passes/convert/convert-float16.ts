@@ -30,7 +30,7 @@ import { generateFeeds, mulberry32 } from '../../data/generate.js';
 import type { ValueInfo } from '../../runtime/runner-types.js';
 import { definePass, PassContext, withSchemaDefaults } from '../pass.js';
 import { toSampleSource } from '../quantize/sample-source.js';
-import { HalfType, inferTypes, isFloat32, KeepReason, planConversion, TensorRange } from './float16/plan.js';
+import { HalfType, inferTypes, isFloat32, KeepReason, planConversion, type PlanOptions, TensorRange } from './float16/plan.js';
 import { applyPlan, RewriteStats } from './float16/rewrite.js';
 import { constantRanges, measureRanges } from './float16/ranges.js';
 
@@ -93,6 +93,8 @@ export interface ConvertFloat16Report {
     filled?: { evaluated: string[]; measured: string[]; samples?: number };
     /** Float32 activations without any range (the plan sees no range problem in them). */
     unmeasured?: string[];
+    /** Not measured: no node could compute in half whatever the ranges (rangeTensorsFor), so none can change the plan. */
+    notNeeded?: boolean;
   };
   /** Nodes computing in half, by op type. */
   halfOps: Record<string, number>;
@@ -186,16 +188,47 @@ export function rangeTensors(model: Model): string[] {
   return [...tensors];
 }
 
+type ResolvedOptions = Required<Omit<ConvertFloat16Options, 'calibration' | 'ranges' | 'measuredRanges' | 'excludeOps' | 'excludeNodes' | 'shapes'>> & ConvertFloat16Options;
+
+/** The plan's options from the conversion's (ranges apart). */
+function planOptions(o: ResolvedOptions): PlanOptions {
+  return {
+    half: o.bf16 ? DataType.BFLOAT16 : DataType.FLOAT16,
+    target: o.target,
+    headroom: o.headroom,
+    ...(o.excludeOps ? { excludeOps: o.excludeOps } : {}),
+    ...(o.excludeNodes ? { excludeNodes: o.excludeNodes } : {}),
+  };
+}
+
+/**
+ * The tensors whose ranges can change the conversion's plan of `model`: the float32 inputs and
+ * outputs of the nodes that compute in half when no range is a problem (a range problem only ever
+ * keeps a node float32, and a node kept float32 keeps no other node half, so the nodes outside that
+ * plan stay float32 whatever the ranges), and with them the float32 graph outputs (measureRanges
+ * skips a sample on which those are not finite). Empty when no node can compute in half whatever the
+ * ranges, as with target cpu on most models (each float op stays float32 for its kernel): then there
+ * is nothing to measure. Element types must be known ({@link inferTypes} first).
+ */
+export function rangeTensorsFor(model: Model, options: ConvertFloat16Options = {}): string[] {
+  const optimistic = planConversion(model, planOptions(withSchemaDefaults(pass.options, options) as ResolvedOptions));
+  if (optimistic.half.size === 0) return [];
+  const all = rangeTensors(model);
+  const want = new Set(model.graph.outputs.map((v) => v.name));
+  for (const n of optimistic.half) for (const v of [...n.inputs, ...n.outputs]) if (v) want.add(v.name);
+  return all.filter((t) => want.has(t));
+}
+
 /** Converts `model` in place; returns what stayed float32 and why. */
 export async function convertFloat16(model: Model, options: ConvertFloat16Options = {}, ctx: Partial<Pick<PassContext, 'progress'>> & Pick<PassContext, 'runner'>): Promise<ConvertFloat16Report> {
-  const o = withSchemaDefaults(pass.options, options) as Required<Omit<ConvertFloat16Options, 'calibration' | 'ranges' | 'excludeOps' | 'excludeNodes' | 'shapes'>> & ConvertFloat16Options;
+  const o = withSchemaDefaults(pass.options, options) as ResolvedOptions;
   if (!(o.headroom >= 1)) throw inputError('USAGE_BAD_VALUE', `headroom must be a number >= 1, got ${o.headroom}`);
   checkNotHalf(model);
   const half: HalfType = o.bf16 ? DataType.BFLOAT16 : DataType.FLOAT16;
   inferTypes(model);
   const g = model.graph;
 
-  // activation ranges: every float32 graph input and node output of the main graph
+  // activation ranges: of the float32 graph inputs and node outputs the plan can use (rangeTensorsFor)
   const m = o.measuredRanges;
   let ranges = m?.ranges ?? o.ranges;
   let rangeInfo: ConvertFloat16Report['ranges'] = m ? { source: m.source, samples: m.samples, tensors: m.ranges.size, on: m.on } : { source: ranges ? 'given' : 'none', samples: 0, tensors: ranges?.size ?? 0 };
@@ -210,7 +243,7 @@ export async function convertFloat16(model: Model, options: ConvertFloat16Option
   if (m) {
     // names the earlier measurement does not know: evaluated when computed from constants, else measured here
     const known = new Map(m.ranges);
-    const missing = rangeTensors(model).filter((t) => !known.has(t));
+    const missing = rangeTensorsFor(model, o).filter((t) => !known.has(t));
     const evaluated = constantRanges(model, missing);
     for (const [t, r] of evaluated) known.set(t, r);
     let rest = missing.filter((t) => !evaluated.has(t));
@@ -226,19 +259,15 @@ export async function convertFloat16(model: Model, options: ConvertFloat16Option
     rangeInfo = { ...rangeInfo, tensors: known.size, ...(missing.length ? { filled } : {}), ...(rest.length ? { unmeasured: rest } : {}) };
   }
   if (!ranges && canMeasure) {
-    const r = await measure(rangeTensors(model));
-    ranges = r.ranges;
-    rangeInfo = { source: o.calibration !== undefined ? 'calibration' : 'random', samples: r.samples, skipped: r.skipped, tensors: r.ranges.size };
+    const tensors = rangeTensorsFor(model, o);
+    if (tensors.length > 0) {
+      const r = await measure(tensors);
+      ranges = r.ranges;
+      rangeInfo = { source: o.calibration !== undefined ? 'calibration' : 'random', samples: r.samples, skipped: r.skipped, tensors: r.ranges.size };
+    } else rangeInfo = { ...rangeInfo, notNeeded: true };
   }
 
-  const plan = planConversion(model, {
-    half,
-    target: o.target,
-    headroom: o.headroom,
-    ...(ranges ? { ranges } : {}),
-    ...(o.excludeOps ? { excludeOps: o.excludeOps } : {}),
-    ...(o.excludeNodes ? { excludeNodes: o.excludeNodes } : {}),
-  });
+  const plan = planConversion(model, { ...planOptions(o), ...(ranges ? { ranges } : {}) });
   const halfOps: Record<string, number> = {};
   for (const n of plan.half) halfOps[n.opType] = (halfOps[n.opType] ?? 0) + 1;
   const keptFloat = plan.kept.map((k): KeptFloatEntry => ({ node: k.node.name ?? k.node.label, op: k.node.opType, reason: k.reason, ...(k.detail ? { detail: k.detail } : {}) }));

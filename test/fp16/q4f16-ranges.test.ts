@@ -5,7 +5,8 @@
  * same byte for byte as with the old path's ranges. A large two-valued float constant (an additive
  * mask) that the int4 step compacts to uint8 codes after the moments run becomes a computed tensor
  * the measured ranges do not name: it is evaluated exactly, and a mask beyond float16 keeps its Add
- * float32 as before. Without GPTQ (RTN) the conversion measures its ranges itself.
+ * float32 as before. Without GPTQ (RTN) the conversion measures its ranges itself. The conversion
+ * measures only the tensors its plan can use (none at target cpu): the same model as measuring all.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,11 @@ import { GraphBuilder } from '../../ir/builder.js';
 import type { Model } from '../../ir/ir.js';
 import { collectSamples, openDataSource } from '../../data/index.js';
 import { serializeModel } from '../../onnx/index.js';
-import { convertFloat16, randomSamples, type ConvertFloat16Report } from '../../passes/convert/convert-float16.js';
+import { convertFloat16, randomSamples, rangeTensors, type ConvertFloat16Report } from '../../passes/convert/convert-float16.js';
+import { inferTypes } from '../../passes/convert/float16/plan.js';
+import { measureRanges } from '../../passes/convert/float16/ranges.js';
+import { nodeRunner } from '../../runtime/runner.js';
+import { halfTransform } from '../../workflows/quantize/fp16.js';
 import { createPassContext } from '../../passes/manager.js';
 import { resolveOptions } from '../../passes/pipeline.js';
 import int4Pass, { quantizeInt4, type QuantizeInt4Options } from '../../passes/quantize/quantize-int4.js';
@@ -42,14 +47,21 @@ async function calibrationFile(name: string, model: Model, dims: number[] = [1, 
 
 const rangeKept = (c: ConvertFloat16Report) => c.keptFloat.filter((k) => k.reason === 'overflow' || k.reason === 'underflow').map((k) => `${k.node}: ${k.reason}`).sort();
 
+/** convert-float16 on ranges of every float32 tensor (rangeTensors) measured on all calibration samples, as it measured before. */
+async function convertOnAllRanges(model: Model, inputs: readonly ValueInfo[], calibration: string, target: 'cpu' | 'any'): Promise<{ bytes: Uint8Array; conversion: ConvertFloat16Report; samples: number }> {
+  inferTypes(model);
+  const r = await measureRanges(model, rangeTensors(model), () => openDataSource(calibration, inputs), undefined, nodeRunner);
+  const conversion = await convertFloat16(model, { target, ranges: r.ranges }, createPassContext());
+  return { bytes: serializeModel(model), conversion, samples: r.samples };
+}
+
 /** The path before: the int4 step, then convert-float16 measuring every range on the int4 model over all calibration samples. */
-async function oldPath(float: Model, inputs: readonly ValueInfo[], calibration: string): Promise<{ bytes: Uint8Array; conversion: ConvertFloat16Report }> {
+async function oldPath(float: Model, inputs: readonly ValueInfo[], calibration: string): Promise<{ bytes: Uint8Array; conversion: ConvertFloat16Report; samples: number }> {
   const o = resolveOptions(int4Pass, { kernel: 'nbits' }) as QuantizeInt4Options;
   const { model } = await fuseTransformer(float, { keepWeights: true });
   const feeds = (await collectSamples(calibration, inputs, { limit: 32 })).map((x) => x.feed);
   await quantizeInt4(model, { calibration: feeds, probe: feeds }, o, createPassContext());
-  const conversion = await convertFloat16(model, { target: 'any', calibration: () => openDataSource(calibration, inputs) }, createPassContext());
-  return { bytes: serializeModel(model), conversion };
+  return convertOnAllRanges(model, inputs, calibration, 'any');
 }
 
 describe('q4f16 ranges from the int4 moments run', () => {
@@ -66,7 +78,7 @@ describe('q4f16 ranges from the int4 moments run', () => {
       expect(r.on).toContain('moments run');
       expect(r.unmeasured).toBeUndefined();
       expect(r.filled?.measured ?? []).toEqual([]);
-      expect(before.conversion.ranges.samples).toBe(16);
+      expect(before.samples).toBe(16);
       expect(rangeKept(now.conversion)).toEqual(rangeKept(before.conversion));
       expect(now.conversion.halfNodes).toBe(before.conversion.halfNodes);
       expect(Buffer.from(serializeModel(now.model)).equals(Buffer.from(before.bytes))).toBe(true);
@@ -99,11 +111,24 @@ describe('q4f16 ranges from the int4 moments run', () => {
     expect(Buffer.from(serializeModel(now.model)).equals(Buffer.from(before.bytes))).toBe(true);
   });
 
+  it('fp16: measuring only the tensors the plan can use (rangeTensorsFor) gives the model measuring every tensor gives', async () => {
+    for (const target of ['cpu', 'any'] as const) {
+      const float = transformerVariant('bert-ts17').build();
+      const inputs = inputInfos(float);
+      const calibration = await calibrationFile(`fp16-${target}`, float);
+      const all = await convertOnAllRanges(transformerVariant('bert-ts17').build(), inputs, calibration, target);
+      const now = await halfTransform(float, inputs, { calibration, pass: { target }, fuseTransformer: false }, { mode: 'fp16' });
+      expect(Buffer.from(serializeModel(now.model)).equals(Buffer.from(all.bytes))).toBe(true);
+      if (target === 'cpu') expect(now.conversion.ranges).toMatchObject({ source: 'none', notNeeded: true });
+      else expect(now.conversion.ranges.tensors).toBeLessThanOrEqual(all.conversion.ranges.tensors);
+    }
+  });
+
   it('RTN (no moments run): the conversion measures its own ranges on the calibration data', async () => {
     const float = transformerVariant('bert-ts17').build();
     const inputs = inputInfos(float);
     const calibration = await calibrationFile('rtn', float);
-    const now = await q4f16Transform(float, inputs, { calibration, int4: { method: 'rtn' } });
+    const now = await q4f16Transform(float, inputs, { calibration, int4: { method: 'rtn' }, pass: { target: 'any' } });
     expect(now.conversion.ranges).toMatchObject({ source: 'calibration', samples: 16 });
     expect(now.conversion.ranges.on).toBeUndefined();
   });

@@ -63,7 +63,8 @@ describe('onnxforge/web catalog', () => {
 
       const web16 = await convertFloat16Model(loadWebModel(bytes, { name: 'gpt2.onnx' }), {}, { runner: nodeRunner });
       await quantizeFp16Workflow({ model: file, output: path.join(dir, 'fp16.onnx'), latencyRuns: 2 });
-      expect(web16.report.ranges.source).toBe('random');
+      // target cpu: no op of this model can compute in half whatever the ranges, so none are measured (convert-float16 rangeTensorsFor)
+      expect(web16.report.ranges).toMatchObject({ source: 'none', notNeeded: true });
       expect(web16.report.rewrite.constantsConverted).toBeGreaterThan(0);
       expect(Buffer.from(web16.bytes).equals(fs.readFileSync(path.join(dir, 'fp16.onnx')))).toBe(true);
     } finally {

@@ -4,8 +4,9 @@
  * conversion (convert-float16), which converts each half MatMulNBits's scales (and bias) to float16
  * at conversion time. Measured and written as fp16 is (fp16.ts).
  *
- * Activation ranges: with GPTQ (calibration data), the int4 step's moments run measures them on the
- * float32 model (after the pass's own preparation, before any weight is quantized) on its moment
+ * Activation ranges (those the conversion's plan can use: none with target cpu on the trained LM, where
+ * every float op stays float32 for its kernel): with GPTQ (calibration data), the int4 step's moments
+ * run measures them on the float32 model (after the pass's own preparation, before any weight is quantized) on its moment
  * samples (8 of the 32 calibration samples by default), so there is no range pass of its own and the
  * calibration data is read once. MatMulNBits and GatherBlockQuantized keep the output names of the
  * MatMul/Gather they replace, so their ranges are the float32 layers' (the int4 weights move them by
@@ -15,7 +16,7 @@
 import type { Feed } from '../../core/host-tensor.js';
 import { collectSamples } from '../../data/index.js';
 import type { Model } from '../../ir/ir.js';
-import { rangeTensors, type MeasuredRanges } from '../../passes/convert/convert-float16.js';
+import { rangeTensorsFor, type MeasuredRanges } from '../../passes/convert/convert-float16.js';
 import { inferTypes } from '../../passes/convert/float16/plan.js';
 import { createPassContext } from '../../passes/manager.js';
 import { resolveOptions } from '../../passes/pipeline.js';
@@ -38,7 +39,7 @@ const PROBE_SAMPLES = 4;
 const MOMENTS_RUN = "the float32 model (prepared, before its weights were quantized), in the int4 step's GPTQ moments run";
 
 /** The int4 step of q4f16, handing the conversion the ranges its moments run measured. */
-function int4Step(o: Pick<Q4f16WorkflowOptions, 'calibration' | 'shapes' | 'int4' | 'target' | 'progress'>): HalfStep {
+function int4Step(o: Pick<Q4f16WorkflowOptions, 'calibration' | 'shapes' | 'int4' | 'target' | 'progress' | 'pass'>): HalfStep {
   // MatMulNBits (not unpacked float32 weights): the float16 step then halves its scales and activations
   const int4Options = resolveOptions(int4Pass, { kernel: 'nbits', ...o.int4 }) as QuantizeInt4Options;
   return {
@@ -49,7 +50,7 @@ function int4Step(o: Pick<Q4f16WorkflowOptions, 'calibration' | 'shapes' | 'int4
       const probe: Feed[] = [...calibration];
       if (!probe.length) for await (const s of random()) if (probe.length < PROBE_SAMPLES) probe.push(s.feed);
       let ranges: MeasuredRanges | undefined;
-      const data: Int4Data = { calibration, probe, ranges: { get tensors() { return floatActivations(model); }, onRanges: (r, n) => (ranges = { ranges: r, source: 'calibration', samples: n, on: MOMENTS_RUN }) } };
+      const data: Int4Data = { calibration, probe, ranges: { get tensors() { return floatActivations(model, o.pass); }, onRanges: (r, n) => (ranges = { ranges: r, source: 'calibration', samples: n, on: MOMENTS_RUN }) } };
       const { prepare: _p, ...report } = await quantizeInt4(model, data, int4Options, { ...createPassContext({ runner: runnerFor(o.target ?? 'node') }), ...(o.progress ? { progress: o.progress } : {}) });
       return { report, ...(ranges ? { ranges } : {}) };
     },
@@ -57,12 +58,13 @@ function int4Step(o: Pick<Q4f16WorkflowOptions, 'calibration' | 'shapes' | 'int4
 }
 
 /**
- * The conversion's range tensors of `model` as it is when the int4 step reads them (after the pass's
- * preparation: a getter, so names the preset changed are those of the model measured).
+ * The range tensors the conversion's plan can use (rangeTensorsFor), of `model` as it is when the int4
+ * step reads them (after the pass's preparation: a getter, so names the preset changed are those of the
+ * model measured). The conversion fills what its own plan of the int4 model needs beyond them.
  */
-function floatActivations(model: Model): string[] {
+function floatActivations(model: Model, pass: HalfTransformOptions['pass']): string[] {
   inferTypes(model);
-  return rangeTensors(model);
+  return rangeTensorsFor(model, pass);
 }
 
 /**
