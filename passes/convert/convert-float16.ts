@@ -208,7 +208,9 @@ function planOptions(o: ResolvedOptions): PlanOptions {
  * plan stay float32 whatever the ranges), and with them the float32 graph outputs (measureRanges
  * skips a sample on which those are not finite). Empty when no node can compute in half whatever the
  * ranges, as with target cpu on most models (each float op stays float32 for its kernel): then there
- * is nothing to measure. Element types must be known ({@link inferTypes} first).
+ * is nothing to measure. The plan's decisions are those of measuring every tensor; a node kept float32
+ * for its float32 inputs (data-movement) is reported with that reason even if one of its tensors would
+ * also leave float16's range. Element types must be known ({@link inferTypes} first).
  */
 export function rangeTensorsFor(model: Model, options: ConvertFloat16Options = {}): string[] {
   const optimistic = planConversion(model, planOptions(withSchemaDefaults(pass.options, options) as ResolvedOptions));
@@ -240,10 +242,14 @@ export async function convertFloat16(model: Model, options: ConvertFloat16Option
     bar?.done();
     return r;
   };
-  if (m) {
+  const needed = m || (!ranges && canMeasure) ? rangeTensorsFor(model, o) : [];
+  if (m && needed.length === 0) {
+    ranges = undefined;
+    rangeInfo = { source: 'none', samples: 0, tensors: 0, notNeeded: true };
+  } else if (m) {
     // names the earlier measurement does not know: evaluated when computed from constants, else measured here
     const known = new Map(m.ranges);
-    const missing = rangeTensorsFor(model, o).filter((t) => !known.has(t));
+    const missing = needed.filter((t) => !known.has(t));
     const evaluated = constantRanges(model, missing);
     for (const [t, r] of evaluated) known.set(t, r);
     let rest = missing.filter((t) => !evaluated.has(t));
@@ -257,11 +263,9 @@ export async function convertFloat16(model: Model, options: ConvertFloat16Option
     }
     ranges = known;
     rangeInfo = { ...rangeInfo, tensors: known.size, ...(missing.length ? { filled } : {}), ...(rest.length ? { unmeasured: rest } : {}) };
-  }
-  if (!ranges && canMeasure) {
-    const tensors = rangeTensorsFor(model, o);
-    if (tensors.length > 0) {
-      const r = await measure(tensors);
+  } else if (!ranges && canMeasure) {
+    if (needed.length > 0) {
+      const r = await measure(needed);
       ranges = r.ranges;
       rangeInfo = { source: o.calibration !== undefined ? 'calibration' : 'random', samples: r.samples, skipped: r.skipped, tensors: r.ranges.size };
     } else rangeInfo = { ...rangeInfo, notNeeded: true };

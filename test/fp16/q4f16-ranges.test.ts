@@ -56,12 +56,12 @@ async function convertOnAllRanges(model: Model, inputs: readonly ValueInfo[], ca
 }
 
 /** The path before: the int4 step, then convert-float16 measuring every range on the int4 model over all calibration samples. */
-async function oldPath(float: Model, inputs: readonly ValueInfo[], calibration: string): Promise<{ bytes: Uint8Array; conversion: ConvertFloat16Report; samples: number }> {
+async function oldPath(float: Model, inputs: readonly ValueInfo[], calibration: string, target: 'cpu' | 'any' = 'any'): Promise<{ bytes: Uint8Array; conversion: ConvertFloat16Report; samples: number }> {
   const o = resolveOptions(int4Pass, { kernel: 'nbits' }) as QuantizeInt4Options;
   const { model } = await fuseTransformer(float, { keepWeights: true });
   const feeds = (await collectSamples(calibration, inputs, { limit: 32 })).map((x) => x.feed);
   await quantizeInt4(model, { calibration: feeds, probe: feeds }, o, createPassContext());
-  return convertOnAllRanges(model, inputs, calibration, 'any');
+  return convertOnAllRanges(model, inputs, calibration, target);
 }
 
 describe('q4f16 ranges from the int4 moments run', () => {
@@ -122,6 +122,16 @@ describe('q4f16 ranges from the int4 moments run', () => {
       if (target === 'cpu') expect(now.conversion.ranges).toMatchObject({ source: 'none', notNeeded: true });
       else expect(now.conversion.ranges.tensors).toBeLessThanOrEqual(all.conversion.ranges.tensors);
     }
+  });
+
+  it('q4f16 at target cpu (the default): no node can compute in half, so no range is measured, and the model is the old path\'s', async () => {
+    const float = transformerVariant('bert-ts17').build();
+    const inputs = inputInfos(float);
+    const calibration = await calibrationFile('cpu', float);
+    const before = await oldPath(transformerVariant('bert-ts17').build(), inputs, calibration, 'cpu');
+    const now = await q4f16Transform(float, inputs, { calibration });
+    expect(now.conversion.ranges).toEqual({ source: 'none', samples: 0, tensors: 0, notNeeded: true });
+    expect(Buffer.from(serializeModel(now.model)).equals(Buffer.from(before.bytes))).toBe(true);
   });
 
   it('RTN (no moments run): the conversion measures its own ranges on the calibration data', async () => {
