@@ -101,27 +101,26 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
   const orig = transposed(rows, N, K, hessian);
   const w = orig.slice();
   const r = emptyBlocks(N, K, bits, blockSize, symmetric);
-  const sums = { e2: 0, d2: 0 };
   const s = new Float64Array(N);
   const z = new Float64Array(N);
   // spans never straddle a quantization block (block sizes are powers of two from 16)
   const span = blockSize % SPAN === 0 ? SPAN : blockSize;
-  const d = new Float32Array(span * N);
+  const work = spanWork(span, N);
   for (let k1 = 0; k1 < K; k1 += span) {
     const k2 = Math.min(K, k1 + span);
     const width = k2 - k1;
     if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : await blockStartWeights(w, orig, m, K, N, k1, Math.min(K, k1 + blockSize), linalg), k1 === 0 ? 0 : k1, r, k1, s, z);
-    quantizeSpan(w, orig, r, m, diag, k1, k2, s, z, d, sums);
+    quantizeSpan(w, orig, r, m, diag, k1, k2, s, z, work);
     if (k2 === K) break;
     // rows of the update in chunks of at most UPDATE_BYTES (each also copied back into w)
     const chunk = Math.max(1, Math.floor(UPDATE_BYTES / (4 * N)));
     for (let i0 = k2; i0 < K; i0 += chunk) {
       const i1 = Math.min(K, i0 + chunk);
-      const y = await linalg.gemm32(coefficients(m, K, i0, i1, k1, k2), i1 - i0, width, d.subarray(0, width * N), N, w.subarray(i0 * N, i1 * N));
+      const y = await linalg.gemm32(coefficients(m, K, i0, i1, k1, k2), i1 - i0, width, work.d.subarray(0, width * N), N, w.subarray(i0 * N, i1 * N));
       w.set(y, i0 * N);
     }
   }
-  return { q: r, outputError: sums.e2 - lambda * sums.d2 };
+  return { q: r, outputError: work.sums.e2 - lambda * work.sums.d2 };
 }
 
 /** The rows [N, K] as B [K, N] in float32, inputs always zero (H[k][k] = 0) set to 0. */
@@ -235,39 +234,84 @@ function setBlockParams(w: Float32Array, from: number, r: BlockQuantized, k1: nu
   }
 }
 
+/** Work buffers of {@link quantizeSpan}, one span of inputs for every output (allocated once per weight). */
+interface SpanWork {
+  /** The span's weights w' in float64, [S, N]. */
+  ws: Float64Array;
+  /** Its errors d against the original weights, float64 (the in-span feedback) and float32 (the Gemm's B). */
+  dd: Float64Array;
+  d: Float32Array;
+  /** Its codes, [S, N]. */
+  codes: Uint8Array;
+  sums: { e2: number; d2: number };
+}
+
+function spanWork(span: number, N: number): SpanWork {
+  return { ws: new Float64Array(span * N), dd: new Float64Array(span * N), d: new Float32Array(span * N), codes: new Uint8Array(span * N), sums: { e2: 0, d2: 0 } };
+}
+
 /**
- * Inputs k1..k2 (inside one quantization block) of every output: input by input the codes from w',
- * the errors d against the original weights (into `d`, [k2 - k1, N]) and their feedback into the
- * span's later inputs; sums of e^2 = ((w' - dequant) B[k][k])^2 and d^2 into `sums`.
+ * Inputs k1..k2 (inside one quantization block) of every output, input by input: the feedback of the
+ * span's earlier inputs' errors (left-looking, four at a time: one pass over the row per four
+ * coefficients), then the codes from w', the errors d against the original weights (into work.d,
+ * [k2 - k1, N]) and the sums of e^2 = ((w' - dequant) B[k][k])^2 and d^2; the codes go to r at the end.
  */
-function quantizeSpan(w: Float32Array, orig: Float32Array, r: BlockQuantized, m: Float64Array, diag: Float64Array, k1: number, k2: number, s: Float64Array, z: Float64Array, d: Float32Array, sums: { e2: number; d2: number }): void {
-  const { N, K, bits, codes } = r;
+function quantizeSpan(w: Float32Array, orig: Float32Array, r: BlockQuantized, m: Float64Array, diag: Float64Array, k1: number, k2: number, s: Float64Array, z: Float64Array, work: SpanWork): void {
+  const { N, K } = r;
+  const { ws, dd } = work;
+  for (let i = 0; i < (k2 - k1) * N; i++) ws[i] = w[k1 * N + i]!;
+  for (let j = 0; j < k2 - k1; j++) {
+    const row = j * N;
+    const mj = (k1 + j) * K + k1;
+    let k = 0;
+    for (; k + 4 <= j; k += 4) feedback4(ws, row, dd, k * N, N, m[mj + k]!, m[mj + k + 1]!, m[mj + k + 2]!, m[mj + k + 3]!);
+    for (; k < j; k++) feedback1(ws, row, dd, k * N, N, m[mj + k]!);
+    quantizeRow(ws, orig, (k1 + j) * N, row, N, diag[k1 + j]!, s, z, r.bits, work);
+  }
+  scatterCodes(work.codes, r.codes, N, K, k1, k2);
+}
+
+/** ws[row..] += c0 dd[at..] + c1 dd[at + N..] + c2 dd[at + 2N..] + c3 dd[at + 3N..] over N elements. */
+function feedback4(ws: Float64Array, row: number, dd: Float64Array, at: number, N: number, c0: number, c1: number, c2: number, c3: number): void {
+  const a1 = at + N;
+  const a2 = a1 + N;
+  const a3 = a2 + N;
+  for (let n = 0; n < N; n++) ws[row + n]! += c0 * dd[at + n]! + c1 * dd[a1 + n]! + c2 * dd[a2 + n]! + c3 * dd[a3 + n]!;
+}
+
+function feedback1(ws: Float64Array, row: number, dd: Float64Array, at: number, N: number, c: number): void {
+  if (c === 0) return;
+  for (let n = 0; n < N; n++) ws[row + n]! += c * dd[at + n]!;
+}
+
+/** Codes of one input's weights w' (ws[row..]) for every output, their errors, and the sums. */
+function quantizeRow(ws: Float64Array, orig: Float32Array, from: number, row: number, N: number, bkk: number, s: Float64Array, z: Float64Array, bits: Bits, work: SpanWork): void {
+  const { dd, d, codes } = work;
   let e2 = 0;
   let d2 = 0;
-  for (let k = k1; k < k2; k++) {
-    const row = k * N;
-    const at = (k - k1) * N;
-    const bkk = diag[k]!;
-    for (let n = 0; n < N; n++) {
-      const x = w[row + n]!;
-      const q = codeOf(x, s[n]!, z[n]!, bits);
-      codes[n * K + k] = q;
-      const dq = Math.fround((q - z[n]!) * s[n]!);
-      const e = (x - dq) * bkk;
-      const dn = orig[row + n]! - dq;
-      d[at + n] = dn;
-      e2 += e * e;
-      d2 += dn * dn;
-    }
-    for (let j = k + 1; j < k2; j++) {
-      const c = m[j * K + k]!;
-      if (c === 0) continue;
-      const rj = j * N;
-      for (let n = 0; n < N; n++) w[rj + n]! += c * d[at + n]!;
-    }
+  for (let n = 0; n < N; n++) {
+    // w' is held as float32, as the reference GPTQ holds its weights
+    const x = Math.fround(ws[row + n]!);
+    const q = codeOf(x, s[n]!, z[n]!, bits);
+    codes[row + n] = q;
+    const dq = Math.fround((q - z[n]!) * s[n]!);
+    const e = (x - dq) * bkk;
+    const dn = orig[from + n]! - dq;
+    dd[row + n] = dn;
+    d[row + n] = dn;
+    e2 += e * e;
+    d2 += dn * dn;
   }
-  sums.e2 += e2;
-  sums.d2 += d2;
+  work.sums.e2 += e2;
+  work.sums.d2 += d2;
+}
+
+/** The span's codes ([k2 - k1, N]) into the [N, K] codes. */
+function scatterCodes(from: Uint8Array, to: Uint8Array, N: number, K: number, k1: number, k2: number): void {
+  for (let k = k1; k < k2; k++) {
+    const at = (k - k1) * N;
+    for (let n = 0; n < N; n++) to[n * K + k] = from[at + n]!;
+  }
 }
 
 /**
