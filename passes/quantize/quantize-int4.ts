@@ -45,7 +45,7 @@ import { compactConstants, type CompactedConstant } from './int4/constants.js';
 import { classKey, KernelClass, kernelByRule, KernelTiming, measureKernels, nbitsByRule, RULE_LEVEL4_ERROR } from './int4/kernels.js';
 import { GptqFactor, hessianFactor, outputErrors, quantizeGptqBlocked } from './int4/gptq.js';
 import { Linalg } from './int4/linalg.js';
-import { endTrials, reference, Reference, referenceOf, sqnrDb, type WeightSlot } from './int4/probe.js';
+import { dropUnread, endTrials, reference, Reference, referenceOf, sqnrDb, type WeightSlot } from './int4/probe.js';
 
 export type Int4Method = 'rtn' | 'gptq';
 
@@ -402,18 +402,7 @@ function apply(model: Model, cands: readonly Candidate[], plan: Plan, format: In
     else emitQdqMatMul(g, names, node, input, q, stem, c.bias);
   }
   // the float weights nothing reads any more (and Transposes / Constants that produced them)
-  const pending = [...weights];
-  while (pending.length) {
-    const v = pending.pop()!;
-    if (v.uses.length > 0 || v.isGraphOutput || g.inputs.includes(v)) continue;
-    if (v.producer) {
-      const p = v.producer;
-      if (p.outputs.some((x) => x.uses.length > 0 || x.isGraphOutput)) continue;
-      const ins = p.inputs.filter((x): x is Value => x !== null);
-      g.removeNode(p);
-      pending.push(...ins);
-    } else if (g.initializers.get(v.name) === v) g.removeInitializer(v);
-  }
+  dropUnread(model, [...weights]);
   if (format === 'msft') model.setOpset(MS_DOMAIN, model.opset(MS_DOMAIN) ?? 1);
   g.toposort();
 }

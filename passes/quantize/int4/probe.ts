@@ -7,7 +7,6 @@
  */
 import type { Feed } from '../../../core/host-tensor.js';
 import { DataType } from '../../../core/dtype.js';
-import { Tensor } from '../../../core/tensor.js';
 import { Attribute, constantOf, Value, type Model } from '../../../ir/ir.js';
 import type { Linalg } from './linalg.js';
 import { cloneModel } from '../../../onnx/codec.js';
@@ -122,34 +121,55 @@ export interface WeightSlot {
 }
 
 /**
- * `model` with weights replaced, in one session: each `fixed` weight a float32 constant, each of
- * `varied` a graph input (named in `inputs`), and `observe` (values of the model) extra outputs.
+ * `model` with weights replaced, in one session: every `fixed` and `varied` weight a graph input, and
+ * `observe` (values of the model) extra outputs; `fixed` is the feed of the fixed weights, given with
+ * every run. Inputs, not initializers: the session's model holds no weights (the float ones replaced
+ * are dropped), so it is neither serialized with them nor made to pre-pack them for two runs.
  */
-async function trialSession(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], runner: Runner, observe: readonly string[] = []): Promise<{ session: ModelSession; inputs: string[] }> {
+async function trialSession(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], runner: Runner, observe: readonly string[] = []): Promise<{ session: ModelSession; inputs: string[]; fixed: Feed }> {
   const m = cloneModel(model);
   const g = m.graph;
   const nodes = [...g.nodes];
-  const put = (slot: WeightSlot, v: Value) => {
+  const replaced: Value[] = [];
+  const put = (slot: WeightSlot): string => {
     const node = nodes[slot.node]!;
+    const v = new Value(m.names.fresh('trial_weight'));
+    v.setTensorType(DataType.FLOAT, slot.dims);
+    g.addInput(v);
+    replaced.push(node.inputs[slot.input]!);
     node.setInput(slot.input, v);
     if (node.opType === 'Gemm') {
       node.setAttr(Attribute.int('transB', 0));
       node.setAttr(Attribute.float('alpha', 1));
     }
-  };
-  for (const [slot, data] of fixed) put(slot, g.addInitializer(Tensor.from(DataType.FLOAT, slot.dims, data), m.names.fresh('trial_weight')));
-  const inputs = varied.map((slot) => {
-    const v = new Value(m.names.fresh('trial_input'));
-    v.setTensorType(DataType.FLOAT, slot.dims);
-    g.addInput(v);
-    put(slot, v);
     return v.name;
-  });
+  };
+  const fixedFeed: Feed = {};
+  for (const [slot, data] of fixed) fixedFeed[put(slot)] = { type: 'float32', dims: slot.dims, data };
+  const inputs = varied.map(put);
   for (const name of observe) {
     const v = nodes.flatMap((n) => n.outputs).find((x) => x.name === name);
     if (v && !v.isGraphOutput) g.addOutput(v);
   }
-  return { session: await runner.open(m, SESSION, '(first/last layer trials)'), inputs };
+  dropUnread(m, replaced);
+  return { session: await runner.open(m, SESSION, '(first/last layer trials)'), inputs, fixed: fixedFeed };
+}
+
+/** The values in `values` nothing reads any more, and the nodes (Transposes, Constants) that made only them. */
+export function dropUnread(m: Model, values: readonly Value[]): void {
+  const g = m.graph;
+  const pending = [...values];
+  while (pending.length) {
+    const v = pending.pop()!;
+    if (v.uses.length > 0 || v.isGraphOutput || g.inputs.includes(v)) continue;
+    if (v.producer) {
+      const p = v.producer;
+      if (p.outputs.some((x) => x.uses.length > 0 || x.isGraphOutput)) continue;
+      const ins = p.inputs.filter((x): x is Value => x !== null);
+      g.removeNode(p);
+      pending.push(...ins);
+    } else if (g.initializers.get(v.name) === v) g.removeInitializer(v);
+  }
 }
 
 const fedWith = (inputs: readonly string[], slots: readonly WeightSlot[], values: readonly Float32Array[]): Feed => Object.fromEntries(inputs.map((n, i) => [n, { type: 'float32' as const, dims: slots[i]!.dims, data: values[i]! }]));
@@ -161,12 +181,12 @@ const fedWith = (inputs: readonly string[], slots: readonly WeightSlot[], values
  * weight to exactly these float32 values at load.)
  */
 export async function trialErrors(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], trials: ReadonlyArray<readonly Float32Array[]>, ref: Reference, runner: Runner): Promise<number[]> {
-  const { session, inputs } = await trialSession(model, fixed, varied, runner);
+  const { session, inputs, fixed: fixedFeed } = await trialSession(model, fixed, varied, runner);
   try {
     const out: number[] = [];
     // the probe feeds stacked on the batch axis where the model allows it (stackFeeds), one run per group
     const groups = stackFeeds(model, ref.feeds);
-    for (const t of trials) out.push((await errorsOf(session, ref, fedWith(inputs, varied, t), groups))[0]!);
+    for (const t of trials) out.push((await errorsOf(session, ref, { ...fixedFeed, ...fedWith(inputs, varied, t) }, groups))[0]!);
     return out;
   } finally {
     await session.dispose();
@@ -205,7 +225,7 @@ export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, 
     const [all4, first8, last8] = await trialErrors(model, fixed, slots, [[firstValues[0], lastValues[0]], [firstValues[1], lastValues[0]], [firstValues[0], lastValues[1]]], ref, runner);
     return [all4!, first8!, last8!];
   }
-  const { session, inputs } = await trialSession(model, fixed, slots, runner, [linear.input]);
+  const { session, inputs, fixed: fixedFeed } = await trialSession(model, fixed, slots, runner, [linear.input]);
   try {
     const [K, N] = last.dims;
     const delta = difference(lastValues[1], lastValues[0]);
@@ -214,8 +234,8 @@ export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, 
       return { ...o, [linear.output]: sum(o[linear.output]!, await linalg.matmul32(x, x.length / K, K, delta, N)) };
     };
     const groups = stackFeeds(model, ref.feeds);
-    const [all4, with8Last] = await errorsOf(session, ref, fedWith(inputs, slots, [firstValues[0], lastValues[0]]), groups, [last8]);
-    const [with8First] = await errorsOf(session, ref, fedWith(inputs, slots, [firstValues[1], lastValues[0]]), groups);
+    const [all4, with8Last] = await errorsOf(session, ref, { ...fixedFeed, ...fedWith(inputs, slots, [firstValues[0], lastValues[0]]) }, groups, [last8]);
+    const [with8First] = await errorsOf(session, ref, { ...fixedFeed, ...fedWith(inputs, slots, [firstValues[1], lastValues[0]]) }, groups);
     return [all4!, with8First!, with8Last!];
   } finally {
     await session.dispose();
