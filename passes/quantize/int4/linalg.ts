@@ -1,7 +1,7 @@
 /**
  * Dense linear algebra for GPTQ with the O(n^3) work in onnxruntime: a blocked Cholesky factor in
- * float64 (each panel of {@link PANEL} columns: its diagonal block factored and inverted in JS, the
- * rows below it solved and the rest of the matrix updated by float64 Gemms run by onnxruntime), and
+ * float64 (each panel of {@link PANEL} columns updated by the columns before it and solved by float64
+ * Gemms run by onnxruntime, its diagonal block factored and inverted in JS), and
  * float32 products for GPTQ's lazy updates (C + A B as one Gemm) and the first/last-layer trials.
  */
 import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
@@ -9,8 +9,8 @@ import { GraphBuilder } from '../../../ir/builder.js';
 import type { Model } from '../../../ir/ir.js';
 
 /**
- * Columns per panel of the blocked Cholesky factor. A panel costs JS P^3 / 3 multiply-adds (its diagonal block factored and inverted) and
- * two onnxruntime calls.
+ * Columns per panel of the blocked Cholesky factor. A panel costs JS P^3 / 3 multiply-adds (its
+ * diagonal block factored and inverted) and two onnxruntime calls.
  */
 const PANEL = 64;
 
@@ -158,24 +158,27 @@ export class Linalg {
   /**
    * The lower Cholesky factor of the symmetric positive definite `a` (n x n, its lower triangle read;
    * factored in place, the upper triangle zeroed), or false when `a` is not positive definite.
-   * Right-looking in panels of {@link PANEL} columns: each panel's diagonal block factored and inverted
-   * in JS, the rows below it solved, L21 = A21 L11^-T, and the rest of the matrix updated,
-   * A22 -= L21 L21^T, by onnxruntime's float64 Gemms.
+   * Left-looking in panels of {@link PANEL} columns: each panel is first updated by the columns already
+   * factored, A[k0:, k0:k1] -= L[k0:, :k0] L[k0:k1, :k0]^T (one float64 Gemm by onnxruntime: only the
+   * panel, so n^3 / 3 flops in all, not a full trailing matrix per panel), then its diagonal block is
+   * factored and inverted in JS and the rows below it solved, L21 = P21 L11^-T (a second Gemm).
    */
   async cholesky(a: Float64Array, n: number): Promise<boolean> {
     if (n <= IN_JS) return cholesky(a, n);
     for (let k0 = 0; k0 < n; k0 += PANEL) {
       const k1 = Math.min(n, k0 + PANEL);
       const p = k1 - k0;
-      const l11 = block(a, n, k0, k1, k0, k1);
+      const m = n - k0;
+      // the panel's columns, rows k0..n, less the products of the columns already factored:
+      // A[k0:, k0:k1] - L[k0:, :k0] L[k0:k1, :k0]^T
+      let panel = block(a, n, k0, n, k0, k1);
+      if (k0 > 0) panel = await this.gemm64.run(block(a, n, k0, n, 0, k0), m, k0, block(a, n, k0, k1, 0, k0), p, panel);
+      const l11 = block(panel, p, 0, p, 0, p);
       if (!cholesky(l11, p)) return false;
       putBlock(a, n, k0, k0, l11, p, p);
-      const m = n - k1;
-      if (m === 0) break;
-      // L21 = A21 L11^-T = 0 - (-A21) (L11^-1)^T; A22 - L21 L21^T
-      const l21 = await this.gemm64.run(negate(block(a, n, k1, n, k0, k1)), m, p, lowerInverse(l11, p), p, new Float64Array(m * p));
-      putBlock(a, n, k1, k0, l21, m, p);
-      putBlock(a, n, k1, k1, await this.gemm64.run(l21, m, p, l21, m, block(a, n, k1, n, k1, n)), m, m);
+      if (m === p) break;
+      // L21 = P21 L11^-T = 0 - (-P21) (L11^-1)^T
+      putBlock(a, n, k1, k0, await this.gemm64.run(negate(panel.subarray(p * p)), m - p, p, lowerInverse(l11, p), p, new Float64Array((m - p) * p)), m - p, p);
     }
     zeroUpper(a, n);
     return true;
