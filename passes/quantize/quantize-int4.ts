@@ -91,6 +91,8 @@ export interface QuantizeInt4Options {
   minElements?: number;
   /** Other float constants of at least minElements values with few distinct values (masks) stored as uint8 codes, losslessly. */
   compactConstants?: boolean;
+  /** With GPTQ, also measure RTN's layer-output error beside GPTQ's (the report's RTN column). */
+  compareRtn?: boolean;
   /** Calibration samples read (GPTQ moments, sensitivity, accuracy level). */
   calibrationSamples?: number;
   /** GPTQ's layer-input moments are taken on at most this many of them, evenly spaced (see the option's description). */
@@ -124,7 +126,7 @@ export interface Int4WeightReport {
   weightError: number;
   /** Relative squared layer-output error on the calibration inputs (GPTQ's objective), when measured. */
   outputError?: number;
-  /** The same for RTN (beside GPTQ, to show the gain). */
+  /** The same for RTN (beside GPTQ, to show the gain; with compareRtn). */
   rtnOutputError?: number;
   floatBytes: number;
   bytes: number;
@@ -460,14 +462,18 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   // second moments of the layer inputs (GPTQ's Hessians; also the per-layer output errors)
   let t = performance.now();
   let moments = new Map<string, InputMoments>();
+  let energies = new Map<string, number>();
   const probeFeeds = evenlySpaced(data.probe ?? feeds, PROBE_SAMPLES);
   const momentFeeds = method === 'gptq' ? evenlySpaced(feeds, o.momentSamples) : [];
   let ref: Reference | undefined;
   if (momentFeeds.length > 0) {
     const wanted = new Map<string, number>();
     for (const c of cands) if (c.op !== 'Gather') wanted.set(c.input.name, c.K);
-    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, undefined, data.ranges?.tensors);
+    // a plain MatMul's output is X W: its sum of squares is the layer's output energy tr(W H W^T)
+    const energyTensors = cands.filter((c) => c.op === 'MatMul' && c.node.opDomain === '').map((c) => c.node.outputs[0]!.name);
+    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors });
     moments = run.moments;
+    energies = run.energies ?? energies;
     if (data.ranges && run.ranges) data.ranges.onRanges(run.ranges, momentFeeds.length);
     // probe samples among the moments' samples (the default with calibration data): that run gave the float reference
     const at = new Map(momentFeeds.map((f, i) => [f, i]));
@@ -497,17 +503,20 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     const bar = ctx.progress?.('quantizing weights', cands.length);
     for (const c of cands) {
       const m = c.op === 'Gather' ? undefined : moments.get(c.input.name);
-      const rtn = quantizeRtn(c.rows, c.N, c.K, 4, o.blockSize, o.symmetric);
       // moments exist only for GPTQ (and never for a Gather): GPTQ's own output error comes from its run
       const gptq = m ? await quantizeGptqBlocked(c.rows, c.N, c.K, m.hessian, 4, o.blockSize, o.symmetric, await factorOf(c.input.name, m), linalg) : undefined;
-      c.q4 = gptq ? gptq.q : rtn;
+      const rtn = gptq && !o.compareRtn ? undefined : quantizeRtn(c.rows, c.N, c.K, 4, o.blockSize, o.symmetric);
+      c.q4 = gptq ? gptq.q : rtn!;
       c.report.method = method;
       c.dq4 = dequantizeRows(c.q4);
       c.report.weightError = relWeightError(c.rows, c.dq4);
       if (m && gptq) {
-        const [energy, rtnError] = (await outputErrors(linalg, c.rows, ['zero', dequantizeRows(rtn)], c.N, c.K, m.hessian)) as [number, number];
+        // the output energy from the moments run (a plain MatMul's output), else as a quadratic form; RTN's error beside GPTQ's when asked
+        const measured = energies.get(c.node.outputs[0]!.name);
+        const forms = await outputErrors(linalg, c.rows, [...(measured === undefined ? (['zero'] as const) : []), ...(rtn ? [dequantizeRows(rtn)] : [])], c.N, c.K, m.hessian);
+        const energy = measured ?? forms.shift()!;
         c.report.outputError = gptq.outputError / (energy || 1);
-        c.report.rtnOutputError = rtnError / (energy || 1);
+        if (rtn) c.report.rtnOutputError = forms[0]! / (energy || 1);
       }
       if (c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8')) {
         if (o.format === 'msft') c.q8 = quantizeRtn(c.rows, c.N, c.K, 8, o.blockSize, o.symmetric);
@@ -676,7 +685,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
 }
 
 const pass = definePass<
-  { blockSize: number; method: string; symmetric: boolean; format: string; kernel: string; accuracyLevel: string; embeddings: string; keepInt8: string; keepGain: number; minElements: number; compactConstants: boolean; calibrationSamples: number; momentSamples: number; damp: number; levelToleranceDb: number; latencyRuns: number; prepare: boolean; presets: string },
+  { blockSize: number; method: string; symmetric: boolean; format: string; kernel: string; accuracyLevel: string; embeddings: string; keepInt8: string; keepGain: number; minElements: number; compactConstants: boolean; compareRtn: boolean; calibrationSamples: number; momentSamples: number; damp: number; levelToleranceDb: number; latencyRuns: number; prepare: boolean; presets: string },
   QuantizeInt4Report
 >({
   name: 'quantize-int4',
@@ -694,6 +703,7 @@ const pass = definePass<
     keepGain: { type: 'number', default: 0.2, min: 0, max: 1, description: 'Relative cut of the model output error that keeps a first/last layer at 8 bits.' },
     minElements: { type: 'integer', default: 1024, min: 1, description: 'Weights with fewer values stay float.' },
     compactConstants: { type: 'boolean', default: true, description: 'Other float constants of at least minElements values that hold few distinct values (attention masks) stored as uint8 codes rebuilt exactly at load.' },
+    compareRtn: { type: 'boolean', default: false, description: "With GPTQ, also measure round-to-nearest's layer-output error on the calibration data beside GPTQ's (the report's RTN column): one more quadratic form per weight, about a tenth of the pass's time on the trained LM." },
     calibrationSamples: { type: 'integer', default: 32, min: 1, description: 'Calibration samples read.' },
     momentSamples: { type: 'integer', default: 8, min: 1, description: "GPTQ takes its layer-input second moments on at most this many of the calibration samples, evenly spaced over them (sample floor(i n / m) of n); the first/last-layer trials run on 4 of these. Default 8: on the trained LM (32 windows of 128 bytes) 8 gave held-out bits per byte +0.27% over fp32 against +0.43% with all 32 (RTN +0.68%), at a quarter of the moments' forward pass." },
     damp: { type: 'number', default: 0.01, min: 0, exclusiveMin: true, max: 1, description: 'GPTQ damping, a fraction of the mean Hessian diagonal.' },

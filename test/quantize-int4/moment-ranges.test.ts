@@ -55,7 +55,7 @@ describe('int4 moments run: activation ranges', () => {
     const tensors = rangeTensors(m);
     expect(tensors).toEqual(expect.arrayContaining(['x', 'h', 'e', 'n', 'y', 'ex']));
     const fs = feeds(11, 3);
-    const run = await collectInputMoments(m, new Map([['x', 8], ['r', 16]]), fs, nodeRunner, undefined, tensors);
+    const run = await collectInputMoments(m, new Map([['x', 8], ['r', 16]]), fs, nodeRunner, { rangeTensors: tensors });
     const want = await measureRanges(m, tensors, source(fs), undefined, nodeRunner);
     expect(want.skipped).toBe(0);
     expect(run.ranges).toBeDefined();
@@ -81,7 +81,7 @@ describe('int4 moments run: activation ranges', () => {
     const fs = feeds(6, 4);
     (fs[2]!.x.data as Float32Array)[0] = 200; // exp(200): an infinite graph output
     const tensors = rangeTensors(m);
-    const run = await collectInputMoments(m, new Map([['x', 8]]), fs, nodeRunner, undefined, tensors);
+    const run = await collectInputMoments(m, new Map([['x', 8]]), fs, nodeRunner, { rangeTensors: tensors });
     expect(run.ranges).toBeUndefined();
     expect((await measureRanges(m, tensors, source(fs), undefined, nodeRunner)).skipped).toBe(1);
     expect((await collectInputMoments(m, new Map([['x', 8]]), fs, nodeRunner)).ranges).toBeUndefined();

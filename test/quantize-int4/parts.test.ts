@@ -14,7 +14,7 @@ import { compactConstants } from '../../passes/quantize/int4/constants.js';
 import { hessianFactor, outputErrors, quantizeGptqBlocked } from '../../passes/quantize/int4/gptq.js';
 import { cholesky, Linalg } from '../../passes/quantize/int4/linalg.js';
 import { kernelByRule } from '../../passes/quantize/int4/kernels.js';
-import { blockParams, codeOf, dequantizeRows, emptyBlocks, roundHalfUp, type BlockQuantized } from '../../passes/quantize/int4/blocks.js';
+import { blockParams, codeOf, dequantizeRows, emptyBlocks, roundHalfUp, rowsOfKN, type BlockQuantized } from '../../passes/quantize/int4/blocks.js';
 import { collectInputMoments } from '../../passes/quantize/int4/activations.js';
 import { nodeRunner } from '../../runtime/runner.js';
 import type { Runner } from '../../runtime/runner-types.js';
@@ -152,18 +152,25 @@ describe('int4 parts', () => {
     }
   });
 
-  it('collectInputMoments: X^T X of narrow and wide (block-computed) inputs over stacked feeds equals the float64 sum', async () => {
+  it('collectInputMoments: X^T X of narrow and wide (block-computed) inputs over stacked feeds equals the float64 sum; a MatMul output\'s energy is tr(W H W^T)', async () => {
     const widths = [64, 256, 512];
     const b = new GraphBuilder({ opset: 17 });
     const rand = mulberry32(11);
+    const weights = widths.map((K) => Float32Array.from({ length: 2 * K }, () => rand() - 0.5));
     widths.forEach((K, i) => {
       const x = b.input(`x${i}`, 'float', ['batch', 3, K]);
-      const [y] = b.op('MatMul', [x, b.initializer(`w${i}`, Tensor.from(DataType.FLOAT, [K, 2], Float32Array.from({ length: 2 * K }, () => rand() - 0.5)))]);
+      const [y] = b.op('MatMul', [x, b.initializer(`w${i}`, Tensor.from(DataType.FLOAT, [K, 2], weights[i]!))]);
       b.output(y!, `y${i}`, 'float');
     });
     const feeds = Array.from({ length: 10 }, () => Object.fromEntries(widths.map((K, i) => [`x${i}`, { type: 'float32' as const, dims: [1, 3, K], data: Float32Array.from({ length: 3 * K }, () => rand() * 2 - 1) }])));
-    const run = await collectInputMoments(b.model(), new Map(widths.map((K, i) => [`x${i}`, K])), feeds, nodeRunner);
+    const run = await collectInputMoments(b.model(), new Map(widths.map((K, i) => [`x${i}`, K])), feeds, nodeRunner, { energyTensors: widths.map((_, i) => `y${i}`) });
     expect(run.outputs).toHaveLength(10);
+    const linalg = new Linalg(nodeRunner);
+    for (const [i, K] of widths.entries()) {
+      const [energy] = await outputErrors(linalg, rowsOfKN(weights[i]!, K, 2), ['zero'], 2, K, run.moments.get(`x${i}`)!.hessian);
+      expect(run.energies!.get(`y${i}`)! / energy!).toBeCloseTo(1, 4);
+    }
+    await linalg.dispose();
     widths.forEach((K, i) => {
       const want = new Float64Array(K * K);
       for (const f of feeds) {

@@ -41,6 +41,17 @@ export interface MomentsRun {
    * caller measures on its own then.
    */
   ranges?: Map<string, { min: number; max: number }>;
+  /** Sum of squares over every feed of each tensor asked for (float64 sum of the runs' float32 sums). */
+  energies?: Map<string, number>;
+}
+
+/** What {@link collectInputMoments} measures beside the moments. */
+export interface MomentsExtras {
+  tick?: () => void;
+  /** Tensors whose min and max the run also measures ({@link MomentsRun.ranges}). */
+  rangeTensors?: readonly string[];
+  /** Tensors whose sum of squares the run also measures ({@link MomentsRun.energies}): a layer's output X W is its output energy tr(W H W^T). */
+  energyTensors?: readonly string[];
 }
 
 /** One block of a moment: rows i*size.., columns j*size.. of H (and, mirrored, the block (j, i)). */
@@ -65,9 +76,10 @@ function partsOf(K: number): number {
 
 /**
  * `model` with extra outputs per tensor: the blocks X_i^T X_j (i >= j) of X flattened to [rows, K];
- * and the min, max and sum of each of `extremes` ({@link RANGE_OUTPUT}) when there are any.
+ * the min, max and sum of each of `extremes` ({@link RANGE_OUTPUT}) when there are any; and the sum of
+ * squares of each of `energies` (one scalar output each, named in `energyOutputs`).
  */
-function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extremes: readonly string[]): { model: Model; outputs: Map<string, MomentBlock[]> } {
+function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extremes: readonly string[], energies: readonly string[] = []): { model: Model; outputs: Map<string, MomentBlock[]>; energyOutputs: Map<string, string> } {
   const copy = cloneModel(model);
   const g = copy.graph;
   const byName = new Map<string, Value>();
@@ -111,9 +123,19 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
     }
     outputs.set(t, blocks);
   }
+  const energyOutputs = new Map<string, string>();
+  for (const t of energies) {
+    const x = byName.get(t);
+    if (!x) throw inputError('INT4_CALIB_SHAPE', `layer output '${t}' is not a node output of the prepared model`, { tensor: t });
+    const out = new Value(names.fresh(`${t}__energy`));
+    out.setTensorType(DataType.FLOAT, []);
+    node('ReduceSumSquare', [x], out).setAttr(Attribute.int('keepdims', 0));
+    g.addOutput(out);
+    energyOutputs.set(t, out.name);
+  }
   // last: the range output's node order wants it to be the graph's last leaf (calibration/augment.ts)
   if (extremes.length > 0) addRangeOutput(copy, extremes);
-  return { model: copy, outputs };
+  return { model: copy, outputs, energyOutputs };
 }
 
 /** Adds the block X_i^T X_j at (i, j) of h (K x K); {@link mirrorBlocks} fills (j, i) at the end. */
@@ -185,7 +207,8 @@ function allFinite(data: Feed[string]['data']): boolean {
  * stacked on the batch axis where that is safe (one run per feed otherwise); with `rangeTensors`, also
  * their min and max over the feeds ({@link MomentsRun.ranges}), from the same runs.
  */
-export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, tick?: () => void, rangeTensors?: readonly string[]): Promise<MomentsRun> {
+export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, extras: MomentsExtras = {}): Promise<MomentsRun> {
+  const { tick, rangeTensors, energyTensors } = extras;
   const result: MomentsRun = { moments: new Map(), outputs: [] };
   if (feeds.length === 0) {
     for (const [name, K] of tensors) result.moments.set(name, { K, hessian: new Float64Array(K * K) });
@@ -199,6 +222,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
   if (ranges && !feeds.every((f) => Object.values(f).every((t) => allFinite(t.data)))) ranges = undefined;
   const checked = new Set(extremes);
   const outputsChecked = modelOutputs.filter((o) => checked.has(o));
+  const energies = energyTensors?.length ? new Map(energyTensors.map((t) => [t, 0])) : undefined;
   result.moments = await accumulateInputMoments(model, tensors, groups.length, (i) => concatFeeds(groups[i]!), runner, modelOutputs, (i, res) => {
     const group = groups[i]!;
     if (ranges && extremes.length > 0) {
@@ -220,8 +244,9 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
       result.outputs.push(outs);
     }
     for (let j = 0; j < group.length; j++) tick?.();
-  }, extremes);
+  }, extremes, energies);
   if (ranges) result.ranges = ranges;
+  if (energies) result.energies = energies;
   return result;
 }
 
@@ -230,7 +255,8 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
  * `feedOf(i)` (feeds already stacked as {@link stackFeeds} groups them), summed in float64 in run order.
  * `keep` names further outputs of each run handed to `onRun` (the streamed GPTQ keeps the activations a
  * later part of the model reads). `extremes`: tensors whose min, max and sum ({@link RANGE_OUTPUT}) each
- * run also returns to `onRun`. One session (optimization level basic, no spinning threads) for every run.
+ * run also returns to `onRun`; `energies`: tensor -> running sum of squares, each run's added. One
+ * session (optimization level basic, no spinning threads) for every run.
  */
 export async function accumulateInputMoments(
   model: Model,
@@ -241,11 +267,12 @@ export async function accumulateInputMoments(
   keep: readonly string[],
   onRun: (i: number, res: Feed) => void | Promise<void>,
   extremes: readonly string[] = [],
+  energies?: Map<string, number>,
 ): Promise<Map<string, InputMoments>> {
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
-  const { model: augmented, outputs } = momentsModel(model, tensors, extremes);
-  const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output))];
+  const { model: augmented, outputs, energyOutputs } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])]);
+  const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output)), ...energyOutputs.values()];
   // onnxruntime's default threads, not spinning between ops: on the shared 2-core machine spinning
   // threads fought the other processes (the trained LM's 32 windows: 250-470 ms with spinning, 190-205
   // ms without, the same moments bit for bit)
@@ -260,6 +287,7 @@ export async function accumulateInputMoments(
           addBlock(m.hessian, m.K, b, t.data);
         }
       }
+      for (const [t, out] of energyOutputs) energies!.set(t, energies!.get(t)! + (res[out]!.data as Float32Array)[0]!);
       await onRun(i, res);
     }
   } finally {

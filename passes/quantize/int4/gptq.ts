@@ -106,18 +106,29 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
   // spans never straddle a quantization block (block sizes are powers of two from 16)
   const span = blockSize % SPAN === 0 ? SPAN : blockSize;
   const work = spanWork(span, N);
+  // the block-start state of the block beginning where the last update ended, when that update computed it
+  let start: Float32Array | undefined;
   for (let k1 = 0; k1 < K; k1 += span) {
     const k2 = Math.min(K, k1 + span);
     const width = k2 - k1;
-    if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : await blockStartWeights(w, orig, m, K, N, k1, Math.min(K, k1 + blockSize), linalg), k1 === 0 ? 0 : k1, r, k1, s, z);
+    if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : (start ?? (await blockStartWeights(w, orig, m, K, N, k1, Math.min(K, k1 + blockSize), linalg))), k1 === 0 ? 0 : k1, r, k1, s, z);
+    start = undefined;
     quantizeSpan(w, orig, r, m, diag, k1, k2, s, z, work);
     if (k2 === K) break;
-    // rows of the update in chunks of at most UPDATE_BYTES (each also copied back into w)
+    // rows of the update in chunks of at most UPDATE_BYTES (each also copied back into w); the first
+    // chunk also gives the next block's start state when this span ends a block and the chunk holds it
     const chunk = Math.max(1, Math.floor(UPDATE_BYTES / (4 * N)));
+    const next = k2 % blockSize === 0 ? Math.min(K, k2 + blockSize) : 0;
     for (let i0 = k2; i0 < K; i0 += chunk) {
       const i1 = Math.min(K, i0 + chunk);
-      const y = await linalg.gemm32(coefficients(m, K, i0, i1, k1, k2), i1 - i0, width, work.d.subarray(0, width * N), N, w.subarray(i0 * N, i1 * N));
-      w.set(y, i0 * N);
+      const a = coefficients(m, K, i0, i1, k1, k2);
+      const b = work.d.subarray(0, width * N);
+      const c = w.subarray(i0 * N, i1 * N);
+      if (i0 === k2 && next > 0 && next <= i1) {
+        const { y, p } = await linalg.gemm32Start(a, i1 - i0, width, b, N, c, unitLowerInverse(m, K, k2, next), next - k2, orig.subarray(k2 * N, next * N));
+        w.set(y, i0 * N);
+        start = p;
+      } else w.set(await linalg.gemm32(a, i1 - i0, width, b, N, c), i0 * N);
     }
   }
   return { q: r, outputError: work.sums.e2 - lambda * work.sums.d2 };
@@ -321,6 +332,7 @@ function scatterCodes(from: Uint8Array, to: Uint8Array, N: number, K: number, k1
  * then the row sums of (D H) * D.
  */
 export async function outputErrors(linalg: Linalg, rows: Float32Array, approximations: ReadonlyArray<Float32Array | 'zero'>, N: number, K: number, hessian: Float64Array | Float32Array): Promise<number[]> {
+  if (approximations.length === 0) return [];
   const d = differences(rows, approximations);
   const dh = await linalg.gemm32(d, approximations.length * N, K, hessian instanceof Float32Array ? hessian : Float32Array.from(hessian), K);
   return sumsOf(dh, d, approximations.length, N * K);

@@ -7,6 +7,8 @@
 import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 import type { Model } from '../../../ir/ir.js';
+import { DataType } from '../../../core/dtype.js';
+import { Tensor } from '../../../core/tensor.js';
 
 /**
  * Columns per panel of the blocked Cholesky factor. A panel costs JS P^3 / 3 multiply-adds (its
@@ -130,19 +132,56 @@ class Float32Gemm extends LazySession {
   }
 }
 
-/** Cholesky factors and float32 products in onnxruntime (one small session each, opened on first use); `dispose` when done. */
+/**
+ * c + a b in float32 and, from its first rows, o + t (y[0:r] - o) (r: the rows of o): GPTQ's lazy update
+ * and the block-start state of the quantization block it reaches, in one run.
+ */
+class Float32GemmStart extends LazySession {
+  protected readonly label = '(float32 Gemm, block start)';
+
+  protected build(): Model {
+    const b = new GraphBuilder({ opset: 13 });
+    const a = b.input('a', 'float', ['m', 'k']);
+    const x = b.input('b', 'float', ['k', 'n']);
+    const c = b.input('c', 'float', ['m', 'n']);
+    const t = b.input('t', 'float', ['r', 'r']);
+    const o = b.input('o', 'float', ['r', 'n']);
+    const [y] = b.op('Gemm', [a, x, c]);
+    const int64 = (name: string, v: number) => b.initializer(name, Tensor.from(DataType.INT64, [1], BigInt64Array.of(BigInt(v))));
+    const [r] = b.op('Slice', [b.op('Shape', [o])[0]!, int64('zero', 0), int64('one', 1)]);
+    const [head] = b.op('Slice', [y!, int64('start', 0), r!, int64('axis', 0)]);
+    const [p] = b.op('Add', [o, b.op('MatMul', [t, b.op('Sub', [head!, o])[0]!])[0]!]);
+    b.output(y!, 'y', 'float', ['m', 'n']);
+    b.output(p!, 'p', 'float', ['r', 'n']);
+    return b.model();
+  }
+
+  async run(a: Float32Array, m: number, k: number, b: Float32Array, n: number, c: Float32Array, t: Float32Array, r: number, o: Float32Array): Promise<{ y: Float32Array; p: Float32Array }> {
+    const out = await (await this.open()).run({ a: { type: 'float32', dims: [m, k], data: a }, b: { type: 'float32', dims: [k, n], data: b }, c: { type: 'float32', dims: [m, n], data: c }, t: { type: 'float32', dims: [r, r], data: t }, o: { type: 'float32', dims: [r, n], data: o } }, ['y', 'p']);
+    return { y: out['y']!.data as Float32Array, p: out['p']!.data as Float32Array };
+  }
+}
+
+/** Cholesky factors and float32 products in onnxruntime (small sessions, each opened on first use); `dispose` when done. */
 export class Linalg {
   private readonly gemm64: Float64Gemm;
   private readonly gemm: Float32Gemm;
+  private readonly gemmStart: Float32GemmStart;
 
   constructor(runner: Runner) {
     this.gemm64 = new Float64Gemm(runner);
     this.gemm = new Float32Gemm(runner);
+    this.gemmStart = new Float32GemmStart(runner);
   }
 
   /** c + a [m, k] x b [k, n] in float32 (c: [m, n]; zeros for a plain product). */
   gemm32(a: Float32Array, m: number, k: number, b: Float32Array, n: number, c: Float32Array = new Float32Array(m * n)): Promise<Float32Array> {
     return this.gemm.run(a, m, k, b, n, c);
+  }
+
+  /** y = c + a [m, k] x b [k, n] and p = o + t (y[0:r] - o) (t [r, r], o [r, n], r <= m), in float32. */
+  gemm32Start(a: Float32Array, m: number, k: number, b: Float32Array, n: number, c: Float32Array, t: Float32Array, r: number, o: Float32Array): Promise<{ y: Float32Array; p: Float32Array }> {
+    return this.gemmStart.run(a, m, k, b, n, c, t, r, o);
   }
 
   /** a [m, k] x b [k, n] in float32. */
@@ -153,6 +192,7 @@ export class Linalg {
   async dispose(): Promise<void> {
     await this.gemm64.dispose();
     await this.gemm.dispose();
+    await this.gemmStart.dispose();
   }
 
   /**
