@@ -201,6 +201,8 @@ interface Candidate {
   q4?: BlockQuantized;
   /** q4 dequantized (float32 [N, K] rows), computed once for the error figures and the trials. */
   dq4?: Float32Array;
+  /** The same as B [K, N] (GPTQ gives it), what a MatMul/Gemm trial reads. */
+  dq4kn?: Float32Array;
   q8?: BlockQuantized;
   report: Int4WeightReport;
 }
@@ -508,8 +510,13 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       const rtn = gptq && !o.compareRtn ? undefined : quantizeRtn(c.rows, c.N, c.K, 4, o.blockSize, o.symmetric);
       c.q4 = gptq ? gptq.q : rtn!;
       c.report.method = method;
-      c.dq4 = dequantizeRows(c.q4);
-      c.report.weightError = relWeightError(c.rows, c.dq4);
+      if (gptq) {
+        c.dq4kn = gptq.dequantized;
+        c.report.weightError = gptq.weightError;
+      } else {
+        c.dq4 = dequantizeRows(c.q4);
+        c.report.weightError = relWeightError(c.rows, c.dq4);
+      }
       if (m && gptq) {
         // the output energy from the moments run (a plain MatMul's output), else as a quadratic form; RTN's error beside GPTQ's when asked
         const measured = energies.get(c.node.outputs[0]!.name);
@@ -538,6 +545,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       const slot = (c: Candidate): WeightSlot => ({ node: c.index, input: c.op === 'Gather' ? 0 : 1, dims: c.op === 'Gather' ? [c.N, c.K] : [c.K, c.N] });
       // the float32 weight onnxruntime computes with: table rows for a Gather, [K, N] for MatMul/Gemm
       const value = (c: Candidate, q: BlockQuantized): Float32Array => {
+        if (q === c.q4 && c.dq4kn && c.op !== 'Gather') return c.dq4kn;
         const dq = q === c.q4 && c.dq4 ? c.dq4 : dequantizeRows(q);
         if (q === c.q4) c.dq4 = undefined; // read once here: not held beside the trial's copy
         return c.op === 'Gather' ? dq : rowsOfKN(dq, c.N, c.K);
@@ -562,7 +570,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
         c.report.weightError = relWeightError(c.rows, dequantizeRows(q8(c)));
       }
     }
-    for (const c of cands) c.dq4 = undefined;
+    for (const c of cands) c.dq4 = c.dq4kn = undefined;
     ms.sensitivity = performance.now() - t;
   } finally {
     await linalg.dispose();

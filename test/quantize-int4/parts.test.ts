@@ -136,7 +136,17 @@ describe('int4 parts', () => {
         const rows = Float32Array.from({ length: N * K }, () => rand() - 0.5);
         for (const symmetric of [false, true]) {
           const a = paperGptq(rows, N, K, h, blockSize, symmetric, 0.01);
-          const { q: b, outputError } = await quantizeGptqBlocked(rows, N, K, h, 4, blockSize, symmetric, factor, linalg);
+          const { q: b, outputError, dequantized, weightError } = await quantizeGptqBlocked(rows, N, K, h, 4, blockSize, symmetric, factor, linalg);
+          // its float32 weights as B [K, N] and relative weight error, from the codes
+          const dq = dequantizeRows(b);
+          expect(Array.from(dequantized)).toEqual(Array.from(rowsOfKN(dq, N, K)));
+          let sse = 0;
+          let energy = 0;
+          for (let i = 0; i < rows.length; i++) {
+            sse += (rows[i]! - dq[i]!) ** 2;
+            energy += rows[i]! ** 2;
+          }
+          expect(weightError / (sse / energy)).toBeCloseTo(1, 9);
           const [measured, reference] = (await outputErrors(linalg, rows, [dequantizeRows(b), dequantizeRows(a)], N, K, h)) as [number, number];
           expect(outputError / measured).toBeCloseTo(1, 3);
           let same = 0;

@@ -85,6 +85,10 @@ export interface GptqResult {
    * ||D||^2 without the N K^2 multiply-adds of the quadratic form.
    */
   outputError: number;
+  /** The float32 weights the codes stand for, as B [K, N] (what onnxruntime computes with). */
+  dequantized: Float32Array;
+  /** Relative squared weight error ||W - Wq||^2 / ||W||^2 (inputs always zero included: their weights become 0). */
+  weightError: number;
 }
 
 /**
@@ -98,8 +102,9 @@ export interface GptqResult {
  */
 export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, factor: GptqFactor, linalg: Linalg): Promise<GptqResult> {
   const { m, diag, lambda } = factor;
-  const orig = transposed(rows, N, K, hessian);
+  const { w: orig, energy, dropped } = transposed(rows, N, K, hessian);
   const w = orig.slice();
+  const dequantized = new Float32Array(K * N);
   const r = emptyBlocks(N, K, bits, blockSize, symmetric);
   const s = new Float64Array(N);
   const z = new Float64Array(N);
@@ -114,6 +119,7 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
     if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : (start ?? (await blockStartWeights(w, orig, m, K, N, k1, Math.min(K, k1 + blockSize), linalg))), k1 === 0 ? 0 : k1, r, k1, s, z);
     start = undefined;
     quantizeSpan(w, orig, r, m, diag, k1, k2, s, z, work);
+    dequantized.set(work.dq.subarray(0, width * N), k1 * N);
     if (k2 === K) break;
     // rows of the update in chunks of at most UPDATE_BYTES (each also copied back into w); the first
     // chunk also gives the next block's start state when this span ends a block and the chunk holds it
@@ -131,18 +137,31 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
       } else w.set(await linalg.gemm32(a, i1 - i0, width, b, N, c), i0 * N);
     }
   }
-  return { q: r, outputError: work.sums.e2 - lambda * work.sums.d2 };
+  return { q: r, outputError: work.sums.e2 - lambda * work.sums.d2, dequantized, weightError: energy > 0 ? (work.sums.d2 + dropped) / energy : 0 };
 }
 
-/** The rows [N, K] as B [K, N] in float32, inputs always zero (H[k][k] = 0) set to 0. */
-function transposed(rows: Float32Array, N: number, K: number, hessian: Float64Array): Float32Array {
+/**
+ * The rows [N, K] as B [K, N] in float32, inputs always zero (H[k][k] = 0) set to 0; the rows' sum of
+ * squares, and that of the weights set to 0.
+ */
+function transposed(rows: Float32Array, N: number, K: number, hessian: Float64Array): { w: Float32Array; energy: number; dropped: number } {
   const w = new Float32Array(K * N);
+  let energy = 0;
   for (let n = 0; n < N; n++) {
     const row = n * K;
-    for (let k = 0; k < K; k++) w[k * N + n] = rows[row + k]!;
+    for (let k = 0; k < K; k++) {
+      const x = rows[row + k]!;
+      w[k * N + n] = x;
+      energy += x * x;
+    }
   }
-  for (let k = 0; k < K; k++) if (hessian[k * K + k] === 0) w.fill(0, k * N, (k + 1) * N);
-  return w;
+  let dropped = 0;
+  for (let k = 0; k < K; k++) {
+    if (hessian[k * K + k] !== 0) continue;
+    for (let n = 0; n < N; n++) dropped += w[k * N + n]! ** 2;
+    w.fill(0, k * N, (k + 1) * N);
+  }
+  return { w, energy, dropped };
 }
 
 /** M[i0:i1, k1:k2] as float32 [i1 - i0, k2 - k1]. */
@@ -252,13 +271,14 @@ interface SpanWork {
   /** Its errors d against the original weights, float64 (the in-span feedback) and float32 (the Gemm's B). */
   dd: Float64Array;
   d: Float32Array;
-  /** Its codes, [S, N]. */
+  /** Its codes, [S, N], and the float32 weights they stand for. */
   codes: Uint8Array;
+  dq: Float32Array;
   sums: { e2: number; d2: number };
 }
 
 function spanWork(span: number, N: number): SpanWork {
-  return { ws: new Float64Array(span * N), dd: new Float64Array(span * N), d: new Float32Array(span * N), codes: new Uint8Array(span * N), sums: { e2: 0, d2: 0 } };
+  return { ws: new Float64Array(span * N), dd: new Float64Array(span * N), d: new Float32Array(span * N), codes: new Uint8Array(span * N), dq: new Float32Array(span * N), sums: { e2: 0, d2: 0 } };
 }
 
 /**
@@ -298,6 +318,7 @@ function feedback1(ws: Float64Array, row: number, dd: Float64Array, at: number, 
 /** Codes of one input's weights w' (ws[row..]) for every output, their errors, and the sums. */
 function quantizeRow(ws: Float64Array, orig: Float32Array, from: number, row: number, N: number, bkk: number, s: Float64Array, z: Float64Array, bits: Bits, work: SpanWork): void {
   const { dd, d, codes } = work;
+  const out = work.dq;
   let e2 = 0;
   let d2 = 0;
   for (let n = 0; n < N; n++) {
@@ -306,6 +327,7 @@ function quantizeRow(ws: Float64Array, orig: Float32Array, from: number, row: nu
     const q = codeOf(x, s[n]!, z[n]!, bits);
     codes[row + n] = q;
     const dq = Math.fround((q - z[n]!) * s[n]!);
+    out[row + n] = dq;
     const e = (x - dq) * bkk;
     const dn = orig[from + n]! - dq;
     dd[row + n] = dn;
