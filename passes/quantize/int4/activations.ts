@@ -79,8 +79,9 @@ function partsOf(K: number): number {
  * the min, max and sum of each of `extremes` ({@link RANGE_OUTPUT}) when there are any; and the sum of
  * squares of each of `energies` (one scalar output each, named in `energyOutputs`).
  */
-function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extremes: readonly string[], energies: readonly string[] = []): { model: Model; outputs: Map<string, MomentBlock[]>; energyOutputs: Map<string, string> } {
+function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extremes: readonly string[], energies: readonly string[] = [], weightsAsInputs = false): { model: Model; outputs: Map<string, MomentBlock[]>; energyOutputs: Map<string, string>; weights: Feed } {
   const copy = cloneModel(model);
+  const weights = weightsAsInputs ? weightsToInputs(copy) : {};
   const g = copy.graph;
   const byName = new Map<string, Value>();
   for (const v of g.inputs) byName.set(v.name, v);
@@ -135,7 +136,27 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
   }
   // last: the range output's node order wants it to be the graph's last leaf (calibration/augment.ts)
   if (extremes.length > 0) addRangeOutput(copy, extremes);
-  return { model: copy, outputs, energyOutputs };
+  return { model: copy, outputs, energyOutputs, weights };
+}
+
+/**
+ * The float initializers of `model`'s main graph of at least `min` elements turned into graph inputs
+ * (in place; `model` is a copy), and the feed that gives them their values: a session that runs a few
+ * times is created without serializing, parsing and pre-packing the weights.
+ */
+export function weightsToInputs(model: Model, min = 1024): Feed {
+  const g = model.graph;
+  const feed: Feed = {};
+  for (const v of [...g.initializers.values()]) {
+    const t = g.initializerTensor(v);
+    if (!t || t.dataType !== DataType.FLOAT || t.size < min || t.external || g.inputs.includes(v)) continue;
+    const data = t.toFloat32();
+    g.removeInitializer(v);
+    v.setTensorType(DataType.FLOAT, [...t.dims]);
+    g.addInput(v);
+    feed[v.name] = { type: 'float32', dims: [...t.dims], data };
+  }
+  return feed;
 }
 
 /** Adds the block X_i^T X_j at (i, j) of h (K x K); {@link mirrorBlocks} fills (j, i) at the end. */
@@ -244,7 +265,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
       result.outputs.push(outs);
     }
     for (let j = 0; j < group.length; j++) tick?.();
-  }, extremes, energies);
+  }, extremes, energies, true);
   if (ranges) result.ranges = ranges;
   if (energies) result.energies = energies;
   return result;
@@ -255,7 +276,9 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
  * `feedOf(i)` (feeds already stacked as {@link stackFeeds} groups them), summed in float64 in run order.
  * `keep` names further outputs of each run handed to `onRun` (the streamed GPTQ keeps the activations a
  * later part of the model reads). `extremes`: tensors whose min, max and sum ({@link RANGE_OUTPUT}) each
- * run also returns to `onRun`; `energies`: tensor -> running sum of squares, each run's added. One
+ * run also returns to `onRun`; `energies`: tensor -> running sum of squares, each run's added;
+ * `weightsAsInputs`: the model's float weights fed with every run rather than held by the session
+ * ({@link weightsToInputs}; in memory only: the streamed GPTQ's weights stay in their files). One
  * session (optimization level basic, no spinning threads) for every run.
  */
 export async function accumulateInputMoments(
@@ -268,10 +291,11 @@ export async function accumulateInputMoments(
   onRun: (i: number, res: Feed) => void | Promise<void>,
   extremes: readonly string[] = [],
   energies?: Map<string, number>,
+  weightsAsInputs = false,
 ): Promise<Map<string, InputMoments>> {
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
-  const { model: augmented, outputs, energyOutputs } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])]);
+  const { model: augmented, outputs, energyOutputs, weights } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])], weightsAsInputs);
   const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output)), ...energyOutputs.values()];
   // onnxruntime's default threads, not spinning between ops: on the shared 2-core machine spinning
   // threads fought the other processes (the trained LM's 32 windows: 250-470 ms with spinning, 190-205
@@ -279,7 +303,7 @@ export async function accumulateInputMoments(
   const session = await runner.open(augmented, { graphOptimizationLevel: 'basic', allowSpinning: false }, '(model with layer input moments)');
   try {
     for (let i = 0; i < runs; i++) {
-      const res = await session.run(await feedOf(i), wanted);
+      const res = await session.run({ ...(await feedOf(i)), ...weights }, wanted);
       for (const [name, m] of moments) {
         for (const b of outputs.get(name)!) {
           const t = res[b.output];
