@@ -41,7 +41,10 @@ function factorPanel(a: Float64Array, n: number, k0: number, k1: number): boolea
     const ljj = Math.sqrt(d);
     a[rj + j] = ljj;
     const inv = 1 / ljj;
-    for (let i = j + 1; i < n; i++) {
+    let i = j + 1;
+    // four rows at a time: each element of row j read once per four dot products
+    for (; i + 4 <= n; i += 4) column4(a, n, k0, j, rj, i, inv);
+    for (; i < n; i++) {
       const ri = i * n;
       let s = a[ri + j]!;
       for (let p = k0; p < j; p++) s -= a[ri + p]! * a[rj + p]!;
@@ -49,6 +52,29 @@ function factorPanel(a: Float64Array, n: number, k0: number, k1: number): boolea
     }
   }
   return true;
+}
+
+/** a[i..i+3][j] = (a[i..i+3][j] - sum over p in k0..j of a[i..i+3][p] a[j][p]) * inv. */
+function column4(a: Float64Array, n: number, k0: number, j: number, rj: number, i: number, inv: number): void {
+  const r0 = i * n;
+  const r1 = r0 + n;
+  const r2 = r1 + n;
+  const r3 = r2 + n;
+  let s0 = a[r0 + j]!;
+  let s1 = a[r1 + j]!;
+  let s2 = a[r2 + j]!;
+  let s3 = a[r3 + j]!;
+  for (let p = k0; p < j; p++) {
+    const x = a[rj + p]!;
+    s0 -= a[r0 + p]! * x;
+    s1 -= a[r1 + p]! * x;
+    s2 -= a[r2 + p]! * x;
+    s3 -= a[r3 + p]! * x;
+  }
+  a[r0 + j] = s0 * inv;
+  a[r1 + j] = s1 * inv;
+  a[r2 + j] = s2 * inv;
+  a[r3 + j] = s3 * inv;
 }
 
 function zeroUpper(a: Float64Array, n: number): void {
