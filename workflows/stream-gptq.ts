@@ -34,7 +34,7 @@ import type { Model, Node, Value } from '../ir/ir.js';
 import { checkLocation, cloneModel, FileExternalSource, forEachTensor } from '../onnx/index.js';
 import { readTensorRange, writeModelReferences } from '../onnx/stream.js';
 import { accumulateInputMoments, concatFeeds, stackFeeds } from '../passes/quantize/int4/activations.js';
-import { packCodes, packZeroPoints, rowsOfKN } from '../passes/quantize/int4/blocks.js';
+import { packCodes, packZeroPoints } from '../passes/quantize/int4/blocks.js';
 import { hessianFactor, quantizeGptqBlocked, type GptqFactor } from '../passes/quantize/int4/gptq.js';
 import { Linalg } from '../passes/quantize/int4/linalg.js';
 import type { StreamCalibrationReport } from '../report/stream.js';
@@ -255,15 +255,15 @@ function planSegment(model: Model, seg: readonly number[], later: (name: string)
   return { own, outputs, moments, keep, inputNames };
 }
 
-/** The rows [N, K] of a target's weight B [K, N], read from its external data (nothing cached). */
-function weightRows(t: GptqTarget): Float32Array {
+/** A target's weight B [K, N], read from its external data (nothing cached). */
+function weightKN(t: GptqTarget): Float32Array {
   const raw = readTensorRange(t.weight, 0, t.K * t.N * 4, new Uint8Array(t.K * t.N * 4));
-  return rowsOfKN(new Float32Array(raw.buffer, raw.byteOffset, t.K * t.N), t.K, t.N);
+  return new Float32Array(raw.buffer, raw.byteOffset, t.K * t.N);
 }
 
-/** GPTQ of one weight (the in-memory pass's quantizeGptqBlocked) in MatMulNBits' layouts. */
+/** GPTQ of one weight (the in-memory pass's quantizeGptqBlocked, on B [K, N] as stored) in MatMulNBits' layouts. */
 async function quantizeWeight(t: GptqTarget, hessian: Float64Array, factor: GptqFactor, o: StreamGptqOptions, linalg: Linalg): Promise<GptqParts> {
-  const { q } = await quantizeGptqBlocked(weightRows(t), t.N, t.K, hessian, 4, o.blockSize, o.symmetric, factor, linalg);
+  const { q } = await quantizeGptqBlocked({ kn: weightKN(t) }, t.N, t.K, hessian, 4, o.blockSize, o.symmetric, factor, linalg);
   return { codes: packCodes(q), scales: new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength), zp: o.symmetric ? new Uint8Array(0) : packZeroPoints(q).bytes };
 }
 

@@ -194,7 +194,10 @@ interface Candidate {
   tensor: string;
   /** The activation (A of MatMul/Gemm, ids of Gather). */
   input: Value;
-  rows: Float32Array;
+  /** The weight as rows [N, K] (made from `kn` on first use). */
+  readonly rows: Float32Array;
+  /** The weight as MatMul's B [K, N] when the model stores it so (what GPTQ works on). */
+  kn?: Float32Array;
   K: number;
   N: number;
   bias?: Float32Array;
@@ -295,7 +298,8 @@ function findCandidates(model: Model, o: Required<Pick<QuantizeInt4Options, 'blo
     if (t.dims.length !== 2) return skip(node, op as Candidate['op'], weight.name, t, `weight has rank ${t.dims.length} (2-D only)`);
     if (t.size < o.minElements) return skip(node, op as Candidate['op'], weight.name, t, `fewer than ${o.minElements} values`);
     const w = t.toFloat32();
-    let rows: Float32Array;
+    let rows: Float32Array | undefined;
+    let kn: Float32Array | undefined;
     let K: number;
     let N: number;
     let bias: Float32Array | undefined;
@@ -310,7 +314,7 @@ function findCandidates(model: Model, o: Required<Pick<QuantizeInt4Options, 'blo
       rows = w;
     } else if (op === 'MatMul' || op === 'Attention') {
       [K, N] = t.dims as [number, number];
-      rows = rowsOfKN(w, K, N);
+      kn = w;
     } else {
       if ((node.getInt('transA', 0) ?? 0) !== 0) return skip(node, 'Gemm', weight.name, t, 'Gemm with transA');
       const transB = (node.getInt('transB', 0) ?? 0) !== 0;
@@ -330,6 +334,7 @@ function findCandidates(model: Model, o: Required<Pick<QuantizeInt4Options, 'blo
     if (op !== 'Gather' && K % o.blockSize !== 0) {
       throw inputError('INT4_BLOCK_NOT_DIVIDING', `--block-size ${o.blockSize} does not divide K = ${K} of weight '${weight.name}' (node ${labelOf(node)}); use a power of two that divides every K, e.g. ${largestDividing(K)}`, { tensor: weight.name, node: labelOf(node), field: 'block-size' });
     }
+    let made = rows;
     const cand: Candidate = {
       index,
       node,
@@ -337,7 +342,10 @@ function findCandidates(model: Model, o: Required<Pick<QuantizeInt4Options, 'blo
       weight,
       tensor: weight.name,
       input,
-      rows,
+      get rows() {
+        return (made ??= rowsOfKN(kn!, K, N));
+      },
+      ...(kn ? { kn } : {}),
       K,
       N,
       report: { tensor: weight.name, node: labelOf(node), op: op as Candidate['op'], K, N, bits: 4, method: 'rtn', blockSize: o.blockSize, weightError: 0, floatBytes: t.byteLength, bytes: 0 },
@@ -506,7 +514,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     for (const c of cands) {
       const m = c.op === 'Gather' ? undefined : moments.get(c.input.name);
       // moments exist only for GPTQ (and never for a Gather): GPTQ's own output error comes from its run
-      const gptq = m ? await quantizeGptqBlocked(c.rows, c.N, c.K, m.hessian, 4, o.blockSize, o.symmetric, await factorOf(c.input.name, m), linalg) : undefined;
+      const gptq = m ? await quantizeGptqBlocked(c.kn ? { kn: c.kn } : { rows: c.rows }, c.N, c.K, m.hessian, 4, o.blockSize, o.symmetric, await factorOf(c.input.name, m), linalg) : undefined;
       const rtn = gptq && !o.compareRtn ? undefined : quantizeRtn(c.rows, c.N, c.K, 4, o.blockSize, o.symmetric);
       c.q4 = gptq ? gptq.q : rtn!;
       c.report.method = method;

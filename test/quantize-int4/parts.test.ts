@@ -136,7 +136,7 @@ describe('int4 parts', () => {
         const rows = Float32Array.from({ length: N * K }, () => rand() - 0.5);
         for (const symmetric of [false, true]) {
           const a = paperGptq(rows, N, K, h, blockSize, symmetric, 0.01);
-          const { q: b, outputError, dequantized, weightError } = await quantizeGptqBlocked(rows, N, K, h, 4, blockSize, symmetric, factor, linalg);
+          const { q: b, outputError, dequantized, weightError } = await quantizeGptqBlocked(symmetric ? { kn: rowsOfKN(rows, N, K) } : { rows }, N, K, h, 4, blockSize, symmetric, factor, linalg);
           // its float32 weights as B [K, N] and relative weight error, from the codes
           const dq = dequantizeRows(b);
           expect(Array.from(dequantized)).toEqual(Array.from(rowsOfKN(dq, N, K)));

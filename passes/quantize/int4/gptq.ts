@@ -92,7 +92,7 @@ export interface GptqResult {
 }
 
 /**
- * GPTQ of `rows` ([N, K]) given the calibration Hessian `hessian` ([K, K], sum of x x^T over the
+ * GPTQ of a weight (rows [N, K] or B [K, N]) given the calibration Hessian `hessian` ([K, K], sum of x x^T over the
  * layer's input rows) and its {@link hessianFactor}, in the lazy-batch form of the GPTQ paper: the
  * inputs are taken {@link SPAN} at a time; within a span each input's errors feed the span's later
  * inputs in JS, and the span's errors D [S, N] feed every later input at once, W'[k2:] += M[k2:,
@@ -100,9 +100,9 @@ export interface GptqResult {
  * every output contiguous), so every loop runs along N and each update is one contiguous block;
  * float32 as in the reference GPTQ, the errors' sums in float64.
  */
-export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, factor: GptqFactor, linalg: Linalg): Promise<GptqResult> {
+export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, factor: GptqFactor, linalg: Linalg): Promise<GptqResult> {
   const { m, diag, lambda } = factor;
-  const { w: orig, energy, dropped } = transposed(rows, N, K, hessian);
+  const { w: orig, energy, dropped } = workingCopy(weight, N, K, hessian);
   const w = orig.slice();
   const dequantized = new Float32Array(K * N);
   const r = emptyBlocks(N, K, bits, blockSize, symmetric);
@@ -140,21 +140,26 @@ export async function quantizeGptqBlocked(rows: Float32Array, N: number, K: numb
   return { q: r, outputError: work.sums.e2 - lambda * work.sums.d2, dequantized, weightError: energy > 0 ? (work.sums.d2 + dropped) / energy : 0 };
 }
 
+/** A weight as rows [N, K] or as MatMul's B [K, N] (GPTQ's own layout: no transpose). */
+export type GptqWeight = { rows: Float32Array } | { kn: Float32Array };
+
 /**
- * The rows [N, K] as B [K, N] in float32, inputs always zero (H[k][k] = 0) set to 0; the rows' sum of
+ * The weight as B [K, N] in float32 (a copy), inputs always zero (H[k][k] = 0) set to 0; its sum of
  * squares, and that of the weights set to 0.
  */
-function transposed(rows: Float32Array, N: number, K: number, hessian: Float64Array): { w: Float32Array; energy: number; dropped: number } {
-  const w = new Float32Array(K * N);
-  let energy = 0;
-  for (let n = 0; n < N; n++) {
-    const row = n * K;
-    for (let k = 0; k < K; k++) {
-      const x = rows[row + k]!;
-      w[k * N + n] = x;
-      energy += x * x;
+function workingCopy(weight: GptqWeight, N: number, K: number, hessian: Float64Array): { w: Float32Array; energy: number; dropped: number } {
+  let w: Float32Array;
+  if ('kn' in weight) w = weight.kn.slice();
+  else {
+    w = new Float32Array(K * N);
+    const rows = weight.rows;
+    for (let n = 0; n < N; n++) {
+      const row = n * K;
+      for (let k = 0; k < K; k++) w[k * N + n] = rows[row + k]!;
     }
   }
+  let energy = 0;
+  for (let i = 0; i < w.length; i++) energy += w[i]! * w[i]!;
   let dropped = 0;
   for (let k = 0; k < K; k++) {
     if (hessian[k * K + k] !== 0) continue;
