@@ -480,7 +480,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     const wanted = new Map<string, number>();
     for (const c of cands) if (c.op !== 'Gather') wanted.set(c.input.name, c.K);
     // a plain MatMul's output is X W: its sum of squares is the layer's output energy tr(W H W^T)
-    const energyTensors = cands.filter((c) => c.op === 'MatMul' && c.node.opDomain === '').map((c) => c.node.outputs[0]!.name);
+    const energyTensors = cands.filter((c) => c.op === 'MatMul').map((c) => c.node.outputs[0]!.name);
     const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors });
     moments = run.moments;
     energies = run.energies ?? energies;
@@ -521,17 +521,16 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       if (gptq) {
         c.dq4kn = gptq.dequantized;
         c.report.weightError = gptq.weightError;
-      } else {
-        c.dq4 = dequantizeRows(c.q4);
-        c.report.weightError = relWeightError(c.rows, c.dq4);
-      }
-      if (m && gptq) {
         // the output energy from the moments run (a plain MatMul's output), else as a quadratic form; RTN's error beside GPTQ's when asked
         const measured = energies.get(c.node.outputs[0]!.name);
-        const forms = await outputErrors(linalg, c.rows, [...(measured === undefined ? (['zero'] as const) : []), ...(rtn ? [dequantizeRows(rtn)] : [])], c.N, c.K, m.hessian);
+        const approximations = [...(measured === undefined ? (['zero'] as const) : []), ...(rtn ? [dequantizeRows(rtn)] : [])];
+        const forms = approximations.length > 0 ? await outputErrors(linalg, c.rows, approximations, c.N, c.K, m!.hessian) : [];
         const energy = measured ?? forms.shift()!;
         c.report.outputError = gptq.outputError / (energy || 1);
         if (rtn) c.report.rtnOutputError = forms[0]! / (energy || 1);
+      } else {
+        c.dq4 = dequantizeRows(c.q4);
+        c.report.weightError = relWeightError(c.rows, c.dq4);
       }
       if (c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8')) {
         if (o.format === 'msft') c.q8 = quantizeRtn(c.rows, c.N, c.K, 8, o.blockSize, o.symmetric);

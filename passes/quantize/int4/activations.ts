@@ -144,7 +144,7 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
  * (in place; `model` is a copy), and the feed that gives them their values: a session that runs a few
  * times is created without serializing, parsing and pre-packing the weights.
  */
-export function weightsToInputs(model: Model, min = 1024): Feed {
+function weightsToInputs(model: Model, min = 1024): Feed {
   const g = model.graph;
   const feed: Feed = {};
   for (const v of [...g.initializers.values()]) {

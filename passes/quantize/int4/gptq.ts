@@ -16,8 +16,9 @@
  *
  * (from d = U^T e: e_k = (B d)_k and w'_k - dequant(q_k) = e_k / B[k][k]; the same codes in exact
  * arithmetic). B comes from the lower Cholesky factor L of H with its order reversed, J H J = L L^T,
- * B = J L^T J. A block's scale and zero point are set from the weights w' as they are when k starts
- * it. Inputs always zero in the calibration data (H[k][k] = 0) get H[k][k] = 1 and weight 0.
+ * B = J L^T J. A block's scale and zero point are set from the weights as the paper's loop holds them
+ * when the block starts ({@link blockStartWeights}), which is not w' there. Inputs always zero in the
+ * calibration data (H[k][k] = 0) get H[k][k] = 1 and weight 0.
  */
 import { internalError } from '../../../core/errors.js';
 import { asymmetricParams, BlockQuantized, Bits, codeOf, emptyBlocks, symmetricParams } from './blocks.js';
@@ -116,7 +117,8 @@ export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: numb
   for (let k1 = 0; k1 < K; k1 += span) {
     const k2 = Math.min(K, k1 + span);
     const width = k2 - k1;
-    if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : (start ?? (await blockStartWeights(w, orig, m, K, N, k1, Math.min(K, k1 + blockSize), linalg))), k1 === 0 ? 0 : k1, r, k1, s, z);
+    // the first block starts as the original weights: w's rows from 0
+    if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : (start ?? (await blockStartWeights(w, orig, m, K, N, k1, Math.min(K, k1 + blockSize), linalg))), r, k1, s, z);
     start = undefined;
     quantizeSpan(w, orig, r, m, diag, k1, k2, s, z, work);
     dequantized.set(work.dq.subarray(0, width * N), k1 * N);
@@ -237,17 +239,17 @@ function unitLowerInverse(m: Float64Array, K: number, k1: number, k2: number): F
 
 /**
  * Scale and zero point of quantization block k1 / blockSize of every output, from the weights of its
- * inputs ([K, N] rows k1 - from ..): the same values as blocks.ts blockParams on each output's row
+ * inputs (`w`'s rows from 0, [N] each): the same values as blocks.ts blockParams on each output's row
  * (same comparisons in the same order), left in s and z for the block's codes.
  */
-function setBlockParams(w: Float32Array, from: number, r: BlockQuantized, k1: number, s: Float64Array, z: Float64Array): void {
+function setBlockParams(w: Float32Array, r: BlockQuantized, k1: number, s: Float64Array, z: Float64Array): void {
   const { N, K, bits, symmetric, kBlocks } = r;
   const b = k1 / r.blockSize;
   const k2 = Math.min(K, k1 + r.blockSize);
   // s: min or (symmetric) the value of largest magnitude; z: max
   s.fill(0);
   z.fill(0);
-  for (let k = k1 - from; k < k2 - from; k++) {
+  for (let k = 0; k < k2 - k1; k++) {
     const row = k * N;
     if (symmetric) {
       for (let n = 0; n < N; n++) {

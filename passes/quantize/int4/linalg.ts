@@ -120,41 +120,33 @@ export abstract class LazySession {
   }
 }
 
-/** Y = alpha A B^(T) + C as one Gemm of `type`, dynamic shapes. */
-function gemmModel(type: 'double' | 'float', transB: boolean, alpha: number): Model {
-  const b = new GraphBuilder({ opset: 13 });
-  const a = b.input('a', type, ['m', 'k']);
-  const x = b.input('b', type, transB ? ['n', 'k'] : ['k', 'n']);
-  const c = b.input('c', type, ['m', 'n']);
-  b.output(b.op('Gemm', [a, x, c], { transB: transB ? 1 : 0, alpha, beta: 1 }, { floats: ['alpha', 'beta'] })[0]!, 'y', type, ['m', 'n']);
-  return b.model();
-}
+type GemmData<T extends 'double' | 'float'> = T extends 'double' ? Float64Array : Float32Array;
 
-/** c - a b^T in float64 (a [m, k], b [n, k], c [m, n]): the Cholesky factor's panel solve and trailing update. */
-class Float64Gemm extends LazySession {
-  protected readonly label = '(float64 Gemm)';
+/**
+ * y = c + alpha a b (transB: a b^T) as one Gemm of element type `type` (a [m, k], b [k, n] or [n, k],
+ * c [m, n]), dynamic shapes.
+ */
+class GemmSession<T extends 'double' | 'float'> extends LazySession {
+  protected readonly label: string;
+
+  constructor(runner: Runner, private readonly type: T, private readonly transB: boolean, private readonly alpha: number) {
+    super(runner);
+    this.label = `(${type === 'double' ? 'float64' : 'float32'} Gemm)`;
+  }
 
   protected build(): Model {
-    return gemmModel('double', true, -1);
+    const b = new GraphBuilder({ opset: 13 });
+    const a = b.input('a', this.type, ['m', 'k']);
+    const x = b.input('b', this.type, this.transB ? ['n', 'k'] : ['k', 'n']);
+    const c = b.input('c', this.type, ['m', 'n']);
+    b.output(b.op('Gemm', [a, x, c], { transB: this.transB ? 1 : 0, alpha: this.alpha, beta: 1 }, { floats: ['alpha', 'beta'] })[0]!, 'y', this.type, ['m', 'n']);
+    return b.model();
   }
 
-  async run(a: Float64Array, m: number, k: number, b: Float64Array, n: number, c: Float64Array): Promise<Float64Array> {
-    const out = await (await this.open()).run({ a: { type: 'float64', dims: [m, k], data: a }, b: { type: 'float64', dims: [n, k], data: b }, c: { type: 'float64', dims: [m, n], data: c } }, ['y']);
-    return out['y']!.data as Float64Array;
-  }
-}
-
-/** c + a b in float32. */
-class Float32Gemm extends LazySession {
-  protected readonly label = '(float32 Gemm)';
-
-  protected build(): Model {
-    return gemmModel('float', false, 1);
-  }
-
-  async run(a: Float32Array, m: number, k: number, b: Float32Array, n: number, c: Float32Array): Promise<Float32Array> {
-    const out = await (await this.open()).run({ a: { type: 'float32', dims: [m, k], data: a }, b: { type: 'float32', dims: [k, n], data: b }, c: { type: 'float32', dims: [m, n], data: c } }, ['y']);
-    return out['y']!.data as Float32Array;
+  async run(a: GemmData<T>, m: number, k: number, b: GemmData<T>, n: number, c: GemmData<T>): Promise<GemmData<T>> {
+    const type = this.type === 'double' ? 'float64' : 'float32';
+    const out = await (await this.open()).run({ a: { type, dims: [m, k], data: a }, b: { type, dims: this.transB ? [n, k] : [k, n], data: b }, c: { type, dims: [m, n], data: c } }, ['y']);
+    return out['y']!.data as GemmData<T>;
   }
 }
 
@@ -190,13 +182,15 @@ class Float32GemmStart extends LazySession {
 
 /** Cholesky factors and float32 products in onnxruntime (small sessions, each opened on first use); `dispose` when done. */
 export class Linalg {
-  private readonly gemm64: Float64Gemm;
-  private readonly gemm: Float32Gemm;
+  /** c - a b^T in float64: the Cholesky factor's panel update and solve. */
+  private readonly gemm64: GemmSession<'double'>;
+  /** c + a b in float32. */
+  private readonly gemm: GemmSession<'float'>;
   private readonly gemmStart: Float32GemmStart;
 
   constructor(runner: Runner) {
-    this.gemm64 = new Float64Gemm(runner);
-    this.gemm = new Float32Gemm(runner);
+    this.gemm64 = new GemmSession(runner, 'double', true, -1);
+    this.gemm = new GemmSession(runner, 'float', false, 1);
     this.gemmStart = new Float32GemmStart(runner);
   }
 
@@ -252,7 +246,7 @@ export class Linalg {
 }
 
 /** The inverse of the lower triangular `l` (n x n), lower triangular; rows are built in order so every read is contiguous. */
-export function lowerInverse(l: Float64Array, n: number): Float64Array {
+function lowerInverse(l: Float64Array, n: number): Float64Array {
   const inv = new Float64Array(n * n);
   const acc = new Float64Array(n);
   for (let i = 0; i < n; i++) {
