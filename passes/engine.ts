@@ -14,7 +14,7 @@ import type { Graph, Model, Value } from '../ir/ir.js';
 import type { Explanation, Logger, Pass, PassContext, PassResult, SubPipelines } from './pass.js';
 import type { PassCatalog } from './catalog.js';
 import { formatPipeline, parsePipelineIn, type PipelineStep } from './pipeline-core.js';
-import type { Runner } from '../runtime/runner-types.js';
+import type { Runner, Threads } from '../runtime/runner-types.js';
 import { countNodes, weightBytes } from '../ir/edits.js';
 import type { Feed, HostTensor } from '../core/host-tensor.js';
 
@@ -39,6 +39,8 @@ export interface OptimizeOptions {
   data?: Record<string, unknown>;
   /** How passes reach onnxruntime (default onnxruntime-node); a fake one in tests. */
   runner?: Runner;
+  /** Helper threads passes may hand independent jobs to (the manager gives Node's with onnxruntime-node's runner; none in the browser). */
+  threads?: Threads;
   /**
    * Reports of passes by pass name, shared with an enclosing run (a sub-pipeline sees its parent's);
    * created when absent. Each pass's last report is also on its {@link PassRecord}.
@@ -106,7 +108,7 @@ export function createPassContext(options: EngineOptions, pass = '(caller)', onE
   const { catalog } = options;
   const pipelines: SubPipelines = {
     run: async (model, pipeline, o = {}) => {
-      await optimize(model, pipeline, { logger: options.logger, data: o.data ?? options.data, runner: options.runner, reports, catalog });
+      await optimize(model, pipeline, { logger: options.logger, data: o.data ?? options.data, runner: options.runner, ...(options.threads ? { threads: options.threads } : {}), reports, catalog });
     },
     hasPreset: (name) => Object.prototype.hasOwnProperty.call(catalog.presets, name),
     hasPass: (name) => catalog.getPass(name) !== undefined,
@@ -117,6 +119,7 @@ export function createPassContext(options: EngineOptions, pass = '(caller)', onE
     explain: (e) => onExplain?.({ pass, ...e }),
     data: options.data ?? {},
     runner: options.runner,
+    ...(options.threads ? { threads: options.threads } : {}),
     pipelines,
     reportOf: <R>(p: Pass<any, R>) => reports.get(p.name) as R | undefined,
   };

@@ -7,10 +7,12 @@
  * only by the caller: `optimize()` never touches files.
  *
  * The engine itself is engine.ts (no registry, no onnxruntime); this file binds it to the registry's
- * passes and presets and, unless the options name another runner, onnxruntime-node.
+ * passes and presets and, unless the options name another runner, onnxruntime-node (and with it
+ * Node's helper threads, runtime/threads.ts).
  */
 import type { Model } from '../ir/ir.js';
 import { nodeRunner } from '../runtime/runner.js';
+import { nodeThreads } from '../runtime/threads.js';
 import * as engine from './engine.js';
 import type { EngineOptions, OptimizeOptions, OptimizeReport } from './engine.js';
 import type { Explanation, PassContext } from './pass.js';
@@ -20,7 +22,10 @@ import type { PipelineStep } from './pipeline-core.js';
 export { passReport, scopeIssues, summarize, compare, type VerifyOptions, type OptimizeOptions, type PassRecord, type PassSummary, type OptimizeReport } from './engine.js';
 
 function withRegistry(options: OptimizeOptions): EngineOptions {
-  return { ...options, catalog: registryCatalog, runner: options.runner ?? nodeRunner };
+  const runner = options.runner ?? nodeRunner;
+  // helper threads run their jobs with onnxruntime-node: only for passes that run with it too
+  const threads = options.threads ?? (runner === nodeRunner ? nodeThreads() : undefined);
+  return { ...options, catalog: registryCatalog, runner, ...(threads ? { threads } : {}) };
 }
 
 /**

@@ -8,7 +8,7 @@
  * against it, fills defaults and rejects bad values with a sentence naming the pass and option.
  */
 import type { Model, Node } from '../ir/ir.js';
-import type { Runner } from '../runtime/runner-types.js';
+import type { Runner, Threads } from '../runtime/runner-types.js';
 
 export type OptionType = 'number' | 'integer' | 'boolean' | 'string' | 'enum' | 'string[]';
 
@@ -64,6 +64,12 @@ export interface PassContext {
   data: Record<string, unknown>;
   /** Opens onnxruntime sessions and profiles models; the pass manager gives onnxruntime-node's. */
   runner: Runner;
+  /**
+   * Helper threads for independent jobs (int4 GPTQ's layers), each with onnxruntime-node: given by the
+   * manager when the runner is onnxruntime-node's, so a job computes the same wherever it runs. Absent:
+   * the pass runs every job itself.
+   */
+  threads?: Threads;
   /** Sub-pipelines (absent in a bare context: passes that need one say so). */
   pipelines?: SubPipelines;
   /** The report the last run of `pass` returned earlier in this pipeline run, if any. */

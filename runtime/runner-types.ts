@@ -29,6 +29,12 @@ export interface SessionOptions {
    * turns it off wherever several sessions alternate (A/B latency rounds, comparisons).
    */
   allowSpinning?: boolean;
+  /**
+   * onnxruntime's CPU memory arena (default on): it keeps the largest buffers a session has used for
+   * its later runs. Off for long-lived helper sessions whose products vary in size, so their memory
+   * goes back after each run.
+   */
+  enableCpuMemArena?: boolean;
   /** Raw onnxruntime session config entries (`extra`), e.g. { session: { intra_op: { allow_spinning: '0' } } }. */
   extra?: Record<string, unknown>;
 }
@@ -89,4 +95,38 @@ export interface Runner {
   open(model: RunnableModel, options?: SessionOptions, name?: string): Promise<ModelSession>;
   /** onnxruntime's per-node profile of `runs` runs on each feed. */
   profile(model: RunnableModel, feeds: readonly Feed[], options?: SessionOptions & { runs?: number; warmup?: number }): Promise<ProfileReport>;
+}
+
+/**
+ * A function a helper thread can run: the module that exports it (its own `import.meta.url`, so the
+ * thread loads the same file the caller did) and the export's name. The thread calls it as
+ * `fn(args, { runner })` with a runner of its own and posts back what it returns (typed arrays moved,
+ * not copied). Its module must not keep state the caller needs: the thread has its own copy.
+ */
+export interface ThreadTask {
+  module: string;
+  name: string;
+}
+
+/** What a task function receives besides its arguments, in the thread that runs it. */
+export interface ThreadContext {
+  runner: Runner;
+}
+
+/**
+ * Helper threads (runtime/threads.ts: Node worker threads), for work a caller splits into independent
+ * jobs: it runs some itself and hands others to {@link Threads.run}. Absent (or `size` 0) in the
+ * browser, on one core and with ONNXFORGE_THREADS=0: the caller then runs every job itself.
+ */
+export interface Threads {
+  /** Helper threads (not counting the caller's). */
+  readonly size: number;
+  /**
+   * Resolves true once the threads are up (starting them if they are not), false when they cannot
+   * start. A caller with work of its own races it against finishing that work, so a cold start (the
+   * thread loads its modules and onnxruntime) never makes it wait.
+   */
+  ready(): Promise<boolean>;
+  /** Runs `task` with `args` (copied; `transfer`'s buffers moved) on an idle thread, waiting for one. Rejects when the thread fails. */
+  run<R>(task: ThreadTask, args: unknown, transfer?: ArrayBuffer[]): Promise<R>;
 }

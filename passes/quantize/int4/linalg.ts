@@ -102,7 +102,8 @@ function negate(x: Float64Array): Float64Array {
 
 /**
  * One small onnxruntime session with dynamic shapes, built from `build()` on first use and run many
- * times (1 intra-op thread); `dispose` when done.
+ * times (1 intra-op thread; no memory arena: its products vary in size, and the memory of each goes
+ * back after its run, so a session kept for later calls holds none); `dispose` when done.
  */
 export abstract class LazySession {
   private session?: Promise<ModelSession>;
@@ -112,7 +113,7 @@ export abstract class LazySession {
   protected abstract build(): Model;
 
   protected open(): Promise<ModelSession> {
-    return (this.session ??= this.runner.open(this.build(), { intraOpNumThreads: 1 }, this.label));
+    return (this.session ??= this.runner.open(this.build(), { intraOpNumThreads: 1, enableCpuMemArena: false }, this.label));
   }
 
   async dispose(): Promise<void> {
@@ -180,7 +181,20 @@ class Float32GemmStart extends LazySession {
   }
 }
 
-/** Cholesky factors and float32 products in onnxruntime (small sessions, each opened on first use); `dispose` when done. */
+const shared = new WeakMap<Runner, Linalg>();
+
+/**
+ * The {@link Linalg} of `runner` that every caller shares and none disposes: its sessions hold no
+ * model's data and no memory between runs, and opening them and their first runs cost the trained
+ * LM's int4 pass ~9 ms of ~60 each time (a helper thread keeps its own the same way).
+ */
+export function sharedLinalg(runner: Runner): Linalg {
+  let l = shared.get(runner);
+  if (!l) shared.set(runner, (l = new Linalg(runner)));
+  return l;
+}
+
+/** Cholesky factors and float32 products in onnxruntime (small sessions, each opened on first use); `dispose` when done, unless {@link sharedLinalg} made it. */
 export class Linalg {
   /** c - a b^T in float64: the Cholesky factor's panel update and solve. */
   private readonly gemm64: GemmSession<'double'>;

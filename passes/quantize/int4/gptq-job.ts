@@ -1,0 +1,42 @@
+/**
+ * GPTQ of the weights that read one layer input (q, k and v share theirs): the Hessian's factor once,
+ * then each weight. Jobs of different inputs are independent, so the int4 pass shares them between
+ * its own thread and helper threads (ctx.threads, {@link GPTQ_TASK}); a job computes the same codes
+ * wherever it runs (the same code and onnxruntime-node's kernels, one intra-op thread).
+ */
+import type { ThreadContext, ThreadTask } from '../../../runtime/runner-types.js';
+import type { Bits } from './blocks.js';
+import { hessianFactor, quantizeGptqBlocked, type GptqResult, type GptqWeight } from './gptq.js';
+import { sharedLinalg, type Linalg } from './linalg.js';
+
+export interface GptqJob {
+  K: number;
+  /** [K, K], the layer input's second moments. */
+  hessian: Float64Array;
+  damp: number;
+  weights: Array<{ weight: GptqWeight; N: number }>;
+  bits: Bits;
+  blockSize: number;
+  symmetric: boolean;
+}
+
+/** Runs `job` with `linalg`'s sessions: one result per weight, in order. */
+export async function runGptqJob(job: GptqJob, linalg: Linalg): Promise<GptqResult[]> {
+  const { K, hessian, bits, blockSize, symmetric } = job;
+  const factor = await hessianFactor(hessian, K, job.damp, linalg);
+  const out: GptqResult[] = [];
+  for (const { weight, N } of job.weights) out.push(await quantizeGptqBlocked(weight, N, K, hessian, bits, blockSize, symmetric, factor, linalg));
+  return out;
+}
+
+/** Multiply-adds of a job, roughly (the factor, K^3 / 3, and per weight its in-span feedback and updates, K N (K / 2 + span)): to hand out the longest first. */
+export function gptqJobCost(job: GptqJob): number {
+  return job.K ** 3 / 3 + job.weights.reduce((a, w) => a + job.K * w.N * (job.K / 2 + 32), 0);
+}
+
+/** {@link runGptqJob} in a helper thread (runtime/thread-entry.ts calls it by {@link GPTQ_TASK}). */
+export function gptqJobTask(job: GptqJob, ctx: ThreadContext): Promise<GptqResult[]> {
+  return runGptqJob(job, sharedLinalg(ctx.runner));
+}
+
+export const GPTQ_TASK: ThreadTask = { module: import.meta.url, name: 'gptqJobTask' };

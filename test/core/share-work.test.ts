@@ -1,0 +1,79 @@
+/**
+ * core/share-work.ts: jobs shared between the caller and helpers. Results come back in the jobs'
+ * order whoever ran them; a helper that fails hands its job back to the caller; a helper still
+ * starting when the caller has run out of jobs gets none and is not waited for; the caller's own
+ * error rejects the whole call.
+ */
+import { describe, expect, it } from 'vitest';
+import { shareWork, type WorkHelpers } from '../../core/share-work.js';
+
+const tick = () => new Promise<void>((r) => setTimeout(r, 2));
+const jobs = Array.from({ length: 12 }, (_, i) => i);
+
+function helpers(run: (job: number) => Promise<number>, ready: Promise<boolean> = Promise.resolve(true), size = 1): WorkHelpers<number, number> & { ran: number[] } {
+  const ran: number[] = [];
+  return {
+    size,
+    ran,
+    ready: () => ready,
+    run: async (job) => {
+      ran.push(job);
+      return run(job);
+    },
+  };
+}
+
+describe('shareWork', () => {
+  it('splits the jobs between the caller and the helpers, results in the jobs order', async () => {
+    const local: number[] = [];
+    const h = helpers(async (j) => (await tick(), j * j), Promise.resolve(true), 2);
+    const out = await shareWork(jobs, async (j) => (local.push(j), await tick(), j * j), h);
+    expect(out).toEqual(jobs.map((j) => j * j));
+    expect(h.ran.length).toBeGreaterThan(0);
+    expect(local.length).toBeGreaterThan(0);
+    expect([...local, ...h.ran].sort((a, b) => a - b)).toEqual(jobs);
+  });
+
+  it('runs a job the helper fails on itself', async () => {
+    const local: number[] = [];
+    const h = helpers(async (j) => {
+      await tick();
+      if (j % 2 === 1) throw new Error('thread died');
+      return -j;
+    });
+    const out = await shareWork(jobs, async (j) => (local.push(j), await tick(), -j), h);
+    expect(out).toEqual(jobs.map((j) => -j));
+    for (const j of h.ran.filter((x) => x % 2 === 1)) expect(local).toContain(j);
+  });
+
+  it('does not wait for helpers that are not up when the caller is done, nor for ones that cannot start', async () => {
+    const never = helpers(async (j) => j, new Promise<boolean>(() => {}));
+    expect(await shareWork(jobs, async (j) => j + 1, never)).toEqual(jobs.map((j) => j + 1));
+    expect(never.ran).toEqual([]);
+    const broken = helpers(async (j) => j, Promise.resolve(false));
+    expect(await shareWork(jobs, async (j) => j + 1, broken)).toEqual(jobs.map((j) => j + 1));
+    expect(broken.ran).toEqual([]);
+  });
+
+  it("rejects with the caller's own error, after the helpers stop", async () => {
+    let helperActive = false;
+    const h = helpers(async (j) => {
+      helperActive = true;
+      await tick();
+      helperActive = false;
+      return j;
+    });
+    await expect(shareWork(jobs, async (j) => {
+      await tick();
+      if (j >= 4) throw new Error('bad weight');
+      return j;
+    }, h)).rejects.toThrow('bad weight');
+    expect(helperActive).toBe(false);
+  });
+
+  it('without helpers, runs every job itself in order', async () => {
+    const order: number[] = [];
+    expect(await shareWork(jobs, async (j) => (order.push(j), j))).toEqual(jobs);
+    expect(order).toEqual(jobs);
+  });
+});

@@ -1,0 +1,83 @@
+/**
+ * GPTQ jobs on helper threads (runtime/threads.ts, passes/quantize/int4/gptq-job.ts): a job run by a
+ * thread gives exactly what it gives on the caller's thread; a task the thread cannot run rejects
+ * and leaves the thread usable; the int4 pass with helper threads writes the same model, byte for
+ * byte, as without, and the threads did run some of its jobs.
+ */
+import { describe, expect, it } from 'vitest';
+import { mulberry32 } from '../../data/generate.js';
+import { serializeModel } from '../../onnx/index.js';
+import { createPassContext } from '../../passes/manager.js';
+import { GPTQ_TASK, runGptqJob, type GptqJob } from '../../passes/quantize/int4/gptq-job.js';
+import type { GptqResult } from '../../passes/quantize/int4/gptq.js';
+import { Linalg } from '../../passes/quantize/int4/linalg.js';
+import { quantizeInt4 } from '../../passes/quantize/quantize-int4.js';
+import { nodeRunner } from '../../runtime/runner.js';
+import type { ThreadTask, Threads } from '../../runtime/runner-types.js';
+import { nodeThreads } from '../../runtime/threads.js';
+import { transformerFeed, transformerVariant } from '../models/transformers.js';
+
+function job(K: number, Ns: number[], seed: number): GptqJob {
+  const rand = mulberry32(seed);
+  const rows = 3 * K;
+  const x = Float64Array.from({ length: rows * K }, () => rand() - 0.5);
+  const hessian = new Float64Array(K * K);
+  for (let r = 0; r < rows; r++) for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) hessian[i * K + j]! += x[r * K + i]! * x[r * K + j]!;
+  return { K, hessian, damp: 0.01, weights: Ns.map((N) => ({ weight: { kn: Float32Array.from({ length: K * N }, () => rand() - 0.5) }, N })), bits: 4, blockSize: 32, symmetric: false };
+}
+
+describe('GPTQ on helper threads', () => {
+  const threads = nodeThreads();
+
+  it.runIf(threads.size > 0)('a job on a thread gives what it gives here, bit for bit', async () => {
+    expect(await threads.ready()).toBe(true);
+    const linalg = new Linalg(nodeRunner);
+    try {
+      for (const j of [job(160, [48, 24], 3), job(64, [40], 4)]) {
+        const here = await runGptqJob(j, linalg);
+        const there = await threads.run<GptqResult[]>(GPTQ_TASK, j);
+        expect(there).toHaveLength(here.length);
+        there.forEach((t, i) => {
+          const h = here[i]!;
+          expect(t.q.codes).toEqual(h.q.codes);
+          expect(t.q.scales).toEqual(h.q.scales);
+          expect(t.q.zeroPoints).toEqual(h.q.zeroPoints);
+          expect(t.dequantized).toEqual(h.dequantized);
+          expect(t.outputError).toBe(h.outputError);
+          expect(t.weightError).toBe(h.weightError);
+        });
+      }
+    } finally {
+      await linalg.dispose();
+    }
+  });
+
+  it.runIf(threads.size > 0)('a task the thread cannot run rejects, and the thread runs the next one', async () => {
+    const missing: ThreadTask = { module: GPTQ_TASK.module, name: 'noSuchTask' };
+    await expect(threads.run(missing, {})).rejects.toThrow(/exports no function noSuchTask/);
+    const [r] = await threads.run<GptqResult[]>(GPTQ_TASK, job(32, [8], 5));
+    expect(r!.q.codes.length).toBe(32 * 8);
+  });
+
+  it.runIf(threads.size > 0)('the int4 pass writes the same model with helper threads as without, and the threads ran some of its jobs', async () => {
+    const variant = transformerVariant('gpt2-ts17');
+    const feeds = Array.from({ length: 8 }, (_, i) => transformerFeed(variant, 1, 32, { seed: i + 1 }));
+    expect(await threads.ready()).toBe(true);
+    let ran = 0;
+    const counting: Threads = {
+      size: threads.size,
+      ready: () => threads.ready(),
+      run: (task, args, transfer) => ((ran += 1), threads.run(task, args, transfer)),
+    };
+    const { threads: _default, ...alone } = createPassContext();
+    const bytes = [];
+    for (const ctx of [{ ...alone, threads: counting }, alone]) {
+      const model = variant.build();
+      const report = await quantizeInt4(model, { calibration: feeds, probe: feeds }, {}, ctx);
+      expect(report.method).toBe('gptq');
+      bytes.push(serializeModel(model));
+    }
+    expect(ran).toBeGreaterThan(0);
+    expect(Buffer.from(bytes[0]!).equals(Buffer.from(bytes[1]!))).toBe(true);
+  });
+});
