@@ -47,3 +47,11 @@ export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index:
   for (const r of await Promise.allSettled(remote)) if (r.status === 'rejected') throw r.reason;
   return results;
 }
+
+/**
+ * Whether `helpers` are up already: their ready() if it settles within this turn of the event loop,
+ * else false (a caller that can start helper work now, and would rather not wait for a cold start).
+ */
+export function threadsUp(helpers: { ready(): Promise<boolean> }): Promise<boolean> {
+  return Promise.race([helpers.ready(), new Promise<boolean>((r) => setTimeout(() => r(false), 0))]);
+}

@@ -98,11 +98,9 @@ class NodeThreads implements Threads {
         }
         const job = h.job;
         h.job = undefined;
-        h.busy = false;
         worker.unref();
         if (m.error) job?.reject(new Error(`helper thread: ${m.error.message}`));
         else job?.resolve(m.value);
-        this.release(h);
       });
       worker.on('error', (e) => fail(e instanceof Error ? e : new Error(String(e))));
       worker.on('exit', (code) => fail(new Error(`helper thread exited (code ${code})`)));
@@ -136,22 +134,35 @@ class NodeThreads implements Threads {
     });
   }
 
-  async run<R>(task: ThreadTask, args: unknown, transfer: ArrayBuffer[] = []): Promise<R> {
-    const h = await this.idle();
-    if (!h) throw new Error('no helper thread could start');
-    return new Promise<R>((resolve, reject) => {
-      h.job = { resolve: resolve as (v: unknown) => void, reject };
+  /** Gives a reserved thread back to the pool. */
+  private free(h: Helper): void {
+    h.busy = false;
+    this.release(h);
+  }
+
+  /** Posts `message` to the reserved thread `h` and waits for its answer. */
+  private call(h: Helper, message: unknown, transfer: ArrayBuffer[] = []): Promise<unknown> {
+    return new Promise<unknown>((resolve, reject) => {
+      h.job = { resolve, reject };
       h.worker.ref();
       try {
-        h.worker.postMessage({ task, args }, transfer);
+        h.worker.postMessage(message, transfer);
       } catch (e) {
         h.job = undefined;
-        h.busy = false;
         h.worker.unref();
-        this.release(h);
         reject(e instanceof Error ? e : new Error(String(e)));
       }
     });
+  }
+
+  async run<R>(task: ThreadTask, args: unknown, transfer: ArrayBuffer[] = []): Promise<R> {
+    const h = await this.idle();
+    if (!h) throw new Error('no helper thread could start');
+    try {
+      return (await this.call(h, { task, args }, transfer)) as R;
+    } finally {
+      this.free(h);
+    }
   }
 }
 

@@ -576,7 +576,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     };
     const fixed = cands.filter((c) => !ends.some(([e]) => e === c)).map((c): [WeightSlot, Float32Array] => [slot(c), value(c, c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8') ? q8(c) : c.q4!)]);
     const [first, last] = ends.map(([c]) => [value(c, c.q4!), value(c, q8(c))]) as [[Float32Array, Float32Array], [Float32Array, Float32Array]];
-    const [errorAll4, ...with8] = await endTrials(model, fixed, slot(ends[0]![0]), first, slot(ends[1]![0]), last, ref, ctx.runner, linalg);
+    const [errorAll4, ...with8] = await endTrials(model, fixed, slot(ends[0]![0]), first, slot(ends[1]![0]), last, ref, ctx.runner, linalg, ctx.threads);
     ends.forEach(([c, position], i) => {
       const errorWith8 = with8[i]!;
       const gain = errorAll4! > 0 ? (errorAll4! - errorWith8) / errorAll4! : 0;

@@ -2,7 +2,8 @@
  * GPTQ jobs on helper threads (runtime/threads.ts, passes/quantize/int4/gptq-job.ts): a job run by a
  * thread gives exactly what it gives on the caller's thread; a task the thread cannot run rejects
  * and leaves the thread usable; the int4 pass with helper threads writes the same model, byte for
- * byte, as without, and the threads did run some of its jobs.
+ * byte, as without, with the same first/last-layer trial errors, and the threads did run some of its
+ * jobs.
  */
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../data/generate.js';
@@ -71,13 +72,18 @@ describe('GPTQ on helper threads', () => {
     };
     const { threads: _default, ...alone } = createPassContext();
     const bytes = [];
+    const keep = [];
     for (const ctx of [{ ...alone, threads: counting }, alone]) {
       const model = variant.build();
       const report = await quantizeInt4(model, { calibration: feeds, probe: feeds }, {}, ctx);
       expect(report.method).toBe('gptq');
       bytes.push(serializeModel(model));
+      keep.push(report.keepInt8);
     }
     expect(ran).toBeGreaterThan(0);
+    // the first/last-layer trials (one of them in a thread) measured the same errors
+    expect(keep[0]!.length).toBe(2);
+    expect(keep[0]).toEqual(keep[1]);
     expect(Buffer.from(bytes[0]!).equals(Buffer.from(bytes[1]!))).toBe(true);
   });
 });

@@ -9,8 +9,10 @@ import type { Feed } from '../../../core/host-tensor.js';
 import { DataType } from '../../../core/dtype.js';
 import { Attribute, constantOf, Value, type Model } from '../../../ir/ir.js';
 import type { Linalg } from './linalg.js';
-import { cloneModel } from '../../../onnx/codec.js';
-import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
+import { cloneModel, serializeModel } from '../../../onnx/codec.js';
+import type { ModelSession, Runner, Threads } from '../../../runtime/runner-types.js';
+import { shareWork, type WorkHelpers } from '../../../core/share-work.js';
+import { RUN_MODEL, type RunModelArgs } from '../../../runtime/thread-tasks.js';
 import { concatFeeds, stackFeeds } from './activations.js';
 
 export interface Reference {
@@ -50,22 +52,27 @@ export async function reference(model: Model, feeds: readonly Feed[], runner: Ru
 /** Outputs of one run rewritten into those of another weight setting (see {@link endTrials}). */
 type OutputVariant = (outputs: Record<string, Float32Array>) => Promise<Record<string, Float32Array>>;
 
+type Outputs = Record<string, Float32Array>;
+
 /**
  * Relative output errors against `ref` of one run of `s` per probe group (stacked feeds, or one run
  * per feed when the outputs do not stack) with `extra` fed: the run's own, then each variant's.
+ * `runs`: the groups' stacked runs when they were made elsewhere (a helper thread); `s` then runs
+ * only the groups whose outputs do not stack.
  */
-async function errorsOf(s: ModelSession, ref: Reference, extra: Feed, groups: readonly Feed[][], variants: readonly OutputVariant[] = []): Promise<number[]> {
+async function errorsOf(session: ModelSession | (() => Promise<ModelSession>), ref: Reference, extra: Feed, groups: readonly Feed[][], variants: readonly OutputVariant[] = [], runs?: readonly Outputs[]): Promise<number[]> {
+  const run = async (feed: Feed) => floatOutputs(await (typeof session === 'function' ? await session() : session).run(feed));
   const sse = new Array<number>(1 + variants.length).fill(0);
   let i = 0;
-  for (const group of groups) {
+  for (const [gi, group] of groups.entries()) {
     const wants = ref.outputs.slice(i, i + group.length);
-    const o = floatOutputs(await s.run({ ...(group.length === 1 ? group[0]! : concatFeeds(group)), ...extra }));
+    const o = runs?.[gi] ?? (await run({ ...stackedFeed(group), ...extra }));
     // a stacked run's outputs hold the feeds' outputs one after the other (batch axis first); else one run per feed
     const stacked = Object.keys(wants[0]!).every((k) => o[k]?.length === wants.reduce((a, w) => a + w[k]!.length, 0));
     const outs = [o];
     if (!stacked) {
       outs.length = 0;
-      for (const f of group) outs.push(floatOutputs(await s.run({ ...f, ...extra })));
+      for (const f of group) outs.push(await run({ ...f, ...extra }));
     }
     const settings: Array<Array<Record<string, Float32Array>>> = [];
     for (const out of outs) {
@@ -86,6 +93,8 @@ async function errorsOf(s: ModelSession, ref: Reference, extra: Feed, groups: re
   return sse.map((e) => (ref.energy > 0 ? e / ref.energy : e));
 }
 
+const stackedFeed = (group: readonly Feed[]): Feed => (group.length === 1 ? group[0]! : concatFeeds(group));
+
 /**
  * Sum of squared differences of got[from ..] and `want` (Infinity for a non-finite one). A plain
  * function, not a loop in the async errorOf: V8 compiles hot loops in async functions less well.
@@ -94,9 +103,10 @@ function squaredError(got: Float32Array, from: number, want: Float32Array): numb
   let sse = 0;
   for (let e = 0; e < want.length; e++) {
     const d = got[from + e]! - want[e]!;
-    sse += Number.isFinite(d) ? d * d : Infinity;
+    sse += d * d;
   }
-  return sse;
+  // a NaN difference made the sum NaN (an infinite one made it Infinity): no call in the loop, which V8 then compiles tight
+  return Number.isNaN(sse) ? Infinity : sse;
 }
 
 /** Relative output error of `model` against the reference. */
@@ -121,12 +131,13 @@ export interface WeightSlot {
 }
 
 /**
- * `model` with weights replaced, in one session: every `fixed` and `varied` weight a graph input, and
- * `observe` (values of the model) extra outputs; `fixed` is the feed of the fixed weights, given with
- * every run. Inputs, not initializers: the session's model holds no weights (the float ones replaced
- * are dropped), so it is neither serialized with them nor made to pre-pack them for two runs.
+ * `model` with weights replaced: every `fixed` and `varied` weight a graph input, and `observe` (values
+ * of the model) extra outputs; `fixed` is the feed of the fixed weights, given with every run. Inputs,
+ * not initializers: the model holds no weights (the float ones replaced are dropped), so a session of
+ * it is neither serialized with them nor made to pre-pack them for two runs. Returned serialized, for
+ * the session here and the one a helper thread may open.
  */
-async function trialSession(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], runner: Runner, observe: readonly string[] = []): Promise<{ session: ModelSession; inputs: string[]; fixed: Feed }> {
+function trialModel(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], observe: readonly string[] = []): { bytes: Uint8Array; inputs: string[]; fixed: Feed } {
   const m = cloneModel(model);
   const g = m.graph;
   const nodes = [...g.nodes];
@@ -152,7 +163,41 @@ async function trialSession(model: Model, fixed: ReadonlyArray<[WeightSlot, Floa
     if (v && !v.isGraphOutput) g.addOutput(v);
   }
   dropUnread(m, replaced);
-  return { session: await runner.open(m, SESSION, '(first/last layer trials)'), inputs, fixed: fixedFeed };
+  return { bytes: serializeModel(m), inputs, fixed: fixedFeed };
+}
+
+/** What one trial runs: the weights fed (beside the fixed ones) and the output variants computed from its run. */
+interface Setting {
+  feed: Feed;
+  variants?: readonly OutputVariant[];
+}
+
+const TRIALS = '(first/last layer trials)';
+
+/**
+ * errorsOf for each setting, in a session of the trial model here and, when a helper thread is up, in
+ * a session of the same model there: the first setting runs here while the helper opens its session
+ * and runs the second, and so on (core/share-work.ts; the same model and options give the same
+ * outputs wherever they run).
+ */
+async function settingErrors(trial: { bytes: Uint8Array }, settings: readonly Setting[], ref: Reference, groups: readonly Feed[][], runner: Runner, threads?: Threads): Promise<number[][]> {
+  // opened by the first setting run here, after a helper has been handed its own
+  let opened: Promise<ModelSession> | undefined;
+  const session = () => (opened ??= runner.open(trial.bytes, SESSION, TRIALS));
+  try {
+    // a helper's setting: the thread opens its own session of the model and makes the groups' stacked runs; the errors are taken here
+    const helpers: WorkHelpers<Setting, number[]> | undefined = threads && {
+      size: Math.min(threads.size, 1),
+      ready: () => threads.ready(),
+      run: async (x) => {
+        const runs = await threads.run<Feed[]>(RUN_MODEL, { model: trial.bytes, options: SESSION, name: TRIALS, feeds: groups.map((g) => ({ ...stackedFeed(g), ...x.feed })) } satisfies RunModelArgs);
+        return errorsOf(session, ref, x.feed, groups, x.variants, runs.map(floatOutputs));
+      },
+    };
+    return await shareWork(settings, (x) => errorsOf(session, ref, x.feed, groups, x.variants), helpers);
+  } finally {
+    if (opened) await (await opened).dispose();
+  }
 }
 
 /** The values in `values` nothing reads any more, and the nodes (Transposes, Constants) that made only them. */
@@ -176,21 +221,15 @@ const fedWith = (inputs: readonly string[], slots: readonly WeightSlot[], values
 
 /**
  * Relative output errors against `ref` of `model` with weights replaced, one per trial, in one
- * session: each `fixed` weight becomes a float32 constant, each of `varied` a graph input that trial t
- * feeds with trials[t][i]. (Stands for the quantized model: onnxruntime unpacks a block-quantized
- * weight to exactly these float32 values at load.)
+ * session (and one in a helper thread when there are any): each `fixed` weight is fed with every run,
+ * each of `varied` a graph input that trial t feeds with trials[t][i]. (Stands for the quantized model:
+ * onnxruntime unpacks a block-quantized weight to exactly these float32 values at load.)
  */
-export async function trialErrors(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], trials: ReadonlyArray<readonly Float32Array[]>, ref: Reference, runner: Runner): Promise<number[]> {
-  const { session, inputs, fixed: fixedFeed } = await trialSession(model, fixed, varied, runner);
-  try {
-    const out: number[] = [];
-    // the probe feeds stacked on the batch axis where the model allows it (stackFeeds), one run per group
-    const groups = stackFeeds(model, ref.feeds);
-    for (const t of trials) out.push((await errorsOf(session, ref, { ...fixedFeed, ...fedWith(inputs, varied, t) }, groups))[0]!);
-    return out;
-  } finally {
-    await session.dispose();
-  }
+export async function trialErrors(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], trials: ReadonlyArray<readonly Float32Array[]>, ref: Reference, runner: Runner, threads?: Threads): Promise<number[]> {
+  const trial = trialModel(model, fixed, varied);
+  // the probe feeds stacked on the batch axis where the model allows it (stackFeeds), one run per group
+  const settings = trials.map((t): Setting => ({ feed: { ...trial.fixed, ...fedWith(trial.inputs, varied, t) } }));
+  return (await settingErrors(trial, settings, ref, stackFeeds(model, ref.feeds), runner, threads)).map((e) => e[0]!);
 }
 
 /**
@@ -218,28 +257,26 @@ function linearOutput(model: Model, slot: WeightSlot): { input: string; output: 
  * its 8-bit trial is the all-4-bit run's output plus X (W8 - W4) (one float32 MatMul) instead of a
  * third pass of the model; the other weights' inputs are the same in both settings.
  */
-export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, first: WeightSlot, firstValues: readonly [Float32Array, Float32Array], last: WeightSlot, lastValues: readonly [Float32Array, Float32Array], ref: Reference, runner: Runner, linalg: Linalg): Promise<[number, number, number]> {
+export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, first: WeightSlot, firstValues: readonly [Float32Array, Float32Array], last: WeightSlot, lastValues: readonly [Float32Array, Float32Array], ref: Reference, runner: Runner, linalg: Linalg, threads?: Threads): Promise<[number, number, number]> {
   const slots = [first, last];
   const linear = linearOutput(model, last);
   if (!linear) {
-    const [all4, first8, last8] = await trialErrors(model, fixed, slots, [[firstValues[0], lastValues[0]], [firstValues[1], lastValues[0]], [firstValues[0], lastValues[1]]], ref, runner);
+    const [all4, first8, last8] = await trialErrors(model, fixed, slots, [[firstValues[0], lastValues[0]], [firstValues[1], lastValues[0]], [firstValues[0], lastValues[1]]], ref, runner, threads);
     return [all4!, first8!, last8!];
   }
-  const { session, inputs, fixed: fixedFeed } = await trialSession(model, fixed, slots, runner, [linear.input]);
-  try {
-    const [K, N] = last.dims;
-    const delta = difference(lastValues[1], lastValues[0]);
-    const last8: OutputVariant = async (o) => {
-      const x = o[linear.input]!;
-      return { ...o, [linear.output]: sum(o[linear.output]!, await linalg.matmul32(x, x.length / K, K, delta, N)) };
-    };
-    const groups = stackFeeds(model, ref.feeds);
-    const [all4, with8Last] = await errorsOf(session, ref, { ...fixedFeed, ...fedWith(inputs, slots, [firstValues[0], lastValues[0]]) }, groups, [last8]);
-    const [with8First] = await errorsOf(session, ref, { ...fixedFeed, ...fedWith(inputs, slots, [firstValues[1], lastValues[0]]) }, groups);
-    return [all4!, with8First!, with8Last!];
-  } finally {
-    await session.dispose();
-  }
+  const trial = trialModel(model, fixed, slots, [linear.input]);
+  const [K, N] = last.dims;
+  const delta = difference(lastValues[1], lastValues[0]);
+  const last8: OutputVariant = async (o) => {
+    const x = o[linear.input]!;
+    return { ...o, [linear.output]: sum(o[linear.output]!, await linalg.matmul32(x, x.length / K, K, delta, N)) };
+  };
+  const settings: Setting[] = [
+    { feed: { ...trial.fixed, ...fedWith(trial.inputs, slots, [firstValues[0], lastValues[0]]) }, variants: [last8] },
+    { feed: { ...trial.fixed, ...fedWith(trial.inputs, slots, [firstValues[1], lastValues[0]]) } },
+  ];
+  const [[all4, with8Last], [with8First]] = (await settingErrors(trial, settings, ref, stackFeeds(model, ref.feeds), runner, threads)) as [number[], number[]];
+  return [all4!, with8First!, with8Last!];
 }
 
 /** a - b, elementwise, float32. */
