@@ -67,14 +67,36 @@ export async function fuseTransformerWith(model: Model, o: { skip?: string; keep
   const t0 = performance.now();
   if (o.skip) return { model, step: { preset: 'transformer', applied: false, fused: {}, reason: `skipped: ${o.skip}`, ms: 0 } };
   const before = fusedOps(model);
-  let copy = cloneModel(model);
-  await optimize(copy, '@transformer', engine);
-  let note = '';
   const attention = o.attentionWeights ?? false;
-  if (o.keepWeights && quantizableWeightValues(copy, attention) < quantizableWeightValues(model, attention)) {
+  const withoutAttention = ['@default', 'upgrade-opset<to=20>', ...TRANSFORMER_FUSIONS.split(',').filter((p) => p !== 'fuse-attention'), 'eliminate-dead'].join(',');
+  const refused = '; attention left unfused so that int4 runs the Q/K/V weights as MatMuls of their own (com.microsoft.Attention packs them into one float weight)';
+  let copy: Model;
+  let note = '';
+  if (o.keepWeights && attention === false) {
+    // no packed Attention weight is taken (q4f16): the other fusions first, then fuse-attention alone on
+    // a copy of that, which says whether attention fuses, and whether it packs Q/K/V (then the first
+    // copy is the answer, without a second run of the whole preset)
+    const rest = cloneModel(model);
+    await optimize(rest, withoutAttention, engine);
+    const trial = cloneModel(rest);
+    await optimize(trial, 'fuse-attention,eliminate-dead', engine);
+    const attentionFused = [...fusedOps(trial)].some(([op, n]) => n > (fusedOps(rest).get(op) ?? 0));
+    if (attentionFused && quantizableWeightValues(trial, false) < quantizableWeightValues(rest, false)) {
+      copy = rest;
+      note = refused;
+    } else if (!attentionFused) copy = rest;
+    else {
+      copy = cloneModel(model);
+      await optimize(copy, '@transformer', engine);
+    }
+  } else {
     copy = cloneModel(model);
-    await optimize(copy, ['@default', 'upgrade-opset<to=20>', ...TRANSFORMER_FUSIONS.split(',').filter((p) => p !== 'fuse-attention'), 'eliminate-dead'].join(','), engine);
-    note = '; attention left unfused so that int4 runs the Q/K/V weights as MatMuls of their own (com.microsoft.Attention packs them into one float weight)';
+    await optimize(copy, '@transformer', engine);
+    if (o.keepWeights && quantizableWeightValues(copy, attention) < quantizableWeightValues(model, attention)) {
+      copy = cloneModel(model);
+      await optimize(copy, withoutAttention, engine);
+      note = refused;
+    }
   }
   const fused: Record<string, number> = {};
   for (const [op, n] of fusedOps(copy)) if (n > (before.get(op) ?? 0)) fused[op] = n - (before.get(op) ?? 0);

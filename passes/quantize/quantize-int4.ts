@@ -485,7 +485,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     for (const c of cands) if (c.op !== 'Gather') wanted.set(c.input.name, c.K);
     // a plain MatMul's output is X W: its sum of squares is the layer's output energy tr(W H W^T)
     const energyTensors = cands.filter((c) => c.op === 'MatMul').map((c) => c.node.outputs[0]!.name);
-    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors });
+    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors, ...(ctx.threads ? { threads: ctx.threads } : {}) });
     moments = run.moments;
     energies = run.energies ?? energies;
     if (data.ranges && run.ranges) data.ranges.onRanges(run.ranges, momentFeeds.length);

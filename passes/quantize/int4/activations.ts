@@ -19,9 +19,11 @@ import { inputError } from '../../../core/errors.js';
 import type { Feed } from '../../../core/host-tensor.js';
 import { Tensor } from '../../../core/tensor.js';
 import { Attribute, Model, Node, Value } from '../../../ir/ir.js';
-import { cloneModel } from '../../../onnx/codec.js';
+import { cloneModel, serializeModel } from '../../../onnx/codec.js';
 import { addRangeOutput, RANGE_OUTPUT, widenRanges } from '../../../calibration/augment.js';
-import type { Runner } from '../../../runtime/runner-types.js';
+import type { Runner, Threads } from '../../../runtime/runner-types.js';
+import { RUN_MODEL, type RunModelArgs } from '../../../runtime/thread-tasks.js';
+import { threadsUp } from '../../../core/share-work.js';
 
 export interface InputMoments {
   K: number;
@@ -52,6 +54,8 @@ export interface MomentsExtras {
   rangeTensors?: readonly string[];
   /** Tensors whose sum of squares the run also measures ({@link MomentsRun.energies}): a layer's output X W is its output energy tr(W H W^T). */
   energyTensors?: readonly string[];
+  /** Helper threads: when one is up, it runs the later half of the runs in a session of its own. */
+  threads?: Threads;
 }
 
 /** One block of a moment: rows i*size.., columns j*size.. of H (and, mirrored, the block (j, i)). */
@@ -180,11 +184,18 @@ function mirrorBlocks(h: Float64Array, K: number, blocks: readonly MomentBlock[]
 const STACK = 8;
 
 /**
- * `feeds` stacked in groups of up to {@link STACK} along axis 0 when that is safe: every graph input's
+ * The moments' sessions: onnxruntime's default threads, not spinning between ops: on the shared
+ * 2-core machine spinning threads fought the other processes (the trained LM's 32 windows: 250-470 ms
+ * with spinning, 190-205 ms without, the same moments bit for bit).
+ */
+const MOMENTS_SESSION = { graphOptimizationLevel: 'basic', allowSpinning: false } as const;
+
+/**
+ * `feeds` stacked in groups of up to `stack` ({@link STACK}) along axis 0 when that is safe: every graph input's
  * first dimension is symbolic and every feed has the same inputs with the same dims (batch 1 windows of
  * one length, as calibration sets are). Otherwise one group per feed.
  */
-export function stackFeeds(model: Model, feeds: readonly Feed[]): Feed[][] {
+export function stackFeeds(model: Model, feeds: readonly Feed[], stack = STACK): Feed[][] {
   const single = feeds.map((f) => [f]);
   const first = feeds[0];
   if (!first) return single;
@@ -195,7 +206,7 @@ export function stackFeeds(model: Model, feeds: readonly Feed[]): Feed[][] {
   const sig = (f: Feed) => Object.keys(f).sort().map((k) => `${k}:${f[k]!.type}:${f[k]!.dims.join('x')}`).join('|');
   if (!dynamicBatch || !feeds.every((f) => sig(f) === sig(first))) return single;
   const groups: Feed[][] = [];
-  for (let i = 0; i < feeds.length; i += STACK) groups.push(feeds.slice(i, i + STACK));
+  for (let i = 0; i < feeds.length; i += stack) groups.push(feeds.slice(i, i + stack));
   return groups;
 }
 
@@ -229,13 +240,15 @@ function allFinite(data: Feed[string]['data']): boolean {
  * their min and max over the feeds ({@link MomentsRun.ranges}), from the same runs.
  */
 export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, extras: MomentsExtras = {}): Promise<MomentsRun> {
-  const { tick, rangeTensors, energyTensors } = extras;
+  const { tick, rangeTensors, energyTensors, threads } = extras;
   const result: MomentsRun = { moments: new Map(), outputs: [] };
   if (feeds.length === 0) {
     for (const [name, K] of tensors) result.moments.set(name, { K, hessian: new Float64Array(K * K) });
     return result;
   }
-  const groups = stackFeeds(model, feeds);
+  // at least two groups (the default 8 samples: two runs of 4), so that a helper thread can take half
+  // of them; the same groups with or without one, so the sums are the same
+  const groups = stackFeeds(model, feeds, Math.max(1, Math.min(STACK, Math.ceil(feeds.length / 2))));
   const modelOutputs = model.graph.outputs.map((o) => o.name);
   const extremes = rangeTensors ?? [];
   let ranges = rangeTensors ? new Map(extremes.map((t) => [t, { min: Infinity, max: -Infinity }])) : undefined;
@@ -265,7 +278,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
       result.outputs.push(outs);
     }
     for (let j = 0; j < group.length; j++) tick?.();
-  }, extremes, energies, true);
+  }, extremes, energies, true, threads);
   if (ranges) result.ranges = ranges;
   if (energies) result.energies = energies;
   return result;
@@ -292,18 +305,31 @@ export async function accumulateInputMoments(
   extremes: readonly string[] = [],
   energies?: Map<string, number>,
   weightsAsInputs = false,
+  threads?: Threads,
 ): Promise<Map<string, InputMoments>> {
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
   const { model: augmented, outputs, energyOutputs, weights } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])], weightsAsInputs);
   const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output)), ...energyOutputs.values()];
-  // onnxruntime's default threads, not spinning between ops: on the shared 2-core machine spinning
-  // threads fought the other processes (the trained LM's 32 windows: 250-470 ms with spinning, 190-205
-  // ms without, the same moments bit for bit)
-  const session = await runner.open(augmented, { graphOptimizationLevel: 'basic', allowSpinning: false }, '(model with layer input moments)');
+  // with a helper thread up, it runs the later half of the runs in a session of its own while this
+  // thread runs the first half, each session on one thread (intra-op threads gained nothing here: a
+  // stack of 8 windows of the trained LM took the same on 1 and 2); every run's results are then
+  // summed in run order, as without one
+  const label = '(model with layer input moments)';
+  const bytes = serializeModel(augmented);
+  const split = threads && runs >= 2 && (await threadsUp(threads)) ? Math.ceil(runs / 2) : runs;
+  let later: Promise<Feed[] | undefined> | undefined;
+  if (split < runs) {
+    const feeds: Feed[] = [];
+    for (let i = split; i < runs; i++) feeds.push({ ...(await feedOf(i)), ...weights });
+    later = threads!.run<Feed[]>(RUN_MODEL, { model: bytes, options: { ...MOMENTS_SESSION, intraOpNumThreads: 1 }, name: label, feeds, names: wanted } satisfies RunModelArgs).catch(() => undefined);
+  }
+  const session = await runner.open(bytes, split < runs ? { ...MOMENTS_SESSION, intraOpNumThreads: 1 } : MOMENTS_SESSION, label);
   try {
+    let theirs: Feed[] | undefined;
     for (let i = 0; i < runs; i++) {
-      const res = await session.run({ ...(await feedOf(i)), ...weights }, wanted);
+      if (i === split && later) theirs = await later;
+      const res = theirs?.[i - split] ?? (await session.run({ ...(await feedOf(i)), ...weights }, wanted));
       for (const [name, m] of moments) {
         for (const b of outputs.get(name)!) {
           const t = res[b.output];
