@@ -50,29 +50,55 @@ function meanDiagonal(hessian: Float64Array, n: number): number {
   return mean / n || 1;
 }
 
-/** J (H + lambda I) J, the order of rows and columns reversed; a zero diagonal (an input always 0) counts as 1. */
+/**
+ * J (H + lambda I) J, the order of rows and columns reversed, its lower triangle only (all the factor
+ * reads; the upper one stays zero); a zero diagonal (an input always 0) counts as 1.
+ */
 function reversedDamped(hessian: Float64Array, n: number, lambda: number): Float64Array {
   const h = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     const src = (n - 1 - i) * n + n - 1;
-    for (let j = 0; j < n; j++) h[i * n + j] = hessian[src - j]!;
-    const diag = h[i * n + i]!;
-    h[i * n + i] = (diag === 0 ? 1 : diag) + lambda;
+    const row = i * n;
+    for (let j = 0; j < i; j++) h[row + j] = hessian[src - j]!;
+    const diag = hessian[src - i]!;
+    h[row + i] = (diag === 0 ? 1 : diag) + lambda;
   }
   return h;
 }
 
-/** M and diag(B) from the lower factor L of J H J: B[k][j] = L[n-1-j][n-1-k]. */
+/**
+ * M and diag(B) from the lower factor L of J H J, B[k][j] = L[n-1-j][n-1-k], in place: M is L
+ * reflected across its anti-diagonal (each pair of elements swapped, the anti-diagonal itself staying)
+ * and each row k divided by diag(B)[k]; the diagonal then zeroed (M is strictly lower). No second
+ * n x n array: allocating one (fresh pages) took longer than the loop.
+ */
 function feedback(l: Float64Array, n: number): { m: Float64Array; diag: Float64Array } {
-  const m = new Float64Array(n * n);
   const diag = new Float64Array(n);
-  for (let k = 0; k < n; k++) {
-    const col = n - 1 - k;
-    const bkk = l[col * n + col]!;
-    diag[k] = bkk;
-    for (let j = 0; j < k; j++) m[k * n + j] = l[(n - 1 - j) * n + col]! / bkk;
+  for (let k = 0; k < n; k++) diag[k] = l[(n - 1 - k) * (n + 1)]!;
+  // pairs (k, j) and (n-1-j, n-1-k), k > j, taken once (k + j <= n - 1), in tiles of rows k and
+  // columns j so that the partner reads, which go down a column, reuse the cache lines just loaded
+  for (let k0 = 0; k0 < n; k0 += FEEDBACK_TILE) {
+    const k1 = Math.min(n, k0 + FEEDBACK_TILE);
+    for (let j0 = 0; j0 < k1; j0 += FEEDBACK_TILE) reflectTile(l, diag, n, k0, k1, j0, Math.min(k1, j0 + FEEDBACK_TILE));
   }
-  return { m, diag };
+  for (let k = 0; k < n; k++) l[k * (n + 1)] = 0;
+  return { m: l, diag };
+}
+
+const FEEDBACK_TILE = 16;
+
+function reflectTile(l: Float64Array, diag: Float64Array, n: number, k0: number, k1: number, j0: number, j1: number): void {
+  for (let k = k0; k < k1; k++) {
+    const row = k * n;
+    const dk = diag[k]!;
+    for (let j = j0; j < Math.min(j1, k, n - k); j++) {
+      // partner: row n-1-j, column n-1-k (k + j < n - 1), or the element itself (k + j = n - 1: the same value written twice)
+      const at = (n - 1 - j) * n + n - 1 - k;
+      const mine = l[row + j]!;
+      l[row + j] = l[at]! / dk;
+      l[at] = mine / diag[n - 1 - j]!;
+    }
+  }
 }
 
 const notFactoring = (n: number) => internalError('INT4_GPTQ_HESSIAN', `the calibration Hessian (${n} x ${n}) does not factor even with heavy damping`);
