@@ -60,7 +60,9 @@ function quantizableWeightValues(model: Model, attention: AttentionWeights): num
  * (the attention fusion packs Q/K/V weights into com.microsoft Attention, which MatMulNBits cannot
  * quantize), the preset runs again without fuse-attention; `attentionWeights` says which of Attention's
  * packed weights the quantizer takes too (int4: quantize-int4's quantizesPackedAttention, by shape),
- * so a fused Attention is kept and the quantized model runs the fp32 model's attention.
+ * so a fused Attention is kept and the quantized model runs the fp32 model's attention. When it takes
+ * none (q4f16), attention fuses unpacked (fuse-attention<pack=false>: MultiHeadAttention, the
+ * projections left as MatMuls) in the one run of the preset.
  * `skip` (--no-fuse-transformer, or a format without Microsoft operators) says why it does not run.
  */
 export async function fuseTransformerWith(model: Model, o: { skip?: string; keepWeights?: boolean; attentionWeights?: AttentionWeights }, engine: Pick<EngineOptions, 'catalog' | 'runner'>): Promise<{ model: Model; step: FusionStep }> {
@@ -69,26 +71,21 @@ export async function fuseTransformerWith(model: Model, o: { skip?: string; keep
   const before = fusedOps(model);
   const attention = o.attentionWeights ?? false;
   const withoutAttention = ['@default', 'upgrade-opset<to=20>', ...TRANSFORMER_FUSIONS.split(',').filter((p) => p !== 'fuse-attention'), 'eliminate-dead'].join(',');
+  const unpacked = ['@default', 'upgrade-opset<to=20>', ...TRANSFORMER_FUSIONS.split(',').map((p) => (p === 'fuse-attention' ? 'fuse-attention<pack=false>' : p)), 'eliminate-dead'].join(',');
   const refused = '; attention left unfused so that int4 runs the Q/K/V weights as MatMuls of their own (com.microsoft.Attention packs them into one float weight)';
   let copy: Model;
   let note = '';
   if (o.keepWeights && attention === false) {
-    // no packed Attention weight is taken (q4f16): the other fusions first, then fuse-attention alone on
-    // a copy of that, which says whether attention fuses, and whether it packs Q/K/V (then the first
-    // copy is the answer, without a second run of the whole preset)
-    const rest = cloneModel(model);
-    await optimize(rest, withoutAttention, engine);
-    const trial = cloneModel(rest);
-    await optimize(trial, 'fuse-attention,eliminate-dead', engine);
-    const attentionFused = [...fusedOps(trial)].some(([op, n]) => n > (fusedOps(rest).get(op) ?? 0));
-    if (attentionFused && quantizableWeightValues(trial, false) < quantizableWeightValues(rest, false)) {
-      copy = rest;
-      note = refused;
-    } else if (!attentionFused) copy = rest;
-    else {
+    // no packed Attention weight is taken (q4f16): attention fuses as MultiHeadAttention on the Q/K/V
+    // projections, which stay MatMuls the quantizer takes (one run of the preset, not a second
+    // without fuse-attention)
+    copy = cloneModel(model);
+    await optimize(copy, unpacked, engine);
+    if (quantizableWeightValues(copy, false) < quantizableWeightValues(model, false)) {
       copy = cloneModel(model);
-      await optimize(copy, '@transformer', engine);
-    }
+      await optimize(copy, withoutAttention, engine);
+      note = refused;
+    } else if ((fusedOps(copy).get('MultiHeadAttention') ?? 0) > (before.get('MultiHeadAttention') ?? 0)) note = '; attention as com.microsoft.MultiHeadAttention, its Q/K/V projections left as MatMuls the quantizer takes (com.microsoft.Attention would pack them into one float weight)';
   } else {
     copy = cloneModel(model);
     await optimize(copy, '@transformer', engine);

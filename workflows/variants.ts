@@ -242,8 +242,8 @@ const BUILDERS: Record<Exclude<VariantName, 'fp32'>, Builder> = {
   int8: dynamic('int8'),
   uint8: dynamic('uint8'),
   // int4 from the INPUT model, through its own transformer step: q4 (kernel auto) keeps the fused Attention below hidden 768 and
-  // quantizes its packed Q/K/V weight (unpacked at load, the fp32 model's attention), from 768 on it leaves Q/K/V MatMulNBits; q4f16 (kernel nbits) leaves
-  // attention unfused so that Q/K/V run as MatMulNBits, which a model.onnx with Attention already fused would prevent
+  // quantizes its packed Q/K/V weight (unpacked at load, the fp32 model's attention), from 768 on it leaves Q/K/V MatMulNBits; q4f16 (kernel nbits) fuses
+  // attention unpacked (MultiHeadAttention) so that Q/K/V run as MatMulNBits, which a model.onnx with Attention already fused would prevent
   q4: async (_src, out, o) => ({ recipe: RECIPES.q4, details: await quantizeInt4Workflow({ ...common(o.model, out, o), ...withCalibration(o), ...(o.target ? { target: o.target } : {}) }) }),
   q4f16: async (_src, out, o) => ({ recipe: RECIPES.q4f16, details: await quantizeQ4f16Workflow({ ...common(o.model, out, o), ...withCalibration(o), ...(o.target ? { target: o.target } : {}) }) }),
 };

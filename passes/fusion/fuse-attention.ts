@@ -11,7 +11,8 @@
  *
  * - target microsoft: `com.microsoft.Attention` with packed QKV weights [H, 3H] and bias [3H] when
  *   Q, K and V are MatMul(+bias) projections of one tensor (three MatMuls, or GPT-2's one MatMul split
- *   in three), else `com.microsoft.MultiHeadAttention` on the three [B, S, H] tensors. The mask must be
+ *   in three), else (and with `pack` off) `com.microsoft.MultiHeadAttention` on the three [B, S, H]
+ *   tensors, their projections left as they are (MatMuls weight-only quantization can take). The mask must be
  *   a padding mask made from a [B, T] 0/1 input (`(1 - mask) * min`, or dynamo's Expand/Where form),
  *   which becomes the operator's 2-D mask with `mask_filter_value` = min, or a causal mask (Where with
  *   a Slice of a lower-triangular buffer, or Add of a Slice of an upper-triangular additive buffer),
@@ -206,6 +207,9 @@ function triangular(t: Tensor, low: number | 'nonzero', high: number): boolean {
 
 /** Results of {@link triangular} by buffer and test in this pass run (every layer slices the same buffer). */
 let causalTests = new WeakMap<Tensor, Map<string, boolean>>();
+
+/** This pass run's `pack` option (set by prepare, read by the matcher). */
+let packing = true;
 
 /** An additive causal buffer: 0 on and below the diagonal, `filter` (from the buffer itself) above; a bool one: true, false. */
 function triangularOnce(t: Tensor, test: 'additive' | 'bool', filter = 0): boolean {
@@ -409,10 +413,10 @@ function matchAttention(softmax: Node, target: FusionTarget): Match<AttentionMat
     if (!merged) return noMatch('Q, K or V is not a [B, S, H] tensor split into heads by Reshape/Transpose (rotary embeddings after the split?), or the output is not merged back by Transpose/Reshape; MultiHeadAttention needs [B, S, H] (target generic takes 4-D inputs)');
     if (cm.mask.kind === 'additive') return noMatch(`${cm.mask.why}; com.microsoft attention takes a [B, T] padding mask or a causal flag`);
     // Q, K, V projections of one tensor become the operator's packed [H, 3H] weight and [3H] bias
-    const packed = packedProjection(q.x3!, k.x3!, v.x3!);
+    const packed = packing ? packedProjection(q.x3!, k.x3!, v.x3!) : undefined;
     let pk: AttentionMatch['packed'];
     if (packed) pk = { x: packed.x, w: packed.w, b: packed.b ?? Tensor.from(DataType.FLOAT, [packed.w.dims[1]!], new Float32Array(packed.w.dims[1]!)) };
-    else {
+    else if (packing) {
       const each = [q.x3!, k.x3!, v.x3!].map(projection);
       if (each.every((p) => p && p.x === each[0]!.x && p.w.dims[1] === q.n! * q.d!)) pk = { x: each[0]!.x, ...packQkv(each as Projection[]) };
     }
@@ -509,9 +513,13 @@ export default targetPass({
   patterns: PATTERNS,
   stats: { fused: 'attention' },
   genericOpset: GENERIC_OPSET,
+  options: {
+    pack: { type: 'boolean', default: true, description: "Target microsoft: pack the Q/K/V projections of one tensor into com.microsoft.Attention's [H, 3H] weight; off: MultiHeadAttention on the projections, which stay MatMuls (int4/q4f16 quantize them as MatMulNBits)." },
+  },
   // typed outputs let later fusions (skip-layer-norm) tell ranks
-  prepare: (model, ctx) => {
+  prepare: (model, ctx, options) => {
     causalTests = new WeakMap();
+    packing = options.pack !== false;
     sharedShapes(model, ctx);
   },
 });

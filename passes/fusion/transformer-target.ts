@@ -5,7 +5,7 @@
  * factory that runs the pattern set of the chosen target with the greedy driver.
  */
 import { Model, Node, Value } from '../../ir/ir.js';
-import { definePass, type Pass, type PassContext, type Pattern } from '../pass.js';
+import { definePass, type OptionsSchema, type Pass, type PassContext, type Pattern } from '../pass.js';
 import { applyPatterns } from '../patterns.js';
 
 export type FusionTarget = 'microsoft' | 'generic';
@@ -43,18 +43,21 @@ export interface TargetPassSpec {
   stats: Record<string, string>;
   /** Default-domain opset the generic patterns need (checked only for target generic). */
   genericOpset?: number;
-  /** Runs once before the patterns (e.g. shape inference the matchers read: sharedShapes). */
-  prepare?(model: Model, ctx: PassContext): void;
+  /** Options of this pass beside `target` and `maxIterations`. */
+  options?: OptionsSchema;
+  /** Runs once before the patterns (e.g. shape inference the matchers read: sharedShapes), with the pass's options. */
+  prepare?(model: Model, ctx: PassContext, options: Record<string, unknown>): void;
 }
 
 /** A pass with `target` and `maxIterations` options that runs the chosen target's patterns. */
-export function targetPass(spec: TargetPassSpec): Pass<{ target: FusionTarget; maxIterations: number }> {
-  return definePass<{ target: FusionTarget; maxIterations: number }>({
+export function targetPass(spec: TargetPassSpec): Pass<{ target: FusionTarget; maxIterations: number } & Record<string, unknown>> {
+  return definePass<{ target: FusionTarget; maxIterations: number } & Record<string, unknown>>({
     name: spec.name,
     description: spec.description,
     options: {
       target: { type: 'enum', values: ['microsoft', 'generic'], default: 'microsoft', description: 'microsoft: onnxruntime com.microsoft contrib operators; generic: standard ONNX operators (opset 23).' },
       maxIterations: { type: 'integer', description: 'Iteration cap of the rewrite driver.', default: 10, min: 1 },
+      ...spec.options,
     },
     run(model, options, ctx) {
       const patterns = spec.patterns[options.target];
@@ -69,7 +72,7 @@ export function targetPass(spec: TargetPassSpec): Pass<{ target: FusionTarget; m
           return { changed: false };
         }
       }
-      spec.prepare?.(model, ctx);
+      spec.prepare?.(model, ctx, options);
       const r = applyPatterns(model, patterns, ctx, { passName: spec.name, maxIterations: options.maxIterations });
       const stats: Record<string, number> = {};
       for (const [stat, pattern] of Object.entries(spec.stats)) stats[stat] = r.rewrites[pattern] ?? 0;

@@ -76,17 +76,19 @@ describe('int4 with the fused com.microsoft Attention', () => {
   }, 120_000);
 
   for (const name of ['gpt2-ts17', 'bert-ts17']) {
-    it(`${name}: the packed Q/K/V weight at 4 bits, unpacked and folded at load; outputs as with attention unfused`, async () => {
+    it(`${name}: the packed Q/K/V weight at 4 bits, unpacked and folded at load; outputs as with the Q/K/V projections quantized as MatMuls (attention as MultiHeadAttention)`, async () => {
       const variant = transformerVariant(name);
       const layers = 2;
       const model = variant.build({ layers });
       const probe = [1, 2].map((seed) => transformerFeed(variant, 1, 16, { seed, padded: true }));
       const packed = await q4(model, true, probe);
-      const unfused = await q4(model, false, probe);
+      const unpacked = await q4(model, false, probe);
       expect(packed.step.fused.Attention).toBe(layers);
       expect(packed.step.reason).not.toMatch(/left unfused/);
-      expect(ops(unfused.model, 'Attention').length).toBe(0);
-      expect(unfused.step.reason).toMatch(/left unfused/);
+      // no packed weight taken: attention fuses unpacked, MultiHeadAttention on the projections, which stay MatMuls
+      expect(ops(unpacked.model, 'Attention').length).toBe(0);
+      expect(ops(unpacked.model, 'MultiHeadAttention').length).toBe(layers);
+      expect(unpacked.step.reason).toMatch(/MultiHeadAttention, its Q\/K\/V projections left as MatMuls/);
 
       const att = packed.report.weights.filter((w) => w.op === 'Attention');
       expect(att.length).toBe(layers);
@@ -102,13 +104,13 @@ describe('int4 with the fused com.microsoft Attention', () => {
         expect(n.inputs[1]!.producer?.opType).toBe('Reshape');
       }
       expect([...g.initializers.values()].map((v) => g.initializerTensor(v)!).some((t) => t.dataType === DataType.FLOAT && t.dims.join() === `${hidden},${3 * hidden}`)).toBe(false);
-      // every weight the unfused model quantizes is quantized here too: the same number of 4-bit values
+      // every weight the unpacked model quantizes is quantized here too: the same number of 4-bit values
       const values = (r: typeof packed.report) => r.weights.filter((w) => w.bits === 4).reduce((a, w) => a + w.K * w.N, 0);
-      expect(values(packed.report)).toBe(values(unfused.report));
+      expect(values(packed.report)).toBe(values(unpacked.report));
 
-      // the same codes: outputs equal to the unfused q4's within float rounding
+      // the same codes: outputs equal to the unpacked q4's within float rounding
       const held = [3, 4].map((seed) => transformerFeed(variant, 1, 24, { seed, padded: true }));
-      const ref = await reference(unfused.model, held, nodeRunner);
+      const ref = await reference(unpacked.model, held, nodeRunner);
       expect(await relativeError(packed.model, ref, nodeRunner)).toBeLessThan(1e-9);
 
       // onnxruntime folds the unpacking subgraph at load: its optimized graph holds the fp32 model's operators only

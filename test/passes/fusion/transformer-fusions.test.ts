@@ -123,6 +123,28 @@ describe('fusions one by one', () => {
     for (const feed of [ids(1, 48, 1), ids(2, 17, 2)]) expect(relativeError(await runModel(base, feed), await runModel(model, feed))).toBeLessThan(1e-4);
   });
 
+  it('pack off: MultiHeadAttention on the projections, which stay MatMuls (BERT with its 2-D mask; GPT-2 unidirectional after the Split of c_attn; the LM), outputs kept', async () => {
+    for (const name of ['bert-ts17', 'gpt2-ts17']) {
+      const v = transformerVariant(name);
+      const base = v.build();
+      const m = cloneModel(base);
+      const r = await fuseAttention.run(m, { target: 'microsoft', maxIterations: 10, pack: false }, testContext());
+      expect(r.stats).toMatchObject({ fused: 2 });
+      expect([opCount(m, 'Attention'), opCount(m, 'MultiHeadAttention')]).toEqual([0, 2]);
+      const mha = [...m.graph.allNodes()].filter((n) => n.opType === 'MultiHeadAttention');
+      expect(mha.map((n) => [n.opDomain, n.getInt('num_heads'), n.getInt('unidirectional', 0)])).toEqual(Array(2).fill(['com.microsoft', 4, name === 'gpt2-ts17' ? 1 : 0]));
+      // the Q/K/V projections keep their weights as MatMuls (BERT: three per layer; GPT-2: c_attn, one per layer)
+      expect(opCount(m, 'MatMul')).toBe(name === 'bert-ts17' ? 12 : 9);
+      await expectSameOutputs(base, m, v);
+    }
+    const lm = buildLanguageModel({ dModel: 64, heads: 4, layers: 2, ffn: 128, context: 64, seed: 3 }).model;
+    const m = cloneModel(lm);
+    await fuseAttention.run(m, { target: 'microsoft', maxIterations: 10, pack: false }, testContext());
+    expect([opCount(m, 'Softmax'), opCount(m, 'MultiHeadAttention')]).toEqual([0, 2]);
+    const ids = { input_ids: { type: 'int64' as const, dims: [2, 17], data: BigInt64Array.from({ length: 34 }, (_, i) => BigInt((i * 37 + 5) % 256)) } };
+    expect(relativeError(await runModel(lm, ids), await runModel(m, ids))).toBeLessThan(1e-4);
+  });
+
   it('skip-layer-norm (not in the preset) fuses every residual Add + LayerNormalization with the projection bias and stays within 1e-4', async () => {
     for (const name of ['bert-ts17', 'gpt2-ts17']) {
       const v = transformerVariant(name);
