@@ -47,7 +47,7 @@ import { outputErrors, type GptqResult } from './int4/gptq.js';
 import { GPTQ_TASK, gptqJobCost, runGptqJob, type GptqJob } from './int4/gptq-job.js';
 import { shareWork, type WorkHelpers } from '../../core/share-work.js';
 import { sharedLinalg } from './int4/linalg.js';
-import { dropUnread, endTrials, reference, Reference, referenceOf, sqnrDb, type WeightSlot } from './int4/probe.js';
+import { disposeEndTrials, dropUnread, prepareEndTrials, reference, Reference, referenceOf, runEndTrials, sqnrDb, type WeightSlot } from './int4/probe.js';
 
 export type Int4Method = 'rtn' | 'gptq';
 
@@ -505,97 +505,105 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   // one Cholesky factor per layer input (q, k and v read the same one), the GPTQ updates, the output
   // errors and the first/last-layer trials' products: onnxruntime's Gemms, in a few small sessions kept for later calls
   const linalg = sharedLinalg(ctx.runner);
-  // GPTQ: one job per layer input (its factor, then every weight reading it), longest first, shared
-  // with the helper threads when there are any (the same codes wherever a job runs)
-  t = performance.now();
-  const bar = ctx.progress?.('quantizing weights', cands.length);
-  const byInput = new Map<string, Candidate[]>();
-  for (const c of cands) {
-    if (c.op === 'Gather' || !moments.has(c.input.name)) continue;
-    const group = byInput.get(c.input.name);
-    if (group) group.push(c);
-    else byInput.set(c.input.name, [c]);
-  }
-  const jobs = [...byInput].map(([name, group]) => {
-    const m = moments.get(name)!;
-    const job: GptqJob = { K: m.K, hessian: m.hessian, damp: o.damp, weights: group.map((c) => ({ weight: c.kn ? { kn: c.kn } : { rows: c.rows }, N: c.N })), bits: 4, blockSize: o.blockSize, symmetric: o.symmetric };
-    return { group, job, cost: gptqJobCost(job) };
-  });
-  jobs.sort((a, b) => b.cost - a.cost);
-  const threads = ctx.threads;
-  const helpers: WorkHelpers<GptqJob, GptqResult[]> | undefined = threads && { size: threads.size, ready: () => threads.ready(), run: (job) => threads.run(GPTQ_TASK, job) };
-  const done = await shareWork(jobs.map((j) => j.job), (job) => runGptqJob(job, linalg), helpers, (i) => bar?.tick(jobs[i]!.group.length));
-  const gptqOf = new Map<Candidate, GptqResult>();
-  jobs.forEach((j, i) => j.group.forEach((c, k) => gptqOf.set(c, done[i]![k]!)));
-
-  for (const c of cands) {
-    const m = c.op === 'Gather' ? undefined : moments.get(c.input.name);
-    // moments exist only for GPTQ (and never for a Gather): GPTQ's own output error comes from its run
-    const gptq = gptqOf.get(c);
-    const rtn = gptq && !o.compareRtn ? undefined : quantizeRtn(c.rows, c.N, c.K, 4, o.blockSize, o.symmetric);
-    c.q4 = gptq ? gptq.q : rtn!;
-    c.report.method = method;
-    if (gptq) {
-      c.dq4kn = gptq.dequantized;
-      c.report.weightError = gptq.weightError;
-      // the output energy from the moments run (a plain MatMul's output), else as a quadratic form; RTN's error beside GPTQ's when asked
-      const measured = energies.get(c.node.outputs[0]!.name);
-      const approximations = [...(measured === undefined ? (['zero'] as const) : []), ...(rtn ? [dequantizeRows(rtn)] : [])];
-      const forms = approximations.length > 0 ? await outputErrors(linalg, c.rows, approximations, c.N, c.K, m!.hessian) : [];
-      const energy = measured ?? forms.shift()!;
-      c.report.outputError = gptq.outputError / (energy || 1);
-      if (rtn) c.report.rtnOutputError = forms[0]! / (energy || 1);
-    } else {
-      c.dq4 = dequantizeRows(c.q4);
-      c.report.weightError = relWeightError(c.rows, c.dq4);
+  // the first/last-layer trials (below) need only the weights' values from GPTQ: their model is built
+  // and its session opens now, while the GPTQ jobs run
+  const ends: Array<[Candidate, 'first' | 'last']> = o.keepInt8 === 'auto' && probeFeeds.length > 0 && layers.length >= 3 ? [[layers[0]!, 'first'], [layers[layers.length - 1]!, 'last']] : [];
+  const slot = (c: Candidate): WeightSlot => ({ node: c.index, input: c.op === 'Gather' ? 0 : 1, dims: c.op === 'Gather' ? [c.N, c.K] : [c.K, c.N] });
+  const fixedSlots = cands.filter((c) => !ends.some(([e]) => e === c));
+  const trials = ends.length > 0 ? prepareEndTrials(model, fixedSlots.map(slot), slot(ends[0]![0]), slot(ends[1]![0]), ctx.runner) : undefined;
+  try {
+    // GPTQ: one job per layer input (its factor, then every weight reading it), longest first, shared
+    // with the helper threads when there are any (the same codes wherever a job runs)
+    t = performance.now();
+    const bar = ctx.progress?.('quantizing weights', cands.length);
+    const byInput = new Map<string, Candidate[]>();
+    for (const c of cands) {
+      if (c.op === 'Gather' || !moments.has(c.input.name)) continue;
+      const group = byInput.get(c.input.name);
+      if (group) group.push(c);
+      else byInput.set(c.input.name, [c]);
     }
-    if (c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8')) {
-      if (o.format === 'msft') c.q8 = quantizeRtn(c.rows, c.N, c.K, 8, o.blockSize, o.symmetric);
-      c.report.bits = 8;
-      c.report.method = 'int8';
-      c.report.reason = o.format === 'qdq' ? 'embedding as int8 per-row DequantizeLinear (no standard blocked Gather)' : 'embeddings at 8 bits (GatherBlockQuantized bits 8; the default: int4 tables cost the trained LM 5.5% bits per byte, 8 bits 0.8%)';
-    }
-    if (!gptq) bar?.tick();
-  }
-  bar?.done();
-  ms.quantize = performance.now() - t;
-
-  // first/last layers at 8 bits where that pays, measured on the model's outputs: one session, the two
-  // end weights fed as inputs (all 4-bit, first at 8, last at 8), every other weight at its quantized value
-  t = performance.now();
-  if (o.keepInt8 === 'auto' && probeFeeds.length > 0 && layers.length >= 3) {
-    ref ??= await reference(model, probeFeeds, ctx.runner);
-    const ends: Array<[Candidate, 'first' | 'last']> = [[layers[0]!, 'first'], [layers[layers.length - 1]!, 'last']];
-    const slot = (c: Candidate): WeightSlot => ({ node: c.index, input: c.op === 'Gather' ? 0 : 1, dims: c.op === 'Gather' ? [c.N, c.K] : [c.K, c.N] });
-    // the float32 weight onnxruntime computes with: table rows for a Gather, [K, N] for MatMul/Gemm
-    const value = (c: Candidate, q: BlockQuantized): Float32Array => {
-      if (q === c.q4 && c.dq4kn && c.op !== 'Gather') return c.dq4kn;
-      const dq = q === c.q4 && c.dq4 ? c.dq4 : dequantizeRows(q);
-      if (q === c.q4) c.dq4 = undefined; // read once here: not held beside the trial's copy
-      return c.op === 'Gather' ? dq : rowsOfKN(dq, c.N, c.K);
-    };
-    const fixed = cands.filter((c) => !ends.some(([e]) => e === c)).map((c): [WeightSlot, Float32Array] => [slot(c), value(c, c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8') ? q8(c) : c.q4!)]);
-    const [first, last] = ends.map(([c]) => [value(c, c.q4!), value(c, q8(c))]) as [[Float32Array, Float32Array], [Float32Array, Float32Array]];
-    const [errorAll4, ...with8] = await endTrials(model, fixed, slot(ends[0]![0]), first, slot(ends[1]![0]), last, ref, ctx.runner, linalg, ctx.threads);
-    ends.forEach(([c, position], i) => {
-      const errorWith8 = with8[i]!;
-      const gain = errorAll4! > 0 ? (errorAll4! - errorWith8) / errorAll4! : 0;
-      const kept = gain >= o.keepGain;
-      keep.push({ tensor: c.tensor, position, errorAll4: errorAll4!, errorWith8, gain, kept });
-      if (kept) plan.bits.set(c.index, 8);
+    const jobs = [...byInput].map(([name, group]) => {
+      const m = moments.get(name)!;
+      const job: GptqJob = { K: m.K, hessian: m.hessian, damp: o.damp, weights: group.map((c) => ({ weight: c.kn ? { kn: c.kn } : { rows: c.rows }, N: c.N })), bits: 4, blockSize: o.blockSize, symmetric: o.symmetric };
+      return { group, job, cost: gptqJobCost(job) };
     });
-  }
-  for (const c of layers) {
-    if (plan.bits.get(c.index) === 8) {
-      const d = keep.find((k) => k.tensor === c.tensor)!;
-      c.report.bits = 8;
-      c.report.method = 'int8';
-      c.report.reason = `${d.position} layer: 8 bits cut the model's output error by ${(100 * d.gain).toFixed(0)}% (>= ${(100 * o.keepGain).toFixed(0)}%)`;
-      c.report.weightError = relWeightError(c.rows, dequantizeRows(q8(c)));
+    jobs.sort((a, b) => b.cost - a.cost);
+    const threads = ctx.threads;
+    const helpers: WorkHelpers<GptqJob, GptqResult[]> | undefined = threads && { size: threads.size, ready: () => threads.ready(), run: (job) => threads.run(GPTQ_TASK, job) };
+    const done = await shareWork(jobs.map((j) => j.job), (job) => runGptqJob(job, linalg), helpers, (i) => bar?.tick(jobs[i]!.group.length));
+    const gptqOf = new Map<Candidate, GptqResult>();
+    jobs.forEach((j, i) => j.group.forEach((c, k) => gptqOf.set(c, done[i]![k]!)));
+
+    for (const c of cands) {
+      const m = c.op === 'Gather' ? undefined : moments.get(c.input.name);
+      // moments exist only for GPTQ (and never for a Gather): GPTQ's own output error comes from its run
+      const gptq = gptqOf.get(c);
+      const rtn = gptq && !o.compareRtn ? undefined : quantizeRtn(c.rows, c.N, c.K, 4, o.blockSize, o.symmetric);
+      c.q4 = gptq ? gptq.q : rtn!;
+      c.report.method = method;
+      if (gptq) {
+        c.dq4kn = gptq.dequantized;
+        c.report.weightError = gptq.weightError;
+        // the output energy from the moments run (a plain MatMul's output), else as a quadratic form; RTN's error beside GPTQ's when asked
+        const measured = energies.get(c.node.outputs[0]!.name);
+        const approximations = [...(measured === undefined ? (['zero'] as const) : []), ...(rtn ? [dequantizeRows(rtn)] : [])];
+        const forms = approximations.length > 0 ? await outputErrors(linalg, c.rows, approximations, c.N, c.K, m!.hessian) : [];
+        const energy = measured ?? forms.shift()!;
+        c.report.outputError = gptq.outputError / (energy || 1);
+        if (rtn) c.report.rtnOutputError = forms[0]! / (energy || 1);
+      } else {
+        c.dq4 = dequantizeRows(c.q4);
+        c.report.weightError = relWeightError(c.rows, c.dq4);
+      }
+      if (c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8')) {
+        if (o.format === 'msft') c.q8 = quantizeRtn(c.rows, c.N, c.K, 8, o.blockSize, o.symmetric);
+        c.report.bits = 8;
+        c.report.method = 'int8';
+        c.report.reason = o.format === 'qdq' ? 'embedding as int8 per-row DequantizeLinear (no standard blocked Gather)' : 'embeddings at 8 bits (GatherBlockQuantized bits 8; the default: int4 tables cost the trained LM 5.5% bits per byte, 8 bits 0.8%)';
+      }
+      if (!gptq) bar?.tick();
     }
+    bar?.done();
+    ms.quantize = performance.now() - t;
+
+    // first/last layers at 8 bits where that pays, measured on the model's outputs: one session, the two
+    // end weights fed as inputs (all 4-bit, first at 8, last at 8), every other weight at its quantized value
+    t = performance.now();
+    if (trials) {
+      ref ??= await reference(model, probeFeeds, ctx.runner);
+      // the float32 weight onnxruntime computes with: table rows for a Gather, [K, N] for MatMul/Gemm
+      const value = (c: Candidate, q: BlockQuantized): Float32Array => {
+        if (q === c.q4 && c.dq4kn && c.op !== 'Gather') return c.dq4kn;
+        const dq = q === c.q4 && c.dq4 ? c.dq4 : dequantizeRows(q);
+        if (q === c.q4) c.dq4 = undefined; // read once here: not held beside the trial's copy
+        return c.op === 'Gather' ? dq : rowsOfKN(dq, c.N, c.K);
+      };
+      const fixed = fixedSlots.map((c) => value(c, c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8') ? q8(c) : c.q4!));
+      const [first, last] = ends.map(([c]) => [value(c, c.q4!), value(c, q8(c))]) as [[Float32Array, Float32Array], [Float32Array, Float32Array]];
+      const [errorAll4, ...with8] = await runEndTrials(trials, fixed, first, last, ref, linalg, ctx.threads);
+      ends.forEach(([c, position], i) => {
+        const errorWith8 = with8[i]!;
+        const gain = errorAll4! > 0 ? (errorAll4! - errorWith8) / errorAll4! : 0;
+        const kept = gain >= o.keepGain;
+        keep.push({ tensor: c.tensor, position, errorAll4: errorAll4!, errorWith8, gain, kept });
+        if (kept) plan.bits.set(c.index, 8);
+      });
+    }
+    for (const c of layers) {
+      if (plan.bits.get(c.index) === 8) {
+        const d = keep.find((k) => k.tensor === c.tensor)!;
+        c.report.bits = 8;
+        c.report.method = 'int8';
+        c.report.reason = `${d.position} layer: 8 bits cut the model's output error by ${(100 * d.gain).toFixed(0)}% (>= ${(100 * o.keepGain).toFixed(0)}%)`;
+        c.report.weightError = relWeightError(c.rows, dequantizeRows(q8(c)));
+      }
+    }
+    for (const c of cands) c.dq4 = c.dq4kn = undefined;
+    ms.sensitivity = performance.now() - t;
+  } finally {
+    if (trials) await disposeEndTrials(trials);
   }
-  for (const c of cands) c.dq4 = c.dq4kn = undefined;
-  ms.sensitivity = performance.now() - t;
 
   // kernels and accuracy_level per weight shape class: the rule from the kernel table (int4/kernels.ts), or timed on this CPU (measure)
   t = performance.now();

@@ -131,13 +131,13 @@ export interface WeightSlot {
 }
 
 /**
- * `model` with weights replaced: every `fixed` and `varied` weight a graph input, and `observe` (values
- * of the model) extra outputs; `fixed` is the feed of the fixed weights, given with every run. Inputs,
- * not initializers: the model holds no weights (the float ones replaced are dropped), so a session of
- * it is neither serialized with them nor made to pre-pack them for two runs. Returned serialized, for
- * the session here and the one a helper thread may open.
+ * `model` with weights replaced: every `fixed` and `varied` weight a graph input (their names returned
+ * in order), and `observe` (values of the model) extra outputs. Inputs, not initializers: the model
+ * holds no weights (the float ones replaced are dropped), so a session of it is neither serialized
+ * with them nor made to pre-pack them for two runs, and it is made before their values are known.
+ * Returned serialized, for the session here and the one a helper thread may open.
  */
-function trialModel(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], observe: readonly string[] = []): { bytes: Uint8Array; inputs: string[]; fixed: Feed } {
+function trialModel(model: Model, fixed: readonly WeightSlot[], varied: readonly WeightSlot[], observe: readonly string[] = []): { bytes: Uint8Array; fixed: string[]; varied: string[] } {
   const m = cloneModel(model);
   const g = m.graph;
   const nodes = [...g.nodes];
@@ -155,15 +155,14 @@ function trialModel(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array
     }
     return v.name;
   };
-  const fixedFeed: Feed = {};
-  for (const [slot, data] of fixed) fixedFeed[put(slot)] = { type: 'float32', dims: slot.dims, data };
-  const inputs = varied.map(put);
+  const fixedNames = fixed.map(put);
+  const variedNames = varied.map(put);
   for (const name of observe) {
     const v = nodes.flatMap((n) => n.outputs).find((x) => x.name === name);
     if (v && !v.isGraphOutput) g.addOutput(v);
   }
   dropUnread(m, replaced);
-  return { bytes: serializeModel(m), inputs, fixed: fixedFeed };
+  return { bytes: serializeModel(m), fixed: fixedNames, varied: variedNames };
 }
 
 /** What one trial runs: the weights fed (beside the fixed ones) and the output variants computed from its run. */
@@ -180,24 +179,20 @@ const TRIALS = '(first/last layer trials)';
  * and runs the second, and so on (core/share-work.ts; the same model and options give the same
  * outputs wherever they run).
  */
-async function settingErrors(trial: { bytes: Uint8Array }, settings: readonly Setting[], ref: Reference, groups: readonly Feed[][], runner: Runner, threads?: Threads): Promise<number[][]> {
-  // this thread's session first, then the helper's job (which opens its own): onnxruntime took 9 ms
-  // each for two sessions opened at the same time instead of 3, while two runs at once take no longer
-  const session = await runner.open(trial.bytes, SESSION, TRIALS);
-  try {
-    // a helper's setting: the thread opens its own session of the model and makes the groups' stacked runs; the errors are taken here
-    const helpers: WorkHelpers<Setting, number[]> | undefined = threads && {
-      size: Math.min(threads.size, 1),
-      ready: () => threads.ready(),
-      run: async (x) => {
-        const runs = await threads.run<Feed[]>(RUN_MODEL, { model: trial.bytes, options: SESSION, name: TRIALS, feeds: groups.map((g) => ({ ...stackedFeed(g), ...x.feed })) } satisfies RunModelArgs);
-        return errorsOf(session, ref, x.feed, groups, x.variants, runs.map(floatOutputs));
-      },
-    };
-    return await shareWork(settings, (x) => errorsOf(session, ref, x.feed, groups, x.variants), helpers);
-  } finally {
-    await session.dispose();
-  }
+async function settingErrors(trial: { bytes: Uint8Array; session: ModelSession }, settings: readonly Setting[], ref: Reference, groups: readonly Feed[][], threads?: Threads): Promise<number[][]> {
+  const { session } = trial;
+  // a helper's setting: the thread opens its own session of the model and makes the groups' stacked
+  // runs (this thread's session is open by now: onnxruntime took 9 ms each for two sessions opened at
+  // the same time instead of 3, while two runs at once take no longer); the errors are taken here
+  const helpers: WorkHelpers<Setting, number[]> | undefined = threads && {
+    size: Math.min(threads.size, 1),
+    ready: () => threads.ready(),
+    run: async (x) => {
+      const runs = await threads.run<Feed[]>(RUN_MODEL, { model: trial.bytes, options: SESSION, name: TRIALS, feeds: groups.map((g) => ({ ...stackedFeed(g), ...x.feed })) } satisfies RunModelArgs);
+      return errorsOf(session, ref, x.feed, groups, x.variants, runs.map(floatOutputs));
+    },
+  };
+  return shareWork(settings, (x) => errorsOf(session, ref, x.feed, groups, x.variants), helpers);
 }
 
 /** The values in `values` nothing reads any more, and the nodes (Transposes, Constants) that made only them. */
@@ -226,10 +221,16 @@ const fedWith = (inputs: readonly string[], slots: readonly WeightSlot[], values
  * onnxruntime unpacks a block-quantized weight to exactly these float32 values at load.)
  */
 export async function trialErrors(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, varied: readonly WeightSlot[], trials: ReadonlyArray<readonly Float32Array[]>, ref: Reference, runner: Runner, threads?: Threads): Promise<number[]> {
-  const trial = trialModel(model, fixed, varied);
-  // the probe feeds stacked on the batch axis where the model allows it (stackFeeds), one run per group
-  const settings = trials.map((t): Setting => ({ feed: { ...trial.fixed, ...fedWith(trial.inputs, varied, t) } }));
-  return (await settingErrors(trial, settings, ref, stackFeeds(model, ref.feeds), runner, threads)).map((e) => e[0]!);
+  const trial = trialModel(model, fixed.map(([slot]) => slot), varied);
+  const fixedFeed = fedWith(trial.fixed, fixed.map(([slot]) => slot), fixed.map(([, data]) => data));
+  const session = await runner.open(trial.bytes, SESSION, TRIALS);
+  try {
+    // the probe feeds stacked on the batch axis where the model allows it (stackFeeds), one run per group
+    const settings = trials.map((t): Setting => ({ feed: { ...fixedFeed, ...fedWith(trial.varied, varied, t) } }));
+    return (await settingErrors({ bytes: trial.bytes, session }, settings, ref, stackFeeds(model, ref.feeds), threads)).map((e) => e[0]!);
+  } finally {
+    await session.dispose();
+  }
 }
 
 /**
@@ -251,32 +252,72 @@ function linearOutput(model: Model, slot: WeightSlot): { input: string; output: 
 }
 
 /**
- * The first/last-layer trials: relative output errors of `model` with every `fixed` weight, and the
- * first and last weights at 4 bits, first at 8, last at 8 (values [4-bit, 8-bit] in each slot's dims).
- * When the last weight reaches a graph output linearly ({@link linearOutput}, as an LM head does),
- * its 8-bit trial is the all-4-bit run's output plus X (W8 - W4) (one float32 MatMul) instead of a
- * third pass of the model; the other weights' inputs are the same in both settings.
+ * The first/last-layer trials of {@link endTrials}, prepared before the weights' values are known:
+ * the trial model and this thread's session of it (opening while the caller does other work).
  */
-export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, first: WeightSlot, firstValues: readonly [Float32Array, Float32Array], last: WeightSlot, lastValues: readonly [Float32Array, Float32Array], ref: Reference, runner: Runner, linalg: Linalg, threads?: Threads): Promise<[number, number, number]> {
-  const slots = [first, last];
+export interface EndTrials {
+  model: Model;
+  fixed: readonly WeightSlot[];
+  first: WeightSlot;
+  last: WeightSlot;
+  linear?: { input: string; output: string };
+  trial: { bytes: Uint8Array; fixed: string[]; varied: string[] };
+  session: Promise<ModelSession>;
+}
+
+/** Builds the trial model of `model` for weights in `fixed`, `first` and `last`, and starts opening its session. */
+export function prepareEndTrials(model: Model, fixed: readonly WeightSlot[], first: WeightSlot, last: WeightSlot, runner: Runner): EndTrials {
   const linear = linearOutput(model, last);
+  const trial = trialModel(model, fixed, [first, last], linear ? [linear.input] : []);
+  const session = runner.open(trial.bytes, SESSION, TRIALS);
+  session.catch(() => {});
+  return { model, fixed, first, last, ...(linear ? { linear } : {}), trial, session };
+}
+
+/** Closes the prepared trials' session. */
+export async function disposeEndTrials(t: EndTrials): Promise<void> {
+  await (await t.session.catch(() => undefined))?.dispose();
+}
+
+/**
+ * The first/last-layer trials: relative output errors of the model with every fixed weight at
+ * `fixedValues`, and the first and last weights at 4 bits, first at 8, last at 8 (values [4-bit,
+ * 8-bit] in each slot's dims). When the last weight reaches a graph output linearly
+ * ({@link linearOutput}, as an LM head does), its 8-bit trial is the all-4-bit run's output plus X (W8
+ * - W4) (one float32 MatMul) instead of a third pass of the model; the other weights' inputs are the
+ * same in both settings.
+ */
+export async function runEndTrials(t: EndTrials, fixedValues: readonly Float32Array[], firstValues: readonly [Float32Array, Float32Array], lastValues: readonly [Float32Array, Float32Array], ref: Reference, linalg: Linalg, threads?: Threads): Promise<[number, number, number]> {
+  const slots = [t.first, t.last];
+  const fixedFeed = fedWith(t.trial.fixed, t.fixed, fixedValues);
+  const feed = (first: Float32Array, last: Float32Array): Feed => ({ ...fixedFeed, ...fedWith(t.trial.varied, slots, [first, last]) });
+  const trial = { bytes: t.trial.bytes, session: await t.session };
+  const groups = stackFeeds(t.model, ref.feeds);
+  const linear = t.linear;
   if (!linear) {
-    const [all4, first8, last8] = await trialErrors(model, fixed, slots, [[firstValues[0], lastValues[0]], [firstValues[1], lastValues[0]], [firstValues[0], lastValues[1]]], ref, runner, threads);
+    const settings = [feed(firstValues[0], lastValues[0]), feed(firstValues[1], lastValues[0]), feed(firstValues[0], lastValues[1])].map((f): Setting => ({ feed: f }));
+    const [[all4], [first8], [last8]] = (await settingErrors(trial, settings, ref, groups, threads)) as [number[], number[], number[]];
     return [all4!, first8!, last8!];
   }
-  const trial = trialModel(model, fixed, slots, [linear.input]);
-  const [K, N] = last.dims;
+  const [K, N] = t.last.dims;
   const delta = difference(lastValues[1], lastValues[0]);
   const last8: OutputVariant = async (o) => {
     const x = o[linear.input]!;
     return { ...o, [linear.output]: sum(o[linear.output]!, await linalg.matmul32(x, x.length / K, K, delta, N)) };
   };
-  const settings: Setting[] = [
-    { feed: { ...trial.fixed, ...fedWith(trial.inputs, slots, [firstValues[0], lastValues[0]]) }, variants: [last8] },
-    { feed: { ...trial.fixed, ...fedWith(trial.inputs, slots, [firstValues[1], lastValues[0]]) } },
-  ];
-  const [[all4, with8Last], [with8First]] = (await settingErrors(trial, settings, ref, stackFeeds(model, ref.feeds), runner, threads)) as [number[], number[]];
+  const settings: Setting[] = [{ feed: feed(firstValues[0], lastValues[0]), variants: [last8] }, { feed: feed(firstValues[1], lastValues[0]) }];
+  const [[all4, with8Last], [with8First]] = (await settingErrors(trial, settings, ref, groups, threads)) as [number[], number[]];
   return [all4!, with8First!, with8Last!];
+}
+
+/** {@link prepareEndTrials} and {@link runEndTrials} in one. */
+export async function endTrials(model: Model, fixed: ReadonlyArray<[WeightSlot, Float32Array]>, first: WeightSlot, firstValues: readonly [Float32Array, Float32Array], last: WeightSlot, lastValues: readonly [Float32Array, Float32Array], ref: Reference, runner: Runner, linalg: Linalg, threads?: Threads): Promise<[number, number, number]> {
+  const t = prepareEndTrials(model, fixed.map(([slot]) => slot), first, last, runner);
+  try {
+    return await runEndTrials(t, fixed.map(([, data]) => data), firstValues, lastValues, ref, linalg, threads);
+  } finally {
+    await disposeEndTrials(t);
+  }
 }
 
 /** a - b, elementwise, float32. */
