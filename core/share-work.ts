@@ -2,8 +2,9 @@
  * Independent jobs shared between the caller and helper threads: the caller runs jobs itself, in
  * order, while each helper that is up takes the next one not yet taken; a helper still starting when
  * the caller has taken the last job gets none, so a cold start never makes the caller wait, and a job
- * a helper fails on is run by the caller. Results come back in the jobs' order. Order the jobs
- * longest first: the last jobs then are short ones, and neither side waits long for the other.
+ * a helper fails on is run by the caller (with `backup`, also one a helper is slow on). Results come
+ * back in the jobs' order. Order the jobs longest first: the last jobs then are short ones, and
+ * neither side waits long for the other.
  */
 export interface WorkHelpers<J, R> {
   /** Helpers that can run a job at the same time. */
@@ -13,8 +14,32 @@ export interface WorkHelpers<J, R> {
   run(job: J): Promise<R>;
 }
 
-export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index: number) => Promise<R>, helpers?: WorkHelpers<J, R>, onDone?: (index: number) => void): Promise<R[]> {
+export interface ShareOptions {
+  /** Called as each job's result comes in. */
+  onDone?: (index: number) => void;
+  /**
+   * When the caller has no job left to start, it also runs the jobs helpers still hold, the earliest
+   * taken first, and keeps whichever result comes first: a helper slower than the caller (a thread
+   * still compiling its code in a cold process) then never makes the caller wait longer than running
+   * the job itself would. `local` gets a signal that aborts once the helper's result is in; it should
+   * stop then (throw) rather than finish work whose result is dropped.
+   */
+  backup?: boolean;
+}
+
+export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index: number, signal?: AbortSignal) => Promise<R>, helpers?: WorkHelpers<J, R>, options: ShareOptions = {}): Promise<R[]> {
+  const { onDone, backup } = options;
   const results: R[] = new Array(jobs.length);
+  const settled = new Array<boolean>(jobs.length).fill(false);
+  const settle = (i: number, r: R): boolean => {
+    if (settled[i]) return false;
+    settled[i] = true;
+    results[i] = r;
+    onDone?.(i);
+    return true;
+  };
+  // jobs a helper holds, in the order they were taken, with a way to learn when the helper's result is in
+  const held: Array<{ index: number; done: Promise<void> }> = [];
   let next = 0;
   let finished!: () => void;
   const callerDone = new Promise<false>((r) => (finished = () => r(false)));
@@ -22,20 +47,36 @@ export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index:
     if (!(await Promise.race([helpers!.ready(), callerDone]))) return;
     while (next < jobs.length) {
       const i = next++;
+      const run = helpers!.run(jobs[i]!);
+      held.push({ index: i, done: run.then(() => undefined, () => undefined) });
+      let r: R;
       try {
-        results[i] = await helpers!.run(jobs[i]!);
+        r = await run;
       } catch {
-        results[i] = await local(jobs[i]!, i);
+        if (settled[i]) continue;
+        r = await local(jobs[i]!, i);
       }
-      onDone?.(i);
+      settle(i, r);
     }
   };
   const remote = helpers && helpers.size > 0 && jobs.length > 1 ? Array.from({ length: Math.min(helpers.size, jobs.length - 1) }, helper) : [];
   try {
     while (next < jobs.length) {
       const i = next++;
-      results[i] = await local(jobs[i]!, i);
-      onDone?.(i);
+      settle(i, await local(jobs[i]!, i));
+    }
+    // backups of the jobs helpers still hold, the earliest taken first
+    for (let h = 0; backup && h < held.length; h++) {
+      const { index: i, done } = held[h]!;
+      if (settled[i]) continue;
+      const abort = new AbortController();
+      void done.then(() => settled[i] && abort.abort());
+      try {
+        settle(i, await local(jobs[i]!, i, abort.signal));
+      } catch (e) {
+        // the helper's result came first (or the helper failed and its loop runs the job here again)
+        if (!abort.signal.aborted) throw e;
+      }
     }
   } catch (e) {
     next = jobs.length;
@@ -44,6 +85,11 @@ export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index:
     throw e;
   }
   finished();
+  // every result in (backups): helpers still on a job settled here are not waited for
+  if (settled.every(Boolean)) {
+    for (const r of remote) r.catch(() => {});
+    return results;
+  }
   for (const r of await Promise.allSettled(remote)) if (r.status === 'rejected') throw r.reason;
   return results;
 }

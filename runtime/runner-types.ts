@@ -121,10 +121,13 @@ export interface ThreadContext {
 export interface Threads {
   /** Helper threads (not counting the caller's). */
   readonly size: number;
+  /** Starts the threads in the background if they are not (they never hold the process open). */
+  start(): void;
   /**
    * Resolves true once the threads are up (starting them if they are not), false when they cannot
-   * start. A caller with work of its own races it against finishing that work, so a cold start (the
-   * thread loads its modules and onnxruntime) never makes it wait.
+   * start; the process stays open until then. A caller with work of its own races it against
+   * finishing that work, so a cold start (the thread loads its modules and onnxruntime) never makes
+   * it wait.
    */
   ready(): Promise<boolean>;
   /** Runs `task` with `args` (copied; `transfer`'s buffers moved) on an idle thread, waiting for one. Rejects when the thread fails. */

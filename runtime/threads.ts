@@ -65,7 +65,7 @@ class NodeThreads implements Threads {
     return this.helpers ? this.helpers.filter((h) => !h.dead).length : this.count;
   }
 
-  private start(): Helper[] {
+  private spawn(): Helper[] {
     if (this.helpers) return this.helpers;
     this.helpers = [];
     for (let i = 0; i < this.count; i++) {
@@ -75,7 +75,6 @@ class NodeThreads implements Threads {
       } catch {
         continue;
       }
-      worker.unref();
       let up!: (ok: boolean) => void;
       const h: Helper = { worker, up: new Promise<boolean>((r) => (up = r)), started: false, busy: false, dead: false };
       const fail = (error: Error) => {
@@ -92,6 +91,8 @@ class NodeThreads implements Threads {
       worker.on('message', (m: { ready?: true; value?: unknown; error?: { message: string } }) => {
         if (m.ready) {
           h.started = true;
+          // held open only while someone waited for it to come up (ready()), not any longer
+          if (!h.busy) worker.unref();
           up(true);
           this.release(h);
           return;
@@ -104,6 +105,8 @@ class NodeThreads implements Threads {
       });
       worker.on('error', (e) => fail(e instanceof Error ? e : new Error(String(e))));
       worker.on('exit', (code) => fail(new Error(`helper thread exited (code ${code})`)));
+      // after the listeners (a 'message' listener refs the worker again): an idle or starting thread never holds the process open
+      worker.unref();
       this.helpers.push(h);
     }
     return this.helpers;
@@ -118,15 +121,23 @@ class NodeThreads implements Threads {
     next(h);
   }
 
+  start(): void {
+    this.helpers ?? this.spawn();
+  }
+
   async ready(): Promise<boolean> {
-    const hs = this.start();
+    const hs = this.spawn();
+    // a caller waiting for them holds the process open until they are up (an idle thread does not)
+    for (const h of hs) if (!h.started && !h.dead) h.worker.ref();
     const ups = await Promise.all(hs.map((h) => h.up));
     return ups.some(Boolean);
   }
 
   private idle(): Promise<Helper | undefined> {
-    const hs = this.start();
+    const hs = this.spawn();
     if (hs.every((h) => h.dead)) return Promise.resolve(undefined);
+    // a caller waiting for a thread holds the process open until one is up
+    for (const h of hs) if (!h.started && !h.dead) h.worker.ref();
     return new Promise((resolve) => {
       this.waiting.push(resolve);
       // a thread up and idle takes the caller now; one still starting calls release when it is up

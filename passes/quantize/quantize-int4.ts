@@ -44,8 +44,9 @@ import { emitGatherBlockQuantized, emitMatMulNBits, emitQdqMatMul, MS_DOMAIN, re
 import { compactConstants, type CompactedConstant } from './int4/constants.js';
 import { classKey, KernelClass, kernelByRule, KernelTiming, measureKernels, nbitsByRule, RULE_LEVEL4_ERROR } from './int4/kernels.js';
 import { outputErrors, type GptqResult } from './int4/gptq.js';
-import { GPTQ_TASK, gptqJobCost, runGptqJob, type GptqJob } from './int4/gptq-job.js';
+import { GPTQ_TASK, gptqJobCost, gptqWork, runGptqJob, type GptqJob } from './int4/gptq-job.js';
 import { shareWork, type WorkHelpers } from '../../core/share-work.js';
+import type { Threads } from '../../runtime/runner-types.js';
 import { sharedLinalg } from './int4/linalg.js';
 import { disposeEndTrials, dropUnread, prepareEndTrials, reference, Reference, referenceOf, runEndTrials, sqnrDb, type WeightSlot } from './int4/probe.js';
 
@@ -446,6 +447,32 @@ function int8MatMul(model: Model, names: NameAuthority, node: Node, input: Value
   } else replaceNode(g, node, mm);
 }
 
+/** GPTQ runs of int4 passes in this process (see {@link helperThreads}). */
+let gptqPasses = 0;
+
+/**
+ * GPTQ work (multiply-adds, {@link gptqJobCost}) from which helper threads pay in a pass of their own:
+ * starting one (a thread that loads its modules and onnxruntime and compiles GPTQ's code) cost a cold
+ * CLI run on the trained LM (~2.4e8 of this work, ~60 ms warm) ~65 ms, and handing it jobs while it
+ * was cold ~60 ms more, against ~30 ms saved per pass once warm.
+ */
+const OWN_THREADS_WORK = 2e9;
+
+/**
+ * The helper threads this pass uses: the context's, from the second GPTQ pass in a process on (a
+ * process that quantizes once, like one CLI command on a small model, would spend more starting them
+ * than they save; one that quantizes again, like `variants` or a server, has them up and warm by
+ * then), or at once when the GPTQ work is large enough to pay for their start.
+ */
+function helperThreads(ctx: PassContext, cands: readonly Candidate[]): Threads | undefined {
+  gptqPasses += 1;
+  if (!ctx.threads || ctx.threads.size === 0) return undefined;
+  const byInput = new Map<string, { K: number; outputs: number[] }>();
+  for (const c of cands) if (c.op !== 'Gather') (byInput.get(c.input.name) ?? byInput.set(c.input.name, { K: c.K, outputs: [] }).get(c.input.name)!).outputs.push(c.N);
+  const work = [...byInput.values()].reduce((a, x) => a + gptqWork(x.K, x.outputs), 0);
+  return gptqPasses > 1 || work >= OWN_THREADS_WORK ? ctx.threads : undefined;
+}
+
 /** Weight-only int4 quantization of `model` in place; `feeds` are the calibration inputs (may be empty). */
 export async function quantizeInt4(model: Model, data: Int4Data, options: QuantizeInt4Options = {}, ctx: PassContext): Promise<QuantizeInt4Report> {
   const t0 = performance.now();
@@ -459,8 +486,6 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       throw inputError('INT4_ALREADY_QUANTIZED', `the model is already quantized (node ${n.label} is ${n.opType}); quantize the float model`, { node: labelOf(n) });
     }
   }
-  // helper threads start now, while the moments run, to be up for GPTQ's jobs
-  if (method === 'gptq') void ctx.threads?.ready();
   const ms = { prepare: 0, moments: 0, quantize: 0, sensitivity: 0, accuracyLevel: 0, total: 0 };
   let prepare: PrepareReport | undefined;
   if (o.prepare) prepare = await prepareForQuantization(model, ctx, { presets: o.presets, minOpset: o.format === 'qdq' ? 21 : 13 });
@@ -472,6 +497,10 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     const why = skipped.filter((s) => s.op !== 'Gather').map((s) => `${s.tensor}: ${s.reason}`);
     throw inputError('INT4_NO_WEIGHTS', `no MatMul or Gemm with a constant 2-D float weight to quantize${why.length ? ` (${why.slice(0, 3).join('; ')})` : ''}`);
   }
+
+  // helper threads (moments, GPTQ, trials) where they pay: see helperThreads
+  const threads = method === 'gptq' ? helperThreads(ctx, cands) : undefined;
+  threads?.start();
 
   // second moments of the layer inputs (GPTQ's Hessians; also the per-layer output errors)
   let t = performance.now();
@@ -485,7 +514,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     for (const c of cands) if (c.op !== 'Gather') wanted.set(c.input.name, c.K);
     // a plain MatMul's output is X W: its sum of squares is the layer's output energy tr(W H W^T)
     const energyTensors = cands.filter((c) => c.op === 'MatMul').map((c) => c.node.outputs[0]!.name);
-    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors, ...(ctx.threads ? { threads: ctx.threads } : {}) });
+    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors, ...(threads ? { threads } : {}) });
     moments = run.moments;
     energies = run.energies ?? energies;
     if (data.ranges && run.ranges) data.ranges.onRanges(run.ranges, momentFeeds.length);
@@ -513,7 +542,9 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   const trials = ends.length > 0 ? prepareEndTrials(model, fixedSlots.map(slot), slot(ends[0]![0]), slot(ends[1]![0]), ctx.runner) : undefined;
   try {
     // GPTQ: one job per layer input (its factor, then every weight reading it), longest first, shared
-    // with the helper threads when there are any (the same codes wherever a job runs)
+    // with the helper threads when there are any (the same codes wherever a job runs); out of jobs,
+    // this thread also runs the ones a helper still holds and keeps the first result (a helper in a
+    // cold process, still compiling GPTQ's code, took several times as long as this thread)
     t = performance.now();
     const bar = ctx.progress?.('quantizing weights', cands.length);
     const byInput = new Map<string, Candidate[]>();
@@ -529,9 +560,8 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       return { group, job, cost: gptqJobCost(job) };
     });
     jobs.sort((a, b) => b.cost - a.cost);
-    const threads = ctx.threads;
     const helpers: WorkHelpers<GptqJob, GptqResult[]> | undefined = threads && { size: threads.size, ready: () => threads.ready(), run: (job) => threads.run(GPTQ_TASK, job) };
-    const done = await shareWork(jobs.map((j) => j.job), (job) => runGptqJob(job, linalg), helpers, (i) => bar?.tick(jobs[i]!.group.length));
+    const done = await shareWork(jobs.map((j) => j.job), (job, _i, signal) => runGptqJob(job, linalg, signal), helpers, { onDone: (i) => bar?.tick(jobs[i]!.group.length), backup: true });
     const gptqOf = new Map<Candidate, GptqResult>();
     jobs.forEach((j, i) => j.group.forEach((c, k) => gptqOf.set(c, done[i]![k]!)));
 
@@ -581,7 +611,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       };
       const fixed = fixedSlots.map((c) => value(c, c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8') ? q8(c) : c.q4!));
       const [first, last] = ends.map(([c]) => [value(c, c.q4!), value(c, q8(c))]) as [[Float32Array, Float32Array], [Float32Array, Float32Array]];
-      const [errorAll4, ...with8] = await runEndTrials(trials, fixed, first, last, ref, linalg, ctx.threads);
+      const [errorAll4, ...with8] = await runEndTrials(trials, fixed, first, last, ref, linalg, threads);
       ends.forEach(([c, position], i) => {
         const errorWith8 = with8[i]!;
         const gain = errorAll4! > 0 ? (errorAll4! - errorWith8) / errorAll4! : 0;

@@ -71,6 +71,41 @@ describe('shareWork', () => {
     expect(helperActive).toBe(false);
   });
 
+  it('backup: out of jobs, the caller also runs the jobs a slow helper holds and keeps the first result; a helper answering first stops the caller\'s run', async () => {
+    // a caller's run: a few ticks, a backup (with a signal) `steps`, stopping when its signal aborts
+    // (the job's value, or -1 from a backup that ran to the end)
+    const aborted: number[] = [];
+    const caller = (steps: number, onBackup?: () => void) => async (j: number, _i: number, signal?: AbortSignal) => {
+      if (signal) onBackup?.();
+      for (let k = 0; k < (signal ? steps : 2); k++) {
+        await tick();
+        if (signal?.aborted) {
+          aborted.push(j);
+          throw new Error('aborted');
+        }
+      }
+      return signal ? -1 : j * 10;
+    };
+    // a helper that answers only once let go, after shareWork has returned: the caller's backup result is kept
+    let letGo!: () => void;
+    const gate = new Promise<void>((r) => (letGo = r));
+    let answered = false;
+    const slow = helpers(async (j) => (await gate, (answered = true), j * 10));
+    const out = await shareWork(jobs, caller(3), slow, { backup: true });
+    expect(slow.ran.length).toBe(1);
+    expect(out).toEqual(jobs.map((j) => (j === slow.ran[0] ? -1 : j * 10)));
+    expect(answered).toBe(false);
+    letGo();
+    expect(aborted).toEqual([]);
+    // a helper let go once the caller's backup of its job has started: the helper's result is kept, the backup stops
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const quick = helpers(async (j) => (await held, j * 10));
+    const out2 = await shareWork(jobs, caller(1000, () => release()), quick, { backup: true });
+    expect(out2).toEqual(jobs.map((j) => j * 10));
+    expect(aborted).toEqual([quick.ran[0]]);
+  });
+
   it('without helpers, runs every job itself in order', async () => {
     const order: number[] = [];
     expect(await shareWork(jobs, async (j) => (order.push(j), j))).toEqual(jobs);

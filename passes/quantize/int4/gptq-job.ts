@@ -20,18 +20,23 @@ export interface GptqJob {
   symmetric: boolean;
 }
 
-/** Runs `job` with `linalg`'s sessions: one result per weight, in order. */
-export async function runGptqJob(job: GptqJob, linalg: Linalg): Promise<GptqResult[]> {
+/** Runs `job` with `linalg`'s sessions: one result per weight, in order; stops (throws) once `signal` aborts. */
+export async function runGptqJob(job: GptqJob, linalg: Linalg, signal?: AbortSignal): Promise<GptqResult[]> {
   const { K, hessian, bits, blockSize, symmetric } = job;
-  const factor = await hessianFactor(hessian, K, job.damp, linalg);
+  const factor = await hessianFactor(hessian, K, job.damp, linalg, signal);
   const out: GptqResult[] = [];
-  for (const { weight, N } of job.weights) out.push(await quantizeGptqBlocked(weight, N, K, hessian, bits, blockSize, symmetric, factor, linalg));
+  for (const { weight, N } of job.weights) out.push(await quantizeGptqBlocked(weight, N, K, hessian, bits, blockSize, symmetric, factor, linalg, signal));
   return out;
 }
 
-/** Multiply-adds of a job, roughly (the factor, K^3 / 3, and per weight its in-span feedback and updates, K N (K / 2 + span)): to hand out the longest first. */
+/** Multiply-adds of GPTQ on weights [K, N] for each N of `outputs` reading one input, roughly: the factor, K^3 / 3, and per weight its in-span feedback and updates, K N (K / 2 + span). */
+export function gptqWork(K: number, outputs: readonly number[]): number {
+  return K ** 3 / 3 + outputs.reduce((a, N) => a + K * N * (K / 2 + 32), 0);
+}
+
+/** {@link gptqWork} of a job: to hand out the longest first. */
 export function gptqJobCost(job: GptqJob): number {
-  return job.K ** 3 / 3 + job.weights.reduce((a, w) => a + job.K * w.N * (job.K / 2 + 32), 0);
+  return gptqWork(job.K, job.weights.map((w) => w.N));
 }
 
 /** {@link runGptqJob} in a helper thread (runtime/thread-entry.ts calls it by {@link GPTQ_TASK}). */

@@ -35,11 +35,12 @@ export interface GptqFactor {
 }
 
 /** {@link GptqFactor} of the damped Hessian (damping raised tenfold until it factors); the Cholesky factor by onnxruntime's Gemms (int4/linalg.ts). */
-export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg): Promise<GptqFactor> {
+export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg, signal?: AbortSignal): Promise<GptqFactor> {
   const mean = meanDiagonal(hessian, n);
   for (let d = damp; d < 1e3; d *= 10) {
+    signal?.throwIfAborted();
     const l = reversedDamped(hessian, n, d * mean);
-    if (await linalg.cholesky(l, n)) return { ...feedback(l, n), lambda: d * mean };
+    if (await linalg.cholesky(l, n, signal)) return { ...feedback(l, n), lambda: d * mean };
   }
   throw notFactoring(n);
 }
@@ -127,7 +128,7 @@ export interface GptqResult {
  * every output contiguous), so every loop runs along N and each update is one contiguous block;
  * float32 as in the reference GPTQ, the errors' sums in float64.
  */
-export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, factor: GptqFactor, linalg: Linalg): Promise<GptqResult> {
+export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, factor: GptqFactor, linalg: Linalg, signal?: AbortSignal): Promise<GptqResult> {
   const { m, diag, lambda } = factor;
   const { w: orig, energy, dropped } = workingCopy(weight, N, K, hessian);
   const w = orig.slice();
@@ -141,6 +142,7 @@ export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: numb
   // the block-start state of the block beginning where the last update ended, when that update computed it
   let start: Float32Array | undefined;
   for (let k1 = 0; k1 < K; k1 += span) {
+    signal?.throwIfAborted();
     const k2 = Math.min(K, k1 + span);
     const width = k2 - k1;
     // the first block starts as the original weights: w's rows from 0

@@ -236,13 +236,15 @@ export class Linalg {
    * factored, A[k0:, k0:k1] -= L[k0:, :k0] L[k0:k1, :k0]^T (one float64 Gemm by onnxruntime: only the
    * panel, so n^3 / 3 flops in all, not a full trailing matrix per panel), then its diagonal block is
    * factored and inverted in JS and the rows below it solved, L21 = P21 L11^-T (a second Gemm).
+   * Stops (throws) between panels once `signal` aborts.
    */
-  async cholesky(a: Float64Array, n: number): Promise<boolean> {
+  async cholesky(a: Float64Array, n: number, signal?: AbortSignal): Promise<boolean> {
     if (n <= IN_JS) return cholesky(a, n);
     // the Gemms' operands are copied into buffers made once per factor (the largest of each), not
     // fresh arrays per panel: ~1 MB at n = 512 instead of ~5 MB of new pages
     const scratch = { a: new Float64Array(Math.ceil((n * n) / 4) + n), b: new Float64Array(PANEL * n), panel: new Float64Array(PANEL * n), zeros: new Float64Array(PANEL * n) };
     for (let k0 = 0; k0 < n; k0 += PANEL) {
+      signal?.throwIfAborted();
       const k1 = Math.min(n, k0 + PANEL);
       const p = k1 - k0;
       const m = n - k0;

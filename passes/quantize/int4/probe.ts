@@ -192,7 +192,9 @@ async function settingErrors(trial: { bytes: Uint8Array; session: ModelSession }
       return errorsOf(session, ref, x.feed, groups, x.variants, runs.map(floatOutputs));
     },
   };
-  return shareWork(settings, (x) => errorsOf(session, ref, x.feed, groups, x.variants), helpers);
+  // backup: this thread also runs a setting a helper still holds once it is out of its own (a helper
+  // busy elsewhere, or slow in a cold process, never makes it wait longer than running it itself)
+  return shareWork(settings, (x) => errorsOf(session, ref, x.feed, groups, x.variants), helpers, { backup: true });
 }
 
 /** The values in `values` nothing reads any more, and the nodes (Transposes, Constants) that made only them. */
