@@ -31,12 +31,12 @@ export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index:
   const { onDone, backup } = options;
   const results: R[] = new Array(jobs.length);
   const settled = new Array<boolean>(jobs.length).fill(false);
-  const settle = (i: number, r: R): boolean => {
-    if (settled[i]) return false;
+  // the first result of a job counts (a helper's, or the caller's backup of it)
+  const settle = (i: number, r: R): void => {
+    if (settled[i]) return;
     settled[i] = true;
     results[i] = r;
     onDone?.(i);
-    return true;
   };
   // jobs a helper holds, in the order they were taken, with a way to learn when the helper's result is in
   const held: Array<{ index: number; done: Promise<void> }> = [];

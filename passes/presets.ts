@@ -18,6 +18,12 @@ export const UPGRADE_FUSIONS = 'fuse-hardswish,fuse-layer-norm,fuse-gelu';
 /** Transformer fusions (their `target` option picks com.microsoft or standard opset-23 operators). */
 export const TRANSFORMER_FUSIONS = 'fuse-layer-norm,fuse-gelu,fuse-bias-gelu,fuse-rms-norm,fuse-rotary,fuse-attention';
 
+/** The transformer preset's pipeline, its fuse-attention step replaced by `attention` ('' leaves it out). */
+export function transformerPipeline(attention = 'fuse-attention'): string {
+  const fusions = TRANSFORMER_FUSIONS.split(',').map((p) => (p === 'fuse-attention' ? attention : p));
+  return ['@default', 'upgrade-opset<to=20>', ...fusions.filter(Boolean), 'eliminate-dead'].join(',');
+}
+
 /** The built-in presets (a fresh table on every call). */
 export function builtinPresets(): Record<string, Preset> {
   return {
@@ -29,7 +35,7 @@ export function builtinPresets(): Record<string, Preset> {
     },
     transformer: {
       description: 'Everything in default, then upgrade to opset 20 and fuse attention (rotary embeddings into RotaryEmbedding first), LayerNormalization, BiasGelu/FastGelu and (Skip)RMSNorm into onnxruntime operators (optimize --target generic: standard opset-23 Attention/RMSNormalization). fuse-skip-layer-norm is left out: the CPU SkipLayerNormalization of onnxruntime 1.30 (a scalar loop with a division per element) measured 1.14-1.18x slower than Add + LayerNormalization on the test models.',
-      pipeline: ['@default', 'upgrade-opset<to=20>', TRANSFORMER_FUSIONS, 'eliminate-dead'].join(','),
+      pipeline: transformerPipeline(),
     },
     deploy: { description: 'default + fuse + static INT8 calibrated on data.calibration: the model to ship.', pipeline: '@default,@fuse,quantize-static<latencyAware=on>' },
   };

@@ -9,7 +9,7 @@ import type { Model } from '../ir/ir.js';
 import { constantOf } from '../ir/ir.js';
 import { cloneModel } from '../onnx/codec.js';
 import { optimize, type EngineOptions } from './engine.js';
-import { TRANSFORMER_FUSIONS } from './presets.js';
+import { transformerPipeline } from './presets.js';
 
 /** What the transformer fusion step did (reports of the int4, fp16 and q4f16 modes). */
 export interface FusionStep {
@@ -70,8 +70,8 @@ export async function fuseTransformerWith(model: Model, o: { skip?: string; keep
   if (o.skip) return { model, step: { preset: 'transformer', applied: false, fused: {}, reason: `skipped: ${o.skip}`, ms: 0 } };
   const before = fusedOps(model);
   const attention = o.attentionWeights ?? false;
-  const withoutAttention = ['@default', 'upgrade-opset<to=20>', ...TRANSFORMER_FUSIONS.split(',').filter((p) => p !== 'fuse-attention'), 'eliminate-dead'].join(',');
-  const unpacked = ['@default', 'upgrade-opset<to=20>', ...TRANSFORMER_FUSIONS.split(',').map((p) => (p === 'fuse-attention' ? 'fuse-attention<pack=false>' : p)), 'eliminate-dead'].join(',');
+  const withoutAttention = transformerPipeline('');
+  const unpacked = transformerPipeline('fuse-attention<pack=false>');
   const refused = '; attention left unfused so that int4 runs the Q/K/V weights as MatMuls of their own (com.microsoft.Attention packs them into one float weight)';
   let copy: Model;
   let note = '';

@@ -55,6 +55,14 @@ function startWorker(): Worker {
   return new Worker(src, { eval: true });
 }
 
+/**
+ * Threads still starting hold the process open (a caller waits for them); the ready message lets go
+ * of each again unless it is busy by then, so an idle thread never does.
+ */
+function holdUntilUp(hs: readonly Helper[]): void {
+  for (const h of hs) if (!h.started && !h.dead) h.worker.ref();
+}
+
 class NodeThreads implements Threads {
   private helpers: Helper[] | undefined;
   private readonly waiting: Array<(h: Helper | undefined) => void> = [];
@@ -127,8 +135,7 @@ class NodeThreads implements Threads {
 
   async ready(): Promise<boolean> {
     const hs = this.spawn();
-    // a caller waiting for them holds the process open until they are up (an idle thread does not)
-    for (const h of hs) if (!h.started && !h.dead) h.worker.ref();
+    holdUntilUp(hs);
     const ups = await Promise.all(hs.map((h) => h.up));
     return ups.some(Boolean);
   }
@@ -136,8 +143,7 @@ class NodeThreads implements Threads {
   private idle(): Promise<Helper | undefined> {
     const hs = this.spawn();
     if (hs.every((h) => h.dead)) return Promise.resolve(undefined);
-    // a caller waiting for a thread holds the process open until one is up
-    for (const h of hs) if (!h.started && !h.dead) h.worker.ref();
+    holdUntilUp(hs);
     return new Promise((resolve) => {
       this.waiting.push(resolve);
       // a thread up and idle takes the caller now; one still starting calls release when it is up

@@ -464,13 +464,23 @@ const OWN_THREADS_WORK = 2e9;
  * than they save; one that quantizes again, like `variants` or a server, has them up and warm by
  * then), or at once when the GPTQ work is large enough to pay for their start.
  */
-function helperThreads(ctx: PassContext, cands: readonly Candidate[]): Threads | undefined {
+function helperThreads(ctx: PassContext, layerInputs: ReadonlyMap<string, readonly Candidate[]>): Threads | undefined {
   gptqPasses += 1;
   if (!ctx.threads || ctx.threads.size === 0) return undefined;
-  const byInput = new Map<string, { K: number; outputs: number[] }>();
-  for (const c of cands) if (c.op !== 'Gather') (byInput.get(c.input.name) ?? byInput.set(c.input.name, { K: c.K, outputs: [] }).get(c.input.name)!).outputs.push(c.N);
-  const work = [...byInput.values()].reduce((a, x) => a + gptqWork(x.K, x.outputs), 0);
+  const work = [...layerInputs.values()].reduce((a, group) => a + gptqWork(group[0]!.K, group.map((c) => c.N)), 0);
   return gptqPasses > 1 || work >= OWN_THREADS_WORK ? ctx.threads : undefined;
+}
+
+/** The MatMul/Gemm candidates by the layer input they read (q, k and v share one): GPTQ's jobs. */
+function byLayerInput(cands: readonly Candidate[]): Map<string, Candidate[]> {
+  const groups = new Map<string, Candidate[]>();
+  for (const c of cands) {
+    if (c.op === 'Gather') continue;
+    const group = groups.get(c.input.name);
+    if (group) group.push(c);
+    else groups.set(c.input.name, [c]);
+  }
+  return groups;
 }
 
 /** Weight-only int4 quantization of `model` in place; `feeds` are the calibration inputs (may be empty). */
@@ -499,7 +509,8 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   }
 
   // helper threads (moments, GPTQ, trials) where they pay: see helperThreads
-  const threads = method === 'gptq' ? helperThreads(ctx, cands) : undefined;
+  const layerInputs = byLayerInput(cands);
+  const threads = method === 'gptq' ? helperThreads(ctx, layerInputs) : undefined;
   threads?.start();
 
   // second moments of the layer inputs (GPTQ's Hessians; also the per-layer output errors)
@@ -510,8 +521,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   const momentFeeds = method === 'gptq' ? evenlySpaced(feeds, o.momentSamples) : [];
   let ref: Reference | undefined;
   if (momentFeeds.length > 0) {
-    const wanted = new Map<string, number>();
-    for (const c of cands) if (c.op !== 'Gather') wanted.set(c.input.name, c.K);
+    const wanted = new Map([...layerInputs].map(([name, group]) => [name, group[0]!.K]));
     // a plain MatMul's output is X W: its sum of squares is the layer's output energy tr(W H W^T)
     const energyTensors = cands.filter((c) => c.op === 'MatMul').map((c) => c.node.outputs[0]!.name);
     const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors, ...(threads ? { threads } : {}) });
@@ -547,14 +557,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     // cold process, still compiling GPTQ's code, took several times as long as this thread)
     t = performance.now();
     const bar = ctx.progress?.('quantizing weights', cands.length);
-    const byInput = new Map<string, Candidate[]>();
-    for (const c of cands) {
-      if (c.op === 'Gather' || !moments.has(c.input.name)) continue;
-      const group = byInput.get(c.input.name);
-      if (group) group.push(c);
-      else byInput.set(c.input.name, [c]);
-    }
-    const jobs = [...byInput].map(([name, group]) => {
+    const jobs = [...layerInputs].filter(([name]) => moments.has(name)).map(([name, group]) => {
       const m = moments.get(name)!;
       const job: GptqJob = { K: m.K, hessian: m.hessian, damp: o.damp, weights: group.map((c) => ({ weight: c.kn ? { kn: c.kn } : { rows: c.rows }, N: c.N })), bits: 4, blockSize: o.blockSize, symmetric: o.symmetric };
       return { group, job, cost: gptqJobCost(job) };

@@ -318,14 +318,15 @@ export async function accumulateInputMoments(
   const label = '(model with layer input moments)';
   const bytes = serializeModel(augmented);
   const split = threads && runs >= 2 && (await threadsUp(threads)) ? Math.ceil(runs / 2) : runs;
-  const session = await runner.open(bytes, split < runs ? { ...MOMENTS_SESSION, intraOpNumThreads: 1 } : MOMENTS_SESSION, label);
+  const oneThread = { ...MOMENTS_SESSION, intraOpNumThreads: 1 };
+  const session = await runner.open(bytes, split < runs ? oneThread : MOMENTS_SESSION, label);
   // the helper's session is opened once this one is: two sessions opened at the same time took
   // onnxruntime 9 ms each instead of 3 (the trained LM's), two runs at the same time no longer than one
   let later: Promise<Feed[] | undefined> | undefined;
   if (split < runs) {
     const feeds: Feed[] = [];
     for (let i = split; i < runs; i++) feeds.push({ ...(await feedOf(i)), ...weights });
-    later = threads!.run<Feed[]>(RUN_MODEL, { model: bytes, options: { ...MOMENTS_SESSION, intraOpNumThreads: 1 }, name: label, feeds, names: wanted } satisfies RunModelArgs).catch(() => undefined);
+    later = threads!.run<Feed[]>(RUN_MODEL, { model: bytes, options: oneThread, name: label, feeds, names: wanted } satisfies RunModelArgs).catch(() => undefined);
   }
   try {
     let theirs: Feed[] | undefined;

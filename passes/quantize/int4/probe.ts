@@ -49,10 +49,11 @@ export async function reference(model: Model, feeds: readonly Feed[], runner: Ru
   }
 }
 
-/** Outputs of one run rewritten into those of another weight setting (see {@link endTrials}). */
-type OutputVariant = (outputs: Record<string, Float32Array>) => Promise<Record<string, Float32Array>>;
-
+/** A run's float outputs by name. */
 type Outputs = Record<string, Float32Array>;
+
+/** Outputs of one run rewritten into those of another weight setting (see {@link endTrials}). */
+type OutputVariant = (outputs: Outputs) => Promise<Outputs>;
 
 /**
  * Relative output errors against `ref` of one run of `s` per probe group (stacked feeds, or one run
@@ -66,7 +67,7 @@ async function errorsOf(session: ModelSession, ref: Reference, extra: Feed, grou
   let i = 0;
   for (const [gi, group] of groups.entries()) {
     const wants = ref.outputs.slice(i, i + group.length);
-    const o = runs?.[gi] ?? (await run({ ...stackedFeed(group), ...extra }));
+    const o = runs?.[gi] ?? (await run({ ...concatFeeds(group), ...extra }));
     // a stacked run's outputs hold the feeds' outputs one after the other (batch axis first); else one run per feed
     const stacked = Object.keys(wants[0]!).every((k) => o[k]?.length === wants.reduce((a, w) => a + w[k]!.length, 0));
     const outs = [o];
@@ -74,7 +75,7 @@ async function errorsOf(session: ModelSession, ref: Reference, extra: Feed, grou
       outs.length = 0;
       for (const f of group) outs.push(await run({ ...f, ...extra }));
     }
-    const settings: Array<Array<Record<string, Float32Array>>> = [];
+    const settings: Outputs[][] = [];
     for (const out of outs) {
       const all = [out];
       for (const v of variants) all.push(await v(out));
@@ -92,8 +93,6 @@ async function errorsOf(session: ModelSession, ref: Reference, extra: Feed, grou
   }
   return sse.map((e) => (ref.energy > 0 ? e / ref.energy : e));
 }
-
-const stackedFeed = (group: readonly Feed[]): Feed => (group.length === 1 ? group[0]! : concatFeeds(group));
 
 /**
  * Sum of squared differences of got[from ..] and `want` (Infinity for a non-finite one). A plain
@@ -188,7 +187,7 @@ async function settingErrors(trial: { bytes: Uint8Array; session: ModelSession }
     size: Math.min(threads.size, 1),
     ready: () => threads.ready(),
     run: async (x) => {
-      const runs = await threads.run<Feed[]>(RUN_MODEL, { model: trial.bytes, options: SESSION, name: TRIALS, feeds: groups.map((g) => ({ ...stackedFeed(g), ...x.feed })) } satisfies RunModelArgs);
+      const runs = await threads.run<Feed[]>(RUN_MODEL, { model: trial.bytes, options: SESSION, name: TRIALS, feeds: groups.map((g) => ({ ...concatFeeds(g), ...x.feed })) } satisfies RunModelArgs);
       return errorsOf(session, ref, x.feed, groups, x.variants, runs.map(floatOutputs));
     },
   };
