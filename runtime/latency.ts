@@ -31,6 +31,12 @@ export interface LatencyOptions {
   runs?: number;
   /** Called after each timed round (for progress bars). */
   onRound?: (done: number, total: number) => void;
+  /**
+   * Runs per session and round, their mean the round's sample (default 1); 'auto': as many as fill a
+   * few milliseconds (runtime/timer.ts), for models that run in well under one, whose single runs the
+   * timer's resolution and the machine's jitter move by several percent.
+   */
+  inner?: number | 'auto';
 }
 
 export interface SessionLatency {
@@ -89,7 +95,7 @@ export async function measureLatency(sessions: readonly Pick<Session, 'name' | '
   };
   const t = await timeInterleaved(
     sessions.map((session) => ({ session, feeds })),
-    { rounds: options.runs ?? 50, warmup: options.warmup ?? 5, afterRound: sample, ...(options.onRound ? { onRound: options.onRound } : {}) },
+    { rounds: options.runs ?? 50, warmup: options.warmup ?? 5, afterRound: sample, ...(options.onRound ? { onRound: options.onRound } : {}), ...(options.inner !== undefined ? { inner: options.inner } : {}) },
   );
   return {
     sessions: sessions.map((s, i) => ({ name: s.name, createMs: s.createMs, samples: t.entries[i]!.wallMs, stats: latencyStats(t.entries[i]!.wallMs) })),

@@ -48,7 +48,7 @@ import { GPTQ_TASK, gptqJobCost, gptqWork, runGptqJob, type GptqJob } from './in
 import { shareWork, type WorkHelpers } from '../../core/share-work.js';
 import type { Threads } from '../../runtime/runner-types.js';
 import { sharedLinalg } from './int4/linalg.js';
-import { disposeEndTrials, dropUnread, prepareEndTrials, reference, Reference, referenceOf, runEndTrials, sqnrDb, type WeightSlot } from './int4/probe.js';
+import { disposeEndTrials, dropUnread, openEndTrials, prepareEndTrials, reference, Reference, referenceOf, runEndTrials, sqnrDb, type WeightSlot } from './int4/probe.js';
 
 export type Int4Method = 'rtn' | 'gptq';
 
@@ -518,13 +518,27 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   let moments = new Map<string, InputMoments>();
   let energies = new Map<string, number>();
   const probeFeeds = evenlySpaced(data.probe ?? feeds, PROBE_SAMPLES);
+  // the first/last-layer trials (below) need only the weights' values from GPTQ: their model is built
+  // now, and its sessions open while this thread and a helper would otherwise wait (this thread's
+  // while the helper finishes its part of the moments' runs, the helper's once that is done)
+  const layers = cands.filter((c) => c.op !== 'Gather');
+  const ends: Array<[Candidate, 'first' | 'last']> = o.keepInt8 === 'auto' && probeFeeds.length > 0 && layers.length >= 3 ? [[layers[0]!, 'first'], [layers[layers.length - 1]!, 'last']] : [];
+  const slot = (c: Candidate): WeightSlot => ({ node: c.index, input: c.op === 'Gather' ? 0 : 1, dims: c.op === 'Gather' ? [c.N, c.K] : [c.K, c.N] });
+  const fixedSlots = cands.filter((c) => !ends.some(([e]) => e === c));
+  const trials = ends.length > 0 ? prepareEndTrials(model, fixedSlots.map(slot), slot(ends[0]![0]), slot(ends[1]![0]), ctx.runner) : undefined;
   const momentFeeds = method === 'gptq' ? evenlySpaced(feeds, o.momentSamples) : [];
   let ref: Reference | undefined;
   if (momentFeeds.length > 0) {
     const wanted = new Map([...layerInputs].map(([name, group]) => [name, group[0]!.K]));
     // a plain MatMul's output is X W: its sum of squares is the layer's output energy tr(W H W^T)
     const energyTensors = cands.filter((c) => c.op === 'MatMul').map((c) => c.node.outputs[0]!.name);
-    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors, ...(threads ? { threads } : {}) });
+    // with the trials ahead: this thread opens its session of their model while it waits for the
+    // helper's part of the runs, and the helper opens its own once that part is done
+    const helper = trials && { then: trials.helperModel, whileWaiting: () => openEndTrials(trials), taken: () => (trials.helperOpens = true) };
+    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors, ...(threads ? { threads } : {}), ...(helper ? { helper } : {}) }).catch(async (e: unknown) => {
+      if (trials) await disposeEndTrials(trials);
+      throw e;
+    });
     moments = run.moments;
     energies = run.energies ?? energies;
     if (data.ranges && run.ranges) data.ranges.onRanges(run.ranges, momentFeeds.length);
@@ -538,18 +552,14 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   const plan: Plan = { bits: new Map(), level: levelAuto ? 0 : Number(o.accuracyLevel), kernel: new Map() };
   const levelReport: QuantizeInt4Report['accuracyLevel'] = { chosen: plan.level, measured: [], reason: levelAuto ? '' : 'given (--accuracy-level)' };
   const keep: KeepDecision[] = [];
-  const q8 = (c: Candidate): BlockQuantized => (c.q8 ??= quantizeRtn(c.rows, c.N, c.K, 8, o.blockSize, o.symmetric));
+  // 8-bit weights (embeddings, kept first/last layers) as they are written: one scale per row unless
+  // they run as MatMulNBits / GatherBlockQuantized (kernel nbits), which need blocks; the trials measure those values
+  const rowScaled8 = !(o.format === 'msft' && o.kernel === 'nbits');
+  const q8 = (c: Candidate): BlockQuantized => (c.q8 ??= quantizeRtn(c.rows, c.N, c.K, 8, rowScaled8 ? c.K : o.blockSize, o.symmetric));
 
-  const layers = cands.filter((c) => c.op !== 'Gather');
   // one Cholesky factor per layer input (q, k and v read the same one), the GPTQ updates, the output
   // errors and the first/last-layer trials' products: onnxruntime's Gemms, in a few small sessions kept for later calls
   const linalg = sharedLinalg(ctx.runner);
-  // the first/last-layer trials (below) need only the weights' values from GPTQ: their model is built
-  // and its session opens now, while the GPTQ jobs run
-  const ends: Array<[Candidate, 'first' | 'last']> = o.keepInt8 === 'auto' && probeFeeds.length > 0 && layers.length >= 3 ? [[layers[0]!, 'first'], [layers[layers.length - 1]!, 'last']] : [];
-  const slot = (c: Candidate): WeightSlot => ({ node: c.index, input: c.op === 'Gather' ? 0 : 1, dims: c.op === 'Gather' ? [c.N, c.K] : [c.K, c.N] });
-  const fixedSlots = cands.filter((c) => !ends.some(([e]) => e === c));
-  const trials = ends.length > 0 ? prepareEndTrials(model, fixedSlots.map(slot), slot(ends[0]![0]), slot(ends[1]![0]), ctx.runner) : undefined;
   try {
     // GPTQ: one job per layer input (its factor, then every weight reading it), longest first, shared
     // with the helper threads when there are any (the same codes wherever a job runs); out of jobs,
@@ -590,7 +600,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
         c.report.weightError = relWeightError(c.rows, c.dq4);
       }
       if (c.op === 'Gather' && (o.format === 'qdq' || o.embeddings === 'int8')) {
-        if (o.format === 'msft') c.q8 = quantizeRtn(c.rows, c.N, c.K, 8, o.blockSize, o.symmetric);
+        if (o.format === 'msft') q8(c);
         c.report.bits = 8;
         c.report.method = 'int8';
         c.report.reason = o.format === 'qdq' ? 'embedding as int8 per-row DequantizeLinear (no standard blocked Gather)' : 'embeddings at 8 bits (GatherBlockQuantized bits 8; the default: int4 tables cost the trained LM 5.5% bits per byte, 8 bits 0.8%)';
@@ -716,7 +726,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     // 8-bit weights that are unpacked need no power-of-two blocks: one scale per row (output or table row)
     for (const c of cands) {
       if (plan.kernel.get(c.index) !== 'unpack' || !(c.report.bits === 8 || plan.bits.get(c.index) === 8)) continue;
-      c.q8 = quantizeRtn(c.rows, c.N, c.K, 8, c.K, o.symmetric);
+      if (c.q8?.blockSize !== c.K) c.q8 = quantizeRtn(c.rows, c.N, c.K, 8, c.K, o.symmetric);
       c.report.blockSize = c.K;
       c.report.weightError = relWeightError(c.rows, dequantizeRows(c.q8));
     }

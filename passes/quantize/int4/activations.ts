@@ -22,7 +22,7 @@ import { Attribute, Model, Node, Value } from '../../../ir/ir.js';
 import { cloneModel, serializeModel } from '../../../onnx/codec.js';
 import { addRangeOutput, RANGE_OUTPUT, widenRanges } from '../../../calibration/augment.js';
 import type { Runner, Threads } from '../../../runtime/runner-types.js';
-import { RUN_MODEL, type RunModelArgs } from '../../../runtime/thread-tasks.js';
+import { RUN_MODEL, type RunModelArgs, type ThreadModel } from '../../../runtime/thread-tasks.js';
 import { threadsUp } from '../../../core/share-work.js';
 
 export interface InputMoments {
@@ -56,6 +56,19 @@ export interface MomentsExtras {
   energyTensors?: readonly string[];
   /** Helper threads: when one is up, it runs the later half of the runs in a session of its own. */
   threads?: Threads;
+  /** With a helper thread: what it does once its runs are done, and this thread while it waits for them ({@link MomentsHelper}). */
+  helper?: Omit<MomentsHelper, 'threads'>;
+}
+
+/** A helper thread's part in the moments' runs ({@link accumulateInputMoments}). */
+export interface MomentsHelper {
+  threads: Threads;
+  /** A model the helper opens a session of once its runs are done, kept under `key` for a later task there (runtime/thread-tasks.ts). */
+  then?: ThreadModel & { key: string };
+  /** Work for this thread while it waits for the helper's runs, once its own are summed. */
+  whileWaiting?: () => Promise<unknown>;
+  /** Called when the helper has taken its part of the runs (and `then`). */
+  taken?: () => void;
 }
 
 /** One block of a moment: rows i*size.., columns j*size.. of H (and, mirrored, the block (j, i)). */
@@ -163,13 +176,25 @@ function weightsToInputs(model: Model, min = 1024): Feed {
   return feed;
 }
 
-/** Adds the block X_i^T X_j at (i, j) of h (K x K); {@link mirrorBlocks} fills (j, i) at the end. */
-function addBlock(h: Float64Array, K: number, b: MomentBlock, d: Float32Array): void {
+/**
+ * Adds the block X_i^T X_j at (i, j) of h (K x K), from one run (`d`) or two (`d` then `e`, added in
+ * that order: the same sums as two calls, in one pass over h); {@link mirrorBlocks} fills (j, i) at the end.
+ */
+function addBlock(h: Float64Array, K: number, b: MomentBlock, d: Float32Array, e?: Float32Array): void {
   const { i, j, size } = b;
   for (let r = 0; r < size; r++) {
     const at = (i * size + r) * K + j * size;
-    for (let c = 0; c < size; c++) h[at + c]! += d[r * size + c]!;
+    const from = r * size;
+    if (e) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e[from + c]!;
+    else for (let c = 0; c < size; c++) h[at + c]! += d[from + c]!;
   }
+}
+
+/** A run's block of a moment, checked to be float32. */
+function momentBlock(res: Feed, name: string, b: MomentBlock): Float32Array {
+  const t = res[b.output];
+  if (!t || !(t.data instanceof Float32Array)) throw inputError('INT4_CALIB_NOT_FLOAT', `layer input '${name}' is not a float32 tensor on the calibration data`, { tensor: name });
+  return t.data;
 }
 
 /** The upper blocks of h from the lower ones (h symmetric), once after every run is summed. */
@@ -184,11 +209,17 @@ function mirrorBlocks(h: Float64Array, K: number, blocks: readonly MomentBlock[]
 const STACK = 8;
 
 /**
- * The moments' sessions: onnxruntime's default threads, not spinning between ops: on the shared
+ * The moments' session options: onnxruntime's default threads, not spinning between ops: on the shared
  * 2-core machine spinning threads fought the other processes (the trained LM's 32 windows: 250-470 ms
- * with spinning, 190-205 ms without, the same moments bit for bit).
+ * with spinning, 190-205 ms without, the same moments bit for bit). Graph optimization level
+ * disabled when the weights are fed as inputs (the int4 pass: its model is the prepared one, with
+ * nothing left to fold and no weights to pre-pack): opening the trained LM's took ~4-5 ms against
+ * ~6-10 at basic, its runs no longer, the moments the same; basic otherwise (the streamed GPTQ's
+ * parts of a model as exported).
  */
-const MOMENTS_SESSION = { graphOptimizationLevel: 'basic', allowSpinning: false } as const;
+function momentsSession(weightsAsInputs: boolean) {
+  return { graphOptimizationLevel: weightsAsInputs ? 'disabled' : 'basic', allowSpinning: false } as const;
+}
 
 /**
  * `feeds` stacked in groups of up to `stack` ({@link STACK}) along axis 0 when that is safe: every graph input's
@@ -240,7 +271,7 @@ function allFinite(data: Feed[string]['data']): boolean {
  * their min and max over the feeds ({@link MomentsRun.ranges}), from the same runs.
  */
 export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, extras: MomentsExtras = {}): Promise<MomentsRun> {
-  const { tick, rangeTensors, energyTensors, threads } = extras;
+  const { tick, rangeTensors, energyTensors, threads, helper } = extras;
   const result: MomentsRun = { moments: new Map(), outputs: [] };
   if (feeds.length === 0) {
     for (const [name, K] of tensors) result.moments.set(name, { K, hessian: new Float64Array(K * K) });
@@ -278,7 +309,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
       result.outputs.push(outs);
     }
     for (let j = 0; j < group.length; j++) tick?.();
-  }, extremes, energies, true, threads);
+  }, extremes, energies, true, threads && { ...helper, threads });
   if (ranges) result.ranges = ranges;
   if (energies) result.energies = energies;
   return result;
@@ -292,7 +323,8 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
  * run also returns to `onRun`; `energies`: tensor -> running sum of squares, each run's added;
  * `weightsAsInputs`: the model's float weights fed with every run rather than held by the session
  * ({@link weightsToInputs}; in memory only: the streamed GPTQ's weights stay in their files). One
- * session (optimization level basic, no spinning threads) for every run.
+ * session ({@link momentsSession}) for every run; with `helper` and a helper
+ * thread up, that thread runs the later half of them ({@link MomentsHelper}).
  */
 export async function accumulateInputMoments(
   model: Model,
@@ -305,8 +337,9 @@ export async function accumulateInputMoments(
   extremes: readonly string[] = [],
   energies?: Map<string, number>,
   weightsAsInputs = false,
-  threads?: Threads,
+  helper?: MomentsHelper,
 ): Promise<Map<string, InputMoments>> {
+  const threads = helper?.threads;
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
   const { model: augmented, outputs, energyOutputs, weights } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])], weightsAsInputs);
@@ -318,27 +351,32 @@ export async function accumulateInputMoments(
   const label = '(model with layer input moments)';
   const bytes = serializeModel(augmented);
   const split = threads && runs >= 2 && (await threadsUp(threads)) ? Math.ceil(runs / 2) : runs;
-  const oneThread = { ...MOMENTS_SESSION, intraOpNumThreads: 1 };
-  const session = await runner.open(bytes, split < runs ? oneThread : MOMENTS_SESSION, label);
+  const options = momentsSession(weightsAsInputs);
+  const oneThread = { ...options, intraOpNumThreads: 1 };
+  const session = await runner.open(bytes, split < runs ? oneThread : options, label);
   // the helper's session is opened once this one is: two sessions opened at the same time took
-  // onnxruntime 9 ms each instead of 3 (the trained LM's), two runs at the same time no longer than one
+  // onnxruntime 9 ms each instead of 3 (the trained LM's; at level disabled 8 against 4-5 ms here)
   let later: Promise<Feed[] | undefined> | undefined;
   if (split < runs) {
     const feeds: Feed[] = [];
     for (let i = split; i < runs; i++) feeds.push({ ...(await feedOf(i)), ...weights });
-    later = threads!.run<Feed[]>(RUN_MODEL, { model: bytes, options: oneThread, name: label, feeds, names: wanted } satisfies RunModelArgs).catch(() => undefined);
+    later = threads!.run<Feed[]>(RUN_MODEL, { model: bytes, options: oneThread, name: label, feeds, names: wanted, ...(helper?.then ? { then: helper.then } : {}) } satisfies RunModelArgs).catch(() => undefined);
+    helper?.taken?.();
   }
   try {
     let theirs: Feed[] | undefined;
+    let held: Feed | undefined;
     for (let i = 0; i < runs; i++) {
-      if (i === split && later) theirs = await later;
+      if (i === split && later) {
+        await helper?.whileWaiting?.();
+        theirs = await later;
+      }
       const res = theirs?.[i - split] ?? (await session.run({ ...(await feedOf(i)), ...weights }, wanted));
-      for (const [name, m] of moments) {
-        for (const b of outputs.get(name)!) {
-          const t = res[b.output];
-          if (!t || !(t.data instanceof Float32Array)) throw inputError('INT4_CALIB_NOT_FLOAT', `layer input '${name}' is not a float32 tensor on the calibration data`, { tensor: name });
-          addBlock(m.hessian, m.K, b, t.data);
-        }
+      // runs are summed two at a time (one pass over each H for both), the earlier one held until then
+      if (held === undefined && i + 1 < runs) held = res;
+      else {
+        for (const [name, m] of moments) for (const b of outputs.get(name)!) addBlock(m.hessian, m.K, b, momentBlock(held ?? res, name, b), held ? momentBlock(res, name, b) : undefined);
+        held = undefined;
       }
       for (const [t, out] of energyOutputs) energies!.set(t, energies!.get(t)! + (res[out]!.data as Float32Array)[0]!);
       await onRun(i, res);

@@ -249,20 +249,29 @@ function subtractInPlace(a: Float32Array, b: Float32Array): void {
   for (let i = 0; i < a.length; i++) a[i]! -= b[i]!;
 }
 
-/** (I + M[k1:k2, k1:k2])^-1 (M strictly lower: unit lower triangular, by forward substitution), float32 [k2 - k1, k2 - k1]. */
+/**
+ * (I + M[k1:k2, k1:k2])^-1 (M strictly lower: unit lower triangular, by forward substitution), float32
+ * [k2 - k1, k2 - k1]. Row by row: row i is e_i less M[i][p] times each earlier row p, every read
+ * contiguous (each element's terms summed in the same order, p ascending, as column by column).
+ */
 function unitLowerInverse(m: Float64Array, K: number, k1: number, k2: number): Float32Array {
   const n = k2 - k1;
   const t = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
-    t[i * n + i] = 1;
     const row = (k1 + i) * K + k1;
-    for (let j = 0; j < i; j++) {
-      let s = 0;
-      for (let p = j; p < i; p++) s -= m[row + p]! * t[p * n + j]!;
-      t[i * n + j] = s;
+    const ti = i * n;
+    for (let p = 0; p < i; p++) {
+      const c = m[row + p]!;
+      if (c !== 0) subtractScaled(t, ti, p * n, p + 1, c);
     }
+    t[ti + i] = 1;
   }
   return Float32Array.from(t);
+}
+
+/** t[to..to+len] -= c t[from..from+len]. */
+function subtractScaled(t: Float64Array, to: number, from: number, len: number, c: number): void {
+  for (let q = 0; q < len; q++) t[to + q]! -= c * t[from + q]!;
 }
 
 /**

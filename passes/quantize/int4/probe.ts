@@ -12,7 +12,7 @@ import type { Linalg } from './linalg.js';
 import { cloneModel, serializeModel } from '../../../onnx/codec.js';
 import type { ModelSession, Runner, Threads } from '../../../runtime/runner-types.js';
 import { shareWork, type WorkHelpers } from '../../../core/share-work.js';
-import { RUN_MODEL, type RunModelArgs } from '../../../runtime/thread-tasks.js';
+import { RUN_MODEL, type RunModelArgs, type ThreadModel } from '../../../runtime/thread-tasks.js';
 import { concatFeeds, stackFeeds } from './activations.js';
 
 export interface Reference {
@@ -178,7 +178,7 @@ const TRIALS = '(first/last layer trials)';
  * and runs the second, and so on (core/share-work.ts; the same model and options give the same
  * outputs wherever they run).
  */
-async function settingErrors(trial: { bytes: Uint8Array; session: ModelSession }, settings: readonly Setting[], ref: Reference, groups: readonly Feed[][], threads?: Threads): Promise<number[][]> {
+async function settingErrors(trial: { bytes: Uint8Array; session: ModelSession; kept?: string; helperReady?: boolean }, settings: readonly Setting[], ref: Reference, groups: readonly Feed[][], threads?: Threads): Promise<number[][]> {
   const { session } = trial;
   // a helper's setting: the thread opens its own session of the model and makes the groups' stacked
   // runs (this thread's session is open by now: onnxruntime took 9 ms each for two sessions opened at
@@ -187,13 +187,16 @@ async function settingErrors(trial: { bytes: Uint8Array; session: ModelSession }
     size: Math.min(threads.size, 1),
     ready: () => threads.ready(),
     run: async (x) => {
-      const runs = await threads.run<Feed[]>(RUN_MODEL, { model: trial.bytes, options: SESSION, name: TRIALS, feeds: groups.map((g) => ({ ...concatFeeds(g), ...x.feed })) } satisfies RunModelArgs);
+      const runs = await threads.run<Feed[]>(RUN_MODEL, { model: trial.bytes, options: SESSION, name: TRIALS, feeds: groups.map((g) => ({ ...concatFeeds(g), ...x.feed })), ...(trial.kept !== undefined ? { kept: trial.kept } : {}) } satisfies RunModelArgs);
       return errorsOf(session, ref, x.feed, groups, x.variants, runs.map(floatOutputs));
     },
   };
   // backup: this thread also runs a setting a helper still holds once it is out of its own (a helper
-  // busy elsewhere, or slow in a cold process, never makes it wait longer than running it itself)
-  return shareWork(settings, (x) => errorsOf(session, ref, x.feed, groups, x.variants), helpers, { backup: true });
+  // busy elsewhere, or slow in a cold process, never makes it wait longer than running it itself);
+  // not when the helper's session was opened ahead: a trial's one run cannot stop half way, and a
+  // backup of it, started while the helper's result was on its way, cost the trained LM's trials
+  // ~5 ms of their ~15
+  return shareWork(settings, (x) => errorsOf(session, ref, x.feed, groups, x.variants), helpers, { backup: !trial.helperReady });
 }
 
 /** The values in `values` nothing reads any more, and the nodes (Transposes, Constants) that made only them. */
@@ -254,7 +257,7 @@ function linearOutput(model: Model, slot: WeightSlot): { input: string; output: 
 
 /**
  * The first/last-layer trials of {@link endTrials}, prepared before the weights' values are known:
- * the trial model and this thread's session of it (opening while the caller does other work).
+ * the trial model, and this thread's session of it, opened on first use ({@link openEndTrials}).
  */
 export interface EndTrials {
   model: Model;
@@ -263,21 +266,34 @@ export interface EndTrials {
   last: WeightSlot;
   linear?: { input: string; output: string };
   trial: { bytes: Uint8Array; fixed: string[]; varied: string[] };
-  session: Promise<ModelSession>;
+  runner: Runner;
+  session?: Promise<ModelSession>;
+  /** What a helper thread opens ahead of the trials and keeps under `key` (runtime/thread-tasks.ts RunModelArgs.then), for its trial. */
+  helperModel: ThreadModel & { key: string };
+  /** A helper thread was asked to open `helperModel` ahead (it then runs its trial without waiting for a session). */
+  helperOpens?: boolean;
 }
 
-/** Builds the trial model of `model` for weights in `fixed`, `first` and `last`, and starts opening its session. */
+/** Builds the trial model of `model` for weights in `fixed`, `first` and `last`. */
 export function prepareEndTrials(model: Model, fixed: readonly WeightSlot[], first: WeightSlot, last: WeightSlot, runner: Runner): EndTrials {
   const linear = linearOutput(model, last);
   const trial = trialModel(model, fixed, [first, last], linear ? [linear.input] : []);
-  const session = runner.open(trial.bytes, SESSION, TRIALS);
-  session.catch(() => {});
-  return { model, fixed, first, last, ...(linear ? { linear } : {}), trial, session };
+  const helperModel = { key: `end-trials-${Math.random().toString(36).slice(2)}`, model: trial.bytes, options: SESSION, name: TRIALS };
+  return { model, fixed, first, last, ...(linear ? { linear } : {}), trial, runner, helperModel };
+}
+
+/** This thread's session of the trial model, opened on the first call (a caller opens it early while it would otherwise wait). */
+export function openEndTrials(t: EndTrials): Promise<ModelSession> {
+  if (!t.session) {
+    t.session = t.runner.open(t.trial.bytes, SESSION, TRIALS);
+    t.session.catch(() => {});
+  }
+  return t.session;
 }
 
 /** Closes the prepared trials' session. */
 export async function disposeEndTrials(t: EndTrials): Promise<void> {
-  await (await t.session.catch(() => undefined))?.dispose();
+  await (await t.session?.catch(() => undefined))?.dispose();
 }
 
 /**
@@ -292,7 +308,7 @@ export async function runEndTrials(t: EndTrials, fixedValues: readonly Float32Ar
   const slots = [t.first, t.last];
   const fixedFeed = fedWith(t.trial.fixed, t.fixed, fixedValues);
   const feed = (first: Float32Array, last: Float32Array): Feed => ({ ...fixedFeed, ...fedWith(t.trial.varied, slots, [first, last]) });
-  const trial = { bytes: t.trial.bytes, session: await t.session };
+  const trial = { bytes: t.trial.bytes, session: await openEndTrials(t), kept: t.helperModel.key, helperReady: t.helperOpens === true };
   const groups = stackFeeds(t.model, ref.feeds);
   const linear = t.linear;
   if (!linear) {
