@@ -149,21 +149,31 @@ export function defaultZeroPoints(q: BlockQuantized): boolean {
 
 /** The packed code bytes, [N, kBlocks, blockSize * bits / 8] (MatMulNBits B; GatherBlockQuantized data as [N, kBlocks * blob]). */
 export function packCodes(q: BlockQuantized): Uint8Array {
-  const blob = (q.blockSize * q.bits) / 8;
-  const out = new Uint8Array(q.N * q.kBlocks * blob);
-  for (let n = 0; n < q.N; n++) {
-    for (let b = 0; b < q.kBlocks; b++) {
-      const base = (n * q.kBlocks + b) * blob;
-      const zp = q.zeroPoints[n * q.kBlocks + b]!;
-      for (let j = 0; j < q.blockSize; j++) {
-        const k = b * q.blockSize + j;
-        const code = k < q.K ? q.codes[n * q.K + k]! : zp;
-        if (q.bits === 8) out[base + j] = code;
-        else out[base + (j >> 1)]! |= (code & 15) << ((j & 1) * 4);
-      }
+  const { N, K, kBlocks, blockSize, bits, codes, zeroPoints } = q;
+  const blob = (blockSize * bits) / 8;
+  const out = new Uint8Array(N * kBlocks * blob);
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < kBlocks; b++) {
+      // a last partial block is padded with its zero point
+      const full = Math.min(blockSize, K - b * blockSize);
+      packBlock(codes, n * K + b * blockSize, full, blockSize, zeroPoints[n * kBlocks + b]!, bits, out, (n * kBlocks + b) * blob);
     }
   }
   return out;
+}
+
+/** One block's codes (codes[from..from + full], then the zero point up to `size`) into out[at..]: two 4-bit codes a byte (the even one low), or one byte each. */
+function packBlock(codes: Uint8Array, from: number, full: number, size: number, zp: number, bits: Bits, out: Uint8Array, at: number): void {
+  const code = (j: number) => (j < full ? codes[from + j]! : zp);
+  if (bits === 8) {
+    for (let j = 0; j < size; j++) out[at + j] = code(j);
+    return;
+  }
+  if (full === size) {
+    for (let j = 0; j < size; j += 2) out[at + (j >> 1)] = (codes[from + j]! & 15) | ((codes[from + j + 1]! & 15) << 4);
+    return;
+  }
+  for (let j = 0; j < size; j += 2) out[at + (j >> 1)] = (code(j) & 15) | ((code(j + 1) & 15) << 4);
 }
 
 /** The packed zero points: 4 bits [N, ceil(kBlocks / 2)], 8 bits [N, kBlocks]. */
