@@ -25,10 +25,16 @@ export interface ShareOptions {
    * stop then (throw) rather than finish work whose result is dropped.
    */
   backup?: boolean;
+  /**
+   * With `backup`: how long (ms) the caller first waits for a helper's result before it runs the job
+   * itself (default 0), read when it is out of jobs: a helper that is merely a little behind then costs
+   * no duplicate work, one that stalls no longer than this wait.
+   */
+  backupAfter?: () => number;
 }
 
 export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index: number, signal?: AbortSignal) => Promise<R>, helpers?: WorkHelpers<J, R>, options: ShareOptions = {}): Promise<R[]> {
-  const { onDone, backup } = options;
+  const { onDone, backup, backupAfter } = options;
   const results: R[] = new Array(jobs.length);
   const settled = new Array<boolean>(jobs.length).fill(false);
   // the first result of a job counts (a helper's, or the caller's backup of it)
@@ -68,6 +74,9 @@ export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index:
     // backups of the jobs helpers still hold, the earliest taken first
     for (let h = 0; backup && h < held.length; h++) {
       const { index: i, done } = held[h]!;
+      if (settled[i]) continue;
+      const wait = backupAfter?.() ?? 0;
+      if (wait > 0) await Promise.race([done, new Promise((r) => setTimeout(r, wait))]);
       if (settled[i]) continue;
       const abort = new AbortController();
       void done.then(() => settled[i] && abort.abort());

@@ -106,6 +106,28 @@ describe('shareWork', () => {
     expect(aborted).toEqual([quick.ran[0]]);
   });
 
+  it('backupAfter: the caller waits that long for a helper before backing its job up', async () => {
+    const two = [0, 1];
+    // a helper that answers within the wait: no backup run
+    const backedUp: number[] = [];
+    const local = async (j: number, _i: number, signal?: AbortSignal) => {
+      if (signal) backedUp.push(j);
+      else await tick();
+      return j * 10;
+    };
+    const soon = helpers(async (j) => (await new Promise((r) => setTimeout(r, 20)), j * 10));
+    expect(await shareWork(two, local, soon, { backup: true, backupAfter: () => 5000 })).toEqual([0, 10]);
+    expect(soon.ran).toEqual([1]);
+    expect(backedUp).toEqual([]);
+    // one that stalls past it: the caller runs the job after the wait, and keeps its result
+    let letGo!: () => void;
+    const stalled = helpers(async (j) => (await new Promise<void>((r) => (letGo = r)), j * 100));
+    expect(await shareWork(two, local, stalled, { backup: true, backupAfter: () => 30 })).toEqual([0, 10]);
+    expect(stalled.ran).toEqual([1]);
+    expect(backedUp).toEqual([1]);
+    letGo();
+  });
+
   it('without helpers, runs every job itself in order', async () => {
     const order: number[] = [];
     expect(await shareWork(jobs, async (j) => (order.push(j), j))).toEqual(jobs);

@@ -192,11 +192,18 @@ async function settingErrors(trial: { bytes: Uint8Array; session: ModelSession; 
     },
   };
   // backup: this thread also runs a setting a helper still holds once it is out of its own (a helper
-  // busy elsewhere, or slow in a cold process, never makes it wait longer than running it itself);
-  // not when the helper's session was opened ahead: a trial's one run cannot stop half way, and a
-  // backup of it, started while the helper's result was on its way, cost the trained LM's trials
-  // ~5 ms of their ~15
-  return shareWork(settings, (x) => errorsOf(session, ref, x.feed, groups, x.variants), helpers, { backup: !trial.helperReady });
+  // busy elsewhere, or slow in a cold process, never makes it wait much longer than running it
+  // itself); when the helper's session was opened ahead, only after waiting as long as its own
+  // setting took: a trial's one run cannot stop half way, and a backup started while the helper's
+  // result was on its way cost the trained LM's trials ~5 ms of their ~15
+  let own = 0;
+  const local = async (x: Setting): Promise<number[]> => {
+    const t0 = performance.now();
+    const r = await errorsOf(session, ref, x.feed, groups, x.variants);
+    own = Math.max(own, performance.now() - t0);
+    return r;
+  };
+  return shareWork(settings, local, helpers, { backup: true, ...(trial.helperReady ? { backupAfter: () => own } : {}) });
 }
 
 /** The values in `values` nothing reads any more, and the nodes (Transposes, Constants) that made only them. */
