@@ -92,4 +92,33 @@ describe('GPTQ on helper threads', () => {
     expect(keep[0]).toEqual(keep[1]);
     expect(Buffer.from(bytes[0]!).equals(Buffer.from(bytes[1]!))).toBe(true);
   });
+
+  it.runIf(threads.size > 0)('a helper that never hands back its half of the moments runs leaves this thread to make them: the same model', async () => {
+    const variant = transformerVariant('gpt2-ts17');
+    const feeds = Array.from({ length: 8 }, (_, i) => transformerFeed(variant, 1, 32, { seed: i + 1 }));
+    expect(await threads.ready()).toBe(true);
+    let release!: () => void;
+    const stalled = new Promise<never>((_, reject) => (release = () => reject(new Error('released'))));
+    stalled.catch(() => {});
+    let held = 0;
+    // the moments' runs (the one RUN_MODEL task that asks for named outputs) never come back; the rest runs in the thread
+    const stalling: Threads = {
+      size: threads.size,
+      start: () => threads.start(),
+      ready: () => threads.ready(),
+      run: <R>(task: ThreadTask, args: unknown, transfer?: ArrayBuffer[]) => (task.name === 'runModel' && (args as { names?: string[] }).names ? ((held += 1), stalled) : threads.run<R>(task, args, transfer)),
+    };
+    const { threads: _default, ...alone } = createPassContext();
+    // helper threads are taken from a process's second GPTQ pass on
+    await quantizeInt4(variant.build(), { calibration: feeds, probe: feeds }, {}, alone);
+    const bytes = [];
+    for (const ctx of [{ ...alone, threads: stalling }, alone]) {
+      const model = variant.build();
+      await quantizeInt4(model, { calibration: feeds, probe: feeds }, {}, ctx);
+      bytes.push(serializeModel(model));
+    }
+    release();
+    expect(held).toBe(1);
+    expect(Buffer.from(bytes[0]!).equals(Buffer.from(bytes[1]!))).toBe(true);
+  });
 });

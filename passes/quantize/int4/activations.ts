@@ -190,6 +190,11 @@ function addBlock(h: Float64Array, K: number, b: MomentBlock, d: Float32Array, e
   }
 }
 
+/** Resolves undefined after `ms`. */
+function delay(ms: number): Promise<undefined> {
+  return new Promise((r) => setTimeout(() => r(undefined), ms));
+}
+
 /** A run's block of a moment, checked to be float32. */
 function momentBlock(res: Feed, name: string, b: MomentBlock): Float32Array {
   const t = res[b.output];
@@ -382,10 +387,16 @@ export async function accumulateInputMoments(
   try {
     let theirs: Feed[] | undefined;
     let held: Feed | undefined;
+    const t0 = performance.now();
     for (let i = 0; i < runs; i++) {
       if (i === split && later) {
+        // this thread's own runs took `own`: it waits as long again for the helper's, then makes them
+        // itself (a helper thread whose core the machine gave elsewhere left it idle for 20-40 ms);
+        // the same model, options and feeds give the same outputs wherever they run
+        const own = performance.now() - t0;
         await helper?.whileWaiting?.();
-        theirs = await later;
+        const waited = performance.now() - t0 - own;
+        theirs = await Promise.race([later, delay(Math.max(1, own - waited))]);
       }
       const res = theirs?.[i - split] ?? (await session.run({ ...(await feedOf(i)), ...weights }, wanted));
       // runs are summed two at a time (one pass over each H for both), the earlier one held until then
