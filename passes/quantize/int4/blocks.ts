@@ -164,16 +164,13 @@ export function packCodes(q: BlockQuantized): Uint8Array {
 
 /** One block's codes (codes[from..from + full], then the zero point up to `size`) into out[at..]: two 4-bit codes a byte (the even one low), or one byte each. */
 function packBlock(codes: Uint8Array, from: number, full: number, size: number, zp: number, bits: Bits, out: Uint8Array, at: number): void {
-  const code = (j: number) => (j < full ? codes[from + j]! : zp);
   if (bits === 8) {
-    for (let j = 0; j < size; j++) out[at + j] = code(j);
-    return;
+    for (let j = 0; j < size; j++) out[at + j] = j < full ? codes[from + j]! : zp;
+  } else if (full === size) {
+    for (let j = 0, o = at; j < size; j += 2, o++) out[o] = (codes[from + j]! & 15) | ((codes[from + j + 1]! & 15) << 4);
+  } else {
+    for (let j = 0; j < size; j += 2) out[at + (j >> 1)] = ((j < full ? codes[from + j]! : zp) & 15) | (((j + 1 < full ? codes[from + j + 1]! : zp) & 15) << 4);
   }
-  if (full === size) {
-    for (let j = 0; j < size; j += 2) out[at + (j >> 1)] = (codes[from + j]! & 15) | ((codes[from + j + 1]! & 15) << 4);
-    return;
-  }
-  for (let j = 0; j < size; j += 2) out[at + (j >> 1)] = (code(j) & 15) | ((code(j + 1) & 15) << 4);
 }
 
 /** The packed zero points: 4 bits [N, ceil(kBlocks / 2)], 8 bits [N, kBlocks]. */
