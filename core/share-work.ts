@@ -76,7 +76,7 @@ export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index:
       const { index: i, done } = held[h]!;
       if (settled[i]) continue;
       const wait = backupAfter?.() ?? 0;
-      if (wait > 0) await Promise.race([done, new Promise((r) => setTimeout(r, wait))]);
+      if (wait > 0) await Promise.race([done, delay(wait)]);
       if (settled[i]) continue;
       const abort = new AbortController();
       void done.then(() => settled[i] && abort.abort());
@@ -108,5 +108,10 @@ export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index:
  * else false (a caller that can start helper work now, and would rather not wait for a cold start).
  */
 export function threadsUp(helpers: { ready(): Promise<boolean> }): Promise<boolean> {
-  return Promise.race([helpers.ready(), new Promise<boolean>((r) => setTimeout(() => r(false), 0))]);
+  return Promise.race([helpers.ready(), delay(0).then(() => false)]);
+}
+
+/** Resolves (with undefined) after `ms` milliseconds: the end of a wait raced against a helper's result. */
+export function delay(ms: number): Promise<undefined> {
+  return new Promise((r) => setTimeout(() => r(undefined), ms));
 }

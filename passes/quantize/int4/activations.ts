@@ -23,7 +23,7 @@ import { cloneModel, serializeModel } from '../../../onnx/codec.js';
 import { addRangeOutput, RANGE_OUTPUT, widenRanges } from '../../../calibration/augment.js';
 import type { Runner, Threads } from '../../../runtime/runner-types.js';
 import { RUN_MODEL, type RunModelArgs, type ThreadModel } from '../../../runtime/thread-tasks.js';
-import { threadsUp } from '../../../core/share-work.js';
+import { delay, threadsUp } from '../../../core/share-work.js';
 
 export interface InputMoments {
   K: number;
@@ -188,11 +188,6 @@ function addBlock(h: Float64Array, K: number, b: MomentBlock, d: Float32Array, e
     if (e) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e[from + c]!;
     else for (let c = 0; c < size; c++) h[at + c]! += d[from + c]!;
   }
-}
-
-/** Resolves undefined after `ms`. */
-function delay(ms: number): Promise<undefined> {
-  return new Promise((r) => setTimeout(() => r(undefined), ms));
 }
 
 /** A run's block of a moment, checked to be float32. */

@@ -124,7 +124,7 @@ export class UnpackConstants {
 /**
  * The codes of `q` for {@link unpackedWeight}: byte j of a block holds codes j (low nibble) and j +
  * blockSize/2. Written in order (for 'kn', every output of one code position at a time: writing
- * each output's codes with a stride of N took ~3x as long).
+ * each output's codes with a stride of N took ~1.3x as long).
  */
 function splitCodes(q: BlockQuantized, layout: 'kn' | 'nk'): Uint8Array {
   const { N, K, kBlocks, blockSize: bs, codes } = q;

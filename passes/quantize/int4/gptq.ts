@@ -328,8 +328,9 @@ function spanWork(span: number, N: number): SpanWork {
 /**
  * Inputs k1..k2 (inside one quantization block) of every output, input by input: the feedback of the
  * span's earlier inputs' errors (left-looking, eight at a time: one pass over the row per eight
- * coefficients; 5-7% faster than four at a time), then the codes from w', the errors d against the original weights (into work.d,
- * [k2 - k1, N]) and the sums of e^2 = ((w' - dequant) B[k][k])^2 and d^2; the codes go to r at the end.
+ * coefficients; 5-7% faster than four at a time), then the codes from w', the errors d against the
+ * original weights (into work.d, [k2 - k1, N]) and the sums of e^2 = ((w' - dequant) B[k][k])^2 and
+ * d^2; the codes go to r at the end.
  */
 function quantizeSpan(w: Float32Array, orig: Float32Array, r: BlockQuantized, m: Float64Array, diag: Float64Array, k1: number, k2: number, s: Float64Array, z: Float64Array, work: SpanWork): void {
   const { N, K } = r;
