@@ -65,8 +65,14 @@ export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index:
       settle(i, r);
     }
   };
+  // the caller's first job is taken before the helpers start; helpers that are up then post theirs
+  // before the caller runs it: a job that runs onnxruntime holds this thread until its run ends, and
+  // a helper's job not yet posted with it (15 ms in a trial)
+  const first = next++;
   const remote = helpers && helpers.size > 0 && jobs.length > 1 ? Array.from({ length: Math.min(helpers.size, jobs.length - 1) }, helper) : [];
   try {
+    if (remote.length > 0) await nextTurn();
+    if (first < jobs.length) settle(first, await local(jobs[first]!, first));
     while (next < jobs.length) {
       const i = next++;
       settle(i, await local(jobs[i]!, i));
@@ -114,4 +120,9 @@ export function threadsUp(helpers: { ready(): Promise<boolean> }): Promise<boole
 /** Resolves (with undefined) after `ms` milliseconds: the end of a wait raced against a helper's result. */
 export function delay(ms: number): Promise<undefined> {
   return new Promise((r) => setTimeout(() => r(undefined), ms));
+}
+
+/** Resolves once the event loop has turned (setImmediate): the microtasks queued before it, a helper's task posted among them, have run. */
+export function nextTurn(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
 }

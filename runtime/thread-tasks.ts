@@ -29,6 +29,12 @@ export interface RunModelArgs extends ThreadModel {
    * caller's thread opens another made both take several times as long).
    */
   then?: ThreadModel & { key: string };
+  /**
+   * A counter shared with the caller (one int32 of a SharedArrayBuffer): this thread runs only the
+   * feeds whose index it takes from it (Atomics.add), until it passes the last, and returns
+   * undefined for the others; the caller takes runs from the same counter.
+   */
+  claim?: Int32Array;
 }
 
 /**
@@ -52,19 +58,22 @@ function keep(key: string, session: Promise<ModelSession>): void {
  * Opens a session of `model` in the thread (or takes the one kept under `kept`), runs it on each
  * feed, closes it: the outputs per feed. `then`'s session opens once they are posted back.
  */
-export async function runModel(args: RunModelArgs, ctx: ThreadContext): Promise<Feed[]> {
+export async function runModel(args: RunModelArgs, ctx: ThreadContext): Promise<Array<Feed | undefined>> {
   const mine = args.kept !== undefined ? kept.get(args.kept) : undefined;
   if (mine) kept.delete(args.kept!);
   const s = (await mine?.catch(() => undefined)) ?? (await ctx.runner.open(args.model, args.options ?? {}, args.name));
   try {
-    const out: Feed[] = [];
-    for (const f of args.feeds) out.push(await s.run(f, args.names));
+    const out = new Array<Feed | undefined>(args.feeds.length);
+    const claim = args.claim;
+    if (claim) for (let i = Atomics.add(claim, 0, 1); i < args.feeds.length; i = Atomics.add(claim, 0, 1)) out[i] = await s.run(args.feeds[i]!, args.names);
+    else for (const [i, f] of args.feeds.entries()) out[i] = await s.run(f, args.names);
     return out;
   } finally {
     await s.dispose();
-    // not awaited: onnxruntime opens it in a later turn of the event loop, after the answer is posted
+    // in a later turn of the event loop, once the answer is posted: onnxruntime-node loads a model
+    // synchronously, and opened in this turn it held the answer back for the whole open (6-10 ms)
     const then = args.then;
-    if (then) keep(then.key, ctx.runner.open(then.model, then.options ?? {}, then.name));
+    if (then) keep(then.key, new Promise((r) => setImmediate(r)).then(() => ctx.runner.open(then.model, then.options ?? {}, then.name)));
   }
 }
 

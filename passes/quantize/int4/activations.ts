@@ -23,7 +23,7 @@ import { cloneModel, serializeModel } from '../../../onnx/codec.js';
 import { addRangeOutput, RANGE_OUTPUT, widenRanges } from '../../../calibration/augment.js';
 import type { Runner, Threads } from '../../../runtime/runner-types.js';
 import { RUN_MODEL, type RunModelArgs, type ThreadModel } from '../../../runtime/thread-tasks.js';
-import { delay, threadsUp } from '../../../core/share-work.js';
+import { delay, nextTurn, threadsUp } from '../../../core/share-work.js';
 
 export interface InputMoments {
   K: number;
@@ -54,7 +54,7 @@ export interface MomentsExtras {
   rangeTensors?: readonly string[];
   /** Tensors whose sum of squares the run also measures ({@link MomentsRun.energies}): a layer's output X W is its output energy tr(W H W^T). */
   energyTensors?: readonly string[];
-  /** Helper threads: when one is up, it runs the later half of the runs in a session of its own. */
+  /** Helper threads: when one is up, it takes runs too, in a session of its own ({@link accumulateInputMoments}). */
   threads?: Threads;
   /** With a helper thread: what it does once its runs are done, and this thread while it waits for them ({@link MomentsHelper}). */
   helper?: Omit<MomentsHelper, 'threads'>;
@@ -65,9 +65,9 @@ export interface MomentsHelper {
   threads: Threads;
   /** A model the helper opens a session of once its runs are done, kept under `key` for a later task there (runtime/thread-tasks.ts). */
   then?: ThreadModel & { key: string };
-  /** Work for this thread while it waits for the helper's runs, once its own are summed. */
+  /** Work for this thread while it waits for the helper's runs, once no run is left to take. */
   whileWaiting?: () => Promise<unknown>;
-  /** Called when the helper has taken its part of the runs (and `then`). */
+  /** Called once the helper has been handed the runs (and `then`). */
   taken?: () => void;
 }
 
@@ -177,15 +177,18 @@ function weightsToInputs(model: Model, min = 1024): Feed {
 }
 
 /**
- * Adds the block X_i^T X_j at (i, j) of h (K x K), from one run (`d`) or two (`d` then `e`, added in
- * that order: the same sums as two calls, in one pass over h); {@link mirrorBlocks} fills (j, i) at the end.
+ * Adds the block X_i^T X_j at (i, j) of h (K x K) from each of one to four runs `ds` in turn (h + d0 +
+ * d1 + ..., the same sums as one call per run, in one pass over h); {@link mirrorBlocks} fills (j, i) at the end.
  */
-function addBlock(h: Float64Array, K: number, b: MomentBlock, d: Float32Array, e?: Float32Array): void {
+function addBlocks(h: Float64Array, K: number, b: MomentBlock, ds: readonly Float32Array[]): void {
   const { i, j, size } = b;
+  const [d, e, f, g] = ds as [Float32Array, Float32Array?, Float32Array?, Float32Array?];
   for (let r = 0; r < size; r++) {
     const at = (i * size + r) * K + j * size;
     const from = r * size;
-    if (e) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e[from + c]!;
+    if (g) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e![from + c]! + f![from + c]! + g[from + c]!;
+    else if (f) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e![from + c]! + f[from + c]!;
+    else if (e) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e[from + c]!;
     else for (let c = 0; c < size; c++) h[at + c]! += d[from + c]!;
   }
 }
@@ -293,7 +296,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
     for (const [name, K] of tensors) result.moments.set(name, { K, hessian: new Float64Array(K * K) });
     return result;
   }
-  // at least two groups (the default 8 samples: two runs of 4), so that a helper thread can take half
+  // at least two groups (the default 8 samples: two runs of 4), so that a helper thread can take one
   // of them; the same groups with or without one, so the sums are the same
   const groups = stackFeeds(model, feeds, Math.max(1, Math.min(STACK, Math.ceil(feeds.length / 2))));
   const modelOutputs = model.graph.outputs.map((o) => o.name);
@@ -340,7 +343,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
  * `weightsAsInputs`: the model's float weights fed with every run rather than held by the session
  * ({@link weightsToInputs}; in memory only: the streamed GPTQ's weights stay in their files). One
  * session ({@link momentsSession}) for every run; with `helper` and a helper
- * thread up, that thread runs the later half of them ({@link MomentsHelper}).
+ * thread up, that thread takes runs too ({@link MomentsHelper}): the same sums either way.
  */
 export async function accumulateInputMoments(
   model: Model,
@@ -360,49 +363,73 @@ export async function accumulateInputMoments(
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
   const { model: augmented, outputs, energyOutputs, weights } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])], weightsAsInputs);
   const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output)), ...energyOutputs.values()];
-  // with a helper thread up, it runs the later half of the runs in a session of its own while this
-  // thread runs the first half, each session on one thread (intra-op threads gained nothing here: a
-  // stack of 8 windows of the trained LM took the same on 1 and 2); every run's results are then
-  // summed in run order, as without one
+  // each session on one thread when a helper runs too (intra-op threads gained nothing here: a stack
+  // of 8 windows of the trained LM took the same on 1 and 2); every run's results are summed in run order
   const label = '(model with layer input moments)';
   const bytes = serializeModel(augmented);
-  const split = threads && runs >= 2 && (await threadsUp(threads)) ? Math.ceil(runs / 2) : runs;
+  const shared = threads !== undefined && runs >= 2 && (await threadsUp(threads));
   const options = momentsSession(weightsAsInputs);
   const oneThread = { ...options, intraOpNumThreads: 1 };
-  const session = await runner.open(bytes, split < runs ? oneThread : options, label);
-  // the helper's session is opened once this one is: two sessions opened at the same time took
-  // onnxruntime 9 ms each instead of 3 (the trained LM's; at level disabled 8 against 4-5 ms here)
-  let later: Promise<Feed[] | undefined> | undefined;
-  if (split < runs) {
+  const session = await runner.open(bytes, shared ? oneThread : options, label);
+  // with a helper: both threads take the next run not yet taken from one shared counter (a helper
+  // whose core the machine gives elsewhere then takes fewer), the helper in a session of its own,
+  // opened once this one is (two sessions opened at the same time took onnxruntime 9 ms each instead
+  // of 3); its results come back together at the end
+  const claim = shared ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
+  let later: Promise<Array<Feed | undefined> | undefined> | undefined;
+  if (claim) {
     const feeds: Feed[] = [];
-    for (let i = split; i < runs; i++) feeds.push({ ...(await feedOf(i)), ...weights });
-    later = threads!.run<Feed[]>(RUN_MODEL, { model: bytes, options: oneThread, name: label, feeds, names: wanted, ...(helper?.then ? { then: helper.then } : {}) } satisfies RunModelArgs).catch(() => undefined);
+    for (let i = 0; i < runs; i++) feeds.push({ ...(await feedOf(i)), ...weights });
+    later = threads!.run<Array<Feed | undefined>>(RUN_MODEL, { model: bytes, options: oneThread, name: label, feeds, names: wanted, claim, ...(helper?.then ? { then: helper.then } : {}) } satisfies RunModelArgs).catch(() => undefined);
     helper?.taken?.();
+    // the task is posted before this thread's first run, which holds it until the run ends
+    await nextTurn();
   }
   try {
-    let theirs: Feed[] | undefined;
-    let held: Feed | undefined;
+    const results = new Array<Feed | undefined>(runs);
+    let summed = 0;
+    // results in run order as they come, summed up to four runs at a time (one pass over each H for
+    // them all; two at least until the last, so a run's moments are held at most until the next one's)
+    const sumReady = async (last: boolean): Promise<void> => {
+      for (;;) {
+        let end = summed;
+        while (end < runs && end - summed < 4 && results[end]) end++;
+        if (end === summed || (!last && end - summed < 2 && end < runs)) return;
+        const batch = results.slice(summed, end) as Feed[];
+        results.fill(undefined, summed, end);
+        for (const [name, m] of moments) for (const b of outputs.get(name)!) addBlocks(m.hessian, m.K, b, batch.map((res) => momentBlock(res, name, b)));
+        for (const [k, res] of batch.entries()) {
+          for (const [t, out] of energyOutputs) energies!.set(t, energies!.get(t)! + (res[out]!.data as Float32Array)[0]!);
+          await onRun(summed + k, res);
+        }
+        summed = end;
+      }
+    };
+    const runHere = async (i: number): Promise<void> => {
+      results[i] = await session.run({ ...(await feedOf(i)), ...weights }, wanted);
+    };
     const t0 = performance.now();
-    for (let i = 0; i < runs; i++) {
-      if (i === split && later) {
-        // this thread's own runs took `own`: it waits as long again for the helper's, then makes them
-        // itself (a helper thread whose core the machine gave elsewhere left it idle for 20-40 ms);
-        // the same model, options and feeds give the same outputs wherever they run
-        const own = performance.now() - t0;
-        await helper?.whileWaiting?.();
-        const waited = performance.now() - t0 - own;
-        theirs = await Promise.race([later, delay(Math.max(1, own - waited))]);
-      }
-      const res = theirs?.[i - split] ?? (await session.run({ ...(await feedOf(i)), ...weights }, wanted));
-      // runs are summed two at a time (one pass over each H for both), the earlier one held until then
-      if (held === undefined && i + 1 < runs) held = res;
-      else {
-        for (const [name, m] of moments) for (const b of outputs.get(name)!) addBlock(m.hessian, m.K, b, momentBlock(held ?? res, name, b), held ? momentBlock(res, name, b) : undefined);
-        held = undefined;
-      }
-      for (const [t, out] of energyOutputs) energies!.set(t, energies!.get(t)! + (res[out]!.data as Float32Array)[0]!);
-      await onRun(i, res);
+    const mine = new Set<number>();
+    for (let i = claim ? Atomics.add(claim, 0, 1) : 0; i < runs; i = claim ? Atomics.add(claim, 0, 1) : i + 1) {
+      await runHere(i);
+      mine.add(i);
+      await sumReady(false);
     }
+    if (later && mine.size < runs) {
+      // the helper's runs: this thread waits about as long as making them itself would take, then
+      // makes those still out (a helper thread whose core the machine gave elsewhere sat idle for
+      // 20-40 ms); the same model, options and feeds give the same outputs wherever they run
+      const perRun = (performance.now() - t0) / Math.max(1, mine.size);
+      const t1 = performance.now();
+      await helper?.whileWaiting?.();
+      const theirs = await Promise.race([later, delay(Math.max(1, perRun * (runs - mine.size) - (performance.now() - t1)))]);
+      for (let i = 0; i < runs; i++) {
+        if (mine.has(i)) continue;
+        if (theirs?.[i]) results[i] = theirs[i];
+        else await runHere(i);
+      }
+    }
+    await sumReady(true);
   } finally {
     await session.dispose();
   }
