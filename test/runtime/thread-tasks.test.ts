@@ -2,6 +2,7 @@
  * runtime/thread-tasks.ts RUN_MODEL's kept sessions: a task's `then` opens a model after its runs and
  * keeps the session for a later task's `kept` (which runs on it, not on its own `model`, and closes
  * it); a thread keeps at most two, the oldest closed first; a key it does not hold falls back to `model`.
+ * With a claim counter shared with the caller, a task runs only the feeds whose index it takes.
  */
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../ir/builder.js';
@@ -44,5 +45,16 @@ describe('RUN_MODEL kept sessions', () => {
   it('a kept model that fails to open leaves the later task on its own model', async () => {
     await runModel({ model: plus1, feeds, then: { key: 'bad', model: Uint8Array.of(1, 2, 3), name: '(broken)' } }, ctx);
     expect(await y({ model: plus1, feeds, kept: 'bad' })).toEqual([2, 3]);
+  });
+
+  it('with a claim counter, runs only the feeds whose index it takes from it', async () => {
+    const three = [1, 2, 3].map((v) => ({ x: { type: 'float32' as const, dims: [2], data: Float32Array.of(v, v) } }));
+    const claim = new Int32Array(new SharedArrayBuffer(4));
+    // the caller took run 0 already
+    Atomics.add(claim, 0, 1);
+    const out = await runModel({ model: plus1, feeds: three, claim }, ctx);
+    expect(out.map((o) => (o ? Array.from(o.y!.data as Float32Array) : undefined))).toEqual([undefined, [3, 3], [4, 4]]);
+    // every index taken (and one past the last, which ended its loop)
+    expect(claim[0]).toBe(4);
   });
 });
