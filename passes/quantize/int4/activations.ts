@@ -73,7 +73,8 @@ export interface MomentsHelper {
 
 /** One block of a moment: rows i*size.., columns j*size.. of H (and, mirrored, the block (j, i)). */
 interface MomentBlock {
-  output: string;
+  /** Where the block starts in the run's packed moments output (elements). */
+  offset: number;
   i: number;
   j: number;
   size: number;
@@ -91,12 +92,23 @@ function partsOf(K: number): number {
   return 1;
 }
 
+/** What {@link momentsModel} adds: the packed outputs' names and where each tensor's parts are in them. */
+interface MomentsOutputs {
+  /** The blocks of every moment, flattened one after the other ('' when there are none). */
+  packed: string;
+  blocks: Map<string, MomentBlock[]>;
+  /** The energies, one element each in the order of `energyOf` ('' when there are none). */
+  energies: string;
+  energyOf: string[];
+}
+
 /**
- * `model` with extra outputs per tensor: the blocks X_i^T X_j (i >= j) of X flattened to [rows, K];
- * the min, max and sum of each of `extremes` ({@link RANGE_OUTPUT}) when there are any; and the sum of
- * squares of each of `energies` (one scalar output each, named in `energyOutputs`).
+ * `model` with extra outputs: the blocks X_i^T X_j (i >= j) of each tensor's X flattened to [rows, K],
+ * all in one packed float output (one output per run, not one per block: the trained LM's 40 blocks
+ * cost 40 tensors handed back and freed each run); the sums of squares of `energies`, packed the same
+ * way; and the min, max and sum of each of `extremes` ({@link RANGE_OUTPUT}) when there are any.
  */
-function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extremes: readonly string[], energies: readonly string[] = [], weightsAsInputs = false): { model: Model; outputs: Map<string, MomentBlock[]>; energyOutputs: Map<string, string>; weights: Feed } {
+function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extremes: readonly string[], energies: readonly string[] = [], weightsAsInputs = false): { model: Model; outputs: MomentsOutputs; weights: Feed } {
   const copy = cloneModel(model);
   const weights = weightsAsInputs ? weightsToInputs(copy) : {};
   const g = copy.graph;
@@ -104,7 +116,7 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
   for (const v of g.inputs) byName.set(v.name, v);
   for (const n of g.nodes) for (const o of n.outputs) byName.set(o.name, o);
   const names = copy.names;
-  const outputs = new Map<string, MomentBlock[]>();
+  const outputs: MomentsOutputs = { packed: '', blocks: new Map(), energies: '', energyOf: [] };
   const int64 = (name: string, values: number[]) => g.addInitializer(Tensor.from(DataType.INT64, [values.length], BigInt64Array.from(values, BigInt)), names.fresh(name));
   const node = (op: string, inputs: Value[], out: Value): Node => {
     const n = new Node(op, inputs, [out]);
@@ -112,6 +124,23 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
     g.insertNode(n);
     return n;
   };
+  // flattened values concatenated into one graph output
+  const flat = int64('__flat', [-1]);
+  const pack = (values: Value[], name: string, length: number): string => {
+    if (values.length === 0) return '';
+    const flattened = values.map((v) => {
+      const f = new Value(names.fresh(`${v.name}__flat`));
+      node('Reshape', [v, flat], f);
+      return f;
+    });
+    const out = new Value(names.fresh(name));
+    out.setTensorType(DataType.FLOAT, [length]);
+    node('Concat', flattened, out).setAttr(Attribute.int('axis', 0));
+    g.addOutput(out);
+    return out.name;
+  };
+  const gemms: Value[] = [];
+  let offset = 0;
   for (const [t, K] of tensors) {
     const x = byName.get(t);
     if (!x) throw inputError('INT4_CALIB_SHAPE', `layer input '${t}' is not a node output or graph input of the prepared model`, { tensor: t });
@@ -133,27 +162,28 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
     for (let i = 0; i < P; i++) {
       for (let j = 0; j <= i; j++) {
         const out = new Value(names.fresh(`${t}__moment${P > 1 ? `${i}${j}` : ''}`));
-        out.setTensorType(DataType.FLOAT, [size, size]);
         node('Gemm', [parts[i]!, parts[j]!], out).setAttr(Attribute.int('transA', 1));
-        g.addOutput(out);
-        blocks.push({ output: out.name, i, j, size });
+        gemms.push(out);
+        blocks.push({ offset, i, j, size });
+        offset += size * size;
       }
     }
-    outputs.set(t, blocks);
+    outputs.blocks.set(t, blocks);
   }
-  const energyOutputs = new Map<string, string>();
+  outputs.packed = pack(gemms, '__moments', offset);
+  const sums: Value[] = [];
   for (const t of energies) {
     const x = byName.get(t);
     if (!x) throw inputError('INT4_CALIB_SHAPE', `layer output '${t}' is not a node output of the prepared model`, { tensor: t });
     const out = new Value(names.fresh(`${t}__energy`));
-    out.setTensorType(DataType.FLOAT, []);
     node('ReduceSumSquare', [x], out).setAttr(Attribute.int('keepdims', 0));
-    g.addOutput(out);
-    energyOutputs.set(t, out.name);
+    sums.push(out);
+    outputs.energyOf.push(t);
   }
+  outputs.energies = pack(sums, '__energies', sums.length);
   // last: the range output's node order wants it to be the graph's last leaf (calibration/augment.ts)
   if (extremes.length > 0) addRangeOutput(copy, extremes);
-  return { model: copy, outputs, energyOutputs, weights };
+  return { model: copy, outputs, weights };
 }
 
 /**
@@ -177,15 +207,16 @@ function weightsToInputs(model: Model, min = 1024): Feed {
 }
 
 /**
- * Adds the block X_i^T X_j at (i, j) of h (K x K) from each of one to four runs `ds` in turn (h + d0 +
- * d1 + ..., the same sums as one call per run, in one pass over h); {@link mirrorBlocks} fills (j, i) at the end.
+ * Adds the block X_i^T X_j at (i, j) of h (K x K) from the packed moments of each of one to four runs
+ * `ds` in turn (h + d0 + d1 + ..., the same sums as one call per run, in one pass over h);
+ * {@link mirrorBlocks} fills (j, i) at the end.
  */
 function addBlocks(h: Float64Array, K: number, b: MomentBlock, ds: readonly Float32Array[]): void {
-  const { i, j, size } = b;
+  const { i, j, size, offset } = b;
   const [d, e, f, g] = ds as [Float32Array, Float32Array?, Float32Array?, Float32Array?];
   for (let r = 0; r < size; r++) {
     const at = (i * size + r) * K + j * size;
-    const from = r * size;
+    const from = offset + r * size;
     if (g) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e![from + c]! + f![from + c]! + g[from + c]!;
     else if (f) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e![from + c]! + f[from + c]!;
     else if (e) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e[from + c]!;
@@ -193,10 +224,13 @@ function addBlocks(h: Float64Array, K: number, b: MomentBlock, ds: readonly Floa
   }
 }
 
-/** A run's block of a moment, checked to be float32. */
-function momentBlock(res: Feed, name: string, b: MomentBlock): Float32Array {
-  const t = res[b.output];
-  if (!t || !(t.data instanceof Float32Array)) throw inputError('INT4_CALIB_NOT_FLOAT', `layer input '${name}' is not a float32 tensor on the calibration data`, { tensor: name });
+/** A run's packed moments ({@link MomentsOutputs}), checked to be float32 (layer inputs of another float type are not). */
+function packedMoments(res: Feed, outputs: MomentsOutputs, tensors: ReadonlyMap<string, number>): Float32Array {
+  const t = res[outputs.packed];
+  if (!t || !(t.data instanceof Float32Array)) {
+    const name = [...tensors.keys()][0]!;
+    throw inputError('INT4_CALIB_NOT_FLOAT', `layer input '${name}' is not a float32 tensor on the calibration data`, { tensor: name });
+  }
   return t.data;
 }
 
@@ -361,8 +395,8 @@ export async function accumulateInputMoments(
   const threads = helper?.threads;
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
-  const { model: augmented, outputs, energyOutputs, weights } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])], weightsAsInputs);
-  const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...[...outputs.values()].flatMap((bs) => bs.map((b) => b.output)), ...energyOutputs.values()];
+  const { model: augmented, outputs, weights } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])], weightsAsInputs);
+  const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...[outputs.packed, outputs.energies].filter(Boolean)];
   // each session on one thread when a helper runs too (intra-op threads gained nothing here: a stack
   // of 8 windows of the trained LM took the same on 1 and 2); every run's results are summed in run order
   const label = '(model with layer input moments)';
@@ -397,9 +431,10 @@ export async function accumulateInputMoments(
         if (end === summed || (!last && end - summed < 2 && end < runs)) return;
         const batch = results.slice(summed, end) as Feed[];
         results.fill(undefined, summed, end);
-        for (const [name, m] of moments) for (const b of outputs.get(name)!) addBlocks(m.hessian, m.K, b, batch.map((res) => momentBlock(res, name, b)));
+        const packed = moments.size > 0 ? batch.map((res) => packedMoments(res, outputs, tensors)) : [];
+        for (const [name, m] of moments) for (const b of outputs.blocks.get(name)!) addBlocks(m.hessian, m.K, b, packed);
         for (const [k, res] of batch.entries()) {
-          for (const [t, out] of energyOutputs) energies!.set(t, energies!.get(t)! + (res[out]!.data as Float32Array)[0]!);
+          if (energies) outputs.energyOf.forEach((t, e) => energies.set(t, energies.get(t)! + (res[outputs.energies]!.data as Float32Array)[e]!));
           await onRun(summed + k, res);
         }
         summed = end;
@@ -433,6 +468,6 @@ export async function accumulateInputMoments(
   } finally {
     await session.dispose();
   }
-  for (const [name, m] of moments) mirrorBlocks(m.hessian, m.K, outputs.get(name)!);
+  for (const [name, m] of moments) mirrorBlocks(m.hessian, m.K, outputs.blocks.get(name)!);
   return moments;
 }
