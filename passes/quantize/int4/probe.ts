@@ -22,7 +22,14 @@ export interface Reference {
   energy: number;
 }
 
-const SESSION = { intraOpNumThreads: 1, allowSpinning: false } as const;
+/**
+ * Sessions of the trial model and the float reference: one thread, no spinning, and no graph
+ * optimization (level disabled), as the moments' run that gives the reference when there is one: the
+ * trial model is the prepared model with its weights fed as inputs, with nothing left to fold; at
+ * level all its sessions took longer to open, here and in the helper thread while GPTQ ran there (the
+ * trained LM's q4 cost 0.90-0.93x paired of level all's over 16 rounds; the same decisions and bytes).
+ */
+const SESSION = { intraOpNumThreads: 1, allowSpinning: false, graphOptimizationLevel: 'disabled' } as const;
 
 function floatOutputs(out: Feed): Record<string, Float32Array> {
   const r: Record<string, Float32Array> = {};
