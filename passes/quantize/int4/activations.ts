@@ -73,7 +73,8 @@ export interface MomentsHelper {
 
 /** One block of a moment: rows i*size.., columns j*size.. of H (and, mirrored, the block (j, i)). */
 interface MomentBlock {
-  /** Where the block starts in the run's packed moments output (elements). */
+  /** The packed output that holds the block ({@link MomentsOutputs}), and where the block starts in it (elements). */
+  output: number;
   offset: number;
   i: number;
   j: number;
@@ -94,19 +95,19 @@ function partsOf(K: number): number {
 
 /** What {@link momentsModel} adds: the packed outputs' names and where each tensor's parts are in them. */
 interface MomentsOutputs {
-  /** The blocks of every moment, flattened one after the other ('' when there are none). */
-  packed: string;
+  /** The blocks of every moment, one packed output per block size, each [blocks x size, size]: the blocks one after the other. */
+  packed: string[];
   blocks: Map<string, MomentBlock[]>;
-  /** The energies, one element each in the order of `energyOf` ('' when there are none). */
+  /** The energies, one element each in the order of `energyOf` ('' when there are none: then no output). */
   energies: string;
   energyOf: string[];
 }
 
 /**
  * `model` with extra outputs: the blocks X_i^T X_j (i >= j) of each tensor's X flattened to [rows, K],
- * all in one packed float output (one output per run, not one per block: the trained LM's 40 blocks
- * cost 40 tensors handed back and freed each run); the sums of squares of `energies`, packed the same
- * way; and the min, max and sum of each of `extremes` ({@link RANGE_OUTPUT}) when there are any.
+ * concatenated into one output per block size (not one output per block: the trained LM's 40 blocks,
+ * all 128 x 128, cost 40 tensors handed back and freed each run); the sums of squares of `energies`,
+ * in one output too; and the min, max and sum of each of `extremes` ({@link RANGE_OUTPUT}) when there are any.
  */
 function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extremes: readonly string[], energies: readonly string[] = [], weightsAsInputs = false): { model: Model; outputs: MomentsOutputs; weights: Feed } {
   const copy = cloneModel(model);
@@ -116,7 +117,7 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
   for (const v of g.inputs) byName.set(v.name, v);
   for (const n of g.nodes) for (const o of n.outputs) byName.set(o.name, o);
   const names = copy.names;
-  const outputs: MomentsOutputs = { packed: '', blocks: new Map(), energies: '', energyOf: [] };
+  const outputs: MomentsOutputs = { packed: [], blocks: new Map(), energies: '', energyOf: [] };
   const int64 = (name: string, values: number[]) => g.addInitializer(Tensor.from(DataType.INT64, [values.length], BigInt64Array.from(values, BigInt)), names.fresh(name));
   const node = (op: string, inputs: Value[], out: Value): Node => {
     const n = new Node(op, inputs, [out]);
@@ -124,23 +125,16 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
     g.insertNode(n);
     return n;
   };
-  // flattened values concatenated into one graph output
-  const flat = int64('__flat', [-1]);
-  const pack = (values: Value[], name: string, length: number): string => {
-    if (values.length === 0) return '';
-    const flattened = values.map((v) => {
-      const f = new Value(names.fresh(`${v.name}__flat`));
-      node('Reshape', [v, flat], f);
-      return f;
-    });
+  // values of one shape [rows, cols] concatenated on axis 0 into one graph output (all blocks of one size, or the energies flattened)
+  const pack = (values: Value[], name: string, dims: number[]): string => {
     const out = new Value(names.fresh(name));
-    out.setTensorType(DataType.FLOAT, [length]);
-    node('Concat', flattened, out).setAttr(Attribute.int('axis', 0));
+    out.setTensorType(DataType.FLOAT, dims);
+    node('Concat', values, out).setAttr(Attribute.int('axis', 0));
     g.addOutput(out);
     return out.name;
   };
-  const gemms: Value[] = [];
-  let offset = 0;
+  // block size -> its packed output's index and blocks so far
+  const bySize = new Map<number, { output: number; gemms: Value[] }>();
   for (const [t, K] of tensors) {
     const x = byName.get(t);
     if (!x) throw inputError('INT4_CALIB_SHAPE', `layer input '${t}' is not a node output or graph input of the prepared model`, { tensor: t });
@@ -163,24 +157,28 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
       for (let j = 0; j <= i; j++) {
         const out = new Value(names.fresh(`${t}__moment${P > 1 ? `${i}${j}` : ''}`));
         node('Gemm', [parts[i]!, parts[j]!], out).setAttr(Attribute.int('transA', 1));
-        gemms.push(out);
-        blocks.push({ offset, i, j, size });
-        offset += size * size;
+        let group = bySize.get(size);
+        if (!group) bySize.set(size, (group = { output: bySize.size, gemms: [] }));
+        blocks.push({ output: group.output, offset: group.gemms.length * size * size, i, j, size });
+        group.gemms.push(out);
       }
     }
     outputs.blocks.set(t, blocks);
   }
-  outputs.packed = pack(gemms, '__moments', offset);
+  outputs.packed = [...bySize].map(([size, { gemms }]) => pack(gemms, `__moments${size}`, [gemms.length * size, size]));
   const sums: Value[] = [];
+  let shape1: Value | undefined;
   for (const t of energies) {
     const x = byName.get(t);
     if (!x) throw inputError('INT4_CALIB_SHAPE', `layer output '${t}' is not a node output of the prepared model`, { tensor: t });
-    const out = new Value(names.fresh(`${t}__energy`));
-    node('ReduceSumSquare', [x], out).setAttr(Attribute.int('keepdims', 0));
-    sums.push(out);
+    const sum = new Value(names.fresh(`${t}__energy`));
+    node('ReduceSumSquare', [x], sum).setAttr(Attribute.int('keepdims', 0));
+    const one = new Value(names.fresh(`${t}__energy1`));
+    node('Reshape', [sum, (shape1 ??= int64('__one', [1]))], one);
+    sums.push(one);
     outputs.energyOf.push(t);
   }
-  outputs.energies = pack(sums, '__energies', sums.length);
+  if (sums.length > 0) outputs.energies = pack(sums, '__energies', [sums.length]);
   // last: the range output's node order wants it to be the graph's last leaf (calibration/augment.ts)
   if (extremes.length > 0) addRangeOutput(copy, extremes);
   return { model: copy, outputs, weights };
@@ -225,13 +223,15 @@ function addBlocks(h: Float64Array, K: number, b: MomentBlock, ds: readonly Floa
 }
 
 /** A run's packed moments ({@link MomentsOutputs}), checked to be float32 (layer inputs of another float type are not). */
-function packedMoments(res: Feed, outputs: MomentsOutputs, tensors: ReadonlyMap<string, number>): Float32Array {
-  const t = res[outputs.packed];
-  if (!t || !(t.data instanceof Float32Array)) {
-    const name = [...tensors.keys()][0]!;
-    throw inputError('INT4_CALIB_NOT_FLOAT', `layer input '${name}' is not a float32 tensor on the calibration data`, { tensor: name });
-  }
-  return t.data;
+function packedMoments(res: Feed, outputs: MomentsOutputs, tensors: ReadonlyMap<string, number>): Float32Array[] {
+  return outputs.packed.map((name) => {
+    const t = res[name];
+    if (!t || !(t.data instanceof Float32Array)) {
+      const tensor = [...tensors.keys()][0]!;
+      throw inputError('INT4_CALIB_NOT_FLOAT', `layer input '${tensor}' is not a float32 tensor on the calibration data`, { tensor });
+    }
+    return t.data;
+  });
 }
 
 /**
@@ -396,7 +396,7 @@ export async function accumulateInputMoments(
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
   const { model: augmented, outputs, weights } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])], weightsAsInputs);
-  const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...[outputs.packed, outputs.energies].filter(Boolean)];
+  const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...outputs.packed, ...(outputs.energies ? [outputs.energies] : [])];
   // each session on one thread when a helper runs too (intra-op threads gained nothing here: a stack
   // of 8 windows of the trained LM took the same on 1 and 2); every run's results are summed in run order
   const label = '(model with layer input moments)';
@@ -432,7 +432,7 @@ export async function accumulateInputMoments(
         const batch = results.slice(summed, end) as Feed[];
         results.fill(undefined, summed, end);
         const packed = moments.size > 0 ? batch.map((res) => packedMoments(res, outputs, tensors)) : [];
-        for (const [name, m] of moments) for (const b of outputs.blocks.get(name)!) addBlocks(m.hessian, m.K, b, packed);
+        for (const [name, m] of moments) for (const b of outputs.blocks.get(name)!) addBlocks(m.hessian, m.K, b, packed.map((p) => p[b.output]!));
         for (const [k, res] of batch.entries()) {
           if (energies) outputs.energyOf.forEach((t, e) => energies.set(t, energies.get(t)! + (res[outputs.energies]!.data as Float32Array)[e]!));
           await onRun(summed + k, res);
