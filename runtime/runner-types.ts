@@ -35,6 +35,12 @@ export interface SessionOptions {
    * goes back after each run.
    */
   enableCpuMemArena?: boolean;
+  /**
+   * onnxruntime's memory pattern (default on): it plans a run's buffers from the runs before it, which
+   * costs a session that runs only a few times more than it saves (a moments run with extra outputs
+   * took 2-4x as long on the session's second run as on later ones with it, not at all without it).
+   */
+  enableMemPattern?: boolean;
   /** Raw onnxruntime session config entries (`extra`), e.g. { session: { intra_op: { allow_spinning: '0' } } }. */
   extra?: Record<string, unknown>;
 }

@@ -113,6 +113,7 @@ export function toOrtOptions(o: SessionOptions): ort.InferenceSession.SessionOpt
   if (o.interOpNumThreads !== undefined && o.interOpNumThreads > 0) opts.interOpNumThreads = o.interOpNumThreads;
   if (o.executionMode) opts.executionMode = o.executionMode;
   if (o.enableCpuMemArena !== undefined) opts.enableCpuMemArena = o.enableCpuMemArena;
+  if (o.enableMemPattern !== undefined) opts.enableMemPattern = o.enableMemPattern;
   if (o.enableProfiling) opts.enableProfiling = true;
   if (o.profileFilePrefix) opts.profileFilePrefix = o.profileFilePrefix;
   if (o.optimizedModelFilePath) opts.optimizedModelFilePath = o.optimizedModelFilePath;

@@ -268,10 +268,12 @@ const STACK = 8;
  * disabled when the weights are fed as inputs (the int4 pass: its model is the prepared one, with
  * nothing left to fold and no weights to pre-pack): opening the trained LM's took ~4-5 ms against
  * ~6-10 at basic, its runs no longer, the moments the same; basic otherwise (the streamed GPTQ's
- * parts of a model as exported).
+ * parts of a model as exported). No memory pattern: a session runs a few times, and the pattern's
+ * planning made the second run of the trained LM's moments model 2-4x as long as the ones after it
+ * (q4 cost 0.92x paired without it over 20 rounds; the same outputs).
  */
 function momentsSession(weightsAsInputs: boolean) {
-  return { graphOptimizationLevel: weightsAsInputs ? 'disabled' : 'basic', allowSpinning: false } as const;
+  return { graphOptimizationLevel: weightsAsInputs ? 'disabled' : 'basic', allowSpinning: false, enableMemPattern: false } as const;
 }
 
 /**

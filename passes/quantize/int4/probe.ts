@@ -28,8 +28,9 @@ export interface Reference {
  * trial model is the prepared model with its weights fed as inputs, with nothing left to fold; at
  * level all its sessions took longer to open, here and in the helper thread while GPTQ ran there (the
  * trained LM's q4 cost 0.90-0.93x paired of level all's over 16 rounds; the same decisions and bytes).
+ * No memory pattern, as the moments' session (activations.ts momentsSession): each runs once or twice.
  */
-const SESSION = { intraOpNumThreads: 1, allowSpinning: false, graphOptimizationLevel: 'disabled' } as const;
+const SESSION = { intraOpNumThreads: 1, allowSpinning: false, graphOptimizationLevel: 'disabled', enableMemPattern: false } as const;
 
 function floatOutputs(out: Feed): Record<string, Float32Array> {
   const r: Record<string, Float32Array> = {};
