@@ -268,12 +268,14 @@ const STACK = 8;
  * disabled when the weights are fed as inputs (the int4 pass: its model is the prepared one, with
  * nothing left to fold and no weights to pre-pack): opening the trained LM's took ~4-5 ms against
  * ~6-10 at basic, its runs no longer, the moments the same; basic otherwise (the streamed GPTQ's
- * parts of a model as exported). No memory pattern: a session runs a few times, and the pattern's
- * planning made the second run of the trained LM's moments model 2-4x as long as the ones after it
- * (q4 cost 0.92x paired without it over 20 rounds; the same outputs).
+ * parts of a model as exported). Neither onnxruntime's memory pattern nor its CPU memory arena: a
+ * session runs a few times, and the pattern's planning made the second run of the trained LM's
+ * moments model 2-4x as long as the ones after it (q4 cost 0.92x paired without it over 20 rounds),
+ * and the arena's first chunks cost more than they saved (0.93-0.95x paired without it, the moments
+ * ~43 ms instead of ~54); the same outputs.
  */
 function momentsSession(weightsAsInputs: boolean) {
-  return { graphOptimizationLevel: weightsAsInputs ? 'disabled' : 'basic', allowSpinning: false, enableMemPattern: false } as const;
+  return { graphOptimizationLevel: weightsAsInputs ? 'disabled' : 'basic', allowSpinning: false, enableMemPattern: false, enableCpuMemArena: false } as const;
 }
 
 /**

@@ -28,9 +28,10 @@ export interface Reference {
  * trial model is the prepared model with its weights fed as inputs, with nothing left to fold; at
  * level all its sessions took longer to open, here and in the helper thread while GPTQ ran there (the
  * trained LM's q4 cost 0.90-0.93x paired of level all's over 16 rounds; the same decisions and bytes).
- * No memory pattern, as the moments' session (activations.ts momentsSession): each runs once or twice.
+ * No memory pattern and no CPU memory arena, as the moments' session (activations.ts momentsSession):
+ * each runs once or twice.
  */
-const SESSION = { intraOpNumThreads: 1, allowSpinning: false, graphOptimizationLevel: 'disabled', enableMemPattern: false } as const;
+const SESSION = { intraOpNumThreads: 1, allowSpinning: false, graphOptimizationLevel: 'disabled', enableMemPattern: false, enableCpuMemArena: false } as const;
 
 function floatOutputs(out: Feed): Record<string, Float32Array> {
   const r: Record<string, Float32Array> = {};
