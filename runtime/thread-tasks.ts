@@ -4,6 +4,7 @@
  */
 import type { Feed } from '../core/host-tensor.js';
 import type { ModelSession, ModelSource, SessionOptions, ThreadContext, ThreadTask } from './runner-types.js';
+import { nextIndex, nextTurn } from '../core/share-work.js';
 
 /** A model a thread opens a session of. */
 export interface ThreadModel {
@@ -64,16 +65,15 @@ export async function runModel(args: RunModelArgs, ctx: ThreadContext): Promise<
   const s = (await mine?.catch(() => undefined)) ?? (await ctx.runner.open(args.model, args.options ?? {}, args.name));
   try {
     const out = new Array<Feed | undefined>(args.feeds.length);
-    const claim = args.claim;
-    if (claim) for (let i = Atomics.add(claim, 0, 1); i < args.feeds.length; i = Atomics.add(claim, 0, 1)) out[i] = await s.run(args.feeds[i]!, args.names);
-    else for (const [i, f] of args.feeds.entries()) out[i] = await s.run(f, args.names);
+    const next = nextIndex(args.claim);
+    for (let i = next(); i < args.feeds.length; i = next()) out[i] = await s.run(args.feeds[i]!, args.names);
     return out;
   } finally {
     await s.dispose();
     // in a later turn of the event loop, once the answer is posted: onnxruntime-node loads a model
     // synchronously, and opened in this turn it held the answer back for the whole open (6-10 ms)
     const then = args.then;
-    if (then) keep(then.key, new Promise((r) => setImmediate(r)).then(() => ctx.runner.open(then.model, then.options ?? {}, then.name)));
+    if (then) keep(then.key, nextTurn().then(() => ctx.runner.open(then.model, then.options ?? {}, then.name)));
   }
 }
 

@@ -23,7 +23,7 @@ import { cloneModel, serializeModel } from '../../../onnx/codec.js';
 import { addRangeOutput, RANGE_OUTPUT, widenRanges } from '../../../calibration/augment.js';
 import type { Runner, Threads } from '../../../runtime/runner-types.js';
 import { RUN_MODEL, type RunModelArgs, type ThreadModel } from '../../../runtime/thread-tasks.js';
-import { delay, nextTurn, threadsUp } from '../../../core/share-work.js';
+import { delay, nextIndex, nextTurn, threadsUp } from '../../../core/share-work.js';
 
 export interface InputMoments {
   K: number;
@@ -97,6 +97,8 @@ function partsOf(K: number): number {
 interface MomentsOutputs {
   /** The blocks of every moment, one packed output per block size, each [blocks x size, size]: the blocks one after the other. */
   packed: string[];
+  /** A layer input whose blocks each packed output holds (the first: named when the output is not float32). */
+  packedFrom: string[];
   blocks: Map<string, MomentBlock[]>;
   /** The energies, one element each in the order of `energyOf` ('' when there are none: then no output). */
   energies: string;
@@ -117,7 +119,7 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
   for (const v of g.inputs) byName.set(v.name, v);
   for (const n of g.nodes) for (const o of n.outputs) byName.set(o.name, o);
   const names = copy.names;
-  const outputs: MomentsOutputs = { packed: [], blocks: new Map(), energies: '', energyOf: [] };
+  const outputs: MomentsOutputs = { packed: [], packedFrom: [], blocks: new Map(), energies: '', energyOf: [] };
   const int64 = (name: string, values: number[]) => g.addInitializer(Tensor.from(DataType.INT64, [values.length], BigInt64Array.from(values, BigInt)), names.fresh(name));
   const node = (op: string, inputs: Value[], out: Value): Node => {
     const n = new Node(op, inputs, [out]);
@@ -134,7 +136,7 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
     return out.name;
   };
   // block size -> its packed output's index and blocks so far
-  const bySize = new Map<number, { output: number; gemms: Value[] }>();
+  const bySize = new Map<number, { output: number; gemms: Value[]; from: string }>();
   for (const [t, K] of tensors) {
     const x = byName.get(t);
     if (!x) throw inputError('INT4_CALIB_SHAPE', `layer input '${t}' is not a node output or graph input of the prepared model`, { tensor: t });
@@ -158,7 +160,7 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
         const out = new Value(names.fresh(`${t}__moment${P > 1 ? `${i}${j}` : ''}`));
         node('Gemm', [parts[i]!, parts[j]!], out).setAttr(Attribute.int('transA', 1));
         let group = bySize.get(size);
-        if (!group) bySize.set(size, (group = { output: bySize.size, gemms: [] }));
+        if (!group) bySize.set(size, (group = { output: bySize.size, gemms: [], from: t }));
         blocks.push({ output: group.output, offset: group.gemms.length * size * size, i, j, size });
         group.gemms.push(out);
       }
@@ -166,6 +168,7 @@ function momentsModel(model: Model, tensors: ReadonlyMap<string, number>, extrem
     outputs.blocks.set(t, blocks);
   }
   outputs.packed = [...bySize].map(([size, { gemms }]) => pack(gemms, `__moments${size}`, [gemms.length * size, size]));
+  outputs.packedFrom = [...bySize.values()].map((g) => g.from);
   const sums: Value[] = [];
   let shape1: Value | undefined;
   for (const t of energies) {
@@ -223,13 +226,11 @@ function addBlocks(h: Float64Array, K: number, b: MomentBlock, ds: readonly Floa
 }
 
 /** A run's packed moments ({@link MomentsOutputs}), checked to be float32 (layer inputs of another float type are not). */
-function packedMoments(res: Feed, outputs: MomentsOutputs, tensors: ReadonlyMap<string, number>): Float32Array[] {
-  return outputs.packed.map((name) => {
+function packedMoments(res: Feed, outputs: MomentsOutputs): Float32Array[] {
+  return outputs.packed.map((name, k) => {
     const t = res[name];
-    if (!t || !(t.data instanceof Float32Array)) {
-      const tensor = [...tensors.keys()][0]!;
-      throw inputError('INT4_CALIB_NOT_FLOAT', `layer input '${tensor}' is not a float32 tensor on the calibration data`, { tensor });
-    }
+    const tensor = outputs.packedFrom[k]!;
+    if (!t || !(t.data instanceof Float32Array)) throw inputError('INT4_CALIB_NOT_FLOAT', `layer input '${tensor}' is not a float32 tensor on the calibration data`, { tensor });
     return t.data;
   });
 }
@@ -435,7 +436,7 @@ export async function accumulateInputMoments(
         if (end === summed || (!last && end - summed < 2 && end < runs)) return;
         const batch = results.slice(summed, end) as Feed[];
         results.fill(undefined, summed, end);
-        const packed = moments.size > 0 ? batch.map((res) => packedMoments(res, outputs, tensors)) : [];
+        const packed = moments.size > 0 ? batch.map((res) => packedMoments(res, outputs)) : [];
         for (const [name, m] of moments) for (const b of outputs.blocks.get(name)!) addBlocks(m.hessian, m.K, b, packed.map((p) => p[b.output]!));
         for (const [k, res] of batch.entries()) {
           if (energies) outputs.energyOf.forEach((t, e) => energies.set(t, energies.get(t)! + (res[outputs.energies]!.data as Float32Array)[e]!));
@@ -449,7 +450,8 @@ export async function accumulateInputMoments(
     };
     const t0 = performance.now();
     const mine = new Set<number>();
-    for (let i = claim ? Atomics.add(claim, 0, 1) : 0; i < runs; i = claim ? Atomics.add(claim, 0, 1) : i + 1) {
+    const next = nextIndex(claim);
+    for (let i = next(); i < runs; i = next()) {
       await runHere(i);
       mine.add(i);
       await sumReady(false);
