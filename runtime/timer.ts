@@ -5,7 +5,8 @@
  *
  * - {@link timeInterleaved}: sessions run in interleaved rounds (A B, B A, ...), so a burst of load
  *   hits them alike; each slot is timed by wall time and by this process's CPU time. A slot may repeat
- *   a run `inner` times (calibrated so a slot lasts a few milliseconds for very fast models).
+ *   a run `inner` times (`auto`: one count for every session, so that a slot of the fastest lasts a
+ *   few milliseconds).
  * - {@link ratioTrial}: one trial of the gate's estimator: fresh sessions of two models, timed
  *   interleaved; the trial's ratio is the fastest slot of A over the fastest slot of B.
  * - {@link adaptiveEstimate} / {@link floorEstimate}: trials repeat until the estimate is stable or a
@@ -159,6 +160,38 @@ const cpuNow = () => {
   return (u.user + u.system) / 1000;
 };
 
+/** Calibration runs per session for `inner: 'auto'` (the fastest counts). */
+const CALIBRATION_RUNS = 3;
+/** `inner: 'auto'`: a slot of the fastest session lasts about this long (ms), a slower session's at most {@link SLOT_MAX_MS}. */
+const SLOT_MS = 5;
+const SLOT_MAX_MS = 50;
+const INNER_MAX = 50;
+
+/**
+ * Runs per slot for `inner: 'auto'`: one count for every session, from the fastest of
+ * {@link CALIBRATION_RUNS} runs of each, so that a slot of the fastest lasts about {@link SLOT_MS}
+ * (at most {@link INNER_MAX} runs); a session slow enough that the count would make its slot longer
+ * than {@link SLOT_MAX_MS} runs fewer. One count, not one per session: the first run of a slot
+ * follows the other sessions' runs and pays for their weights in the caches, and a slot of fewer runs
+ * averages more of that in (the trained LM at sequence 1, ~0.12 ms a run: a q4 session whose only
+ * calibration run was caught by a pause got 1-2 runs per slot against ~40 for float32, and timed
+ * 2.09x float32 in one bench run where both run the same float32 MatMuls; 0.96-1.02x otherwise).
+ */
+async function autoInner(sessions: number, run: (i: number, r: number) => Promise<void>): Promise<number[]> {
+  const fastest: number[] = [];
+  for (let i = 0; i < sessions; i++) {
+    let best = Infinity;
+    for (let k = 0; k < CALIBRATION_RUNS; k++) {
+      const t0 = performance.now();
+      await run(i, k);
+      best = Math.min(best, performance.now() - t0);
+    }
+    fastest.push(Math.max(best, 0.01));
+  }
+  const common = Math.max(1, Math.min(INNER_MAX, Math.ceil(SLOT_MS / Math.min(...fastest))));
+  return fastest.map((t) => Math.max(1, Math.min(common, Math.ceil(SLOT_MAX_MS / t))));
+}
+
 /** Times sessions in interleaved rounds, each slot by wall and CPU time; records contention. */
 export async function timeInterleaved(entries: readonly TimedEntry[], opts: InterleavedOptions = {}): Promise<InterleavedTimes> {
   if (entries.length === 0) throw inputError('BENCH_NO_MODEL', 'nothing to measure: no sessions given');
@@ -176,16 +209,8 @@ export async function timeInterleaved(entries: readonly TimedEntry[], opts: Inte
     for (let k = 0; k < warmup; k++) await run(i, k);
     opts.afterRound?.();
   }
-  const inner: number[] = [];
-  for (let i = 0; i < entries.length; i++) {
-    if (opts.inner !== 'auto') {
-      inner.push(Math.max(1, Math.floor(opts.inner ?? 1)));
-      continue;
-    }
-    const t0 = performance.now();
-    await run(i, 0);
-    inner.push(Math.max(1, Math.min(50, Math.ceil(5 / Math.max(performance.now() - t0, 0.01)))));
-  }
+  const given = opts.inner;
+  const inner = given === 'auto' ? await autoInner(entries.length, run) : entries.map(() => Math.max(1, Math.floor(given ?? 1)));
   const times: EntryTimes[] = entries.map((_, i) => ({ wallMs: [], cpuMs: [], inner: inner[i]! }));
   let preempted = 0;
   const probe = contentionProbe();

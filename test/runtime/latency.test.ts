@@ -6,6 +6,7 @@ import { parseProfile, profileModel } from '../../runtime/profile.js';
 import { fromValues } from '../../core/host-tensor.js';
 import { createSession } from '../../runtime/session.js';
 import { benchmark } from '../../workflows/bench.js';
+import { timeInterleaved, type TimedSession } from '../../runtime/timer.js';
 import { affineModel, reluModel } from './models.js';
 
 describe('latency statistics', () => {
@@ -50,6 +51,41 @@ describe('measureLatency', () => {
   it('benchmarks models end to end from a data spec', async () => {
     const r = await benchmark({ models: [], inputs: 'random' }).catch((e: unknown) => e);
     expect(r).toMatchObject({ code: 'BENCH_NO_MODEL' });
+  });
+});
+
+describe('timeInterleaved inner auto', () => {
+  /** A session whose runs busy-wait `ms` (the first `slowFirst` runs 12 ms: a pause during calibration). */
+  const fake = (ms: number, slowFirst = 0): TimedSession & { runs: number } => {
+    const s = {
+      runs: 0,
+      async runOrt() {
+        const until = performance.now() + (s.runs++ < slowFirst ? 12 : ms);
+        while (performance.now() < until);
+        return {};
+      },
+    };
+    return s;
+  };
+  const feed = { x: fromValues('float32', [1], [0]) };
+
+  it('gives every session one count of runs per slot, from its fastest calibration run', async () => {
+    // the fast session's first calibration run is caught by a pause: its count still follows its fastest run
+    const fast = fake(0.25, 1);
+    const twin = fake(0.25);
+    const r = await timeInterleaved([{ session: fast, feeds: [feed] }, { session: twin, feeds: [feed] }], { rounds: 2, warmup: 0, inner: 'auto' });
+    const [a, b] = r.entries.map((e) => e.inner);
+    expect(a).toBe(b);
+    // 5 ms / ~0.25 ms a run (at most 20; at least 5 even on a loaded machine)
+    expect(a).toBeGreaterThanOrEqual(5);
+    expect(a).toBeLessThanOrEqual(20);
+  });
+
+  it('caps a slow session so its slot stays near 50 ms', async () => {
+    const r = await timeInterleaved([{ session: fake(0.25), feeds: [feed] }, { session: fake(10), feeds: [feed] }], { rounds: 1, warmup: 0, inner: 'auto' });
+    expect(r.entries[1]!.inner).toBeLessThanOrEqual(5);
+    expect(r.entries[1]!.inner).toBeGreaterThanOrEqual(3);
+    expect(r.entries[0]!.inner).toBeGreaterThanOrEqual(5);
   });
 });
 
