@@ -12,6 +12,12 @@ export interface WorkHelpers<J, R> {
   /** Resolves true when the helpers are up, false when they cannot start. */
   ready(): Promise<boolean>;
   run(job: J): Promise<R>;
+  /**
+   * Called when the caller's backup of job `index` settled it while a helper still runs it: the
+   * helper may stop (its result would be dropped; a helper thread still computing it takes a core
+   * from the caller's next work).
+   */
+  cancel?(index: number): void;
 }
 
 export interface ShareOptions {
@@ -87,7 +93,9 @@ export async function shareWork<J, R>(jobs: readonly J[], local: (job: J, index:
       const abort = new AbortController();
       void done.then(() => settled[i] && abort.abort());
       try {
-        settle(i, await local(jobs[i]!, i, abort.signal));
+        const r = await local(jobs[i]!, i, abort.signal);
+        if (!settled[i]) helpers?.cancel?.(i);
+        settle(i, r);
       } catch (e) {
         // the helper's result came first (or the helper failed and its loop runs the job here again)
         if (!abort.signal.aborted) throw e;
@@ -135,4 +143,25 @@ export function nextIndex(shared?: Int32Array): () => number {
   if (shared) return () => Atomics.add(shared, 0, 1);
   let i = 0;
   return () => i++;
+}
+
+/** What long work checks between its steps to stop early: an AbortSignal is one, {@link flagCancellation} another. */
+export type Cancellation = Pick<AbortSignal, 'throwIfAborted'>;
+
+/** A flag another thread can raise (one int32 of a SharedArrayBuffer): {@link raiseFlag}, read by {@link flagCancellation}. */
+export function cancelFlag(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(4));
+}
+
+export function raiseFlag(flag: Int32Array): void {
+  Atomics.store(flag, 0, 1);
+}
+
+/** A {@link Cancellation} that throws once `flag` is raised (by any thread holding it). */
+export function flagCancellation(flag: Int32Array): Cancellation {
+  return {
+    throwIfAborted() {
+      if (Atomics.load(flag, 0) !== 0) throw new Error('cancelled: another thread finished this work first');
+    },
+  };
 }

@@ -45,7 +45,7 @@ import { compactConstants, type CompactedConstant } from './int4/constants.js';
 import { classKey, KernelClass, kernelByRule, KernelTiming, measureKernels, nbitsByRule, RULE_LEVEL4_ERROR } from './int4/kernels.js';
 import { outputErrors, type GptqResult } from './int4/gptq.js';
 import { GPTQ_TASK, gptqJobCost, gptqWork, runGptqJob, type GptqJob } from './int4/gptq-job.js';
-import { shareWork, type WorkHelpers } from '../../core/share-work.js';
+import { cancelFlag, raiseFlag, shareWork, type WorkHelpers } from '../../core/share-work.js';
 import type { Threads } from '../../runtime/runner-types.js';
 import { sharedLinalg } from './int4/linalg.js';
 import { disposeEndTrials, dropUnread, openEndTrials, prepareEndTrials, reference, Reference, referenceOf, runEndTrials, sqnrDb, type WeightSlot } from './int4/probe.js';
@@ -564,16 +564,20 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     // GPTQ: one job per layer input (its factor, then every weight reading it), longest first, shared
     // with the helper threads when there are any (the same codes wherever a job runs); out of jobs,
     // this thread also runs the ones a helper still holds and keeps the first result (a helper in a
-    // cold process, still compiling GPTQ's code, took several times as long as this thread)
+    // cold process, still compiling GPTQ's code, took several times as long as this thread); a helper
+    // whose job this thread finished first stops at its next step: its copy had run on into the
+    // trials, on the core they use (the trained LM's q4 cost 0.964x wall, 0.946x CPU paired over 40
+    // rounds; waiting before the backup, half again as long as this thread's pace said the job takes,
+    // gave that back: 1.005x)
     t = performance.now();
     const bar = ctx.progress?.('quantizing weights', cands.length);
     const jobs = [...layerInputs].filter(([name]) => moments.has(name)).map(([name, group]) => {
       const m = moments.get(name)!;
-      const job: GptqJob = { K: m.K, hessian: m.hessian, damp: o.damp, weights: group.map((c) => ({ weight: c.kn ? { kn: c.kn } : { rows: c.rows }, N: c.N })), bits: 4, blockSize: o.blockSize, symmetric: o.symmetric };
+      const job: GptqJob = { K: m.K, hessian: m.hessian, damp: o.damp, weights: group.map((c) => ({ weight: c.kn ? { kn: c.kn } : { rows: c.rows }, N: c.N })), bits: 4, blockSize: o.blockSize, symmetric: o.symmetric, ...(threads ? { cancel: cancelFlag() } : {}) };
       return { group, job, cost: gptqJobCost(job) };
     });
     jobs.sort((a, b) => b.cost - a.cost);
-    const helpers: WorkHelpers<GptqJob, GptqResult[]> | undefined = threads && { size: threads.size, ready: () => threads.ready(), run: (job) => threads.run(GPTQ_TASK, job) };
+    const helpers: WorkHelpers<GptqJob, GptqResult[]> | undefined = threads && { size: threads.size, ready: () => threads.ready(), run: (job) => threads.run(GPTQ_TASK, job), cancel: (i) => raiseFlag(jobs[i]!.job.cancel!) };
     const done = await shareWork(jobs.map((j) => j.job), (job, _i, signal) => runGptqJob(job, linalg, signal), helpers, { onDone: (i) => bar?.tick(jobs[i]!.group.length), backup: true });
     const gptqOf = new Map<Candidate, GptqResult>();
     jobs.forEach((j, i) => j.group.forEach((c, k) => gptqOf.set(c, done[i]![k]!)));

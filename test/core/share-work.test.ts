@@ -128,6 +128,24 @@ describe('shareWork', () => {
     letGo();
   });
 
+  it("cancel: the helper's job is called off when the caller's backup of it finishes first, not when the helper's result comes first", async () => {
+    const two = [0, 1];
+    const local = async (j: number, _i: number, signal?: AbortSignal) => {
+      if (!signal) await tick();
+      return j * 10;
+    };
+    const cancelled: number[] = [];
+    let letGo!: () => void;
+    const stalled = { ...helpers(async (j) => (await new Promise<void>((r) => (letGo = r)), j * 100)), cancel: (i: number) => cancelled.push(i) };
+    expect(await shareWork(two, local, stalled, { backup: true })).toEqual([0, 10]);
+    expect(cancelled).toEqual([1]);
+    letGo();
+    // the helper answers within the wait: nothing to cancel
+    const soon = { ...helpers(async (j) => (await tick(), j * 10)), cancel: (i: number) => cancelled.push(i) };
+    expect(await shareWork(two, local, soon, { backup: true, backupAfter: () => 5000 })).toEqual([0, 10]);
+    expect(cancelled).toEqual([1]);
+  });
+
   it('without helpers, runs every job itself in order', async () => {
     const order: number[] = [];
     expect(await shareWork(jobs, async (j) => (order.push(j), j))).toEqual(jobs);

@@ -16,6 +16,7 @@ import { quantizeInt4 } from '../../passes/quantize/quantize-int4.js';
 import { nodeRunner } from '../../runtime/runner.js';
 import type { ThreadTask, Threads } from '../../runtime/runner-types.js';
 import { nodeThreads } from '../../runtime/threads.js';
+import { cancelFlag, raiseFlag } from '../../core/share-work.js';
 import { transformerFeed, transformerVariant } from '../models/transformers.js';
 
 function job(K: number, Ns: number[], seed: number): GptqJob {
@@ -51,6 +52,21 @@ describe('GPTQ on helper threads', () => {
     } finally {
       await linalg.dispose();
     }
+  });
+
+  it.runIf(threads.size > 0)('a job whose cancel flag is raised stops on the thread (at its next step), and the thread runs the next job', async () => {
+    expect(await threads.ready()).toBe(true);
+    const raised = { ...job(256, [64, 64, 64], 6), cancel: cancelFlag() };
+    raiseFlag(raised.cancel);
+    await expect(threads.run(GPTQ_TASK, raised)).rejects.toThrow(/cancelled/);
+    // raised while it runs: a long job (a 512-wide factor, then three weights) rejects as cancelled
+    // rather than resolving with its results
+    const long = { ...job(512, [256, 256, 256], 7), cancel: cancelFlag() };
+    const running = threads.run(GPTQ_TASK, long);
+    setTimeout(() => raiseFlag(long.cancel), 1);
+    await expect(running).rejects.toThrow(/cancelled/);
+    const [r] = await threads.run<GptqResult[]>(GPTQ_TASK, job(32, [8], 5));
+    expect(r!.q.codes.length).toBe(32 * 8);
   });
 
   it.runIf(threads.size > 0)('a task the thread cannot run rejects, and the thread runs the next one', async () => {

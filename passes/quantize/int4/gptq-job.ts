@@ -5,6 +5,7 @@
  * wherever it runs (the same code and onnxruntime-node's kernels, one intra-op thread).
  */
 import type { ThreadContext, ThreadTask } from '../../../runtime/runner-types.js';
+import { flagCancellation, type Cancellation } from '../../../core/share-work.js';
 import type { Bits } from './blocks.js';
 import { hessianFactor, quantizeGptqBlocked, type GptqResult, type GptqWeight } from './gptq.js';
 import { sharedLinalg, type Linalg } from './linalg.js';
@@ -18,10 +19,12 @@ export interface GptqJob {
   bits: Bits;
   blockSize: number;
   symmetric: boolean;
+  /** Raised (core/share-work.ts raiseFlag) when the job is no longer wanted: a helper thread running it stops at its next step. */
+  cancel?: Int32Array;
 }
 
 /** Runs `job` with `linalg`'s sessions: one result per weight, in order; stops (throws) once `signal` aborts. */
-export async function runGptqJob(job: GptqJob, linalg: Linalg, signal?: AbortSignal): Promise<GptqResult[]> {
+export async function runGptqJob(job: GptqJob, linalg: Linalg, signal?: Cancellation): Promise<GptqResult[]> {
   const { K, hessian, bits, blockSize, symmetric } = job;
   const factor = await hessianFactor(hessian, K, job.damp, linalg, signal);
   const out: GptqResult[] = [];
@@ -41,7 +44,7 @@ export function gptqJobCost(job: GptqJob): number {
 
 /** {@link runGptqJob} in a helper thread (runtime/thread-entry.ts calls it by {@link GPTQ_TASK}). */
 export function gptqJobTask(job: GptqJob, ctx: ThreadContext): Promise<GptqResult[]> {
-  return runGptqJob(job, sharedLinalg(ctx.runner));
+  return runGptqJob(job, sharedLinalg(ctx.runner), job.cancel ? flagCancellation(job.cancel) : undefined);
 }
 
 export const GPTQ_TASK: ThreadTask = { module: import.meta.url, name: 'gptqJobTask' };

@@ -21,6 +21,7 @@
  * calibration data (H[k][k] = 0) get H[k][k] = 1 and weight 0.
  */
 import { internalError } from '../../../core/errors.js';
+import type { Cancellation } from '../../../core/share-work.js';
 import { asymmetricParams, BlockQuantized, Bits, codeOf, emptyBlocks, symmetricParams } from './blocks.js';
 import type { Linalg } from './linalg.js';
 import { spanKernel } from './span-kernel.js';
@@ -36,7 +37,7 @@ export interface GptqFactor {
 }
 
 /** {@link GptqFactor} of the damped Hessian (damping raised tenfold until it factors); the Cholesky factor by onnxruntime's Gemms (int4/linalg.ts). */
-export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg, signal?: AbortSignal): Promise<GptqFactor> {
+export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg, signal?: Cancellation): Promise<GptqFactor> {
   const mean = meanDiagonal(hessian, n);
   for (let d = damp; d < 1e3; d *= 10) {
     signal?.throwIfAborted();
@@ -129,7 +130,7 @@ export interface GptqResult {
  * every output contiguous), so every loop runs along N and each update is one contiguous block;
  * float32 as in the reference GPTQ, the errors' sums in float64.
  */
-export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, factor: GptqFactor, linalg: Linalg, signal?: AbortSignal): Promise<GptqResult> {
+export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, factor: GptqFactor, linalg: Linalg, signal?: Cancellation): Promise<GptqResult> {
   const { m, diag, lambda } = factor;
   const { w: orig, energy, dropped } = workingCopy(weight, N, K, hessian);
   const w = orig.slice();

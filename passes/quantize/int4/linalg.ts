@@ -5,6 +5,7 @@
  * float32 products for GPTQ's lazy updates (C + A B as one Gemm) and the first/last-layer trials.
  */
 import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
+import type { Cancellation } from '../../../core/share-work.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 import type { Model } from '../../../ir/ir.js';
 import { DataType } from '../../../core/dtype.js';
@@ -250,7 +251,7 @@ export class Linalg {
    * factored and inverted in JS and the rows below it solved, L21 = P21 L11^-T (a second Gemm).
    * Stops (throws) between panels once `signal` aborts.
    */
-  async cholesky(a: Float64Array, n: number, signal?: AbortSignal): Promise<boolean> {
+  async cholesky(a: Float64Array, n: number, signal?: Cancellation): Promise<boolean> {
     if (n <= IN_JS) return cholesky(a, n);
     // the Gemms' operands are copied into buffers made once per factor (the largest of each), not
     // fresh arrays per panel: ~1 MB at n = 512 instead of ~5 MB of new pages
