@@ -137,14 +137,26 @@ function toValueInfo(m: ort.InferenceSession.ValueMetadata): ValueInfo {
 /** HostTensor -> ort.Tensor (no copy of the typed array). */
 export function toOrtTensor(t: HostTensor, name = 'tensor'): ort.Tensor {
   try {
-    if (t.type === 'bool') {
-      const u = t.data as Uint8Array;
-      return new ort.Tensor('bool', u, t.dims);
-    }
-    return new ort.Tensor(t.type as ort.Tensor.Type, t.data as ort.Tensor.DataType, t.dims);
+    const data = unshared(t.data);
+    if (t.type === 'bool') return new ort.Tensor('bool', data as Uint8Array, t.dims);
+    return new ort.Tensor(t.type as ort.Tensor.Type, data as ort.Tensor.DataType, t.dims);
   } catch (e) {
     throw inputError('RUNTIME_BAD_TENSOR', `input ${name}: cannot build a ${t.type} tensor ${formatDims(t.dims)}: ${firstLine(e)}`, { tensor: name });
   }
+}
+
+/** Copies of shared-memory data made for onnxruntime, kept while the shared array lives (a feed run again reuses its copy). */
+const unsharedCopies = new WeakMap<object, HostData>();
+
+/**
+ * `data` in ordinary memory: onnxruntime-node refuses a typed array on a SharedArrayBuffer ("Invalid
+ * argument"), which a helper thread gets from core/share-work.ts shareLarge; copied once per array.
+ */
+function unshared(data: HostData): HostData {
+  if (!ArrayBuffer.isView(data) || !(data.buffer instanceof SharedArrayBuffer)) return data;
+  let copy = unsharedCopies.get(data);
+  if (!copy) unsharedCopies.set(data, (copy = (data as Float32Array).slice() as unknown as HostData));
+  return copy;
 }
 
 /** ort.Tensor -> HostTensor (shares the data). */

@@ -45,7 +45,7 @@ import { compactConstants, type CompactedConstant } from './int4/constants.js';
 import { classKey, KernelClass, kernelByRule, KernelTiming, measureKernels, nbitsByRule, RULE_LEVEL4_ERROR } from './int4/kernels.js';
 import { outputErrors, type GptqResult } from './int4/gptq.js';
 import { GPTQ_TASK, gptqJobCost, gptqWork, runGptqJob, type GptqJob } from './int4/gptq-job.js';
-import { cancelFlag, raiseFlag, shareWork, type WorkHelpers } from '../../core/share-work.js';
+import { cancelFlag, raiseFlag, shareLarge, shareWork, type WorkHelpers } from '../../core/share-work.js';
 import type { Threads } from '../../runtime/runner-types.js';
 import { sharedLinalg } from './int4/linalg.js';
 import { disposeEndTrials, dropUnread, openEndTrials, prepareEndTrials, reference, Reference, referenceOf, runEndTrials, sqnrDb, type WeightSlot } from './int4/probe.js';
@@ -577,7 +577,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
       return { group, job, cost: gptqJobCost(job) };
     });
     jobs.sort((a, b) => b.cost - a.cost);
-    const helpers: WorkHelpers<GptqJob, GptqResult[]> | undefined = threads && { size: threads.size, ready: () => threads.ready(), run: (job) => threads.run(GPTQ_TASK, job), cancel: (i) => raiseFlag(jobs[i]!.job.cancel!) };
+    const helpers: WorkHelpers<GptqJob, GptqResult[]> | undefined = threads && { size: threads.size, ready: () => threads.ready(), run: (job) => threads.run(GPTQ_TASK, shareLarge(job)), cancel: (i) => raiseFlag(jobs[i]!.job.cancel!) };
     const done = await shareWork(jobs.map((j) => j.job), (job, _i, signal) => runGptqJob(job, linalg, signal), helpers, { onDone: (i) => bar?.tick(jobs[i]!.group.length), backup: true });
     const gptqOf = new Map<Candidate, GptqResult>();
     jobs.forEach((j, i) => j.group.forEach((c, k) => gptqOf.set(c, done[i]![k]!)));

@@ -5,7 +5,7 @@
  * error rejects the whole call.
  */
 import { describe, expect, it } from 'vitest';
-import { nextIndex, shareWork, type WorkHelpers } from '../../core/share-work.js';
+import { nextIndex, shareLarge, shareWork, type WorkHelpers } from '../../core/share-work.js';
 
 const tick = () => new Promise<void>((r) => setTimeout(r, 2));
 const jobs = Array.from({ length: 12 }, (_, i) => i);
@@ -161,5 +161,27 @@ describe('nextIndex', () => {
     const [a, b] = [nextIndex(counter), nextIndex(counter)];
     expect([a(), b(), b(), a()]).toEqual([0, 1, 2, 3]);
     expect(counter[0]).toBe(4);
+  });
+});
+
+describe('shareLarge', () => {
+  it('copies large typed arrays into shared memory once each, leaves small, shared and non-array values, and copies containers only where they change', () => {
+    const big = new Float32Array(32768).map((_, i) => i);
+    const small = new Float32Array(8).fill(2);
+    const already = new Float64Array(new SharedArrayBuffer(1 << 17));
+    const feeds = [{ w: { type: 'float32', dims: [32768], data: big }, x: { data: small } }, { w: { type: 'float32', dims: [32768], data: big }, h: already, n: 3 }];
+    const out = shareLarge(feeds);
+    expect(out).not.toBe(feeds);
+    const w0 = out[0]!.w.data;
+    expect(w0.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(w0).toEqual(big);
+    expect(out[1]!.w!.data).toBe(w0);
+    expect(out[0]!.x).toBe(feeds[0]!.x);
+    expect(out[1]!.h).toBe(already);
+    expect(out[1]!.n).toBe(3);
+    // the input is left as it was
+    expect(feeds[0]!.w.data).toBe(big);
+    const plain = { a: [small], b: 'text' };
+    expect(shareLarge(plain)).toBe(plain);
   });
 });

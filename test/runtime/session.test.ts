@@ -52,6 +52,19 @@ describe('sessions', () => {
     await s.dispose();
   });
 
+  it('runs on data in shared memory (which onnxruntime-node refuses as is): copied once per array, the same outputs', async () => {
+    const s = await createSession(reluModel());
+    const shared = new Float32Array(new SharedArrayBuffer(16));
+    shared.set([-1, 0, 1, -2]);
+    const feed = { x: { type: 'float32' as const, dims: [1, 4], data: shared } };
+    expect(Array.from((await s.run(feed)).y!.data as Float32Array)).toEqual([0, 0, 1, 0]);
+    expect(Array.from((await s.run(feed)).y!.data as Float32Array)).toEqual([0, 0, 1, 0]);
+    // a tensor built for a run does not hold the shared array itself
+    expect(toOrtTensor(feed.x).data).not.toBe(shared);
+    expect((toOrtTensor(feed.x).data as Float32Array).buffer).toBeInstanceOf(ArrayBuffer);
+    await s.dispose();
+  });
+
   it('handles int64 inputs', async () => {
     const s = await createSession(mixedModel());
     const out = await s.run({ x: fromValues('float32', [2, 3], [0, 0, 0, 1, 1, 1]), ids: fromValues('int64', [2], [5, 7]) });

@@ -23,7 +23,7 @@ import { cloneModel, serializeModel } from '../../../onnx/codec.js';
 import { addRangeOutput, RANGE_OUTPUT, widenRanges } from '../../../calibration/augment.js';
 import type { Runner, Threads } from '../../../runtime/runner-types.js';
 import { RUN_MODEL, type RunModelArgs, type ThreadModel } from '../../../runtime/thread-tasks.js';
-import { delay, nextIndex, nextTurn, threadsUp } from '../../../core/share-work.js';
+import { delay, nextIndex, nextTurn, shareLarge, threadsUp } from '../../../core/share-work.js';
 
 export interface InputMoments {
   K: number;
@@ -399,7 +399,8 @@ export async function accumulateInputMoments(
 ): Promise<Map<string, InputMoments>> {
   const threads = helper?.threads;
   const moments = new Map<string, InputMoments>();
-  for (const [name, K] of tensors) moments.set(name, { K, hessian: new Float64Array(K * K) });
+  // in shared memory when a helper thread is there: GPTQ's jobs then hand them to it without a copy
+  for (const [name, K] of tensors) moments.set(name, { K, hessian: threads ? new Float64Array(new SharedArrayBuffer(8 * K * K)) : new Float64Array(K * K) });
   const { model: augmented, outputs, weights } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])], weightsAsInputs);
   const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...outputs.packed, ...(outputs.energies ? [outputs.energies] : [])];
   // each session on one thread when a helper runs too (intra-op threads gained nothing here: a stack
@@ -419,7 +420,7 @@ export async function accumulateInputMoments(
   if (claim) {
     const feeds: Feed[] = [];
     for (let i = 0; i < runs; i++) feeds.push({ ...(await feedOf(i)), ...weights });
-    later = threads!.run<Array<Feed | undefined>>(RUN_MODEL, { model: bytes, options: oneThread, name: label, feeds, names: wanted, claim, ...(helper?.then ? { then: helper.then } : {}) } satisfies RunModelArgs).catch(() => undefined);
+    later = threads!.run<Array<Feed | undefined>>(RUN_MODEL, { model: bytes, options: oneThread, name: label, feeds: shareLarge(feeds), names: wanted, claim, ...(helper?.then ? { then: helper.then } : {}) } satisfies RunModelArgs).catch(() => undefined);
     helper?.taken?.();
     // the task is posted before this thread's first run, which holds it until the run ends
     await nextTurn();

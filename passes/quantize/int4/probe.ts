@@ -11,7 +11,7 @@ import { Attribute, constantOf, Value, type Model } from '../../../ir/ir.js';
 import type { Linalg } from './linalg.js';
 import { cloneModel, serializeModel } from '../../../onnx/codec.js';
 import type { ModelSession, Runner, Threads } from '../../../runtime/runner-types.js';
-import { shareWork, type WorkHelpers } from '../../../core/share-work.js';
+import { shareLarge, shareWork, type WorkHelpers } from '../../../core/share-work.js';
 import { RUN_MODEL, type RunModelArgs, type ThreadModel } from '../../../runtime/thread-tasks.js';
 import { concatFeeds, stackFeeds } from './activations.js';
 
@@ -196,7 +196,7 @@ async function settingErrors(trial: { bytes: Uint8Array; session: ModelSession; 
     size: Math.min(threads.size, 1),
     ready: () => threads.ready(),
     run: async (x) => {
-      const runs = await threads.run<Feed[]>(RUN_MODEL, { model: trial.bytes, options: SESSION, name: TRIALS, feeds: groups.map((g) => ({ ...concatFeeds(g), ...x.feed })), ...(trial.kept !== undefined ? { kept: trial.kept } : {}) } satisfies RunModelArgs);
+      const runs = await threads.run<Feed[]>(RUN_MODEL, { model: trial.bytes, options: SESSION, name: TRIALS, feeds: shareLarge(groups.map((g) => ({ ...concatFeeds(g), ...x.feed }))), ...(trial.kept !== undefined ? { kept: trial.kept } : {}) } satisfies RunModelArgs);
       return errorsOf(session, ref, x.feed, groups, x.variants, runs.map(floatOutputs));
     },
   };
