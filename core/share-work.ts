@@ -135,16 +135,6 @@ export function nextTurn(): Promise<void> {
   return new Promise((r) => setImmediate(r));
 }
 
-/**
- * Indices 0, 1, 2, ... in turn: taken from `shared` (one int32 of a SharedArrayBuffer, Atomics.add) when
- * given, so that threads holding the same counter each get indices no other has taken; else local.
- */
-export function nextIndex(shared?: Int32Array): () => number {
-  if (shared) return () => Atomics.add(shared, 0, 1);
-  let i = 0;
-  return () => i++;
-}
-
 /** What long work checks between its steps to stop early: an AbortSignal is one, {@link flagCancellation} another. */
 export type Cancellation = Pick<AbortSignal, 'throwIfAborted'>;
 

@@ -45,10 +45,11 @@ import { compactConstants, type CompactedConstant } from './int4/constants.js';
 import { classKey, KernelClass, kernelByRule, KernelTiming, measureKernels, nbitsByRule, RULE_LEVEL4_ERROR } from './int4/kernels.js';
 import { outputErrors, type GptqResult } from './int4/gptq.js';
 import { GPTQ_TASK, gptqJobCost, gptqWork, runGptqJob, type GptqJob } from './int4/gptq-job.js';
-import { cancelFlag, raiseFlag, shareLarge, shareWork, type WorkHelpers } from '../../core/share-work.js';
+import { cancelFlag, raiseFlag, shareLarge, shareWork, threadsUp, type WorkHelpers } from '../../core/share-work.js';
+import { KEEP_MODEL } from '../../runtime/thread-tasks.js';
 import type { Threads } from '../../runtime/runner-types.js';
 import { sharedLinalg } from './int4/linalg.js';
-import { disposeEndTrials, dropUnread, openEndTrials, prepareEndTrials, reference, Reference, referenceOf, runEndTrials, sqnrDb, type WeightSlot } from './int4/probe.js';
+import { disposeEndTrials, dropUnread, prepareEndTrials, reference, Reference, referenceOf, runEndTrials, sqnrDb, type WeightSlot } from './int4/probe.js';
 
 export type Int4Method = 'rtn' | 'gptq';
 
@@ -508,7 +509,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     throw inputError('INT4_NO_WEIGHTS', `no MatMul or Gemm with a constant 2-D float weight to quantize${why.length ? ` (${why.slice(0, 3).join('; ')})` : ''}`);
   }
 
-  // helper threads (moments, GPTQ, trials) where they pay: see helperThreads
+  // helper threads (GPTQ, trials) where they pay: see helperThreads
   const layerInputs = byLayerInput(cands);
   const threads = method === 'gptq' ? helperThreads(ctx, layerInputs) : undefined;
   threads?.start();
@@ -519,23 +520,24 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   let energies = new Map<string, number>();
   const probeFeeds = evenlySpaced(data.probe ?? feeds, PROBE_SAMPLES);
   // the first/last-layer trials (below) need only the weights' values from GPTQ: their model is built
-  // now, and its sessions open while this thread and a helper would otherwise wait (this thread's
-  // while the helper finishes its part of the moments' runs, the helper's once that is done)
+  // now, and a helper thread that is up opens its session of it while this thread runs the moments
   const layers = cands.filter((c) => c.op !== 'Gather');
   const ends: Array<[Candidate, 'first' | 'last']> = o.keepInt8 === 'auto' && probeFeeds.length > 0 && layers.length >= 3 ? [[layers[0]!, 'first'], [layers[layers.length - 1]!, 'last']] : [];
   const slot = (c: Candidate): WeightSlot => ({ node: c.index, input: c.op === 'Gather' ? 0 : 1, dims: c.op === 'Gather' ? [c.N, c.K] : [c.K, c.N] });
   const fixedSlots = cands.filter((c) => !ends.some(([e]) => e === c));
   const trials = ends.length > 0 ? prepareEndTrials(model, fixedSlots.map(slot), slot(ends[0]![0]), slot(ends[1]![0]), ctx.runner) : undefined;
+  if (trials && threads && (await threadsUp(threads))) {
+    void threads.run(KEEP_MODEL, trials.helperModel).catch(() => undefined);
+    trials.helperOpens = true;
+  }
   const momentFeeds = method === 'gptq' ? evenlySpaced(feeds, o.momentSamples) : [];
   let ref: Reference | undefined;
   if (momentFeeds.length > 0) {
     const wanted = new Map([...layerInputs].map(([name, group]) => [name, group[0]!.K]));
     // a plain MatMul's output is X W: its sum of squares is the layer's output energy tr(W H W^T)
     const energyTensors = cands.filter((c) => c.op === 'MatMul').map((c) => c.node.outputs[0]!.name);
-    // with the trials ahead: this thread opens its session of their model while it waits for the
-    // helper's part of the runs, and the helper opens its own once that part is done
-    const helper = trials && { then: trials.helperModel, whileWaiting: () => openEndTrials(trials), taken: () => (trials.helperOpens = true) };
-    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors, ...(threads ? { threads } : {}), ...(helper ? { helper } : {}) }).catch(async (e: unknown) => {
+    // on this thread, with onnxruntime's own threads; the Hessians shared when helpers take GPTQ jobs
+    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors, sharedHessians: threads !== undefined }).catch(async (e: unknown) => {
       if (trials) await disposeEndTrials(trials);
       throw e;
     });

@@ -5,7 +5,7 @@
  * error rejects the whole call.
  */
 import { describe, expect, it } from 'vitest';
-import { nextIndex, shareLarge, shareWork, type WorkHelpers } from '../../core/share-work.js';
+import { shareLarge, shareWork, type WorkHelpers } from '../../core/share-work.js';
 
 const tick = () => new Promise<void>((r) => setTimeout(r, 2));
 const jobs = Array.from({ length: 12 }, (_, i) => i);
@@ -150,17 +150,6 @@ describe('shareWork', () => {
     const order: number[] = [];
     expect(await shareWork(jobs, async (j) => (order.push(j), j))).toEqual(jobs);
     expect(order).toEqual(jobs);
-  });
-});
-
-describe('nextIndex', () => {
-  it('counts from 0 alone, and hands out each index once to everyone holding one shared counter', () => {
-    const local = nextIndex();
-    expect([local(), local(), local()]).toEqual([0, 1, 2]);
-    const counter = new Int32Array(new SharedArrayBuffer(4));
-    const [a, b] = [nextIndex(counter), nextIndex(counter)];
-    expect([a(), b(), b(), a()]).toEqual([0, 1, 2, 3]);
-    expect(counter[0]).toBe(4);
   });
 });
 

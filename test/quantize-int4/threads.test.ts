@@ -1,7 +1,8 @@
 /**
  * GPTQ jobs on helper threads (runtime/threads.ts, passes/quantize/int4/gptq-job.ts): a job run by a
- * thread gives exactly what it gives on the caller's thread; a task the thread cannot run rejects
- * and leaves the thread usable; the int4 pass with helper threads writes the same model, byte for
+ * thread gives exactly what it gives on the caller's thread; a job called off stops there; a task the
+ * thread cannot run rejects and leaves the thread usable; a trial setting a thread never hands back is
+ * run by the caller; the int4 pass with helper threads writes the same model, byte for
  * byte, as without, with the same first/last-layer trial errors, and the threads did run some of its
  * jobs (from the process's second GPTQ pass on, for a model this small).
  */
@@ -109,7 +110,7 @@ describe('GPTQ on helper threads', () => {
     expect(Buffer.from(bytes[0]!).equals(Buffer.from(bytes[1]!))).toBe(true);
   });
 
-  it.runIf(threads.size > 0)('a helper that never hands back its half of the moments runs leaves this thread to make them: the same model', async () => {
+  it.runIf(threads.size > 0)('a helper that never hands back its trial setting leaves this thread to run it: the same model', async () => {
     const variant = transformerVariant('gpt2-ts17');
     const feeds = Array.from({ length: 8 }, (_, i) => transformerFeed(variant, 1, 32, { seed: i + 1 }));
     expect(await threads.ready()).toBe(true);
@@ -117,12 +118,12 @@ describe('GPTQ on helper threads', () => {
     const stalled = new Promise<never>((_, reject) => (release = () => reject(new Error('released'))));
     stalled.catch(() => {});
     let held = 0;
-    // the moments' runs (the one RUN_MODEL task that asks for named outputs) never come back; the rest runs in the thread
+    // the trial's runs (RUN_MODEL) never come back; the rest (GPTQ jobs, opening the kept session) runs in the thread
     const stalling: Threads = {
       size: threads.size,
       start: () => threads.start(),
       ready: () => threads.ready(),
-      run: <R>(task: ThreadTask, args: unknown, transfer?: ArrayBuffer[]) => (task.name === 'runModel' && (args as { names?: string[] }).names ? ((held += 1), stalled) : threads.run<R>(task, args, transfer)),
+      run: <R>(task: ThreadTask, args: unknown, transfer?: ArrayBuffer[]) => (task.name === 'runModel' ? ((held += 1), stalled) : threads.run<R>(task, args, transfer)),
     };
     const { threads: _default, ...alone } = createPassContext();
     // helper threads are taken from a process's second GPTQ pass on

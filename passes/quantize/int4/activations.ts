@@ -21,9 +21,7 @@ import { Tensor } from '../../../core/tensor.js';
 import { Attribute, Model, Node, Value } from '../../../ir/ir.js';
 import { cloneModel, serializeModel } from '../../../onnx/codec.js';
 import { addRangeOutput, RANGE_OUTPUT, widenRanges } from '../../../calibration/augment.js';
-import type { Runner, Threads } from '../../../runtime/runner-types.js';
-import { RUN_MODEL, type RunModelArgs, type ThreadModel } from '../../../runtime/thread-tasks.js';
-import { delay, nextIndex, nextTurn, shareLarge, threadsUp } from '../../../core/share-work.js';
+import type { Runner } from '../../../runtime/runner-types.js';
 
 export interface InputMoments {
   K: number;
@@ -54,21 +52,8 @@ export interface MomentsExtras {
   rangeTensors?: readonly string[];
   /** Tensors whose sum of squares the run also measures ({@link MomentsRun.energies}): a layer's output X W is its output energy tr(W H W^T). */
   energyTensors?: readonly string[];
-  /** Helper threads: when one is up, it takes runs too, in a session of its own ({@link accumulateInputMoments}). */
-  threads?: Threads;
-  /** With a helper thread: what it does once its runs are done, and this thread while it waits for them ({@link MomentsHelper}). */
-  helper?: Omit<MomentsHelper, 'threads'>;
-}
-
-/** A helper thread's part in the moments' runs ({@link accumulateInputMoments}). */
-export interface MomentsHelper {
-  threads: Threads;
-  /** A model the helper opens a session of once its runs are done, kept under `key` for a later task there (runtime/thread-tasks.ts). */
-  then?: ThreadModel & { key: string };
-  /** Work for this thread while it waits for the helper's runs, once no run is left to take. */
-  whileWaiting?: () => Promise<unknown>;
-  /** Called once the helper has been handed the runs (and `then`). */
-  taken?: () => void;
+  /** The Hessians in shared memory (a SharedArrayBuffer each): helper threads' GPTQ jobs then read them in place, with no copy. */
+  sharedHessians?: boolean;
 }
 
 /** One block of a moment: rows i*size.., columns j*size.. of H (and, mirrored, the block (j, i)). */
@@ -263,7 +248,10 @@ function mirrorTile(h: Float64Array, K: number, R: number, C: number, rows: numb
 const STACK = 8;
 
 /**
- * The moments' session options: onnxruntime's default threads, not spinning between ops: on the shared
+ * The moments' session options: onnxruntime's default intra-op threads (one session on this thread:
+ * against two sessions, one here and one in a helper thread taking half the runs, the trained LM's q4
+ * cost 0.96-1.00x the wall time and 0.86-0.95x the CPU time, paired over 30-40 rounds in three runs,
+ * and one open less), not spinning between ops: on the shared
  * 2-core machine spinning threads fought the other processes (the trained LM's 32 windows: 250-470 ms
  * with spinning, 190-205 ms without, the same moments bit for bit). Graph optimization level
  * disabled when the weights are fed as inputs (the int4 pass: its model is the prepared one, with
@@ -329,14 +317,14 @@ function allFinite(data: Feed[string]['data']): boolean {
  * their min and max over the feeds ({@link MomentsRun.ranges}), from the same runs.
  */
 export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, extras: MomentsExtras = {}): Promise<MomentsRun> {
-  const { tick, rangeTensors, energyTensors, threads, helper } = extras;
+  const { tick, rangeTensors, energyTensors, sharedHessians } = extras;
   const result: MomentsRun = { moments: new Map(), outputs: [] };
   if (feeds.length === 0) {
     for (const [name, K] of tensors) result.moments.set(name, { K, hessian: new Float64Array(K * K) });
     return result;
   }
-  // at least two groups (the default 8 samples: two runs of 4), so that a helper thread can take one
-  // of them; the same groups with or without one, so the sums are the same
+  // two groups at least (the default 8 samples: two runs of 4): the groups the moments were first
+  // taken on (one per thread), kept so that the sums, and the quantized weights, stay the same
   const groups = stackFeeds(model, feeds, Math.max(1, Math.min(STACK, Math.ceil(feeds.length / 2))));
   const modelOutputs = model.graph.outputs.map((o) => o.name);
   const extremes = rangeTensors ?? [];
@@ -367,7 +355,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
       result.outputs.push(outs);
     }
     for (let j = 0; j < group.length; j++) tick?.();
-  }, extremes, energies, true, threads && { ...helper, threads });
+  }, extremes, energies, true, sharedHessians);
   if (ranges) result.ranges = ranges;
   if (energies) result.energies = energies;
   return result;
@@ -380,9 +368,8 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
  * later part of the model reads). `extremes`: tensors whose min, max and sum ({@link RANGE_OUTPUT}) each
  * run also returns to `onRun`; `energies`: tensor -> running sum of squares, each run's added;
  * `weightsAsInputs`: the model's float weights fed with every run rather than held by the session
- * ({@link weightsToInputs}; in memory only: the streamed GPTQ's weights stay in their files). One
- * session ({@link momentsSession}) for every run; with `helper` and a helper
- * thread up, that thread takes runs too ({@link MomentsHelper}): the same sums either way.
+ * ({@link weightsToInputs}; in memory only: the streamed GPTQ's weights stay in their files);
+ * `sharedHessians`: see {@link MomentsExtras}. One session ({@link momentsSession}) for every run.
  */
 export async function accumulateInputMoments(
   model: Model,
@@ -395,83 +382,33 @@ export async function accumulateInputMoments(
   extremes: readonly string[] = [],
   energies?: Map<string, number>,
   weightsAsInputs = false,
-  helper?: MomentsHelper,
+  sharedHessians = false,
 ): Promise<Map<string, InputMoments>> {
-  const threads = helper?.threads;
   const moments = new Map<string, InputMoments>();
-  // in shared memory when a helper thread is there: GPTQ's jobs then hand them to it without a copy
-  for (const [name, K] of tensors) moments.set(name, { K, hessian: threads ? new Float64Array(new SharedArrayBuffer(8 * K * K)) : new Float64Array(K * K) });
+  for (const [name, K] of tensors) moments.set(name, { K, hessian: sharedHessians ? new Float64Array(new SharedArrayBuffer(8 * K * K)) : new Float64Array(K * K) });
   const { model: augmented, outputs, weights } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])], weightsAsInputs);
   const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...outputs.packed, ...(outputs.energies ? [outputs.energies] : [])];
-  // each session on one thread when a helper runs too (intra-op threads gained nothing here: a stack
-  // of 8 windows of the trained LM took the same on 1 and 2); every run's results are summed in run order
-  const label = '(model with layer input moments)';
-  const bytes = serializeModel(augmented);
-  const shared = threads !== undefined && runs >= 2 && (await threadsUp(threads));
-  const options = momentsSession(weightsAsInputs);
-  const oneThread = { ...options, intraOpNumThreads: 1 };
-  const session = await runner.open(bytes, shared ? oneThread : options, label);
-  // with a helper: both threads take the next run not yet taken from one shared counter (a helper
-  // whose core the machine gives elsewhere then takes fewer), the helper in a session of its own,
-  // opened once this one is (two sessions opened at the same time took onnxruntime 9 ms each instead
-  // of 3); its results come back together at the end
-  const claim = shared ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
-  let later: Promise<Array<Feed | undefined> | undefined> | undefined;
-  if (claim) {
-    const feeds: Feed[] = [];
-    for (let i = 0; i < runs; i++) feeds.push({ ...(await feedOf(i)), ...weights });
-    later = threads!.run<Array<Feed | undefined>>(RUN_MODEL, { model: bytes, options: oneThread, name: label, feeds: shareLarge(feeds), names: wanted, claim, ...(helper?.then ? { then: helper.then } : {}) } satisfies RunModelArgs).catch(() => undefined);
-    helper?.taken?.();
-    // the task is posted before this thread's first run, which holds it until the run ends
-    await nextTurn();
-  }
+  const session = await runner.open(serializeModel(augmented), momentsSession(weightsAsInputs), '(model with layer input moments)');
   try {
-    const results = new Array<Feed | undefined>(runs);
-    let summed = 0;
-    // results in run order as they come, summed up to four runs at a time (one pass over each H for
-    // them all; two at least until the last, so a run's moments are held at most until the next one's)
-    const sumReady = async (last: boolean): Promise<void> => {
-      for (;;) {
-        let end = summed;
-        while (end < runs && end - summed < 4 && results[end]) end++;
-        if (end === summed || (!last && end - summed < 2 && end < runs)) return;
-        const batch = results.slice(summed, end) as Feed[];
-        results.fill(undefined, summed, end);
-        const packed = moments.size > 0 ? batch.map((res) => packedMoments(res, outputs)) : [];
-        for (const [name, m] of moments) for (const b of outputs.blocks.get(name)!) addBlocks(m.hessian, m.K, b, packed.map((p) => p[b.output]!));
-        for (const [k, res] of batch.entries()) {
-          if (energies) outputs.energyOf.forEach((t, e) => energies.set(t, energies.get(t)! + (res[outputs.energies]!.data as Float32Array)[e]!));
-          await onRun(summed + k, res);
-        }
-        summed = end;
+    // each run's moments summed into the Hessians in run order, two runs at a time (one pass over each
+    // H for both), the last alone when the count is odd
+    let held: Feed | undefined;
+    const sum = async (batch: Feed[], first: number): Promise<void> => {
+      const packed = moments.size > 0 ? batch.map((res) => packedMoments(res, outputs)) : [];
+      for (const [name, m] of moments) for (const b of outputs.blocks.get(name)!) addBlocks(m.hessian, m.K, b, packed.map((p) => p[b.output]!));
+      for (const [k, res] of batch.entries()) {
+        if (energies) outputs.energyOf.forEach((t, e) => energies.set(t, energies.get(t)! + (res[outputs.energies]!.data as Float32Array)[e]!));
+        await onRun(first + k, res);
       }
     };
-    const runHere = async (i: number): Promise<void> => {
-      results[i] = await session.run({ ...(await feedOf(i)), ...weights }, wanted);
-    };
-    const t0 = performance.now();
-    const mine = new Set<number>();
-    const next = nextIndex(claim);
-    for (let i = next(); i < runs; i = next()) {
-      await runHere(i);
-      mine.add(i);
-      await sumReady(false);
+    for (let i = 0; i < runs; i++) {
+      const res = await session.run({ ...(await feedOf(i)), ...weights }, wanted);
+      if (held) {
+        await sum([held, res], i - 1);
+        held = undefined;
+      } else if (i === runs - 1) await sum([res], i);
+      else held = res;
     }
-    if (later && mine.size < runs) {
-      // the helper's runs: this thread waits about as long as making them itself would take, then
-      // makes those still out (a helper thread whose core the machine gave elsewhere sat idle for
-      // 20-40 ms); the same model, options and feeds give the same outputs wherever they run
-      const perRun = (performance.now() - t0) / Math.max(1, mine.size);
-      const t1 = performance.now();
-      await helper?.whileWaiting?.();
-      const theirs = await Promise.race([later, delay(Math.max(1, perRun * (runs - mine.size) - (performance.now() - t1)))]);
-      for (let i = 0; i < runs; i++) {
-        if (mine.has(i)) continue;
-        if (theirs?.[i]) results[i] = theirs[i];
-        else await runHere(i);
-      }
-    }
-    await sumReady(true);
   } finally {
     await session.dispose();
   }

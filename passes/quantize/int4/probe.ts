@@ -284,7 +284,7 @@ export interface EndTrials {
   trial: { bytes: Uint8Array; fixed: string[]; varied: string[] };
   runner: Runner;
   session?: Promise<ModelSession>;
-  /** What a helper thread opens ahead of the trials and keeps under `key` (runtime/thread-tasks.ts RunModelArgs.then), for its trial. */
+  /** What a helper thread opens ahead of the trials and keeps under `key` (runtime/thread-tasks.ts KEEP_MODEL), for its trial. */
   helperModel: ThreadModel & { key: string };
   /** A helper thread was asked to open `helperModel` ahead (it then runs its trial without waiting for a session). */
   helperOpens?: boolean;
