@@ -6,7 +6,7 @@
  * - {@link timeInterleaved}: sessions run in interleaved rounds (A B, B A, ...), so a burst of load
  *   hits them alike; each slot is timed by wall time and by this process's CPU time. A slot may repeat
  *   a run `inner` times (`auto`: one count for every session, so that a slot of the fastest lasts a
- *   few milliseconds).
+ *   few milliseconds), after one untimed run that brings its weights into the caches.
  * - {@link ratioTrial}: one trial of the gate's estimator: fresh sessions of two models, timed
  *   interleaved; the trial's ratio is the fastest slot of A over the fastest slot of B.
  * - {@link adaptiveEstimate} / {@link floorEstimate}: trials repeat until the estimate is stable or a
@@ -218,6 +218,9 @@ export async function timeInterleaved(entries: readonly TimedEntry[], opts: Inte
     const order = r % 2 === 0 ? entries.map((_, i) => i) : entries.map((_, i) => entries.length - 1 - i);
     for (const i of order) {
       const n = inner[i]!;
+      // a slot of several runs starts with one untimed: it follows the other sessions' runs and pays
+      // for its weights in the caches, which the timed runs then find there
+      if (n > 1) await run(i, r);
       const w0 = performance.now();
       const c0 = cpuNow();
       for (let k = 0; k < n; k++) await run(i, r);
