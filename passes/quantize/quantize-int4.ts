@@ -521,15 +521,17 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
   const probeFeeds = evenlySpaced(data.probe ?? feeds, PROBE_SAMPLES);
   // the first/last-layer trials (below) need only the weights' values from GPTQ: their model is built
   // now, and a helper thread that is up opens its session of it while this thread runs the moments
+  // (once this thread's moments session is open: two sessions opened at once took onnxruntime
+  // several times as long each)
   const layers = cands.filter((c) => c.op !== 'Gather');
   const ends: Array<[Candidate, 'first' | 'last']> = o.keepInt8 === 'auto' && probeFeeds.length > 0 && layers.length >= 3 ? [[layers[0]!, 'first'], [layers[layers.length - 1]!, 'last']] : [];
   const slot = (c: Candidate): WeightSlot => ({ node: c.index, input: c.op === 'Gather' ? 0 : 1, dims: c.op === 'Gather' ? [c.N, c.K] : [c.K, c.N] });
   const fixedSlots = cands.filter((c) => !ends.some(([e]) => e === c));
   const trials = ends.length > 0 ? prepareEndTrials(model, fixedSlots.map(slot), slot(ends[0]![0]), slot(ends[1]![0]), ctx.runner) : undefined;
-  if (trials && threads && (await threadsUp(threads))) {
+  const helperOpensTrials = trials && threads && (await threadsUp(threads)) ? () => {
     void threads.run(KEEP_MODEL, trials.helperModel).catch(() => undefined);
     trials.helperOpens = true;
-  }
+  } : undefined;
   const momentFeeds = method === 'gptq' ? evenlySpaced(feeds, o.momentSamples) : [];
   let ref: Reference | undefined;
   if (momentFeeds.length > 0) {
@@ -537,7 +539,7 @@ export async function quantizeInt4(model: Model, data: Int4Data, options: Quanti
     // a plain MatMul's output is X W: its sum of squares is the layer's output energy tr(W H W^T)
     const energyTensors = cands.filter((c) => c.op === 'MatMul').map((c) => c.node.outputs[0]!.name);
     // on this thread, with onnxruntime's own threads; the Hessians shared when helpers take GPTQ jobs
-    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors, sharedHessians: threads !== undefined }).catch(async (e: unknown) => {
+    const run = await collectInputMoments(model, wanted, momentFeeds, ctx.runner, { ...(data.ranges ? { rangeTensors: data.ranges.tensors } : {}), energyTensors, sharedHessians: threads !== undefined, ...(helperOpensTrials ? { opened: helperOpensTrials } : {}) }).catch(async (e: unknown) => {
       if (trials) await disposeEndTrials(trials);
       throw e;
     });

@@ -54,6 +54,8 @@ export interface MomentsExtras {
   energyTensors?: readonly string[];
   /** The Hessians in shared memory (a SharedArrayBuffer each): helper threads' GPTQ jobs then read them in place, with no copy. */
   sharedHessians?: boolean;
+  /** Called once the moments' session is open, before its runs (a caller's cue to start a helper thread on other work). */
+  opened?: () => void;
 }
 
 /** One block of a moment: rows i*size.., columns j*size.. of H (and, mirrored, the block (j, i)). */
@@ -317,7 +319,7 @@ function allFinite(data: Feed[string]['data']): boolean {
  * their min and max over the feeds ({@link MomentsRun.ranges}), from the same runs.
  */
 export async function collectInputMoments(model: Model, tensors: ReadonlyMap<string, number>, feeds: readonly Feed[], runner: Runner, extras: MomentsExtras = {}): Promise<MomentsRun> {
-  const { tick, rangeTensors, energyTensors, sharedHessians } = extras;
+  const { tick, rangeTensors, energyTensors, sharedHessians, opened } = extras;
   const result: MomentsRun = { moments: new Map(), outputs: [] };
   if (feeds.length === 0) {
     for (const [name, K] of tensors) result.moments.set(name, { K, hessian: new Float64Array(K * K) });
@@ -355,7 +357,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
       result.outputs.push(outs);
     }
     for (let j = 0; j < group.length; j++) tick?.();
-  }, extremes, energies, true, sharedHessians);
+  }, extremes, energies, true, sharedHessians, opened);
   if (ranges) result.ranges = ranges;
   if (energies) result.energies = energies;
   return result;
@@ -369,7 +371,7 @@ export async function collectInputMoments(model: Model, tensors: ReadonlyMap<str
  * run also returns to `onRun`; `energies`: tensor -> running sum of squares, each run's added;
  * `weightsAsInputs`: the model's float weights fed with every run rather than held by the session
  * ({@link weightsToInputs}; in memory only: the streamed GPTQ's weights stay in their files);
- * `sharedHessians`: see {@link MomentsExtras}. One session ({@link momentsSession}) for every run.
+ * `sharedHessians` and `opened`: see {@link MomentsExtras}. One session ({@link momentsSession}) for every run.
  */
 export async function accumulateInputMoments(
   model: Model,
@@ -383,12 +385,14 @@ export async function accumulateInputMoments(
   energies?: Map<string, number>,
   weightsAsInputs = false,
   sharedHessians = false,
+  opened?: () => void,
 ): Promise<Map<string, InputMoments>> {
   const moments = new Map<string, InputMoments>();
   for (const [name, K] of tensors) moments.set(name, { K, hessian: sharedHessians ? new Float64Array(new SharedArrayBuffer(8 * K * K)) : new Float64Array(K * K) });
   const { model: augmented, outputs, weights } = momentsModel(model, tensors, extremes, [...(energies?.keys() ?? [])], weightsAsInputs);
   const wanted = [...keep, ...(extremes.length > 0 ? [RANGE_OUTPUT] : []), ...outputs.packed, ...(outputs.energies ? [outputs.energies] : [])];
   const session = await runner.open(serializeModel(augmented), momentsSession(weightsAsInputs), '(model with layer input moments)');
+  opened?.();
   try {
     // each run's moments summed into the Hessians in run order, two runs at a time (one pass over each
     // H for both), the last alone when the count is odd
