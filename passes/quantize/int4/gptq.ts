@@ -24,7 +24,7 @@ import { internalError } from '../../../core/errors.js';
 import type { Cancellation } from '../../../core/share-work.js';
 import { asymmetricParams, BlockQuantized, Bits, codeOf, emptyBlocks, symmetricParams } from './blocks.js';
 import type { Linalg } from './linalg.js';
-import { spanKernel } from './span-kernel.js';
+import { spanKernel, type SpanKernel } from './span-kernel.js';
 
 /**
  * The error-feedback coefficients of one Hessian: `m` (K x K row-major, strictly lower: M[k][j] =
@@ -312,7 +312,9 @@ function setBlockParams(w: Float32Array, r: BlockQuantized, k1: number, s: Float
 
 /** Work buffers of {@link quantizeSpan}, one span of inputs for every output (allocated once per weight). */
 interface SpanWork {
-  /** The span's weights w' in float64, [S, N]. */
+  /** The WebAssembly kernel that runs the spans of this weight (undefined: the JS loop). */
+  kernel: SpanKernel | undefined;
+  /** The span's weights w' in float64, [S, N] (the JS loop only, as `dd` and `codes`). */
   ws: Float64Array;
   /** Its errors d against the original weights, float64 (the in-span feedback) and float32 (the Gemm's B). */
   dd: Float64Array;
@@ -324,7 +326,9 @@ interface SpanWork {
 }
 
 function spanWork(span: number, N: number): SpanWork {
-  return { ws: new Float64Array(span * N), dd: new Float64Array(span * N), d: new Float32Array(span * N), codes: new Uint8Array(span * N), dq: new Float32Array(span * N), sums: { e2: 0, d2: 0 } };
+  const kernel = N % 2 === 0 ? spanKernel() : undefined;
+  const js = kernel ? 0 : span * N;
+  return { kernel, ws: new Float64Array(js), dd: new Float64Array(js), d: new Float32Array(span * N), codes: new Uint8Array(js), dq: new Float32Array(span * N), sums: { e2: 0, d2: 0 } };
 }
 
 /**
@@ -338,7 +342,7 @@ function spanWork(span: number, N: number): SpanWork {
  */
 function quantizeSpan(w: Float32Array, orig: Float32Array, r: BlockQuantized, m: Float64Array, diag: Float64Array, k1: number, k2: number, s: Float64Array, z: Float64Array, work: SpanWork): void {
   const { N, K } = r;
-  const kernel = N % 2 === 0 ? spanKernel() : undefined;
+  const kernel = work.kernel;
   if (kernel) {
     const out = kernel.run(w, orig, m, diag, K, N, k1, k2, s, z, r.bits, work.sums);
     work.d.set(out.d);
