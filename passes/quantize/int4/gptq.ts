@@ -34,6 +34,12 @@ export interface GptqFactor {
   m: Float64Array;
   diag: Float64Array;
   lambda: number;
+  /**
+   * Values that every weight quantized with this factor computes alike (float32 blocks of M for the
+   * lazy updates, block-start inverses), kept here by the first weight for the others when several
+   * weights share the factor (separate q, k and v projections); absent: each weight computes its own.
+   */
+  shared?: Map<string, Float32Array>;
 }
 
 /** {@link GptqFactor} of the damped Hessian (damping raised tenfold until it factors); the Cholesky factor by onnxruntime's Gemms (int4/linalg.ts). */
@@ -132,6 +138,14 @@ export interface GptqResult {
  */
 export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: number, hessian: Float64Array, bits: Bits, blockSize: number, symmetric: boolean, factor: GptqFactor, linalg: Linalg, signal?: Cancellation): Promise<GptqResult> {
   const { m, diag, lambda } = factor;
+  const once = (key: string, make: () => Float32Array): Float32Array => {
+    const shared = factor.shared;
+    if (!shared) return make();
+    let v = shared.get(key);
+    if (!v) shared.set(key, (v = make()));
+    return v;
+  };
+  const inverse = (k1: number, k2: number) => once(`u${k1},${k2}`, () => unitLowerInverse(m, K, k1, k2));
   const { w: orig, energy, dropped } = workingCopy(weight, N, K, hessian);
   const w = orig.slice();
   const dequantized = new Float32Array(K * N);
@@ -148,7 +162,7 @@ export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: numb
     const k2 = Math.min(K, k1 + span);
     const width = k2 - k1;
     // the first block starts as the original weights: w's rows from 0
-    if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : (start ?? (await blockStartWeights(w, orig, m, K, N, k1, Math.min(K, k1 + blockSize), linalg))), r, k1, s, z);
+    if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : (start ?? (await blockStartWeights(w, orig, inverse(k1, Math.min(K, k1 + blockSize)), N, k1, Math.min(K, k1 + blockSize), linalg))), r, k1, s, z);
     start = undefined;
     quantizeSpan(w, orig, r, m, diag, k1, k2, s, z, work);
     dequantized.set(work.dq.subarray(0, width * N), k1 * N);
@@ -159,11 +173,11 @@ export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: numb
     const next = k2 % blockSize === 0 ? Math.min(K, k2 + blockSize) : 0;
     for (let i0 = k2; i0 < K; i0 += chunk) {
       const i1 = Math.min(K, i0 + chunk);
-      const a = coefficients(m, K, i0, i1, k1, k2);
+      const a = once(`c${i0},${i1},${k1},${k2}`, () => coefficients(m, K, i0, i1, k1, k2));
       const b = work.d.subarray(0, width * N);
       const c = w.subarray(i0 * N, i1 * N);
       if (i0 === k2 && next > 0 && next <= i1) {
-        const { y, p } = await linalg.gemm32Start(a, i1 - i0, width, b, N, c, unitLowerInverse(m, K, k2, next), next - k2, orig.subarray(k2 * N, next * N));
+        const { y, p } = await linalg.gemm32Start(a, i1 - i0, width, b, N, c, inverse(k2, next), next - k2, orig.subarray(k2 * N, next * N));
         w.set(y, i0 * N);
         start = p;
       } else w.set(await linalg.gemm32(a, i1 - i0, width, b, N, c), i0 * N);
@@ -238,12 +252,12 @@ const UPDATE_BYTES = 16 << 20;
  * error feedback F = w' - w the block's rows have received (from inputs before k1) is only the direct
  * part; with the block's own coefficients M_bb (strictly lower), that state is w + (I + M_bb)^-1 F
  * (B_bb^-1 B_bp d_p, the optimal compensation of the block's inputs for the earlier errors d_p).
- * Returns [k2 - k1, N] (float32, one Gemm by onnxruntime).
+ * `inverse` is (I + M_bb)^-1 ({@link unitLowerInverse}). Returns [k2 - k1, N] (float32, one Gemm by onnxruntime).
  */
-async function blockStartWeights(w: Float32Array, orig: Float32Array, m: Float64Array, K: number, N: number, k1: number, k2: number, linalg: Linalg): Promise<Float32Array> {
+async function blockStartWeights(w: Float32Array, orig: Float32Array, inverse: Float32Array, N: number, k1: number, k2: number, linalg: Linalg): Promise<Float32Array> {
   const f = w.slice(k1 * N, k2 * N);
   subtractInPlace(f, orig.subarray(k1 * N, k2 * N));
-  return linalg.gemm32(unitLowerInverse(m, K, k1, k2), k2 - k1, k2 - k1, f, N, orig.slice(k1 * N, k2 * N));
+  return linalg.gemm32(inverse, k2 - k1, k2 - k1, f, N, orig.slice(k1 * N, k2 * N));
 }
 
 /** a -= b, elementwise. */
