@@ -44,13 +44,15 @@ const section = (id: number, body: number[]): number[] => [id, ...uleb(body.leng
 export interface WasmFunction {
   name: string;
   params: ValType[];
+  /** Result types (default none). */
+  results?: ValType[];
   locals: ValType[];
   body: number[];
 }
 
 /** A module of `functions` (each exported under its name) and one memory of `pages` 64 KiB pages, exported as `memory`. */
 export function wasmModule(functions: readonly WasmFunction[], pages: number): Uint8Array<ArrayBuffer> {
-  const types = functions.map((f) => [0x60, ...vec(f.params.map((p) => [VALTYPE[p]])), 0]);
+  const types = functions.map((f) => [0x60, ...vec(f.params.map((p) => [VALTYPE[p]])), ...vec((f.results ?? []).map((r) => [VALTYPE[r]]))]);
   const code = functions.map((f) => {
     // locals as runs of one type
     const runs: number[][] = [];
@@ -106,7 +108,13 @@ export const op = {
   f64_load: (offset = 0) => [0x2b, ...memarg(3, offset)],
   f64_store: (offset = 0) => [0x39, ...memarg(3, offset)],
   f64_add: [0xa0],
+  f64_sub: [0xa1],
+  f64_mul: [0xa2],
+  f64_div: [0xa3],
+  f64_sqrt: [0x9f],
   f64_eq: [0x61],
+  f64_gt: [0x64],
+  return: [0x0f],
   v128_load: (offset = 0) => simd(0x00, ...memarg(4, offset)),
   v128_store: (offset = 0) => simd(0x0b, ...memarg(4, offset)),
   v128_load64_zero: (offset = 0) => simd(0x5d, ...memarg(3, offset)),

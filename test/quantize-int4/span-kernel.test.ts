@@ -4,7 +4,8 @@
  * bit, on weights with outliers, inputs always zero (their Hessian diagonal 0), all-zero rows of
  * weights (scale 0 blocks), values exactly on a rounding half, symmetric and asymmetric blocks, every
  * span width the block sizes give (16 and 32) and an odd number of outputs (the JS loop runs then).
- * And the assembler's encodings the kernel relies on.
+ * The Cholesky kernel (passes/quantize/int4/cholesky-kernel.ts) against the JS factor likewise. And
+ * the assembler's encodings the kernels rely on.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../data/generate.js';
@@ -12,6 +13,8 @@ import { code, op, simdAvailable, sleb, uleb, wasmModule } from '../../core/wasm
 import { hessianFactor, quantizeGptqBlocked } from '../../passes/quantize/int4/gptq.js';
 import { sharedLinalg } from '../../passes/quantize/int4/linalg.js';
 import { spanKernel, useSpanKernel } from '../../passes/quantize/int4/span-kernel.js';
+import { useCholeskyKernel } from '../../passes/quantize/int4/cholesky-kernel.js';
+import { cholesky } from '../../passes/quantize/int4/linalg.js';
 import { nodeRunner } from '../../runtime/runner.js';
 
 /** A Hessian from 3K random rows, input `zero` always 0. */
@@ -77,6 +80,35 @@ describe('GPTQ span kernel (WebAssembly SIMD)', () => {
     // the codes use the whole 4-bit range and the zero-weight block kept its zero point
     expect(Math.max(...js.q.codes)).toBe(15);
     expect(js.q.scales.some((s) => s === 0)).toBe(true);
+  });
+
+  it('the Cholesky kernel factors as the JS loop does, bit for bit, and finds the same matrices not positive definite', () => {
+    try {
+      for (const n of [16, 17, 31, 64, 65, 128, 129]) {
+        const rand = mulberry32(n);
+        const h = hessian(n, rand, 2);
+        for (let i = 0; i < n; i++) h[i * n + i]! += 1e-3;
+        const run = (on: boolean) => {
+          useCholeskyKernel(on);
+          const a = h.slice();
+          return { ok: cholesky(a, n), a };
+        };
+        const js = run(false);
+        const simd = run(true);
+        expect(js.ok).toBe(true);
+        expect(simd.ok).toBe(true);
+        expect(Buffer.from(simd.a.buffer).equals(Buffer.from(js.a.buffer))).toBe(true);
+        // not positive definite: a negative pivot partway down
+        const bad = h.slice();
+        bad[(n >> 1) * (n + 1)] = -1;
+        useCholeskyKernel(false);
+        expect(cholesky(bad.slice(), n)).toBe(false);
+        useCholeskyKernel(true);
+        expect(cholesky(bad.slice(), n)).toBe(false);
+      }
+    } finally {
+      useCholeskyKernel(true);
+    }
   });
 
   it('encodes LEB128 and runs a module the assembler wrote', () => {

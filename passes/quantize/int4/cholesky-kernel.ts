@@ -1,0 +1,131 @@
+/**
+ * The in-JS Cholesky factor of int4/linalg.ts (`cholesky`: whole factors up to 128 wide, and the
+ * diagonal blocks of the panels of wider ones) as a WebAssembly SIMD kernel. The matrix is held
+ * column by column (column p of L contiguous), so that each column's update by an earlier one is a
+ * run of pairs along the rows: for column j, every element below the diagonal starts as A[i][j] and
+ * loses L[i][p] L[j][p] for p = 0, 1, ... in turn, then is scaled by 1 / L[j][j] — the JS loop's
+ * operations in its order (no fused multiply-add), so the factor is the JS loop's bit for bit
+ * (test/quantize-int4/span-kernel.test.ts). Undefined where WebAssembly SIMD is not available.
+ */
+import { code, Locals, op, simdAvailable, wasmModule } from '../../../core/wasm.js';
+
+/** `chol(n, base) -> 1 | 0`: the lower factor of the n x n matrix at `base` (column-major, the lower triangle read), in place; 0 when not positive definite. */
+function cholFunction() {
+  const L = new Locals([
+    ['n', 'i32'],
+    ['base', 'i32'],
+  ]);
+  L.declare('i32', 'j', 'p', 'at', 'colJ', 'colP', 'rowEnd', 'pairsEnd', 'colBytes');
+  L.declare('f64', 'd', 'x', 'inv');
+  L.declare('v128', 'cv', 'iv');
+  const i32 = op.i32_const;
+  /** for (at = (j + 1) * 8; at + 16 <= rowEnd; at += 16) body; then the last odd element, `tail`, when there is one */
+  const overPairs = (body: number[][], tail: number[][]) =>
+    code(
+      L.get('j'), i32(1), op.i32_add, i32(3), op.i32_shl, L.set('at'),
+      op.block, op.loop, L.get('at'), i32(16), op.i32_add, L.get('rowEnd'), op.i32_gt_s, op.br_if(1), ...body, L.get('at'), i32(16), op.i32_add, L.set('at'), op.br(0), op.end, op.end,
+      L.get('at'), L.get('rowEnd'), op.i32_lt_s, op.if, ...tail, op.end,
+    );
+  const body = code(
+    L.get('n'), i32(3), op.i32_shl, L.tee('colBytes'), L.set('rowEnd'),
+    i32(0), L.set('j'),
+    op.block, op.loop, L.get('j'), L.get('n'), op.i32_ge_s, op.br_if(1),
+    L.get('base'), L.get('j'), L.get('colBytes'), op.i32_mul, op.i32_add, L.set('colJ'),
+    // d = A[j][j] - sum over p < j of L[j][p]^2, in order
+    L.get('colJ'), L.get('j'), i32(3), op.i32_shl, op.i32_add, op.f64_load(), L.set('d'),
+    i32(0), L.set('p'),
+    op.block, op.loop, L.get('p'), L.get('j'), op.i32_ge_s, op.br_if(1),
+    L.get('base'), L.get('p'), L.get('colBytes'), op.i32_mul, op.i32_add, L.get('j'), i32(3), op.i32_shl, op.i32_add, op.f64_load(), L.set('x'),
+    L.get('d'), L.get('x'), L.get('x'), op.f64_mul, op.f64_sub, L.set('d'),
+    L.get('p'), i32(1), op.i32_add, L.set('p'), op.br(0), op.end, op.end,
+    // not positive definite (NaN included)
+    L.get('d'), op.f64_const(0), op.f64_gt, op.if, op.else, i32(0), op.return, op.end,
+    L.get('colJ'), L.get('j'), i32(3), op.i32_shl, op.i32_add, L.get('d'), op.f64_sqrt, L.tee('x'), op.f64_store(),
+    op.f64_const(1), L.get('x'), op.f64_div, L.tee('inv'), op.f64x2_splat, L.set('iv'),
+    // the column below the diagonal: each earlier column's products off, in order, then the scale
+    i32(0), L.set('p'),
+    op.block, op.loop, L.get('p'), L.get('j'), op.i32_ge_s, op.br_if(1),
+    L.get('base'), L.get('p'), L.get('colBytes'), op.i32_mul, op.i32_add, L.tee('colP'), L.get('j'), i32(3), op.i32_shl, op.i32_add, op.f64_load(), L.tee('x'), op.f64x2_splat, L.set('cv'),
+    overPairs(
+      [code(L.get('colJ'), L.get('at'), op.i32_add, L.get('colJ'), L.get('at'), op.i32_add, op.v128_load(), L.get('colP'), L.get('at'), op.i32_add, op.v128_load(), L.get('cv'), op.f64x2_mul, op.f64x2_sub, op.v128_store())],
+      [code(L.get('colJ'), L.get('at'), op.i32_add, L.get('colJ'), L.get('at'), op.i32_add, op.f64_load(), L.get('colP'), L.get('at'), op.i32_add, op.f64_load(), L.get('x'), op.f64_mul, op.f64_sub, op.f64_store())],
+    ),
+    L.get('p'), i32(1), op.i32_add, L.set('p'), op.br(0), op.end, op.end,
+    overPairs(
+      [code(L.get('colJ'), L.get('at'), op.i32_add, L.get('colJ'), L.get('at'), op.i32_add, op.v128_load(), L.get('iv'), op.f64x2_mul, op.v128_store())],
+      [code(L.get('colJ'), L.get('at'), op.i32_add, L.get('colJ'), L.get('at'), op.i32_add, op.f64_load(), L.get('inv'), op.f64_mul, op.f64_store())],
+    ),
+    L.get('j'), i32(1), op.i32_add, L.set('j'), op.br(0), op.end, op.end,
+    i32(1),
+  );
+  return { name: 'chol', params: L.params, results: ['i32' as const], locals: L.locals, body };
+}
+
+/** One instance of the kernel (its own memory: one per thread). */
+export class CholeskyKernel {
+  private readonly memory: WebAssembly.Memory;
+  private readonly fn: (n: number, base: number) => number;
+
+  constructor(module: WebAssembly.Module) {
+    const instance = new WebAssembly.Instance(module, {});
+    this.memory = instance.exports.memory as WebAssembly.Memory;
+    this.fn = instance.exports.chol as (n: number, base: number) => number;
+  }
+
+  /**
+   * The lower Cholesky factor of `a` (n x n, row-major, its lower triangle read) in place, the upper
+   * triangle zeroed; false when `a` is not positive definite (`a` is then left partly factored, as
+   * the JS loop leaves it in another state: callers drop it).
+   */
+  factor(a: Float64Array, n: number): boolean {
+    const bytes = 8 * n * n;
+    const have = this.memory.buffer.byteLength;
+    if (have < bytes) this.memory.grow(Math.ceil((bytes - have) / 65536));
+    const c = new Float64Array(this.memory.buffer, 0, n * n);
+    for (let p = 0; p < n; p++) transposeColumn(a, c, n, p);
+    if (this.fn(n, 0) === 0) return false;
+    for (let i = 0; i < n; i++) {
+      copyRow(c, a, n, i);
+      a.fill(0, i * n + i + 1, (i + 1) * n);
+    }
+    return true;
+  }
+}
+
+/** c[p][i] = a[i][p] for i >= p (column p of a's lower triangle into c's row p). */
+function transposeColumn(a: Float64Array, c: Float64Array, n: number, p: number): void {
+  const row = p * n;
+  for (let i = p; i < n; i++) c[row + i] = a[i * n + p]!;
+}
+
+/** a[i][p] = c[p][i] for p <= i (row i of the factor, back from c's columns). */
+function copyRow(c: Float64Array, a: Float64Array, n: number, i: number): void {
+  const row = i * n;
+  for (let p = 0; p <= i; p++) a[row + p] = c[p * n + i]!;
+}
+
+let compiled: WebAssembly.Module | null | undefined;
+let kernel: CholeskyKernel | undefined;
+let enabled = true;
+
+/** Turns the kernel off (the JS loop everywhere in this thread) or back on: tests compare the two. */
+export function useCholeskyKernel(on: boolean): void {
+  enabled = on;
+}
+
+/** This thread's kernel, or undefined where WebAssembly SIMD is not available (or the module cannot be compiled synchronously). */
+export function choleskyKernel(): CholeskyKernel | undefined {
+  if (!enabled) return undefined;
+  if (compiled === undefined) {
+    compiled = null;
+    if (simdAvailable()) {
+      try {
+        compiled = new WebAssembly.Module(wasmModule([cholFunction()], 1));
+      } catch {
+        compiled = null;
+      }
+    }
+  }
+  if (!compiled) return undefined;
+  return (kernel ??= new CholeskyKernel(compiled));
+}
