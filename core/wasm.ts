@@ -193,3 +193,36 @@ export function simdAvailable(): boolean {
     return false;
   }
 }
+
+/**
+ * A kernel compiled on first use from `functions()` (with fixed-width SIMD; a browser's main thread,
+ * which refuses to compile modules over 4 KB synchronously, gets none) and instantiated once per
+ * thread by `make`: `get()` is undefined where it cannot be, or after `use(false)` (tests compare a
+ * kernel with the JS it replaces), and also with ONNXFORGE_WASM=0 in the environment.
+ */
+export function lazyKernel<T>(functions: () => WasmFunction[], make: (module: WebAssembly.Module) => T): { get(): T | undefined; use(on: boolean): void } {
+  let compiled: WebAssembly.Module | null | undefined;
+  let instance: T | undefined;
+  let enabled = true;
+  return {
+    use(on) {
+      enabled = on;
+    },
+    get() {
+      if (!enabled) return undefined;
+      if (compiled === undefined) {
+        compiled = null;
+        const off = typeof process !== 'undefined' && process.env?.ONNXFORGE_WASM === '0';
+        if (!off && simdAvailable()) {
+          try {
+            compiled = new WebAssembly.Module(wasmModule(functions(), 1));
+          } catch {
+            compiled = null;
+          }
+        }
+      }
+      if (!compiled) return undefined;
+      return (instance ??= make(compiled));
+    },
+  };
+}

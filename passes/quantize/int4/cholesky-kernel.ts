@@ -7,7 +7,7 @@
  * operations in its order (no fused multiply-add), so the factor is the JS loop's bit for bit
  * (test/quantize-int4/span-kernel.test.ts). Undefined where WebAssembly SIMD is not available.
  */
-import { code, Locals, op, simdAvailable, wasmModule } from '../../../core/wasm.js';
+import { code, lazyKernel, Locals, op } from '../../../core/wasm.js';
 
 /** `chol(n, base) -> 1 | 0`: the lower factor of the n x n matrix at `base` (column-major, the lower triangle read), in place; 0 when not positive definite. */
 function cholFunction() {
@@ -104,28 +104,10 @@ function copyRow(c: Float64Array, a: Float64Array, n: number, i: number): void {
   for (let p = 0; p <= i; p++) a[row + p] = c[p * n + i]!;
 }
 
-let compiled: WebAssembly.Module | null | undefined;
-let kernel: CholeskyKernel | undefined;
-let enabled = true;
+const lazy = lazyKernel(() => [cholFunction()], (m) => new CholeskyKernel(m));
 
 /** Turns the kernel off (the JS loop everywhere in this thread) or back on: tests compare the two. */
-export function useCholeskyKernel(on: boolean): void {
-  enabled = on;
-}
+export const useCholeskyKernel = (on: boolean): void => lazy.use(on);
 
-/** This thread's kernel, or undefined where WebAssembly SIMD is not available (or the module cannot be compiled synchronously). */
-export function choleskyKernel(): CholeskyKernel | undefined {
-  if (!enabled) return undefined;
-  if (compiled === undefined) {
-    compiled = null;
-    if (simdAvailable()) {
-      try {
-        compiled = new WebAssembly.Module(wasmModule([cholFunction()], 1));
-      } catch {
-        compiled = null;
-      }
-    }
-  }
-  if (!compiled) return undefined;
-  return (kernel ??= new CholeskyKernel(compiled));
-}
+/** This thread's kernel, or undefined where WebAssembly SIMD is not available (or ONNXFORGE_WASM=0). */
+export const choleskyKernel = (): CholeskyKernel | undefined => lazy.get();

@@ -13,7 +13,7 @@
  * ([S]), scales and zero points ([N] each), the original weights (float32 [S, N]), the outputs d and
  * dequant (float32 [S, N]) and codes ([S, N] bytes), and the two sums.
  */
-import { code, Locals, op, simdAvailable, wasmModule } from '../../../core/wasm.js';
+import { code, lazyKernel, Locals, op } from '../../../core/wasm.js';
 
 const PARAMS = ['S', 'N', 'wIn', 'ws', 'dd', 'm', 'diag', 's', 'z', 'orig', 'd', 'dq', 'codes', 'sums'] as const;
 
@@ -185,29 +185,10 @@ export class SpanKernel {
   }
 }
 
-let compiled: WebAssembly.Module | null | undefined;
-let kernel: SpanKernel | undefined;
-let enabled = true;
+const lazy = lazyKernel(() => [spanFunction()], (m) => new SpanKernel(m));
 
 /** Turns the kernel off (the JS loop everywhere in this thread) or back on: tests compare the two. */
-export function useSpanKernel(on: boolean): void {
-  enabled = on;
-}
+export const useSpanKernel = (on: boolean): void => lazy.use(on);
 
 /** This thread's kernel, or undefined where WebAssembly SIMD is not available (or ONNXFORGE_WASM=0). */
-export function spanKernel(): SpanKernel | undefined {
-  if (!enabled) return undefined;
-  if (compiled === undefined) {
-    compiled = null;
-    const off = typeof process !== 'undefined' && process.env?.ONNXFORGE_WASM === '0';
-    if (!off && simdAvailable()) {
-      try {
-        compiled = new WebAssembly.Module(wasmModule([spanFunction()], 1));
-      } catch {
-        compiled = null;
-      }
-    }
-  }
-  if (!compiled) return undefined;
-  return (kernel ??= new SpanKernel(compiled));
-}
+export const spanKernel = (): SpanKernel | undefined => lazy.get();
