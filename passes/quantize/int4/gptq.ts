@@ -169,7 +169,7 @@ export async function quantizeGptqBlocked(weight: GptqWeight, N: number, K: numb
     const k2 = Math.min(K, k1 + span);
     const width = k2 - k1;
     // the first block starts as the original weights: w's rows from 0
-    if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : (start ?? (await blockStartWeights(w, orig, inverse(k1, Math.min(K, k1 + blockSize)), N, k1, Math.min(K, k1 + blockSize), linalg))), r, k1, s, z);
+    if (k1 % blockSize === 0) setBlockParams(k1 === 0 ? w : (start ?? (await blockStartWeights(w, orig, inverse(k1, Math.min(K, k1 + blockSize)), N, k1, Math.min(K, k1 + blockSize), linalg))), r, k1, s, z, work.kernel);
     start = undefined;
     quantizeSpan(w, orig, r, m, diag, k1, k2, s, z, work);
     dequantized.set(work.dq.subarray(0, width * N), k1 * N);
@@ -302,14 +302,28 @@ function subtractScaled(t: Float64Array, to: number, from: number, len: number, 
  * inputs (`w`'s rows from 0, [N] each): the same values as blocks.ts blockParams on each output's row
  * (same comparisons in the same order), left in s and z for the block's codes.
  */
-function setBlockParams(w: Float32Array, r: BlockQuantized, k1: number, s: Float64Array, z: Float64Array): void {
+function setBlockParams(w: Float32Array, r: BlockQuantized, k1: number, s: Float64Array, z: Float64Array, kernel?: SpanKernel): void {
   const { N, K, bits, symmetric, kBlocks } = r;
   const b = k1 / r.blockSize;
   const k2 = Math.min(K, k1 + r.blockSize);
   // s: min or (symmetric) the value of largest magnitude; z: max
+  if (kernel) {
+    const { lo, hi } = kernel.range(w, k2 - k1, N, symmetric);
+    s.set(lo);
+    z.set(hi);
+  } else blockRange(w, k2 - k1, N, symmetric, s, z);
+  for (let n = 0; n < N; n++) {
+    const p = symmetric ? symmetricParams(s[n]!, bits) : asymmetricParams(s[n]!, z[n]!, bits);
+    r.scales[n * kBlocks + b] = s[n] = p.scale;
+    r.zeroPoints[n * kBlocks + b] = z[n] = p.zeroPoint;
+  }
+}
+
+/** Per output n, over `rows` rows of `w` ([rows, N]): the min into s and the max into z, or (symmetric) the value of largest magnitude into s (int4/span-kernel.ts `range` runs the same comparisons). */
+function blockRange(w: Float32Array, rows: number, N: number, symmetric: boolean, s: Float64Array, z: Float64Array): void {
   s.fill(0);
   z.fill(0);
-  for (let k = 0; k < k2 - k1; k++) {
+  for (let k = 0; k < rows; k++) {
     const row = k * N;
     if (symmetric) {
       for (let n = 0; n < N; n++) {
@@ -323,11 +337,6 @@ function setBlockParams(w: Float32Array, r: BlockQuantized, k1: number, s: Float
         if (x > z[n]!) z[n] = x;
       }
     }
-  }
-  for (let n = 0; n < N; n++) {
-    const p = symmetric ? symmetricParams(s[n]!, bits) : asymmetricParams(s[n]!, z[n]!, bits);
-    r.scales[n * kBlocks + b] = s[n] = p.scale;
-    r.zeroPoints[n * kBlocks + b] = z[n] = p.zeroPoint;
   }
 }
 

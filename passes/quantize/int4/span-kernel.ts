@@ -108,6 +108,49 @@ function spanFunction() {
   return { name: 'span', params: L.params, locals: L.locals, body };
 }
 
+/**
+ * `range(rows, N, src, lo, hi, symmetric)`: per output n, over the block's rows of float32 weights at
+ * `src` ([rows, N]), into float64 `lo`/`hi` ([N], from 0): the min and max (pmin/pmax: `x < lo ? x :
+ * lo`, `x > hi ? x : hi`, as gptq.ts setBlockParams compares), or (symmetric) into `lo` the value of
+ * largest magnitude, the first of equal ones.
+ */
+function rangeFunction() {
+  const L = new Locals([
+    ['rows', 'i32'],
+    ['N', 'i32'],
+    ['src', 'i32'],
+    ['lo', 'i32'],
+    ['hi', 'i32'],
+    ['symmetric', 'i32'],
+  ]);
+  L.declare('i32', 'k', 'nb', 'rowBytes', 'row');
+  L.declare('v128', 'x', 'zero');
+  const i32 = op.i32_const;
+  const overRow = (...body: ReadonlyArray<readonly number[]>) => code(i32(0), L.set('nb'), op.block, op.loop, L.get('nb'), L.get('rowBytes'), op.i32_ge_s, op.br_if(1), ...body, L.get('nb'), i32(16), op.i32_add, L.set('nb'), op.br(0), op.end, op.end);
+  const at = (base: string) => code(L.get(base), L.get('nb'), op.i32_add);
+  const body = code(
+    L.get('N'), i32(3), op.i32_shl, L.set('rowBytes'),
+    op.f64_const(0), op.f64x2_splat, L.set('zero'),
+    overRow(at('lo'), L.get('zero'), op.v128_store(), at('hi'), L.get('zero'), op.v128_store()),
+    i32(0), L.set('k'),
+    op.block, op.loop, L.get('k'), L.get('rows'), op.i32_ge_s, op.br_if(1),
+    // this row's float32 weights start at src + k N 4 (nb / 2 from there for output nb / 8)
+    L.get('src'), L.get('k'), L.get('N'), op.i32_mul, i32(2), op.i32_shl, op.i32_add, L.set('row'),
+    overRow(
+      L.get('row'), L.get('nb'), i32(1), op.i32_shr_u, op.i32_add, op.v128_load64_zero(), op.f64x2_promote_low_f32x4, L.set('x'),
+      L.get('symmetric'),
+      op.if,
+      at('lo'), L.get('x'), at('lo'), op.v128_load(), L.get('x'), op.f64x2_abs, at('lo'), op.v128_load(), op.f64x2_abs, op.f64x2_gt, op.v128_bitselect, op.v128_store(),
+      op.else,
+      at('lo'), at('lo'), op.v128_load(), L.get('x'), op.f64x2_pmin, op.v128_store(),
+      at('hi'), at('hi'), op.v128_load(), L.get('x'), op.f64x2_pmax, op.v128_store(),
+      op.end,
+    ),
+    L.get('k'), i32(1), op.i32_add, L.set('k'), op.br(0), op.end, op.end,
+  );
+  return { name: 'range', params: L.params, locals: L.locals, body };
+}
+
 /** Byte offsets of the kernel's regions for a span of S inputs of N outputs, and the bytes they take. */
 function layout(S: number, N: number) {
   const o: Record<(typeof PARAMS)[number], number> = { S, N, wIn: 0, ws: 0, dd: 0, m: 0, diag: 0, s: 0, z: 0, orig: 0, d: 0, dq: 0, codes: 0, sums: 0 };
@@ -149,11 +192,33 @@ export interface SpanOutputs {
 export class SpanKernel {
   private memory: WebAssembly.Memory;
   private readonly fn: (...args: number[]) => void;
+  private readonly rangeFn: (...args: number[]) => void;
 
   constructor(module: WebAssembly.Module) {
     const instance = new WebAssembly.Instance(module, {});
     this.memory = instance.exports.memory as WebAssembly.Memory;
     this.fn = instance.exports.span as (...args: number[]) => void;
+    this.rangeFn = instance.exports.range as (...args: number[]) => void;
+  }
+
+  private reserve(bytes: number): ArrayBuffer {
+    const have = this.memory.buffer.byteLength;
+    if (have < bytes) this.memory.grow(Math.ceil((bytes - have) / 65536));
+    return this.memory.buffer;
+  }
+
+  /**
+   * Per output, the min and max (or, symmetric, the value of largest magnitude, in `lo`) of the first
+   * `rows` rows of `w` ([rows, N] float32 from 0): views of the kernel's memory, valid until its next call.
+   */
+  range(w: Float32Array, rows: number, N: number, symmetric: boolean): { lo: Float64Array; hi: Float64Array } {
+    const src = 0;
+    const lo = Math.ceil((4 * rows * N) / 16) * 16;
+    const hi = lo + Math.ceil((8 * N) / 16) * 16;
+    const buf = this.reserve(hi + 8 * N);
+    new Float32Array(buf, src, rows * N).set(w.subarray(0, rows * N));
+    this.rangeFn(rows, N, src, lo, hi, symmetric ? 1 : 0);
+    return { lo: new Float64Array(buf, lo, N), hi: new Float64Array(buf, hi, N) };
   }
 
   /**
@@ -164,9 +229,7 @@ export class SpanKernel {
   run(w: Float32Array, orig: Float32Array, m: Float64Array, diag: Float64Array, K: number, N: number, k1: number, k2: number, s: Float64Array, z: Float64Array, bits: number, sumsBefore: { e2: number; d2: number }): SpanOutputs {
     const S = k2 - k1;
     const { o, bytes } = layout(S, N);
-    const have = this.memory.buffer.byteLength;
-    if (have < bytes) this.memory.grow(Math.ceil((bytes - have) / 65536));
-    const buf = this.memory.buffer;
+    const buf = this.reserve(bytes);
     new Float32Array(buf, o.wIn, S * N).set(w.subarray(k1 * N, k2 * N));
     new Float32Array(buf, o.orig, S * N).set(orig.subarray(k1 * N, k2 * N));
     const mb = new Float64Array(buf, o.m, S * S);
@@ -185,7 +248,7 @@ export class SpanKernel {
   }
 }
 
-const lazy = lazyKernel(() => [spanFunction()], (m) => new SpanKernel(m));
+const lazy = lazyKernel(() => [spanFunction(), rangeFunction()], (m) => new SpanKernel(m));
 
 /** Turns the kernel off (the JS loop everywhere in this thread) or back on: tests compare the two. */
 export const useSpanKernel = (on: boolean): void => lazy.use(on);
