@@ -195,21 +195,39 @@ function weightsToInputs(model: Model, min = 1024): Feed {
 }
 
 /**
- * Adds the block X_i^T X_j at (i, j) of h (K x K) from the packed moments of each of one to four runs
- * `ds` in turn (h + d0 + d1 + ..., the same sums as one call per run, in one pass over h);
- * {@link mirrorBlocks} fills (j, i) at the end.
+ * Adds the block X_i^T X_j at (i, j) of h (K x K) from the packed moments of one run `d`, or two runs
+ * `d` and `e` in turn (h + d + e, the same sums as one call per run, in one pass over h);
+ * {@link mirrorBlocks} fills (j, i) at the end. `fresh`: h is still all zeros (the first call), so its
+ * values are not read (0 + d + e, the same values): reading a fresh page before writing it faulted
+ * it in twice.
  */
-function addBlocks(h: Float64Array, K: number, b: MomentBlock, ds: readonly Float32Array[]): void {
+function addBlocks(h: Float64Array, K: number, b: MomentBlock, d: Float32Array, e: Float32Array | undefined, fresh: boolean): void {
   const { i, j, size, offset } = b;
-  const [d, e, f, g] = ds as [Float32Array, Float32Array?, Float32Array?, Float32Array?];
   for (let r = 0; r < size; r++) {
     const at = (i * size + r) * K + j * size;
     const from = offset + r * size;
-    if (g) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e![from + c]! + f![from + c]! + g[from + c]!;
-    else if (f) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e![from + c]! + f[from + c]!;
-    else if (e) for (let c = 0; c < size; c++) h[at + c] = h[at + c]! + d[from + c]! + e[from + c]!;
-    else for (let c = 0; c < size; c++) h[at + c]! += d[from + c]!;
+    if (e) {
+      if (fresh) addFresh2(h, at, d, e, from, size);
+      else add2(h, at, d, e, from, size);
+    } else if (fresh) addFresh1(h, at, d, from, size);
+    else add1(h, at, d, from, size);
   }
+}
+
+function add2(h: Float64Array, at: number, d: Float32Array, e: Float32Array, from: number, n: number): void {
+  for (let c = 0; c < n; c++) h[at + c] = h[at + c]! + d[from + c]! + e[from + c]!;
+}
+
+function addFresh2(h: Float64Array, at: number, d: Float32Array, e: Float32Array, from: number, n: number): void {
+  for (let c = 0; c < n; c++) h[at + c] = 0 + d[from + c]! + e[from + c]!;
+}
+
+function add1(h: Float64Array, at: number, d: Float32Array, from: number, n: number): void {
+  for (let c = 0; c < n; c++) h[at + c]! += d[from + c]!;
+}
+
+function addFresh1(h: Float64Array, at: number, d: Float32Array, from: number, n: number): void {
+  for (let c = 0; c < n; c++) h[at + c] = 0 + d[from + c]!;
 }
 
 /** A run's packed moments ({@link MomentsOutputs}), checked to be float32 (layer inputs of another float type are not). */
@@ -399,7 +417,7 @@ export async function accumulateInputMoments(
     let held: Feed | undefined;
     const sum = async (batch: Feed[], first: number): Promise<void> => {
       const packed = moments.size > 0 ? batch.map((res) => packedMoments(res, outputs)) : [];
-      for (const [name, m] of moments) for (const b of outputs.blocks.get(name)!) addBlocks(m.hessian, m.K, b, packed.map((p) => p[b.output]!));
+      for (const [name, m] of moments) for (const b of outputs.blocks.get(name)!) addBlocks(m.hessian, m.K, b, packed[0]![b.output]!, packed[1]?.[b.output], first === 0);
       for (const [k, res] of batch.entries()) {
         if (energies) outputs.energyOf.forEach((t, e) => energies.set(t, energies.get(t)! + (res[outputs.energies]!.data as Float32Array)[e]!));
         await onRun(first + k, res);
