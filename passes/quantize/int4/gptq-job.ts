@@ -7,7 +7,7 @@
 import type { ThreadContext, ThreadTask } from '../../../runtime/runner-types.js';
 import { flagCancellation, type Cancellation } from '../../../core/share-work.js';
 import type { Bits } from './blocks.js';
-import { hessianFactor, quantizeGptqBlocked, type GptqResult, type GptqWeight } from './gptq.js';
+import { hessianFactor, quantizeGptqBlocked, releaseFactor, type GptqResult, type GptqWeight } from './gptq.js';
 import { sharedLinalg, type Linalg } from './linalg.js';
 
 export interface GptqJob {
@@ -29,9 +29,13 @@ export async function runGptqJob(job: GptqJob, linalg: Linalg, signal?: Cancella
   const factor = await hessianFactor(hessian, K, job.damp, linalg, signal);
   // several weights on one factor (q, k and v) share its per-block values
   if (job.weights.length > 1) factor.shared = new Map();
-  const out: GptqResult[] = [];
-  for (const { weight, N } of job.weights) out.push(await quantizeGptqBlocked(weight, N, K, hessian, bits, blockSize, symmetric, factor, linalg, signal));
-  return out;
+  try {
+    const out: GptqResult[] = [];
+    for (const { weight, N } of job.weights) out.push(await quantizeGptqBlocked(weight, N, K, hessian, bits, blockSize, symmetric, factor, linalg, signal));
+    return out;
+  } finally {
+    releaseFactor(factor);
+  }
 }
 
 /** Multiply-adds of GPTQ on weights [K, N] for each N of `outputs` reading one input, roughly: the factor, K^3 / 3, and per weight its in-span feedback and updates, K N (K / 2 + span). */

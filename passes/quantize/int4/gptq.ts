@@ -49,6 +49,7 @@ export async function hessianFactor(hessian: Float64Array, n: number, damp: numb
     signal?.throwIfAborted();
     const l = reversedDamped(hessian, n, d * mean);
     if (await linalg.cholesky(l, n, signal)) return { ...feedback(l, n), lambda: d * mean };
+    keepSpare(l);
   }
   throw notFactoring(n);
 }
@@ -67,7 +68,7 @@ function meanDiagonal(hessian: Float64Array, n: number): number {
  * lower triangle backwards, and 1.0 when H is in shared memory (a helper thread's).
  */
 function reversedDamped(hessian: Float64Array, n: number, lambda: number): Float64Array {
-  const h = new Float64Array(n * n);
+  const h = takeSquare(n * n);
   for (let i = 0; i < n; i++) {
     const r = n - 1 - i;
     reverseRow(hessian, r * n, h, i * n + n - 1, r + 1, n);
@@ -75,6 +76,29 @@ function reversedDamped(hessian: Float64Array, n: number, lambda: number): Float
     h[i * n + i] = (diag === 0 ? 1 : diag) + lambda;
   }
   return h;
+}
+
+/**
+ * n x n buffers of factors done with ({@link releaseFactor}), for the next factor's J H J: this
+ * thread's, a few and small ones only. A reused buffer's upper triangle holds old values, which
+ * nothing reads: the factor reads the lower triangle and zeroes the upper one.
+ */
+const spare: Float64Array[] = [];
+const SPARE_COUNT = 4;
+const SPARE_BYTES = 8 << 20;
+
+function takeSquare(length: number): Float64Array {
+  const i = spare.findIndex((a) => a.length === length);
+  return i >= 0 ? spare.splice(i, 1)[0]! : new Float64Array(length);
+}
+
+function keepSpare(a: Float64Array): void {
+  if (spare.length < SPARE_COUNT && a.byteLength <= SPARE_BYTES && !spare.includes(a)) spare.push(a);
+}
+
+/** Hands `factor`'s storage back for a later factor of this thread: `factor` must not be used after. */
+export function releaseFactor(factor: GptqFactor): void {
+  keepSpare(factor.m);
 }
 
 /** to[end - c] = from[src + c] for c in c0..c1-1. */

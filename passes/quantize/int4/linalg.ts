@@ -217,6 +217,9 @@ export function sharedLinalg(runner: Runner): Linalg {
 export class Linalg {
   /** c - a b^T in float64: the Cholesky factor's panel update and solve. */
   private readonly gemm64: GemmSession<'double'>;
+  /** The panel factor's operand buffers, kept for the next factor (of at most their width), and whether a factor holds them. */
+  private scratch?: { n: number; a: Float64Array; b: Float64Array; panel: Float64Array; zeros: Float64Array };
+  private scratchHeld = false;
   /** c + a b in float32. */
   private readonly gemm: GemmSession<'float'>;
   private readonly gemmStart: Float32GemmStart;
@@ -242,7 +245,20 @@ export class Linalg {
     return this.gemm32(a, m, k, b, n);
   }
 
+  /**
+   * Buffers for a factor of width n: the kept ones when they are wide enough and no other factor
+   * (another pass sharing this Linalg) holds them, else fresh ones (a quarter Hessian of fresh pages).
+   */
+  private scratchFor(n: number) {
+    const fresh = () => ({ n, a: new Float64Array(Math.ceil((n * n) / 4) + n), b: new Float64Array(PANEL * n), panel: new Float64Array(PANEL * n), zeros: new Float64Array(PANEL * n) });
+    if (this.scratchHeld) return { buffers: fresh(), release: () => undefined };
+    if (!this.scratch || this.scratch.n < n) this.scratch = fresh();
+    this.scratchHeld = true;
+    return { buffers: this.scratch, release: () => (this.scratchHeld = false) };
+  }
+
   async dispose(): Promise<void> {
+    this.scratch = undefined;
     await this.gemm64.dispose();
     await this.gemm.dispose();
     await this.gemmStart.dispose();
@@ -259,9 +275,17 @@ export class Linalg {
    */
   async cholesky(a: Float64Array, n: number, signal?: Cancellation): Promise<boolean> {
     if (n <= IN_JS) return cholesky(a, n);
-    // the Gemms' operands are copied into buffers made once per factor (the largest of each), not
-    // fresh arrays per panel: ~1 MB at n = 512 instead of ~5 MB of new pages
-    const scratch = { a: new Float64Array(Math.ceil((n * n) / 4) + n), b: new Float64Array(PANEL * n), panel: new Float64Array(PANEL * n), zeros: new Float64Array(PANEL * n) };
+    // the Gemms' operands are copied into buffers kept from factor to factor (the largest of each),
+    // not fresh arrays per panel: ~1 MB at n = 512 instead of ~5 MB of new pages per factor
+    const held = this.scratchFor(n);
+    try {
+      return await this.factorPanels(a, n, held.buffers, signal);
+    } finally {
+      held.release();
+    }
+  }
+
+  private async factorPanels(a: Float64Array, n: number, scratch: { a: Float64Array; b: Float64Array; panel: Float64Array; zeros: Float64Array }, signal?: Cancellation): Promise<boolean> {
     for (let k0 = 0; k0 < n; k0 += PANEL) {
       signal?.throwIfAborted();
       const k1 = Math.min(n, k0 + PANEL);
