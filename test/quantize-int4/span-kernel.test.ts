@@ -111,6 +111,31 @@ describe('GPTQ span kernel (WebAssembly SIMD)', () => {
     }
   });
 
+  it('the inverse kernels give the JS loops\' values bit for bit (a wide factor\'s panels, GPTQ\'s block starts)', async () => {
+    // a 256-wide factor runs in panels (lowerInverse of each diagonal block) and GPTQ at block size 32
+    // takes block-start inverses of 32 x 32: the whole quantization compared with the kernels off
+    const K = 256;
+    const N = 24;
+    const rand = mulberry32(99);
+    const h = hessian(K, rand, 7);
+    const w = weights(K, N, rand, 9);
+    const run = async (on: boolean) => {
+      useCholeskyKernel(on);
+      const f = await hessianFactor(h, K, 0.01, linalg);
+      return { f, r: await quantizeGptqBlocked({ kn: w }, N, K, h, 4, 32, false, f, linalg) };
+    };
+    try {
+      const js = await run(false);
+      const simd = await run(true);
+      expect(Buffer.from(simd.f.m.buffer).equals(Buffer.from(js.f.m.buffer))).toBe(true);
+      expect(Buffer.from(simd.r.q.codes).equals(Buffer.from(js.r.q.codes))).toBe(true);
+      expect(Buffer.from(simd.r.dequantized.buffer).equals(Buffer.from(js.r.dequantized.buffer))).toBe(true);
+      expect(simd.r.outputError).toBe(js.r.outputError);
+    } finally {
+      useCholeskyKernel(true);
+    }
+  });
+
   it('encodes LEB128 and runs a module the assembler wrote', () => {
     expect(uleb(0)).toEqual([0]);
     expect(uleb(624485)).toEqual([0xe5, 0x8e, 0x26]);

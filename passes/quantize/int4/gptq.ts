@@ -25,6 +25,7 @@ import type { Cancellation } from '../../../core/share-work.js';
 import { asymmetricParams, BlockQuantized, Bits, codeOf, emptyBlocks, symmetricParams } from './blocks.js';
 import type { Linalg } from './linalg.js';
 import { spanKernel, type SpanKernel } from './span-kernel.js';
+import { choleskyKernel } from './cholesky-kernel.js';
 
 /**
  * The error-feedback coefficients of one Hessian: `m` (K x K row-major, strictly lower: M[k][j] =
@@ -299,10 +300,13 @@ function subtractInPlace(a: Float32Array, b: Float32Array): void {
 /**
  * (I + M[k1:k2, k1:k2])^-1 (M strictly lower: unit lower triangular, by forward substitution), float32
  * [k2 - k1, k2 - k1]. Row by row: row i is e_i less M[i][p] times each earlier row p, every read
- * contiguous (each element's terms summed in the same order, p ascending, as column by column).
+ * contiguous (each element's terms summed in the same order, p ascending, as column by column); in
+ * int4/cholesky-kernel.ts's WebAssembly where it runs, the same values.
  */
 function unitLowerInverse(m: Float64Array, K: number, k1: number, k2: number): Float32Array {
   const n = k2 - k1;
+  const kernel = n >= 16 ? choleskyKernel() : undefined;
+  if (kernel) return kernel.unitLowerInverse(m, K, k1, k2);
   const t = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     const row = (k1 + i) * K + k1;

@@ -309,6 +309,8 @@ export class Linalg {
 
 /** The inverse of the lower triangular `l` (n x n), lower triangular; rows are built in order so every read is contiguous. */
 function lowerInverse(l: Float64Array, n: number): Float64Array {
+  const kernel = n >= KERNEL_MIN ? choleskyKernel() : undefined;
+  if (kernel) return kernel.lowerInverse(l, n);
   const inv = new Float64Array(n * n);
   const acc = new Float64Array(n);
   for (let i = 0; i < n; i++) {
