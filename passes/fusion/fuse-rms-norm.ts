@@ -14,7 +14,7 @@
  */
 import { DataType } from '../../core/dtype.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
-import { sharedShapes } from '../analyses.js';
+import { sharedShapesIfAny } from '../analyses.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
 import { insertNodeBefore, isScalar, notApplicable, onlyUsedBy, rankOf, reduceAxes, replaceChain, scalarConstant } from '../patterns.js';
 import { FusionTarget, GENERIC_OPSET, MS_DOMAIN, msNode, producerOf, targetPass } from './transformer-target.js';
@@ -137,5 +137,6 @@ export default targetPass({
   patterns: PATTERNS,
   stats: { fused: 'rms-norm' },
   genericOpset: GENERIC_OPSET,
-  prepare: (model, ctx) => void sharedShapes(model, ctx),
+  // the matcher reads shapes only past the mean square's ReduceMean
+  prepare: (model, ctx) => sharedShapesIfAny(model, ctx, 'ReduceMean'),
 });

@@ -17,7 +17,7 @@
 import { DataType } from '../../core/dtype.js';
 import { Tensor } from '../../core/tensor.js';
 import { Attribute, constantOf, Model, Node, Value } from '../../ir/ir.js';
-import { sharedShapes } from '../analyses.js';
+import { sharedShapesIfAny } from '../analyses.js';
 import { matched, noMatch, type Match, type Pattern } from '../pass.js';
 import { insertNodeBefore, notApplicable, onlyUsedBy, replaceChain, scalarConstant } from '../patterns.js';
 import { splitHeads } from './fuse-attention.js';
@@ -201,5 +201,6 @@ export default targetPass({
   description: 'Replace rotate_half rotary embeddings after a Reshape/Transpose head split by com.microsoft.RotaryEmbedding before the split (target microsoft only), so fuse-attention can write MultiHeadAttention.',
   patterns: PATTERNS,
   stats: { fused: 'rotary' },
-  prepare: (model, ctx) => void sharedShapes(model, ctx),
+  // the matcher reads shapes only past rotate_half's Neg
+  prepare: (model, ctx) => sharedShapesIfAny(model, ctx, 'Neg'),
 });
