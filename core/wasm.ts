@@ -199,6 +199,13 @@ export function simdAvailable(): boolean {
   }
 }
 
+/** `memory`'s buffer, grown first to at least `bytes` (whole 64 KiB pages); views of an earlier buffer are detached by a growth. */
+export function reserveMemory(memory: WebAssembly.Memory, bytes: number): ArrayBuffer {
+  const have = memory.buffer.byteLength;
+  if (have < bytes) memory.grow(Math.ceil((bytes - have) / 65536));
+  return memory.buffer;
+}
+
 /**
  * A kernel compiled on first use from `functions()` (with fixed-width SIMD; a browser's main thread,
  * which refuses to compile modules over 4 KB synchronously, gets none) and instantiated once per

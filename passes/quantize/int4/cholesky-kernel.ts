@@ -7,7 +7,7 @@
  * operations in its order (no fused multiply-add), so the factor is the JS loop's bit for bit
  * (test/quantize-int4/span-kernel.test.ts). Undefined where WebAssembly SIMD is not available.
  */
-import { code, lazyKernel, Locals, op } from '../../../core/wasm.js';
+import { code, lazyKernel, Locals, op, reserveMemory } from '../../../core/wasm.js';
 
 /** `chol(n, base) -> 1 | 0`: the lower factor of the n x n matrix at `base` (column-major, the lower triangle read), in place; 0 when not positive definite. */
 function cholFunction() {
@@ -154,16 +154,11 @@ export class CholeskyKernel {
     this.inverseFn = instance.exports.inverse as (n: number, a: number, out: number, acc: number, unit: number) => void;
   }
 
-  private reserve(bytes: number): ArrayBuffer {
-    const have = this.memory.buffer.byteLength;
-    if (have < bytes) this.memory.grow(Math.ceil((bytes - have) / 65536));
-    return this.memory.buffer;
-  }
 
   /** Runs `inverse` on the n x n matrix `fill` writes into the first region; the inverse, a view valid until the next call. */
   private inverse(n: number, unit: boolean, fill: (a: Float64Array) => void): Float64Array {
     const size = 8 * n * n;
-    const buf = this.reserve(2 * size + 8 * n);
+    const buf = reserveMemory(this.memory, 2 * size + 8 * n);
     const a = new Float64Array(buf, 0, n * n);
     fill(a);
     const out = new Float64Array(buf, size, n * n).fill(0);
@@ -190,7 +185,7 @@ export class CholeskyKernel {
    * the JS loop leaves it in another state: callers drop it).
    */
   factor(a: Float64Array, n: number): boolean {
-    const c = new Float64Array(this.reserve(8 * n * n), 0, n * n);
+    const c = new Float64Array(reserveMemory(this.memory, 8 * n * n), 0, n * n);
     for (let p = 0; p < n; p++) transposeColumn(a, c, n, p);
     if (this.fn(n, 0) === 0) return false;
     for (let i = 0; i < n; i++) {
@@ -218,5 +213,11 @@ const lazy = lazyKernel(() => [cholFunction(), inverseFunction()], (m) => new Ch
 /** Turns the kernel off (the JS loop everywhere in this thread) or back on: tests compare the two. */
 export const useCholeskyKernel = (on: boolean): void => lazy.use(on);
 
-/** This thread's kernel, or undefined where WebAssembly SIMD is not available (or ONNXFORGE_WASM=0). */
-export const choleskyKernel = (): CholeskyKernel | undefined => lazy.get();
+/**
+ * Factors and inverses at least this wide run in the kernel (the same values as the JS loops): on
+ * the smallest the copies in and out cost more than it saves.
+ */
+const KERNEL_MIN_WIDTH = 16;
+
+/** This thread's kernel for a matrix `n` wide, or undefined when it is narrower than {@link KERNEL_MIN_WIDTH}, where WebAssembly SIMD is not available, or with ONNXFORGE_WASM=0. */
+export const choleskyKernel = (n: number): CholeskyKernel | undefined => (n >= KERNEL_MIN_WIDTH ? lazy.get() : undefined);

@@ -305,7 +305,7 @@ function subtractInPlace(a: Float32Array, b: Float32Array): void {
  */
 function unitLowerInverse(m: Float64Array, K: number, k1: number, k2: number): Float32Array {
   const n = k2 - k1;
-  const kernel = n >= 16 ? choleskyKernel() : undefined;
+  const kernel = choleskyKernel(n);
   if (kernel) return kernel.unitLowerInverse(m, K, k1, k2);
   const t = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {

@@ -26,13 +26,10 @@ const IN_JS = 128;
  * triangle read, the upper one zeroed); false if it is not positive definite.
  */
 export function cholesky(a: Float64Array, n: number): boolean {
-  const kernel = n >= KERNEL_MIN ? choleskyKernel() : undefined;
+  const kernel = choleskyKernel(n);
   if (kernel) return kernel.factor(a, n);
   return factorPanel(a, n, 0, n) && (zeroUpper(a, n), true);
 }
-
-/** Factors at least this wide run in the WebAssembly kernel (int4/cholesky-kernel.ts, the same values as the loop below): the copies in and out cost more than it saves on the smallest. */
-const KERNEL_MIN = 16;
 
 /**
  * Columns k0..k1 of the lower Cholesky factor of a (n x n), in place: the diagonal block
@@ -309,7 +306,7 @@ export class Linalg {
 
 /** The inverse of the lower triangular `l` (n x n), lower triangular; rows are built in order so every read is contiguous. */
 function lowerInverse(l: Float64Array, n: number): Float64Array {
-  const kernel = n >= KERNEL_MIN ? choleskyKernel() : undefined;
+  const kernel = choleskyKernel(n);
   if (kernel) return kernel.lowerInverse(l, n);
   const inv = new Float64Array(n * n);
   const acc = new Float64Array(n);

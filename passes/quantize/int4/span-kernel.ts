@@ -13,7 +13,7 @@
  * ([S]), scales and zero points ([N] each), the original weights (float32 [S, N]), the outputs d and
  * dequant (float32 [S, N]) and codes ([S, N] bytes), and the two sums.
  */
-import { code, lazyKernel, Locals, op } from '../../../core/wasm.js';
+import { code, lazyKernel, Locals, op, reserveMemory } from '../../../core/wasm.js';
 
 const PARAMS = ['S', 'N', 'wIn', 'ws', 'dd', 'm', 'diag', 's', 'z', 'orig', 'd', 'dq', 'codes', 'sums'] as const;
 
@@ -201,11 +201,6 @@ export class SpanKernel {
     this.rangeFn = instance.exports.range as (...args: number[]) => void;
   }
 
-  private reserve(bytes: number): ArrayBuffer {
-    const have = this.memory.buffer.byteLength;
-    if (have < bytes) this.memory.grow(Math.ceil((bytes - have) / 65536));
-    return this.memory.buffer;
-  }
 
   /**
    * Per output, the min and max (or, symmetric, the value of largest magnitude, in `lo`) of the first
@@ -215,7 +210,7 @@ export class SpanKernel {
     const src = 0;
     const lo = Math.ceil((4 * rows * N) / 16) * 16;
     const hi = lo + Math.ceil((8 * N) / 16) * 16;
-    const buf = this.reserve(hi + 8 * N);
+    const buf = reserveMemory(this.memory, hi + 8 * N);
     new Float32Array(buf, src, rows * N).set(w.subarray(0, rows * N));
     this.rangeFn(rows, N, src, lo, hi, symmetric ? 1 : 0);
     return { lo: new Float64Array(buf, lo, N), hi: new Float64Array(buf, hi, N) };
@@ -229,7 +224,7 @@ export class SpanKernel {
   run(w: Float32Array, orig: Float32Array, m: Float64Array, diag: Float64Array, K: number, N: number, k1: number, k2: number, s: Float64Array, z: Float64Array, bits: number, sumsBefore: { e2: number; d2: number }): SpanOutputs {
     const S = k2 - k1;
     const { o, bytes } = layout(S, N);
-    const buf = this.reserve(bytes);
+    const buf = reserveMemory(this.memory, bytes);
     new Float32Array(buf, o.wIn, S * N).set(w.subarray(k1 * N, k2 * N));
     new Float32Array(buf, o.orig, S * N).set(orig.subarray(k1 * N, k2 * N));
     const mb = new Float64Array(buf, o.m, S * S);
