@@ -384,8 +384,7 @@ export async function streamGptq(model: Model, targets: readonly GptqTarget[], f
           const m = hessians.get(n.inputs[0]!.name)!;
           let f = factors.get(n.inputs[0]!.name);
           // a factor read by several weights (q, k and v) keeps its per-block values for the later ones
-          const shares = readers.get(n.inputs[0]!.name)! > 1;
-          if (!f) factors.set(n.inputs[0]!.name, (f = hessianFactor(m.hessian, m.K, o.damp, linalg).then((x) => (shares ? { ...x, shared: new Map<string, Float32Array>() } : x))));
+          if (!f) factors.set(n.inputs[0]!.name, (f = hessianFactor(m.hessian, m.K, o.damp, linalg, undefined, readers.get(n.inputs[0]!.name)! > 1)));
           const parts = await quantizeWeight(byNode.get(n)!, m.hessian, await f, o, linalg);
           const file = path.join(dir(), `weight-${files.size}.bin`);
           const fd = fs.openSync(file, 'w');

@@ -26,9 +26,8 @@ export interface GptqJob {
 /** Runs `job` with `linalg`'s sessions: one result per weight, in order; stops (throws) once `signal` aborts. */
 export async function runGptqJob(job: GptqJob, linalg: Linalg, signal?: Cancellation): Promise<GptqResult[]> {
   const { K, hessian, bits, blockSize, symmetric } = job;
-  const factor = await hessianFactor(hessian, K, job.damp, linalg, signal);
   // several weights on one factor (q, k and v) share its per-block values
-  if (job.weights.length > 1) factor.shared = new Map();
+  const factor = await hessianFactor(hessian, K, job.damp, linalg, signal, job.weights.length > 1);
   try {
     const out: GptqResult[] = [];
     for (const { weight, N } of job.weights) out.push(await quantizeGptqBlocked(weight, N, K, hessian, bits, blockSize, symmetric, factor, linalg, signal));

@@ -43,13 +43,17 @@ export interface GptqFactor {
   shared?: Map<string, Float32Array>;
 }
 
-/** {@link GptqFactor} of the damped Hessian (damping raised tenfold until it factors); the Cholesky factor by onnxruntime's Gemms (int4/linalg.ts). */
-export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg, signal?: Cancellation): Promise<GptqFactor> {
+/**
+ * {@link GptqFactor} of the damped Hessian (damping raised tenfold until it factors); the Cholesky
+ * factor by onnxruntime's Gemms (int4/linalg.ts). `shared`: several weights will be quantized with it
+ * ({@link GptqFactor.shared}).
+ */
+export async function hessianFactor(hessian: Float64Array, n: number, damp: number, linalg: Linalg, signal?: Cancellation, shared = false): Promise<GptqFactor> {
   const mean = meanDiagonal(hessian, n);
   for (let d = damp; d < 1e3; d *= 10) {
     signal?.throwIfAborted();
     const l = reversedDamped(hessian, n, d * mean);
-    if (await linalg.cholesky(l, n, signal)) return { ...feedback(l, n), lambda: d * mean };
+    if (await linalg.cholesky(l, n, signal)) return { ...feedback(l, n), lambda: d * mean, ...(shared ? { shared: new Map<string, Float32Array>() } : {}) };
     keepSpare(l);
   }
   throw notFactoring(n);
